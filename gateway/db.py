@@ -1,0 +1,115 @@
+"""The database adapter: engines for SQLite and PostgreSQL, migrations, and one transaction per use case.
+
+SQLite runs in WAL mode with `synchronous=NORMAL`: a commit survives a crash of the process, and
+the last commits before a power loss may be lost (never half-applied). Writes open with
+`BEGIN IMMEDIATE`, so a check and the write that depends on it are serialised.
+PostgreSQL runs at READ COMMITTED; money moves with conditional updates, and a transaction that
+fails with a serialization failure or deadlock (SQLSTATE 40001, 40P01) is retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+log = logging.getLogger("kym.db")
+T = TypeVar("T")
+
+RETRYABLE_SQLSTATES = {"40001", "40P01"}
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class Database:
+    """An engine plus the rules for opening transactions on it."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        self.engine = _create_engine(url, echo=echo)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One write transaction: commits when the block ends, rolls back on an exception."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only transaction (deferred on SQLite, so it never waits for the write lock)."""
+        with self.engine.connect().execution_options(kym_read=True) as conn, conn.begin():
+            yield conn
+
+    def run(self, work: Callable[[Connection], T], *, attempts: int = 8) -> T:
+        """Run `work(conn)` in one transaction, retrying on serialization failures and deadlocks."""
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.transaction() as conn:
+                    return work(conn)
+            except (DBAPIError, OperationalError) as exc:
+                if attempt == attempts or not _is_retryable(exc):
+                    raise
+                time.sleep(random.uniform(0, 0.002 * 2**attempt))
+        raise AssertionError("unreachable")
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest migration (safe to run from several processes)."""
+        with self.engine.begin() as conn:
+            if not self.is_sqlite:
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7401)")
+            config = Config()
+            config.set_main_option("script_location", str(MIGRATIONS))
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+
+def _is_retryable(exc: DBAPIError) -> bool:
+    orig = getattr(exc, "orig", None)
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate in RETRYABLE_SQLSTATES:
+        return True
+    return "database is locked" in str(orig)
+
+
+def _create_engine(url: str, *, echo: bool) -> Engine:
+    if not url.startswith("sqlite"):
+        return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    engine = create_engine(
+        url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30}
+    )
+    event.listen(engine, "connect", _sqlite_on_connect)
+    event.listen(engine, "begin", _sqlite_on_begin)
+    return engine
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+    cursor = dbapi_connection.cursor()
+    for pragma in (
+        "journal_mode=WAL",
+        "synchronous=NORMAL",
+        "foreign_keys=ON",
+        "busy_timeout=30000",
+    ):
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    if conn.get_execution_options().get("kym_read"):
+        conn.exec_driver_sql("BEGIN")
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")

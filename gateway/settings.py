@@ -1,0 +1,39 @@
+"""Settings for every `kym` command: flags win over `KYM_*` variables, which win over defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """One place for configuration; built by the CLI entry point and passed down."""
+
+    model_config = SettingsConfigDict(env_prefix="KYM_", extra="ignore")
+
+    data_dir: Path = Path("./kym-data")
+    database_url: str | None = None
+    http: str = "127.0.0.1:8080"
+    mqtt: str = "127.0.0.1:8883"
+    broker_url: str | None = None
+    admin_token: str | None = None
+    trust_domain: str = "kym.local"
+    device_cert_days: int = Field(default=90, ge=1, le=3650)
+    rotation_grace_s: int = Field(default=7 * 24 * 3600, ge=0)
+    gateway_workers: int = Field(default=1, ge=1, le=64)
+
+    def resolved_database_url(self) -> str:
+        """The database to use: the flag or variable, else SQLite in the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'kym.db').resolve()}"
+
+
+def split_host_port(value: str, default_port: int) -> tuple[str, int]:
+    """Parse `HOST:PORT` (IPv6 as `[::1]:PORT`) into its parts."""
+    host, sep, port = value.rpartition(":")
+    if not sep:
+        return value, default_port
+    return host.strip("[]"), int(port)
