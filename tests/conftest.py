@@ -89,3 +89,58 @@ def mosquitto_binary() -> str:
         unavailable("the mosquitto binary")
     assert path is not None
     return path
+
+
+# --- the gateway, in process -----------------------------------------------------------------
+
+ADMIN_TOKEN = "test-admin-token"
+
+
+@pytest.fixture
+def ctx(database_url: str, tmp_path: Path) -> Iterator["Context"]:
+    """A gateway context on a fresh data dir and database (no broker)."""
+    from gateway.server import build_context
+    from gateway.settings import Settings
+
+    settings = Settings(
+        data_dir=tmp_path / "data", database_url=database_url, admin_token=ADMIN_TOKEN
+    )
+    context = build_context(settings)
+    yield context
+    context.db.dispose()
+
+
+@pytest.fixture
+def api(ctx: "Context") -> Iterator["TestClient"]:
+    """An HTTP client for the gateway's API, in process."""
+    from fastapi.testclient import TestClient
+
+    from gateway.api import create_app
+
+    with TestClient(create_app(ctx)) as client:
+        yield client
+
+
+def make_openssl_csr(directory: Path, name: str, algorithm: str = "ec") -> tuple[Path, str]:
+    """A device key and CSR made by the `openssl` command line, as on a real device."""
+    import subprocess
+
+    key = directory / f"{name}.key"
+    if algorithm == "ec":
+        subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout",
+                        "-out", str(key)], check=True, capture_output=True)
+    else:
+        subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", str(key)],
+                       check=True, capture_output=True)
+    csr = subprocess.run(["openssl", "req", "-new", "-key", str(key), "-subj", f"/CN={name}"],
+                         check=True, capture_output=True, text=True).stdout
+    return key, csr
+
+
+if True:  # type-only names for the fixtures above
+    from typing import TYPE_CHECKING
+
+    if TYPE_CHECKING:
+        from fastapi.testclient import TestClient
+
+        from gateway.service import Context

@@ -1,0 +1,105 @@
+"""The device registry's rules: lifecycle states and which certificates are valid. Pure."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+KINDS = frozenset(
+    {"car", "fridge", "fuel_pump", "ev_charger", "parking_meter", "smart_meter", "other"}
+)
+CATEGORIES = frozenset(
+    {
+        "fuel", "ev_charging", "parking", "tolls", "groceries", "utilities", "insurance",
+        "maintenance", "transport", "rideshare", "retail", "gambling", "other",
+    }
+)
+MAX_VALID_CERTIFICATES = 2
+
+
+class Status(StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    REVOKED = "revoked"
+
+
+# action -> (states it may start from, state it leads to); revoke is final and from anywhere.
+TRANSITIONS: dict[str, tuple[frozenset[Status], Status]] = {
+    "approve": (frozenset({Status.PENDING}), Status.ACTIVE),
+    "suspend": (frozenset({Status.ACTIVE}), Status.SUSPENDED),
+    "resume": (frozenset({Status.SUSPENDED}), Status.ACTIVE),
+    "revoke": (frozenset(Status), Status.REVOKED),
+}
+
+
+class InvalidTransition(Exception):
+    """The device's state does not allow that change."""
+
+    reason = "invalid_state"
+
+
+@dataclass(frozen=True)
+class Device:
+    id: str
+    owner_id: str
+    integrator_id: str
+    kind: str
+    manufacturer: str
+    model: str
+    serial_number: str
+    currency: str
+    category: str | None
+    status: Status
+    attested: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class DeviceCertificate:
+    serial: str  # lowercase hex
+    device_id: str
+    certificate_pem: str
+    not_before: datetime
+    not_after: datetime
+    issued_at: datetime
+    first_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+def new_device_id() -> str:
+    """An opaque, unguessable device id (never collides with service names like kym-gateway-0)."""
+    return f"dev_{secrets.token_hex(8)}"
+
+
+def transition(current: Status, action: str) -> Status:
+    """The state after `action`; asking for the current state is allowed and changes nothing."""
+    allowed_from, target = TRANSITIONS[action]
+    if current == target:
+        return current
+    if current not in allowed_from:
+        raise InvalidTransition(f"cannot {action} a device that is {current.value}")
+    return target
+
+
+def valid_certificates(
+    certs: list[DeviceCertificate], now: datetime, grace: timedelta
+) -> list[DeviceCertificate]:
+    """The certificates a device may sign with now: newest first, at most two.
+
+    After a rotation the older certificate stays valid until the newer one has been used or the
+    grace period since the newer one's issue has passed; inactive is not revoked.
+    """
+    live = sorted(
+        (c for c in certs if c.revoked_at is None and c.not_before <= now < c.not_after),
+        key=lambda c: c.issued_at,
+        reverse=True,
+    )[:MAX_VALID_CERTIFICATES]
+    if len(live) < 2:
+        return live
+    newest = live[0]
+    if newest.first_used_at is not None or now >= newest.issued_at + grace:
+        return live[:1]
+    return live

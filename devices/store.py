@@ -1,0 +1,173 @@
+"""SQL adapter for the device registry. Functions take a Connection and never commit."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+from devices.registry import Device, DeviceCertificate, Status
+
+
+class UtcDateTime(sa.types.TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every database (SQLite hands back naive ones)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and dialect.name == "sqlite":
+            return value.astimezone(UTC).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = sa.MetaData()
+devices = sa.Table(
+    "devices", metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("owner_id", sa.String), sa.Column("integrator_id", sa.String),
+    sa.Column("kind", sa.String), sa.Column("manufacturer", sa.String),
+    sa.Column("model", sa.String), sa.Column("serial_number", sa.String),
+    sa.Column("currency", sa.String), sa.Column("category", sa.String),
+    sa.Column("status", sa.String), sa.Column("attested", sa.Boolean),
+    sa.Column("created_at", UtcDateTime), sa.Column("updated_at", UtcDateTime),
+)
+certificates = sa.Table(
+    "device_certificates", metadata,
+    sa.Column("serial", sa.String, primary_key=True),
+    sa.Column("device_id", sa.String), sa.Column("certificate_pem", sa.Text),
+    sa.Column("not_before", UtcDateTime), sa.Column("not_after", UtcDateTime),
+    sa.Column("issued_at", UtcDateTime), sa.Column("first_used_at", UtcDateTime),
+    sa.Column("status", sa.String), sa.Column("revoked_at", UtcDateTime),
+)
+attestation_cas = sa.Table(
+    "attestation_cas", metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("integrator_id", sa.String), sa.Column("certificate_pem", sa.Text),
+    sa.Column("created_at", UtcDateTime),
+)
+ca_state = sa.Table(
+    "ca_state", metadata,
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("crl_number", sa.BigInteger), sa.Column("crl_issued_at", UtcDateTime),
+)
+
+
+def insert_device(conn: Connection, device: Device) -> None:
+    """Record a newly registered device (raises IntegrityError on a duplicate serial)."""
+    row = {**device.__dict__, "status": device.status.value, "updated_at": device.created_at}
+    conn.execute(devices.insert().values(**row))
+
+
+def get_device(conn: Connection, device_id: str) -> Device | None:
+    """The device with this id, if any."""
+    row = conn.execute(devices.select().where(devices.c.id == device_id)).mappings().first()
+    if row is None:
+        return None
+    fields = {k: v for k, v in row.items() if k != "updated_at"}
+    return Device(**{**fields, "status": Status(row["status"])})
+
+
+def serial_exists(conn: Connection, manufacturer: str, serial_number: str) -> bool:
+    """Whether a device with this manufacturer and serial number is registered."""
+    query = sa.select(devices.c.id).where(
+        devices.c.manufacturer == manufacturer, devices.c.serial_number == serial_number
+    )
+    return conn.execute(query).first() is not None
+
+
+def set_status(conn: Connection, device_id: str, status: Status, now: datetime) -> None:
+    """Move the device to `status`."""
+    conn.execute(
+        devices.update()
+        .where(devices.c.id == device_id)
+        .values(status=status.value, updated_at=now)
+    )
+
+
+def insert_certificate(conn: Connection, cert: DeviceCertificate) -> None:
+    """Record a certificate issued to a device."""
+    conn.execute(certificates.insert().values(**cert.__dict__, status="active"))
+
+
+def list_certificates(conn: Connection, device_id: str) -> list[DeviceCertificate]:
+    """Every certificate ever issued to the device, oldest first."""
+    query = (
+        certificates.select()
+        .where(certificates.c.device_id == device_id)
+        .order_by(certificates.c.issued_at)
+    )
+    return [_certificate(row) for row in conn.execute(query).mappings()]
+
+
+def mark_certificate_used(conn: Connection, serial: str, now: datetime) -> None:
+    """Note the first use of a certificate (it retires the older one after a rotation)."""
+    conn.execute(
+        certificates.update()
+        .where(certificates.c.serial == serial, certificates.c.first_used_at.is_(None))
+        .values(first_used_at=now)
+    )
+
+
+def revoke_certificates(conn: Connection, device_id: str, now: datetime) -> list[str]:
+    """Revoke every unrevoked certificate of the device; returns their serials."""
+    query = sa.select(certificates.c.serial).where(
+        certificates.c.device_id == device_id, certificates.c.revoked_at.is_(None)
+    )
+    serials = list(conn.execute(query).scalars())
+    conn.execute(
+        certificates.update()
+        .where(certificates.c.serial.in_(serials))
+        .values(revoked_at=now, status="revoked")
+    )
+    return serials
+
+
+def revoked_certificates(conn: Connection) -> list[tuple[int, datetime]]:
+    """(serial, revoked_at) of every revoked certificate, for the CRL."""
+    query = sa.select(certificates.c.serial, certificates.c.revoked_at).where(
+        certificates.c.revoked_at.is_not(None)
+    )
+    return [(int(serial, 16), at) for serial, at in conn.execute(query)]
+
+
+def next_crl_number(conn: Connection, now: datetime) -> int:
+    """Take the next CRL number (strictly increasing, also across processes)."""
+    conn.execute(
+        ca_state.update()
+        .where(ca_state.c.name == "device")
+        .values(crl_number=ca_state.c.crl_number + 1, crl_issued_at=now)
+    )
+    query = sa.select(ca_state.c.crl_number).where(ca_state.c.name == "device")
+    return int(conn.execute(query).scalar_one())
+
+
+def add_attestation_ca(
+    conn: Connection, ca_id: str, integrator_id: str, pem: str, now: datetime
+) -> None:
+    """Record a manufacturer CA that an integrator trusts for attestation."""
+    conn.execute(
+        attestation_cas.insert().values(
+            id=ca_id, integrator_id=integrator_id, certificate_pem=pem, created_at=now
+        )
+    )
+
+
+def list_attestation_cas(conn: Connection, integrator_id: str) -> list[str]:
+    """PEMs of the integrator's manufacturer CAs."""
+    query = sa.select(attestation_cas.c.certificate_pem).where(
+        attestation_cas.c.integrator_id == integrator_id
+    )
+    return list(conn.execute(query).scalars())
+
+
+def _certificate(row: Any) -> DeviceCertificate:
+    fields = {k: v for k, v in row.items() if k != "status"}
+    return DeviceCertificate(**fields)

@@ -1,0 +1,98 @@
+"""The `kym` command line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gateway.settings import Settings, split_host_port
+
+DATA_DIR = click.option(
+    "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="Where the database, CAs and admin token live [env KYM_DATA_DIR; default ./kym-data].",
+)
+DATABASE_URL = click.option(
+    "--database-url", default=None, metavar="URL",
+    help="e.g. postgresql+psycopg://user@host/db [env KYM_DATABASE_URL; default SQLite in DIR].",
+)
+
+
+def settings_from(**flags: Any) -> Settings:
+    """Settings from the flags that were given, then KYM_* variables, then defaults."""
+    return Settings(**{k: v for k, v in flags.items() if v is not None})
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
+def main(verbose: bool) -> None:
+    """KYM: a gateway that lets machines pay, with their owners' consent."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+
+
+@main.command()
+@DATA_DIR
+@DATABASE_URL
+@click.option("--http", default=None, metavar="HOST:PORT", help="HTTP API address [127.0.0.1:8080].")
+@click.option("--mqtt", default=None, metavar="HOST:PORT",
+              help="Address of the TLS broker that serve starts [127.0.0.1:8883].")
+@click.option("--broker-url", default=None, metavar="mqtts://HOST:PORT",
+              help="Use an external broker instead of starting one (--mqtt is then ignored).")
+@click.option("--workers", "gateway_workers", type=int, default=None,
+              help="Gateway MQTT workers in this process, each with its own identity [1].")
+def serve(**flags: Any) -> None:
+    """Run the gateway: HTTP API, MQTT order pipeline and (unless --broker-url) a broker."""
+    from gateway.server import serve as run
+
+    run(settings_from(**flags))
+
+
+@main.command("mosquitto-config")
+@DATA_DIR
+@click.option("--listen", required=True, metavar="HOST:PORT", help="The broker's TLS listener.")
+@click.option("--out", "outdir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for mosquitto.conf and the files it names.")
+def mosquitto_config(data_dir: Path | None, listen: str, outdir: Path) -> None:
+    """Write a Mosquitto 2.0 configuration that admits only certified devices and gateways."""
+    from gateway import mosquitto
+    from gateway.server import build_context
+    from gateway.service import publish_crl, utcnow
+
+    ctx = build_context(settings_from(data_dir=data_dir))
+    publish_crl(ctx)
+    host, port = split_host_port(listen, 8883)
+    conf = mosquitto.write_config(ctx.pki, host, port, outdir, utcnow())
+    click.echo(f"wrote {conf}\nstart it with: mosquitto -c {conf}")
+
+
+@main.group()
+def audit() -> None:
+    """Inspect the tamper-evident audit trail."""
+
+
+@audit.command("verify")
+@DATA_DIR
+@DATABASE_URL
+def audit_verify(**flags: Any) -> None:
+    """Check the audit hash chain; exit 1 naming the first bad entry."""
+    from gateway.db import Database
+    from gateway.service import verify_audit
+
+    settings = settings_from(**flags)
+    db = Database(settings.resolved_database_url())
+    count, problem = verify_audit(db)
+    if problem is not None:
+        seq, why = problem
+        click.echo(f"audit chain BROKEN at entry {seq}: {why}", err=True)
+        sys.exit(1)
+    click.echo(f"audit chain intact: {count} entries")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,136 @@
+"""Refusals of the gateway, each with the contract's reason code.
+
+    KymError                      reason: a snake_case code from the contract
+    ├── Unauthorized              401 unauthorized: missing or unknown API key
+    ├── Forbidden                 403 forbidden: this kind of party may never make the call
+    ├── NotFound                  404 not_found: absent, or another party's (never say which)
+    ├── Invalid                   422 with a specific code (e.g. invalid_timezone, unknown_payee)
+    └── Conflict                  409 with a specific code (e.g. invalid_state, device_exists)
+
+Refusals of orders (rules, consent, funds) live beside the logic that raises them and carry
+their own `reason`; `gateway.api` maps every one of them to an HTTP status in one table.
+"""
+
+from __future__ import annotations
+
+
+class KymError(Exception):
+    """A refusal the caller can act on."""
+
+    reason = "error"
+
+    def __init__(self, message: str = "", *, reason: str | None = None) -> None:
+        super().__init__(message or self.__class__.__doc__ or self.reason)
+        if reason is not None:
+            self.reason = reason
+
+
+class Unauthorized(KymError):
+    """Missing or unknown API key: send `Authorization: Bearer <api_key>`."""
+
+    reason = "unauthorized"
+
+
+class Forbidden(KymError):
+    """This kind of party may not make this call."""
+
+    reason = "forbidden"
+
+
+class NotFound(KymError):
+    """No such resource."""
+
+    reason = "not_found"
+
+
+class Invalid(KymError):
+    """The request is not valid."""
+
+    reason = "invalid_request"
+
+
+class Conflict(KymError):
+    """The request conflicts with the current state."""
+
+    reason = "conflict"
+
+
+# Step 3 of the decision for a pay or hold (gateway.rules.evaluate): the owner's rules decline
+# the order, and `reason` is the code the device gets in its `declined` result.
+#
+#     KymError
+#     └── RuleViolation
+#         ├── UnknownPayee            unknown_payee
+#         ├── PayeeNotAllowed         payee_not_allowed (also: the payee is the payer)
+#         ├── CurrencyNotAllowed      currency_not_allowed
+#         ├── CategoryNotAllowed      category_not_allowed
+#         ├── OutsideActiveHours      outside_active_hours
+#         ├── AmountOverLimit         amount_over_limit
+#         ├── PeriodLimitExceeded     period_limit_exceeded
+#         └── PaymentCountExceeded    payment_count_exceeded
+
+
+class RuleViolation(KymError):
+    """The owner's rules decline the order."""
+
+    reason = "rule_violation"
+
+
+class UnknownPayee(RuleViolation):
+    """The payee does not exist, or is a device that is not active."""
+
+    reason = "unknown_payee"
+
+
+class PayeeNotAllowed(RuleViolation):
+    """The rules do not allow this payee, or the payee is the payer itself."""
+
+    reason = "payee_not_allowed"
+
+
+class CurrencyNotAllowed(RuleViolation):
+    """The order's currency differs from a wallet's or from the rules' currency."""
+
+    reason = "currency_not_allowed"
+
+
+class CategoryNotAllowed(RuleViolation):
+    """The rules do not allow what the payee sells."""
+
+    reason = "category_not_allowed"
+
+
+class OutsideActiveHours(RuleViolation):
+    """The order arrived outside the rules' active hours."""
+
+    reason = "outside_active_hours"
+
+
+class AmountOverLimit(RuleViolation):
+    """The amount is over the rules' `max_amount`."""
+
+    reason = "amount_over_limit"
+
+
+class PeriodLimitExceeded(RuleViolation):
+    """The amount would take a period's spending over one of the rules' `limits`."""
+
+    reason = "period_limit_exceeded"
+
+
+class PaymentCountExceeded(RuleViolation):
+    """One more payment would exceed one of the rules' `max_payments`."""
+
+    reason = "payment_count_exceeded"
+
+
+RULE_VIOLATIONS: tuple[type[RuleViolation], ...] = (
+    UnknownPayee,
+    PayeeNotAllowed,
+    CurrencyNotAllowed,
+    CategoryNotAllowed,
+    OutsideActiveHours,
+    AmountOverLimit,
+    PeriodLimitExceeded,
+    PaymentCountExceeded,
+)

@@ -1,0 +1,51 @@
+"""Parties (admin, owners, integrators, merchants) and their API keys. Pure."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+PARTY_KINDS = ("owner", "integrator", "merchant")
+ID_PREFIX = {"owner": "own", "integrator": "int", "merchant": "mer"}
+
+
+@dataclass(frozen=True)
+class Party:
+    """Whoever an API key acts for: `kind` is admin, owner, integrator or merchant."""
+
+    kind: str
+    id: str
+
+    @property
+    def actor(self) -> str:
+        """How the audit trail names this party."""
+        return f"{self.kind}:{self.id}"
+
+
+ADMIN = Party(kind="admin", id="admin")
+
+
+def new_party_id(kind: str) -> str:
+    """An opaque id such as `own_1f2e…`."""
+    return f"{ID_PREFIX[kind]}_{secrets.token_hex(8)}"
+
+
+def new_api_key() -> str:
+    """A random API key (256 bits); it is shown once and only its hash is stored."""
+    return f"kym_{secrets.token_urlsafe(32)}"
+
+
+def hash_api_key(api_key: str) -> str:
+    """SHA-256 of a key: enough for 256-bit random keys, which cannot be guessed or brute-forced."""
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def is_timezone(name: str) -> bool:
+    """Whether `name` is an IANA timezone known to this system."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return "/" in name or name == "UTC"

@@ -1,0 +1,144 @@
+"""`kym serve`: assemble the database, the CAs, the broker, the MQTT workers and the HTTP API."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import uvicorn
+
+from devices import keystore
+from gateway import mosquitto, service
+from gateway.api import create_app
+from gateway.db import Database
+from gateway.mqtt import GatewayClient
+from gateway.settings import Settings, split_host_port
+
+log = logging.getLogger("kym.serve")
+CRL_REFRESH_S = 12 * 3600  # well inside the CRL's 7-day lifetime
+
+
+def admin_token(settings: Settings) -> str:
+    """KYM_ADMIN_TOKEN, else the token in DIR/admin-token (created on first start, mode 0600)."""
+    if settings.admin_token:
+        return settings.admin_token
+    path = settings.data_dir / "admin-token"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"kym_admin_{secrets.token_urlsafe(32)}\n")
+        log.info("generated the admin token in %s", path)
+    return path.read_text().strip()
+
+
+def build_context(settings: Settings) -> service.Context:
+    """Initialise the data dir (CAs, admin token, schema) and return the use-case context."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    settings = settings.model_copy(update={"admin_token": admin_token(settings)})
+    db = Database(settings.resolved_database_url())
+    db.migrate()
+    pki = keystore.load_or_create_pki(settings.data_dir, settings.trust_domain, service.utcnow())
+    return service.Context(settings=settings, db=db, pki=pki)
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    host: str
+    port: int
+
+
+def broker_address(settings: Settings) -> BrokerAddress:
+    """Where the gateway's MQTT clients connect: --broker-url, else the broker on --mqtt."""
+    if settings.broker_url:
+        url = urlsplit(settings.broker_url)
+        if url.scheme not in ("mqtts", "ssl", "tls") or not url.hostname:
+            raise ValueError("--broker-url must look like mqtts://HOST:PORT")
+        return BrokerAddress(url.hostname, url.port or 8883)
+    host, port = split_host_port(settings.mqtt, 8883)
+    return BrokerAddress(host, port)
+
+
+def start_broker(ctx: service.Context, stack: ExitStack) -> None:
+    """Run the broker `kym serve` owns: Mosquitto when installed, else the embedded one."""
+    if ctx.settings.broker_url:
+        log.info("using the external broker %s; revocation is enforced by the gateway, and "
+                 "reloading the CRL there is the operator's job", ctx.settings.broker_url)
+        return
+    address = broker_address(ctx.settings)
+    binary = mosquitto.find_mosquitto()
+    if binary:
+        broker = mosquitto.ManagedMosquitto(
+            binary, ctx.pki, address.host, address.port, ctx.settings.data_dir / "mosquitto"
+        )
+        broker.start(service.utcnow())
+        stack.callback(broker.stop)
+        ctx.broker = broker
+        return
+    log.warning("mosquitto is not installed: serving MQTT with the embedded broker on %s:%d "
+                "(fine for a laptop; install mosquitto for production loads)",
+                address.host, address.port)
+    ctx.broker = start_embedded_broker(ctx, address, stack)
+
+
+def start_embedded_broker(
+    ctx: service.Context, address: BrokerAddress, stack: ExitStack
+) -> service.BrokerControl:
+    """The pure-Python broker in `gateway.broker`, with the same ACL and identity rules."""
+    from gateway.broker import embedded_for
+
+    broker = embedded_for(ctx.pki, address.host, address.port, service.utcnow())
+    broker.start()
+    stack.callback(broker.stop)
+    return broker
+
+
+def start_gateway_clients(ctx: service.Context, stack: ExitStack) -> list[GatewayClient]:
+    """One MQTT client per worker, each with its own certificate identity."""
+    address = broker_address(ctx.settings)
+    clients = []
+    for n in range(ctx.settings.gateway_workers):
+        cert, key = keystore.ensure_gateway_client_identity(ctx.pki, n, service.utcnow())
+        client = GatewayClient(address.host, address.port, f"kym-gateway-{n}", cert, key,
+                               ctx.pki.paths.bundle)
+        client.start()
+        stack.callback(client.stop)
+        clients.append(client)
+    return clients
+
+
+def refresh_crl_periodically(ctx: service.Context, stop: threading.Event) -> None:
+    """Re-issue the CRL twice a day so that an expired CRL never locks the fleet out."""
+    while not stop.wait(CRL_REFRESH_S):
+        try:
+            service.publish_crl(ctx)
+        except Exception:  # noqa: BLE001 - retried at the next tick; logged for the operator
+            log.exception("could not refresh the CRL")
+
+
+def serve(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT."""
+    ctx = build_context(settings)
+    with ExitStack() as stack:
+        stack.callback(ctx.db.dispose)
+        service.publish_crl(ctx)
+        start_broker(ctx, stack)
+        clients = start_gateway_clients(ctx, stack)
+        stop = threading.Event()
+        stack.callback(stop.set)
+        threading.Thread(target=refresh_crl_periodically, args=(ctx, stop), daemon=True).start()
+        app = create_app(ctx, ready=lambda: all(c.subscribed.is_set() for c in clients))
+        host, port = split_host_port(settings.http, 8080)
+        config = uvicorn.Config(app, host=host, port=port, log_level="info",
+                                timeout_graceful_shutdown=3)
+        log.info("HTTP API on http://%s:%d (admin token: %s)", host, port,
+                 "KYM_ADMIN_TOKEN" if settings.admin_token else settings.data_dir / "admin-token")
+        uvicorn.Server(config).run()
+
+
+__all__ = ["serve", "build_context", "Path"]

@@ -1,0 +1,318 @@
+"""Use cases: the only place where parties, device identity, rules, consent and the ledger meet.
+
+Each function runs one database transaction. Side effects outside the database (the CRL file,
+the broker) happen after the commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
+
+from devices import ca, keystore
+from devices import store as device_store
+from devices.registry import Device, DeviceCertificate, Status, new_device_id, transition
+from gateway import store
+from gateway.db import Database
+from gateway.errors import Conflict, Forbidden, Invalid, NotFound
+from gateway.parties import ADMIN, Party, hash_api_key, new_api_key, new_party_id
+from gateway.settings import Settings
+
+log = logging.getLogger("kym.service")
+
+
+class BrokerControl(Protocol):
+    """What the gateway may ask of the broker it runs (none for an external broker)."""
+
+    def reload_crl(self) -> None: ...
+
+    def kick(self, identity: str) -> None: ...
+
+
+def utcnow() -> datetime:
+    """The wall clock, in UTC."""
+    return datetime.now(UTC)
+
+
+@dataclass
+class Context:
+    """Everything a use case needs, built once at the entry point."""
+
+    settings: Settings
+    db: Database
+    pki: keystore.Pki
+    clock: Callable[[], datetime] = utcnow
+    broker: BrokerControl | None = None
+    listeners: list[Callable[[str, str], None]] = field(default_factory=list)
+
+    def notify(self, event: str, device_id: str) -> None:
+        """Tell in-process listeners (caches, the pipeline) that a device changed."""
+        for listener in self.listeners:
+            listener(event, device_id)
+
+
+# --- parties ---------------------------------------------------------------------------------
+
+
+def create_party(ctx: Context, kind: str, values: dict[str, Any]) -> tuple[str, str]:
+    """Create an owner, integrator or merchant; returns (id, api_key), the key shown only once."""
+    party = Party(kind=kind, id=new_party_id(kind))
+    api_key, now = new_api_key(), ctx.clock()
+
+    def work(conn: Connection) -> None:
+        store.insert_party(conn, kind, {"id": party.id, "created_at": now, **values})
+        store.insert_api_key(conn, hash_api_key(api_key), party, now)
+        if kind == "merchant":
+            open_wallet(conn, party.id, values["currency"], now)
+        store.append_audit(conn, now, [(ADMIN.actor, f"{kind}.created", None, {"id": party.id, **values})])
+
+    ctx.db.run(work)
+    return party.id, api_key
+
+
+def open_wallet(conn: Connection, holder_id: str, currency: str, now: datetime) -> None:
+    """Open the holder's wallet, when the ledger is part of this build."""
+    try:
+        from wallet import store as wallet_store
+    except ImportError:  # pragma: no cover - the ledger lands in its own issue
+        return
+    wallet_store.open_wallet(conn, holder_id, currency, now)
+
+
+def party_for_api_key(ctx: Context, api_key: str) -> Party | None:
+    """The party this key acts for, if any."""
+    with ctx.db.read() as conn:
+        return store.party_for_key_hash(conn, hash_api_key(api_key))
+
+
+def add_attestation_ca(ctx: Context, integrator: Party, pem: str) -> str:
+    """Trust a manufacturer CA for this integrator's attested registrations."""
+    ca.check_attestation_ca(pem.encode())
+    ca_id, now = f"aca_{secrets.token_hex(8)}", ctx.clock()
+
+    def work(conn: Connection) -> None:
+        device_store.add_attestation_ca(conn, ca_id, integrator.id, pem, now)
+        store.append_audit(conn, now, [(integrator.actor, "attestation_ca.added", None, {"id": ca_id})])
+
+    ctx.db.run(work)
+    return ca_id
+
+
+# --- devices ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Registration:
+    owner_id: str
+    kind: str
+    manufacturer: str
+    model: str
+    serial_number: str
+    csr_pem: str
+    currency: str = "EUR"
+    category: str | None = None
+    attestation_pem: str | None = None
+
+
+def register_device(
+    ctx: Context, integrator: Party, reg: Registration
+) -> tuple[Device, x509.Certificate]:
+    """Register a device from its CSR (and attestation), issuing its first certificate."""
+    csr = ca.load_csr(reg.csr_pem.encode())
+    now = ctx.clock()
+    attested = _check_attestation(ctx, integrator, reg, csr, now)
+    device = Device(
+        id=new_device_id(), owner_id=reg.owner_id, integrator_id=integrator.id, kind=reg.kind,
+        manufacturer=reg.manufacturer, model=reg.model, serial_number=reg.serial_number,
+        currency=reg.currency, category=reg.category, status=Status.PENDING, attested=attested,
+        created_at=now,
+    )
+    certificate = _issue(ctx, device.id, csr, now)
+
+    def work(conn: Connection) -> None:
+        if store.get_party_row(conn, "owner", reg.owner_id) is None:
+            raise Invalid("owner_id names no owner", reason="unknown_owner")
+        if device_store.serial_exists(conn, reg.manufacturer, reg.serial_number):
+            raise Conflict("a device with this manufacturer and serial number exists",
+                           reason="device_exists")
+        device_store.insert_device(conn, device)
+        device_store.insert_certificate(conn, _record(device.id, certificate, now))
+        open_wallet(conn, device.id, device.currency, now)
+        store.append_audit(conn, now, [(integrator.actor, "device.registered", device.id, {
+            "owner_id": device.owner_id, "kind": device.kind, "category": device.category,
+            "manufacturer": device.manufacturer, "model": device.model,
+            "serial_number": device.serial_number, "attested": attested,
+            "certificate_serial": _hex(certificate.serial_number),
+        })])
+
+    try:
+        ctx.db.run(work)
+    except IntegrityError as exc:  # two registrations of one serial racing each other
+        raise Conflict("a device with this manufacturer and serial number exists",
+                       reason="device_exists") from exc
+    return device, certificate
+
+
+def visible_device(conn: Connection, party: Party, device_id: str) -> Device:
+    """The device if this party may see it (its owner or its integrator), else NotFound."""
+    device = device_store.get_device(conn, device_id)
+    if device is None or party.id not in (device.owner_id, device.integrator_id):
+        raise NotFound("no such device")
+    return device
+
+
+def get_device(ctx: Context, party: Party, device_id: str) -> tuple[Device, DeviceCertificate]:
+    """The device and its newest certificate, as its owner or integrator sees them."""
+    with ctx.db.read() as conn:
+        device = visible_device(conn, party, device_id)
+        return device, device_store.list_certificates(conn, device_id)[-1]
+
+
+OWNER_ACTIONS = {"approve", "suspend", "resume", "revoke"}
+INTEGRATOR_ACTIONS = {"revoke"}
+
+
+def change_device_status(ctx: Context, party: Party, device_id: str, action: str) -> Device:
+    """Approve, suspend, resume or revoke a device; revocation also reaches the CRL and broker."""
+    allowed = OWNER_ACTIONS if party.kind == "owner" else INTEGRATOR_ACTIONS
+    if party.kind not in ("owner", "integrator") or action not in allowed:
+        raise Forbidden(f"a {party.kind} may not {action} devices")
+    now = ctx.clock()
+
+    def work(conn: Connection) -> tuple[Device, bool]:
+        device = visible_device(conn, party, device_id)
+        if party.kind == "integrator" and party.id != device.integrator_id:
+            raise NotFound("no such device")
+        if party.kind == "owner" and party.id != device.owner_id:
+            raise NotFound("no such device")
+        target = transition(device.status, action)
+        if target == device.status:
+            return device, False
+        device_store.set_status(conn, device_id, target, now)
+        if target == Status.REVOKED:
+            device_store.revoke_certificates(conn, device_id, now)
+        store.append_audit(conn, now, [(party.actor, f"device.{action}", device_id,
+                                        {"from": device.status.value, "to": target.value})])
+        return replace(device, status=target), True
+
+    device, changed = ctx.db.run(work)
+    if changed:
+        ctx.notify("device.changed", device_id)
+        if device.status == Status.REVOKED:
+            publish_crl(ctx)
+            _kick(ctx, device_id)
+    return device
+
+
+def rotate_certificate(
+    ctx: Context, integrator: Party, device_id: str, csr_pem: str
+) -> x509.Certificate:
+    """Issue a further certificate from a new CSR; at most two stay valid (see registry)."""
+    if integrator.kind != "integrator":
+        raise Forbidden("only the device's integrator may rotate its certificate")
+    csr, now = ca.load_csr(csr_pem.encode()), ctx.clock()
+
+    def work(conn: Connection) -> x509.Certificate:
+        device = visible_device(conn, integrator, device_id)
+        if device.integrator_id != integrator.id:
+            raise NotFound("no such device")
+        if device.status == Status.REVOKED:
+            raise Conflict("the device is revoked", reason="invalid_state")
+        certificate = _issue(ctx, device_id, csr, now)
+        device_store.insert_certificate(conn, _record(device_id, certificate, now))
+        store.append_audit(conn, now, [(integrator.actor, "device.certificate_issued", device_id,
+                                        {"certificate_serial": _hex(certificate.serial_number)})])
+        return certificate
+
+    certificate = ctx.db.run(work)
+    ctx.notify("device.changed", device_id)
+    return certificate
+
+
+def publish_crl(ctx: Context) -> x509.CertificateRevocationList:
+    """Rewrite the device CRL (new number, next update in 7 days) and have the broker reload it."""
+    now = ctx.clock()
+
+    def work(conn: Connection) -> tuple[int, list[tuple[int, datetime]]]:
+        return device_store.next_crl_number(conn, now), device_store.revoked_certificates(conn)
+
+    number, revoked = ctx.db.run(work)
+    crl = ca.build_crl(ctx.pki.device_issuing, revoked, number, now)
+    keystore.write_crl(ctx.pki, crl)
+    if ctx.broker is not None:
+        try:
+            ctx.broker.reload_crl()
+        except Exception:  # noqa: BLE001 - the gateway refuses revoked devices regardless
+            log.exception("the broker did not reload the CRL")
+    return crl
+
+
+def _kick(ctx: Context, device_id: str) -> None:
+    if ctx.broker is None:
+        return
+    try:
+        ctx.broker.kick(device_id)
+    except Exception:  # noqa: BLE001 - the gateway refuses revoked devices regardless
+        log.exception("could not end the broker session of %s", device_id)
+
+
+def _check_attestation(
+    ctx: Context, integrator: Party, reg: Registration, csr: x509.CertificateSigningRequest,
+    now: datetime,
+) -> bool:
+    if reg.attestation_pem is None:
+        return False
+    with ctx.db.read() as conn:
+        pems = device_store.list_attestation_cas(conn, integrator.id)
+    trusted = [x509.load_pem_x509_certificate(pem.encode()) for pem in pems]
+    ca.verify_attestation(reg.attestation_pem.encode(), trusted, csr.public_key(), now)  # type: ignore[arg-type]
+    return True
+
+
+def _issue(
+    ctx: Context, device_id: str, csr: x509.CertificateSigningRequest, now: datetime
+) -> x509.Certificate:
+    return ca.issue_device_certificate(
+        ctx.pki.device_issuing, csr, device_id, ctx.settings.trust_domain, now,
+        validity_days=ctx.settings.device_cert_days,
+    )
+
+
+def _record(device_id: str, certificate: x509.Certificate, now: datetime) -> DeviceCertificate:
+    return DeviceCertificate(
+        serial=_hex(certificate.serial_number), device_id=device_id,
+        certificate_pem=certificate.public_bytes(serialization.Encoding.PEM).decode(),
+        not_before=certificate.not_valid_before_utc, not_after=certificate.not_valid_after_utc,
+        issued_at=now, first_used_at=None, revoked_at=None,
+    )
+
+
+def _hex(serial: int) -> str:
+    return format(serial, "x")
+
+
+def certificate_grace(ctx: Context) -> timedelta:
+    """How long an older certificate stays valid after a rotation if the new one is unused."""
+    return timedelta(seconds=ctx.settings.rotation_grace_s)
+
+
+# --- audit -----------------------------------------------------------------------------------
+
+
+def verify_audit(db: Database) -> tuple[int, tuple[int, str] | None]:
+    """(number of entries, the first bad entry and why, or None when the chain is intact)."""
+    from gateway.audit import first_bad_entry
+
+    with db.read() as conn:
+        head_seq, head_hash = store.audit_anchor(conn)
+        entries = list(store.iter_audit(conn))
+    return len(entries), first_bad_entry(entries, head_seq, head_hash)
