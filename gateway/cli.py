@@ -44,6 +44,8 @@ def main(verbose: bool) -> None:
               help="Address of the TLS broker that serve starts [127.0.0.1:8883].")
 @click.option("--broker-url", default=None, metavar="mqtts://HOST:PORT",
               help="Use an external broker instead of starting one (--mqtt is then ignored).")
+@click.option("--broker", type=click.Choice(["auto", "mosquitto", "embedded"]), default=None,
+              help="Which broker to start: auto picks Mosquitto when installed [auto].")
 @click.option("--workers", "gateway_workers", type=int, default=None,
               help="Gateway MQTT workers in this process, each with its own identity [1].")
 def serve(**flags: Any) -> None:

@@ -113,11 +113,11 @@ class ManagedMosquitto:
     def start(self, now: datetime, timeout_s: float = 10.0) -> None:
         """Start mosquitto and return once it accepts connections."""
         conf = write_config(self.pki, self.host, self.port, self.workdir, now)
-        logfile = (self.workdir / "mosquitto.log").open("ab")
-        self.process = subprocess.Popen(
-            [self.binary, "-c", str(conf)], stdout=logfile, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
+        with (self.workdir / "mosquitto.log").open("ab") as logfile:
+            self.process = subprocess.Popen(
+                [self.binary, "-c", str(conf)], stdout=logfile, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -71,7 +71,9 @@ def start_broker(ctx: service.Context, stack: ExitStack) -> None:
                  "reloading the CRL there is the operator's job", ctx.settings.broker_url)
         return
     address = broker_address(ctx.settings)
-    binary = mosquitto.find_mosquitto()
+    binary = mosquitto.find_mosquitto() if ctx.settings.broker != "embedded" else None
+    if ctx.settings.broker == "mosquitto" and not binary:
+        raise RuntimeError("--broker mosquitto: no mosquitto binary found (install mosquitto)")
     if binary:
         broker = mosquitto.ManagedMosquitto(
             binary, ctx.pki, address.host, address.port, ctx.settings.data_dir / "mosquitto"

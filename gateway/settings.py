@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -18,6 +19,7 @@ class Settings(BaseSettings):
     http: str = "127.0.0.1:8080"
     mqtt: str = "127.0.0.1:8883"
     broker_url: str | None = None
+    broker: Literal["auto", "mosquitto", "embedded"] = "auto"
     admin_token: str | None = None
     trust_domain: str = "kym.local"
     device_cert_days: int = Field(default=90, ge=1, le=3650)

@@ -1,0 +1,168 @@
+"""A gateway with a real broker over mutual TLS: a Mosquitto started by the test, or the
+embedded broker (with Mosquitto hidden from it)."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from fastapi.testclient import TestClient
+
+from gateway.api import create_app
+from gateway.server import build_context, start_broker, start_gateway_clients
+from gateway.service import Context
+from gateway.settings import Settings
+from tests.conftest import ADMIN_TOKEN, make_openssl_csr
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Stack:
+    ctx: Context
+    api: TestClient
+    port: int
+    tmp: Path
+    gateway_inbox: Any = None
+    admin: dict[str, str] = field(default_factory=lambda: {"Authorization": f"Bearer {ADMIN_TOKEN}"})
+
+    def party(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = self.api.post(f"/v1/{kind}", json=body, headers=self.admin)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def device(self, name: str, *, approve: bool = True, algorithm: str = "ec") -> "Device":
+        """Register a device whose key and CSR come from the openssl command line."""
+        owner = self.party("owners", {"name": f"owner of {name}", "timezone": "Europe/Berlin"})
+        integrator = self.party("integrators", {"name": f"maker of {name}"})
+        key_path, csr = make_openssl_csr(self.tmp, name, algorithm)
+        body = {"owner_id": owner["id"], "kind": "car", "manufacturer": "ACME", "model": "M",
+                "serial_number": f"SN-{name}", "csr": csr}
+        response = self.api.post("/v1/devices", json=body,
+                                 headers={"Authorization": f"Bearer {integrator['api_key']}"})
+        assert response.status_code == 201, response.text
+        registered = response.json()
+        cert_path = self.tmp / f"{name}.crt"
+        cert_path.write_text(registered["certificate"])
+        device = Device(registered["id"], cert_path, key_path, owner["api_key"],
+                        integrator["api_key"], self)
+        if approve:
+            assert device.act("approve").status_code == 200
+        return device
+
+
+@dataclass
+class Device:
+    id: str
+    cert: Path
+    key: Path
+    owner_key: str
+    integrator_key: str
+    stack: Stack
+
+    def act(self, action: str) -> Any:
+        return self.stack.api.post(f"/v1/devices/{self.id}/{action}",
+                                   headers={"Authorization": f"Bearer {self.owner_key}"})
+
+    def connect(self, client_id: str | None = None, **kwargs: Any) -> "Session":
+        return Session.open(self.stack, self.cert, self.key, client_id or self.id, **kwargs)
+
+
+class Session:
+    """A paho client over mutual TLS that records what happens to it."""
+
+    def __init__(self, client: mqtt.Client) -> None:
+        self.client = client
+        self.connected = threading.Event()
+        self.disconnected = threading.Event()
+        self.refused = threading.Event()
+        self.messages: list[tuple[str, bytes]] = []
+        self.granted: list[Any] = []
+        self.subscribed = threading.Event()
+
+    @classmethod
+    def open(cls, stack: Stack, cert: Path | None, key: Path | None, client_id: str,
+             *, clean_session: bool = True, will: tuple[str, bytes] | None = None,
+             wait: bool = True) -> "Session":
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                             clean_session=clean_session)
+        client.tls_set(ca_certs=str(stack.ctx.pki.paths.bundle),
+                       certfile=str(cert) if cert else None, keyfile=str(key) if key else None,
+                       cert_reqs=ssl.CERT_REQUIRED)
+        if will:
+            client.will_set(will[0], will[1], qos=1)
+        session = cls(client)
+        client.on_connect = session._on_connect
+        client.on_disconnect = lambda *a: session.disconnected.set()
+        client.on_message = lambda _c, _u, m: session.messages.append((m.topic, m.payload))
+        client.on_subscribe = session._on_subscribe
+        try:
+            client.connect("127.0.0.1", stack.port, keepalive=10)
+        except (ssl.SSLError, OSError):
+            session.refused.set()
+            return session
+        client.loop_start()
+        if wait:
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and not (
+                session.connected.is_set() or session.disconnected.is_set()
+            ):
+                time.sleep(0.01)
+        return session
+
+    def _on_connect(self, _c: Any, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+        (self.refused if rc.is_failure else self.connected).set()
+
+    def _on_subscribe(self, _c: Any, _u: Any, _m: Any, codes: list[Any], _p: Any) -> None:
+        self.granted = list(codes)
+        self.subscribed.set()
+
+    @property
+    def is_up(self) -> bool:
+        return self.connected.is_set() and not self.disconnected.is_set()
+
+    def subscribe(self, topic: str) -> list[Any]:
+        self.subscribed.clear()
+        self.client.subscribe(topic, qos=1)
+        assert self.subscribed.wait(5), "no SUBACK"
+        return self.granted
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        self.client.publish(topic, payload, qos=1)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture(params=[pytest.param("mosquitto", marks=pytest.mark.mosquitto), "embedded"])
+def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
+    """A gateway with its broker on a free port: Mosquitto, or the embedded one."""
+    if request.param == "mosquitto":
+        request.getfixturevalue("mosquitto_binary")
+    port = free_port()
+    settings = Settings(
+        data_dir=tmp_path / "data", database_url=f"sqlite:///{tmp_path / 'kym.db'}",
+        admin_token=ADMIN_TOKEN, mqtt=f"127.0.0.1:{port}", broker=request.param,
+    )
+    ctx = build_context(settings)
+    with ExitStack() as stack_:
+        start_broker(ctx, stack_)
+        clients = start_gateway_clients(ctx, stack_)
+        assert clients[0].subscribed.wait(10), "the gateway did not subscribe to orders"
+        with TestClient(create_app(ctx)) as api:
+            yield Stack(ctx, api, port, tmp_path, clients[0].inbox)
+        ctx.db.dispose()
