@@ -1,0 +1,24 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN = $(VENV)/bin
+
+.PHONY: demo test bench lint
+
+$(BIN)/kym: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+demo: $(BIN)/kym  ## devices paying through the gateway on embedded defaults
+	$(BIN)/kym demo
+
+test: $(BIN)/kym  ## the whole suite (PostgreSQL and Mosquitto tests skip locally if absent)
+	$(BIN)/pytest
+
+bench: $(BIN)/kym
+	$(BIN)/python benchmarks/ledger_bench.py
+
+lint: $(BIN)/kym
+	$(BIN)/ruff check gateway devices wallet simulators tests benchmarks

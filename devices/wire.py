@@ -1,0 +1,215 @@
+"""The wire formats that firmware and the gateway share (contract section 6).
+
+Orders and results are JWS compact serializations (RFC 7515) with `alg` ES256 or EdDSA
+(`Ed25519` accepted as its RFC 9864 synonym); nothing else, `none` included, is verified.
+Payloads are validated strictly: money is an integer of minor units, never a float or string.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import warnings
+from typing import Annotated, Any, Literal
+
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from joserfc import jws
+from joserfc.errors import JoseError, SecurityWarning
+from joserfc.jwk import ECKey, OKPKey
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+
+MAX_ORDER_BYTES = 8 * 1024
+MAX_AMOUNT_MINOR = 10**12  # a trillion minor units: far above any machine payment
+ALGORITHMS = frozenset({"ES256", "EdDSA", "Ed25519"})
+
+PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+Amount = Annotated[int, Field(ge=1, le=MAX_AMOUNT_MINOR)]
+Nonce = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Description = Annotated[str, StringConstraints(max_length=140)]
+
+
+class InvalidMessage(Exception):
+    """The message does not decode, or its payload does not fit the schema."""
+
+    reason = "invalid_message"
+
+
+class InvalidSignature(Exception):
+    """The signature does not verify with the device's key, or its `alg` is not allowed."""
+
+    reason = "invalid_signature"
+
+
+class _Order(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    v: Literal[1]
+    order_id: Id
+    device_id: Id
+    ts: int
+    nonce: Nonce
+    description: Description | None = None
+
+
+class PayOrder(_Order):
+    type: Literal["pay"]
+    payee: Id
+    amount: Amount
+    currency: Currency
+
+
+class HoldOrder(_Order):
+    type: Literal["hold"]
+    payee: Id
+    amount: Amount
+    currency: Currency
+    expires_in: Annotated[int, Field(ge=60, le=86400)] = 900
+
+
+class CaptureOrder(_Order):
+    type: Literal["capture"]
+    payment_id: Id
+    amount: Amount
+    currency: Currency | None = None
+    payee: Id | None = None
+
+
+class VoidOrder(_Order):
+    type: Literal["void"]
+    payment_id: Id
+    currency: Currency | None = None
+    payee: Id | None = None
+
+
+class RefundOrder(_Order):
+    type: Literal["refund"]
+    payment_id: Id
+    amount: Amount
+    currency: Currency | None = None
+    payee: Id | None = None
+
+
+Order = PayOrder | HoldOrder | CaptureOrder | VoidOrder | RefundOrder
+_ORDER = TypeAdapter(Annotated[Order, Field(discriminator="type")])
+
+
+def jose_key(key: PrivateKey | PublicKey) -> ECKey | OKPKey:
+    """The JOSE form of a key (cache it: importing costs more than verifying)."""
+    if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
+        return ECKey.import_key(key)
+    return OKPKey.import_key(key)
+
+
+def algorithm_for(key: PrivateKey | PublicKey) -> str:
+    """ES256 for P-256 keys, EdDSA for Ed25519 keys."""
+    is_ec = isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey)
+    return "ES256" if is_ec else "EdDSA"
+
+
+def sign(payload: dict[str, Any], key: PrivateKey, jose: ECKey | OKPKey | None = None) -> str:
+    """A compact JWS of the JSON payload, signed with the key's algorithm."""
+    alg = algorithm_for(key)
+    body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SecurityWarning)  # EdDSA is the contract's name
+        return jws.serialize_compact({"alg": alg}, body, jose or jose_key(key), algorithms=[alg])
+
+
+def decode(token: str | bytes) -> tuple[str, dict[str, Any]]:
+    """Decode without verifying: (alg, payload object); raises InvalidMessage."""
+    if isinstance(token, bytes):
+        try:
+            token = token.decode("ascii")
+        except UnicodeDecodeError as exc:
+            raise InvalidMessage("the order is not a JWS compact serialization") from exc
+    if len(token) > MAX_ORDER_BYTES * 2:
+        raise InvalidMessage("the order is too large")
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise InvalidMessage("the order is not a JWS compact serialization")
+    header, payload = _json_segment(parts[0]), _json_segment(parts[1])
+    if not isinstance(header, dict) or not isinstance(header.get("alg"), str):
+        raise InvalidMessage("the JOSE header is not an object with an alg")
+    if not isinstance(payload, dict):
+        raise InvalidMessage("the payload is not a JSON object")
+    return header["alg"], payload
+
+
+def verify(token: str, alg: str, key: PublicKey, jose: ECKey | OKPKey | None = None) -> None:
+    """Check the signature with this key; raises InvalidSignature."""
+    if alg not in ALGORITHMS or algorithm_family(alg) != algorithm_for(key):
+        raise InvalidSignature(f"alg {alg!r} is not allowed for this device's key")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SecurityWarning)
+            jws.deserialize_compact(token, jose or jose_key(key), algorithms=[alg])
+    except (JoseError, ValueError) as exc:
+        raise InvalidSignature("the signature does not verify") from exc
+
+
+def algorithm_family(alg: str) -> str:
+    """EdDSA and its synonym Ed25519 are one family."""
+    return "EdDSA" if alg in ("EdDSA", "Ed25519") else alg
+
+
+def parse_order(payload: dict[str, Any], topic_device_id: str) -> Order:
+    """The order in a decoded payload; raises InvalidMessage (device_id must match the topic)."""
+    try:
+        order = _ORDER.validate_python(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "payload"
+        raise InvalidMessage(f"{where}: {first['msg']}") from None
+    if order.device_id != topic_device_id:
+        raise InvalidMessage("device_id does not match the topic")
+    return order
+
+
+def order_id_of(payload: object) -> str | None:
+    """The payload's order_id when it is a valid id, for results of rejected messages."""
+    if isinstance(payload, dict):
+        value = payload.get("order_id")
+        if isinstance(value, str) and TypeAdapter(Id).validator.isinstance_python(value):
+            return value
+    return None
+
+
+def _json_segment(segment: str) -> Any:
+    try:
+        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        return json.loads(raw)
+    except (binascii.Error, ValueError, RecursionError) as exc:
+        raise InvalidMessage("a JWS segment is not base64url JSON") from exc
+
+
+# --- results -------------------------------------------------------------------------------
+
+STATUSES = frozenset(
+    {"approved", "declined", "pending_approval", "rejected", "captured", "voided", "refunded"}
+)
+EVENTS = frozenset(
+    {"payment_received", "hold_placed", "hold_captured", "hold_voided", "hold_expired",
+     "refund_received"}
+)
+
+
+def result_payload(
+    *, order_id: str | None, device_id: str, status: str, reason: str | None, ts: int,
+    payment_id: str | None = None, amount: int | None = None, currency: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A result for the device (contract section 6)."""
+    assert status in STATUSES, status
+    return {"v": 1, "order_id": order_id, "device_id": device_id, "status": status,
+            "reason": reason, "payment_id": payment_id, "amount": amount,
+            "currency": currency, "ts": ts, **extra}
+
+
+def event_payload(event: str, device_id: str, ts: int, **fields: Any) -> dict[str, Any]:
+    """An event for a payee or payer device (contract section 6)."""
+    assert event in EVENTS, event
+    return {"v": 1, "event": event, "device_id": device_id, "ts": ts, **fields}
