@@ -171,3 +171,41 @@ def list_attestation_cas(conn: Connection, integrator_id: str) -> list[str]:
 def _certificate(row: Any) -> DeviceCertificate:
     fields = {k: v for k, v in row.items() if k != "status"}
     return DeviceCertificate(**fields)
+
+
+def certificates_of(conn: Connection, device_ids: set[str]) -> dict[str, list[DeviceCertificate]]:
+    """The unrevoked certificates of these devices, oldest first, in one query."""
+    query = (
+        certificates.select()
+        .where(certificates.c.device_id.in_(list(device_ids)), certificates.c.revoked_at.is_(None))
+        .order_by(certificates.c.issued_at)
+    )
+    found: dict[str, list[DeviceCertificate]] = {}
+    for row in conn.execute(query).mappings():
+        found.setdefault(row["device_id"], []).append(_certificate(row))
+    return found
+
+
+def lock_devices(conn: Connection, device_ids: set[str], lock: set[str]) -> dict[str, Device]:
+    """Load these devices, locking the rows of `lock` in id order (one writer per device)."""
+    found: dict[str, Device] = {}
+    if lock:
+        query = devices.select().where(devices.c.id.in_(sorted(lock))).order_by(devices.c.id)
+        for row in conn.execute(query.with_for_update()).mappings():
+            found[row["id"]] = _device(row)
+    rest = sorted(device_ids - lock)
+    if rest:
+        for row in conn.execute(devices.select().where(devices.c.id.in_(rest))).mappings():
+            found[row["id"]] = _device(row)
+    return found
+
+
+def _device(row: Any) -> Device:
+    fields = {k: v for k, v in row.items() if k != "updated_at"}
+    return Device(**{**fields, "status": Status(row["status"])})
+
+
+def device_ids_of_owner(conn: Connection, owner_id: str) -> list[str]:
+    """Ids of the owner's devices."""
+    query = sa.select(devices.c.id).where(devices.c.owner_id == owner_id)
+    return list(conn.execute(query).scalars())

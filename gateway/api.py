@@ -9,12 +9,13 @@ from cryptography.hazmat.primitives import serialization
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from devices import errors as device_errors
 from devices.registry import CATEGORIES, KINDS, Device, DeviceCertificate, InvalidTransition
-from gateway import service
+from gateway import owners, payments, service
+from gateway.rules import RulesIn
 from gateway.errors import Conflict, Forbidden, Invalid, KymError, NotFound, Unauthorized
 from gateway.parties import ADMIN, Party, is_timezone
 
@@ -74,6 +75,41 @@ class DeviceCreate(Body):
 
 class CertificateCreate(Body):
     csr: Pem
+
+
+class TopUp(Body):
+    amount: Annotated[int, Field(ge=1, le=10**12)]
+    currency: Currency
+    idempotency_key: Id
+
+
+class Capture(Body):
+    amount: Annotated[int, Field(ge=1, le=10**12)]
+    idempotency_key: Id
+
+
+class Void(Body):
+    idempotency_key: Id
+
+
+class LimitBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    period: Literal["day", "week", "month", "year"]
+    amount: Annotated[int, Field(ge=1, le=10**12)]
+
+
+class MandateCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    payee: Id | None = None
+    category: Literal[tuple(sorted(CATEGORIES))] | None = None  # type: ignore[valid-type]
+    max_amount: Annotated[int, Field(strict=True, ge=1, le=10**12)]
+    limits: list[LimitBody] | None = None
+    valid_from: AwareDatetime | None = None
+    valid_until: AwareDatetime | None = None
+
+
+class Decision(Body):
+    decision: Literal["approve", "decline"]
 
 
 class Created(BaseModel):
@@ -165,6 +201,114 @@ def create_app(ctx: service.Context, ready: Callable[[], bool] = lambda: True) -
             "certificate": _pem(certificate), "ca_chain": ctx.pki.paths.device_cafile.read_text(),
             "certificate_serial": format(certificate.serial_number, "x"),
         }
+
+    # --- section 4: wallets --------------------------------------------------------------
+
+    @app.post("/v1/devices/{device_id}/wallet/top-ups", status_code=201)
+    def top_up(device_id: str, body: TopUp, caller: Caller) -> dict[str, int]:
+        """Top up a device's wallet (owner); idempotent by key."""
+        _require(caller, "owner")
+        return owners.top_up(ctx, caller, device_id, body.amount, body.currency,
+                             body.idempotency_key)
+
+    @app.get("/v1/devices/{device_id}/wallet")
+    def device_wallet(device_id: str, caller: Caller) -> dict[str, Any]:
+        """A device's wallet (owner)."""
+        _require(caller, "owner")
+        return owners.wallet_of(ctx, caller, device_id)
+
+    @app.get("/v1/devices/{device_id}/payments")
+    def device_payments(device_id: str, caller: Caller) -> dict[str, Any]:
+        """A device's payments, newest first (owner)."""
+        _require(caller, "owner")
+        return {"items": owners.payments_of(ctx, caller, device_id)}
+
+    @app.get("/v1/merchants/me/wallet")
+    def merchant_wallet(caller: Caller) -> dict[str, Any]:
+        """The merchant's wallet."""
+        _require(caller, "merchant")
+        wallet = owners.wallet_of(ctx, caller, None)
+        return {"currency": wallet["currency"], "balance": wallet["balance"]}
+
+    @app.get("/v1/merchants/me/payments")
+    def merchant_payments(caller: Caller) -> dict[str, Any]:
+        """The merchant's payments, newest first."""
+        _require(caller, "merchant")
+        return {"items": owners.payments_of(ctx, caller, None)}
+
+    def adjust(caller: Party, payment_id: str, kind: str, amount: int | None, key: str
+               ) -> dict[str, Any]:
+        _require(caller, "merchant")
+        owners.merchant_payment(ctx, caller, payment_id)  # 404 unless it is theirs
+        result = payments.merchant_adjust(ctx, caller.id, payment_id, kind, amount, key)
+        if result["status"] == "declined":
+            raise Conflict(f"{kind} refused: {result['reason']}", reason=result["reason"])
+        return owners.merchant_payment(ctx, caller, payment_id)
+
+    @app.post("/v1/merchants/me/payments/{payment_id}/capture")
+    def merchant_capture(payment_id: str, body: Capture, caller: Caller) -> dict[str, Any]:
+        """Capture up to the held amount (merchant)."""
+        return adjust(caller, payment_id, "capture", body.amount, body.idempotency_key)
+
+    @app.post("/v1/merchants/me/payments/{payment_id}/void")
+    def merchant_void(payment_id: str, body: Void, caller: Caller) -> dict[str, Any]:
+        """Release a hold (merchant)."""
+        return adjust(caller, payment_id, "void", None, body.idempotency_key)
+
+    @app.post("/v1/merchants/me/payments/{payment_id}/refunds")
+    def merchant_refund(payment_id: str, body: Capture, caller: Caller) -> dict[str, Any]:
+        """Refund part or all of a payment (merchant)."""
+        return adjust(caller, payment_id, "refund", body.amount, body.idempotency_key)
+
+    # --- section 5: rules and consent ----------------------------------------------------
+
+    @app.put("/v1/devices/{device_id}/rules")
+    def put_rules(device_id: str, body: RulesIn, caller: Caller) -> dict[str, Any]:
+        """Replace the rules. With rules, payments within them flow without approval unless
+        approval_above is set and exceeded; `{}` removes the rules, and then every payment
+        needs the owner's approval unless a mandate covers it."""
+        _require(caller, "owner")
+        return owners.put_rules(ctx, caller, device_id, body)
+
+    @app.get("/v1/devices/{device_id}/rules")
+    def get_rules(device_id: str, caller: Caller) -> dict[str, Any]:
+        """The device's rules (owner)."""
+        _require(caller, "owner")
+        return owners.get_rules(ctx, caller, device_id)
+
+    @app.post("/v1/devices/{device_id}/mandates", status_code=201)
+    def create_mandate(device_id: str, body: MandateCreate, caller: Caller) -> dict[str, str]:
+        """Give a standing consent (owner)."""
+        _require(caller, "owner")
+        values = body.model_dump()
+        mandate_id = owners.create_mandate(ctx, caller, device_id, values)
+        return {"id": mandate_id, "status": "active"}
+
+    @app.delete("/v1/mandates/{mandate_id}")
+    def revoke_mandate(mandate_id: str, caller: Caller) -> dict[str, str]:
+        """Revoke a mandate at once (owner)."""
+        _require(caller, "owner")
+        return owners.revoke_mandate(ctx, caller, mandate_id)
+
+    @app.get("/v1/approvals")
+    def list_approvals(caller: Caller, status: str | None = None) -> dict[str, Any]:
+        """The owner's approvals, e.g. ?status=pending."""
+        _require(caller, "owner")
+        return {"items": owners.list_approvals(ctx, caller, status)}
+
+    @app.post("/v1/approvals/{approval_id}")
+    def decide_approval(approval_id: str, body: Decision, caller: Caller) -> dict[str, Any]:
+        """Approve or decline a waiting payment (owner)."""
+        _require(caller, "owner")
+        approval, result = payments.decide_approval(ctx, caller.id, approval_id, body.decision)
+        return {**owners.approval_public(approval),
+                "result": {"status": result["status"], "reason": result["reason"]}}
+
+    @app.get("/v1/devices/{device_id}/audit")
+    def device_audit(device_id: str, caller: Caller) -> dict[str, Any]:
+        """The audit entries for a device (owner)."""
+        _require(caller, "owner")
+        return {"items": service.device_audit(ctx, caller, device_id)}
 
     @app.get("/v1/ca")
     def ca_bundle() -> Response:

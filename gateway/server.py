@@ -18,6 +18,7 @@ from gateway import mosquitto, service
 from gateway.api import create_app
 from gateway.db import Database
 from gateway.mqtt import GatewayClient
+from gateway.pipeline import Housekeeper, Publisher, Worker
 from gateway.settings import Settings, split_host_port
 
 log = logging.getLogger("kym.serve")
@@ -114,6 +115,21 @@ def start_gateway_clients(ctx: service.Context, stack: ExitStack) -> list[Gatewa
     return clients
 
 
+def start_pipeline(ctx: service.Context, clients: list[GatewayClient], stack: ExitStack) -> None:
+    """A worker per MQTT client, and one housekeeper for expiries and the outbox."""
+    publishers = [Publisher(ctx, client) for client in clients]
+    ctx.publisher = publishers[0]
+    for client, publisher in zip(clients, publishers, strict=True):
+        worker = Worker(ctx, client.inbox, publisher)
+        worker.start()
+        stack.callback(worker.join, 5)
+        stack.callback(worker.stop)
+    housekeeper = Housekeeper(ctx, publishers[0])
+    housekeeper.start()
+    stack.callback(housekeeper.join, 5)
+    stack.callback(housekeeper.stop)
+
+
 def refresh_crl_periodically(ctx: service.Context, stop: threading.Event) -> None:
     """Re-issue the CRL twice a day so that an expired CRL never locks the fleet out."""
     while not stop.wait(CRL_REFRESH_S):
@@ -131,6 +147,7 @@ def serve(settings: Settings) -> None:
         service.publish_crl(ctx)
         start_broker(ctx, stack)
         clients = start_gateway_clients(ctx, stack)
+        start_pipeline(ctx, clients, stack)
         stop = threading.Event()
         stack.callback(stop.set)
         threading.Thread(target=refresh_crl_periodically, args=(ctx, stop), daemon=True).start()

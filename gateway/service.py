@@ -53,6 +53,12 @@ class Context:
     clock: Callable[[], datetime] = utcnow
     broker: BrokerControl | None = None
     listeners: list[Callable[[str, str], None]] = field(default_factory=list)
+    publisher: Callable[[list[tuple[int, str, str]]], None] | None = None
+
+    def publish(self, entries: list[tuple[int, str, str]]) -> None:
+        """Hand committed outbox entries to the MQTT publisher (the housekeeper retries)."""
+        if entries and self.publisher is not None:
+            self.publisher(entries)
 
     def notify(self, event: str, device_id: str) -> None:
         """Tell in-process listeners (caches, the pipeline) that a device changed."""
@@ -85,7 +91,7 @@ def open_wallet(conn: Connection, holder_id: str, currency: str, now: datetime) 
         from wallet import store as wallet_store
     except ImportError:  # pragma: no cover - the ledger lands in its own issue
         return
-    wallet_store.open_wallet(conn, holder_id, currency, now)
+    wallet_store.open_wallet(conn, holder_id=holder_id, currency=currency, now=now)
 
 
 def party_for_api_key(ctx: Context, api_key: str) -> Party | None:
@@ -316,3 +322,18 @@ def verify_audit(db: Database) -> tuple[int, tuple[int, str] | None]:
         head_seq, head_hash = store.audit_anchor(conn)
         entries = list(store.iter_audit(conn))
     return len(entries), first_bad_entry(entries, head_seq, head_hash)
+
+
+def device_audit(ctx: Context, owner: Party, device_id: str) -> list[dict[str, Any]]:
+    """The audit entries about one of the owner's devices, oldest first."""
+    import json
+
+    with ctx.db.read() as conn:
+        device = visible_device(conn, owner, device_id)
+        if device.owner_id != owner.id:
+            raise NotFound("no such device")
+        return [
+            {"seq": e.seq, "at": e.at.isoformat(), "actor": e.actor, "action": e.action,
+             "data": json.loads(e.data), "hash": e.hash}
+            for e in store.iter_audit(conn, device_id)
+        ]

@@ -116,3 +116,18 @@ def audit_anchor(conn: Connection) -> tuple[int, str]:
         sa.select(chain_head.c.seq, chain_head.c.hash).where(chain_head.c.name == "audit")
     ).one()
     return int(row.seq), str(row.hash)
+
+
+def merchants_by_id(conn: Connection, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Merchant rows by id, for those of `ids` that are merchants."""
+    ids = list(ids)
+    if not ids:
+        return {}
+    rows = conn.execute(merchants.select().where(merchants.c.id.in_(ids))).mappings()
+    return {row["id"]: dict(row) for row in rows}
+
+
+def owner_timezones(conn: Connection, ids: Iterable[str]) -> dict[str, str]:
+    """Each owner's IANA timezone."""
+    query = sa.select(owners.c.id, owners.c.timezone).where(owners.c.id.in_(list(ids)))
+    return {owner_id: tz for owner_id, tz in conn.execute(query)}

@@ -18,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gateway.api import create_app
-from gateway.server import build_context, start_broker, start_gateway_clients
+from gateway.server import build_context, start_broker, start_gateway_clients, start_pipeline
 from gateway.service import Context
 from gateway.settings import Settings
 from tests.conftest import ADMIN_TOKEN, make_openssl_csr
@@ -148,9 +148,10 @@ class Session:
         self.client.loop_stop()
 
 
-@pytest.fixture(params=[pytest.param("mosquitto", marks=pytest.mark.mosquitto), "embedded"])
-def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
-    """A gateway with its broker on a free port: Mosquitto, or the embedded one."""
+BROKERS = [pytest.param("mosquitto", marks=pytest.mark.mosquitto), "embedded"]
+
+
+def _stack(request: pytest.FixtureRequest, tmp_path: Path, pipeline: bool) -> Iterator[Stack]:
     if request.param == "mosquitto":
         request.getfixturevalue("mosquitto_binary")
     port = free_port()
@@ -163,6 +164,20 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
         start_broker(ctx, stack_)
         clients = start_gateway_clients(ctx, stack_)
         assert clients[0].subscribed.wait(10), "the gateway did not subscribe to orders"
+        if pipeline:
+            start_pipeline(ctx, clients, stack_)
         with TestClient(create_app(ctx)) as api:
             yield Stack(ctx, api, port, tmp_path, clients[0].inbox)
         ctx.db.dispose()
+
+
+@pytest.fixture(params=BROKERS)
+def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
+    """A gateway's broker and MQTT client on a free port, orders left in `gateway_inbox`."""
+    yield from _stack(request, tmp_path, pipeline=False)
+
+
+@pytest.fixture(params=BROKERS)
+def gateway(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
+    """The whole gateway: broker, MQTT workers deciding orders, housekeeper, HTTP API."""
+    yield from _stack(request, tmp_path, pipeline=True)

@@ -1,0 +1,329 @@
+"""A device on the broker: mutual TLS, its results topic, signed and journaled orders.
+
+Threads: paho's network thread only copies each message into a queue (work there would stall
+the connection, and an exception there kills it); one dispatcher thread verifies the gateway's
+signature, records final results in the journal, wakes `wait_for_result`, runs the `on_result`
+and `on_event` callbacks, and only then acknowledges the message (manual PUBACK). With the
+persistent session, a message the device had not finished with when it died is delivered
+again on the next connection. Callbacks may send orders, but must not wait for results: they
+run on the dispatcher thread, which is the one that would deliver them.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import secrets
+import socket
+import ssl
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from cryptography import x509
+from paho.mqtt.reasoncodes import ReasonCode
+
+from devices import wire
+from devices.sdk import messages
+from devices.sdk.errors import ConnectFailed, ResultTimeout
+from devices.sdk.identity import Identity, load_certificates
+from devices.sdk.journal import Journal
+from devices.sdk.messages import Event, Result
+from devices.sdk.trust import ResultVerifier, check_gateway_certificate
+
+log = logging.getLogger("kym.sdk")
+_STOP = object()
+
+
+def orders_topic(device_id: str) -> str:
+    """Where a device publishes its orders."""
+    return f"kym/v1/devices/{device_id}/orders"
+
+
+def results_topic(device_id: str) -> str:
+    """Where a device reads its results and events."""
+    return f"kym/v1/devices/{device_id}/results"
+
+
+@dataclass(frozen=True)
+class PreparedOrder:
+    """A signed order, not yet journaled or sent."""
+
+    order_id: str
+    payload: dict[str, Any]
+    jws: str
+
+
+class DeviceClient:
+    """One device's connection to the gateway (see the package docstring for an example)."""
+
+    def __init__(
+        self, identity: Identity, broker_host: str, broker_port: int = 8883, *,
+        persistent: bool = True, clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None, fsync: bool = True, keepalive_s: int = 30,
+        on_result: Callable[[Result], None] | None = None,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> None:
+        self.identity, self.device_id = identity, identity.device_id
+        self.broker_host, self.broker_port, self.keepalive_s = broker_host, broker_port, keepalive_s
+        self.clock, self.rng = clock, rng
+        self.on_result, self.on_event = on_result, on_event
+        self.journal = Journal(identity.paths.journal, fsync=fsync)
+        self.dropped: deque[tuple[str, bytes]] = deque(maxlen=100)  # (why, raw message)
+        self._verifier = ResultVerifier(_checked_signer(identity), self.device_id)
+        self._jose = wire.jose_key(identity.key)
+        self._results: dict[str, Result] = {}
+        self._unmatched: deque[Result] = deque(maxlen=100)  # rejections without an order id
+        self._changed = threading.Condition()
+        self._inbox: queue.Queue[Any] = queue.Queue()
+        self._ready, self._refused = threading.Event(), threading.Event()
+        self._refusal = ""
+        self._dispatcher = threading.Thread(target=self._dispatch, daemon=True,
+                                            name=f"kym-sdk-{self.device_id}")
+        self._mqtt = self._new_mqtt_client(persistent)
+
+    @classmethod
+    def from_state_dir(
+        cls, state_dir: Path, broker_host: str, broker_port: int = 8883, **options: Any
+    ) -> DeviceClient:
+        """A client for the identity that `provision` stored in `state_dir`."""
+        return cls(Identity.load(Path(state_dir)), broker_host, broker_port, **options)
+
+    # --- connection ------------------------------------------------------------------------
+
+    def connect(self, timeout_s: float = 10.0) -> None:
+        """Connect over mutual TLS and subscribe to the results topic; reconnects by itself."""
+        if not self._dispatcher.is_alive():
+            self._dispatcher.start()
+        self._mqtt.connect_async(self.broker_host, self.broker_port, keepalive=self.keepalive_s)
+        self._mqtt.loop_start()
+        deadline = time.monotonic() + timeout_s
+        while not self._ready.wait(0.05):
+            if self._refused.is_set() or time.monotonic() > deadline:
+                self._mqtt.loop_stop()
+                raise ConnectFailed(self._refusal or f"no session within {timeout_s} s "
+                                    "(a refused client certificate looks like this with TLS 1.3)")
+
+    @property
+    def is_connected(self) -> bool:
+        """Connected and subscribed to the results topic."""
+        return self._ready.is_set()
+
+    def close(self) -> None:
+        """Disconnect (the persistent session stays on the broker) and stop the threads."""
+        self._mqtt.disconnect()
+        self._mqtt.loop_stop()
+        if self._dispatcher.is_alive():
+            self._inbox.put(_STOP)
+            self._dispatcher.join(5)
+        self.journal.close()
+
+    def __enter__(self) -> DeviceClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # --- orders ----------------------------------------------------------------------------
+
+    def pay(self, payee: str, amount_minor: int, currency: str = "EUR",
+            description: str | None = None) -> str:
+        """Pay now; returns the order id."""
+        return self.send(messages.pay_fields(payee, amount_minor, currency, description))
+
+    def hold(self, payee: str, amount_minor: int, currency: str = "EUR",
+             expires_in_s: int | None = None, description: str | None = None) -> str:
+        """Reserve up to `amount_minor` for the payee; returns the order id."""
+        fields = messages.hold_fields(payee, amount_minor, currency, expires_in_s, description)
+        return self.send(fields)
+
+    def capture(self, payment_id: str, amount_minor: int, currency: str | None = None) -> str:
+        """As the payee: post up to the held amount and release the rest."""
+        return self.send(messages.capture_fields(payment_id, amount_minor, currency))
+
+    def void(self, payment_id: str) -> str:
+        """As the payee: release a hold."""
+        return self.send(messages.void_fields(payment_id))
+
+    def refund(self, payment_id: str, amount_minor: int, currency: str | None = None) -> str:
+        """As the payee: give back part or all of a payment or a captured hold."""
+        return self.send(messages.refund_fields(payment_id, amount_minor, currency))
+
+    def send(self, fields: dict[str, Any]) -> str:
+        """Sign, journal and publish an order made of type-specific `fields`."""
+        return self.submit(self.prepare(fields))
+
+    def prepare(self, fields: dict[str, Any], order_id: str | None = None,
+                ts: int | None = None) -> PreparedOrder:
+        """Add the envelope (`v`, ids, `ts`, `nonce`), check it against the schema and sign."""
+        payload = {"v": 1, "order_id": order_id or self.new_order_id(),
+                   "device_id": self.device_id, "ts": int(self.clock()) if ts is None else ts,
+                   "nonce": self._token(12), **fields}
+        wire.parse_order(payload, self.device_id)  # a bad order is a bug here, not a refusal
+        return PreparedOrder(payload["order_id"], payload, self.sign(payload))
+
+    def submit(self, order: PreparedOrder) -> str:
+        """Journal the order (fsynced) and only then publish it, QoS 1."""
+        self.journal.record_order(order.order_id, order.jws)
+        self.publish_raw(order.jws.encode("ascii"))
+        return order.order_id
+
+    def resend_unfinished(self) -> list[str]:
+        """Re-send, byte for byte, every journaled order without a final result."""
+        unfinished = self.journal.unfinished()
+        for _order_id, jws in unfinished:
+            self.publish_raw(jws.encode("ascii"))
+        return [order_id for order_id, _ in unfinished]
+
+    def sign(self, payload: dict[str, Any], key: wire.PrivateKey | None = None) -> str:
+        """A JWS of any payload, unchecked: with another `key`, a forgery (for tests)."""
+        if key is None:
+            return wire.sign(payload, self.identity.key, self._jose)
+        return wire.sign(payload, key)
+
+    def publish_raw(self, data: bytes) -> mqtt.MQTTMessageInfo:
+        """Publish bytes to the orders topic as they are, unjournaled (QoS 1)."""
+        return self._mqtt.publish(orders_topic(self.device_id), data, qos=1)
+
+    def new_order_id(self) -> str:
+        """`o-<sequence>-<random>`: unique for this device, even across restarts."""
+        while True:
+            order_id = f"o-{self.journal.next_sequence()}-{self._token(10)}"
+            if not self.journal.is_known(order_id):
+                return order_id
+
+    # --- results ---------------------------------------------------------------------------
+
+    def wait_for_result(self, order_id: str, timeout_s: float = 10.0,
+                        final: bool = True) -> Result:
+        """The order's result; with `final`, waits past `pending_approval` for the last word."""
+        return self.wait_until(
+            lambda: self._results.get(order_id) if _fits(self._results.get(order_id), final)
+            else None, timeout_s, f"no {'final ' if final else ''}result for {order_id}")
+
+    def wait_for_unmatched_rejection(self, timeout_s: float = 10.0) -> Result:
+        """The next `rejected` result with no order id (for a message that did not decode)."""
+        return self.wait_until(lambda: self._unmatched.popleft() if self._unmatched else None,
+                               timeout_s, "no rejection without an order id")
+
+    def result_of(self, order_id: str) -> Result | None:
+        """The latest result received for the order, if any."""
+        with self._changed:
+            return self._results.get(order_id)
+
+    def forget(self, order_id: str) -> None:
+        """Drop the order's result from memory (long-running devices with many orders)."""
+        with self._changed:
+            self._results.pop(order_id, None)
+
+    def wait_until(self, found: Callable[[], Result | None], timeout_s: float,
+                   what: str = "nothing arrived") -> Result:
+        """Wait for `found()` (called under the lock) to return a result."""
+        if threading.current_thread() is self._dispatcher:
+            raise RuntimeError("waiting for a result inside a callback would wait forever")
+        with self._changed:
+            result = self._changed.wait_for(found, timeout_s)
+        if result is None:
+            raise ResultTimeout(f"{what} within {timeout_s} s")
+        return result
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _new_mqtt_client(self, persistent: bool) -> mqtt.Client:
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.device_id,
+                             clean_session=not persistent, manual_ack=True)
+        paths = self.identity.paths
+        client.tls_set(ca_certs=str(paths.ca_bundle), certfile=str(paths.certificate),
+                       keyfile=str(paths.key), cert_reqs=ssl.CERT_REQUIRED)
+        client.reconnect_delay_set(0.5, 30)
+        client.max_queued_messages_set(0)  # keep every order while the broker is away
+        client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
+        if rc.is_failure:
+            self._refusal = f"the broker refused the connection: {rc}"
+            self._refused.set()
+            return
+        sock = client.socket()
+        if isinstance(sock, socket.socket):  # paho leaves Nagle on: 44 ms round trips
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        client.subscribe(results_topic(self.device_id), qos=1)
+
+    def _on_subscribe(self, _c: Any, _u: Any, _m: Any, codes: list[ReasonCode], _p: Any) -> None:
+        if any(code.is_failure for code in codes):
+            self._refusal = f"the broker refused the results subscription: {codes}"
+            self._refused.set()
+        else:
+            self._ready.set()
+
+    def _on_disconnect(self, _c: Any, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
+        self._ready.clear()
+        if rc.is_failure:
+            log.warning("%s lost the broker (%s); reconnecting", self.device_id, rc)
+
+    def _on_message(self, _c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
+        self._inbox.put((message.mid, message.qos, message.payload))
+
+    def _dispatch(self) -> None:
+        while (item := self._inbox.get()) is not _STOP:
+            mid, qos, raw = item
+            try:
+                self._handle(raw)
+            except Exception:  # noqa: BLE001 - a bad callback must not stop the device
+                log.exception("%s: handling a message failed", self.device_id)
+            self._mqtt.ack(mid, qos)
+
+    def _handle(self, raw: bytes) -> None:
+        try:
+            payload = self._verifier.open(raw)
+        except (wire.InvalidMessage, wire.InvalidSignature, UnicodeDecodeError) as exc:
+            log.warning("%s dropped a message: %s", self.device_id, exc)
+            self.dropped.append((str(exc), raw))
+            return
+        if "event" in payload:
+            if self.on_event is not None:
+                self.on_event(Event.from_payload(payload))
+            return
+        result = Result.from_payload(payload)
+        if result.order_id is not None and result.is_final:
+            self.journal.record_final(result.order_id, result.status)
+        with self._changed:
+            if result.order_id is None:
+                self._unmatched.append(result)
+            elif _fits(self._results.get(result.order_id), True) and not result.is_final:
+                pass  # a redelivered `pending_approval` must not hide the final result
+            else:
+                self._results[result.order_id] = result
+            self._changed.notify_all()
+        if self.on_result is not None:
+            self.on_result(result)
+
+    def _token(self, length: int) -> str:
+        if self.rng is None:
+            return secrets.token_hex(length // 2)
+        return f"{self.rng.getrandbits(length * 4):0{length}x}"
+
+
+def _fits(result: Result | None, final: bool) -> bool:
+    return result is not None and (result.is_final or not final)
+
+
+def _checked_signer(identity: Identity) -> x509.Certificate:
+    """The stored gateway certificate, checked against the stored bundle once at start."""
+    paths = identity.paths
+    signer = load_certificates(paths.gateway_certificate)[0]
+    device_chain = load_certificates(paths.ca_chain) if paths.ca_chain.is_file() else []
+    check_gateway_certificate(signer, load_certificates(paths.ca_bundle), device_chain,
+                              datetime.now(UTC))
+    return signer

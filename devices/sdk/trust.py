@@ -1,0 +1,67 @@
+"""Whom a device believes: the gateway's signing certificate, checked once, then every result.
+
+The signing certificate (GET /v1/ca/gateway) must validate (RFC 5280, `x509.verification`) up
+to a CA in the bundle (GET /v1/ca), and must not come from the CAs that issue device
+certificates: a device's own certificate chains to the bundle too, and must never pass as the
+gateway's.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from cryptography import x509
+from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+
+from devices import wire
+from devices.sdk.errors import UntrustedGatewayCertificate
+
+
+def check_gateway_certificate(
+    signer: x509.Certificate,
+    bundle: list[x509.Certificate],
+    device_chain: list[x509.Certificate],
+    now: datetime,
+) -> None:
+    """Raise UntrustedGatewayCertificate unless `signer` is a signer under `bundle`."""
+    verifier = PolicyBuilder().store(Store(bundle)).time(now).build_client_verifier()
+    try:
+        path = verifier.verify(signer, []).chain
+    except (VerificationError, x509.UnsupportedGeneralNameType) as exc:
+        raise UntrustedGatewayCertificate(f"it does not chain to GET /v1/ca: {exc}") from exc
+    if any(issuer in device_chain for issuer in path[1:]):
+        raise UntrustedGatewayCertificate("it was issued by the device CA, not the service CA")
+    usage = _key_usage(signer)
+    if usage is not None and not usage.digital_signature:
+        raise UntrustedGatewayCertificate("its key usage does not allow signatures")
+
+
+class ResultVerifier:
+    """Opens results and events: the gateway's signature, then the recipient."""
+
+    def __init__(self, signer: x509.Certificate, device_id: str) -> None:
+        key = signer.public_key()
+        assert isinstance(key, wire.PublicKey), "a gateway signer holds an EC or Ed25519 key"
+        self.device_id = device_id
+        self._key = key
+        self._jose = wire.jose_key(key)
+
+    def open(self, raw: bytes) -> dict[str, Any]:
+        """The verified payload; raises wire.InvalidMessage or wire.InvalidSignature."""
+        alg, payload = wire.decode(raw)
+        wire.verify(raw.decode("ascii"), alg, self._key, self._jose)
+        if payload.get("v") != 1:
+            raise wire.InvalidMessage("not a version 1 result")
+        if payload.get("device_id") != self.device_id:
+            raise wire.InvalidMessage("addressed to another device")
+        if "event" not in payload and payload.get("status") not in wire.STATUSES:
+            raise wire.InvalidMessage("neither a result with a known status nor an event")
+        return payload
+
+
+def _key_usage(certificate: x509.Certificate) -> x509.KeyUsage | None:
+    try:
+        return certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return None

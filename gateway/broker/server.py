@@ -1,0 +1,713 @@
+"""The embedded MQTT broker that `kym serve` runs when no `mosquitto` binary is installed.
+
+Small and strict, for KYM's traffic only: MQTT 3.1.1 (and 3.1, "MQIsdp") over TLS with a
+required client certificate, on asyncio in a thread of its own (`Broker.start`/`stop`).
+
+- Identity: a client's identity is its certificate's subject CN, which must have the
+  clientAuth extended key usage. It is the username *and* the client id: whatever the CONNECT
+  says is ignored (Mosquitto's `use_identity_as_username` and `use_username_as_clientid`), so
+  nobody can touch another identity's session. No session state is read or changed before a
+  CONNECT is accepted. A second connection with the same identity takes over the first.
+- Refused: an MQTT 5 (or any other level) CONNECT gets CONNACK return code 1 and is closed; a
+  certificate without a usable CN or clientAuth, or a will the ACL forbids, gets return code 5.
+- QoS: 0 and 1. A QoS 2 PUBLISH is a protocol error and closes the connection; subscriptions
+  are granted at most QoS 1. Retained messages are not stored; the retain flag is cleared.
+- ACL (`acl.py`): checked at SUBSCRIBE (refused filters get 0x80), at PUBLISH and again at
+  delivery. A forbidden PUBLISH is dropped, never delivered, and a QoS 1 one is still
+  acknowledged, like Mosquitto does for MQTT 3.1.1; the connection stays open.
+- Will: refused at CONNECT unless the ACL lets the client publish there; published through the
+  same path when the connection ends without DISCONNECT (network error, keepalive, protocol
+  error), but not when it is taken over, kicked or the broker stops.
+- Sessions: clean_session=1 state ends with the connection; clean_session=0 keeps
+  subscriptions, queues QoS 1 messages while offline (bounded; the oldest are dropped) and
+  resends unacknowledged ones with DUP on reconnect. QoS 0 messages are not queued offline.
+  Sessions live in memory only: a broker restart forgets them.
+- Shared subscriptions `$share/<group>/<filter>`: one online member per message, round robin;
+  a member that leaves hands its unacknowledged messages of that group to another member.
+- Keepalive is enforced at 1.5 times the client's value; a frame over `max_packet_size`
+  closes the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import socket
+import ssl
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from gateway.broker import codec
+from gateway.broker.acl import Acl, AclPolicy, is_valid_identity, levels_match, parse_subscription
+
+log = logging.getLogger("kym.broker")
+T = TypeVar("T")
+_READ_SIZE = 65_536
+_QOS0_WRITE_BUFFER_LIMIT = 1 << 20  # a client this far behind loses QoS 0 messages
+_REAP_INTERVAL_S = 0.5
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    """Where the broker listens, its TLS material, its access policy and its bounds."""
+
+    certfile: str | Path
+    keyfile: str | Path
+    cafile: str | Path
+    crlfile: str | Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 8883
+    acl: AclPolicy = field(default_factory=AclPolicy)
+    max_packet_size: int = 256 * 1024
+    max_queued_messages: int = 1000
+    max_inflight_messages: int = 100
+    max_subscriptions: int = 100
+    handshake_timeout_s: float = 10.0
+    connect_timeout_s: float = 10.0
+
+
+def build_ssl_context(config: BrokerConfig) -> ssl.SSLContext:
+    """A server context that requires a client certificate from `cafile`, checked against CRLs."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_cert_chain(config.certfile, config.keyfile)
+    ctx.load_verify_locations(cafile=config.cafile)
+    if config.crlfile is not None:
+        ctx.load_verify_locations(cafile=config.crlfile)  # loads every CRL in the file
+        ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+    return ctx
+
+
+def identity_of(der: bytes | None) -> str | None:
+    """The subject CN of a client certificate that allows clientAuth, or None."""
+    if der is None:
+        return None
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    except (ValueError, x509.ExtensionNotFound):
+        return None
+    if ExtendedKeyUsageOID.CLIENT_AUTH not in usage or len(names) != 1:
+        return None
+    name = names[0].value
+    return name if isinstance(name, str) and is_valid_identity(name) else None
+
+
+class Message:
+    """One published message, shared by every delivery of it."""
+
+    __slots__ = ("topic", "topic_utf8", "payload", "qos", "_qos0_packet")
+
+    def __init__(self, topic: str, payload: bytes, qos: int) -> None:
+        self.topic, self.payload, self.qos = topic, payload, qos
+        self.topic_utf8 = topic.encode()
+        self._qos0_packet: bytes | None = None
+
+    def qos0_packet(self) -> bytes:
+        """The QoS 0 PUBLISH of this message, encoded once for all its receivers."""
+        if self._qos0_packet is None:
+            self._qos0_packet = codec.encode_publish(self.topic_utf8, self.payload, 0, 0, False)
+        return self._qos0_packet
+
+
+class Delivery:
+    """A QoS 1 message on its way to one session; `share` names the shared group it came by."""
+
+    __slots__ = ("message", "share")
+
+    def __init__(self, message: Message, share: tuple[str, str] | None) -> None:
+        self.message, self.share = message, share
+
+
+class Connection:
+    """One TLS connection; `session` is set once its CONNECT is accepted."""
+
+    __slots__ = ("identity", "writer", "transport", "session", "keepalive_s", "will",
+                 "opened_at", "last_seen", "ended")
+
+    def __init__(self, identity: str | None, writer: asyncio.StreamWriter, now: float) -> None:
+        self.identity, self.writer, self.transport = identity, writer, writer.transport
+        self.session: Session | None = None
+        self.keepalive_s = 0
+        self.will: codec.Will | None = None
+        self.opened_at = self.last_seen = now
+        self.ended = False  # detached from its session: nothing more is sent or published
+
+    def send(self, data: bytes) -> None:
+        """Queue bytes for the client."""
+        self.transport.write(data)
+
+    def has_room_for_qos0(self) -> bool:
+        """False while the client is far behind: QoS 0 messages for it are then dropped."""
+        return self.transport.get_write_buffer_size() < _QOS0_WRITE_BUFFER_LIMIT
+
+    def is_open(self) -> bool:
+        """True while the connection can still carry packets."""
+        return not self.ended and not self.transport.is_closing()
+
+
+class Session:
+    """An identity's MQTT session: subscriptions, unacknowledged and queued QoS 1 messages."""
+
+    __slots__ = ("identity", "clean", "subscriptions", "inflight", "queue", "connection",
+                 "_next_id", "dropped")
+
+    def __init__(self, identity: str, clean: bool, max_queued: int) -> None:
+        self.identity, self.clean = identity, clean
+        self.subscriptions: dict[str, int] = {}
+        self.inflight: dict[int, Delivery] = {}
+        self.queue: deque[Delivery] = deque(maxlen=max_queued)
+        self.connection: Connection | None = None
+        self._next_id = 0
+        self.dropped = 0
+
+    def online(self) -> Connection | None:
+        """The live connection, if it can take packets now."""
+        conn = self.connection
+        return conn if conn is not None and conn.is_open() else None
+
+    def next_packet_id(self) -> int:
+        """A packet identifier not used by any unacknowledged message."""
+        while True:
+            self._next_id = self._next_id % 65535 + 1
+            if self._next_id not in self.inflight:
+                return self._next_id
+
+
+class SharedGroup:
+    """The members of one `$share/<group>/<filter>`, served in turn."""
+
+    __slots__ = ("key", "levels", "members", "order", "turn")
+
+    def __init__(self, key: tuple[str, str]) -> None:
+        self.key, self.levels = key, key[1].split("/")
+        self.members: dict[str, int] = {}  # identity -> granted QoS
+        self.order: list[str] = []  # the members in joining order, for round robin
+        self.turn = 0
+
+    def join(self, identity: str, qos: int) -> None:
+        """Add a member, or change its QoS."""
+        if identity not in self.members:
+            self.order.append(identity)
+        self.members[identity] = qos
+
+    def leave(self, identity: str) -> None:
+        """Remove a member if it is one."""
+        if self.members.pop(identity, None) is not None:
+            self.order.remove(identity)
+
+
+class Router:
+    """Subscriptions indexed for matching: exact topics by dict, wildcard filters by scan."""
+
+    def __init__(self) -> None:
+        self._exact: dict[str, dict[str, int]] = {}
+        self._wild: dict[str, tuple[list[str], dict[str, int]]] = {}
+        self.groups: dict[tuple[str, str], SharedGroup] = {}
+
+    def add(self, identity: str, subscription: str, qos: int) -> None:
+        """Subscribe `identity` (the subscription was validated by the ACL)."""
+        parsed = parse_subscription(subscription)
+        assert parsed is not None
+        group, topic_filter = parsed
+        if group is not None:
+            key = (group, topic_filter)
+            self.groups.setdefault(key, SharedGroup(key)).join(identity, qos)
+        elif "+" in topic_filter or "#" in topic_filter:
+            self._wild.setdefault(topic_filter, (topic_filter.split("/"), {}))[1][identity] = qos
+        else:
+            self._exact.setdefault(topic_filter, {})[identity] = qos
+
+    def remove(self, identity: str, subscription: str) -> None:
+        """Unsubscribe `identity`."""
+        parsed = parse_subscription(subscription)
+        assert parsed is not None
+        group, topic_filter = parsed
+        if group is not None:
+            shared = self.groups.get((group, topic_filter))
+            if shared is not None:
+                shared.leave(identity)
+                if not shared.members:
+                    del self.groups[shared.key]
+        elif topic_filter in self._wild:
+            _discard(self._wild, topic_filter, self._wild[topic_filter][1], identity)
+        elif topic_filter in self._exact:
+            _discard(self._exact, topic_filter, self._exact[topic_filter], identity)
+
+    def subscribers(self, topic: str) -> Mapping[str, int]:
+        """Each identity with a plain subscription matching `topic`, with its highest QoS."""
+        exact = self._exact.get(topic)
+        if not self._wild:
+            return exact or _NO_SUBSCRIBERS  # read-only: the caller must not change it
+        found = dict(exact) if exact else {}
+        levels = topic.split("/")
+        for filter_levels, subs in self._wild.values():
+            if levels_match(filter_levels, levels):
+                for identity, qos in subs.items():
+                    if found.get(identity, -1) < qos:
+                        found[identity] = qos
+        return found
+
+    def shared_groups(self, topic: str) -> list[SharedGroup]:
+        """The shared groups whose filter matches `topic`."""
+        if not self.groups:
+            return _NO_GROUPS
+        levels = topic.split("/")
+        return [g for g in self.groups.values() if levels_match(g.levels, levels)]
+
+
+_NO_SUBSCRIBERS: Mapping[str, int] = {}
+_NO_GROUPS: list[SharedGroup] = []
+
+
+def _discard(index: dict[str, T], key: str, subs: dict[str, int], identity: str) -> None:
+    subs.pop(identity, None)
+    if not subs:
+        del index[key]
+
+
+class BrokerCore:
+    """Sessions, routing and the MQTT state machine; runs on the broker's loop and never awaits.
+
+    Every method runs to completion on the loop thread, so no two packets interleave.
+    """
+
+    def __init__(self, config: BrokerConfig) -> None:
+        self.config = config
+        self.acl = Acl(config.acl)
+        self.router = Router()
+        self.sessions: dict[str, Session] = {}
+        self.live: dict[str, Connection] = {}
+        self.stopping = False
+
+    # --- connecting and leaving -------------------------------------------------------------
+
+    def on_connect(self, conn: Connection, connect: codec.Connect) -> bool:
+        """Accept or refuse a CONNECT; returns True if the connection goes on."""
+        identity, will = conn.identity, connect.will
+        if identity is None or (will and not self.acl.may_publish(identity, will.topic)):
+            log.warning("refused CONNECT from %s: not authorized", identity or "<no identity>")
+            conn.send(codec.encode_connack(False, codec.CONNACK_NOT_AUTHORIZED))
+            return False
+        previous = self.live.get(identity)
+        if previous is not None:
+            log.info("%s connected again: closing its previous connection", identity)
+            self.detach(previous, publish_will=False)
+            previous.transport.abort()
+        session, present = self._open_session(identity, connect.clean_session)
+        conn.session, conn.keepalive_s, conn.will = session, connect.keepalive_s, will
+        session.connection = conn
+        self.live[identity] = conn
+        conn.send(codec.encode_connack(present, codec.CONNACK_ACCEPTED))
+        log.info("%s connected (clean_session=%s, session_present=%s)",
+                 identity, connect.clean_session, present)
+        if present:
+            self._resume(session, conn)
+        return True
+
+    def _open_session(self, identity: str, clean: bool) -> tuple[Session, bool]:
+        existing = self.sessions.get(identity)
+        if existing is not None and not clean and not existing.clean:
+            return existing, True
+        if existing is not None:
+            self._drop_session(existing)
+        session = Session(identity, clean, self.config.max_queued_messages)
+        self.sessions[identity] = session
+        return session, False
+
+    def _resume(self, session: Session, conn: Connection) -> None:
+        for packet_id, delivery in session.inflight.items():
+            message = delivery.message
+            conn.send(codec.encode_publish(message.topic_utf8, message.payload, 1, packet_id, True))
+        self._pump(session)
+
+    def detach(self, conn: Connection, publish_will: bool) -> None:
+        """Part a connection from its session (once): end or keep the session, send the will."""
+        if conn.ended:
+            return
+        conn.ended = True
+        session = conn.session
+        if session is None:
+            return
+        session.connection = None
+        if self.live.get(session.identity) is conn:
+            del self.live[session.identity]
+        if session.clean:
+            self._drop_session(session)
+        else:
+            self._hand_over_shared(session, online_only=True)
+        log.info("%s disconnected", session.identity)
+        will = conn.will
+        if publish_will and will is not None and not self.stopping:
+            log.info("publishing the will of %s to %s", session.identity, will.topic)
+            self.publish(session.identity, will.topic, will.payload, min(will.qos, 1))
+
+    def _drop_session(self, session: Session) -> None:
+        if self.sessions.get(session.identity) is session:
+            del self.sessions[session.identity]
+        for subscription in session.subscriptions:
+            self.router.remove(session.identity, subscription)
+        session.subscriptions.clear()
+        self._hand_over_shared(session, online_only=False)
+
+    def kick(self, identity: str) -> bool:
+        """End `identity`'s live connection now and forget its session; True if there was one."""
+        conn, session = self.live.get(identity), self.sessions.get(identity)
+        if conn is not None:
+            self.detach(conn, publish_will=False)
+            conn.transport.abort()
+        if session is not None:
+            self._drop_session(session)
+        if conn is None and session is None:
+            return False
+        log.warning("kicked %s", identity)
+        return True
+
+    def reap(self, now: float) -> None:
+        """Close every connection silent for more than 1.5 times its keepalive."""
+        for conn in list(self.live.values()):
+            if conn.keepalive_s and now - conn.last_seen > 1.5 * conn.keepalive_s:
+                log.info("%s missed its keepalive: closing", conn.identity)
+                conn.transport.abort()  # the read loop then ends, and the will goes out
+
+    # --- packets ------------------------------------------------------------------------------
+
+    def on_packet(self, conn: Connection, packet: codec.Packet) -> bool:
+        """Handle a packet of an accepted connection; returns False to close it."""
+        session = conn.session
+        assert session is not None
+        if isinstance(packet, codec.Publish):
+            return self._on_publish(conn, session, packet)
+        if isinstance(packet, codec.Puback):
+            if session.inflight.pop(packet.packet_id, None) is not None:
+                self._pump(session)
+        elif isinstance(packet, codec.Subscribe):
+            conn.send(codec.encode_suback(packet.packet_id, self._subscribe(session, packet)))
+        elif isinstance(packet, codec.Unsubscribe):
+            for subscription in packet.filters:
+                if session.subscriptions.pop(subscription, None) is not None:
+                    self.router.remove(session.identity, subscription)
+            conn.send(codec.encode_unsuback(packet.packet_id))
+        elif isinstance(packet, codec.PingReq):
+            conn.send(codec.PINGRESP_PACKET)
+        elif isinstance(packet, codec.Disconnect):
+            conn.will = None
+            return False
+        else:
+            log.warning("%s sent a second CONNECT: closing", session.identity)
+            return False
+        return True
+
+    def _on_publish(self, conn: Connection, session: Session, packet: codec.Publish) -> bool:
+        if packet.qos == 2:
+            log.warning("%s published with QoS 2, which this broker does not support: closing",
+                        session.identity)
+            return False
+        self.publish(session.identity, packet.topic, packet.payload, packet.qos)
+        if packet.qos == 1:
+            conn.send(codec.encode_puback(packet.packet_id))  # even when dropped, as Mosquitto
+        return True
+
+    def _subscribe(self, session: Session, packet: codec.Subscribe) -> list[int]:
+        codes = []
+        for subscription, qos in packet.requests:
+            full = (subscription not in session.subscriptions
+                    and len(session.subscriptions) >= self.config.max_subscriptions)
+            if full or not self.acl.may_subscribe(session.identity, subscription):
+                log.warning("refused %s a subscription to %r", session.identity, subscription)
+                codes.append(codec.SUBACK_FAILURE)
+                continue
+            granted = min(qos, 1)
+            session.subscriptions[subscription] = granted
+            self.router.add(session.identity, subscription, granted)
+            codes.append(granted)
+        return codes
+
+    # --- routing ------------------------------------------------------------------------------
+
+    def publish(self, sender: str, topic: str, payload: bytes, qos: int) -> bool:
+        """Route a message from `sender` if the ACL lets it publish there; True if routed."""
+        if not self.acl.may_publish(sender, topic):
+            log.warning("dropped a message from %s to %s: not authorized", sender, topic)
+            return False
+        message = Message(topic, payload, qos)
+        for identity, granted in self.router.subscribers(topic).items():
+            session = self.sessions.get(identity)
+            if session is not None and self.acl.may_receive(identity, topic):
+                self._deliver(session, message, granted, None)
+        for group in self.router.shared_groups(topic):
+            self._deliver_shared(group, message, exclude=None, online_only=False)
+        return True
+
+    def _deliver_shared(self, group: SharedGroup, message: Message, exclude: str | None,
+                        online_only: bool) -> bool:
+        """Give `message` to the next online member (or, unless `online_only`, any member)."""
+        chosen = self._next_member(group, message.topic, exclude, need_online=True)
+        if chosen is None and not online_only:
+            chosen = self._next_member(group, message.topic, exclude, need_online=False)
+        if chosen is None:
+            return False
+        self._deliver(chosen, message, group.members[chosen.identity], group.key)
+        return True
+
+    def _next_member(self, group: SharedGroup, topic: str, exclude: str | None,
+                     need_online: bool) -> Session | None:
+        order, count = group.order, len(group.order)
+        for i in range(count):
+            identity = order[(group.turn + i) % count]
+            session = self.sessions.get(identity)
+            if (identity == exclude or session is None
+                    or (need_online and session.online() is None)
+                    or not self.acl.may_receive(identity, topic)):
+                continue
+            group.turn = (group.turn + i + 1) % count
+            return session
+        return None
+
+    def _deliver(self, session: Session, message: Message, granted: int,
+                 share: tuple[str, str] | None) -> None:
+        conn = session.online()
+        if granted == 0 or message.qos == 0:
+            if conn is not None and conn.has_room_for_qos0():
+                conn.send(message.qos0_packet())
+            return  # QoS 0 is never queued
+        delivery = Delivery(message, share)
+        if conn is not None and len(session.inflight) < self.config.max_inflight_messages:
+            self._send(session, conn, delivery)
+        else:
+            self._enqueue(session, delivery)
+
+    def _send(self, session: Session, conn: Connection, delivery: Delivery) -> None:
+        packet_id = session.next_packet_id()
+        session.inflight[packet_id] = delivery
+        message = delivery.message
+        conn.send(codec.encode_publish(message.topic_utf8, message.payload, 1, packet_id, False))
+
+    def _enqueue(self, session: Session, delivery: Delivery) -> None:
+        if len(session.queue) == session.queue.maxlen:
+            session.dropped += 1
+            if session.dropped == 1 or session.dropped % 1000 == 0:
+                log.warning("queue of %s is full: dropped its oldest message (%d so far)",
+                            session.identity, session.dropped)
+        session.queue.append(delivery)
+
+    def _pump(self, session: Session) -> None:
+        """Send queued messages while the inflight window has room."""
+        conn = session.online()
+        limit = self.config.max_inflight_messages
+        while conn is not None and session.queue and len(session.inflight) < limit:
+            self._send(session, conn, session.queue.popleft())
+
+    def _hand_over_shared(self, session: Session, online_only: bool) -> None:
+        """Give this session's pending shared-group messages to other members of their group."""
+        def moved(delivery: Delivery) -> bool:
+            group = self.router.groups.get(delivery.share) if delivery.share else None
+            return group is not None and self._deliver_shared(
+                group, delivery.message, exclude=session.identity, online_only=online_only)
+
+        session.inflight = {pid: d for pid, d in session.inflight.items() if not moved(d)}
+        session.queue = deque([d for d in session.queue if not moved(d)],
+                              maxlen=session.queue.maxlen)
+
+
+class Broker:
+    """The embedded broker: an asyncio TLS server on a thread of its own.
+
+    `start`, `stop`, `kick` and `reload_crl` may be called from any thread but the broker's.
+    """
+
+    def __init__(self, config: BrokerConfig) -> None:
+        self.config = config
+        self._ssl_context = build_ssl_context(config)
+        self._core = BrokerCore(config)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stop_event: asyncio.Event | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._awaiting_connect: set[Connection] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._port: int | None = None
+
+    @property
+    def port(self) -> int:
+        """The port the broker listens on (the real one when the config asked for 0)."""
+        assert self._port is not None, "the broker is not started"
+        return self._port
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        """Start serving; returns once the listening socket is bound."""
+        assert self._thread is None, "a Broker starts only once"
+        ready: concurrent.futures.Future[int] = concurrent.futures.Future()
+        self._thread = threading.Thread(target=asyncio.run, args=(self._main(ready),),
+                                        name="kym-broker", daemon=True)
+        self._thread.start()
+        self._port = ready.result(timeout_s)
+        log.info("broker listening on %s:%d", self.config.host, self._port)
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Close every connection and the listener, and end the broker's thread."""
+        loop, event, thread = self._loop, self._stop_event, self._thread
+        if loop is None or event is None or thread is None or not thread.is_alive():
+            return
+        with contextlib.suppress(RuntimeError):  # the loop ended meanwhile
+            loop.call_soon_threadsafe(event.set)
+        thread.join(timeout_s)
+        if thread.is_alive():
+            log.error("the broker's thread did not end within %.1f s", timeout_s)
+
+    def kick(self, identity: str) -> bool:
+        """End `identity`'s live session at once and drop its persistent session."""
+        return self._call(self._core.kick, identity)
+
+    def reload_crl(self) -> None:
+        """Rebuild the TLS context from the files, so that new handshakes see the current CRL."""
+        self._ssl_context = build_ssl_context(self.config)
+        log.info("reloaded the CRL from %s", self.config.crlfile)
+
+    def __enter__(self) -> Broker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _call(self, fn: Callable[[str], T], arg: str, timeout_s: float = 5.0) -> T:
+        loop = self._loop
+        assert loop is not None, "the broker is not started"
+
+        async def run() -> T:
+            return fn(arg)
+
+        return asyncio.run_coroutine_threadsafe(run(), loop).result(timeout_s)
+
+    async def _main(self, ready: concurrent.futures.Future[int]) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop_event = asyncio.Event()
+        try:
+            server = await asyncio.start_server(self._accept, self.config.host, self.config.port)
+        except BaseException as exc:
+            ready.set_exception(exc)
+            return
+        ready.set_result(server.sockets[0].getsockname()[1])
+        reaper = asyncio.create_task(self._reap())
+        await self._stop_event.wait()
+        server.close()
+        reaper.cancel()
+        await self._close_all()
+        await server.wait_closed()
+        log.info("broker stopped")
+
+    async def _close_all(self) -> None:
+        self._core.stopping = True
+        for writer in list(self._writers):
+            writer.transport.abort()
+        if self._tasks:
+            _, late = await asyncio.wait(list(self._tasks), timeout=2.0)
+            for task in late:
+                task.cancel()
+
+    async def _reap(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(_REAP_INTERVAL_S)
+            now = loop.time()
+            self._core.reap(now)
+            for conn in list(self._awaiting_connect):
+                if now - conn.opened_at > self.config.connect_timeout_s:
+                    log.info("no CONNECT within %.0f s: closing", self.config.connect_timeout_s)
+                    conn.transport.abort()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Nothing may be awaited before start_tls, so that the ClientHello stays unread.
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self._writers.add(writer)
+        try:
+            sock = writer.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn = await self._handshake(writer)
+            if conn is None:
+                writer.close()
+            else:
+                await self._serve(conn, reader)
+                await _close(writer)
+        except asyncio.CancelledError:
+            writer.transport.abort()  # the broker is stopping; end this task quietly
+        finally:
+            self._writers.discard(writer)
+            self._tasks.discard(task)
+
+    async def _handshake(self, writer: asyncio.StreamWriter) -> Connection | None:
+        peer = writer.get_extra_info("peername")
+        try:
+            await writer.start_tls(self._ssl_context,
+                                   ssl_handshake_timeout=self.config.handshake_timeout_s)
+        except OSError as exc:  # ssl.SSLError and TimeoutError included
+            log.info("TLS handshake with %s failed: %s", peer, exc)
+            return None
+        ssl_object = writer.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        identity = identity_of(der)
+        if identity is None:
+            log.warning("client certificate of %s has no usable CN or lacks clientAuth", peer)
+        return Connection(identity, writer, asyncio.get_running_loop().time())
+
+    async def _serve(self, conn: Connection, reader: asyncio.StreamReader) -> None:
+        """Read and handle packets until the connection ends, then part it from its session."""
+        loop = asyncio.get_running_loop()
+        framer = codec.Framer(self.config.max_packet_size)
+        self._awaiting_connect.add(conn)
+        try:
+            while data := await reader.read(_READ_SIZE):
+                conn.last_seen = loop.time()
+                for first_byte, body in framer.feed(data):
+                    if not self._handle(conn, first_byte, body):
+                        return
+        except codec.MalformedPacket as exc:
+            log.warning("closing %s: %s", conn.identity or "an unidentified client", exc)
+        except OSError as exc:
+            log.info("connection of %s lost: %s", conn.identity, exc)
+        except Exception:
+            log.exception("bug while serving %s: closing its connection", conn.identity)
+        finally:
+            self._awaiting_connect.discard(conn)
+            self._core.detach(conn, publish_will=True)  # DISCONNECT has cleared the will
+
+    def _handle(self, conn: Connection, first_byte: int, body: bytes) -> bool:
+        """Handle one frame; returns False when the connection must end."""
+        if conn.ended:
+            return False
+        if conn.session is not None:
+            return self._core.on_packet(conn, codec.decode(first_byte, body))
+        if first_byte != codec.CONNECT << 4:
+            raise codec.MalformedPacket("the first packet is not a CONNECT")
+        self._awaiting_connect.discard(conn)
+        try:
+            connect = codec.decode_connect(body)
+        except codec.UnsupportedProtocolLevel as exc:
+            log.warning("refused CONNECT from %s: %s", conn.identity, exc)
+            conn.send(codec.encode_connack(False, codec.CONNACK_BAD_PROTOCOL_LEVEL))
+            return False
+        return self._core.on_connect(conn, connect)
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    """Close with a TLS close_notify after the pending bytes, aborting if the peer lingers."""
+    writer.close()
+    try:
+        await asyncio.wait_for(writer.wait_closed(), 2.0)
+    except OSError:  # ssl.SSLError and TimeoutError included
+        writer.transport.abort()

@@ -1,0 +1,423 @@
+"""SQL adapter for orders, the result outbox, rules, mandates, approvals and spend counters.
+
+Functions take a Connection and never commit: `gateway.payments` owns the transaction, so the
+money, the counters, the result and the audit entry commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+from devices.store import UtcDateTime
+from gateway.periods import PERIODS, Period
+from gateway.consent import Mandate
+from gateway.rules import Limit, Rules, RulesIn, Usage
+
+metadata = sa.MetaData()
+orders = sa.Table(
+    "orders",
+    metadata,
+    sa.Column("device_id", sa.String, primary_key=True),
+    sa.Column("order_id", sa.String, primary_key=True),
+    sa.Column("payload_sha256", sa.String),
+    sa.Column("type", sa.String),
+    sa.Column("status", sa.String),
+    sa.Column("payment_id", sa.String),
+    sa.Column("result_json", sa.Text),
+    sa.Column("received_at", UtcDateTime),
+    sa.Column("updated_at", UtcDateTime),
+)
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("topic", sa.String),
+    sa.Column("jws", sa.Text),
+    sa.Column("created_at", UtcDateTime),
+    sa.Column("published_at", UtcDateTime),
+)
+device_rules = sa.Table(
+    "device_rules",
+    metadata,
+    sa.Column("device_id", sa.String, primary_key=True),
+    sa.Column("rules_json", sa.Text),
+    sa.Column("updated_at", UtcDateTime),
+)
+mandates = sa.Table(
+    "mandates",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("device_id", sa.String),
+    sa.Column("payee", sa.String),
+    sa.Column("category", sa.String),
+    sa.Column("max_amount_minor", sa.BigInteger),
+    sa.Column("limits_json", sa.Text),
+    sa.Column("valid_from", UtcDateTime),
+    sa.Column("valid_until", UtcDateTime),
+    sa.Column("status", sa.String),
+    sa.Column("created_at", UtcDateTime),
+    sa.Column("revoked_at", UtcDateTime),
+)
+approvals = sa.Table(
+    "approvals",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("device_id", sa.String),
+    sa.Column("order_id", sa.String),
+    sa.Column("order_json", sa.Text),
+    sa.Column("payee", sa.String),
+    sa.Column("amount_minor", sa.BigInteger),
+    sa.Column("currency", sa.String),
+    sa.Column("status", sa.String),
+    sa.Column("created_at", UtcDateTime),
+    sa.Column("expires_at", UtcDateTime),
+    sa.Column("decided_at", UtcDateTime),
+    sa.Column("result_status", sa.String),
+    sa.Column("result_reason", sa.String),
+)
+_counter_columns = [
+    sa.Column(f"{p}_{suffix}", sa.String if suffix == "key" else sa.BigInteger)
+    for p in PERIODS
+    for suffix in ("key", "spent", "count")
+]
+spend_counters = sa.Table(
+    "spend_counters", metadata, sa.Column("scope", sa.String, primary_key=True), *_counter_columns
+)
+payment_scopes = sa.Table(
+    "payment_scopes",
+    metadata,
+    sa.Column("payment_id", sa.String, primary_key=True),
+    sa.Column("payer_id", sa.String),
+    sa.Column("mandate_id", sa.String),
+    sa.Column("period_keys", sa.Text),
+)
+
+
+# --- orders and results ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KnownOrder:
+    payload_sha256: str
+    result: dict[str, Any]
+
+
+def known_orders(
+    conn: Connection, keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], KnownOrder]:
+    """The recorded orders among these (device_id, order_id) keys, in one query."""
+    keys = list(set(keys))
+    if not keys:
+        return {}
+    query = sa.select(
+        orders.c.device_id, orders.c.order_id, orders.c.payload_sha256, orders.c.result_json
+    ).where(sa.tuple_(orders.c.device_id, orders.c.order_id).in_(keys))
+    return {(d, o): KnownOrder(h, json.loads(r)) for d, o, h, r in conn.execute(query)}
+
+
+def record_order(
+    conn: Connection,
+    device_id: str,
+    order_id: str,
+    payload_sha256: str,
+    order_type: str,
+    result: dict[str, Any],
+    now: datetime,
+) -> None:
+    """Remember an order (forever) with its result."""
+    conn.execute(
+        orders.insert().values(
+            device_id=device_id,
+            order_id=order_id,
+            payload_sha256=payload_sha256,
+            type=order_type,
+            status=result["status"],
+            payment_id=result.get("payment_id"),
+            result_json=json.dumps(result),
+            received_at=now,
+            updated_at=now,
+        )
+    )
+
+
+def update_order_result(
+    conn: Connection, device_id: str, order_id: str, result: dict[str, Any], now: datetime
+) -> None:
+    """Replace an order's latest result (after an approval decision or its expiry)."""
+    conn.execute(
+        orders.update()
+        .where(
+            orders.c.device_id == device_id,
+            orders.c.order_id == order_id,
+        )
+        .values(
+            status=result["status"],
+            payment_id=result.get("payment_id"),
+            result_json=json.dumps(result),
+            updated_at=now,
+        )
+    )
+
+
+def enqueue(conn: Connection, items: Iterable[tuple[str, str]], now: datetime) -> list[int]:
+    """Put (topic, jws) results in the outbox; returns their ids."""
+    ids = []
+    for topic, token in items:
+        result = conn.execute(outbox.insert().values(topic=topic, jws=token, created_at=now))
+        ids.append(int(result.inserted_primary_key[0]))  # type: ignore[index]
+    return ids
+
+
+def unpublished(
+    conn: Connection, older_than: datetime, limit: int = 500
+) -> list[tuple[int, str, str]]:
+    """Outbox entries not yet published (a crash between commit and publish leaves some)."""
+    query = (
+        sa.select(outbox.c.id, outbox.c.topic, outbox.c.jws)
+        .where(outbox.c.published_at.is_(None), outbox.c.created_at <= older_than)
+        .order_by(outbox.c.id)
+        .limit(limit)
+    )
+    return [(int(i), t, j) for i, t, j in conn.execute(query)]
+
+
+def mark_published(conn: Connection, ids: list[int], now: datetime) -> None:
+    """Note that the broker acknowledged these outbox entries."""
+    if ids:
+        conn.execute(outbox.update().where(outbox.c.id.in_(ids)).values(published_at=now))
+
+
+# --- rules and mandates ----------------------------------------------------------------------
+
+
+def rules_for(conn: Connection, device_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The stored rules JSON of each device that has rules."""
+    query = sa.select(device_rules.c.device_id, device_rules.c.rules_json).where(
+        device_rules.c.device_id.in_(list(device_ids))
+    )
+    return {d: json.loads(r) for d, r in conn.execute(query)}
+
+
+def put_rules(
+    conn: Connection, device_id: str, rules_json: dict[str, Any] | None, now: datetime
+) -> None:
+    """Replace the device's rules; None removes them (the device has no rules)."""
+    conn.execute(device_rules.delete().where(device_rules.c.device_id == device_id))
+    if rules_json is not None:
+        conn.execute(
+            device_rules.insert().values(
+                device_id=device_id, rules_json=json.dumps(rules_json), updated_at=now
+            )
+        )
+
+
+def insert_mandate(conn: Connection, values: dict[str, Any]) -> None:
+    """Record a standing consent."""
+    conn.execute(mandates.insert().values(**values))
+
+
+def mandates_for(conn: Connection, device_ids: Iterable[str]) -> list[dict[str, Any]]:
+    """Active mandates of these devices."""
+    query = (
+        mandates.select()
+        .where(mandates.c.device_id.in_(list(device_ids)), mandates.c.status == "active")
+        .order_by(mandates.c.created_at)
+    )
+    return [dict(row) for row in conn.execute(query).mappings()]
+
+
+def get_mandate(conn: Connection, mandate_id: str) -> dict[str, Any] | None:
+    """The mandate with this id, if any."""
+    row = conn.execute(mandates.select().where(mandates.c.id == mandate_id)).mappings().first()
+    return dict(row) if row else None
+
+
+def revoke_mandate(conn: Connection, mandate_id: str, now: datetime) -> None:
+    """Revoke a mandate at once."""
+    conn.execute(
+        mandates.update()
+        .where(mandates.c.id == mandate_id)
+        .values(status="revoked", revoked_at=now)
+    )
+
+
+# --- approvals -------------------------------------------------------------------------------
+
+
+def insert_approval(conn: Connection, values: dict[str, Any]) -> None:
+    """Store an order that waits for its owner."""
+    conn.execute(approvals.insert().values(**values, status="pending"))
+
+
+def get_approval(conn: Connection, approval_id: str) -> dict[str, Any] | None:
+    """The approval with this id, if any."""
+    row = conn.execute(approvals.select().where(approvals.c.id == approval_id)).mappings().first()
+    return dict(row) if row else None
+
+
+def list_approvals(
+    conn: Connection, device_ids: list[str], status: str | None
+) -> list[dict[str, Any]]:
+    """Approvals of these devices, newest first."""
+    query = approvals.select().where(approvals.c.device_id.in_(device_ids))
+    if status:
+        query = query.where(approvals.c.status == status)
+    return [dict(r) for r in conn.execute(query.order_by(approvals.c.created_at.desc())).mappings()]
+
+
+def due_approvals(conn: Connection, now: datetime, limit: int = 100) -> list[dict[str, Any]]:
+    """Pending approvals whose time is up."""
+    query = (
+        approvals.select()
+        .where(approvals.c.status == "pending", approvals.c.expires_at <= now)
+        .order_by(approvals.c.expires_at)
+        .limit(limit)
+    )
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def close_approval(
+    conn: Connection,
+    approval_id: str,
+    status: str,
+    result_status: str,
+    reason: str | None,
+    now: datetime,
+) -> bool:
+    """Move a pending approval to its final state; False when it was no longer pending."""
+    result = conn.execute(
+        approvals.update()
+        .where(
+            approvals.c.id == approval_id,
+            approvals.c.status == "pending",
+        )
+        .values(status=status, decided_at=now, result_status=result_status, result_reason=reason)
+    )
+    return result.rowcount == 1
+
+
+# --- spend counters --------------------------------------------------------------------------
+
+
+def usage(
+    conn: Connection, scopes: Iterable[str], keys_now: Mapping[str, Mapping[Period, str]]
+) -> dict[str, dict[str, Usage]]:
+    """Per scope, the usage under each of the current period keys (`keys_now[scope]`)."""
+    scopes = list(scopes)
+    found: dict[str, dict[str, Usage]] = {scope: {} for scope in scopes}
+    if not scopes:
+        return found
+    for row in conn.execute(
+        spend_counters.select().where(spend_counters.c.scope.in_(scopes))
+    ).mappings():
+        for period, key in keys_now[row["scope"]].items():
+            if row[f"{period}_key"] == key:
+                found[row["scope"]][key] = Usage(row[f"{period}_spent"], row[f"{period}_count"])
+    return found
+
+
+def count_payment(
+    conn: Connection, scope: str, keys: Mapping[Period, str], amount_minor: int
+) -> None:
+    """Add an approved pay or hold to the scope's current periods (a new period starts at 0)."""
+    exists = conn.execute(
+        sa.select(spend_counters.c.scope).where(spend_counters.c.scope == scope)
+    ).first()
+    if exists is None:
+        values: dict[str, Any] = {"scope": scope}
+        for period, key in keys.items():
+            values |= {f"{period}_key": key, f"{period}_spent": amount_minor, f"{period}_count": 1}
+        conn.execute(spend_counters.insert().values(**values))
+        return
+    c = spend_counters.c
+    updates: dict[str, Any] = {}
+    for period, key in keys.items():
+        same = c[f"{period}_key"] == key
+        updates[f"{period}_spent"] = sa.case(
+            (same, c[f"{period}_spent"] + amount_minor), else_=amount_minor
+        )
+        updates[f"{period}_count"] = sa.case((same, c[f"{period}_count"] + 1), else_=1)
+        updates[f"{period}_key"] = key
+    conn.execute(spend_counters.update().where(c.scope == scope).values(**updates))
+
+
+def adjust_payment(
+    conn: Connection, scope: str, keys: Mapping[str, str], spent_delta: int, count_delta: int
+) -> None:
+    """Change what a payment counted, in the periods it was counted in (if still current)."""
+    c = spend_counters.c
+    updates: dict[str, Any] = {}
+    for period, key in keys.items():
+        same = c[f"{period}_key"] == key
+        updates[f"{period}_spent"] = sa.case(
+            (same, c[f"{period}_spent"] + spent_delta), else_=c[f"{period}_spent"]
+        )
+        updates[f"{period}_count"] = sa.case(
+            (same, c[f"{period}_count"] + count_delta), else_=c[f"{period}_count"]
+        )
+    conn.execute(spend_counters.update().where(c.scope == scope).values(**updates))
+
+
+def record_payment_scopes(
+    conn: Connection,
+    payment_id: str,
+    payer_id: str,
+    mandate_id: str | None,
+    keys: Mapping[Period, str],
+) -> None:
+    """Remember which counters a payment went into."""
+    conn.execute(
+        payment_scopes.insert().values(
+            payment_id=payment_id,
+            payer_id=payer_id,
+            mandate_id=mandate_id,
+            period_keys=json.dumps(dict(keys)),
+        )
+    )
+
+
+def payment_scope(
+    conn: Connection, payment_id: str
+) -> tuple[str, str | None, dict[str, str]] | None:
+    """(payer, mandate, period keys) a payment counted under, if it counted."""
+    row = conn.execute(
+        sa.select(
+            payment_scopes.c.payer_id, payment_scopes.c.mandate_id, payment_scopes.c.period_keys
+        ).where(payment_scopes.c.payment_id == payment_id)
+    ).first()
+    return (row[0], row[1], json.loads(row[2])) if row else None
+
+
+# --- rows to domain --------------------------------------------------------------------------
+
+
+def load_rules(conn: Connection, device_ids: Iterable[str]) -> dict[str, Rules | None]:
+    """Each device's rules (None: the device has no rules)."""
+    device_ids = list(device_ids)
+    stored = rules_for(conn, device_ids)
+    return {d: RulesIn.model_validate(stored[d]).to_rules() if d in stored else None
+            for d in device_ids}
+
+
+def load_mandates(conn: Connection, device_ids: Iterable[str]) -> dict[str, list[Mandate]]:
+    """Each device's active mandates, oldest first."""
+    found: dict[str, list[Mandate]] = {}
+    for row in mandates_for(conn, device_ids):
+        found.setdefault(row["device_id"], []).append(mandate_from_row(row))
+    return found
+
+
+def mandate_from_row(row: Mapping[str, Any]) -> Mandate:
+    """A stored mandate as the consent module sees it."""
+    limits = tuple(Limit(x["period"], x["amount"]) for x in json.loads(row["limits_json"]))
+    return Mandate(id=row["id"], payee=row["payee"], category=row["category"],
+                   max_amount_minor=row["max_amount_minor"], limits=limits,
+                   valid_from=row["valid_from"], valid_until=row["valid_until"],
+                   active=row["status"] == "active")

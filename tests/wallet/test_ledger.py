@@ -1,0 +1,149 @@
+"""The pure core: deltas conserve money, holds resolve by the contract's rules, and it stays pure."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.wallet.conftest import T0, later
+from wallet import errors, ledger
+from wallet.ledger import Payment, PaymentRequest, PaymentStatus, PaymentType, TransferKind
+
+PURE_IMPORTS = {"__future__", "dataclasses", "datetime", "enum", "hashlib", "json", "re",
+                "wallet.errors"}
+
+
+def hold_request(amount_minor: int = 400) -> PaymentRequest:
+    return PaymentRequest(PaymentType.HOLD, "h1", "o1", "dev_a", "mer_x", amount_minor, "EUR",
+                          later(60))
+
+
+def held(amount_minor: int = 400) -> Payment:
+    return ledger.open_payment(hold_request(amount_minor), T0)
+
+
+def test_the_core_imports_no_database_clock_or_io() -> None:
+    for module in (ledger, errors):
+        tree = ast.parse(inspect.getsource(module))
+        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                    for alias in node.names}
+        imported |= {node.module or "" for node in ast.walk(tree)
+                     if isinstance(node, ast.ImportFrom)}
+        assert imported <= PURE_IMPORTS, imported - PURE_IMPORTS
+        assert "now()" not in inspect.getsource(module)
+
+
+@given(kind=st.sampled_from(list(TransferKind)), amount=st.integers(1, 10**9),
+       extra=st.integers(0, 10**9))
+def test_every_transfer_conserves_money(kind: TransferKind, amount: int, extra: int) -> None:
+    held_minor = amount + extra if kind is TransferKind.CAPTURE else amount
+    debit, credit = ledger.transfer_deltas(kind, amount, held_minor)
+    posted = (credit.credits_posted + debit.credits_posted
+              - credit.debits_posted - debit.debits_posted)
+    assert posted == 0
+    assert debit.debits_pending + credit.debits_pending == (
+        debit.credits_pending + credit.credits_pending)
+    assert ledger.required_available(debit) == (
+        amount if kind in (TransferKind.TOP_UP, TransferKind.PAY, TransferKind.HOLD,
+                           TransferKind.REFUND) else 0)
+    assert ledger.required_available(credit) == 0
+
+
+def test_a_hold_then_its_resolution_leaves_only_the_capture_posted() -> None:
+    payer = ledger.Account("dev_a", "EUR", True, credits_posted=1000)
+    payee = ledger.Account("mer_x", "EUR", True)
+    hold_debit, hold_credit = ledger.transfer_deltas(TransferKind.HOLD, 400)
+    payer, payee = ledger.apply(payer, hold_debit), ledger.apply(payee, hold_credit)
+    assert (payer.balance_minor, payer.available_minor) == (1000, 600)
+    capture_debit, capture_credit = ledger.transfer_deltas(TransferKind.CAPTURE, 250, 400)
+    payer, payee = ledger.apply(payer, capture_debit), ledger.apply(payee, capture_credit)
+    assert (payer.balance_minor, payer.available_minor) == (750, 750)
+    assert (payee.balance_minor, payee.credits_pending) == (250, 0)
+
+
+def test_capture_follows_the_contracts_order_of_reasons() -> None:
+    hold = held()
+    with pytest.raises(errors.HoldExpired):
+        ledger.capture(hold, 500, later(60))  # expired is told before the amount
+    with pytest.raises(errors.CaptureExceedsHold):
+        ledger.capture(hold, 401, later(59))
+    captured = ledger.capture(hold, 400, later(59))
+    assert captured == replace(hold, status=PaymentStatus.CAPTURED, captured_amount_minor=400)
+    with pytest.raises(errors.HoldNotOpen):
+        ledger.capture(captured, 1, later(120))  # resolved holds are not open, whatever the time
+    with pytest.raises(errors.HoldNotOpen):
+        ledger.void(ledger.void(hold, T0), T0)
+    with pytest.raises(errors.HoldExpired):
+        ledger.void(ledger.expire(hold, later(60)), later(61))
+
+
+def test_a_pay_is_never_an_open_hold() -> None:
+    pay = ledger.open_payment(replace(hold_request(), type=PaymentType.PAY, expires_at=None), T0)
+    assert pay.status is PaymentStatus.COMPLETED and pay.refundable_minor == 400
+    with pytest.raises(errors.HoldNotOpen):
+        ledger.void(pay, T0)
+
+
+def test_refunds_never_exceed_what_was_paid_or_captured() -> None:
+    hold = held()
+    with pytest.raises(errors.RefundExceedsPayment):
+        ledger.refund(hold, 1)
+    captured = ledger.capture(hold, 100, T0)
+    refunded = ledger.refund(ledger.refund(captured, 60), 40)
+    assert refunded.refunded_amount_minor == 100
+    with pytest.raises(errors.RefundExceedsPayment):
+        ledger.refund(refunded, 1)
+
+
+def test_find_hides_payments_of_other_payees_and_currencies() -> None:
+    hold = held()
+    assert ledger.find(hold, "mer_x", "EUR") == hold
+    for payee, currency in (("dev_b", None), (None, "USD")):
+        with pytest.raises(errors.PaymentNotFound):
+            ledger.find(hold, payee, currency)
+    with pytest.raises(errors.PaymentNotFound):
+        ledger.find(None, None, None)
+
+
+def test_a_replay_must_repeat_the_request() -> None:
+    hold = held()
+    assert ledger.replay(hold, hold_request()) == hold
+    with pytest.raises(errors.IdempotencyConflict):
+        ledger.replay(hold, hold_request(401))
+
+
+@pytest.mark.parametrize("amount", [0, -1, 1.0, True, None, "5", ledger.MAX_AMOUNT_MINOR + 1])
+def test_amounts_are_positive_ints(amount: Any) -> None:
+    with pytest.raises(AssertionError):
+        ledger.assert_amount(amount)
+    with pytest.raises(AssertionError):
+        ledger.open_payment(hold_request(amount), T0)
+
+
+def test_times_need_a_timezone_and_holds_a_future() -> None:
+    with pytest.raises(AssertionError):
+        ledger.open_payment(hold_request(), T0.replace(tzinfo=None))
+    with pytest.raises(AssertionError):
+        ledger.open_payment(replace(hold_request(), expires_at=T0), T0)
+    with pytest.raises(AssertionError):
+        ledger.open_payment(replace(hold_request(), payee_id="dev_a"), T0)
+
+
+def test_every_refusal_carries_a_contract_reason() -> None:
+    reasons = {cls.reason for cls in errors.WalletRefusal.__subclasses__()}
+    assert reasons == {
+        "insufficient_funds", "currency_not_allowed", "idempotency_conflict", "wallet_not_found",
+        "payment_not_found", "hold_not_open", "hold_expired", "capture_exceeds_hold",
+        "refund_exceeds_payment",
+    }
+
+
+def test_top_up_fingerprint_is_canonical() -> None:
+    assert ledger.top_up_fingerprint(5, "EUR") == ledger.top_up_fingerprint(5, "EUR")
+    assert ledger.top_up_fingerprint(5, "EUR") != ledger.top_up_fingerprint(5, "USD")

@@ -1,0 +1,359 @@
+"""A random walk through top-ups, pays, holds, captures, voids, expiries and refunds.
+
+Hypothesis drives the store on a real SQLite file and a real PostgreSQL schema (fresh for each
+example) and keeps a plain model of what every wallet should hold. After every step the books
+must reconcile (`check()`), each wallet and payment must equal the model, and a refused step, whose
+transaction is committed anyway as the gateway would commit its result, must have changed nothing.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+from sqlalchemy import Connection, func, select
+
+from gateway.db import Database
+from tests.conftest import postgres_schema_url
+from tests.wallet.conftest import HOLDERS, T0, snapshot
+from wallet import store
+from wallet.check import check
+from wallet.errors import (
+    CaptureExceedsHold,
+    CurrencyNotAllowed,
+    HoldExpired,
+    HoldNotOpen,
+    IdempotencyConflict,
+    InsufficientFunds,
+    PaymentNotFound,
+    RefundExceedsPayment,
+    WalletRefusal,
+)
+from wallet.ledger import Payment, PaymentRequest, PaymentType, TopUpResult
+
+Refusal = type[WalletRefusal] | None
+holders = st.sampled_from(sorted(HOLDERS))
+pairs = st.permutations(sorted(HOLDERS)).map(lambda order: (order[0], order[1]))
+currencies = st.sampled_from(["EUR", "USD"])
+amounts = st.integers(1, 2000)
+payee_names = st.sampled_from(["none", "right", "wrong"])
+
+
+@dataclass
+class Expected:
+    """What the model says one payment is."""
+
+    request: PaymentRequest
+    status: str
+    captured: int = 0
+    refunded: int = 0
+
+
+class LedgerMachine(RuleBasedStateMachine):
+    """The store against a model of balances; `make_url` gives each example a fresh database."""
+
+    make_url: Callable[[], str]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.db = Database(self.make_url())
+        self.now = T0
+        self.balance = dict.fromkeys(HOLDERS, 0)
+        self.pending = dict.fromkeys(HOLDERS, 0)
+        self.payments: dict[str, Expected] = {}
+        self.top_ups: dict[tuple[str, str], tuple[int, str, TopUpResult]] = {}
+        self.ids = itertools.count()
+        with self.db.transaction() as conn:
+            for holder, currency in HOLDERS.items():
+                store.open_wallet(conn, holder_id=holder, currency=currency, now=T0)
+
+    def teardown(self) -> None:
+        self.db.dispose()
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    def available(self, holder: str) -> int:
+        return self.balance[holder] - self.pending[holder]
+
+    def attempt(self, work: Callable[[Connection], Any], expected: Refusal,
+                changes: bool) -> Any:
+        """Run `work` in a committed transaction; check the refusal and that nothing else moved."""
+        with self.db.read() as conn:
+            before = snapshot(conn)
+        refusal: WalletRefusal | None = None
+        with self.db.transaction() as conn:
+            try:
+                result = work(conn)
+            except WalletRefusal as caught:
+                refusal, result = caught, None
+        assert type(refusal) is (expected or type(None)), (refusal, expected)
+        if refusal is not None or not changes:
+            with self.db.read() as conn:
+                assert snapshot(conn) == before
+        return result
+
+    def payee_for(self, payment_id: str, named: str) -> str | None:
+        expected = self.payments.get(payment_id)
+        right = expected.request.payee_id if expected else "mer_x"
+        if named == "none":
+            return None
+        return right if named == "right" else next(h for h in sorted(HOLDERS) if h != right)
+
+    def draw_payment_id(self, data: st.DataObject) -> str:
+        return data.draw(st.sampled_from([*sorted(self.payments), "pay_missing"]))
+
+    def predict_open(self, request: PaymentRequest) -> Refusal:
+        if request.currency != HOLDERS[request.payer_id] or (
+            request.currency != HOLDERS[request.payee_id]
+        ):
+            return CurrencyNotAllowed
+        if self.available(request.payer_id) < request.amount_minor:
+            return InsufficientFunds
+        return None
+
+    def record_open(self, request: PaymentRequest) -> None:
+        payer, payee, amount = request.payer_id, request.payee_id, request.amount_minor
+        if request.type is PaymentType.PAY:
+            self.balance[payer] -= amount
+            self.balance[payee] += amount
+            self.payments[request.payment_id] = Expected(request, "completed", amount)
+        else:
+            self.pending[payer] += amount
+            self.payments[request.payment_id] = Expected(request, "held")
+
+    def predict_resolution(self, payment_id: str, payee_id: str | None,
+                           capture_minor: int | None) -> Refusal:
+        expected = self.payments.get(payment_id)
+        if expected is None or payee_id not in (None, expected.request.payee_id):
+            return PaymentNotFound
+        expires_at = expected.request.expires_at
+        if expected.status == "expired" or (
+            expected.status == "held" and expires_at is not None and self.now >= expires_at
+        ):
+            return HoldExpired
+        if expected.status != "held":
+            return HoldNotOpen
+        if capture_minor is not None and capture_minor > expected.request.amount_minor:
+            return CaptureExceedsHold
+        return None
+
+    def release(self, payment_id: str, status: str, captured_minor: int = 0) -> None:
+        expected = self.payments[payment_id]
+        payer, payee = expected.request.payer_id, expected.request.payee_id
+        self.pending[payer] -= expected.request.amount_minor
+        self.balance[payer] -= captured_minor
+        self.balance[payee] += captured_minor
+        expected.status, expected.captured = status, captured_minor
+
+    def new_request(self, pair: tuple[str, str], amount: int, currency: str,
+                    ttl_s: int | None) -> PaymentRequest:
+        payment_id = f"pay_{next(self.ids):05d}"
+        return PaymentRequest(
+            PaymentType.PAY if ttl_s is None else PaymentType.HOLD, payment_id,
+            f"o-{payment_id}", pair[0], pair[1], amount, currency,
+            None if ttl_s is None else self.now + timedelta(seconds=ttl_s),
+        )
+
+    # --- rules -----------------------------------------------------------------------------------
+
+    @rule(holder=holders, amount=st.integers(1, 5000), key=st.sampled_from(["k1", "k2", "k3"]),
+          currency=currencies)
+    def top_up(self, holder: str, amount: int, key: str, currency: str) -> None:
+        known = self.top_ups.get((holder, key))
+        expected: Refusal = None
+        if known is not None:
+            expected = None if known[:2] == (amount, currency) else IdempotencyConflict
+        elif currency != HOLDERS[holder]:
+            expected = CurrencyNotAllowed
+        result = self.attempt(lambda c: store.top_up(
+            c, holder_id=holder, amount_minor=amount, currency=currency, idempotency_key=key,
+            now=self.now), expected, changes=known is None)
+        if expected is not None:
+            return
+        if known is not None:
+            assert result == known[2]
+            return
+        self.balance[holder] += amount
+        assert result == TopUpResult(holder, currency, amount, self.balance[holder],
+                                     self.available(holder))
+        self.top_ups[holder, key] = (amount, currency, result)
+
+    @rule(pair=pairs, amount=amounts, currency=currencies,
+          ttl_s=st.none() | st.sampled_from([60, 300, 900]))
+    def open_payment(self, pair: tuple[str, str], amount: int, currency: str,
+                     ttl_s: int | None) -> None:
+        request = self.new_request(pair, amount, currency, ttl_s)
+        expected = self.predict_open(request)
+        payment = self.attempt(lambda c: store.place(c, request, self.now), expected, True)
+        if expected is None:
+            self.record_open(request)
+            assert payment.payment_id == request.payment_id
+
+    @rule(requests=st.lists(st.tuples(pairs, amounts, currencies,
+                                      st.none() | st.just(300)), min_size=1, max_size=4))
+    def open_a_batch(self, requests: list[tuple[tuple[str, str], int, str, int | None]]) -> None:
+        batch = [self.new_request(*args) for args in requests]
+        with self.db.transaction() as conn:
+            results = store.place_payments(conn, batch, self.now)
+        for request, result in zip(batch, results, strict=True):
+            expected = self.predict_open(request)
+            assert type(result) is (expected or Payment), (result, expected)
+            if expected is None:
+                self.record_open(request)
+
+    @precondition(lambda self: self.payments)
+    @rule(data=st.data(), conflicting=st.booleans())
+    def replay_payment(self, data: st.DataObject, conflicting: bool) -> None:
+        payment_id = data.draw(st.sampled_from(sorted(self.payments)))
+        request = self.payments[payment_id].request
+        if conflicting:
+            request = PaymentRequest(request.type, request.payment_id, request.order_id,
+                                     request.payer_id, request.payee_id,
+                                     request.amount_minor + 1, request.currency,
+                                     request.expires_at)
+        expected = IdempotencyConflict if conflicting else None
+        payment = self.attempt(lambda c: store.place(c, request, self.now), expected, False)
+        if payment is not None:
+            assert payment.status == self.payments[payment_id].status
+
+    @rule(data=st.data(), amount=amounts, named=payee_names)
+    def capture(self, data: st.DataObject, amount: int, named: str) -> None:
+        payment_id = self.draw_payment_id(data)
+        payee_id = self.payee_for(payment_id, named)
+        expected = self.predict_resolution(payment_id, payee_id, amount)
+        self.attempt(lambda c: store.capture(c, payment_id=payment_id, amount_minor=amount,
+                                             now=self.now, payee_id=payee_id), expected, True)
+        if expected is None:
+            self.release(payment_id, "captured", amount)
+
+    @rule(data=st.data(), named=payee_names)
+    def void(self, data: st.DataObject, named: str) -> None:
+        payment_id = self.draw_payment_id(data)
+        payee_id = self.payee_for(payment_id, named)
+        expected = self.predict_resolution(payment_id, payee_id, None)
+        self.attempt(lambda c: store.void(c, payment_id=payment_id, now=self.now,
+                                          payee_id=payee_id), expected, True)
+        if expected is None:
+            self.release(payment_id, "voided")
+
+    @rule(data=st.data(), amount=st.integers(1, 800), named=payee_names)
+    def refund(self, data: st.DataObject, amount: int, named: str) -> None:
+        payment_id = self.draw_payment_id(data)
+        payee_id = self.payee_for(payment_id, named)
+        payment = self.payments.get(payment_id)
+        expected: Refusal = None
+        if payment is None or payee_id not in (None, payment.request.payee_id):
+            expected = PaymentNotFound
+        elif amount > payment.captured - payment.refunded:
+            expected = RefundExceedsPayment
+        elif self.available(payment.request.payee_id) < amount:
+            expected = InsufficientFunds
+        self.attempt(lambda c: store.refund(c, payment_id=payment_id, amount_minor=amount,
+                                            now=self.now, payee_id=payee_id), expected, True)
+        if expected is None:
+            assert payment is not None
+            payment.refunded += amount
+            self.balance[payment.request.payee_id] -= amount
+            self.balance[payment.request.payer_id] += amount
+
+    @rule(seconds=st.integers(1, 600))
+    def advance_clock(self, seconds: int) -> None:
+        self.now += timedelta(seconds=seconds)
+
+    @rule(limit=st.integers(1, 4))
+    def expire_due_holds(self, limit: int) -> None:
+        due: list[tuple[datetime, str]] = sorted(
+            (e.request.expires_at, payment_id) for payment_id, e in self.payments.items()
+            if e.status == "held" and e.request.expires_at is not None
+            and self.now >= e.request.expires_at
+        )[:limit]
+        expired = self.attempt(lambda c: store.expire_due_holds(c, self.now, limit), None,
+                               bool(due))
+        assert [p.payment_id for p in expired] == [payment_id for _, payment_id in due]
+        for _, payment_id in due:
+            self.release(payment_id, "expired")
+
+    # --- invariants ------------------------------------------------------------------------------
+
+    @invariant()
+    def books_reconcile(self) -> None:
+        with self.db.read() as conn:
+            assert [str(breach) for breach in check(conn)] == []
+
+    @invariant()
+    def wallets_match_the_model(self) -> None:
+        with self.db.read() as conn:
+            for holder in HOLDERS:
+                wallet = store.get_wallet(conn, holder)
+                assert wallet is not None
+                assert (wallet.balance_minor, wallet.available_minor) == (
+                    self.balance[holder], self.available(holder)), holder
+                assert wallet.available_minor >= 0
+
+    @invariant()
+    def payments_match_the_model_and_each_was_opened_once(self) -> None:
+        p, t = store.payments.c, store.transfers.c
+        with self.db.read() as conn:
+            rows = conn.execute(select(p.payment_id, p.status, p.captured_amount_minor,
+                                       p.refunded_amount_minor)).all()
+            opened = conn.execute(select(func.count()).where(
+                t.kind.in_(["pay", "hold"]))).scalar_one()
+        assert {row[0]: tuple(row[1:]) for row in rows} == {
+            payment_id: (e.status, e.captured, e.refunded)
+            for payment_id, e in self.payments.items()
+        }
+        assert opened == len(self.payments)
+
+
+def machine_for(make_url: Callable[[], str]) -> type[LedgerMachine]:
+    return type("LedgerMachineOnThisDatabase", (LedgerMachine,),
+                {"make_url": staticmethod(make_url)})
+
+
+SETTINGS = settings(
+    max_examples=25, stateful_step_count=30, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+
+
+@pytest.mark.slow
+def test_ledger_never_loses_or_invents_a_cent_on_sqlite(tmp_path: Path) -> None:
+    counter = itertools.count()
+
+    def make_url() -> str:
+        url = f"sqlite:///{tmp_path / f'machine-{next(counter)}.db'}"
+        _migrate(url)
+        return url
+
+    run_state_machine_as_test(machine_for(make_url), settings=SETTINGS)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_ledger_never_loses_or_invents_a_cent_on_postgres(postgres_database: str) -> None:
+    def make_url() -> str:
+        url = postgres_schema_url(postgres_database)
+        _migrate(url)
+        return url
+
+    run_state_machine_as_test(machine_for(make_url), settings=SETTINGS)
+
+
+def _migrate(url: str) -> None:
+    database = Database(url)
+    database.migrate()
+    database.dispose()
