@@ -93,9 +93,13 @@ def start_embedded_broker(
     ctx: service.Context, address: BrokerAddress, stack: ExitStack
 ) -> service.BrokerControl:
     """The pure-Python broker in `gateway.broker`, with the same ACL and identity rules."""
-    from gateway.broker import embedded_for
+    from gateway.broker import Broker, BrokerConfig
 
-    broker = embedded_for(ctx.pki, address.host, address.port, service.utcnow())
+    cert, key = keystore.ensure_server_certificate(ctx.pki, address.host, service.utcnow())
+    broker = Broker(BrokerConfig(
+        certfile=cert, keyfile=key, cafile=ctx.pki.paths.device_cafile,
+        crlfile=ctx.pki.paths.crl, host=address.host, port=address.port,
+    ))
     broker.start()
     stack.callback(broker.stop)
     return broker

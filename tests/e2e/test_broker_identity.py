@@ -48,15 +48,15 @@ def test_openssl_device_connects_with_mosquitto_clients(stack: Stack) -> None:
     device = stack.device("car")
     tls = ["-h", "127.0.0.1", "-p", str(stack.port), "--cafile", str(stack.ctx.pki.paths.bundle),
            "--cert", str(device.cert), "--key", str(device.key)]
-    sub = subprocess.Popen(["mosquitto_sub", *tls, "-t", RESULTS.format(device.id), "-C", "1",
-                            "-W", "10", "-q", "1"], stdout=subprocess.PIPE, text=True)
-    time.sleep(0.5)
-    pub = subprocess.run(["mosquitto_pub", *tls, "-i", f"{device.id}-pub", "-t",
-                          ORDERS.format(device.id), "-m", "hello", "-q", "1"],
-                         capture_output=True, text=True, timeout=10)
+    pub = subprocess.run(["mosquitto_pub", *tls, "-t", ORDERS.format(device.id), "-m", "hello",
+                          "-q", "1"], capture_output=True, text=True, timeout=10)
     assert pub.returncode == 0, pub.stderr
     arrived = drain(stack.gateway_inbox, 2)
     assert [(m.topic, m.payload) for m in arrived] == [(ORDERS.format(device.id), b"hello")]
+    # one identity, one session: the subscriber connects after the publisher has left
+    sub = subprocess.Popen(["mosquitto_sub", *tls, "-t", RESULTS.format(device.id), "-C", "1",
+                            "-W", "10", "-q", "1"], stdout=subprocess.PIPE, text=True)
+    time.sleep(0.7)
     stack_gateway_publish(stack, RESULTS.format(device.id), b"your result")
     out, _ = sub.communicate(timeout=15)
     assert out.strip() == "your result"
