@@ -96,5 +96,29 @@ def audit_verify(**flags: Any) -> None:
     click.echo(f"audit chain intact: {count} entries")
 
 
+@main.group()
+def ledger() -> None:
+    """Reconcile the wallets' double-entry ledger."""
+
+
+@ledger.command("check")
+@DATA_DIR
+@DATABASE_URL
+def ledger_check(**flags: Any) -> None:
+    """Check every ledger invariant; exit 1 listing each breach."""
+    from gateway.db import Database
+    from wallet.check import check
+
+    settings = settings_from(**flags)
+    db = Database(settings.resolved_database_url())
+    with db.read() as conn:
+        breaches = check(conn)
+    for breach in breaches:
+        click.echo(f"BREACH {breach}", err=True)
+    if breaches:
+        sys.exit(1)
+    click.echo("ledger reconciled: every invariant holds")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
