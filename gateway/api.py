@@ -15,9 +15,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from devices import errors as device_errors
 from devices.registry import CATEGORIES, KINDS, Device, DeviceCertificate, InvalidTransition
 from gateway import owners, payments, service
-from gateway.rules import RulesIn
 from gateway.errors import Conflict, Forbidden, Invalid, KymError, NotFound, Unauthorized
 from gateway.parties import ADMIN, Party, is_timezone
+from gateway.rules import RulesIn
+from wallet import errors as wallet_errors
 
 # One table from refusal to HTTP status and code; order refusals carry their own `reason`.
 ERROR_STATUS: list[tuple[type[Exception], int, str | None]] = [
@@ -30,6 +31,8 @@ ERROR_STATUS: list[tuple[type[Exception], int, str | None]] = [
     (device_errors.CsrInvalid, 422, "csr_invalid"),
     (device_errors.AttestationInvalid, 422, "attestation_invalid"),
     (device_errors.AttestationCaInvalid, 422, "attestation_ca_invalid"),
+    (wallet_errors.CurrencyNotAllowed, 422, None),
+    (wallet_errors.WalletRefusal, 409, None),
 ]
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]

@@ -1,0 +1,103 @@
+"""Contract section 4 over HTTP: top-ups, wallets, payments and merchant captures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.service.conftest import World, bearer
+
+
+def top_up(world: World, dev: Any, body: dict[str, Any], headers: dict[str, str] | None = None
+           ) -> Any:
+    return world.api.post(f"/v1/devices/{dev.id}/wallet/top-ups", json=body,
+                          headers=headers or dev.owner)
+
+
+def test_top_up_is_idempotent_by_key(world: World) -> None:
+    car = world.device("car", top_up=0)
+    body = {"amount": 2500, "currency": "EUR", "idempotency_key": "k1"}
+    first = top_up(world, car, body)
+    assert first.status_code == 201 and first.json() == {"balance": 2500, "available": 2500}
+    again = top_up(world, car, body)
+    assert again.status_code == 201 and again.json() == first.json()
+    conflict = top_up(world, car, {**body, "amount": 2600})
+    assert conflict.status_code == 409
+    assert conflict.json()["error"]["code"] == "idempotency_conflict"
+    assert world.balance(car) == 2500
+
+
+@pytest.mark.parametrize("amount", [-5, 0, 1.5, "100", None, True, 10**13])
+def test_bad_amounts_are_422_and_move_nothing(world: World, amount: Any) -> None:
+    car = world.device("car", top_up=100)
+    response = top_up(world, car, {"amount": amount, "currency": "EUR", "idempotency_key": "k"})
+    assert response.status_code == 422
+    assert response.json()["error"]["code"]
+    assert world.balance(car) == 100
+
+
+def test_wrong_currency_is_422_currency_not_allowed(world: World) -> None:
+    car = world.device("car", top_up=0)
+    response = top_up(world, car, {"amount": 5, "currency": "USD", "idempotency_key": "k"})
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "currency_not_allowed"
+    bad = top_up(world, car, {"amount": 5, "currency": "euro", "idempotency_key": "k"})
+    assert bad.status_code == 422
+    assert world.balance(car) == 0
+
+
+def test_another_owner_gets_404(world: World) -> None:
+    car, other = world.device("car"), world.device("other")
+    assert top_up(world, car, {"amount": 5, "currency": "EUR", "idempotency_key": "x"},
+                  headers=other.owner).status_code == 404
+    for path in ("wallet", "payments", "rules"):
+        assert world.api.get(f"/v1/devices/{car.id}/{path}", headers=other.owner
+                             ).status_code == 404
+    assert world.api.get(f"/v1/devices/{car.id}/wallet", headers=car.integrator
+                         ).status_code == 403
+
+
+def test_payments_list_and_merchant_capture_void_refund(world: World) -> None:
+    shop = world.party("merchants", {"name": "pump", "category": "fuel"})
+    shop_key = bearer(shop["api_key"])
+    car = world.device("car", rules={"currency": "EUR"})
+    hold = car.send(car.order(type="hold", payee=shop["id"], amount=5000, currency="EUR"))
+    assert hold["status"] == "approved"
+    items = world.api.get(f"/v1/devices/{car.id}/payments", headers=car.owner).json()["items"]
+    assert items[0]["payment_id"] == hold["payment_id"] and items[0]["status"] == "held"
+    base = f"/v1/merchants/me/payments/{hold['payment_id']}"
+    over = world.api.post(f"{base}/capture", json={"amount": 6000, "idempotency_key": "c0"},
+                          headers=shop_key)
+    assert over.status_code == 409 and over.json()["error"]["code"] == "capture_exceeds_hold"
+    captured = world.api.post(f"{base}/capture", json={"amount": 4200, "idempotency_key": "c1"},
+                              headers=shop_key)
+    assert captured.status_code == 200, captured.text
+    assert captured.json()["status"] == "captured" and captured.json()["captured_amount"] == 4200
+    replay = world.api.post(f"{base}/capture", json={"amount": 4200, "idempotency_key": "c1"},
+                            headers=shop_key)
+    assert replay.status_code == 200
+    void = world.api.post(f"{base}/void", json={"idempotency_key": "v1"}, headers=shop_key)
+    assert void.status_code == 409 and void.json()["error"]["code"] == "hold_not_open"
+    refund = world.api.post(f"{base}/refunds", json={"amount": 200, "idempotency_key": "r1"},
+                            headers=shop_key)
+    assert refund.status_code == 200 and refund.json()["refunded_amount"] == 200
+    wallet = world.api.get("/v1/merchants/me/wallet", headers=shop_key).json()
+    assert wallet == {"currency": "EUR", "balance": 4000}
+    assert world.balance(car) == 10_000 - 4000
+    mine = world.api.get("/v1/merchants/me/payments", headers=shop_key).json()["items"]
+    assert [p["payment_id"] for p in mine] == [hold["payment_id"]]
+    stranger = world.party("merchants", {"name": "other", "category": "fuel"})
+    assert world.api.post(f"{base}/capture", json={"amount": 1, "idempotency_key": "s"},
+                          headers=bearer(stranger["api_key"])).status_code == 404
+
+
+def test_ledger_check_passes_after_all_that(world: World) -> None:
+    from wallet.check import check
+
+    shop = world.party("merchants", {"name": "pump", "category": "fuel"})
+    car = world.device("car", rules={"currency": "EUR"})
+    for amount in (100, 200, 300):
+        car.send(car.order(type="pay", payee=shop["id"], amount=amount, currency="EUR"))
+    with world.ctx.db.read() as conn:
+        assert check(conn) == []
