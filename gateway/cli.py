@@ -48,6 +48,9 @@ def main(verbose: bool) -> None:
               help="Which broker to start: auto picks Mosquitto when installed [auto].")
 @click.option("--workers", "gateway_workers", type=int, default=None,
               help="Gateway MQTT workers in this process, each with its own identity [1].")
+@click.option("--worker-index", type=int, default=None,
+              help="First gateway identity of this process (kym-gateway-<n>), so that several "
+                   "processes sharing a broker each have their own [0].")
 def serve(**flags: Any) -> None:
     """Run the gateway: HTTP API, MQTT order pipeline and (unless --broker-url) a broker."""
     from gateway.server import serve as run

@@ -109,7 +109,11 @@ def start_gateway_clients(ctx: service.Context, stack: ExitStack) -> list[Gatewa
     """One MQTT client per worker, each with its own certificate identity."""
     address = broker_address(ctx.settings)
     clients = []
-    for n in range(ctx.settings.gateway_workers):
+    first = ctx.settings.worker_index
+    if first + ctx.settings.gateway_workers > mosquitto.GATEWAY_IDENTITIES:
+        raise ValueError(f"--worker-index + --workers must stay within "
+                         f"{mosquitto.GATEWAY_IDENTITIES} gateway identities")
+    for n in range(first, first + ctx.settings.gateway_workers):
         cert, key = keystore.ensure_gateway_client_identity(ctx.pki, n, service.utcnow())
         client = GatewayClient(address.host, address.port, f"kym-gateway-{n}", cert, key,
                                ctx.pki.paths.bundle)

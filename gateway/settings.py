@@ -24,7 +24,8 @@ class Settings(BaseSettings):
     trust_domain: str = "kym.local"
     device_cert_days: int = Field(default=90, ge=1, le=3650)
     rotation_grace_s: int = Field(default=7 * 24 * 3600, ge=0)
-    gateway_workers: int = Field(default=1, ge=1, le=64)
+    gateway_workers: int = Field(default=1, ge=1, le=16)
+    worker_index: int = Field(default=0, ge=0, le=15)  # first MQTT identity: kym-gateway-<n>
 
     def resolved_database_url(self) -> str:
         """The database to use: the flag or variable, else SQLite in the data dir."""
