@@ -28,14 +28,16 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from cryptography import x509
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from devices import wire
 from devices.sdk import messages
-from devices.sdk.errors import ConnectFailed, ResultTimeout
+from devices.sdk.errors import ConnectFailed
 from devices.sdk.identity import Identity, load_certificates
 from devices.sdk.journal import Journal
 from devices.sdk.messages import Event, Result
+from devices.sdk.results import ResultBoard
 from devices.sdk.trust import ResultVerifier, check_gateway_certificate
 
 log = logging.getLogger("kym.sdk")
@@ -75,19 +77,17 @@ class DeviceClient:
         self.broker_host, self.broker_port, self.keepalive_s = broker_host, broker_port, keepalive_s
         self.clock, self.rng = clock, rng
         self.on_result, self.on_event = on_result, on_event
-        self.journal = Journal(identity.paths.journal, fsync=fsync)
         self.dropped: deque[tuple[str, bytes]] = deque(maxlen=100)  # (why, raw message)
         self._verifier = ResultVerifier(_checked_signer(identity), self.device_id)
         self._jose = wire.jose_key(identity.key)
-        self._results: dict[str, Result] = {}
-        self._unmatched: deque[Result] = deque(maxlen=100)  # rejections without an order id
-        self._changed = threading.Condition()
+        self.results = ResultBoard()
         self._inbox: queue.Queue[Any] = queue.Queue()
         self._ready, self._refused = threading.Event(), threading.Event()
         self._refusal = ""
         self._dispatcher = threading.Thread(target=self._dispatch, daemon=True,
                                             name=f"kym-sdk-{self.device_id}")
         self._mqtt = self._new_mqtt_client(persistent)
+        self.journal = Journal(identity.paths.journal, fsync=fsync)  # last: nothing can fail after
 
     @classmethod
     def from_state_dir(
@@ -203,46 +203,39 @@ class DeviceClient:
 
     def wait_for_result(self, order_id: str, timeout_s: float = 10.0,
                         final: bool = True) -> Result:
-        """The order's result; with `final`, waits past `pending_approval` for the last word."""
-        return self.wait_until(
-            lambda: self._results.get(order_id) if _fits(self._results.get(order_id), final)
-            else None, timeout_s, f"no {'final ' if final else ''}result for {order_id}")
+        """The order's result; with `final`, waits past `pending_approval` for the last word.
+
+        Raises ResultTimeout. A result that arrived before the call counts: nothing is missed.
+        """
+        self._refuse_waiting_in_callbacks()
+        return self.results.wait_for(order_id, timeout_s, final)
 
     def wait_for_unmatched_rejection(self, timeout_s: float = 10.0) -> Result:
         """The next `rejected` result with no order id (for a message that did not decode)."""
-        return self.wait_until(lambda: self._unmatched.popleft() if self._unmatched else None,
-                               timeout_s, "no rejection without an order id")
+        self._refuse_waiting_in_callbacks()
+        return self.results.wait_for_unmatched(timeout_s)
 
     def result_of(self, order_id: str) -> Result | None:
         """The latest result received for the order, if any."""
-        with self._changed:
-            return self._results.get(order_id)
+        return self.results.latest(order_id)
 
     def forget(self, order_id: str) -> None:
         """Drop the order's result from memory (long-running devices with many orders)."""
-        with self._changed:
-            self._results.pop(order_id, None)
+        self.results.forget(order_id)
 
-    def wait_until(self, found: Callable[[], Result | None], timeout_s: float,
-                   what: str = "nothing arrived") -> Result:
-        """Wait for `found()` (called under the lock) to return a result."""
+    def _refuse_waiting_in_callbacks(self) -> None:
         if threading.current_thread() is self._dispatcher:
             raise RuntimeError("waiting for a result inside a callback would wait forever")
-        with self._changed:
-            result = self._changed.wait_for(found, timeout_s)
-        if result is None:
-            raise ResultTimeout(f"{what} within {timeout_s} s")
-        return result
 
     # --- internals -------------------------------------------------------------------------
 
     def _new_mqtt_client(self, persistent: bool) -> mqtt.Client:
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.device_id,
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.device_id,
                              clean_session=not persistent, manual_ack=True)
         paths = self.identity.paths
         client.tls_set(ca_certs=str(paths.ca_bundle), certfile=str(paths.certificate),
                        keyfile=str(paths.key), cert_reqs=ssl.CERT_REQUIRED)
-        client.reconnect_delay_set(0.5, 30)
+        client.reconnect_delay_set(1, 30)
         client.max_queued_messages_set(0)  # keep every order while the broker is away
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
@@ -298,14 +291,7 @@ class DeviceClient:
         result = Result.from_payload(payload)
         if result.order_id is not None and result.is_final:
             self.journal.record_final(result.order_id, result.status)
-        with self._changed:
-            if result.order_id is None:
-                self._unmatched.append(result)
-            elif _fits(self._results.get(result.order_id), True) and not result.is_final:
-                pass  # a redelivered `pending_approval` must not hide the final result
-            else:
-                self._results[result.order_id] = result
-            self._changed.notify_all()
+        self.results.post(result)
         if self.on_result is not None:
             self.on_result(result)
 
@@ -313,10 +299,6 @@ class DeviceClient:
         if self.rng is None:
             return secrets.token_hex(length // 2)
         return f"{self.rng.getrandbits(length * 4):0{length}x}"
-
-
-def _fits(result: Result | None, final: bool) -> bool:
-    return result is not None and (result.is_final or not final)
 
 
 def _checked_signer(identity: Identity) -> x509.Certificate:

@@ -75,7 +75,7 @@ class Journal:
     def compact(self) -> None:
         """Rewrite the journal with only the orders in flight (and the sequence counter)."""
         with self._lock:
-            lines = [{"seq": self._sequence}]
+            lines: list[dict[str, Any]] = [{"seq": self._sequence}]
             lines += [{"order": o, "seq": 0, "jws": j} for o, j in self._unfinished.items()]
             data = b"".join(_line(entry) for entry in lines)
             self._file.close()

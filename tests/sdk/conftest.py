@@ -10,7 +10,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +17,12 @@ import uvicorn
 
 from devices.sdk import DeviceClient, GatewayApi, Identity, KeyType, Registration, provision
 from gateway.api import create_app
-from tests.e2e.conftest import Stack, free_port, stack  # noqa: F401 - the fixture, reused
+from tests.e2e.conftest import (  # noqa: F401 - the fixtures, reused
+    Stack,
+    free_port,
+    gateway,
+    stack,
+)
 
 
 @dataclass
@@ -55,6 +59,17 @@ class Http:
 
 @pytest.fixture
 def http(stack: Stack) -> Iterator[Http]:  # noqa: F811 - `stack` is the imported fixture
+    """The broker and the API over HTTP; orders stay in `stack.gateway_inbox`, unanswered."""
+    yield from _serve(stack)
+
+
+@pytest.fixture
+def live(gateway: Stack) -> Iterator[Http]:  # noqa: F811 - `gateway` is the imported fixture
+    """The whole gateway (orders decided, results signed) with its API over HTTP."""
+    yield from _serve(gateway)
+
+
+def _serve(stack: Stack) -> Iterator[Http]:  # noqa: F811
     """uvicorn serving the stack's gateway on a free port."""
     port = free_port()
     config = uvicorn.Config(create_app(stack.ctx), host="127.0.0.1", port=port,
@@ -69,7 +84,3 @@ def http(stack: Stack) -> Iterator[Http]:  # noqa: F811 - `stack` is the importe
     yield Http(f"http://127.0.0.1:{port}", stack)
     server.should_exit = True
     thread.join(10)
-
-
-def state_dir(stack: Stack, name: str) -> Path:
-    return stack.tmp / name

@@ -37,7 +37,8 @@ def test_makes_a_csr_the_gateway_accepts_and_stores_the_identity(
     assert identity.certificate.public_key() == identity.key.public_key()
     assert stat.S_IMODE(identity.paths.key.stat().st_mode) == 0o600
     assert identity.details["status_at_registration"] == "pending"
-    assert load_certificates(identity.paths.ca_bundle) and load_certificates(identity.paths.ca_chain)
+    assert load_certificates(identity.paths.ca_bundle)
+    assert load_certificates(identity.paths.ca_chain)
     signer = load_certificates(identity.paths.gateway_certificate)[0]
     assert signer == http.stack.ctx.pki.signer.certificate
 
