@@ -34,6 +34,7 @@ def main(verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 @main.command()
@@ -97,6 +98,30 @@ def audit_verify(**flags: Any) -> None:
         click.echo(f"audit chain BROKEN at entry {seq}: {why}", err=True)
         sys.exit(1)
     click.echo(f"audit chain intact: {count} entries")
+
+
+@main.command()
+@click.option("--devices", default=20, show_default=True, help="Simulated devices.")
+@click.option("--orders", default=5000, show_default=True, help="Orders in all.")
+@click.option("--rate", type=float, default=None, help="Orders per second (default: flat out).")
+@DATABASE_URL
+@click.option("--broker", type=click.Choice(["auto", "mosquitto", "embedded"]), default="auto",
+              show_default=True)
+@click.option("--key-type", type=click.Choice(["p256", "ed25519"]), default="p256",
+              show_default=True)
+def bench(devices: int, orders: int, rate: float | None, database_url: str | None,
+          broker: str, key_type: str) -> None:
+    """Measure payments per second end to end: devices → broker → gateway → ledger → results."""
+    from rich.console import Console
+
+    from gateway.bench import print_report, run_bench
+
+    console = Console()
+    numbers = run_bench(devices, orders, rate, database_url, broker, key_type, console)
+    label = f"{devices} devices, {key_type}, {broker} broker, {database_url or 'SQLite'}"
+    print_report(numbers, label, console)
+    if numbers["results"] < numbers["orders"]:
+        sys.exit(1)
 
 
 @main.group()

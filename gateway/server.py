@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import signal
 import os
 import secrets
 import threading
-from contextlib import ExitStack
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import uvicorn
@@ -68,8 +70,11 @@ def broker_address(settings: Settings) -> BrokerAddress:
 def start_broker(ctx: service.Context, stack: ExitStack) -> None:
     """Run the broker `kym serve` owns: Mosquitto when installed, else the embedded one."""
     if ctx.settings.broker_url:
-        log.info("using the external broker %s; revocation is enforced by the gateway, and "
-                 "reloading the CRL there is the operator's job", ctx.settings.broker_url)
+        log.info(
+            "using the external broker %s; revocation is enforced by the gateway, and "
+            "reloading the CRL there is the operator's job",
+            ctx.settings.broker_url,
+        )
         return
     address = broker_address(ctx.settings)
     binary = mosquitto.find_mosquitto() if ctx.settings.broker != "embedded" else None
@@ -83,9 +88,12 @@ def start_broker(ctx: service.Context, stack: ExitStack) -> None:
         stack.callback(broker.stop)
         ctx.broker = broker
         return
-    log.warning("mosquitto is not installed: serving MQTT with the embedded broker on %s:%d "
-                "(fine for a laptop; install mosquitto for production loads)",
-                address.host, address.port)
+    log.warning(
+        "mosquitto is not installed: serving MQTT with the embedded broker on %s:%d "
+        "(fine for a laptop; install mosquitto for production loads)",
+        address.host,
+        address.port,
+    )
     ctx.broker = start_embedded_broker(ctx, address, stack)
 
 
@@ -96,10 +104,16 @@ def start_embedded_broker(
     from gateway.broker import Broker, BrokerConfig
 
     cert, key = keystore.ensure_server_certificate(ctx.pki, address.host, service.utcnow())
-    broker = Broker(BrokerConfig(
-        certfile=cert, keyfile=key, cafile=ctx.pki.paths.device_cafile,
-        crlfile=ctx.pki.paths.crl, host=address.host, port=address.port,
-    ))
+    broker = Broker(
+        BrokerConfig(
+            certfile=cert,
+            keyfile=key,
+            cafile=ctx.pki.paths.device_cafile,
+            crlfile=ctx.pki.paths.crl,
+            host=address.host,
+            port=address.port,
+        )
+    )
     broker.start()
     stack.callback(broker.stop)
     return broker
@@ -111,12 +125,15 @@ def start_gateway_clients(ctx: service.Context, stack: ExitStack) -> list[Gatewa
     clients = []
     first = ctx.settings.worker_index
     if first + ctx.settings.gateway_workers > mosquitto.GATEWAY_IDENTITIES:
-        raise ValueError(f"--worker-index + --workers must stay within "
-                         f"{mosquitto.GATEWAY_IDENTITIES} gateway identities")
+        raise ValueError(
+            f"--worker-index + --workers must stay within "
+            f"{mosquitto.GATEWAY_IDENTITIES} gateway identities"
+        )
     for n in range(first, first + ctx.settings.gateway_workers):
         cert, key = keystore.ensure_gateway_client_identity(ctx.pki, n, service.utcnow())
-        client = GatewayClient(address.host, address.port, f"kym-gateway-{n}", cert, key,
-                               ctx.pki.paths.bundle)
+        client = GatewayClient(
+            address.host, address.port, f"kym-gateway-{n}", cert, key, ctx.pki.paths.bundle
+        )
         client.start()
         stack.callback(client.stop)
         clients.append(client)
@@ -147,25 +164,76 @@ def refresh_crl_periodically(ctx: service.Context, stop: threading.Event) -> Non
             log.exception("could not refresh the CRL")
 
 
+@contextmanager
+def running_gateway(settings: Settings, *, quiet: bool = False) -> Iterator[Running]:
+    """Everything `kym serve` runs, with the HTTP API in a background thread; for demo and bench."""
+    with ExitStack() as stack:
+        ctx, clients = start_services(settings, stack)
+        host, port = split_host_port(settings.http, 8080)
+        app = create_app(ctx, ready=lambda: all(c.subscribed.is_set() for c in clients))
+        server = uvicorn.Server(
+            uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=not quiet)
+        )
+        thread = threading.Thread(target=server.run, name="kym-http", daemon=True)
+        thread.start()
+        stack.callback(thread.join, 5)
+        stack.callback(setattr, server, "should_exit", True)
+        deadline = time.monotonic() + 15
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for client in clients:
+            client.subscribed.wait(10)
+        yield Running(ctx, f"http://{host}:{port}", broker_address(ctx.settings))
+
+
+@dataclass(frozen=True)
+class Running:
+    ctx: service.Context
+    api_url: str
+    broker: BrokerAddress
+
+
+def start_services(
+    settings: Settings, stack: ExitStack
+) -> tuple[service.Context, list[GatewayClient]]:
+    """Data dir, CRL, broker, MQTT clients, workers and housekeeper; stopped by `stack`."""
+    ctx = build_context(settings)
+    stack.callback(ctx.db.dispose)
+    service.publish_crl(ctx)
+    start_broker(ctx, stack)
+    clients = start_gateway_clients(ctx, stack)
+    start_pipeline(ctx, clients, stack)
+    stop = threading.Event()
+    stack.callback(stop.set)
+    threading.Thread(target=refresh_crl_periodically, args=(ctx, stop), daemon=True).start()
+    return ctx, clients
+
+
 def serve(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT."""
-    ctx = build_context(settings)
     with ExitStack() as stack:
-        stack.callback(ctx.db.dispose)
-        service.publish_crl(ctx)
-        start_broker(ctx, stack)
-        clients = start_gateway_clients(ctx, stack)
-        start_pipeline(ctx, clients, stack)
-        stop = threading.Event()
-        stack.callback(stop.set)
-        threading.Thread(target=refresh_crl_periodically, args=(ctx, stop), daemon=True).start()
+        ctx, clients = start_services(settings, stack)
         app = create_app(ctx, ready=lambda: all(c.subscribed.is_set() for c in clients))
         host, port = split_host_port(settings.http, 8080)
-        config = uvicorn.Config(app, host=host, port=port, log_level="info",
-                                timeout_graceful_shutdown=3)
-        log.info("HTTP API on http://%s:%d (admin token: %s)", host, port,
-                 "KYM_ADMIN_TOKEN" if settings.admin_token else settings.data_dir / "admin-token")
-        uvicorn.Server(config).run()
+        config = uvicorn.Config(
+            app, host=host, port=port, log_level="info", timeout_graceful_shutdown=3
+        )
+        log.info(
+            "HTTP API on http://%s:%d (admin token: %s)",
+            host,
+            port,
+            "KYM_ADMIN_TOKEN" if settings.admin_token else settings.data_dir / "admin-token",
+        )
+        server = _Server(config)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: setattr(server, "should_exit", True))
+        server.run()  # returns; the ExitStack then stops the workers and the broker
 
 
-__all__ = ["serve", "build_context", "Path"]
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM after its shutdown, which would kill the process before the
+    broker it started is stopped; `serve` handles the signals itself instead."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
