@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from devices.store import UtcDateTime
-from gateway.periods import PERIODS, Period
 from gateway.consent import Mandate
+from gateway.periods import PERIODS, Period
 from gateway.rules import Limit, Rules, RulesIn, Usage
 
 metadata = sa.MetaData()
@@ -122,29 +122,32 @@ def known_orders(
     return {(d, o): KnownOrder(h, json.loads(r)) for d, o, h, r in conn.execute(query)}
 
 
-def record_order(
-    conn: Connection,
+def order_row(
     device_id: str,
     order_id: str,
     payload_sha256: str,
     order_type: str,
     result: dict[str, Any],
     now: datetime,
-) -> None:
-    """Remember an order (forever) with its result."""
-    conn.execute(
-        orders.insert().values(
-            device_id=device_id,
-            order_id=order_id,
-            payload_sha256=payload_sha256,
-            type=order_type,
-            status=result["status"],
-            payment_id=result.get("payment_id"),
-            result_json=json.dumps(result),
-            received_at=now,
-            updated_at=now,
-        )
-    )
+) -> dict[str, Any]:
+    """The row that remembers an order (forever) with its result."""
+    return {
+        "device_id": device_id,
+        "order_id": order_id,
+        "payload_sha256": payload_sha256,
+        "type": order_type,
+        "status": result["status"],
+        "payment_id": result.get("payment_id"),
+        "result_json": json.dumps(result),
+        "received_at": now,
+        "updated_at": now,
+    }
+
+
+def record_orders(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert order rows in one statement."""
+    if rows:
+        conn.execute(orders.insert(), rows)
 
 
 def update_order_result(
@@ -166,13 +169,13 @@ def update_order_result(
     )
 
 
-def enqueue(conn: Connection, items: Iterable[tuple[str, str]], now: datetime) -> list[int]:
-    """Put (topic, jws) results in the outbox; returns their ids."""
-    ids = []
-    for topic, token in items:
-        result = conn.execute(outbox.insert().values(topic=topic, jws=token, created_at=now))
-        ids.append(int(result.inserted_primary_key[0]))  # type: ignore[index]
-    return ids
+def enqueue(conn: Connection, items: list[tuple[str, str]], now: datetime) -> list[int]:
+    """Put (topic, jws) results in the outbox in one statement; returns their ids in order."""
+    if not items:
+        return []
+    rows = [{"topic": topic, "jws": token, "created_at": now} for topic, token in items]
+    statement = outbox.insert().returning(outbox.c.id, sort_by_parameter_order=True)
+    return [int(i) for i in conn.execute(statement, rows).scalars()]
 
 
 def unpublished(
@@ -323,29 +326,30 @@ def usage(
     return found
 
 
-def count_payment(
-    conn: Connection, scope: str, keys: Mapping[Period, str], amount_minor: int
-) -> None:
-    """Add an approved pay or hold to the scope's current periods (a new period starts at 0)."""
-    exists = conn.execute(
-        sa.select(spend_counters.c.scope).where(spend_counters.c.scope == scope)
-    ).first()
-    if exists is None:
-        values: dict[str, Any] = {"scope": scope}
-        for period, key in keys.items():
-            values |= {f"{period}_key": key, f"{period}_spent": amount_minor, f"{period}_count": 1}
-        conn.execute(spend_counters.insert().values(**values))
-        return
-    c = spend_counters.c
-    updates: dict[str, Any] = {}
-    for period, key in keys.items():
-        same = c[f"{period}_key"] == key
-        updates[f"{period}_spent"] = sa.case(
-            (same, c[f"{period}_spent"] + amount_minor), else_=amount_minor
-        )
-        updates[f"{period}_count"] = sa.case((same, c[f"{period}_count"] + 1), else_=1)
-        updates[f"{period}_key"] = key
-    conn.execute(spend_counters.update().where(c.scope == scope).values(**updates))
+# Adds what a batch approved to each scope's current periods; a period that has rolled over
+# starts again from what this batch added. Relative, so concurrent give-backs are never lost.
+def _add_to_counters_sql() -> str:
+    columns = [f"{p}_{part}" for p in PERIODS for part in ("key", "spent", "count")]
+    updates = []
+    for p in PERIODS:
+        same = f"spend_counters.{p}_key = excluded.{p}_key"
+        for part in ("spent", "count"):
+            updates.append(f"{p}_{part} = CASE WHEN {same} "
+                           f"THEN spend_counters.{p}_{part} + excluded.{p}_{part} "
+                           f"ELSE excluded.{p}_{part} END")
+        updates.append(f"{p}_key = excluded.{p}_key")
+    return (f"INSERT INTO spend_counters (scope, {', '.join(columns)}) "
+            f"VALUES (:scope, {', '.join(':' + c for c in columns)}) "
+            f"ON CONFLICT (scope) DO UPDATE SET {', '.join(updates)}")
+
+
+_ADD_TO_COUNTERS = sa.text(_add_to_counters_sql())
+
+
+def add_to_counters(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Add per-scope increments: rows of scope, <period>_key, <period>_spent, <period>_count."""
+    if rows:
+        conn.execute(_ADD_TO_COUNTERS, rows)
 
 
 def adjust_payment(
@@ -365,22 +369,11 @@ def adjust_payment(
     conn.execute(spend_counters.update().where(c.scope == scope).values(**updates))
 
 
-def record_payment_scopes(
-    conn: Connection,
-    payment_id: str,
-    payer_id: str,
-    mandate_id: str | None,
-    keys: Mapping[Period, str],
-) -> None:
-    """Remember which counters a payment went into."""
-    conn.execute(
-        payment_scopes.insert().values(
-            payment_id=payment_id,
-            payer_id=payer_id,
-            mandate_id=mandate_id,
-            period_keys=json.dumps(dict(keys)),
-        )
-    )
+def record_payment_scopes(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Remember which counters payments went into (rows of payment_id, payer_id, mandate_id,
+    period_keys as JSON)."""
+    if rows:
+        conn.execute(payment_scopes.insert(), rows)
 
 
 def payment_scope(
@@ -402,8 +395,9 @@ def load_rules(conn: Connection, device_ids: Iterable[str]) -> dict[str, Rules |
     """Each device's rules (None: the device has no rules)."""
     device_ids = list(device_ids)
     stored = rules_for(conn, device_ids)
-    return {d: RulesIn.model_validate(stored[d]).to_rules() if d in stored else None
-            for d in device_ids}
+    return {
+        d: RulesIn.model_validate(stored[d]).to_rules() if d in stored else None for d in device_ids
+    }
 
 
 def load_mandates(conn: Connection, device_ids: Iterable[str]) -> dict[str, list[Mandate]]:
@@ -417,7 +411,13 @@ def load_mandates(conn: Connection, device_ids: Iterable[str]) -> dict[str, list
 def mandate_from_row(row: Mapping[str, Any]) -> Mandate:
     """A stored mandate as the consent module sees it."""
     limits = tuple(Limit(x["period"], x["amount"]) for x in json.loads(row["limits_json"]))
-    return Mandate(id=row["id"], payee=row["payee"], category=row["category"],
-                   max_amount_minor=row["max_amount_minor"], limits=limits,
-                   valid_from=row["valid_from"], valid_until=row["valid_until"],
-                   active=row["status"] == "active")
+    return Mandate(
+        id=row["id"],
+        payee=row["payee"],
+        category=row["category"],
+        max_amount_minor=row["max_amount_minor"],
+        limits=limits,
+        valid_from=row["valid_from"],
+        valid_until=row["valid_until"],
+        active=row["status"] == "active",
+    )

@@ -29,15 +29,14 @@ from devices import store as device_store
 from devices import wire
 from devices.registry import Device, Status, valid_certificates
 from gateway import consent, order_store, store
-from gateway.errors import Conflict, NotFound
+from gateway.errors import Conflict, NotFound, RuleViolation
 from gateway.mqtt import results_topic
 from gateway.periods import period_keys
-from gateway.errors import RuleViolation
-from gateway.rules import OrderTerms, Payee, Rules, approval_ttl_s, evaluate
+from gateway.rules import OrderTerms, Payee, Rules, Usage, approval_ttl_s, evaluate
 from gateway.service import Context, certificate_grace
+from wallet import ledger
 from wallet import store as wallet_store
 from wallet.errors import InsufficientFunds, WalletRefusal
-from wallet import ledger
 from wallet.ledger import PaymentRequest, PaymentType
 
 log = logging.getLogger("kym.payments")
@@ -162,8 +161,13 @@ class Batch:
     rules: dict[str, Rules | None] = field(default_factory=dict)
     mandates: dict[str, list[consent.Mandate]] = field(default_factory=dict)
     known: dict[tuple[str, str], order_store.KnownOrder] = field(default_factory=dict)
+    usage: dict[str, dict[str, Usage]] = field(default_factory=dict)  # scope -> period key -> usage
     outgoing: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     audit: list[tuple[str, str, str | None, Any]] = field(default_factory=list)
+    new_orders: list[dict[str, Any]] = field(default_factory=list)
+    new_scopes: list[dict[str, Any]] = field(default_factory=list)
+    increments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    available: dict[str, int] = field(default_factory=dict)
 
     @property
     def ts(self) -> int:
@@ -171,6 +175,17 @@ class Batch:
 
     def send(self, device_id: str, payload: dict[str, Any]) -> None:
         self.outgoing.append((results_topic(device_id), payload))
+
+    def count(self, scope: str, keys: dict[str, str], amount_minor: int) -> None:
+        """Count an approved pay or hold in the scope's current periods (written at `finish`)."""
+        current = self.usage.setdefault(scope, {})
+        row = self.increments.setdefault(scope, {"scope": scope})
+        for period, key in keys.items():
+            used = current.get(key, Usage())
+            current[key] = Usage(used.spent_minor + amount_minor, used.count + 1)
+            row[f"{period}_key"] = key
+            row[f"{period}_spent"] = row.get(f"{period}_spent", 0) + amount_minor
+            row[f"{period}_count"] = row.get(f"{period}_count", 0) + 1
 
 
 def decide_batch(ctx: Context, checked: list[Checked], now: datetime) -> list[tuple[int, str, str]]:
@@ -204,6 +219,13 @@ def load_state(conn: Connection, now: datetime, senders: set[str], payees: set[s
     batch.timezones = {k: ZoneInfo(v) for k, v in store.owner_timezones(conn, owner_ids).items()}
     batch.rules = order_store.load_rules(conn, senders)
     batch.mandates = order_store.load_mandates(conn, senders)
+    keys_now: dict[str, dict[str, str]] = {}
+    for device_id in senders & set(batch.devices):
+        keys = period_keys(now, batch.timezones[batch.devices[device_id].owner_id])
+        keys_now[device_id] = dict(keys)
+        for mandate in batch.mandates.get(device_id, []):
+            keys_now[mandate.id] = dict(keys)
+    batch.usage = order_store.usage(conn, keys_now, keys_now)  # type: ignore[arg-type]
     return batch
 
 
@@ -228,8 +250,8 @@ def decide_one(batch: Batch, item: Checked) -> None:
                                            "stale_order"))
         return
     result = decide_order(batch, order)
-    order_store.record_order(batch.conn, order.device_id, order.order_id, digest, order.type,
-                             result, batch.now)
+    batch.new_orders.append(order_store.order_row(order.device_id, order.order_id, digest,
+                                                  order.type, result, batch.now))
     batch.known[(order.device_id, order.order_id)] = order_store.KnownOrder(digest, result)
     batch.send(order.device_id, result)
     batch.audit.append((f"device:{order.device_id}", f"order.{result['status']}", order.device_id,
@@ -259,13 +281,11 @@ def decide_payment(batch: Batch, order: wire.PayOrder | wire.HoldOrder) -> dict[
     terms, payee = _terms(batch, device, order)
     tz = batch.timezones[device.owner_id]
     rules = batch.rules.get(device.id)
-    keys = period_keys(batch.now, tz)
-    scopes = [device.id] + [m.id for m in batch.mandates.get(device.id, [])]
-    usage = order_store.usage(batch.conn, scopes, {s: keys for s in scopes})
-    evaluate(terms, payee, rules, usage[device.id], batch.now, tz)
+    keys = dict(period_keys(batch.now, tz))
+    evaluate(terms, payee, rules, batch.usage.get(device.id, {}), batch.now, tz)
     _check_funds(batch, device.id, order.amount)
     choice = consent.decide_consent(terms, payee, rules, batch.mandates.get(device.id, []),
-                                    usage, batch.now, tz)
+                                    batch.usage, batch.now, tz)
     if choice.needs_approval:
         return _ask_owner(batch, order, rules)
     mandate_id = choice.mandate.id if choice.mandate else None
@@ -283,10 +303,11 @@ def move_payment(batch: Batch, order: wire.PayOrder | wire.HoldOrder, payee: Pay
     request = PaymentRequest(kind, payment_id, order.order_id, order.device_id, payee.id,
                              order.amount, order.currency, expires_at)
     wallet_store.place(batch.conn, request, batch.now)
+    _spent(batch, order.device_id, order.amount)
     for scope in [order.device_id] + ([mandate_id] if mandate_id else []):
-        order_store.count_payment(batch.conn, scope, keys, order.amount)  # type: ignore[arg-type]
-    order_store.record_payment_scopes(batch.conn, payment_id, order.device_id, mandate_id,
-                                      keys)  # type: ignore[arg-type]
+        batch.count(scope, keys, order.amount)
+    batch.new_scopes.append({"payment_id": payment_id, "payer_id": order.device_id,
+                             "mandate_id": mandate_id, "period_keys": json.dumps(keys)})
     if payee.id in batch.devices:
         event = "hold_placed" if kind == PaymentType.HOLD else "payment_received"
         batch.send(payee.id, wire.event_payload(
@@ -320,6 +341,7 @@ def decide_adjustment(
     ledger.refund(ledger.find(payment, order.payee, order.currency), order.amount)  # step 4
     _check_funds(batch, sender_id, order.amount)  # step 5
     done = wallet_store.refund(batch.conn, amount_minor=order.amount, **kwargs)  # type: ignore[arg-type]
+    _spent(batch, sender_id, order.amount)
     _give_back(batch, done.payment_id, -order.amount, 0)
     return _adjusted(batch, order, done, "refunded", "refund_received", order.amount)
 
@@ -340,7 +362,13 @@ def _give_back(batch: Batch, payment_id: str, spent_delta: int, count_delta: int
         return
     payer_id, mandate_id, keys = scope
     for counted in [payer_id] + ([mandate_id] if mandate_id else []):
-        order_store.adjust_payment(batch.conn, counted, keys, spent_delta, count_delta)
+        pending = batch.increments.get(counted)
+        if pending is not None and all(pending.get(f"{p}_key") == k for p, k in keys.items()):
+            for period in keys:  # counted in this very batch: not in the database yet
+                pending[f"{period}_spent"] += spent_delta
+                pending[f"{period}_count"] += count_delta
+        else:
+            order_store.adjust_payment(batch.conn, counted, keys, spent_delta, count_delta)
 
 
 def _active_sender(batch: Batch, device_id: str) -> Device:
@@ -369,9 +397,18 @@ def payee_of(batch: Batch, payee_id: str) -> Payee | None:
 
 
 def _check_funds(batch: Batch, holder_id: str, amount_minor: int) -> None:
-    wallet = wallet_store.get_wallet(batch.conn, holder_id)
-    if wallet is None or wallet.available_minor < amount_minor:
+    """Step 4, from the wallet as this batch left it (read once per batch: the sender is
+    locked, so only credits can happen meanwhile; the ledger's conditional update is the guard)."""
+    if holder_id not in batch.available:
+        wallet = wallet_store.get_wallet(batch.conn, holder_id)
+        batch.available[holder_id] = wallet.available_minor if wallet else 0
+    if batch.available[holder_id] < amount_minor:
         raise InsufficientFunds("the wallet's available amount is too low")
+
+
+def _spent(batch: Batch, holder_id: str, amount_minor: int) -> None:
+    if holder_id in batch.available:
+        batch.available[holder_id] -= amount_minor
 
 
 def _ask_owner(batch: Batch, order: wire.PayOrder | wire.HoldOrder, rules: Rules | None
@@ -393,6 +430,9 @@ def finish(ctx: Context, batch: Batch) -> list[tuple[int, str, str]]:
     signer = ctx.pki.signer.private_key
     jose = _signer_jose(ctx)
     signed = [(topic, wire.sign(payload, signer, jose)) for topic, payload in batch.outgoing]
+    order_store.record_orders(batch.conn, batch.new_orders)
+    order_store.record_payment_scopes(batch.conn, batch.new_scopes)
+    order_store.add_to_counters(batch.conn, list(batch.increments.values()))
     ids = order_store.enqueue(batch.conn, signed, batch.now)
     if batch.audit:
         store.append_audit(batch.conn, batch.now, batch.audit)
@@ -485,11 +525,11 @@ def _approved(batch: Batch, order: wire.PayOrder | wire.HoldOrder) -> dict[str, 
         device = _active_sender(batch, order.device_id)
         terms, payee = _terms(batch, device, order)
         tz = batch.timezones[device.owner_id]
-        usage = order_store.usage(batch.conn, [device.id], {device.id: period_keys(batch.now, tz)})
-        evaluate(terms, payee, batch.rules.get(device.id), usage[device.id], batch.now, tz)
+        evaluate(terms, payee, batch.rules.get(device.id), batch.usage.get(device.id, {}),
+                 batch.now, tz)
         _check_funds(batch, device.id, order.amount)
         assert payee is not None
-        result = move_payment(batch, order, payee, None, period_keys(batch.now, tz))
+        result = move_payment(batch, order, payee, None, dict(period_keys(batch.now, tz)))
     except (Declined, RuleViolation, WalletRefusal) as refusal:
         savepoint.rollback()
         return _result(batch, order.device_id, order.order_id, "declined",
@@ -499,7 +539,7 @@ def _approved(batch: Batch, order: wire.PayOrder | wire.HoldOrder) -> dict[str, 
 
 
 def expire_approvals(ctx: Context) -> int:
-    """Decline approvals nobody decided in time with `approval_expired`; a timeout never approves."""
+    """Decline approvals nobody decided in time (`approval_expired`); a timeout never approves."""
     now = ctx.clock()
 
     def work(conn: Connection) -> list[tuple[int, str, str]]:
@@ -570,7 +610,8 @@ def merchant_adjust(
             return earlier.result, []
         batch = load_state(conn, now, set(), {merchant_id})
         result = decide_order(batch, order)
-        order_store.record_order(conn, merchant_id, idempotency_key, digest, kind, result, now)
+        batch.new_orders.append(order_store.order_row(merchant_id, idempotency_key, digest,
+                                                      kind, result, now))
         batch.audit.append((f"merchant:{merchant_id}", f"order.{result['status']}", None,
                             _audit_data(order, result)))
         return result, finish(ctx, batch)

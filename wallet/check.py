@@ -47,9 +47,7 @@ class Breach:
 def check(conn: Connection) -> list[Breach]:
     """Every breach of the ledger's invariants; empty when the books reconcile."""
     return [
-        *_conservation(conn),
-        *_overdrafts(conn),
-        *_counters(conn),
+        *_accounts(conn),
         *_transfers(conn),
         *_resolutions(conn),
         *_refunds(conn),
@@ -58,145 +56,144 @@ def check(conn: Connection) -> list[Breach]:
     ]
 
 
-def _conservation(conn: Connection) -> Iterator[Breach]:
-    a = accounts.c
-    rows = conn.execute(
-        select(a.currency, sa.func.sum(a.credits_posted - a.debits_posted),
-               sa.func.sum(a.debits_pending), sa.func.sum(a.credits_pending))
-        .group_by(a.currency)
-    )
-    for currency, net, debits_pending, credits_pending in rows:
-        if net != 0:
-            yield Breach("conservation", currency, f"posted credits - debits = {net}, not 0")
-        if debits_pending != credits_pending:
-            yield Breach("conservation", currency,
-                         f"pending debits {debits_pending} != pending credits {credits_pending}")
+# The statements are built once: building SQLAlchemy aliases costs more than running the query.
+_t, _a, _p, _k = transfers.c, accounts.c, payments.c, top_ups.c
+_resolution, _hold, _capture, _opening, _refund = (
+    transfers.alias(name) for name in ("resolution", "hold", "capture", "opening", "refund"))
+_debit, _credit = accounts.alias("debit"), accounts.alias("credit")
+_r, _h, _c, _o, _f = _resolution.c, _hold.c, _capture.c, _opening.c, _refund.c
+
+_POSTED = (
+    select(_t.debit_account_id, _t.credit_account_id, sa.func.sum(_t.amount_minor))
+    .where(_t.kind.in_(_POSTING)).group_by(_t.debit_account_id, _t.credit_account_id)
+)
+_PENDING = (
+    select(_t.debit_account_id, _t.credit_account_id, sa.func.sum(_t.amount_minor))
+    .select_from(transfers.outerjoin(_resolution, _r.pending_id == _t.payment_id))
+    .where(_t.kind == TransferKind.HOLD.value, _r.id.is_(None))
+    .group_by(_t.debit_account_id, _t.credit_account_id)
+)
 
 
-def _overdrafts(conn: Connection) -> Iterator[Breach]:
-    a = accounts.c
-    for row in conn.execute(select(accounts).where(
-        a.debits_must_not_exceed_credits,
-        a.credits_posted - a.debits_posted - a.debits_pending < 0,
-    )):
+def _accounts(conn: Connection) -> Iterator[Breach]:
+    """Per currency the accounts sum to zero, no wallet overdraws, counters equal the journal."""
+    rows = conn.execute(select(accounts)).all()
+    net: dict[str, int] = defaultdict(int)
+    pending: dict[str, int] = defaultdict(int)
+    for row in rows:
+        net[row.currency] += row.credits_posted - row.debits_posted
+        pending[row.currency] += row.debits_pending - row.credits_pending
         available = row.credits_posted - row.debits_posted - row.debits_pending
-        yield Breach("overdraft", row.id, f"available {available} < 0")
-    for row in conn.execute(select(accounts).where(sa.or_(*(a[n] < 0 for n in _COUNTERS)))):
-        yield Breach("counters", row.id, "a counter is negative")
-    for row in conn.execute(select(accounts).where(
-        a.debits_must_not_exceed_credits != (a.kind == "wallet"))
-    ):
-        yield Breach("overdraft", row.id, f"a {row.kind} with the wrong overdraft flag")
-
-
-def _counters(conn: Connection) -> Iterator[Breach]:
-    """Cached counters equal the sums over the journal."""
-    t, resolution = transfers.c, transfers.alias("resolution")
-    r = resolution.c
+        if row.debits_must_not_exceed_credits and available < 0:
+            yield Breach("overdraft", row.id, f"available {available} < 0")
+        if bool(row.debits_must_not_exceed_credits) != (row.kind == "wallet"):
+            yield Breach("overdraft", row.id, f"a {row.kind} with the wrong overdraft flag")
+    for currency in net:
+        if net[currency] != 0:
+            yield Breach("conservation", currency,
+                         f"posted credits - debits = {net[currency]}, not 0")
+        if pending[currency] != 0:
+            yield Breach("conservation", currency,
+                         f"pending debits - pending credits = {pending[currency]}, not 0")
     expected: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(_COUNTERS, 0))
-    posted = select(t.debit_account_id, t.credit_account_id, sa.func.sum(t.amount_minor)).where(
-        t.kind.in_(_POSTING)).group_by(t.debit_account_id, t.credit_account_id)
-    pending = (
-        select(t.debit_account_id, t.credit_account_id, sa.func.sum(t.amount_minor))
-        .select_from(transfers.outerjoin(resolution, r.pending_id == t.payment_id))
-        .where(t.kind == TransferKind.HOLD.value, r.id.is_(None))
-        .group_by(t.debit_account_id, t.credit_account_id)
-    )
-    for debit_id, credit_id, total in conn.execute(posted):
-        expected[debit_id]["debits_posted"] += total
-        expected[credit_id]["credits_posted"] += total
-    for debit_id, credit_id, total in conn.execute(pending):
-        expected[debit_id]["debits_pending"] += total
-        expected[credit_id]["credits_pending"] += total
-    cached = {row.id: row for row in conn.execute(select(accounts))}
-    for account_id in expected.keys() - cached.keys():
+    for (debit_id, credit_id, total), (debits, credits) in (
+        *((row, ("debits_posted", "credits_posted")) for row in conn.execute(_POSTED)),
+        *((row, ("debits_pending", "credits_pending")) for row in conn.execute(_PENDING)),
+    ):
+        expected[debit_id][debits] += total
+        expected[credit_id][credits] += total
+    for account_id in expected.keys() - {row.id for row in rows}:
         yield Breach("counters", account_id, "the journal names an account that does not exist")
-    for account_id, row in cached.items():
-        want = expected.get(account_id, dict.fromkeys(_COUNTERS, 0))
+    for row in rows:
+        want = expected.get(row.id, dict.fromkeys(_COUNTERS, 0))
         got = {name: getattr(row, name) for name in _COUNTERS}
         if got != want:
-            yield Breach("counters", account_id, f"cached {got} != journal {want}")
+            yield Breach("counters", row.id, f"cached {got} != journal {want}")
+
+
+_MIXED_CURRENCIES = (
+    select(_t.id, _t.currency, _debit.c.currency, _credit.c.currency)
+    .join(_debit, _debit.c.id == _t.debit_account_id)
+    .join(_credit, _credit.c.id == _t.credit_account_id)
+    .where(sa.or_(_debit.c.currency != _t.currency, _credit.c.currency != _t.currency))
+)
+_MALFORMED = select(transfers).where(sa.or_(
+    _t.amount_minor <= 0,
+    sa.and_(_t.kind == TransferKind.TOP_UP.value, sa.or_(
+        _t.idempotency_key.is_(None),
+        _t.debit_account_id != sa.literal(FUNDING_PREFIX) + _t.currency,
+    )),
+    sa.and_(_t.kind != TransferKind.TOP_UP.value, _t.payment_id.is_(None)),
+    sa.and_(_t.kind.in_(_RESOLVING), _t.pending_id.is_distinct_from(_t.payment_id)),
+    sa.and_(_t.kind.not_in(_RESOLVING), _t.pending_id.is_not(None)),
+    sa.and_(_t.kind == TransferKind.HOLD.value, _t.expires_at.is_(None)),
+    _t.kind.not_in([k.value for k in TransferKind]),
+))
+_OPENED_TWICE = (
+    select(_t.payment_id, sa.func.count()).where(_t.kind.in_(_OPENING))
+    .group_by(_t.payment_id).having(sa.func.count() > 1)
+)
 
 
 def _transfers(conn: Connection) -> Iterator[Breach]:
     """Each transfer stays within one currency and has the references its kind needs."""
-    t = transfers.c
-    debit, credit = accounts.alias("debit"), accounts.alias("credit")
-    mixed = (
-        select(t.id, t.currency, debit.c.currency, credit.c.currency)
-        .join(debit, debit.c.id == t.debit_account_id)
-        .join(credit, credit.c.id == t.credit_account_id)
-        .where(sa.or_(debit.c.currency != t.currency, credit.c.currency != t.currency))
-    )
-    for transfer_id, currency, debit_currency, credit_currency in conn.execute(mixed):
+    for transfer_id, currency, debit_currency, credit_currency in conn.execute(_MIXED_CURRENCIES):
         yield Breach("currency", f"transfer {transfer_id}",
                      f"{currency} between {debit_currency} and {credit_currency} accounts")
-    for row in conn.execute(select(transfers).where(sa.or_(
-        t.amount_minor <= 0,
-        sa.and_(t.kind == TransferKind.TOP_UP.value, sa.or_(
-            t.idempotency_key.is_(None),
-            t.debit_account_id != sa.literal(FUNDING_PREFIX) + t.currency,
-        )),
-        sa.and_(t.kind != TransferKind.TOP_UP.value, t.payment_id.is_(None)),
-        sa.and_(t.kind.in_(_RESOLVING), t.pending_id.is_distinct_from(t.payment_id)),
-        sa.and_(t.kind.not_in(_RESOLVING), t.pending_id.is_not(None)),
-        sa.and_(t.kind == TransferKind.HOLD.value, t.expires_at.is_(None)),
-        t.kind.not_in([k.value for k in TransferKind]),
-    ))):
+    for row in conn.execute(_MALFORMED):
         yield Breach("journal", f"transfer {row.id}", f"malformed {row.kind}")
-    opened = select(t.payment_id, sa.func.count()).where(t.kind.in_(_OPENING)).group_by(
-        t.payment_id).having(sa.func.count() > 1)
-    for payment_id, count in conn.execute(opened):
+    for payment_id, count in conn.execute(_OPENED_TWICE):
         yield Breach("journal", payment_id, f"opened {count} times")
+
+
+_RESOLVED_TWICE = (
+    select(_t.pending_id, sa.func.count()).where(_t.pending_id.is_not(None))
+    .group_by(_t.pending_id).having(sa.func.count() > 1)
+)
+_BAD_RESOLUTIONS = (
+    select(_t.id, _t.kind, _t.pending_id, _t.amount_minor, _h.amount_minor.label("held"))
+    .select_from(transfers.outerjoin(
+        _hold, sa.and_(_h.payment_id == _t.pending_id, _h.kind == TransferKind.HOLD.value)))
+    .where(_t.kind.in_(_RESOLVING), sa.or_(
+        _h.id.is_(None),
+        _h.debit_account_id != _t.debit_account_id,
+        _h.credit_account_id != _t.credit_account_id,
+        _h.currency != _t.currency,
+        sa.and_(_t.kind == TransferKind.CAPTURE.value, _t.amount_minor > _h.amount_minor),
+        sa.and_(_t.kind != TransferKind.CAPTURE.value, _t.amount_minor != _h.amount_minor),
+    ))
+)
 
 
 def _resolutions(conn: Connection) -> Iterator[Breach]:
     """Each hold is resolved at most once, by a transfer that matches it; captured <= held."""
-    t = transfers.c
-    twice = select(t.pending_id, sa.func.count()).where(t.pending_id.is_not(None)).group_by(
-        t.pending_id).having(sa.func.count() > 1)
-    for payment_id, count in conn.execute(twice):
+    for payment_id, count in conn.execute(_RESOLVED_TWICE):
         yield Breach("resolution", payment_id, f"hold resolved {count} times")
-    hold = transfers.alias("hold")
-    h = hold.c
-    rows = conn.execute(
-        select(t.id, t.kind, t.pending_id, t.amount_minor, h.amount_minor.label("held"))
-        .select_from(transfers.outerjoin(
-            hold, sa.and_(h.payment_id == t.pending_id, h.kind == TransferKind.HOLD.value)))
-        .where(t.kind.in_(_RESOLVING), sa.or_(
-            h.id.is_(None),
-            h.debit_account_id != t.debit_account_id,
-            h.credit_account_id != t.credit_account_id,
-            h.currency != t.currency,
-            sa.and_(t.kind == TransferKind.CAPTURE.value, t.amount_minor > h.amount_minor),
-            sa.and_(t.kind != TransferKind.CAPTURE.value, t.amount_minor != h.amount_minor),
-        ))
-    )
-    for row in rows:
+    for row in conn.execute(_BAD_RESOLUTIONS):
         what = "no such hold" if row.held is None else f"{row.amount_minor} of {row.held} held"
         yield Breach("resolution", row.pending_id, f"{row.kind} (transfer {row.id}): {what}")
 
 
+_REFUNDS = (
+    select(_o.payment_id, _o.kind, _o.amount_minor, _c.amount_minor.label("captured"),
+           sa.func.sum(_t.amount_minor).label("refunded"),
+           sa.func.sum(sa.case((sa.and_(_t.debit_account_id == _o.credit_account_id,
+                                        _t.credit_account_id == _o.debit_account_id,
+                                        _t.currency == _o.currency), 0), else_=1))
+           .label("misdirected"))
+    .select_from(
+        transfers.outerjoin(_opening, sa.and_(_o.payment_id == _t.payment_id,
+                                              _o.kind.in_(_OPENING)))
+        .outerjoin(_capture, sa.and_(_c.pending_id == _o.payment_id,
+                                     _c.kind == TransferKind.CAPTURE.value)))
+    .where(_t.kind == TransferKind.REFUND.value)
+    .group_by(_t.payment_id, _o.payment_id, _o.kind, _o.amount_minor, _c.amount_minor)
+)
+
+
 def _refunds(conn: Connection) -> Iterator[Breach]:
     """Refunds run payee to payer and never exceed what was paid or captured."""
-    opening, capture = transfers.alias("opening"), transfers.alias("capture")
-    t, o, c = transfers.c, opening.c, capture.c
-    rows = conn.execute(
-        select(o.payment_id, o.kind, o.amount_minor, c.amount_minor.label("captured"),
-               sa.func.sum(t.amount_minor).label("refunded"),
-               sa.func.sum(sa.case((sa.and_(t.debit_account_id == o.credit_account_id,
-                                            t.credit_account_id == o.debit_account_id,
-                                            t.currency == o.currency), 0), else_=1))
-               .label("misdirected"))
-        .select_from(
-            transfers.outerjoin(opening, sa.and_(o.payment_id == t.payment_id,
-                                                 o.kind.in_(_OPENING)))
-            .outerjoin(capture, sa.and_(c.pending_id == o.payment_id,
-                                        c.kind == TransferKind.CAPTURE.value)))
-        .where(t.kind == TransferKind.REFUND.value)
-        .group_by(t.payment_id, o.payment_id, o.kind, o.amount_minor, c.amount_minor)
-    )
-    for row in rows:
+    for row in conn.execute(_REFUNDS):
         if row.payment_id is None:
             yield Breach("refund", "?", "a refund of a payment the journal never opened")
             continue
@@ -205,6 +202,21 @@ def _refunds(conn: Connection) -> Iterator[Breach]:
             yield Breach("refund", row.payment_id, f"refunded {row.refunded} > paid {paid}")
         if row.misdirected:
             yield Breach("refund", row.payment_id, "a refund not from payee to payer")
+
+
+_REFUNDED = (
+    select(_f.payment_id, sa.func.sum(_f.amount_minor).label("total"))
+    .where(_f.kind == TransferKind.REFUND.value).group_by(_f.payment_id).subquery()
+)
+_FROM_JOURNAL = (
+    select(_t.payment_id, _t.kind, _t.debit_account_id, _t.credit_account_id, _t.amount_minor,
+           _t.currency, _t.created_at, _t.expires_at, _r.kind.label("resolution"),
+           _r.amount_minor.label("resolved"), _REFUNDED.c.total.label("refunded"))
+    .select_from(
+        transfers.outerjoin(_resolution, _r.pending_id == _t.payment_id)
+        .outerjoin(_REFUNDED, _REFUNDED.c.payment_id == _t.payment_id))
+    .where(_t.kind.in_(_OPENING))
+)
 
 
 def _payments(conn: Connection) -> Iterator[Breach]:
@@ -233,22 +245,7 @@ def _payments(conn: Connection) -> Iterator[Breach]:
 
 
 def _payments_from_journal(conn: Connection) -> Iterator[tuple[str, dict[str, Any]]]:
-    resolution, refund = transfers.alias("resolution"), transfers.alias("refund")
-    o, r, f = transfers.c, resolution.c, refund.c
-    refunded = (
-        select(f.payment_id, sa.func.sum(f.amount_minor).label("total"))
-        .where(f.kind == TransferKind.REFUND.value).group_by(f.payment_id).subquery()
-    )
-    rows = conn.execute(
-        select(o.payment_id, o.kind, o.debit_account_id, o.credit_account_id, o.amount_minor,
-               o.currency, o.created_at, o.expires_at, r.kind.label("resolution"),
-               r.amount_minor.label("resolved"), refunded.c.total.label("refunded"))
-        .select_from(
-            transfers.outerjoin(resolution, r.pending_id == o.payment_id)
-            .outerjoin(refunded, refunded.c.payment_id == o.payment_id))
-        .where(o.kind.in_(_OPENING))
-    )
-    for row in rows:
+    for row in conn.execute(_FROM_JOURNAL):
         is_pay = row.kind == TransferKind.PAY.value
         if is_pay:
             status, captured = PaymentStatus.COMPLETED, row.amount_minor
@@ -265,27 +262,28 @@ def _payments_from_journal(conn: Connection) -> Iterator[tuple[str, dict[str, An
         }
 
 
+_KEYED_TOP_UPS = (
+    select(_k.holder_id, _k.idempotency_key, _k.amount_minor, _k.currency,
+           _t.amount_minor.label("moved"), _t.currency.label("moved_currency"))
+    .select_from(top_ups.outerjoin(transfers, sa.and_(
+        _t.kind == TransferKind.TOP_UP.value, _t.credit_account_id == _k.holder_id,
+        _t.idempotency_key == _k.idempotency_key)))
+)
+_UNKEYED_TOP_UPS = (
+    select(_t.id)
+    .select_from(transfers.outerjoin(top_ups, sa.and_(
+        _k.holder_id == _t.credit_account_id, _k.idempotency_key == _t.idempotency_key)))
+    .where(_t.kind == TransferKind.TOP_UP.value, _k.holder_id.is_(None))
+)
+
+
 def _top_ups(conn: Connection) -> Iterator[Breach]:
     """Each remembered top-up key has exactly its one journal transfer, and the reverse."""
-    t, k = transfers.c, top_ups.c
-    keyed = (
-        select(k.holder_id, k.idempotency_key, k.amount_minor, k.currency,
-               t.amount_minor.label("moved"), t.currency.label("moved_currency"))
-        .select_from(top_ups.outerjoin(transfers, sa.and_(
-            t.kind == TransferKind.TOP_UP.value, t.credit_account_id == k.holder_id,
-            t.idempotency_key == k.idempotency_key)))
-    )
-    for row in conn.execute(keyed):
+    for row in conn.execute(_KEYED_TOP_UPS):
         if (row.moved, row.moved_currency) != (row.amount_minor, row.currency):
             yield Breach("top_up", f"{row.holder_id}/{row.idempotency_key}",
                          f"key says {row.amount_minor} {row.currency}, journal {row.moved}")
-    orphans = (
-        select(t.id)
-        .select_from(transfers.outerjoin(top_ups, sa.and_(
-            k.holder_id == t.credit_account_id, k.idempotency_key == t.idempotency_key)))
-        .where(t.kind == TransferKind.TOP_UP.value, k.holder_id.is_(None))
-    )
-    for row in conn.execute(orphans):
+    for row in conn.execute(_UNKEYED_TOP_UPS):
         yield Breach("top_up", f"transfer {row.id}", "a top-up without its idempotency key")
 
 

@@ -19,11 +19,14 @@ required client certificate, on asyncio in a thread of its own (`Broker.start`/`
   same path when the connection ends without DISCONNECT (network error, keepalive, protocol
   error), but not when it is taken over, kicked or the broker stops.
 - Sessions: clean_session=1 state ends with the connection; clean_session=0 keeps
-  subscriptions, queues QoS 1 messages while offline (bounded; the oldest are dropped) and
-  resends unacknowledged ones with DUP on reconnect. QoS 0 messages are not queued offline.
+  subscriptions, queues QoS 1 messages while offline and resends unacknowledged ones with DUP
+  on reconnect. QoS 0 messages are not queued offline. At most `max_inflight_messages` QoS 1
+  messages are unacknowledged per client; the rest wait in a queue of `max_queued_messages`
+  (`gateway_max_queued_messages` for gateways), whose oldest entry is dropped when it is full.
   Sessions live in memory only: a broker restart forgets them.
-- Shared subscriptions `$share/<group>/<filter>`: one online member per message, round robin;
-  a member that leaves hands its unacknowledged messages of that group to another member.
+- Shared subscriptions `$share/<group>/<filter>`: each message goes to one member, in turn,
+  preferring members that are online with room in their window; a member that leaves hands its
+  unacknowledged messages of that group to another member if there is one.
 - Keepalive is enforced at 1.5 times the client's value; a frame over `max_packet_size`
   closes the connection.
 """
@@ -34,12 +37,15 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import re
 import socket
 import ssl
+import tempfile
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -54,6 +60,7 @@ T = TypeVar("T")
 _READ_SIZE = 65_536
 _QOS0_WRITE_BUFFER_LIMIT = 1 << 20  # a client this far behind loses QoS 0 messages
 _REAP_INTERVAL_S = 0.5
+_CRL_PEM = re.compile(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----\s*", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,7 @@ class BrokerConfig:
     acl: AclPolicy = field(default_factory=AclPolicy)
     max_packet_size: int = 256 * 1024
     max_queued_messages: int = 1000
+    gateway_max_queued_messages: int = 100_000  # a burst of orders waits rather than drops
     max_inflight_messages: int = 100
     max_subscriptions: int = 100
     handshake_timeout_s: float = 10.0
@@ -83,9 +91,26 @@ def build_ssl_context(config: BrokerConfig) -> ssl.SSLContext:
     ctx.load_cert_chain(config.certfile, config.keyfile)
     ctx.load_verify_locations(cafile=config.cafile)
     if config.crlfile is not None:
-        ctx.load_verify_locations(cafile=config.crlfile)  # loads every CRL in the file
+        _load_crls(ctx, Path(config.crlfile))
         ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
     return ctx
+
+
+def _load_crls(ctx: ssl.SSLContext, path: Path) -> None:
+    """Load every PEM CRL in `path`, and nothing else: a certificate there is not trusted."""
+    blocks = _CRL_PEM.findall(path.read_bytes())
+    if not blocks:  # with CRL checking on and no CRL, OpenSSL would refuse every client
+        raise ValueError(f"{path} holds no PEM CRL")
+    now = datetime.now(UTC)
+    for block in blocks:
+        crl = x509.load_pem_x509_crl(block)  # raises ValueError on a damaged CRL
+        if crl.next_update_utc is not None and crl.next_update_utc < now:
+            log.error("the CRL of %s in %s expired at %s: its certificates are all refused",
+                      crl.issuer.rfc4514_string(), path, crl.next_update_utc)
+    with tempfile.NamedTemporaryFile(suffix=".pem") as only_crls:
+        only_crls.write(b"".join(blocks))
+        only_crls.flush()
+        ctx.load_verify_locations(cafile=only_crls.name)
 
 
 def identity_of(der: bytes | None) -> str | None:
@@ -131,22 +156,41 @@ class Delivery:
 
 
 class Connection:
-    """One TLS connection; `session` is set once its CONNECT is accepted."""
+    """One TLS connection; `session` is set once its CONNECT is accepted.
 
-    __slots__ = ("identity", "writer", "transport", "session", "keepalive_s", "will",
-                 "opened_at", "last_seen", "ended")
+    Packets sent during one turn of the event loop go out in one write (one TLS record and
+    one system call rather than one per packet) when `schedule` is given, e.g. `call_soon`.
+    """
 
-    def __init__(self, identity: str | None, writer: asyncio.StreamWriter, now: float) -> None:
-        self.identity, self.writer, self.transport = identity, writer, writer.transport
+    __slots__ = ("identity", "transport", "session", "keepalive_s", "will", "opened_at",
+                 "last_seen", "ended", "_out", "_schedule")
+
+    def __init__(self, identity: str | None, transport: asyncio.WriteTransport, now: float,
+                 schedule: Callable[[Callable[[], None]], object] | None = None) -> None:
+        self.identity, self.transport = identity, transport
         self.session: Session | None = None
         self.keepalive_s = 0
         self.will: codec.Will | None = None
         self.opened_at = self.last_seen = now
         self.ended = False  # detached from its session: nothing more is sent or published
+        self._out: list[bytes] = []
+        self._schedule = schedule
 
     def send(self, data: bytes) -> None:
         """Queue bytes for the client."""
-        self.transport.write(data)
+        if self._schedule is None:
+            self.transport.write(data)
+            return
+        if not self._out:
+            self._schedule(self.flush)
+        self._out.append(data)
+
+    def flush(self) -> None:
+        """Write what `send` queued."""
+        out = self._out
+        if out and not self.transport.is_closing():
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+        out.clear()
 
     def has_room_for_qos0(self) -> bool:
         """False while the client is far behind: QoS 0 messages for it are then dropped."""
@@ -267,6 +311,7 @@ class Router:
         return [g for g in self.groups.values() if levels_match(g.levels, levels)]
 
 
+_READY, _ONLINE, _ANY = 0, 1, 2  # how available a shared-group member must be to be chosen
 _NO_SUBSCRIBERS: Mapping[str, int] = {}
 _NO_GROUPS: list[SharedGroup] = []
 
@@ -322,7 +367,10 @@ class BrokerCore:
             return existing, True
         if existing is not None:
             self._drop_session(existing)
-        session = Session(identity, clean, self.config.max_queued_messages)
+        config = self.config
+        gateway = config.acl.is_gateway(identity)
+        limit = config.gateway_max_queued_messages if gateway else config.max_queued_messages
+        session = Session(identity, clean, limit)
         self.sessions[identity] = session
         return session, False
 
@@ -360,6 +408,12 @@ class BrokerCore:
             self.router.remove(session.identity, subscription)
         session.subscriptions.clear()
         self._hand_over_shared(session, online_only=False)
+        lost = len(session.inflight) + len(session.queue)
+        if lost:
+            log.warning("%s's session ended with %d unacknowledged QoS 1 messages: dropped",
+                        session.identity, lost)
+        session.inflight.clear()
+        session.queue.clear()
 
     def kick(self, identity: str) -> bool:
         """End `identity`'s live connection now and forget its session; True if there was one."""
@@ -425,7 +479,7 @@ class BrokerCore:
             full = (subscription not in session.subscriptions
                     and len(session.subscriptions) >= self.config.max_subscriptions)
             if full or not self.acl.may_subscribe(session.identity, subscription):
-                log.warning("refused %s a subscription to %r", session.identity, subscription)
+                log.info("refused %s a subscription to %r", session.identity, subscription)
                 codes.append(codec.SUBACK_FAILURE)
                 continue
             granted = min(qos, 1)
@@ -439,7 +493,7 @@ class BrokerCore:
     def publish(self, sender: str, topic: str, payload: bytes, qos: int) -> bool:
         """Route a message from `sender` if the ACL lets it publish there; True if routed."""
         if not self.acl.may_publish(sender, topic):
-            log.warning("dropped a message from %s to %s: not authorized", sender, topic)
+            log.info("dropped a message from %s to %s: not authorized", sender, topic)
             return False
         message = Message(topic, payload, qos)
         for identity, granted in self.router.subscribers(topic).items():
@@ -452,23 +506,28 @@ class BrokerCore:
 
     def _deliver_shared(self, group: SharedGroup, message: Message, exclude: str | None,
                         online_only: bool) -> bool:
-        """Give `message` to the next online member (or, unless `online_only`, any member)."""
-        chosen = self._next_member(group, message.topic, exclude, need_online=True)
-        if chosen is None and not online_only:
-            chosen = self._next_member(group, message.topic, exclude, need_online=False)
+        """Give `message` to the next member in turn that is online with room in its window,
+        else to the next online one, else (unless `online_only`) to any member."""
+        chosen = None
+        for need in (_READY, _ONLINE) if online_only else (_READY, _ONLINE, _ANY):
+            chosen = self._next_member(group, message.topic, exclude, need)
+            if chosen is not None:
+                break
         if chosen is None:
             return False
         self._deliver(chosen, message, group.members[chosen.identity], group.key)
         return True
 
     def _next_member(self, group: SharedGroup, topic: str, exclude: str | None,
-                     need_online: bool) -> Session | None:
+                     need: int) -> Session | None:
         order, count = group.order, len(group.order)
+        window = self.config.max_inflight_messages
         for i in range(count):
             identity = order[(group.turn + i) % count]
             session = self.sessions.get(identity)
             if (identity == exclude or session is None
-                    or (need_online and session.online() is None)
+                    or (need != _ANY and session.online() is None)
+                    or (need == _READY and (len(session.inflight) >= window or session.queue))
                     or not self.acl.may_receive(identity, topic)):
                 continue
             group.turn = (group.turn + i + 1) % count
@@ -571,7 +630,11 @@ class Broker:
         return self._call(self._core.kick, identity)
 
     def reload_crl(self) -> None:
-        """Rebuild the TLS context from the files, so that new handshakes see the current CRL."""
+        """Rebuild the TLS context from the files, so that new handshakes see the current CRL.
+
+        Live sessions are not affected: kick the revoked identities after this. If the files
+        are damaged this raises and the previous context stays in use.
+        """
         self._ssl_context = build_ssl_context(self.config)
         log.info("reloaded the CRL from %s", self.config.crlfile)
 
@@ -663,7 +726,8 @@ class Broker:
         identity = identity_of(der)
         if identity is None:
             log.warning("client certificate of %s has no usable CN or lacks clientAuth", peer)
-        return Connection(identity, writer, asyncio.get_running_loop().time())
+        loop = asyncio.get_running_loop()
+        return Connection(identity, writer.transport, loop.time(), loop.call_soon)
 
     async def _serve(self, conn: Connection, reader: asyncio.StreamReader) -> None:
         """Read and handle packets until the connection ends, then part it from its session."""
@@ -684,6 +748,7 @@ class Broker:
             log.exception("bug while serving %s: closing its connection", conn.identity)
         finally:
             self._awaiting_connect.discard(conn)
+            conn.flush()  # e.g. a refusing CONNACK, before the connection closes
             self._core.detach(conn, publish_will=True)  # DISCONNECT has cleared the will
 
     def _handle(self, conn: Connection, first_byte: int, body: bytes) -> bool:

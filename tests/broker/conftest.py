@@ -278,6 +278,9 @@ class Peer:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+        # paho keeps its socket and its wake-up socket pair until garbage collection, where
+        # they would raise ResourceWarnings: close them now.
+        self.client._reset_sockets()
 
 
 @pytest.fixture

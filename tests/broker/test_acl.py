@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from gateway.broker.acl import (
     Acl,
     AclPolicy,
+    Grants,
     filter_covers,
     is_valid_filter,
     parse_subscription,
@@ -112,3 +113,13 @@ def test_a_filter_is_covered_exactly_when_every_topic_it_matches_is_granted(
                                                                            repeat=n)]
     widened = any(topic_matches(topic_filter, t) and not topic_matches(grant, t) for t in topics)
     assert filter_covers(grant, topic_filter) is not widened
+
+
+def test_a_single_level_grant_never_grants_a_multi_level_filter() -> None:
+    acl = Acl(AclPolicy(device=Grants(read=("fleet/+",), write=("fleet/%u",))))
+    assert acl.may_subscribe("dev-a", "fleet/+")
+    assert acl.may_subscribe("dev-a", "fleet/x")
+    for wider in ("fleet/#", "#", "+/+", "fleet/+/x", "$share/g/fleet/#"):
+        assert not acl.may_subscribe("dev-a", wider), wider
+    assert acl.may_publish("dev-a", "fleet/dev-a")
+    assert not acl.may_publish("dev-a", "fleet/dev-b")

@@ -30,16 +30,11 @@ class RecordingTransport:
         return 0
 
 
-class Writer:
-    def __init__(self) -> None:
-        self.transport = RecordingTransport()
-
-
 def connect(core: BrokerCore, identity: str) -> tuple[Connection, RecordingTransport]:
-    writer = Writer()
-    conn = Connection(identity, cast(asyncio.StreamWriter, writer), now=0.0)
+    transport = RecordingTransport()
+    conn = Connection(identity, cast(asyncio.WriteTransport, transport), now=0.0)
     assert core.on_connect(conn, codec.Connect(4, True, 0, "ignored", None, None, None))
-    return conn, writer.transport
+    return conn, transport
 
 
 def test_a_subscription_that_slipped_past_the_acl_still_gets_nothing() -> None:

@@ -109,3 +109,20 @@ def test_a_gateway_cannot_forge_orders_or_read_everything(
     gateway.publish(ORDERS.format("dev-a"), b"forged by the gateway")
     peers(pki.devices["dev-a"]).publish(ORDERS.format("dev-a"), b"marker")
     assert gateway.expect().payload == b"marker"
+
+
+def test_a_stolen_client_id_with_clean_session_does_not_wipe_an_offline_session(
+    pki: Pki, peers: Callable[..., Peer]
+) -> None:
+    gateway = peers(pki.gateway)
+    device_b = peers(pki.devices["dev-b"], clean_session=False)
+    assert device_b.subscribe(RESULTS.format("dev-b")) == 1
+    device_b.close()
+
+    impostor = peers(pki.devices["dev-a"], client_id="dev-b", clean_session=True)
+    impostor.close()
+    gateway.publish(RESULTS.format("dev-b"), b"kept for b")
+
+    back = peers(pki.devices["dev-b"], clean_session=False)
+    assert back.session_present is True
+    assert back.expect().payload == b"kept for b"

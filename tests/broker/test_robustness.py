@@ -13,7 +13,8 @@ import pytest
 
 from gateway.broker import Broker
 from tests.broker.conftest import Identity, Peer, Pki, broker_config, tls_client_context
-from tests.broker.rawmqtt import RawClient, packet, publish_packet
+from tests.broker.rawmqtt import RawClient, connect_packet, packet, publish_packet
+from tests.conftest import unavailable
 
 ORDERS, RESULTS = "kym/v1/devices/{}/orders", "kym/v1/devices/{}/results"
 NOISE = random.Random(1).randbytes(600)  # fixed bytes that are no MQTT, so the test is repeatable
@@ -72,7 +73,7 @@ def test_an_announced_oversize_packet_is_refused_before_its_body_arrives(
     packet(0x80, b"\x00\x01\x00\x01#\x01"),  # SUBSCRIBE with wrong header flags
     packet(0x50, b"\x00\x01"),  # PUBREC: no QoS 2 here
     packet(0x20, b"\x00\x00"),  # CONNACK from a client
-    bytes((0x10, 0x00)),  # a second (empty) CONNECT
+    connect_packet(),  # a second CONNECT
     NOISE[:64],
 ], ids=["plus", "hash", "nul", "utf8", "qos2", "empty-subscribe", "subscribe-flags", "pubrec",
         "connack", "second-connect", "random"])
@@ -110,11 +111,14 @@ def _mosquitto(tool: str, broker: Broker, pki: Pki, identity: Identity, *args: s
     return subprocess.run(command, capture_output=True, text=True, timeout=10, check=False)
 
 
-needs_mosquitto_clients = pytest.mark.skipif(
-    not Path("/usr/bin/mosquitto_pub").exists(), reason="mosquitto clients not installed")
+@pytest.fixture
+def mosquitto_clients() -> None:
+    """Require mosquitto_pub and mosquitto_sub (skipped locally, required in CI)."""
+    if not (Path("/usr/bin/mosquitto_pub").exists() and Path("/usr/bin/mosquitto_sub").exists()):
+        unavailable("the mosquitto_pub and mosquitto_sub clients")
 
 
-@needs_mosquitto_clients
+@pytest.mark.usefixtures("mosquitto_clients")
 def test_mosquitto_clients_round_trip_an_order(
     broker: Broker, pki: Pki, peers: Callable[..., Peer]
 ) -> None:
@@ -146,7 +150,7 @@ def test_mosquitto_clients_round_trip_an_order(
     assert (receiving.returncode, out.strip()) == (0, "result for the CLI"), err
 
 
-@needs_mosquitto_clients
+@pytest.mark.usefixtures("mosquitto_clients")
 def test_mosquitto_pub_is_refused_with_a_foreign_certificate_and_with_mqtt5(
     broker: Broker, pki: Pki
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
 from collections.abc import Callable
 from pathlib import Path
@@ -23,10 +24,9 @@ def refused(broker: Broker, pki: Pki, identity: Identity | None) -> bool:
     peer = Peer(broker.port, pki, identity)
     try:
         peer.start()
+        return not peer.accepted()
     except (ssl.SSLError, ConnectionError):
         return True
-    try:
-        return not peer.accepted()
     finally:
         peer.close()
 
@@ -93,3 +93,42 @@ def test_start_fails_loudly_when_the_port_is_taken(broker: Broker, pki: Pki,
                                                   tmp_path: Path) -> None:
     with pytest.raises(OSError):
         Broker(broker_config(pki, tmp_path, port=broker.port)).start()
+
+
+def test_a_damaged_crl_file_fails_the_reload_and_the_old_one_stays(
+    pki: Pki, tmp_path: Path
+) -> None:
+    config = broker_config(pki, tmp_path)
+    with Broker(config) as broker:
+        assert config.crlfile is not None
+        damaged = b"-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n"
+        Path(config.crlfile).write_bytes(damaged)
+        with pytest.raises(ValueError):
+            broker.reload_crl()
+        Path(config.crlfile).write_bytes(b"")
+        with pytest.raises(ValueError):
+            broker.reload_crl()
+        assert not refused(broker, pki, pki.devices["dev-a"])
+
+
+def test_a_certificate_in_the_crl_file_is_not_trusted(pki: Pki, tmp_path: Path) -> None:
+    crlfile = pki.write_crl(tmp_path / "crl.pem")
+    crlfile.write_bytes(pki.foreign_ca.path.read_bytes() + crlfile.read_bytes())
+    with Broker(broker_config(pki, tmp_path, crlfile=crlfile)) as broker:
+        assert refused(broker, pki, pki.foreign_device)
+        assert not refused(broker, pki, pki.devices["dev-a"])
+
+
+def test_stop_closes_live_connections_and_the_listener(pki: Pki, tmp_path: Path) -> None:
+    broker = Broker(broker_config(pki, tmp_path))
+    broker.start()
+    device = Peer(broker.port, pki, pki.devices["dev-a"]).start()
+    try:
+        assert device.accepted()
+        broker.stop()
+        assert device.disconnected.wait(WAIT_S)
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", broker.port), timeout=WAIT_S).close()
+    finally:
+        device.close()
+        broker.stop()

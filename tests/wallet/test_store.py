@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Connection, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from gateway.db import Database
 from tests.wallet.conftest import T0, assert_books_balance, later, snapshot
@@ -452,3 +452,13 @@ def test_check_finds_an_overdraft(wallets: Database) -> None:
         " debits_posted = 5 WHERE id = 'dev_a'")))
     with wallets.read() as conn:
         assert {"overdraft", "counters"} <= {breach.rule for breach in check(conn)}
+
+
+def test_database_errors_on_the_fast_path_surface_as_sqlalchemy_errors(wallets: Database) -> None:
+    # Database.run retries deadlocks by SQLAlchemy's exception types, so the statements that run
+    # on the DBAPI cursor directly must raise those types too.
+    row = {"kind": "pay", "payment_id": "p", "pending_id": None, "idempotency_key": None,
+           "debit_account_id": "dev_a", "credit_account_id": "mer_x", "amount_minor": 0,
+           "currency": "EUR", "created_at": T0, "expires_at": None}
+    with pytest.raises(IntegrityError):
+        run(wallets, lambda c: store._INSERT_TRANSFER.rows(c, row))
