@@ -191,8 +191,7 @@ def _load(api: str, fleet: list[BenchDevice], port: int, orders: int, rate: floa
             device.sent[order_id] = time.perf_counter()
             assert device.client is not None
             device.client.publish(f"kym/v1/devices/{device.id}/orders", token, qos=1)
-        for device in fleet:
-            device.done.wait(120)
+    _wait_for_results(fleet, len(signed), console)
     elapsed = time.perf_counter() - started
     for device in fleet:
         assert device.client is not None
@@ -207,6 +206,20 @@ def _load(api: str, fleet: list[BenchDevice], port: int, orders: int, rate: floa
             "per_second": len(latencies) / elapsed if elapsed else 0.0,
             "p50_ms": _percentile(latencies, 0.50) * 1000,
             "p99_ms": _percentile(latencies, 0.99) * 1000, "statuses": statuses}
+
+
+def _wait_for_results(fleet: list[BenchDevice], expected: int, console: Console) -> None:
+    """Until every result is back, or nothing arrived for 30 seconds."""
+    last, last_change = -1, time.monotonic()
+    with console.status("waiting for results") as status:
+        while True:
+            got = sum(len(d.latencies) for d in fleet)
+            status.update(f"results: {got}/{expected}")
+            if got >= expected or time.monotonic() - last_change > 30:
+                return
+            if got != last:
+                last, last_change = got, time.monotonic()
+            time.sleep(0.05)
 
 
 def _percentile(values: list[float], q: float) -> float:

@@ -85,6 +85,8 @@ def write_config(
         "log_type warning",
         "log_type notice",
         "max_packet_size 262144",
+        "max_queued_messages 100000",  # a busy gateway must not lose orders the broker acked
+        "max_inflight_messages 100",
         f"acl_file {acl_path}",
         "",
         f"listener {port} {host.strip('[]')}",
