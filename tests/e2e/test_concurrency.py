@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -26,6 +25,7 @@ from gateway.server import build_context
 from gateway.service import utcnow
 from gateway.settings import Settings
 from tests.conftest import ADMIN_TOKEN, postgres_schema_url
+from tests.e2e.concurrency_helpers import wait_healthy
 from tests.e2e.conftest import Stack, free_port
 from tests.e2e.orders import Payer
 
@@ -57,7 +57,7 @@ def cluster(tmp_path: Path, postgres_database: str, mosquitto_binary: str) -> It
                 stdout=log, stderr=subprocess.STDOUT, env=env)
             stack.callback(_stop, process)
         for http_port in http_ports:
-            _wait_healthy(http_port)
+            wait_healthy(http_port)
         with TestClient(create_app(ctx)) as api:
             yield Stack(ctx, api, port, tmp_path)
         ctx.db.dispose()
@@ -70,18 +70,6 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
-
-
-def _wait_healthy(port: int) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"gateway on {port} never became healthy")
 
 
 def test_four_workers_never_exceed_limit_or_balance(cluster: Stack) -> None:
