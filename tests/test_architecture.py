@@ -1,0 +1,60 @@
+"""The shape STYLE.md asks for, enforced: pure cores stay pure, dependencies point one way."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PURE_MODULES = [
+    "gateway/rules.py", "gateway/periods.py", "gateway/consent.py", "gateway/audit.py",
+    "gateway/parties.py", "wallet/ledger.py", "devices/ca.py", "devices/registry.py",
+]
+INFRASTRUCTURE = {"sqlalchemy", "paho", "fastapi", "starlette", "uvicorn", "httpx", "psycopg",
+                  "alembic", "os", "subprocess", "socket", "pathlib", "time", "threading"}
+CLOCK_CALLS = {"now", "utcnow", "today", "monotonic", "perf_counter"}  # the time module is barred above
+
+
+def imports_of(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def calls_of(path: Path) -> set[str]:
+    return {
+        node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+        for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Call)
+    }
+
+
+@pytest.mark.parametrize("module", PURE_MODULES)
+def test_pure_modules_touch_no_infrastructure_and_read_no_clock(module: str) -> None:
+    path = ROOT / module
+    roots = {name.split(".")[0] for name in imports_of(path)}
+    assert not roots & INFRASTRUCTURE, f"{module} imports {roots & INFRASTRUCTURE}"
+    assert not calls_of(path) & CLOCK_CALLS, f"{module} reads the clock"
+
+
+@pytest.mark.parametrize(("package", "forbidden"), [
+    ("devices", {"gateway", "wallet", "simulators"}),
+    ("wallet", {"gateway", "devices", "simulators"}),
+    ("simulators", {"gateway", "wallet"}),
+])
+def test_dependencies_point_one_way(package: str, forbidden: set[str]) -> None:
+    for path in (ROOT / package).rglob("*.py"):
+        roots = {name.split(".")[0] for name in imports_of(path)}
+        assert not roots & forbidden, f"{path.relative_to(ROOT)} imports {roots & forbidden}"
+
+
+def test_no_grab_bag_modules() -> None:
+    names = {p.stem for package in ("gateway", "devices", "wallet", "simulators")
+             for p in (ROOT / package).rglob("*.py")}
+    assert not names & {"utils", "helpers", "common", "misc"}
