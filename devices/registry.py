@@ -12,8 +12,19 @@ KINDS = frozenset(
 )
 CATEGORIES = frozenset(
     {
-        "fuel", "ev_charging", "parking", "tolls", "groceries", "utilities", "insurance",
-        "maintenance", "transport", "rideshare", "retail", "gambling", "other",
+        "fuel",
+        "ev_charging",
+        "parking",
+        "tolls",
+        "groceries",
+        "utilities",
+        "insurance",
+        "maintenance",
+        "transport",
+        "rideshare",
+        "retail",
+        "gambling",
+        "other",
     }
 )
 MAX_VALID_CERTIFICATES = 2

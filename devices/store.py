@@ -30,33 +30,49 @@ class UtcDateTime(sa.types.TypeDecorator[datetime]):
 
 metadata = sa.MetaData()
 devices = sa.Table(
-    "devices", metadata,
+    "devices",
+    metadata,
     sa.Column("id", sa.String, primary_key=True),
-    sa.Column("owner_id", sa.String), sa.Column("integrator_id", sa.String),
-    sa.Column("kind", sa.String), sa.Column("manufacturer", sa.String),
-    sa.Column("model", sa.String), sa.Column("serial_number", sa.String),
-    sa.Column("currency", sa.String), sa.Column("category", sa.String),
-    sa.Column("status", sa.String), sa.Column("attested", sa.Boolean),
-    sa.Column("created_at", UtcDateTime), sa.Column("updated_at", UtcDateTime),
+    sa.Column("owner_id", sa.String),
+    sa.Column("integrator_id", sa.String),
+    sa.Column("kind", sa.String),
+    sa.Column("manufacturer", sa.String),
+    sa.Column("model", sa.String),
+    sa.Column("serial_number", sa.String),
+    sa.Column("currency", sa.String),
+    sa.Column("category", sa.String),
+    sa.Column("status", sa.String),
+    sa.Column("attested", sa.Boolean),
+    sa.Column("created_at", UtcDateTime),
+    sa.Column("updated_at", UtcDateTime),
 )
 certificates = sa.Table(
-    "device_certificates", metadata,
+    "device_certificates",
+    metadata,
     sa.Column("serial", sa.String, primary_key=True),
-    sa.Column("device_id", sa.String), sa.Column("certificate_pem", sa.Text),
-    sa.Column("not_before", UtcDateTime), sa.Column("not_after", UtcDateTime),
-    sa.Column("issued_at", UtcDateTime), sa.Column("first_used_at", UtcDateTime),
-    sa.Column("status", sa.String), sa.Column("revoked_at", UtcDateTime),
+    sa.Column("device_id", sa.String),
+    sa.Column("certificate_pem", sa.Text),
+    sa.Column("not_before", UtcDateTime),
+    sa.Column("not_after", UtcDateTime),
+    sa.Column("issued_at", UtcDateTime),
+    sa.Column("first_used_at", UtcDateTime),
+    sa.Column("status", sa.String),
+    sa.Column("revoked_at", UtcDateTime),
 )
 attestation_cas = sa.Table(
-    "attestation_cas", metadata,
+    "attestation_cas",
+    metadata,
     sa.Column("id", sa.String, primary_key=True),
-    sa.Column("integrator_id", sa.String), sa.Column("certificate_pem", sa.Text),
+    sa.Column("integrator_id", sa.String),
+    sa.Column("certificate_pem", sa.Text),
     sa.Column("created_at", UtcDateTime),
 )
 ca_state = sa.Table(
-    "ca_state", metadata,
+    "ca_state",
+    metadata,
     sa.Column("name", sa.String, primary_key=True),
-    sa.Column("crl_number", sa.BigInteger), sa.Column("crl_issued_at", UtcDateTime),
+    sa.Column("crl_number", sa.BigInteger),
+    sa.Column("crl_issued_at", UtcDateTime),
 )
 
 

@@ -194,21 +194,43 @@ STATUSES = frozenset(
     {"approved", "declined", "pending_approval", "rejected", "captured", "voided", "refunded"}
 )
 EVENTS = frozenset(
-    {"payment_received", "hold_placed", "hold_captured", "hold_voided", "hold_expired",
-     "refund_received"}
+    {
+        "payment_received",
+        "hold_placed",
+        "hold_captured",
+        "hold_voided",
+        "hold_expired",
+        "refund_received",
+    }
 )
 
 
 def result_payload(
-    *, order_id: str | None, device_id: str, status: str, reason: str | None, ts: int,
-    payment_id: str | None = None, amount: int | None = None, currency: str | None = None,
+    *,
+    order_id: str | None,
+    device_id: str,
+    status: str,
+    reason: str | None,
+    ts: int,
+    payment_id: str | None = None,
+    amount: int | None = None,
+    currency: str | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
     """A result for the device (contract section 6)."""
     assert status in STATUSES, status
-    return {"v": 1, "order_id": order_id, "device_id": device_id, "status": status,
-            "reason": reason, "payment_id": payment_id, "amount": amount,
-            "currency": currency, "ts": ts, **extra}
+    return {
+        "v": 1,
+        "order_id": order_id,
+        "device_id": device_id,
+        "status": status,
+        "reason": reason,
+        "payment_id": payment_id,
+        "amount": amount,
+        "currency": currency,
+        "ts": ts,
+        **extra,
+    }
 
 
 def event_payload(event: str, device_id: str, ts: int, **fields: Any) -> dict[str, Any]:

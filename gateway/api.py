@@ -141,8 +141,9 @@ def create_app(ctx: service.Context, ready: Callable[[], bool] = lambda: True) -
         """Create an owner (admin)."""
         _require(caller, "admin")
         if not is_timezone(body.timezone):
-            raise Invalid("timezone must be an IANA name such as Europe/Berlin",
-                          reason="invalid_timezone")
+            raise Invalid(
+                "timezone must be an IANA name such as Europe/Berlin", reason="invalid_timezone"
+            )
         return _created(service.create_party(ctx, "owner", body.model_dump()))
 
     @app.post("/v1/integrators", status_code=201)
@@ -168,14 +169,23 @@ def create_app(ctx: service.Context, ready: Callable[[], bool] = lambda: True) -
         """Register a device from its CSR (integrator)."""
         _require(caller, "integrator")
         reg = service.Registration(
-            owner_id=body.owner_id, kind=body.kind, manufacturer=body.manufacturer,
-            model=body.model, serial_number=body.serial_number, csr_pem=body.csr,
-            currency=body.currency, category=body.category, attestation_pem=body.attestation,
+            owner_id=body.owner_id,
+            kind=body.kind,
+            manufacturer=body.manufacturer,
+            model=body.model,
+            serial_number=body.serial_number,
+            csr_pem=body.csr,
+            currency=body.currency,
+            category=body.category,
+            attestation_pem=body.attestation,
         )
         device, certificate = service.register_device(ctx, caller, reg)
         return {
-            "id": device.id, "status": device.status.value, "attested": device.attested,
-            "certificate": _pem(certificate), "ca_chain": ctx.pki.paths.device_cafile.read_text(),
+            "id": device.id,
+            "status": device.status.value,
+            "attested": device.attested,
+            "certificate": _pem(certificate),
+            "ca_chain": ctx.pki.paths.device_cafile.read_text(),
         }
 
     @app.get("/v1/devices/{device_id}")
@@ -201,7 +211,8 @@ def create_app(ctx: service.Context, ready: Callable[[], bool] = lambda: True) -
         """Issue a further certificate from a new CSR (integrator)."""
         certificate = service.rotate_certificate(ctx, caller, device_id, body.csr)
         return {
-            "certificate": _pem(certificate), "ca_chain": ctx.pki.paths.device_cafile.read_text(),
+            "certificate": _pem(certificate),
+            "ca_chain": ctx.pki.paths.device_cafile.read_text(),
             "certificate_serial": format(certificate.serial_number, "x"),
         }
 
@@ -211,8 +222,9 @@ def create_app(ctx: service.Context, ready: Callable[[], bool] = lambda: True) -
     def top_up(device_id: str, body: TopUp, caller: Caller) -> dict[str, int]:
         """Top up a device's wallet (owner); idempotent by key."""
         _require(caller, "owner")
-        return owners.top_up(ctx, caller, device_id, body.amount, body.currency,
-                             body.idempotency_key)
+        return owners.top_up(
+            ctx, caller, device_id, body.amount, body.currency, body.idempotency_key
+        )
 
     @app.get("/v1/devices/{device_id}/wallet")
     def device_wallet(device_id: str, caller: Caller) -> dict[str, Any]:
@@ -239,8 +251,9 @@ def create_app(ctx: service.Context, ready: Callable[[], bool] = lambda: True) -
         _require(caller, "merchant")
         return {"items": owners.payments_of(ctx, caller, None)}
 
-    def adjust(caller: Party, payment_id: str, kind: str, amount: int | None, key: str
-               ) -> dict[str, Any]:
+    def adjust(
+        caller: Party, payment_id: str, kind: str, amount: int | None, key: str
+    ) -> dict[str, Any]:
         _require(caller, "merchant")
         owners.merchant_payment(ctx, caller, payment_id)  # 404 unless it is theirs
         result = payments.merchant_adjust(ctx, caller.id, payment_id, kind, amount, key)
@@ -304,8 +317,10 @@ def create_app(ctx: service.Context, ready: Callable[[], bool] = lambda: True) -
         """Approve or decline a waiting payment (owner)."""
         _require(caller, "owner")
         approval, result = payments.decide_approval(ctx, caller.id, approval_id, body.decision)
-        return {**owners.approval_public(approval),
-                "result": {"status": result["status"], "reason": result["reason"]}}
+        return {
+            **owners.approval_public(approval),
+            "result": {"status": result["status"], "reason": result["reason"]},
+        }
 
     @app.get("/v1/devices/{device_id}/audit")
     def device_audit(device_id: str, caller: Caller) -> dict[str, Any]:
@@ -371,12 +386,19 @@ def _pem_response(text: str) -> Response:
 
 def _device_public(device: Device, certificate: DeviceCertificate) -> dict[str, Any]:
     return {
-        "id": device.id, "status": device.status.value, "kind": device.kind,
-        "owner_id": device.owner_id, "integrator_id": device.integrator_id,
-        "attested": device.attested, "certificate_serial": certificate.serial,
-        "manufacturer": device.manufacturer, "model": device.model,
-        "serial_number": device.serial_number, "currency": device.currency,
-        "category": device.category, "created_at": device.created_at.isoformat(),
+        "id": device.id,
+        "status": device.status.value,
+        "kind": device.kind,
+        "owner_id": device.owner_id,
+        "integrator_id": device.integrator_id,
+        "attested": device.attested,
+        "certificate_serial": certificate.serial,
+        "manufacturer": device.manufacturer,
+        "model": device.model,
+        "serial_number": device.serial_number,
+        "currency": device.currency,
+        "category": device.category,
+        "created_at": device.created_at.isoformat(),
     }
 
 
@@ -389,7 +411,7 @@ def status_for(exc: Exception) -> tuple[int, str]:
     """HTTP status and error code of a refusal (order refusals are 409 with their reason)."""
     for kind, status, code in ERROR_STATUS:
         if isinstance(exc, kind):
-            return status, code or getattr(exc, "reason", "error")
+            return status, str(code or getattr(exc, "reason", "error"))
     return 409, getattr(exc, "reason", "conflict")
 
 

@@ -85,7 +85,12 @@ def first_bad_entry(
         if entry.prev_hash != expected_prev:
             return entry.seq, "its prev_hash does not match the previous entry"
         recomputed = entry_hash(
-            entry.seq, entry.at, entry.actor, entry.action, entry.device_id, entry.data,
+            entry.seq,
+            entry.at,
+            entry.actor,
+            entry.action,
+            entry.device_id,
+            entry.data,
             entry.prev_hash,
         )
         if recomputed != entry.hash:

@@ -44,6 +44,7 @@ class BenchDevice:
     statuses: dict[str, int] = field(default_factory=dict)
     done: threading.Event = field(default_factory=threading.Event)
     expected: int = 0
+    shop: str = ""
 
 
 def free_port() -> int:
@@ -52,14 +53,32 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def run_bench(devices: int, orders: int, rate: float | None, database_url: str | None,
-              broker: str, key_type: str, console: Console) -> dict[str, Any]:
+def run_bench(
+    devices: int,
+    orders: int,
+    rate: float | None,
+    database_url: str | None,
+    broker: str,
+    key_type: str,
+    console: Console,
+) -> dict[str, Any]:
     """Run one benchmark and return its numbers."""
     with tempfile.TemporaryDirectory(prefix="kym-bench-") as tmp:
         data_dir, http, mqtt_port = Path(tmp) / "data", free_port(), free_port()
-        command = [sys.executable, "-m", "gateway.cli", "serve", "--data-dir", str(data_dir),
-                   "--http", f"127.0.0.1:{http}", "--mqtt", f"127.0.0.1:{mqtt_port}",
-                   "--broker", broker]
+        command = [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "serve",
+            "--data-dir",
+            str(data_dir),
+            "--http",
+            f"127.0.0.1:{http}",
+            "--mqtt",
+            f"127.0.0.1:{mqtt_port}",
+            "--broker",
+            broker,
+        ]
         if database_url:
             command += ["--database-url", database_url]
         env = {**os.environ, "KYM_ADMIN_TOKEN": ADMIN_TOKEN}
@@ -88,57 +107,85 @@ def _wait_healthy(api: str, console: Console) -> None:
     raise RuntimeError("the gateway did not become healthy; see its log")
 
 
-def _register(api: str, count: int, key_type: str, tmp: Path, console: Console
-              ) -> list[BenchDevice]:
+def _register(
+    api: str, count: int, key_type: str, tmp: Path, console: Console
+) -> list[BenchDevice]:
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     with httpx.Client(base_url=api, timeout=30) as http:
-        owner = http.post("/v1/owners", headers=admin,
-                          json={"name": "bench", "timezone": "UTC"}).json()
+        owner = http.post(
+            "/v1/owners", headers=admin, json={"name": "bench", "timezone": "UTC"}
+        ).json()
         integrator = http.post("/v1/integrators", headers=admin, json={"name": "bench"}).json()
-        shop = http.post("/v1/merchants", headers=admin,
-                         json={"name": "shop", "category": "retail"}).json()
+        shop = http.post(
+            "/v1/merchants", headers=admin, json={"name": "shop", "category": "retail"}
+        ).json()
         owner_h = {"Authorization": f"Bearer {owner['api_key']}"}
         integrator_h = {"Authorization": f"Bearer {integrator['api_key']}"}
         (tmp / "ca.pem").write_text(http.get("/v1/ca").text)
         fleet = []
         with console.status(f"registering {count} devices"):
             for n in range(count):
-                key = ec.generate_private_key(ec.SECP256R1()) if key_type == "p256" else \
-                    ed25519.Ed25519PrivateKey.generate()
-                csr = x509.CertificateSigningRequestBuilder().subject_name(
-                    x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"b{n}")])
-                ).sign(key, None if key_type == "ed25519" else hashes.SHA256())
-                device = http.post("/v1/devices", headers=integrator_h, json={
-                    "owner_id": owner["id"], "kind": "other", "manufacturer": "bench",
-                    "model": "b", "serial_number": f"bench-{n}",
-                    "csr": csr.public_bytes(serialization.Encoding.PEM).decode()}).json()
+                key = (
+                    ec.generate_private_key(ec.SECP256R1())
+                    if key_type == "p256"
+                    else ed25519.Ed25519PrivateKey.generate()
+                )
+                csr = (
+                    x509.CertificateSigningRequestBuilder()
+                    .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"b{n}")]))
+                    .sign(key, None if key_type == "ed25519" else hashes.SHA256())
+                )
+                device = http.post(
+                    "/v1/devices",
+                    headers=integrator_h,
+                    json={
+                        "owner_id": owner["id"],
+                        "kind": "other",
+                        "manufacturer": "bench",
+                        "model": "b",
+                        "serial_number": f"bench-{n}",
+                        "csr": csr.public_bytes(serialization.Encoding.PEM).decode(),
+                    },
+                ).json()
                 http.post(f"/v1/devices/{device['id']}/approve", headers=owner_h)
-                http.post(f"/v1/devices/{device['id']}/wallet/top-ups", headers=owner_h,
-                          json={"amount": 10**9, "currency": "EUR", "idempotency_key": "b"})
-                http.put(f"/v1/devices/{device['id']}/rules", headers=owner_h,
-                         json={"currency": "EUR"})
+                http.post(
+                    f"/v1/devices/{device['id']}/wallet/top-ups",
+                    headers=owner_h,
+                    json={"amount": 10**9, "currency": "EUR", "idempotency_key": "b"},
+                )
+                http.put(
+                    f"/v1/devices/{device['id']}/rules", headers=owner_h, json={"currency": "EUR"}
+                )
                 directory = tmp / device["id"]
                 directory.mkdir()
                 (directory / "cert.pem").write_text(device["certificate"])
-                (directory / "key.pem").write_bytes(key.private_bytes(
-                    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                    serialization.NoEncryption()))
+                (directory / "key.pem").write_bytes(
+                    key.private_bytes(
+                        serialization.Encoding.PEM,
+                        serialization.PrivateFormat.PKCS8,
+                        serialization.NoEncryption(),
+                    )
+                )
                 fleet.append(BenchDevice(device["id"], key, directory))
         for device in fleet:
-            device.shop = shop["id"]  # type: ignore[attr-defined]
+            device.shop = shop["id"]
     return fleet
 
 
 def _connect(device: BenchDevice, port: int, ca: Path) -> None:
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=device.id)
-    client.tls_set(ca_certs=str(ca), certfile=str(device.dir / "cert.pem"),
-                   keyfile=str(device.dir / "key.pem"), cert_reqs=ssl.CERT_REQUIRED)
+    client.tls_set(
+        ca_certs=str(ca),
+        certfile=str(device.dir / "cert.pem"),
+        keyfile=str(device.dir / "key.pem"),
+        cert_reqs=ssl.CERT_REQUIRED,
+    )
     subscribed = threading.Event()
 
     def on_connect(c: mqtt.Client, *_: Any) -> None:
         sock = c.socket()
         if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[union-attr]
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         c.subscribe(f"kym/v1/devices/{device.id}/results", qos=1)
 
     def on_message(_c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
@@ -162,8 +209,9 @@ def _connect(device: BenchDevice, port: int, ca: Path) -> None:
     device.client = client
 
 
-def _load(api: str, fleet: list[BenchDevice], port: int, orders: int, rate: float | None,
-          console: Console) -> dict[str, Any]:
+def _load(
+    api: str, fleet: list[BenchDevice], port: int, orders: int, rate: float | None, console: Console
+) -> dict[str, Any]:
     ca = fleet[0].dir.parent / "ca.pem"
     for device in fleet:
         _connect(device, port, ca)
@@ -174,9 +222,17 @@ def _load(api: str, fleet: list[BenchDevice], port: int, orders: int, rate: floa
         for n in range(per_device):
             for device in fleet:
                 order_id = f"b-{n}"
-                payload = {"v": 1, "order_id": order_id, "type": "pay", "device_id": device.id,
-                           "payee": device.shop, "amount": 1, "currency": "EUR",  # type: ignore[attr-defined]
-                           "ts": now, "nonce": "b"}
+                payload = {
+                    "v": 1,
+                    "order_id": order_id,
+                    "type": "pay",
+                    "device_id": device.id,
+                    "payee": device.shop,
+                    "amount": 1,
+                    "currency": "EUR",
+                    "ts": now,
+                    "nonce": "b",
+                }
                 signed.append((device, order_id, wire.sign(payload, device.key).encode()))
     for device in fleet:
         device.expected = per_device
@@ -202,10 +258,15 @@ def _load(api: str, fleet: list[BenchDevice], port: int, orders: int, rate: floa
     for device in fleet:
         for status, count in device.statuses.items():
             statuses[status] = statuses.get(status, 0) + count
-    return {"orders": len(signed), "results": len(latencies), "seconds": elapsed,
-            "per_second": len(latencies) / elapsed if elapsed else 0.0,
-            "p50_ms": _percentile(latencies, 0.50) * 1000,
-            "p99_ms": _percentile(latencies, 0.99) * 1000, "statuses": statuses}
+    return {
+        "orders": len(signed),
+        "results": len(latencies),
+        "seconds": elapsed,
+        "per_second": len(latencies) / elapsed if elapsed else 0.0,
+        "p50_ms": _percentile(latencies, 0.50) * 1000,
+        "p99_ms": _percentile(latencies, 0.99) * 1000,
+        "statuses": statuses,
+    }
 
 
 def _wait_for_results(fleet: list[BenchDevice], expected: int, console: Console) -> None:
@@ -233,7 +294,13 @@ def print_report(numbers: dict[str, Any], label: str, console: Console) -> None:
     table = Table(title=f"kym bench: {label}")
     for column in ("orders", "results", "seconds", "payments/s", "p50 ms", "p99 ms", "statuses"):
         table.add_column(column)
-    table.add_row(str(numbers["orders"]), str(numbers["results"]), f"{numbers['seconds']:.2f}",
-                  f"{numbers['per_second']:.0f}", f"{numbers['p50_ms']:.1f}",
-                  f"{numbers['p99_ms']:.1f}", str(numbers["statuses"]))
+    table.add_row(
+        str(numbers["orders"]),
+        str(numbers["results"]),
+        f"{numbers['seconds']:.2f}",
+        f"{numbers['per_second']:.0f}",
+        f"{numbers['p50_ms']:.1f}",
+        f"{numbers['p99_ms']:.1f}",
+        str(numbers["statuses"]),
+    )
     console.print(table)

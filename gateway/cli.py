@@ -12,11 +12,15 @@ import click
 from gateway.settings import Settings, split_host_port
 
 DATA_DIR = click.option(
-    "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
     help="Where the database, CAs and admin token live [env KYM_DATA_DIR; default ./kym-data].",
 )
 DATABASE_URL = click.option(
-    "--database-url", default=None, metavar="URL",
+    "--database-url",
+    default=None,
+    metavar="URL",
     help="e.g. postgresql+psycopg://user@host/db [env KYM_DATABASE_URL; default SQLite in DIR].",
 )
 
@@ -40,18 +44,41 @@ def main(verbose: bool) -> None:
 @main.command()
 @DATA_DIR
 @DATABASE_URL
-@click.option("--http", default=None, metavar="HOST:PORT", help="HTTP API address [127.0.0.1:8080].")
-@click.option("--mqtt", default=None, metavar="HOST:PORT",
-              help="Address of the TLS broker that serve starts [127.0.0.1:8883].")
-@click.option("--broker-url", default=None, metavar="mqtts://HOST:PORT",
-              help="Use an external broker instead of starting one (--mqtt is then ignored).")
-@click.option("--broker", type=click.Choice(["auto", "mosquitto", "embedded"]), default=None,
-              help="Which broker to start: auto picks Mosquitto when installed [auto].")
-@click.option("--workers", "gateway_workers", type=int, default=None,
-              help="Gateway MQTT workers in this process, each with its own identity [1].")
-@click.option("--worker-index", type=int, default=None,
-              help="First gateway identity of this process (kym-gateway-<n>), so that several "
-                   "processes sharing a broker each have their own [0].")
+@click.option(
+    "--http", default=None, metavar="HOST:PORT", help="HTTP API address [127.0.0.1:8080]."
+)
+@click.option(
+    "--mqtt",
+    default=None,
+    metavar="HOST:PORT",
+    help="Address of the TLS broker that serve starts [127.0.0.1:8883].",
+)
+@click.option(
+    "--broker-url",
+    default=None,
+    metavar="mqtts://HOST:PORT",
+    help="Use an external broker instead of starting one (--mqtt is then ignored).",
+)
+@click.option(
+    "--broker",
+    type=click.Choice(["auto", "mosquitto", "embedded"]),
+    default=None,
+    help="Which broker to start: auto picks Mosquitto when installed [auto].",
+)
+@click.option(
+    "--workers",
+    "gateway_workers",
+    type=int,
+    default=None,
+    help="Gateway MQTT workers in this process, each with its own identity [1].",
+)
+@click.option(
+    "--worker-index",
+    type=int,
+    default=None,
+    help="First gateway identity of this process (kym-gateway-<n>), so that several "
+    "processes sharing a broker each have their own [0].",
+)
 def serve(**flags: Any) -> None:
     """Run the gateway: HTTP API, MQTT order pipeline and (unless --broker-url) a broker."""
     from gateway.server import serve as run
@@ -62,8 +89,13 @@ def serve(**flags: Any) -> None:
 @main.command("mosquitto-config")
 @DATA_DIR
 @click.option("--listen", required=True, metavar="HOST:PORT", help="The broker's TLS listener.")
-@click.option("--out", "outdir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Directory for mosquitto.conf and the files it names.")
+@click.option(
+    "--out",
+    "outdir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for mosquitto.conf and the files it names.",
+)
 def mosquitto_config(data_dir: Path | None, listen: str, outdir: Path) -> None:
     """Write a Mosquitto 2.0 configuration that admits only certified devices and gateways."""
     from gateway import mosquitto
@@ -105,12 +137,23 @@ def audit_verify(**flags: Any) -> None:
 @click.option("--orders", default=5000, show_default=True, help="Orders in all.")
 @click.option("--rate", type=float, default=None, help="Orders per second (default: flat out).")
 @DATABASE_URL
-@click.option("--broker", type=click.Choice(["auto", "mosquitto", "embedded"]), default="auto",
-              show_default=True)
-@click.option("--key-type", type=click.Choice(["p256", "ed25519"]), default="p256",
-              show_default=True)
-def bench(devices: int, orders: int, rate: float | None, database_url: str | None,
-          broker: str, key_type: str) -> None:
+@click.option(
+    "--broker",
+    type=click.Choice(["auto", "mosquitto", "embedded"]),
+    default="auto",
+    show_default=True,
+)
+@click.option(
+    "--key-type", type=click.Choice(["p256", "ed25519"]), default="p256", show_default=True
+)
+def bench(
+    devices: int,
+    orders: int,
+    rate: float | None,
+    database_url: str | None,
+    broker: str,
+    key_type: str,
+) -> None:
     """Measure payments per second end to end: devices → broker → gateway → ledger → results."""
     from rich.console import Console
 

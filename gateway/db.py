@@ -1,4 +1,4 @@
-"""The database adapter: engines for SQLite and PostgreSQL, migrations, and one transaction per use case.
+"""The database adapter: SQLite and PostgreSQL engines, migrations, one transaction per use case.
 
 SQLite runs in WAL mode with `synchronous=NORMAL`: a commit survives a crash of the process, and
 the last commits before a power loss may be lost (never half-applied). Writes open with
@@ -87,9 +87,7 @@ def _is_retryable(exc: DBAPIError) -> bool:
 def _create_engine(url: str, *, echo: bool) -> Engine:
     if not url.startswith("sqlite"):
         return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
-    engine = create_engine(
-        url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30}
-    )
+    engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30})
     event.listen(engine, "connect", _sqlite_on_connect)
     event.listen(engine, "begin", _sqlite_on_begin)
     return engine

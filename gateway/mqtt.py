@@ -39,7 +39,13 @@ class GatewayClient:
     """Subscribes to every device's orders (shared) and publishes results, over mutual TLS."""
 
     def __init__(
-        self, host: str, port: int, identity: str, cert: Path, key: Path, ca_bundle: Path,
+        self,
+        host: str,
+        port: int,
+        identity: str,
+        cert: Path,
+        key: Path,
+        ca_bundle: Path,
         inbox: queue.Queue[Inbound] | None = None,
     ) -> None:
         self.host, self.port, self.identity = host, port, identity
@@ -48,8 +54,12 @@ class GatewayClient:
         self._client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2, client_id=identity, clean_session=True
         )
-        self._client.tls_set(ca_certs=str(ca_bundle), certfile=str(cert), keyfile=str(key),
-                             cert_reqs=ssl.CERT_REQUIRED)
+        self._client.tls_set(
+            ca_certs=str(ca_bundle),
+            certfile=str(cert),
+            keyfile=str(key),
+            cert_reqs=ssl.CERT_REQUIRED,
+        )
         self._client.max_inflight_messages_set(1000)
         self._client.max_queued_messages_set(0)
         self._client.on_connect = self._on_connect
@@ -90,7 +100,9 @@ class GatewayClient:
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
         self.subscribed.clear()
         if rc.is_failure:
-            log.warning("gateway %s disconnected from the broker (%s); reconnecting", self.identity, rc)
+            log.warning(
+                "gateway %s disconnected from the broker (%s); reconnecting", self.identity, rc
+            )
 
     def _on_message(self, _c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
         self.inbox.put(Inbound(message.topic, message.payload))

@@ -17,7 +17,7 @@ from sqlalchemy import Connection
 
 from devices.store import UtcDateTime
 from gateway.consent import Mandate
-from gateway.periods import PERIODS, Period
+from gateway.periods import PERIODS
 from gateway.rules import Limit, Rules, RulesIn, Usage
 
 metadata = sa.MetaData()
@@ -310,7 +310,7 @@ def close_approval(
 
 
 def usage(
-    conn: Connection, scopes: Iterable[str], keys_now: Mapping[str, Mapping[Period, str]]
+    conn: Connection, scopes: Iterable[str], keys_now: Mapping[str, Mapping[str, str]]
 ) -> dict[str, dict[str, Usage]]:
     """Per scope, the usage under each of the current period keys (`keys_now[scope]`)."""
     scopes = list(scopes)
@@ -334,13 +334,17 @@ def _add_to_counters_sql() -> str:
     for p in PERIODS:
         same = f"spend_counters.{p}_key = excluded.{p}_key"
         for part in ("spent", "count"):
-            updates.append(f"{p}_{part} = CASE WHEN {same} "
-                           f"THEN spend_counters.{p}_{part} + excluded.{p}_{part} "
-                           f"ELSE excluded.{p}_{part} END")
+            updates.append(
+                f"{p}_{part} = CASE WHEN {same} "
+                f"THEN spend_counters.{p}_{part} + excluded.{p}_{part} "
+                f"ELSE excluded.{p}_{part} END"
+            )
         updates.append(f"{p}_key = excluded.{p}_key")
-    return (f"INSERT INTO spend_counters (scope, {', '.join(columns)}) "
-            f"VALUES (:scope, {', '.join(':' + c for c in columns)}) "
-            f"ON CONFLICT (scope) DO UPDATE SET {', '.join(updates)}")
+    return (
+        f"INSERT INTO spend_counters (scope, {', '.join(columns)}) "
+        f"VALUES (:scope, {', '.join(':' + c for c in columns)}) "
+        f"ON CONFLICT (scope) DO UPDATE SET {', '.join(updates)}"
+    )
 
 
 _ADD_TO_COUNTERS = sa.text(_add_to_counters_sql())

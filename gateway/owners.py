@@ -31,17 +31,34 @@ def owned_device_id(conn: Connection, owner: Party, device_id: str) -> str:
     return device.id
 
 
-def top_up(ctx: Context, owner: Party, device_id: str, amount: int, currency: str,
-           idempotency_key: str) -> dict[str, int]:
+def top_up(
+    ctx: Context, owner: Party, device_id: str, amount: int, currency: str, idempotency_key: str
+) -> dict[str, int]:
     """Credit a device's wallet from outside, once per idempotency key."""
     now = ctx.clock()
 
     def work(conn: Connection) -> dict[str, int]:
         owned_device_id(conn, owner, device_id)
-        result = wallet_store.top_up(conn, holder_id=device_id, amount_minor=amount,
-                                     currency=currency, idempotency_key=idempotency_key, now=now)
-        store.append_audit(conn, now, [(owner.actor, "money.top_up", device_id, {
-            "amount": amount, "currency": currency, "idempotency_key": idempotency_key})])
+        result = wallet_store.top_up(
+            conn,
+            holder_id=device_id,
+            amount_minor=amount,
+            currency=currency,
+            idempotency_key=idempotency_key,
+            now=now,
+        )
+        store.append_audit(
+            conn,
+            now,
+            [
+                (
+                    owner.actor,
+                    "money.top_up",
+                    device_id,
+                    {"amount": amount, "currency": currency, "idempotency_key": idempotency_key},
+                )
+            ],
+        )
         return {"balance": result.balance_minor, "available": result.available_minor}
 
     return ctx.db.run(work)
@@ -54,8 +71,11 @@ def wallet_of(ctx: Context, holder: Party, device_id: str | None) -> dict[str, A
         wallet = wallet_store.get_wallet(conn, holder_id)
     if wallet is None:
         raise NotFound("no wallet")
-    return {"currency": wallet.currency, "balance": wallet.balance_minor,
-            "available": wallet.available_minor}
+    return {
+        "currency": wallet.currency,
+        "balance": wallet.balance_minor,
+        "available": wallet.available_minor,
+    }
 
 
 def payments_of(ctx: Context, holder: Party, device_id: str | None) -> list[dict[str, Any]]:
@@ -68,11 +88,16 @@ def payments_of(ctx: Context, holder: Party, device_id: str | None) -> list[dict
 def payment_public(payment: Payment) -> dict[str, Any]:
     """A payment as the API shows it."""
     return {
-        "payment_id": payment.payment_id, "order_id": payment.order_id,
-        "type": payment.type.value, "status": payment.status.value,
-        "amount": payment.amount_minor, "captured_amount": payment.captured_amount_minor,
-        "refunded_amount": payment.refunded_amount_minor, "payee": payment.payee_id,
-        "payer": payment.payer_id, "currency": payment.currency,
+        "payment_id": payment.payment_id,
+        "order_id": payment.order_id,
+        "type": payment.type.value,
+        "status": payment.status.value,
+        "amount": payment.amount_minor,
+        "captured_amount": payment.captured_amount_minor,
+        "refunded_amount": payment.refunded_amount_minor,
+        "payee": payment.payee_id,
+        "payer": payment.payer_id,
+        "currency": payment.currency,
         "created_at": payment.created_at.isoformat(),
         "expires_at": payment.expires_at.isoformat() if payment.expires_at else None,
     }
@@ -117,15 +142,26 @@ def create_mandate(ctx: Context, owner: Party, device_id: str, body: dict[str, A
         payee = body.get("payee")
         if payee and not _payee_exists(conn, payee):
             raise Invalid(f"no payee {payee!r}", reason="unknown_payee")
-        order_store.insert_mandate(conn, {
-            "id": mandate_id, "device_id": device_id, "payee": payee,
-            "category": body.get("category"), "max_amount_minor": body["max_amount"],
-            "limits_json": json.dumps(body.get("limits") or []),
-            "valid_from": body.get("valid_from"), "valid_until": body.get("valid_until"),
-            "status": "active", "created_at": now,
-        })
-        store.append_audit(conn, now, [(owner.actor, "mandate.created", device_id,
-                                        {"id": mandate_id, **_jsonable(body)})])
+        order_store.insert_mandate(
+            conn,
+            {
+                "id": mandate_id,
+                "device_id": device_id,
+                "payee": payee,
+                "category": body.get("category"),
+                "max_amount_minor": body["max_amount"],
+                "limits_json": json.dumps(body.get("limits") or []),
+                "valid_from": body.get("valid_from"),
+                "valid_until": body.get("valid_until"),
+                "status": "active",
+                "created_at": now,
+            },
+        )
+        store.append_audit(
+            conn,
+            now,
+            [(owner.actor, "mandate.created", device_id, {"id": mandate_id, **_jsonable(body)})],
+        )
 
     ctx.db.run(work)
     return mandate_id
@@ -141,8 +177,9 @@ def revoke_mandate(ctx: Context, owner: Party, mandate_id: str) -> dict[str, str
             raise NotFound("no such mandate")
         owned_device_id(conn, owner, row["device_id"])
         order_store.revoke_mandate(conn, mandate_id, now)
-        store.append_audit(conn, now, [(owner.actor, "mandate.revoked", row["device_id"],
-                                        {"id": mandate_id})])
+        store.append_audit(
+            conn, now, [(owner.actor, "mandate.revoked", row["device_id"], {"id": mandate_id})]
+        )
 
     ctx.db.run(work)
     return {"id": mandate_id, "status": "revoked"}
@@ -158,15 +195,23 @@ def list_approvals(ctx: Context, owner: Party, status: str | None) -> list[dict[
 
 def approval_public(row: dict[str, Any]) -> dict[str, Any]:
     """An approval as the API shows it."""
-    return {"id": row["id"], "device_id": row["device_id"], "order_id": row["order_id"],
-            "amount": row["amount_minor"], "currency": row["currency"], "payee": row["payee"],
-            "status": row["status"], "expires_at": row["expires_at"].isoformat(),
-            "created_at": row["created_at"].isoformat()}
+    return {
+        "id": row["id"],
+        "device_id": row["device_id"],
+        "order_id": row["order_id"],
+        "amount": row["amount_minor"],
+        "currency": row["currency"],
+        "payee": row["payee"],
+        "status": row["status"],
+        "expires_at": row["expires_at"].isoformat(),
+        "created_at": row["created_at"].isoformat(),
+    }
 
 
 def _payee_exists(conn: Connection, payee_id: str) -> bool:
     return bool(store.merchants_by_id(conn, [payee_id])) or (
-        device_store.get_device(conn, payee_id) is not None)
+        device_store.get_device(conn, payee_id) is not None
+    )
 
 
 def _jsonable(body: dict[str, Any]) -> dict[str, Any]:

@@ -97,8 +97,13 @@ def check_messages(
     used: set[str] = set()
     checked = [_check(keyring, certificates, device_id, raw, used) for device_id, raw in decoded]
     if used:
-        ctx.db.run(lambda conn: [device_store.mark_certificate_used(conn, s, now) for s in used])
+        ctx.db.run(lambda conn: _mark_used(conn, used, now))
     return checked
+
+
+def _mark_used(conn: Connection, serials: set[str], now: datetime) -> None:
+    for serial in serials:  # a rotated-in certificate's first use retires the older one
+        device_store.mark_certificate_used(conn, serial, now)
 
 
 def _certificates(ctx: Context, device_ids: set[str], now: datetime) -> dict[str, list[Any]]:
@@ -111,7 +116,10 @@ def _certificates(ctx: Context, device_ids: set[str], now: datetime) -> dict[str
 
 
 def _check(
-    keyring: KeyRing, certificates: dict[str, list[Any]], device_id: str, raw: bytes,
+    keyring: KeyRing,
+    certificates: dict[str, list[Any]],
+    device_id: str,
+    raw: bytes,
     used: set[str],
 ) -> Checked:
     try:
@@ -221,19 +229,20 @@ def load_state(conn: Connection, now: datetime, senders: set[str], payees: set[s
     batch.mandates = order_store.load_mandates(conn, senders)
     keys_now: dict[str, dict[str, str]] = {}
     for device_id in senders & set(batch.devices):
-        keys = period_keys(now, batch.timezones[batch.devices[device_id].owner_id])
-        keys_now[device_id] = dict(keys)
+        keys = _keys_now(now, batch.timezones[batch.devices[device_id].owner_id])
+        keys_now[device_id] = keys
         for mandate in batch.mandates.get(device_id, []):
-            keys_now[mandate.id] = dict(keys)
-    batch.usage = order_store.usage(conn, keys_now, keys_now)  # type: ignore[arg-type]
+            keys_now[mandate.id] = keys
+    batch.usage = order_store.usage(conn, keys_now, keys_now)
     return batch
 
 
 def decide_one(batch: Batch, item: Checked) -> None:
     """Answer one checked message within the batch."""
     if item.reason is not None:
-        batch.send(item.device_id, _result(batch, item.device_id, item.order_id, "rejected",
-                                           item.reason))
+        batch.send(
+            item.device_id, _result(batch, item.device_id, item.order_id, "rejected", item.reason)
+        )
         return
     assert item.order is not None and item.payload is not None
     order, digest = item.order, payload_digest(item.payload)
@@ -241,21 +250,33 @@ def decide_one(batch: Batch, item: Checked) -> None:
     if known is not None:
         replay = known.result | {"duplicate": True, "ts": batch.ts}
         if known.payload_sha256 != digest:
-            replay = _result(batch, item.device_id, order.order_id, "rejected",
-                             "idempotency_conflict")
+            replay = _result(
+                batch, item.device_id, order.order_id, "rejected", "idempotency_conflict"
+            )
         batch.send(item.device_id, replay)
         return
     if abs(order.ts - batch.ts) > FRESHNESS.total_seconds():
-        batch.send(item.device_id, _result(batch, item.device_id, order.order_id, "rejected",
-                                           "stale_order"))
+        batch.send(
+            item.device_id,
+            _result(batch, item.device_id, order.order_id, "rejected", "stale_order"),
+        )
         return
     result = decide_order(batch, order)
-    batch.new_orders.append(order_store.order_row(order.device_id, order.order_id, digest,
-                                                  order.type, result, batch.now))
+    batch.new_orders.append(
+        order_store.order_row(
+            order.device_id, order.order_id, digest, order.type, result, batch.now
+        )
+    )
     batch.known[(order.device_id, order.order_id)] = order_store.KnownOrder(digest, result)
     batch.send(order.device_id, result)
-    batch.audit.append((f"device:{order.device_id}", f"order.{result['status']}", order.device_id,
-                        _audit_data(order, result)))
+    batch.audit.append(
+        (
+            f"device:{order.device_id}",
+            f"order.{result['status']}",
+            order.device_id,
+            _audit_data(order, result),
+        )
+    )
 
 
 def decide_order(batch: Batch, order: wire.Order) -> dict[str, Any]:
@@ -269,8 +290,9 @@ def decide_order(batch: Batch, order: wire.Order) -> dict[str, Any]:
     except (Declined, RuleViolation, WalletRefusal) as refusal:
         savepoint.rollback()
         reason = str(getattr(refusal, "reason", "declined"))
-        return _result(batch, order.device_id, order.order_id, "declined", reason,
-                       **_money_fields(order))
+        return _result(
+            batch, order.device_id, order.order_id, "declined", reason, **_money_fields(order)
+        )
     savepoint.commit()
     return result
 
@@ -281,41 +303,80 @@ def decide_payment(batch: Batch, order: wire.PayOrder | wire.HoldOrder) -> dict[
     terms, payee = _terms(batch, device, order)
     tz = batch.timezones[device.owner_id]
     rules = batch.rules.get(device.id)
-    keys = dict(period_keys(batch.now, tz))
+    keys = _keys_now(batch.now, tz)
     evaluate(terms, payee, rules, batch.usage.get(device.id, {}), batch.now, tz)
+    assert payee is not None, "evaluate refuses an unknown payee"
     _check_funds(batch, device.id, order.amount)
-    choice = consent.decide_consent(terms, payee, rules, batch.mandates.get(device.id, []),
-                                    batch.usage, batch.now, tz)
+    choice = consent.decide_consent(
+        terms, payee, rules, batch.mandates.get(device.id, []), batch.usage, batch.now, tz
+    )
     if choice.needs_approval:
         return _ask_owner(batch, order, rules)
     mandate_id = choice.mandate.id if choice.mandate else None
     return move_payment(batch, order, payee, mandate_id, keys)
 
 
-def move_payment(batch: Batch, order: wire.PayOrder | wire.HoldOrder, payee: Payee,
-                 mandate_id: str | None, keys: dict[str, str]) -> dict[str, Any]:
+def move_payment(
+    batch: Batch,
+    order: wire.PayOrder | wire.HoldOrder,
+    payee: Payee,
+    mandate_id: str | None,
+    keys: dict[str, str],
+) -> dict[str, Any]:
     """Step 6: move (or reserve) the money, count it, and tell the payee device."""
     payment_id = f"pay_{secrets.token_hex(8)}"
     expires_at = None
     if isinstance(order, wire.HoldOrder):
         expires_at = batch.now + timedelta(seconds=order.expires_in)
     kind = PaymentType.HOLD if order.type == "hold" else PaymentType.PAY
-    request = PaymentRequest(kind, payment_id, order.order_id, order.device_id, payee.id,
-                             order.amount, order.currency, expires_at)
+    request = PaymentRequest(
+        kind,
+        payment_id,
+        order.order_id,
+        order.device_id,
+        payee.id,
+        order.amount,
+        order.currency,
+        expires_at,
+    )
     wallet_store.place(batch.conn, request, batch.now)
     _spent(batch, order.device_id, order.amount)
     for scope in [order.device_id] + ([mandate_id] if mandate_id else []):
         batch.count(scope, keys, order.amount)
-    batch.new_scopes.append({"payment_id": payment_id, "payer_id": order.device_id,
-                             "mandate_id": mandate_id, "period_keys": json.dumps(keys)})
+    batch.new_scopes.append(
+        {
+            "payment_id": payment_id,
+            "payer_id": order.device_id,
+            "mandate_id": mandate_id,
+            "period_keys": json.dumps(keys),
+        }
+    )
     if payee.id in batch.devices:
         event = "hold_placed" if kind == PaymentType.HOLD else "payment_received"
-        batch.send(payee.id, wire.event_payload(
-            event, payee.id, batch.ts, order_id=order.order_id, payment_id=payment_id,
-            payer_device_id=order.device_id, amount=order.amount, currency=order.currency))
-    return _result(batch, order.device_id, order.order_id, "approved", None,
-                   payment_id=payment_id, amount=order.amount, currency=order.currency,
-                   **({"expires_at": int(expires_at.timestamp())} if expires_at else {}))
+        batch.send(
+            payee.id,
+            wire.event_payload(
+                event,
+                payee.id,
+                batch.ts,
+                order_id=order.order_id,
+                payment_id=payment_id,
+                payer_device_id=order.device_id,
+                amount=order.amount,
+                currency=order.currency,
+            ),
+        )
+    return _result(
+        batch,
+        order.device_id,
+        order.order_id,
+        "approved",
+        None,
+        payment_id=payment_id,
+        amount=order.amount,
+        currency=order.currency,
+        **({"expires_at": int(expires_at.timestamp())} if expires_at else {}),
+    )
 
 
 def decide_adjustment(
@@ -327,13 +388,18 @@ def decide_adjustment(
     payment = wallet_store.get_payment(batch.conn, order.payment_id)
     if payment is None or payment.payee_id != sender_id:
         raise Declined("payment_not_found")
-    kwargs = {"payment_id": order.payment_id, "now": batch.now, "payee_id": order.payee or None,
-              "currency": order.currency}
+    kwargs = {
+        "payment_id": order.payment_id,
+        "now": batch.now,
+        "payee_id": order.payee or None,
+        "currency": order.currency,
+    }
     if isinstance(order, wire.CaptureOrder):
         done = wallet_store.capture(batch.conn, amount_minor=order.amount, **kwargs)  # type: ignore[arg-type]
         _give_back(batch, done.payment_id, done.captured_amount_minor - done.amount_minor, 0)
-        return _adjusted(batch, order, done, "captured", "hold_captured",
-                         done.captured_amount_minor)
+        return _adjusted(
+            batch, order, done, "captured", "hold_captured", done.captured_amount_minor
+        )
     if isinstance(order, wire.VoidOrder):
         done = wallet_store.void(batch.conn, **kwargs)  # type: ignore[arg-type]
         _give_back(batch, done.payment_id, -done.amount_minor, -1)
@@ -346,13 +412,30 @@ def decide_adjustment(
     return _adjusted(batch, order, done, "refunded", "refund_received", order.amount)
 
 
-def _adjusted(batch: Batch, order: Any, payment: Any, status: str, event: str,
-              amount: int) -> dict[str, Any]:
-    batch.send(payment.payer_id, wire.event_payload(
-        event, payment.payer_id, batch.ts, payment_id=payment.payment_id, amount=amount,
-        currency=payment.currency))
-    return _result(batch, order.device_id, order.order_id, status, None,
-                   payment_id=payment.payment_id, amount=amount, currency=payment.currency)
+def _adjusted(
+    batch: Batch, order: Any, payment: Any, status: str, event: str, amount: int
+) -> dict[str, Any]:
+    batch.send(
+        payment.payer_id,
+        wire.event_payload(
+            event,
+            payment.payer_id,
+            batch.ts,
+            payment_id=payment.payment_id,
+            amount=amount,
+            currency=payment.currency,
+        ),
+    )
+    return _result(
+        batch,
+        order.device_id,
+        order.order_id,
+        status,
+        None,
+        payment_id=payment.payment_id,
+        amount=amount,
+        currency=payment.currency,
+    )
 
 
 def _give_back(batch: Batch, payment_id: str, spent_delta: int, count_delta: int) -> None:
@@ -378,8 +461,9 @@ def _active_sender(batch: Batch, device_id: str) -> Device:
     return device
 
 
-def _terms(batch: Batch, device: Device, order: wire.PayOrder | wire.HoldOrder
-           ) -> tuple[OrderTerms, Payee | None]:
+def _terms(
+    batch: Batch, device: Device, order: wire.PayOrder | wire.HoldOrder
+) -> tuple[OrderTerms, Payee | None]:
     terms = OrderTerms(device.id, device.currency, order.payee, order.amount, order.currency)
     return terms, payee_of(batch, order.payee)
 
@@ -391,9 +475,18 @@ def payee_of(batch: Batch, payee_id: str) -> Payee | None:
         return Payee(payee_id, merchant["currency"], merchant["category"], True)
     device = batch.devices.get(payee_id)
     if device is not None:
-        return Payee(device.id, device.currency, device.category,  # type: ignore[arg-type]
-                     device.status == Status.ACTIVE)
+        return Payee(
+            device.id,
+            device.currency,
+            device.category,  # type: ignore[arg-type]
+            device.status == Status.ACTIVE,
+        )
     return None
+
+
+def _keys_now(now: datetime, tz: ZoneInfo) -> dict[str, str]:
+    """The period keys an order placed now counts under, e.g. {"day": "day:2026-11-27"}."""
+    return {str(period): key for period, key in period_keys(now, tz).items()}
 
 
 def _check_funds(batch: Batch, holder_id: str, amount_minor: int) -> None:
@@ -411,18 +504,35 @@ def _spent(batch: Batch, holder_id: str, amount_minor: int) -> None:
         batch.available[holder_id] -= amount_minor
 
 
-def _ask_owner(batch: Batch, order: wire.PayOrder | wire.HoldOrder, rules: Rules | None
-               ) -> dict[str, Any]:
+def _ask_owner(
+    batch: Batch, order: wire.PayOrder | wire.HoldOrder, rules: Rules | None
+) -> dict[str, Any]:
     """Step 5: store the order for its owner; a pending approval reserves nothing."""
     approval_id = f"apr_{secrets.token_hex(8)}"
-    order_store.insert_approval(batch.conn, {
-        "id": approval_id, "device_id": order.device_id, "order_id": order.order_id,
-        "order_json": order.model_dump_json(), "payee": order.payee,
-        "amount_minor": order.amount, "currency": order.currency, "created_at": batch.now,
-        "expires_at": batch.now + timedelta(seconds=approval_ttl_s(rules)),
-    })
-    return _result(batch, order.device_id, order.order_id, "pending_approval", None,
-                   amount=order.amount, currency=order.currency, approval_id=approval_id)
+    order_store.insert_approval(
+        batch.conn,
+        {
+            "id": approval_id,
+            "device_id": order.device_id,
+            "order_id": order.order_id,
+            "order_json": order.model_dump_json(),
+            "payee": order.payee,
+            "amount_minor": order.amount,
+            "currency": order.currency,
+            "created_at": batch.now,
+            "expires_at": batch.now + timedelta(seconds=approval_ttl_s(rules)),
+        },
+    )
+    return _result(
+        batch,
+        order.device_id,
+        order.order_id,
+        "pending_approval",
+        None,
+        amount=order.amount,
+        currency=order.currency,
+        approval_id=approval_id,
+    )
 
 
 def finish(ctx: Context, batch: Batch) -> list[tuple[int, str, str]]:
@@ -452,28 +562,44 @@ def _signer_jose(ctx: Context) -> ECKey | OKPKey:
 
 def payload_digest(payload: dict[str, Any]) -> str:
     """SHA-256 of the payload as parsed JSON (key order and spacing do not matter)."""
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
-                          ).hexdigest()
+    return hashlib.sha256(
+        json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
 
 
-def _result(batch: Batch, device_id: str, order_id: str | None, status: str,
-            reason: str | None, **fields: Any) -> dict[str, Any]:
-    return wire.result_payload(order_id=order_id, device_id=device_id, status=status,
-                               reason=reason, ts=batch.ts, **fields)
+def _result(
+    batch: Batch,
+    device_id: str,
+    order_id: str | None,
+    status: str,
+    reason: str | None,
+    **fields: Any,
+) -> dict[str, Any]:
+    return wire.result_payload(
+        order_id=order_id, device_id=device_id, status=status, reason=reason, ts=batch.ts, **fields
+    )
 
 
 def _money_fields(order: wire.Order) -> dict[str, Any]:
-    fields: dict[str, Any] = {"amount": getattr(order, "amount", None),
-                              "currency": getattr(order, "currency", None)}
+    fields: dict[str, Any] = {
+        "amount": getattr(order, "amount", None),
+        "currency": getattr(order, "currency", None),
+    }
     if hasattr(order, "payment_id"):
         fields["payment_id"] = order.payment_id
     return fields
 
 
 def _audit_data(order: wire.Order, result: dict[str, Any]) -> dict[str, Any]:
-    return {"order_id": order.order_id, "type": order.type, "reason": result.get("reason"),
-            "payment_id": result.get("payment_id"), "amount": result.get("amount"),
-            "currency": result.get("currency"), "payee": getattr(order, "payee", None)}
+    return {
+        "order_id": order.order_id,
+        "type": order.type,
+        "reason": result.get("reason"),
+        "payment_id": result.get("payment_id"),
+        "amount": result.get("amount"),
+        "currency": result.get("currency"),
+        "payee": getattr(order, "payee", None),
+    }
 
 
 __all__ = ["check_messages", "decide_batch", "KeyRing", "Declined", "sa"]
@@ -499,17 +625,34 @@ def decide_approval(
             raise Conflict("the approval is no longer pending", reason="approval_not_pending")
         order = wire.parse_order(json.loads(row["order_json"]), device.id)
         assert isinstance(order, wire.PayOrder | wire.HoldOrder)
-        result = _approved(batch, order) if decision == "approve" else _result(
-            batch, device.id, order.order_id, "declined", "approval_declined",
-            amount=order.amount, currency=order.currency)
-        closed = order_store.close_approval(conn, approval_id, decision + "d", result["status"],
-                                            result["reason"], now)
+        result = (
+            _approved(batch, order)
+            if decision == "approve"
+            else _result(
+                batch,
+                device.id,
+                order.order_id,
+                "declined",
+                "approval_declined",
+                amount=order.amount,
+                currency=order.currency,
+            )
+        )
+        closed = order_store.close_approval(
+            conn, approval_id, decision + "d", result["status"], result["reason"], now
+        )
         if not closed:  # expired at this very moment: roll everything back
             raise Conflict("the approval is no longer pending", reason="approval_not_pending")
         order_store.update_order_result(conn, device.id, order.order_id, result, now)
         batch.send(device.id, result)
-        batch.audit.append((f"owner:{owner_id}", f"approval.{decision}", device.id,
-                            {"approval_id": approval_id, **_audit_data(order, result)}))
+        batch.audit.append(
+            (
+                f"owner:{owner_id}",
+                f"approval.{decision}",
+                device.id,
+                {"approval_id": approval_id, **_audit_data(order, result)},
+            )
+        )
         approval = order_store.get_approval(conn, approval_id)
         assert approval is not None
         return approval, result, finish(ctx, batch)
@@ -525,15 +668,22 @@ def _approved(batch: Batch, order: wire.PayOrder | wire.HoldOrder) -> dict[str, 
         device = _active_sender(batch, order.device_id)
         terms, payee = _terms(batch, device, order)
         tz = batch.timezones[device.owner_id]
-        evaluate(terms, payee, batch.rules.get(device.id), batch.usage.get(device.id, {}),
-                 batch.now, tz)
+        evaluate(
+            terms, payee, batch.rules.get(device.id), batch.usage.get(device.id, {}), batch.now, tz
+        )
         _check_funds(batch, device.id, order.amount)
         assert payee is not None
-        result = move_payment(batch, order, payee, None, dict(period_keys(batch.now, tz)))
+        result = move_payment(batch, order, payee, None, _keys_now(batch.now, tz))
     except (Declined, RuleViolation, WalletRefusal) as refusal:
         savepoint.rollback()
-        return _result(batch, order.device_id, order.order_id, "declined",
-                       str(getattr(refusal, "reason", "declined")), **_money_fields(order))
+        return _result(
+            batch,
+            order.device_id,
+            order.order_id,
+            "declined",
+            str(getattr(refusal, "reason", "declined")),
+            **_money_fields(order),
+        )
     savepoint.commit()
     return result
 
@@ -545,16 +695,29 @@ def expire_approvals(ctx: Context) -> int:
     def work(conn: Connection) -> list[tuple[int, str, str]]:
         batch = Batch(conn, now)
         for row in order_store.due_approvals(conn, now):
-            if not order_store.close_approval(conn, row["id"], "expired", "declined",
-                                              "approval_expired", now):
+            if not order_store.close_approval(
+                conn, row["id"], "expired", "declined", "approval_expired", now
+            ):
                 continue
-            result = _result(batch, row["device_id"], row["order_id"], "declined",
-                             "approval_expired", amount=row["amount_minor"],
-                             currency=row["currency"])
+            result = _result(
+                batch,
+                row["device_id"],
+                row["order_id"],
+                "declined",
+                "approval_expired",
+                amount=row["amount_minor"],
+                currency=row["currency"],
+            )
             order_store.update_order_result(conn, row["device_id"], row["order_id"], result, now)
             batch.send(row["device_id"], result)
-            batch.audit.append(("gateway", "approval.expired", row["device_id"],
-                                {"approval_id": row["id"], "order_id": row["order_id"]}))
+            batch.audit.append(
+                (
+                    "gateway",
+                    "approval.expired",
+                    row["device_id"],
+                    {"approval_id": row["id"], "order_id": row["order_id"]},
+                )
+            )
         return finish(ctx, batch)
 
     entries = ctx.db.run(work)
@@ -570,12 +733,25 @@ def expire_holds(ctx: Context) -> int:
         batch = Batch(conn, now)
         for payment in wallet_store.expire_due_holds(conn, now):
             _give_back(batch, payment.payment_id, -payment.amount_minor, -1)
-            batch.send(payment.payer_id, wire.event_payload(
-                "hold_expired", payment.payer_id, batch.ts, payment_id=payment.payment_id,
-                amount=payment.amount_minor, currency=payment.currency))
-            batch.audit.append(("gateway", "hold.expired", payment.payer_id,
-                                {"payment_id": payment.payment_id,
-                                 "amount": payment.amount_minor}))
+            batch.send(
+                payment.payer_id,
+                wire.event_payload(
+                    "hold_expired",
+                    payment.payer_id,
+                    batch.ts,
+                    payment_id=payment.payment_id,
+                    amount=payment.amount_minor,
+                    currency=payment.currency,
+                ),
+            )
+            batch.audit.append(
+                (
+                    "gateway",
+                    "hold.expired",
+                    payment.payer_id,
+                    {"payment_id": payment.payment_id, "amount": payment.amount_minor},
+                )
+            )
         return finish(ctx, batch)
 
     entries = ctx.db.run(work)
@@ -584,7 +760,11 @@ def expire_holds(ctx: Context) -> int:
 
 
 def merchant_adjust(
-    ctx: Context, merchant_id: str, payment_id: str, kind: str, amount: int | None,
+    ctx: Context,
+    merchant_id: str,
+    payment_id: str,
+    kind: str,
+    amount: int | None,
     idempotency_key: str,
 ) -> dict[str, Any]:
     """A merchant's capture, void or refund over HTTP: the same checks as a payee device's.
@@ -592,9 +772,15 @@ def merchant_adjust(
     Idempotent by (merchant, key); returns the result, whose status is declined on a refusal.
     """
     now = ctx.clock()
-    body: dict[str, Any] = {"v": 1, "type": kind, "order_id": idempotency_key, "nonce": "http",
-                            "device_id": merchant_id, "payment_id": payment_id,
-                            "ts": int(now.timestamp())}
+    body: dict[str, Any] = {
+        "v": 1,
+        "type": kind,
+        "order_id": idempotency_key,
+        "nonce": "http",
+        "device_id": merchant_id,
+        "payment_id": payment_id,
+        "ts": int(now.timestamp()),
+    }
     if amount is not None:
         body["amount"] = amount
     order = wire.parse_order(body, merchant_id)
@@ -605,15 +791,24 @@ def merchant_adjust(
         if known:
             earlier = known[(merchant_id, idempotency_key)]
             if earlier.payload_sha256 != digest:
-                raise Conflict("this idempotency key was used for another request",
-                               reason="idempotency_conflict")
+                raise Conflict(
+                    "this idempotency key was used for another request",
+                    reason="idempotency_conflict",
+                )
             return earlier.result, []
         batch = load_state(conn, now, set(), {merchant_id})
         result = decide_order(batch, order)
-        batch.new_orders.append(order_store.order_row(merchant_id, idempotency_key, digest,
-                                                      kind, result, now))
-        batch.audit.append((f"merchant:{merchant_id}", f"order.{result['status']}", None,
-                            _audit_data(order, result)))
+        batch.new_orders.append(
+            order_store.order_row(merchant_id, idempotency_key, digest, kind, result, now)
+        )
+        batch.audit.append(
+            (
+                f"merchant:{merchant_id}",
+                f"order.{result['status']}",
+                None,
+                _audit_data(order, result),
+            )
+        )
         return result, finish(ctx, batch)
 
     result, entries = ctx.db.run(work)

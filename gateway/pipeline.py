@@ -54,7 +54,7 @@ class Publisher:
 class Worker(threading.Thread):
     """Takes up to MAX_BATCH orders at a time and decides them in one transaction."""
 
-    def __init__(self, ctx: Context, inbox: "queue.Queue[Inbound]", publisher: Publisher) -> None:
+    def __init__(self, ctx: Context, inbox: queue.Queue[Inbound], publisher: Publisher) -> None:
         super().__init__(name="kym-worker", daemon=True)
         self.ctx, self.inbox, self.publisher = ctx, inbox, publisher
         self.keyring = payments.KeyRing()
@@ -81,8 +81,9 @@ class Worker(threading.Thread):
             self.publisher(self._decide(messages))
         except Exception:
             if len(messages) == 1:
-                log.exception("could not decide an order on %s; the device may re-send it",
-                              messages[0].topic)
+                log.exception(
+                    "could not decide an order on %s; the device may re-send it", messages[0].topic
+                )
                 return
             log.warning("a batch of %d failed; deciding one by one", len(messages), exc_info=True)
             for message in messages:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-import signal
 import os
 import secrets
+import signal
 import threading
 import time
 from collections.abc import Iterator

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from cryptography.hazmat.primitives import serialization
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -79,7 +79,9 @@ def create_party(ctx: Context, kind: str, values: dict[str, Any]) -> tuple[str, 
         store.insert_api_key(conn, hash_api_key(api_key), party, now)
         if kind == "merchant":
             open_wallet(conn, party.id, values["currency"], now)
-        store.append_audit(conn, now, [(ADMIN.actor, f"{kind}.created", None, {"id": party.id, **values})])
+        store.append_audit(
+            conn, now, [(ADMIN.actor, f"{kind}.created", None, {"id": party.id, **values})]
+        )
 
     ctx.db.run(work)
     return party.id, api_key
@@ -107,7 +109,9 @@ def add_attestation_ca(ctx: Context, integrator: Party, pem: str) -> str:
 
     def work(conn: Connection) -> None:
         device_store.add_attestation_ca(conn, ca_id, integrator.id, pem, now)
-        store.append_audit(conn, now, [(integrator.actor, "attestation_ca.added", None, {"id": ca_id})])
+        store.append_audit(
+            conn, now, [(integrator.actor, "attestation_ca.added", None, {"id": ca_id})]
+        )
 
     ctx.db.run(work)
     return ca_id
@@ -137,9 +141,17 @@ def register_device(
     now = ctx.clock()
     attested = _check_attestation(ctx, integrator, reg, csr, now)
     device = Device(
-        id=new_device_id(), owner_id=reg.owner_id, integrator_id=integrator.id, kind=reg.kind,
-        manufacturer=reg.manufacturer, model=reg.model, serial_number=reg.serial_number,
-        currency=reg.currency, category=reg.category, status=Status.PENDING, attested=attested,
+        id=new_device_id(),
+        owner_id=reg.owner_id,
+        integrator_id=integrator.id,
+        kind=reg.kind,
+        manufacturer=reg.manufacturer,
+        model=reg.model,
+        serial_number=reg.serial_number,
+        currency=reg.currency,
+        category=reg.category,
+        status=Status.PENDING,
+        attested=attested,
         created_at=now,
     )
     certificate = _issue(ctx, device.id, csr, now)
@@ -148,23 +160,40 @@ def register_device(
         if store.get_party_row(conn, "owner", reg.owner_id) is None:
             raise Invalid("owner_id names no owner", reason="unknown_owner")
         if device_store.serial_exists(conn, reg.manufacturer, reg.serial_number):
-            raise Conflict("a device with this manufacturer and serial number exists",
-                           reason="device_exists")
+            raise Conflict(
+                "a device with this manufacturer and serial number exists", reason="device_exists"
+            )
         device_store.insert_device(conn, device)
         device_store.insert_certificate(conn, _record(device.id, certificate, now))
         open_wallet(conn, device.id, device.currency, now)
-        store.append_audit(conn, now, [(integrator.actor, "device.registered", device.id, {
-            "owner_id": device.owner_id, "kind": device.kind, "category": device.category,
-            "manufacturer": device.manufacturer, "model": device.model,
-            "serial_number": device.serial_number, "attested": attested,
-            "certificate_serial": _hex(certificate.serial_number),
-        })])
+        store.append_audit(
+            conn,
+            now,
+            [
+                (
+                    integrator.actor,
+                    "device.registered",
+                    device.id,
+                    {
+                        "owner_id": device.owner_id,
+                        "kind": device.kind,
+                        "category": device.category,
+                        "manufacturer": device.manufacturer,
+                        "model": device.model,
+                        "serial_number": device.serial_number,
+                        "attested": attested,
+                        "certificate_serial": _hex(certificate.serial_number),
+                    },
+                )
+            ],
+        )
 
     try:
         ctx.db.run(work)
     except IntegrityError as exc:  # two registrations of one serial racing each other
-        raise Conflict("a device with this manufacturer and serial number exists",
-                       reason="device_exists") from exc
+        raise Conflict(
+            "a device with this manufacturer and serial number exists", reason="device_exists"
+        ) from exc
     return device, certificate
 
 
@@ -206,8 +235,18 @@ def change_device_status(ctx: Context, party: Party, device_id: str, action: str
         device_store.set_status(conn, device_id, target, now)
         if target == Status.REVOKED:
             device_store.revoke_certificates(conn, device_id, now)
-        store.append_audit(conn, now, [(party.actor, f"device.{action}", device_id,
-                                        {"from": device.status.value, "to": target.value})])
+        store.append_audit(
+            conn,
+            now,
+            [
+                (
+                    party.actor,
+                    f"device.{action}",
+                    device_id,
+                    {"from": device.status.value, "to": target.value},
+                )
+            ],
+        )
         return replace(device, status=target), True
 
     device, changed = ctx.db.run(work)
@@ -235,8 +274,18 @@ def rotate_certificate(
             raise Conflict("the device is revoked", reason="invalid_state")
         certificate = _issue(ctx, device_id, csr, now)
         device_store.insert_certificate(conn, _record(device_id, certificate, now))
-        store.append_audit(conn, now, [(integrator.actor, "device.certificate_issued", device_id,
-                                        {"certificate_serial": _hex(certificate.serial_number)})])
+        store.append_audit(
+            conn,
+            now,
+            [
+                (
+                    integrator.actor,
+                    "device.certificate_issued",
+                    device_id,
+                    {"certificate_serial": _hex(certificate.serial_number)},
+                )
+            ],
+        )
         return certificate
 
     certificate = ctx.db.run(work)
@@ -272,7 +321,10 @@ def _kick(ctx: Context, device_id: str) -> None:
 
 
 def _check_attestation(
-    ctx: Context, integrator: Party, reg: Registration, csr: x509.CertificateSigningRequest,
+    ctx: Context,
+    integrator: Party,
+    reg: Registration,
+    csr: x509.CertificateSigningRequest,
     now: datetime,
 ) -> bool:
     if reg.attestation_pem is None:
@@ -288,17 +340,25 @@ def _issue(
     ctx: Context, device_id: str, csr: x509.CertificateSigningRequest, now: datetime
 ) -> x509.Certificate:
     return ca.issue_device_certificate(
-        ctx.pki.device_issuing, csr, device_id, ctx.settings.trust_domain, now,
+        ctx.pki.device_issuing,
+        csr,
+        device_id,
+        ctx.settings.trust_domain,
+        now,
         validity_days=ctx.settings.device_cert_days,
     )
 
 
 def _record(device_id: str, certificate: x509.Certificate, now: datetime) -> DeviceCertificate:
     return DeviceCertificate(
-        serial=_hex(certificate.serial_number), device_id=device_id,
+        serial=_hex(certificate.serial_number),
+        device_id=device_id,
         certificate_pem=certificate.public_bytes(serialization.Encoding.PEM).decode(),
-        not_before=certificate.not_valid_before_utc, not_after=certificate.not_valid_after_utc,
-        issued_at=now, first_used_at=None, revoked_at=None,
+        not_before=certificate.not_valid_before_utc,
+        not_after=certificate.not_valid_after_utc,
+        issued_at=now,
+        first_used_at=None,
+        revoked_at=None,
     )
 
 
@@ -333,7 +393,13 @@ def device_audit(ctx: Context, owner: Party, device_id: str) -> list[dict[str, A
         if device.owner_id != owner.id:
             raise NotFound("no such device")
         return [
-            {"seq": e.seq, "at": e.at.isoformat(), "actor": e.actor, "action": e.action,
-             "data": json.loads(e.data), "hash": e.hash}
+            {
+                "seq": e.seq,
+                "at": e.at.isoformat(),
+                "actor": e.actor,
+                "action": e.action,
+                "data": json.loads(e.data),
+                "hash": e.hash,
+            }
             for e in store.iter_audit(conn, device_id)
         ]

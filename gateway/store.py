@@ -1,4 +1,4 @@
-"""SQL adapter for parties, API keys and the audit chain. Functions take a Connection, never commit."""
+"""SQL adapter for parties, API keys and the audit chain; functions never commit."""
 
 from __future__ import annotations
 
@@ -15,36 +15,54 @@ from gateway.parties import Party
 
 metadata = sa.MetaData()
 owners = sa.Table(
-    "owners", metadata,
-    sa.Column("id", sa.String, primary_key=True), sa.Column("name", sa.String),
-    sa.Column("timezone", sa.String), sa.Column("created_at", UtcDateTime),
+    "owners",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("name", sa.String),
+    sa.Column("timezone", sa.String),
+    sa.Column("created_at", UtcDateTime),
 )
 integrators = sa.Table(
-    "integrators", metadata,
-    sa.Column("id", sa.String, primary_key=True), sa.Column("name", sa.String),
+    "integrators",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("name", sa.String),
     sa.Column("created_at", UtcDateTime),
 )
 merchants = sa.Table(
-    "merchants", metadata,
-    sa.Column("id", sa.String, primary_key=True), sa.Column("name", sa.String),
-    sa.Column("category", sa.String), sa.Column("currency", sa.String),
+    "merchants",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("name", sa.String),
+    sa.Column("category", sa.String),
+    sa.Column("currency", sa.String),
     sa.Column("created_at", UtcDateTime),
 )
 api_keys = sa.Table(
-    "api_keys", metadata,
-    sa.Column("key_hash", sa.String, primary_key=True), sa.Column("party_kind", sa.String),
-    sa.Column("party_id", sa.String), sa.Column("created_at", UtcDateTime),
+    "api_keys",
+    metadata,
+    sa.Column("key_hash", sa.String, primary_key=True),
+    sa.Column("party_kind", sa.String),
+    sa.Column("party_id", sa.String),
+    sa.Column("created_at", UtcDateTime),
 )
 audit_log = sa.Table(
-    "audit_log", metadata,
-    sa.Column("seq", sa.BigInteger, primary_key=True), sa.Column("at", UtcDateTime),
-    sa.Column("actor", sa.String), sa.Column("action", sa.String),
-    sa.Column("device_id", sa.String), sa.Column("data", sa.Text),
-    sa.Column("prev_hash", sa.String), sa.Column("hash", sa.String),
+    "audit_log",
+    metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True),
+    sa.Column("at", UtcDateTime),
+    sa.Column("actor", sa.String),
+    sa.Column("action", sa.String),
+    sa.Column("device_id", sa.String),
+    sa.Column("data", sa.Text),
+    sa.Column("prev_hash", sa.String),
+    sa.Column("hash", sa.String),
 )
 chain_head = sa.Table(
-    "chain_head", metadata,
-    sa.Column("name", sa.String, primary_key=True), sa.Column("seq", sa.BigInteger),
+    "chain_head",
+    metadata,
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("seq", sa.BigInteger),
     sa.Column("hash", sa.String),
 )
 PARTY_TABLES = {"owner": owners, "integrator": integrators, "merchant": merchants}

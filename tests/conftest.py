@@ -84,7 +84,9 @@ def db(database_url: str) -> Iterator[Database]:
 @pytest.fixture(scope="session")
 def mosquitto_binary() -> str:
     """The path of the `mosquitto` binary (required in CI)."""
-    path = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+    path = shutil.which("mosquitto") or (
+        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+    )
     if not path:
         unavailable("the mosquitto binary")
     assert path is not None
@@ -97,7 +99,7 @@ ADMIN_TOKEN = "test-admin-token"
 
 
 @pytest.fixture
-def ctx(database_url: str, tmp_path: Path) -> Iterator["Context"]:
+def ctx(database_url: str, tmp_path: Path) -> Iterator[Context]:
     """A gateway context on a fresh data dir and database (no broker)."""
     from gateway.server import build_context
     from gateway.settings import Settings
@@ -111,7 +113,7 @@ def ctx(database_url: str, tmp_path: Path) -> Iterator["Context"]:
 
 
 @pytest.fixture
-def api(ctx: "Context") -> Iterator["TestClient"]:
+def api(ctx: Context) -> Iterator[TestClient]:
     """An HTTP client for the gateway's API, in process."""
     from fastapi.testclient import TestClient
 
@@ -127,13 +129,23 @@ def make_openssl_csr(directory: Path, name: str, algorithm: str = "ec") -> tuple
 
     key = directory / f"{name}.key"
     if algorithm == "ec":
-        subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout",
-                        "-out", str(key)], check=True, capture_output=True)
+        subprocess.run(
+            ["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(key)],
+            check=True,
+            capture_output=True,
+        )
     else:
-        subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", str(key)],
-                       check=True, capture_output=True)
-    csr = subprocess.run(["openssl", "req", "-new", "-key", str(key), "-subj", f"/CN={name}"],
-                         check=True, capture_output=True, text=True).stdout
+        subprocess.run(
+            ["openssl", "genpkey", "-algorithm", "ed25519", "-out", str(key)],
+            check=True,
+            capture_output=True,
+        )
+    csr = subprocess.run(
+        ["openssl", "req", "-new", "-key", str(key), "-subj", f"/CN={name}"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return key, csr
 
 

@@ -9,12 +9,38 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PURE_MODULES = [
-    "gateway/rules.py", "gateway/periods.py", "gateway/consent.py", "gateway/audit.py",
-    "gateway/parties.py", "wallet/ledger.py", "devices/ca.py", "devices/registry.py",
+    "gateway/rules.py",
+    "gateway/periods.py",
+    "gateway/consent.py",
+    "gateway/audit.py",
+    "gateway/parties.py",
+    "wallet/ledger.py",
+    "devices/ca.py",
+    "devices/registry.py",
 ]
-INFRASTRUCTURE = {"sqlalchemy", "paho", "fastapi", "starlette", "uvicorn", "httpx", "psycopg",
-                  "alembic", "os", "subprocess", "socket", "pathlib", "time", "threading"}
-CLOCK_CALLS = {"now", "utcnow", "today", "monotonic", "perf_counter"}  # the time module is barred above
+INFRASTRUCTURE = {
+    "sqlalchemy",
+    "paho",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "httpx",
+    "psycopg",
+    "alembic",
+    "os",
+    "subprocess",
+    "socket",
+    "pathlib",
+    "time",
+    "threading",
+}
+CLOCK_CALLS = {
+    "now",
+    "utcnow",
+    "today",
+    "monotonic",
+    "perf_counter",
+}  # the time module is barred above
 
 
 def imports_of(path: Path) -> set[str]:
@@ -31,7 +57,8 @@ def imports_of(path: Path) -> set[str]:
 def calls_of(path: Path) -> set[str]:
     return {
         node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
-        for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Call)
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call)
     }
 
 
@@ -43,11 +70,14 @@ def test_pure_modules_touch_no_infrastructure_and_read_no_clock(module: str) -> 
     assert not calls_of(path) & CLOCK_CALLS, f"{module} reads the clock"
 
 
-@pytest.mark.parametrize(("package", "forbidden"), [
-    ("devices", {"gateway", "wallet", "simulators"}),
-    ("wallet", {"gateway", "devices", "simulators"}),
-    ("simulators", {"gateway", "wallet"}),
-])
+@pytest.mark.parametrize(
+    ("package", "forbidden"),
+    [
+        ("devices", {"gateway", "wallet", "simulators"}),
+        ("wallet", {"gateway", "devices", "simulators"}),
+        ("simulators", {"gateway", "wallet"}),
+    ],
+)
 def test_dependencies_point_one_way(package: str, forbidden: set[str]) -> None:
     for path in (ROOT / package).rglob("*.py"):
         roots = {name.split(".")[0] for name in imports_of(path)}
@@ -55,6 +85,9 @@ def test_dependencies_point_one_way(package: str, forbidden: set[str]) -> None:
 
 
 def test_no_grab_bag_modules() -> None:
-    names = {p.stem for package in ("gateway", "devices", "wallet", "simulators")
-             for p in (ROOT / package).rglob("*.py")}
+    names = {
+        p.stem
+        for package in ("gateway", "devices", "wallet", "simulators")
+        for p in (ROOT / package).rglob("*.py")
+    }
     assert not names & {"utils", "helpers", "common", "misc"}

@@ -1,4 +1,4 @@
-"""Alembic environment: always run on the connection that `gateway.db.Database.migrate` passes in."""
+"""Alembic environment: runs on the connection that `gateway.db.Database.migrate` passes in."""
 
 from alembic import context
 

@@ -18,17 +18,20 @@ from tests.conftest import make_openssl_csr
 from tests.devices.test_attestation import leaf_for, make_manufacturer, pem
 
 
-def test_attested_registration_needs_the_csr_key_in_the_chain(api: TestClient, tmp_path: Path
-                                                              ) -> None:
+def test_attested_registration_needs_the_csr_key_in_the_chain(
+    api: TestClient, tmp_path: Path
+) -> None:
     now = datetime.now(UTC)
     owner = create(api, "owners", {"name": "Ada", "timezone": "UTC"})
     integrator = create(api, "integrators", {"name": "Bosch"})
     key_path, csr = make_openssl_csr(tmp_path, "pump")
     device_key = serialization.load_pem_private_key(key_path.read_bytes(), None)
     acme = make_manufacturer("ACME", now)
-    uploaded = api.post("/v1/integrators/me/attestation-cas",
-                        json={"certificate": pem(acme.root).decode()},
-                        headers=bearer(integrator["api_key"]))
+    uploaded = api.post(
+        "/v1/integrators/me/attestation-cas",
+        json={"certificate": pem(acme.root).decode()},
+        headers=bearer(integrator["api_key"]),
+    )
     assert uploaded.status_code == 201 and uploaded.json()["id"]
     good_chain = pem(leaf_for(acme, device_key.public_key(), now), acme.intermediate)
     attested = register(api, integrator, owner["id"], csr, attestation=good_chain.decode())
@@ -37,15 +40,20 @@ def test_attested_registration_needs_the_csr_key_in_the_chain(api: TestClient, t
     other_key = ec.generate_private_key(ec.SECP256R1())
     wrong = pem(leaf_for(acme, other_key.public_key(), now), acme.intermediate)
     _, csr2 = make_openssl_csr(tmp_path, "pump2")
-    refused = register(api, integrator, owner["id"], csr2, serial="SN-2",
-                       attestation=wrong.decode())
+    refused = register(
+        api, integrator, owner["id"], csr2, serial="SN-2", attestation=wrong.decode()
+    )
     assert refused.status_code == 422
     assert refused.json()["error"]["code"] == "attestation_invalid"
     foreign = make_manufacturer("Evil", now)
     _, csr3 = make_openssl_csr(tmp_path, "pump3")
     chain3 = pem(leaf_for(foreign, other_key.public_key(), now), foreign.intermediate)
-    assert register(api, integrator, owner["id"], csr3, serial="SN-3",
-                    attestation=chain3.decode()).status_code == 422
+    assert (
+        register(
+            api, integrator, owner["id"], csr3, serial="SN-3", attestation=chain3.decode()
+        ).status_code
+        == 422
+    )
 
 
 def test_rotation_keeps_at_most_two_valid_and_retires_the_old_one_on_use(
@@ -55,21 +63,33 @@ def test_rotation_keeps_at_most_two_valid_and_retires_the_old_one_on_use(
     integrator = create(api, "integrators", {"name": "Bosch"})
     first = register(api, integrator, owner["id"], make_openssl_csr(tmp_path, "a")[1]).json()
     path = f"/v1/devices/{first['id']}/certificates"
-    second = api.post(path, json={"csr": make_openssl_csr(tmp_path, "b")[1]},
-                      headers=bearer(integrator["api_key"]))
+    second = api.post(
+        path,
+        json={"csr": make_openssl_csr(tmp_path, "b")[1]},
+        headers=bearer(integrator["api_key"]),
+    )
     assert second.status_code == 201, second.text
-    third = api.post(path, json={"csr": make_openssl_csr(tmp_path, "c")[1]},
-                     headers=bearer(integrator["api_key"]))
+    third = api.post(
+        path,
+        json={"csr": make_openssl_csr(tmp_path, "c")[1]},
+        headers=bearer(integrator["api_key"]),
+    )
     assert third.status_code == 201
-    assert api.post(path, json={"csr": make_openssl_csr(tmp_path, "d")[1]},
-                    headers=bearer(owner["api_key"])).status_code == 403
+    assert (
+        api.post(
+            path, json={"csr": make_openssl_csr(tmp_path, "d")[1]}, headers=bearer(owner["api_key"])
+        ).status_code
+        == 403
+    )
     now, grace = datetime.now(UTC), timedelta(days=7)
     with ctx.db.read() as conn:
         certs = device_store.list_certificates(conn, first["id"])
     assert len(certs) == 3
     valid = valid_certificates(certs, now, grace)
-    assert [c.serial for c in valid] == [third.json()["certificate_serial"],
-                                         second.json()["certificate_serial"]]
+    assert [c.serial for c in valid] == [
+        third.json()["certificate_serial"],
+        second.json()["certificate_serial"],
+    ]
     with ctx.db.transaction() as conn:
         device_store.mark_certificate_used(conn, valid[0].serial, now)
         certs = device_store.list_certificates(conn, first["id"])

@@ -23,10 +23,23 @@ def create(api: TestClient, kind: str, body: dict[str, Any]) -> dict[str, Any]:
     return response.json()
 
 
-def register(api: TestClient, integrator: dict[str, Any], owner_id: str, csr: str,
-             serial: str = "SN-1", **extra: Any) -> Any:
-    body = {"owner_id": owner_id, "kind": "car", "manufacturer": "ACME", "model": "Roadster",
-            "serial_number": serial, "csr": csr, **extra}
+def register(
+    api: TestClient,
+    integrator: dict[str, Any],
+    owner_id: str,
+    csr: str,
+    serial: str = "SN-1",
+    **extra: Any,
+) -> Any:
+    body = {
+        "owner_id": owner_id,
+        "kind": "car",
+        "manufacturer": "ACME",
+        "model": "Roadster",
+        "serial_number": serial,
+        "csr": csr,
+        **extra,
+    }
     return api.post("/v1/devices", json=body, headers=bearer(integrator["api_key"]))
 
 
@@ -39,8 +52,7 @@ def test_admin_creates_parties_with_keys_shown_once(api: TestClient) -> None:
 
 
 def test_wrong_key_is_401_and_wrong_party_kind_is_403(api: TestClient) -> None:
-    response = api.post("/v1/owners", json={"name": "x", "timezone": "UTC"},
-                        headers=bearer("nope"))
+    response = api.post("/v1/owners", json={"name": "x", "timezone": "UTC"}, headers=bearer("nope"))
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "unauthorized"
     assert api.post("/v1/owners", json={"name": "x", "timezone": "UTC"}).status_code == 401
@@ -82,7 +94,9 @@ def test_device_registers_from_an_openssl_csr_and_owner_approves(
 def test_lifecycle_transitions_and_invalid_state(api: TestClient, tmp_path: Path) -> None:
     owner = create(api, "owners", {"name": "Ada", "timezone": "UTC"})
     integrator = create(api, "integrators", {"name": "Bosch"})
-    device_id = register(api, integrator, owner["id"], make_openssl_csr(tmp_path, "d")[1]).json()["id"]
+    device_id = register(api, integrator, owner["id"], make_openssl_csr(tmp_path, "d")[1]).json()[
+        "id"
+    ]
     key = bearer(owner["api_key"])
 
     def act(action: str, headers: dict[str, str] = key) -> Any:
@@ -129,8 +143,12 @@ def test_registration_refusals(api: TestClient, tmp_path: Path) -> None:
     assert duplicate.json()["error"]["code"] == "device_exists"
     hidden = api.get(f"/v1/devices/{first['id']}", headers=bearer(other_owner["api_key"]))
     assert hidden.status_code == 404
-    assert api.post(f"/v1/devices/{first['id']}/approve",
-                    headers=bearer(other_owner["api_key"])).status_code == 404
+    assert (
+        api.post(
+            f"/v1/devices/{first['id']}/approve", headers=bearer(other_owner["api_key"])
+        ).status_code
+        == 404
+    )
 
 
 def test_ca_endpoints_need_no_key(api: TestClient) -> None:

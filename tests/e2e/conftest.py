@@ -37,28 +37,38 @@ class Stack:
     port: int
     tmp: Path
     gateway_inbox: Any = None
-    admin: dict[str, str] = field(default_factory=lambda: {"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    admin: dict[str, str] = field(
+        default_factory=lambda: {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    )
 
     def party(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
         response = self.api.post(f"/v1/{kind}", json=body, headers=self.admin)
         assert response.status_code == 201, response.text
         return response.json()
 
-    def device(self, name: str, *, approve: bool = True, algorithm: str = "ec") -> "Device":
+    def device(self, name: str, *, approve: bool = True, algorithm: str = "ec") -> Device:
         """Register a device whose key and CSR come from the openssl command line."""
         owner = self.party("owners", {"name": f"owner of {name}", "timezone": "Europe/Berlin"})
         integrator = self.party("integrators", {"name": f"maker of {name}"})
         key_path, csr = make_openssl_csr(self.tmp, name, algorithm)
-        body = {"owner_id": owner["id"], "kind": "car", "manufacturer": "ACME", "model": "M",
-                "serial_number": f"SN-{name}", "csr": csr}
-        response = self.api.post("/v1/devices", json=body,
-                                 headers={"Authorization": f"Bearer {integrator['api_key']}"})
+        body = {
+            "owner_id": owner["id"],
+            "kind": "car",
+            "manufacturer": "ACME",
+            "model": "M",
+            "serial_number": f"SN-{name}",
+            "csr": csr,
+        }
+        response = self.api.post(
+            "/v1/devices", json=body, headers={"Authorization": f"Bearer {integrator['api_key']}"}
+        )
         assert response.status_code == 201, response.text
         registered = response.json()
         cert_path = self.tmp / f"{name}.crt"
         cert_path.write_text(registered["certificate"])
-        device = Device(registered["id"], cert_path, key_path, owner["api_key"],
-                        integrator["api_key"], self)
+        device = Device(
+            registered["id"], cert_path, key_path, owner["api_key"], integrator["api_key"], self
+        )
         if approve:
             assert device.act("approve").status_code == 200
         return device
@@ -74,10 +84,11 @@ class Device:
     stack: Stack
 
     def act(self, action: str) -> Any:
-        return self.stack.api.post(f"/v1/devices/{self.id}/{action}",
-                                   headers={"Authorization": f"Bearer {self.owner_key}"})
+        return self.stack.api.post(
+            f"/v1/devices/{self.id}/{action}", headers={"Authorization": f"Bearer {self.owner_key}"}
+        )
 
-    def connect(self, client_id: str | None = None, **kwargs: Any) -> "Session":
+    def connect(self, client_id: str | None = None, **kwargs: Any) -> Session:
         return Session.open(self.stack, self.cert, self.key, client_id or self.id, **kwargs)
 
 
@@ -94,14 +105,26 @@ class Session:
         self.subscribed = threading.Event()
 
     @classmethod
-    def open(cls, stack: Stack, cert: Path | None, key: Path | None, client_id: str,
-             *, clean_session: bool = True, will: tuple[str, bytes] | None = None,
-             wait: bool = True) -> "Session":
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                             clean_session=clean_session)
-        client.tls_set(ca_certs=str(stack.ctx.pki.paths.bundle),
-                       certfile=str(cert) if cert else None, keyfile=str(key) if key else None,
-                       cert_reqs=ssl.CERT_REQUIRED)
+    def open(
+        cls,
+        stack: Stack,
+        cert: Path | None,
+        key: Path | None,
+        client_id: str,
+        *,
+        clean_session: bool = True,
+        will: tuple[str, bytes] | None = None,
+        wait: bool = True,
+    ) -> Session:
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session
+        )
+        client.tls_set(
+            ca_certs=str(stack.ctx.pki.paths.bundle),
+            certfile=str(cert) if cert else None,
+            keyfile=str(key) if key else None,
+            cert_reqs=ssl.CERT_REQUIRED,
+        )
         if will:
             client.will_set(will[0], will[1], qos=1)
         session = cls(client)
@@ -156,8 +179,11 @@ def _stack(request: pytest.FixtureRequest, tmp_path: Path, pipeline: bool) -> It
         request.getfixturevalue("mosquitto_binary")
     port = free_port()
     settings = Settings(
-        data_dir=tmp_path / "data", database_url=f"sqlite:///{tmp_path / 'kym.db'}",
-        admin_token=ADMIN_TOKEN, mqtt=f"127.0.0.1:{port}", broker=request.param,
+        data_dir=tmp_path / "data",
+        database_url=f"sqlite:///{tmp_path / 'kym.db'}",
+        admin_token=ADMIN_TOKEN,
+        mqtt=f"127.0.0.1:{port}",
+        broker=request.param,
     )
     ctx = build_context(settings)
     with ExitStack() as stack_:

@@ -25,7 +25,7 @@ class Payer:
     gateway_key: wire.PublicKey
 
     @classmethod
-    def connect(cls, device: Device) -> "Payer":
+    def connect(cls, device: Device) -> Payer:
         key = serialization.load_pem_private_key(device.key.read_bytes(), None)
         assert isinstance(key, wire.PrivateKey)
         signer = x509.load_pem_x509_certificate(device.stack.api.get("/v1/ca/gateway").content)
@@ -39,18 +39,35 @@ class Payer:
         return self.device.id
 
     def order(self, **fields: Any) -> dict[str, Any]:
-        return {"v": 1, "order_id": f"o-{next(_ids)}", "device_id": self.id,
-                "ts": int(time.time()), "nonce": "n1", **fields}
+        return {
+            "v": 1,
+            "order_id": f"o-{next(_ids)}",
+            "device_id": self.id,
+            "ts": int(time.time()),
+            "nonce": "n1",
+            **fields,
+        }
 
-    def send(self, payload: dict[str, Any] | bytes, *, key: wire.PrivateKey | None = None,
-             wait: bool = True, order_id: str | None = None) -> dict[str, Any] | None:
-        raw = payload if isinstance(payload, bytes) else wire.sign(payload, key or self.key).encode()
+    def send(
+        self,
+        payload: dict[str, Any] | bytes,
+        *,
+        key: wire.PrivateKey | None = None,
+        wait: bool = True,
+        order_id: str | None = None,
+    ) -> dict[str, Any] | None:
+        raw = (
+            payload if isinstance(payload, bytes) else wire.sign(payload, key or self.key).encode()
+        )
         start = len(self.session.messages)
         self.session.publish(f"kym/v1/devices/{self.id}/orders", raw)
         if not wait:
             return None
-        wanted = order_id if order_id is not None else (
-            payload.get("order_id") if isinstance(payload, dict) else None)
+        wanted = (
+            order_id
+            if order_id is not None
+            else (payload.get("order_id") if isinstance(payload, dict) else None)
+        )
         return self.result_for(wanted, after=start)
 
     def messages(self, after: int = 0) -> list[dict[str, Any]]:
@@ -62,13 +79,21 @@ class Payer:
             out.append(payload)
         return out
 
-    def result_for(self, order_id: str | None, status: str | None = None,
-                   timeout_s: float = 10.0, after: int = 0) -> dict[str, Any]:
+    def result_for(
+        self,
+        order_id: str | None,
+        status: str | None = None,
+        timeout_s: float = 10.0,
+        after: int = 0,
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             for message in self.messages(after):
-                if "status" in message and message["order_id"] == order_id and (
-                        status is None or message["status"] == status):
+                if (
+                    "status" in message
+                    and message["order_id"] == order_id
+                    and (status is None or message["status"] == status)
+                ):
                     return message
             time.sleep(0.01)
         raise AssertionError(f"no result for {order_id} ({status}); got {self.messages()}")
@@ -80,14 +105,22 @@ class Payer:
         self.session.close()
 
 
-def setup_payer(stack: Stack, name: str, *, top_up: int = 10_000,
-                rules: dict[str, Any] | None = None, category: str | None = None) -> Payer:
+def setup_payer(
+    stack: Stack,
+    name: str,
+    *,
+    top_up: int = 10_000,
+    rules: dict[str, Any] | None = None,
+    category: str | None = None,
+) -> Payer:
     device = stack.device(name)
     owner = {"Authorization": f"Bearer {device.owner_key}"}
     if top_up:
-        response = stack.api.post(f"/v1/devices/{device.id}/wallet/top-ups", headers=owner,
-                                  json={"amount": top_up, "currency": "EUR",
-                                        "idempotency_key": f"seed-{device.id}"})
+        response = stack.api.post(
+            f"/v1/devices/{device.id}/wallet/top-ups",
+            headers=owner,
+            json={"amount": top_up, "currency": "EUR", "idempotency_key": f"seed-{device.id}"},
+        )
         assert response.status_code == 201, response.text
     if rules is not None:
         response = stack.api.put(f"/v1/devices/{device.id}/rules", json=rules, headers=owner)

@@ -5,6 +5,7 @@ Every test runs against a real Mosquitto started on a free port and against the 
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import subprocess
 import time
@@ -12,10 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import CertificateSigningRequestBuilder, Name, NameAttribute
 from cryptography.x509.oid import NameOID
-from cryptography.hazmat.primitives import hashes
 
 from devices import ca
 from gateway.mqtt import Inbound
@@ -25,13 +25,11 @@ ORDERS = "kym/v1/devices/{}/orders"
 RESULTS = "kym/v1/devices/{}/results"
 
 
-def drain(inbox: "queue.Queue[Inbound]", seconds: float) -> list[Inbound]:
+def drain(inbox: queue.Queue[Inbound], seconds: float) -> list[Inbound]:
     got, deadline = [], time.monotonic() + seconds
     while time.monotonic() < deadline:
-        try:
+        with contextlib.suppress(queue.Empty):
             got.append(inbox.get(timeout=0.05))
-        except queue.Empty:
-            pass
     return got
 
 
@@ -46,16 +44,33 @@ def wait_for(predicate: object, seconds: float = 5.0) -> bool:
 
 def test_openssl_device_connects_with_mosquitto_clients(stack: Stack) -> None:
     device = stack.device("car")
-    tls = ["-h", "127.0.0.1", "-p", str(stack.port), "--cafile", str(stack.ctx.pki.paths.bundle),
-           "--cert", str(device.cert), "--key", str(device.key)]
-    pub = subprocess.run(["mosquitto_pub", *tls, "-t", ORDERS.format(device.id), "-m", "hello",
-                          "-q", "1"], capture_output=True, text=True, timeout=10)
+    tls = [
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(stack.port),
+        "--cafile",
+        str(stack.ctx.pki.paths.bundle),
+        "--cert",
+        str(device.cert),
+        "--key",
+        str(device.key),
+    ]
+    pub = subprocess.run(
+        ["mosquitto_pub", *tls, "-t", ORDERS.format(device.id), "-m", "hello", "-q", "1"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
     assert pub.returncode == 0, pub.stderr
     arrived = drain(stack.gateway_inbox, 2)
     assert [(m.topic, m.payload) for m in arrived] == [(ORDERS.format(device.id), b"hello")]
     # one identity, one session: the subscriber connects after the publisher has left
-    sub = subprocess.Popen(["mosquitto_sub", *tls, "-t", RESULTS.format(device.id), "-C", "1",
-                            "-W", "10", "-q", "1"], stdout=subprocess.PIPE, text=True)
+    sub = subprocess.Popen(
+        ["mosquitto_sub", *tls, "-t", RESULTS.format(device.id), "-C", "1", "-W", "10", "-q", "1"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(0.7)
     stack_gateway_publish(stack, RESULTS.format(device.id), b"your result")
     out, _ = sub.communicate(timeout=15)
@@ -79,14 +94,21 @@ def test_foreign_ca_certificate_is_refused(stack: Stack, tmp_path: Path) -> None
     now = datetime.now(UTC)
     foreign = ca.create_issuing_ca(ca.create_root_ca("Evil Root", now, 1), "Evil CA", now)
     key = ca.new_private_key()
-    csr = CertificateSigningRequestBuilder().subject_name(
-        Name([NameAttribute(NameOID.COMMON_NAME, "x")])).sign(key, hashes.SHA256())
+    csr = (
+        CertificateSigningRequestBuilder()
+        .subject_name(Name([NameAttribute(NameOID.COMMON_NAME, "x")]))
+        .sign(key, hashes.SHA256())
+    )
     victim = stack.device("victim")
     cert = ca.issue_device_certificate(foreign, csr, victim.id, "kym.local", now)
     (tmp_path / "evil.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "evil.key").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
+    (tmp_path / "evil.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     session = Session.open(stack, tmp_path / "evil.crt", tmp_path / "evil.key", victim.id)
     assert not session.is_up
     session.close()
@@ -103,8 +125,10 @@ def test_device_cannot_publish_to_another_devices_orders(stack: Stack) -> None:
     session.close()
 
 
-@pytest.mark.parametrize("pattern", ["kym/v1/devices/{b}/results", "kym/v1/devices/+/results",
-                                     "#", "kym/#", "+/+/+/{b}/results"])
+@pytest.mark.parametrize(
+    "pattern",
+    ["kym/v1/devices/{b}/results", "kym/v1/devices/+/results", "#", "kym/#", "+/+/+/{b}/results"],
+)
 def test_device_cannot_read_another_devices_results(stack: Stack, pattern: str) -> None:
     a, b = stack.device("a"), stack.device("b")
     spy, owner_b = a.connect(), b.connect()

@@ -37,8 +37,12 @@ PROCESSES = 4
 def cluster(tmp_path: Path, postgres_database: str, mosquitto_binary: str) -> Iterator[Stack]:
     url = postgres_schema_url(postgres_database)
     port = free_port()
-    settings = Settings(data_dir=tmp_path / "data", database_url=url, admin_token=ADMIN_TOKEN,
-                        broker_url=f"mqtts://127.0.0.1:{port}")
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        database_url=url,
+        admin_token=ADMIN_TOKEN,
+        broker_url=f"mqtts://127.0.0.1:{port}",
+    )
     ctx = build_context(settings)
     with ExitStack() as stack:
         broker = ManagedMosquitto(mosquitto_binary, ctx.pki, "127.0.0.1", port, tmp_path / "mq")
@@ -51,10 +55,26 @@ def cluster(tmp_path: Path, postgres_database: str, mosquitto_binary: str) -> It
             log = (tmp_path / f"gateway-{index}.log").open("w")
             stack.callback(log.close)
             process = subprocess.Popen(
-                [sys.executable, "-m", "gateway.cli", "serve", "--data-dir", str(settings.data_dir),
-                 "--database-url", url, "--broker-url", f"mqtts://127.0.0.1:{port}",
-                 "--http", f"127.0.0.1:{http_port}", "--worker-index", str(index)],
-                stdout=log, stderr=subprocess.STDOUT, env=env)
+                [
+                    sys.executable,
+                    "-m",
+                    "gateway.cli",
+                    "serve",
+                    "--data-dir",
+                    str(settings.data_dir),
+                    "--database-url",
+                    url,
+                    "--broker-url",
+                    f"mqtts://127.0.0.1:{port}",
+                    "--http",
+                    f"127.0.0.1:{http_port}",
+                    "--worker-index",
+                    str(index),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
             stack.callback(_stop, process)
         for http_port in http_ports:
             wait_healthy(http_port)
@@ -76,14 +96,19 @@ def test_four_workers_never_exceed_limit_or_balance(cluster: Stack) -> None:
     shop = cluster.party("merchants", {"name": "shop", "category": "fuel"})
     device = cluster.device("car")
     owner = {"Authorization": f"Bearer {device.owner_key}"}
-    cluster.api.post(f"/v1/devices/{device.id}/wallet/top-ups", headers=owner,
-                     json={"amount": 3000, "currency": "EUR", "idempotency_key": "seed"})
-    cluster.api.put(f"/v1/devices/{device.id}/rules", headers=owner,
-                    json={"currency": "EUR", "limits": [{"period": "day", "amount": 2000}]})
+    cluster.api.post(
+        f"/v1/devices/{device.id}/wallet/top-ups",
+        headers=owner,
+        json={"amount": 3000, "currency": "EUR", "idempotency_key": "seed"},
+    )
+    cluster.api.put(
+        f"/v1/devices/{device.id}/rules",
+        headers=owner,
+        json={"currency": "EUR", "limits": [{"period": "day", "amount": 2000}]},
+    )
     car = Payer.connect(device)
 
-    first = [car.order(type="pay", payee=shop["id"], amount=100, currency="EUR")
-             for _ in range(60)]
+    first = [car.order(type="pay", payee=shop["id"], amount=100, currency="EUR") for _ in range(60)]
     tokens = [wire.sign(order, car.key).encode() for order in first]
     for token in tokens:
         car.send(token, wait=False)
@@ -93,10 +118,14 @@ def test_four_workers_never_exceed_limit_or_balance(cluster: Stack) -> None:
     outcomes = Counter((r["status"], r["reason"]) for r in results.values())
     assert outcomes == {("approved", None): 20, ("declined", "period_limit_exceeded"): 40}
 
-    cluster.api.put(f"/v1/devices/{device.id}/rules", headers=owner,
-                    json={"currency": "EUR", "limits": [{"period": "day", "amount": 100_000}]})
-    second = [car.order(type="pay", payee=shop["id"], amount=100, currency="EUR")
-              for _ in range(30)]
+    cluster.api.put(
+        f"/v1/devices/{device.id}/rules",
+        headers=owner,
+        json={"currency": "EUR", "limits": [{"period": "day", "amount": 100_000}]},
+    )
+    second = [
+        car.order(type="pay", payee=shop["id"], amount=100, currency="EUR") for _ in range(30)
+    ]
     for order in second:
         car.send(order, wait=False)
     results = _final_results(car, [o["order_id"] for o in second], duplicates=0)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 import time
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -18,8 +18,9 @@ OPEN = {"currency": "EUR"}  # rules that let every payment within them through
 
 
 def merchant(stack: Stack, category: str = "fuel", currency: str = "EUR") -> dict[str, Any]:
-    return stack.party("merchants", {"name": f"m-{category}", "category": category,
-                                     "currency": currency})
+    return stack.party(
+        "merchants", {"name": f"m-{category}", "category": category, "currency": currency}
+    )
 
 
 def owner_headers(payer: Any) -> dict[str, str]:
@@ -35,8 +36,9 @@ def test_pay_within_rules_is_approved_and_moves_money(gateway: Stack) -> None:
     assert result["amount"] == 1250 and result["payment_id"].startswith("pay_")
     wallet = gateway.api.get(f"/v1/devices/{car.id}/wallet", headers=owner_headers(car)).json()
     assert wallet == {"currency": "EUR", "balance": 8750, "available": 8750}
-    shop_wallet = gateway.api.get("/v1/merchants/me/wallet",
-                                  headers={"Authorization": f"Bearer {shop['api_key']}"}).json()
+    shop_wallet = gateway.api.get(
+        "/v1/merchants/me/wallet", headers={"Authorization": f"Bearer {shop['api_key']}"}
+    ).json()
     assert shop_wallet == {"currency": "EUR", "balance": 1250}
     car.close()
 
@@ -50,8 +52,7 @@ def test_replay_gets_the_first_result_marked_duplicate_and_moves_nothing(gateway
     assert first is not None and first["status"] == "approved"
     car.send(token, wait=False)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not any(
-            m.get("duplicate") for m in car.messages()):
+    while time.monotonic() < deadline and not any(m.get("duplicate") for m in car.messages()):
         time.sleep(0.02)
     duplicate = [m for m in car.messages() if m.get("duplicate")][0]
     assert duplicate["payment_id"] == first["payment_id"]
@@ -67,15 +68,24 @@ def test_refusals_over_the_broker(gateway: Stack) -> None:
     shop = merchant(gateway)
     gambling = merchant(gateway, "gambling")
     dollars = merchant(gateway, "retail", "USD")
-    car = setup_payer(gateway, "car", top_up=5_000, rules={
-        "currency": "EUR", "max_amount": 3000, "limits": [{"period": "day", "amount": 4000}],
-        "max_payments": [{"period": "day", "count": 3}], "blocked_categories": ["gambling"],
-        "blocked_payees": ["mer_blocked"],
-    })
+    car = setup_payer(
+        gateway,
+        "car",
+        top_up=5_000,
+        rules={
+            "currency": "EUR",
+            "max_amount": 3000,
+            "limits": [{"period": "day", "amount": 4000}],
+            "max_payments": [{"period": "day", "count": 3}],
+            "blocked_categories": ["gambling"],
+            "blocked_payees": ["mer_blocked"],
+        },
+    )
 
     def pay(amount: int, payee: str = shop["id"], **extra: Any) -> tuple[str, str | None]:
-        result = car.send(car.order(type="pay", payee=payee, amount=amount, currency="EUR",
-                                    **extra))
+        result = car.send(
+            car.order(type="pay", payee=payee, amount=amount, currency="EUR", **extra)
+        )
         assert result is not None
         return result["status"], result["reason"]
 
@@ -99,10 +109,14 @@ def test_insufficient_funds_and_outside_active_hours(gateway: Stack) -> None:
     result = car.send(car.order(type="pay", payee=shop["id"], amount=501, currency="EUR"))
     assert result is not None and result["reason"] == "insufficient_funds"
     today = datetime.now(ZoneInfo("Europe/Berlin")).weekday()
-    other_days = [d for i, d in enumerate(["mon", "tue", "wed", "thu", "fri", "sat", "sun"])
-                  if i != today]
-    response = gateway.api.put(f"/v1/devices/{car.id}/rules", headers=owner_headers(car), json={
-        "active_hours": {"windows": [{"days": other_days, "from": "00:00", "to": "24:00"}]}})
+    other_days = [
+        d for i, d in enumerate(["mon", "tue", "wed", "thu", "fri", "sat", "sun"]) if i != today
+    ]
+    response = gateway.api.put(
+        f"/v1/devices/{car.id}/rules",
+        headers=owner_headers(car),
+        json={"active_hours": {"windows": [{"days": other_days, "from": "00:00", "to": "24:00"}]}},
+    )
     assert response.status_code == 200, response.text
     result = car.send(car.order(type="pay", payee=shop["id"], amount=1, currency="EUR"))
     assert result is not None and result["reason"] == "outside_active_hours"
@@ -115,16 +129,23 @@ def test_malformed_messages_are_rejected_and_the_gateway_keeps_serving(gateway: 
     car.send(b"\x00\xffgarbage", wait=False)
     bad = car.result_for(None)
     assert (bad["status"], bad["reason"]) == ("rejected", "invalid_message")
-    forged = car.send(car.order(type="pay", payee=shop["id"], amount=5, currency="EUR"),
-                      key=ec.generate_private_key(ec.SECP256R1()))
+    forged = car.send(
+        car.order(type="pay", payee=shop["id"], amount=5, currency="EUR"),
+        key=ec.generate_private_key(ec.SECP256R1()),
+    )
     assert forged is not None and forged["reason"] == "invalid_signature"
-    none_alg = (base64.urlsafe_b64encode(b'{"alg":"none"}').rstrip(b"=") + b"." +
-                base64.urlsafe_b64encode(b'{"order_id":"o-none"}').rstrip(b"=") + b".")
+    none_alg = (
+        base64.urlsafe_b64encode(b'{"alg":"none"}').rstrip(b"=")
+        + b"."
+        + base64.urlsafe_b64encode(b'{"order_id":"o-none"}').rstrip(b"=")
+        + b"."
+    )
     assert car.send(none_alg, order_id="o-none")["reason"] == "invalid_signature"  # type: ignore[index]
     float_amount = car.send(car.order(type="pay", payee=shop["id"], amount=5.0, currency="EUR"))
     assert float_amount is not None and float_amount["reason"] == "invalid_message"
-    wrong_device = car.send(car.order(type="pay", payee=shop["id"], amount=5, currency="EUR",
-                                      device_id="dev_other"))
+    wrong_device = car.send(
+        car.order(type="pay", payee=shop["id"], amount=5, currency="EUR", device_id="dev_other")
+    )
     assert wrong_device is not None and wrong_device["reason"] == "invalid_message"
     ok = car.send(car.order(type="pay", payee=shop["id"], amount=5, currency="EUR"))
     assert ok is not None and ok["status"] == "approved"
@@ -154,21 +175,31 @@ def test_owner_approval_then_final_result(gateway: Stack) -> None:
     pending = gateway.api.get("/v1/approvals?status=pending", headers=owner_headers(fridge))
     [approval] = pending.json()["items"]
     assert approval["amount"] == 4000 and approval["order_id"] == order["order_id"]
-    decided = gateway.api.post(f"/v1/approvals/{approval['id']}", json={"decision": "approve"},
-                               headers=owner_headers(fridge))
+    decided = gateway.api.post(
+        f"/v1/approvals/{approval['id']}",
+        json={"decision": "approve"},
+        headers=owner_headers(fridge),
+    )
     assert decided.status_code == 200, decided.text
     assert decided.json()["result"] == {"status": "approved", "reason": None}
     final = fridge.result_for(order["order_id"], status="approved")
     assert final["amount"] == 4000
-    again = gateway.api.post(f"/v1/approvals/{approval['id']}", json={"decision": "decline"},
-                             headers=owner_headers(fridge))
+    again = gateway.api.post(
+        f"/v1/approvals/{approval['id']}",
+        json={"decision": "decline"},
+        headers=owner_headers(fridge),
+    )
     assert again.status_code == 409
     second = fridge.order(type="pay", payee=shop["id"], amount=2000, currency="EUR")
     fridge.send(second)
-    [approval2] = gateway.api.get("/v1/approvals?status=pending",
-                                  headers=owner_headers(fridge)).json()["items"]
-    gateway.api.post(f"/v1/approvals/{approval2['id']}", json={"decision": "decline"},
-                     headers=owner_headers(fridge))
+    [approval2] = gateway.api.get(
+        "/v1/approvals?status=pending", headers=owner_headers(fridge)
+    ).json()["items"]
+    gateway.api.post(
+        f"/v1/approvals/{approval2['id']}",
+        json={"decision": "decline"},
+        headers=owner_headers(fridge),
+    )
     declined = fridge.result_for(second["order_id"], status="declined")
     assert declined["reason"] == "approval_declined"
     fridge.close()
@@ -176,8 +207,11 @@ def test_owner_approval_then_final_result(gateway: Stack) -> None:
 
 def test_unanswered_approval_expires_as_declined(gateway: Stack) -> None:
     shop = merchant(gateway, "groceries")
-    fridge = setup_payer(gateway, "fridge", rules={"currency": "EUR", "approval_above": 10,
-                                                   "approval_ttl_seconds": 1})
+    fridge = setup_payer(
+        gateway,
+        "fridge",
+        rules={"currency": "EUR", "approval_above": 10, "approval_ttl_seconds": 1},
+    )
     order = fridge.order(type="pay", payee=shop["id"], amount=50, currency="EUR")
     assert fridge.send(order)["status"] == "pending_approval"  # type: ignore[index]
     expired = fridge.result_for(order["order_id"], status="declined", timeout_s=8)
@@ -190,8 +224,9 @@ def test_unanswered_approval_expires_as_declined(gateway: Stack) -> None:
 def test_fuel_pump_hold_capture_refund_between_devices(gateway: Stack) -> None:
     car = setup_payer(gateway, "car", rules=OPEN)
     pump = setup_payer(gateway, "pump", top_up=0)
-    hold = car.send(car.order(type="hold", payee=pump.id, amount=8000, currency="EUR",
-                              expires_in=600))
+    hold = car.send(
+        car.order(type="hold", payee=pump.id, amount=8000, currency="EUR", expires_in=600)
+    )
     assert hold is not None and hold["status"] == "approved"
     placed = pump.events("hold_placed")
     deadline = time.monotonic() + 5
@@ -228,16 +263,20 @@ def test_fuel_pump_hold_capture_refund_between_devices(gateway: Stack) -> None:
 def test_expired_hold_is_voided_by_the_gateway(gateway: Stack) -> None:
     car = setup_payer(gateway, "car", rules=OPEN)
     pump = setup_payer(gateway, "pump", top_up=0)
-    hold = car.send(car.order(type="hold", payee=pump.id, amount=500, currency="EUR",
-                              expires_in=60))
+    hold = car.send(
+        car.order(type="hold", payee=pump.id, amount=500, currency="EUR", expires_in=60)
+    )
     assert hold is not None
     gateway.ctx.clock = lambda: datetime.now(UTC) + timedelta(seconds=61)
     deadline = time.monotonic() + 5
     while not car.events("hold_expired") and time.monotonic() < deadline:
         time.sleep(0.05)
     assert car.events("hold_expired")[0]["payment_id"] == hold["payment_id"]
-    late = pump.send(pump.order(type="capture", payment_id=hold["payment_id"], amount=100,
-                                ts=int(time.time()) + 61))
+    late = pump.send(
+        pump.order(
+            type="capture", payment_id=hold["payment_id"], amount=100, ts=int(time.time()) + 61
+        )
+    )
     assert late is not None and late["reason"] in ("hold_expired", "hold_not_open")
     car.close()
     pump.close()

@@ -28,15 +28,28 @@ def kym(log: Path, *args: str) -> subprocess.Popen[bytes]:
     """Start `kym ARGS` with its output in `log` (a pipe nobody reads would fill and block)."""
     env = {**os.environ, "KYM_ADMIN_TOKEN": TOKEN}
     with log.open("wb") as out:
-        return subprocess.Popen([sys.executable, "-m", "gateway.cli", *args], env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", *args],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
-def test_serve_stops_within_ten_seconds_and_stops_its_broker(tmp_path: Path,
-                                                            mosquitto_binary: str) -> None:
+def test_serve_stops_within_ten_seconds_and_stops_its_broker(
+    tmp_path: Path, mosquitto_binary: str
+) -> None:
     http, port = free_port(), free_port()
-    process = kym(tmp_path / "serve.log", "serve", "--data-dir", str(tmp_path / "d"), "--http", f"127.0.0.1:{http}",
-                  "--mqtt", f"127.0.0.1:{port}")
+    process = kym(
+        tmp_path / "serve.log",
+        "serve",
+        "--data-dir",
+        str(tmp_path / "d"),
+        "--http",
+        f"127.0.0.1:{http}",
+        "--mqtt",
+        f"127.0.0.1:{port}",
+    )
     try:
         wait_healthy(http)
         conf = str(tmp_path / "d" / "mosquitto" / "mosquitto.conf")
@@ -55,19 +68,49 @@ def test_serve_stops_within_ten_seconds_and_stops_its_broker(tmp_path: Path,
 def external(tmp_path: Path, mosquitto_binary: str) -> Iterator[tuple[int, int, Path]]:
     """`kym mosquitto-config` output run by `mosquitto -c`, and `kym serve --broker-url`."""
     data, out, port, http = tmp_path / "d", tmp_path / "mq", free_port(), free_port()
-    done = subprocess.run([sys.executable, "-m", "gateway.cli", "mosquitto-config",
-                           "--data-dir", str(data), "--listen", f"127.0.0.1:{port}",
-                           "--out", str(out)], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "mosquitto-config",
+            "--data-dir",
+            str(data),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     conf = (out / "mosquitto.conf").read_text()
-    for needed in ("require_certificate true", "use_identity_as_username true",
-                   "use_username_as_clientid true", "crlfile /", "allow_anonymous false"):
+    for needed in (
+        "require_certificate true",
+        "use_identity_as_username true",
+        "use_username_as_clientid true",
+        "crlfile /",
+        "allow_anonymous false",
+    ):
         assert needed in conf
     assert "pattern write kym/v1/devices/%u/orders" in (out / "acl").read_text()
-    broker = subprocess.Popen([mosquitto_binary, "-c", str(out / "mosquitto.conf")],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    gateway = kym(tmp_path / "serve.log", "serve", "--data-dir", str(data), "--broker-url", f"mqtts://127.0.0.1:{port}",
-                  "--http", f"127.0.0.1:{http}")
+    broker = subprocess.Popen(
+        [mosquitto_binary, "-c", str(out / "mosquitto.conf")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    gateway = kym(
+        tmp_path / "serve.log",
+        "serve",
+        "--data-dir",
+        str(data),
+        "--broker-url",
+        f"mqtts://127.0.0.1:{port}",
+        "--http",
+        f"127.0.0.1:{http}",
+    )
     try:
         wait_healthy(http)
         yield port, http, data
@@ -77,8 +120,9 @@ def external(tmp_path: Path, mosquitto_binary: str) -> Iterator[tuple[int, int, 
             process.wait(timeout=15)
 
 
-def test_device_pays_through_an_external_mosquitto(external: tuple[int, int, Path],
-                                                   tmp_path: Path) -> None:
+def test_device_pays_through_an_external_mosquitto(
+    external: tuple[int, int, Path], tmp_path: Path
+) -> None:
     port, http, data = external
     api = httpx.Client(base_url=f"http://127.0.0.1:{http}", timeout=10)
     admin = {"Authorization": f"Bearer {TOKEN}"}
@@ -86,20 +130,33 @@ def test_device_pays_through_an_external_mosquitto(external: tuple[int, int, Pat
     integrator = api.post("/v1/integrators", json={"name": "ACME"}, headers=admin).json()
     shop = api.post("/v1/merchants", json={"name": "s", "category": "fuel"}, headers=admin).json()
     key_path, csr = make_openssl_csr(tmp_path, "car")
-    device = api.post("/v1/devices", headers={"Authorization": f"Bearer {integrator['api_key']}"},
-                      json={"owner_id": owner["id"], "kind": "car", "manufacturer": "A",
-                            "model": "B", "serial_number": "1", "csr": csr}).json()
+    device = api.post(
+        "/v1/devices",
+        headers={"Authorization": f"Bearer {integrator['api_key']}"},
+        json={
+            "owner_id": owner["id"],
+            "kind": "car",
+            "manufacturer": "A",
+            "model": "B",
+            "serial_number": "1",
+            "csr": csr,
+        },
+    ).json()
     owner_h = {"Authorization": f"Bearer {owner['api_key']}"}
     api.post(f"/v1/devices/{device['id']}/approve", headers=owner_h)
-    api.post(f"/v1/devices/{device['id']}/wallet/top-ups", headers=owner_h,
-             json={"amount": 500, "currency": "EUR", "idempotency_key": "k"})
+    api.post(
+        f"/v1/devices/{device['id']}/wallet/top-ups",
+        headers=owner_h,
+        json={"amount": 500, "currency": "EUR", "idempotency_key": "k"},
+    )
     api.put(f"/v1/devices/{device['id']}/rules", headers=owner_h, json={"currency": "EUR"})
     (tmp_path / "car.crt").write_text(device["certificate"])
     (tmp_path / "ca.pem").write_text(api.get("/v1/ca").text)
     results: list[dict[str, object]] = []
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=device["id"])
-    client.tls_set(ca_certs=str(tmp_path / "ca.pem"), certfile=str(tmp_path / "car.crt"),
-                   keyfile=str(key_path))
+    client.tls_set(
+        ca_certs=str(tmp_path / "ca.pem"), certfile=str(tmp_path / "car.crt"), keyfile=str(key_path)
+    )
     client.on_message = lambda _c, _u, m: results.append(wire.decode(m.payload)[1])
     client.connect("127.0.0.1", port)
     client.loop_start()
@@ -108,11 +165,18 @@ def test_device_pays_through_an_external_mosquitto(external: tuple[int, int, Pat
     key = serialization.load_pem_private_key(key_path.read_bytes(), None)
 
     def pay(order_id: str) -> dict[str, object]:
-        order = {"v": 1, "order_id": order_id, "type": "pay", "device_id": device["id"],
-                 "payee": shop["id"], "amount": 100, "currency": "EUR",
-                 "ts": int(time.time()), "nonce": "n"}
-        client.publish(f"kym/v1/devices/{device['id']}/orders",
-                       wire.sign(order, key), qos=1)  # type: ignore[arg-type]
+        order = {
+            "v": 1,
+            "order_id": order_id,
+            "type": "pay",
+            "device_id": device["id"],
+            "payee": shop["id"],
+            "amount": 100,
+            "currency": "EUR",
+            "ts": int(time.time()),
+            "nonce": "n",
+        }
+        client.publish(f"kym/v1/devices/{device['id']}/orders", wire.sign(order, key), qos=1)  # type: ignore[arg-type]
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             found = [r for r in results if r.get("order_id") == order_id]
@@ -130,9 +194,15 @@ def test_device_pays_through_an_external_mosquitto(external: tuple[int, int, Pat
     client.disconnect()
     client.loop_stop()
     api.close()
-    audit = subprocess.run([sys.executable, "-m", "gateway.cli", "audit", "verify",
-                            "--data-dir", str(data)], capture_output=True, text=True)
+    audit = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "audit", "verify", "--data-dir", str(data)],
+        capture_output=True,
+        text=True,
+    )
     assert audit.returncode == 0, audit.stderr
-    ledger = subprocess.run([sys.executable, "-m", "gateway.cli", "ledger", "check",
-                             "--data-dir", str(data)], capture_output=True, text=True)
+    ledger = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "ledger", "check", "--data-dir", str(data)],
+        capture_output=True,
+        text=True,
+    )
     assert ledger.returncode == 0, ledger.stderr

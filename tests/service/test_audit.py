@@ -14,18 +14,30 @@ from tests.service.conftest import World
 
 def run_verify(world: World) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "audit", "verify",
-         "--data-dir", str(world.ctx.settings.data_dir),
-         "--database-url", world.ctx.db.url],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "audit",
+            "verify",
+            "--data-dir",
+            str(world.ctx.settings.data_dir),
+            "--database-url",
+            world.ctx.db.url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
 def produce_entries(world: World) -> None:
     shop = world.party("merchants", {"name": "shop", "category": "fuel"})
     car = world.device("car", rules={"currency": "EUR"})
-    assert car.send(car.order(type="pay", payee=shop["id"], amount=100, currency="EUR"))[
-        "status"] == "approved"
+    assert (
+        car.send(car.order(type="pay", payee=shop["id"], amount=100, currency="EUR"))["status"]
+        == "approved"
+    )
 
 
 def test_intact_chain_verifies(world: World) -> None:
@@ -38,10 +50,13 @@ def test_intact_chain_verifies(world: World) -> None:
 def test_changed_row_is_named(world: World) -> None:
     produce_entries(world)
     with world.ctx.db.transaction() as conn:
-        conn.exec_driver_sql("UPDATE audit_log SET data = replace(data, '100', '999') "
-                             "WHERE action = 'order.approved'")
+        conn.exec_driver_sql(
+            "UPDATE audit_log SET data = replace(data, '100', '999') "
+            "WHERE action = 'order.approved'"
+        )
         seq = conn.exec_driver_sql(
-            "SELECT seq FROM audit_log WHERE action = 'order.approved'").scalar_one()
+            "SELECT seq FROM audit_log WHERE action = 'order.approved'"
+        ).scalar_one()
     done = run_verify(world)
     assert done.returncode != 0
     assert f"entry {seq}" in done.stderr
@@ -49,18 +64,27 @@ def test_changed_row_is_named(world: World) -> None:
 
 def test_every_column_is_covered(world: World) -> None:
     produce_entries(world)
-    for column, value in [("actor", "'admin'"), ("action", "'x'"), ("device_id", "'dev_x'"),
-                          ("at", "'2020-01-01 00:00:00'"), ("prev_hash", "'00'"),
-                          ("hash", "'ab'")]:
+    for column, value in [
+        ("actor", "'admin'"),
+        ("action", "'x'"),
+        ("device_id", "'dev_x'"),
+        ("at", "'2020-01-01 00:00:00'"),
+        ("prev_hash", "'00'"),
+        ("hash", "'ab'"),
+    ]:
         with world.ctx.db.transaction() as conn:
-            original = conn.exec_driver_sql(f"SELECT {column} FROM audit_log WHERE seq = 2"
-                                            ).scalar_one()
+            original = conn.exec_driver_sql(
+                f"SELECT {column} FROM audit_log WHERE seq = 2"
+            ).scalar_one()
             conn.exec_driver_sql(f"UPDATE audit_log SET {column} = {value} WHERE seq = 2")
         assert verify_audit(world.ctx.db)[1] is not None, column
         with world.ctx.db.transaction() as conn:
-            conn.exec_driver_sql(f"UPDATE audit_log SET {column} = :v WHERE seq = 2".replace(
-                ":v", "?" if world.ctx.db.is_sqlite else "%(v)s"),
-                (original,) if world.ctx.db.is_sqlite else {"v": original})
+            conn.exec_driver_sql(
+                f"UPDATE audit_log SET {column} = :v WHERE seq = 2".replace(
+                    ":v", "?" if world.ctx.db.is_sqlite else "%(v)s"
+                ),
+                (original,) if world.ctx.db.is_sqlite else {"v": original},
+            )
         assert verify_audit(world.ctx.db)[1] is None, column
 
 

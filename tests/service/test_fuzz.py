@@ -19,17 +19,28 @@ def b64(data: bytes) -> bytes:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8),
-                                                                      children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=20,
 )
 
 
 def payloads(device_id: str) -> st.SearchStrategy[dict[str, Any]]:
-    base = {"v": 1, "order_id": "o-fuzz", "type": "pay", "device_id": device_id,
-            "payee": "mer_x", "amount": 5, "currency": "EUR", "ts": 0, "nonce": "n"}
-    return st.builds(lambda key, value: {**base, key: value},
-                     st.sampled_from(sorted(base)), json_values)
+    base = {
+        "v": 1,
+        "order_id": "o-fuzz",
+        "type": "pay",
+        "device_id": device_id,
+        "payee": "mer_x",
+        "amount": 5,
+        "currency": "EUR",
+        "ts": 0,
+        "nonce": "n",
+    }
+    return st.builds(
+        lambda key, value: {**base, key: value}, st.sampled_from(sorted(base)), json_values
+    )
 
 
 def test_fuzzed_messages_are_rejected_without_moving_money(world: World) -> None:
@@ -38,28 +49,45 @@ def test_fuzzed_messages_are_rejected_without_moving_money(world: World) -> None
     topic = car.topic
 
     @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
-    @given(st.one_of(
-        st.binary(max_size=300),
-        st.text(max_size=200).map(str.encode),
-        st.builds(lambda h, p, s: b".".join([b64(h), b64(p), b64(s)]),
-                  st.binary(max_size=40), st.binary(max_size=80), st.binary(max_size=64)),
-        st.builds(lambda h, p: b".".join([b64(json.dumps(h).encode()),
-                                          b64(json.dumps(p).encode()), b"sig"]),
-                  json_values, json_values),
-        st.builds(lambda alg, p: b".".join([b64(json.dumps({"alg": alg}).encode()),
-                                            b64(json.dumps(p).encode()), b""]),
-                  st.sampled_from(["none", "HS256", "RS256", "ES384", "ES256", "EdDSA"]),
-                  payloads(car.id)),
-        payloads(car.id).map(lambda p: wire.sign(p, car.key).encode()),
-    ))
+    @given(
+        st.one_of(
+            st.binary(max_size=300),
+            st.text(max_size=200).map(str.encode),
+            st.builds(
+                lambda h, p, s: b".".join([b64(h), b64(p), b64(s)]),
+                st.binary(max_size=40),
+                st.binary(max_size=80),
+                st.binary(max_size=64),
+            ),
+            st.builds(
+                lambda h, p: b".".join(
+                    [b64(json.dumps(h).encode()), b64(json.dumps(p).encode()), b"sig"]
+                ),
+                json_values,
+                json_values,
+            ),
+            st.builds(
+                lambda alg, p: b".".join(
+                    [b64(json.dumps({"alg": alg}).encode()), b64(json.dumps(p).encode()), b""]
+                ),
+                st.sampled_from(["none", "HS256", "RS256", "ES384", "ES256", "EdDSA"]),
+                payloads(car.id),
+            ),
+            payloads(car.id).map(lambda p: wire.sign(p, car.key).encode()),
+        )
+    )
     def check(raw: bytes) -> None:
         out = world.deliver([(topic, raw)])
         results = [m for m in out if "status" in m]
         assert len(results) == 1
         assert results[0]["status"] in ("rejected", "declined"), results[0]
         if results[0]["status"] == "rejected":
-            assert results[0]["reason"] in ("invalid_message", "invalid_signature",
-                                            "stale_order", "idempotency_conflict")
+            assert results[0]["reason"] in (
+                "invalid_message",
+                "invalid_signature",
+                "stale_order",
+                "idempotency_conflict",
+            )
             assert results[0]["payment_id"] is None and results[0]["amount"] is None
 
     check()

@@ -9,10 +9,12 @@ import pytest
 from tests.service.conftest import World, bearer
 
 
-def top_up(world: World, dev: Any, body: dict[str, Any], headers: dict[str, str] | None = None
-           ) -> Any:
-    return world.api.post(f"/v1/devices/{dev.id}/wallet/top-ups", json=body,
-                          headers=headers or dev.owner)
+def top_up(
+    world: World, dev: Any, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> Any:
+    return world.api.post(
+        f"/v1/devices/{dev.id}/wallet/top-ups", json=body, headers=headers or dev.owner
+    )
 
 
 def test_top_up_is_idempotent_by_key(world: World) -> None:
@@ -49,13 +51,18 @@ def test_wrong_currency_is_422_currency_not_allowed(world: World) -> None:
 
 def test_another_owner_gets_404(world: World) -> None:
     car, other = world.device("car"), world.device("other")
-    assert top_up(world, car, {"amount": 5, "currency": "EUR", "idempotency_key": "x"},
-                  headers=other.owner).status_code == 404
+    assert (
+        top_up(
+            world,
+            car,
+            {"amount": 5, "currency": "EUR", "idempotency_key": "x"},
+            headers=other.owner,
+        ).status_code
+        == 404
+    )
     for path in ("wallet", "payments", "rules"):
-        assert world.api.get(f"/v1/devices/{car.id}/{path}", headers=other.owner
-                             ).status_code == 404
-    assert world.api.get(f"/v1/devices/{car.id}/wallet", headers=car.integrator
-                         ).status_code == 403
+        assert world.api.get(f"/v1/devices/{car.id}/{path}", headers=other.owner).status_code == 404
+    assert world.api.get(f"/v1/devices/{car.id}/wallet", headers=car.integrator).status_code == 403
 
 
 def test_payments_list_and_merchant_capture_void_refund(world: World) -> None:
@@ -67,20 +74,24 @@ def test_payments_list_and_merchant_capture_void_refund(world: World) -> None:
     items = world.api.get(f"/v1/devices/{car.id}/payments", headers=car.owner).json()["items"]
     assert items[0]["payment_id"] == hold["payment_id"] and items[0]["status"] == "held"
     base = f"/v1/merchants/me/payments/{hold['payment_id']}"
-    over = world.api.post(f"{base}/capture", json={"amount": 6000, "idempotency_key": "c0"},
-                          headers=shop_key)
+    over = world.api.post(
+        f"{base}/capture", json={"amount": 6000, "idempotency_key": "c0"}, headers=shop_key
+    )
     assert over.status_code == 409 and over.json()["error"]["code"] == "capture_exceeds_hold"
-    captured = world.api.post(f"{base}/capture", json={"amount": 4200, "idempotency_key": "c1"},
-                              headers=shop_key)
+    captured = world.api.post(
+        f"{base}/capture", json={"amount": 4200, "idempotency_key": "c1"}, headers=shop_key
+    )
     assert captured.status_code == 200, captured.text
     assert captured.json()["status"] == "captured" and captured.json()["captured_amount"] == 4200
-    replay = world.api.post(f"{base}/capture", json={"amount": 4200, "idempotency_key": "c1"},
-                            headers=shop_key)
+    replay = world.api.post(
+        f"{base}/capture", json={"amount": 4200, "idempotency_key": "c1"}, headers=shop_key
+    )
     assert replay.status_code == 200
     void = world.api.post(f"{base}/void", json={"idempotency_key": "v1"}, headers=shop_key)
     assert void.status_code == 409 and void.json()["error"]["code"] == "hold_not_open"
-    refund = world.api.post(f"{base}/refunds", json={"amount": 200, "idempotency_key": "r1"},
-                            headers=shop_key)
+    refund = world.api.post(
+        f"{base}/refunds", json={"amount": 200, "idempotency_key": "r1"}, headers=shop_key
+    )
     assert refund.status_code == 200 and refund.json()["refunded_amount"] == 200
     wallet = world.api.get("/v1/merchants/me/wallet", headers=shop_key).json()
     assert wallet == {"currency": "EUR", "balance": 4000}
@@ -88,8 +99,14 @@ def test_payments_list_and_merchant_capture_void_refund(world: World) -> None:
     mine = world.api.get("/v1/merchants/me/payments", headers=shop_key).json()["items"]
     assert [p["payment_id"] for p in mine] == [hold["payment_id"]]
     stranger = world.party("merchants", {"name": "other", "category": "fuel"})
-    assert world.api.post(f"{base}/capture", json={"amount": 1, "idempotency_key": "s"},
-                          headers=bearer(stranger["api_key"])).status_code == 404
+    assert (
+        world.api.post(
+            f"{base}/capture",
+            json={"amount": 1, "idempotency_key": "s"},
+            headers=bearer(stranger["api_key"]),
+        ).status_code
+        == 404
+    )
 
 
 def test_ledger_check_passes_after_all_that(world: World) -> None:

@@ -115,7 +115,15 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     for table in (
-        "chain_head", "audit_log", "ca_state", "device_certificates", "devices",
-        "attestation_cas", "api_keys", "merchants", "integrators", "owners",
+        "chain_head",
+        "audit_log",
+        "ca_state",
+        "device_certificates",
+        "devices",
+        "attestation_cas",
+        "api_keys",
+        "merchants",
+        "integrators",
+        "owners",
     ):
         op.drop_table(table)

@@ -78,7 +78,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_approvals_status_expiry", "approvals", ["status", "expires_at"])
     op.create_index("ix_approvals_device", "approvals", ["device_id"])
-    counter_columns = []
+    counter_columns: list[sa.Column] = []  # type: ignore[type-arg]
     for period in PERIODS:
         counter_columns += [
             sa.Column(f"{period}_key", sa.String(24), nullable=False, server_default=""),
@@ -86,8 +86,9 @@ def upgrade() -> None:
             sa.Column(f"{period}_count", sa.BigInteger, nullable=False, server_default="0"),
         ]
     # scope: a device id (its limits) or a mandate id (the mandate's own limits)
-    op.create_table("spend_counters", sa.Column("scope", sa.String(64), primary_key=True),
-                    *counter_columns)
+    op.create_table(
+        "spend_counters", sa.Column("scope", sa.String(64), primary_key=True), *counter_columns
+    )
     # what each approved pay or hold counted, so captures, voids and refunds can give it back
     op.create_table(
         "payment_scopes",
@@ -99,6 +100,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("payment_scopes", "spend_counters", "approvals", "mandates", "device_rules",
-                  "outbox", "orders"):
+    for table in (
+        "payment_scopes",
+        "spend_counters",
+        "approvals",
+        "mandates",
+        "device_rules",
+        "outbox",
+        "orders",
+    ):
         op.drop_table(table)
