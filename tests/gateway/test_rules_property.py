@@ -13,10 +13,19 @@ from zoneinfo import ZoneInfo
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from gateway.consent import Mandate, decide_consent
+from gateway.consent import Mandate, covering_mandate, decide_consent
 from gateway.errors import RuleViolation
-from gateway.periods import period_keys
-from gateway.rules import Limit, OrderTerms, Payee, RulesIn, Usage, evaluate, rules_to_json
+from gateway.periods import PERIODS, period_key, period_keys, period_start
+from gateway.rules import (
+    Limit,
+    OrderTerms,
+    Payee,
+    RulesIn,
+    Usage,
+    evaluate,
+    is_active_time,
+    rules_to_json,
+)
 
 PAYER = "dev_car"
 PAYEES = {
@@ -131,7 +140,9 @@ hours_bodies = st.fixed_dictionaries(
     {"active_hours": st.fixed_dictionaries({"windows": st.lists(windows, max_size=3)})},
     optional={"limits": limits, "approval_above": money(4000)},
 )
-bodies = st.one_of(st.just({}), amount_bodies, hours_bodies, rule_bodies)
+bodies: st.SearchStrategy[dict[str, Any]] = st.one_of(
+    st.just({}), amount_bodies, hours_bodies, rule_bodies
+)
 
 
 # The reference model
@@ -222,6 +233,18 @@ def reference_decision(
             return "payment_count_exceeded", None
         if amount <= body.get("approval_above", amount):
             return "approved", None
+    return reference_mandate(mandates, payee_id, category, amount, now, spent)
+
+
+def reference_mandate(
+    mandates: list[dict[str, Any]],
+    payee_id: str,
+    category: str,
+    amount: int,
+    now: datetime,
+    spent: Any,
+) -> tuple[str, str | None]:
+    """A mandate naming both covers first, then one naming the payee, the category, neither."""
     for wanted in ({"payee", "category"}, {"payee"}, {"category"}, set()):
         for m in mandates:
             if {"payee", "category"} & m.keys() != wanted or not m["active"]:
@@ -261,7 +284,7 @@ def add(counters: dict[str, Usage], now: datetime, tz: ZoneInfo, amount: int) ->
         counters[key] = Usage(usage.spent_minor + amount, usage.count + 1)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(
     body=bodies,
     mandate_bodies=mandates,
@@ -350,3 +373,105 @@ def assert_within_limits(
 def test_rules_read_back_from_json_are_the_same_rules(body: dict[str, Any]) -> None:
     rules = RulesIn.model_validate(body).to_rules()
     assert RulesIn.model_validate(rules_to_json(rules)).to_rules() == rules
+
+
+# Focused properties: each rule against its reference at the edges, many times per example
+
+quarter_hours = st.integers(0, 96 * 20)
+off_grid_s = st.one_of(st.sampled_from([0, 0, -1]), st.integers(0, 899))
+
+
+def moment(start: datetime, quarters: int, off_s: int) -> datetime:
+    return start + timedelta(minutes=15 * quarters, seconds=off_s)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    hours=st.lists(windows, max_size=3),
+    tz_name=st.sampled_from(TIMEZONES),
+    start=st.sampled_from(STARTS),
+    times=st.lists(st.tuples(quarter_hours, off_grid_s), min_size=1, max_size=30),
+)
+def test_active_hours_match_wall_clock_intervals(
+    hours: list[dict[str, Any]],
+    tz_name: str,
+    start: datetime,
+    times: list[tuple[int, int]],
+) -> None:
+    tz = ZoneInfo(tz_name)
+    rules = RulesIn.model_validate({"active_hours": {"windows": hours}}).to_rules()
+    assert rules is not None and rules.active_hours is not None
+    edges = [
+        datetime.combine(start.date() + timedelta(days=d), time(), tz)
+        + timedelta(minutes=minutes(w[edge]), seconds=off_s)
+        for d in range(8)
+        for w in hours
+        for edge in ("from", "to")
+        for off_s in (-1, 0)
+    ]
+    for now in edges + [moment(start, quarters, off_s) for quarters, off_s in times]:
+        assert is_active_time(rules.active_hours, now, tz) == in_active_hours(hours, now, tz)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    tz_name=st.sampled_from(TIMEZONES),
+    start=st.sampled_from(STARTS),
+    first=st.tuples(quarter_hours, off_grid_s),
+    others=st.lists(st.tuples(st.integers(-96 * 9, 96 * 9), off_grid_s), max_size=20),
+)
+def test_period_keys_match_exactly_when_the_local_calendar_periods_do(
+    tz_name: str,
+    start: datetime,
+    first: tuple[int, int],
+    others: list[tuple[int, int]],
+) -> None:
+    tz = ZoneInfo(tz_name)
+    a = moment(start, *first)
+    for period in PERIODS:
+        begins = period_start(period, a, tz)
+        assert begins <= a and bucket(period, begins, tz) == bucket(period, a, tz)
+        assert bucket(period, begins - timedelta(seconds=1), tz) != bucket(period, a, tz)
+        for quarters, off_s in others:
+            b = moment(a, quarters, off_s)
+            same_key = period_key(period, a, tz) == period_key(period, b, tz)
+            assert same_key == (bucket(period, a, tz) == bucket(period, b, tz))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    mandate_bodies=mandates,
+    payee_id=st.sampled_from(["mer_fuel", "mer_park", "dev_fridge"]),
+    amount=money(4500),
+    start=st.sampled_from(STARTS),
+    at=hours_from_start,
+    spent_minor=st.sampled_from([0, 0, 1000, 4000]),
+)
+def test_covering_mandate_matches_the_reference(
+    mandate_bodies: list[dict[str, Any]],
+    payee_id: str,
+    amount: int,
+    start: datetime,
+    at: timedelta,
+    spent_minor: int,
+) -> None:
+    tz = ZoneInfo("Europe/Berlin")
+    now = start + at
+    for m in mandate_bodies:
+        for field in ("valid_from", "valid_until"):
+            if field in m:
+                m[field] = start + m[field]
+    payee = PAYEES[payee_id]
+    terms = OrderTerms(PAYER, "EUR", payee_id, amount, "EUR")
+    usage = {m["id"]: {key: Usage(spent_minor, 1) for key in period_keys(now, tz).values()}
+             for m in mandate_bodies}  # fmt: skip
+    found = covering_mandate(terms, payee, map(to_mandate, mandate_bodies), usage, now, tz)
+    expected = reference_mandate(
+        mandate_bodies,
+        payee_id,
+        payee.category or "other",
+        amount,
+        now,
+        lambda period, mandate_id: spent_minor,
+    )
+    assert (None if found is None else found.id) == expected[1]
