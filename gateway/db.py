@@ -49,6 +49,16 @@ class Database:
         with self.engine.connect().execution_options(kym_read=True) as conn, conn.begin():
             yield conn
 
+    @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """A read-only transaction that sees one moment (REPEATABLE READ on PostgreSQL), for
+        checks that run many queries while the gateway keeps writing."""
+        options: dict[str, Any] = {"kym_read": True}
+        if not self.is_sqlite:
+            options["isolation_level"] = "REPEATABLE READ"
+        with self.engine.connect().execution_options(**options) as conn, conn.begin():
+            yield conn
+
     def run(self, work: Callable[[Connection], T], *, attempts: int = 8) -> T:
         """Run `work(conn)` in one transaction, retrying on serialization failures and deadlocks."""
         for attempt in range(1, attempts + 1):

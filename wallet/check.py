@@ -22,13 +22,17 @@ from wallet.ledger import FUNDING_PREFIX, PaymentStatus, PaymentType, TransferKi
 from wallet.store import accounts, payments, top_ups, transfers
 
 _COUNTERS = ("debits_posted", "credits_posted", "debits_pending", "credits_pending")
-_POSTING = [k.value for k in (TransferKind.TOP_UP, TransferKind.PAY, TransferKind.CAPTURE,
-                              TransferKind.REFUND)]
+_POSTING = [
+    k.value
+    for k in (TransferKind.TOP_UP, TransferKind.PAY, TransferKind.CAPTURE, TransferKind.REFUND)
+]
 _OPENING = [TransferKind.PAY.value, TransferKind.HOLD.value]
 _RESOLVING = [TransferKind.CAPTURE.value, TransferKind.VOID.value, TransferKind.EXPIRE.value]
 _STATUS_AFTER = {
-    None: PaymentStatus.HELD, TransferKind.CAPTURE.value: PaymentStatus.CAPTURED,
-    TransferKind.VOID.value: PaymentStatus.VOIDED, TransferKind.EXPIRE.value: PaymentStatus.EXPIRED,
+    None: PaymentStatus.HELD,
+    TransferKind.CAPTURE.value: PaymentStatus.CAPTURED,
+    TransferKind.VOID.value: PaymentStatus.VOIDED,
+    TransferKind.EXPIRE.value: PaymentStatus.EXPIRED,
 }
 
 
@@ -59,13 +63,15 @@ def check(conn: Connection) -> list[Breach]:
 # The statements are built once: building SQLAlchemy aliases costs more than running the query.
 _t, _a, _p, _k = transfers.c, accounts.c, payments.c, top_ups.c
 _resolution, _hold, _capture, _opening, _refund = (
-    transfers.alias(name) for name in ("resolution", "hold", "capture", "opening", "refund"))
+    transfers.alias(name) for name in ("resolution", "hold", "capture", "opening", "refund")
+)
 _debit, _credit = accounts.alias("debit"), accounts.alias("credit")
 _r, _h, _c, _o, _f = _resolution.c, _hold.c, _capture.c, _opening.c, _refund.c
 
 _POSTED = (
     select(_t.debit_account_id, _t.credit_account_id, sa.func.sum(_t.amount_minor))
-    .where(_t.kind.in_(_POSTING)).group_by(_t.debit_account_id, _t.credit_account_id)
+    .where(_t.kind.in_(_POSTING))
+    .group_by(_t.debit_account_id, _t.credit_account_id)
 )
 _PENDING = (
     select(_t.debit_account_id, _t.credit_account_id, sa.func.sum(_t.amount_minor))
@@ -90,11 +96,15 @@ def _accounts(conn: Connection) -> Iterator[Breach]:
             yield Breach("overdraft", row.id, f"a {row.kind} with the wrong overdraft flag")
     for currency in net:
         if net[currency] != 0:
-            yield Breach("conservation", currency,
-                         f"posted credits - debits = {net[currency]}, not 0")
+            yield Breach(
+                "conservation", currency, f"posted credits - debits = {net[currency]}, not 0"
+            )
         if pending[currency] != 0:
-            yield Breach("conservation", currency,
-                         f"pending debits - pending credits = {pending[currency]}, not 0")
+            yield Breach(
+                "conservation",
+                currency,
+                f"pending debits - pending credits = {pending[currency]}, not 0",
+            )
     expected: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(_COUNTERS, 0))
     for (debit_id, credit_id, total), (debits, credits) in (
         *((row, ("debits_posted", "credits_posted")) for row in conn.execute(_POSTED)),
@@ -117,29 +127,39 @@ _MIXED_CURRENCIES = (
     .join(_credit, _credit.c.id == _t.credit_account_id)
     .where(sa.or_(_debit.c.currency != _t.currency, _credit.c.currency != _t.currency))
 )
-_MALFORMED = select(transfers).where(sa.or_(
-    _t.amount_minor <= 0,
-    sa.and_(_t.kind == TransferKind.TOP_UP.value, sa.or_(
-        _t.idempotency_key.is_(None),
-        _t.debit_account_id != sa.literal(FUNDING_PREFIX) + _t.currency,
-    )),
-    sa.and_(_t.kind != TransferKind.TOP_UP.value, _t.payment_id.is_(None)),
-    sa.and_(_t.kind.in_(_RESOLVING), _t.pending_id.is_distinct_from(_t.payment_id)),
-    sa.and_(_t.kind.not_in(_RESOLVING), _t.pending_id.is_not(None)),
-    sa.and_(_t.kind == TransferKind.HOLD.value, _t.expires_at.is_(None)),
-    _t.kind.not_in([k.value for k in TransferKind]),
-))
+_MALFORMED = select(transfers).where(
+    sa.or_(
+        _t.amount_minor <= 0,
+        sa.and_(
+            _t.kind == TransferKind.TOP_UP.value,
+            sa.or_(
+                _t.idempotency_key.is_(None),
+                _t.debit_account_id != sa.literal(FUNDING_PREFIX) + _t.currency,
+            ),
+        ),
+        sa.and_(_t.kind != TransferKind.TOP_UP.value, _t.payment_id.is_(None)),
+        sa.and_(_t.kind.in_(_RESOLVING), _t.pending_id.is_distinct_from(_t.payment_id)),
+        sa.and_(_t.kind.not_in(_RESOLVING), _t.pending_id.is_not(None)),
+        sa.and_(_t.kind == TransferKind.HOLD.value, _t.expires_at.is_(None)),
+        _t.kind.not_in([k.value for k in TransferKind]),
+    )
+)
 _OPENED_TWICE = (
-    select(_t.payment_id, sa.func.count()).where(_t.kind.in_(_OPENING))
-    .group_by(_t.payment_id).having(sa.func.count() > 1)
+    select(_t.payment_id, sa.func.count())
+    .where(_t.kind.in_(_OPENING))
+    .group_by(_t.payment_id)
+    .having(sa.func.count() > 1)
 )
 
 
 def _transfers(conn: Connection) -> Iterator[Breach]:
     """Each transfer stays within one currency and has the references its kind needs."""
     for transfer_id, currency, debit_currency, credit_currency in conn.execute(_MIXED_CURRENCIES):
-        yield Breach("currency", f"transfer {transfer_id}",
-                     f"{currency} between {debit_currency} and {credit_currency} accounts")
+        yield Breach(
+            "currency",
+            f"transfer {transfer_id}",
+            f"{currency} between {debit_currency} and {credit_currency} accounts",
+        )
     for row in conn.execute(_MALFORMED):
         yield Breach("journal", f"transfer {row.id}", f"malformed {row.kind}")
     for payment_id, count in conn.execute(_OPENED_TWICE):
@@ -147,21 +167,29 @@ def _transfers(conn: Connection) -> Iterator[Breach]:
 
 
 _RESOLVED_TWICE = (
-    select(_t.pending_id, sa.func.count()).where(_t.pending_id.is_not(None))
-    .group_by(_t.pending_id).having(sa.func.count() > 1)
+    select(_t.pending_id, sa.func.count())
+    .where(_t.pending_id.is_not(None))
+    .group_by(_t.pending_id)
+    .having(sa.func.count() > 1)
 )
 _BAD_RESOLUTIONS = (
     select(_t.id, _t.kind, _t.pending_id, _t.amount_minor, _h.amount_minor.label("held"))
-    .select_from(transfers.outerjoin(
-        _hold, sa.and_(_h.payment_id == _t.pending_id, _h.kind == TransferKind.HOLD.value)))
-    .where(_t.kind.in_(_RESOLVING), sa.or_(
-        _h.id.is_(None),
-        _h.debit_account_id != _t.debit_account_id,
-        _h.credit_account_id != _t.credit_account_id,
-        _h.currency != _t.currency,
-        sa.and_(_t.kind == TransferKind.CAPTURE.value, _t.amount_minor > _h.amount_minor),
-        sa.and_(_t.kind != TransferKind.CAPTURE.value, _t.amount_minor != _h.amount_minor),
-    ))
+    .select_from(
+        transfers.outerjoin(
+            _hold, sa.and_(_h.payment_id == _t.pending_id, _h.kind == TransferKind.HOLD.value)
+        )
+    )
+    .where(
+        _t.kind.in_(_RESOLVING),
+        sa.or_(
+            _h.id.is_(None),
+            _h.debit_account_id != _t.debit_account_id,
+            _h.credit_account_id != _t.credit_account_id,
+            _h.currency != _t.currency,
+            sa.and_(_t.kind == TransferKind.CAPTURE.value, _t.amount_minor > _h.amount_minor),
+            sa.and_(_t.kind != TransferKind.CAPTURE.value, _t.amount_minor != _h.amount_minor),
+        ),
+    )
 )
 
 
@@ -175,17 +203,33 @@ def _resolutions(conn: Connection) -> Iterator[Breach]:
 
 
 _REFUNDS = (
-    select(_o.payment_id, _o.kind, _o.amount_minor, _c.amount_minor.label("captured"),
-           sa.func.sum(_t.amount_minor).label("refunded"),
-           sa.func.sum(sa.case((sa.and_(_t.debit_account_id == _o.credit_account_id,
-                                        _t.credit_account_id == _o.debit_account_id,
-                                        _t.currency == _o.currency), 0), else_=1))
-           .label("misdirected"))
+    select(
+        _o.payment_id,
+        _o.kind,
+        _o.amount_minor,
+        _c.amount_minor.label("captured"),
+        sa.func.sum(_t.amount_minor).label("refunded"),
+        sa.func.sum(
+            sa.case(
+                (
+                    sa.and_(
+                        _t.debit_account_id == _o.credit_account_id,
+                        _t.credit_account_id == _o.debit_account_id,
+                        _t.currency == _o.currency,
+                    ),
+                    0,
+                ),
+                else_=1,
+            )
+        ).label("misdirected"),
+    )
     .select_from(
-        transfers.outerjoin(_opening, sa.and_(_o.payment_id == _t.payment_id,
-                                              _o.kind.in_(_OPENING)))
-        .outerjoin(_capture, sa.and_(_c.pending_id == _o.payment_id,
-                                     _c.kind == TransferKind.CAPTURE.value)))
+        transfers.outerjoin(
+            _opening, sa.and_(_o.payment_id == _t.payment_id, _o.kind.in_(_OPENING))
+        ).outerjoin(
+            _capture, sa.and_(_c.pending_id == _o.payment_id, _c.kind == TransferKind.CAPTURE.value)
+        )
+    )
     .where(_t.kind == TransferKind.REFUND.value)
     .group_by(_t.payment_id, _o.payment_id, _o.kind, _o.amount_minor, _c.amount_minor)
 )
@@ -206,15 +250,29 @@ def _refunds(conn: Connection) -> Iterator[Breach]:
 
 _REFUNDED = (
     select(_f.payment_id, sa.func.sum(_f.amount_minor).label("total"))
-    .where(_f.kind == TransferKind.REFUND.value).group_by(_f.payment_id).subquery()
+    .where(_f.kind == TransferKind.REFUND.value)
+    .group_by(_f.payment_id)
+    .subquery()
 )
 _FROM_JOURNAL = (
-    select(_t.payment_id, _t.kind, _t.debit_account_id, _t.credit_account_id, _t.amount_minor,
-           _t.currency, _t.created_at, _t.expires_at, _r.kind.label("resolution"),
-           _r.amount_minor.label("resolved"), _REFUNDED.c.total.label("refunded"))
+    select(
+        _t.payment_id,
+        _t.kind,
+        _t.debit_account_id,
+        _t.credit_account_id,
+        _t.amount_minor,
+        _t.currency,
+        _t.created_at,
+        _t.expires_at,
+        _r.kind.label("resolution"),
+        _r.amount_minor.label("resolved"),
+        _REFUNDED.c.total.label("refunded"),
+    )
     .select_from(
-        transfers.outerjoin(_resolution, _r.pending_id == _t.payment_id)
-        .outerjoin(_REFUNDED, _REFUNDED.c.payment_id == _t.payment_id))
+        transfers.outerjoin(_resolution, _r.pending_id == _t.payment_id).outerjoin(
+            _REFUNDED, _REFUNDED.c.payment_id == _t.payment_id
+        )
+    )
     .where(_t.kind.in_(_OPENING))
 )
 
@@ -227,11 +285,15 @@ def _payments(conn: Connection) -> Iterator[Breach]:
         found.add(row.payment_id)
         want = expected.get(row.payment_id)
         got = {
-            "payer_id": row.payer_id, "payee_id": row.payee_id,
-            "type": row.type, "amount_minor": row.amount_minor,
+            "payer_id": row.payer_id,
+            "payee_id": row.payee_id,
+            "type": row.type,
+            "amount_minor": row.amount_minor,
             "captured_amount_minor": row.captured_amount_minor,
-            "refunded_amount_minor": row.refunded_amount_minor, "status": row.status,
-            "currency": row.currency, "created_at": _utc(row.created_at),
+            "refunded_amount_minor": row.refunded_amount_minor,
+            "status": row.status,
+            "currency": row.currency,
+            "created_at": _utc(row.created_at),
             "expires_at": _utc(row.expires_at),
         }
         if want is None:
@@ -252,27 +314,48 @@ def _payments_from_journal(conn: Connection) -> Iterator[tuple[str, dict[str, An
         else:
             status = _STATUS_AFTER.get(row.resolution, PaymentStatus.HELD)
             captured = row.resolved if status is PaymentStatus.CAPTURED else 0
-        yield row.payment_id, {  # the journal keeps no order ids: those are not compared
-            "payer_id": row.debit_account_id, "payee_id": row.credit_account_id,
-            "type": PaymentType.PAY.value if is_pay else PaymentType.HOLD.value,
-            "amount_minor": row.amount_minor, "captured_amount_minor": captured,
-            "refunded_amount_minor": row.refunded or 0, "status": status.value,
-            "currency": row.currency, "created_at": _utc(row.created_at),
-            "expires_at": _utc(row.expires_at),
-        }
+        yield (
+            row.payment_id,
+            {  # the journal keeps no order ids: those are not compared
+                "payer_id": row.debit_account_id,
+                "payee_id": row.credit_account_id,
+                "type": PaymentType.PAY.value if is_pay else PaymentType.HOLD.value,
+                "amount_minor": row.amount_minor,
+                "captured_amount_minor": captured,
+                "refunded_amount_minor": row.refunded or 0,
+                "status": status.value,
+                "currency": row.currency,
+                "created_at": _utc(row.created_at),
+                "expires_at": _utc(row.expires_at),
+            },
+        )
 
 
-_KEYED_TOP_UPS = (
-    select(_k.holder_id, _k.idempotency_key, _k.amount_minor, _k.currency,
-           _t.amount_minor.label("moved"), _t.currency.label("moved_currency"))
-    .select_from(top_ups.outerjoin(transfers, sa.and_(
-        _t.kind == TransferKind.TOP_UP.value, _t.credit_account_id == _k.holder_id,
-        _t.idempotency_key == _k.idempotency_key)))
+_KEYED_TOP_UPS = select(
+    _k.holder_id,
+    _k.idempotency_key,
+    _k.amount_minor,
+    _k.currency,
+    _t.amount_minor.label("moved"),
+    _t.currency.label("moved_currency"),
+).select_from(
+    top_ups.outerjoin(
+        transfers,
+        sa.and_(
+            _t.kind == TransferKind.TOP_UP.value,
+            _t.credit_account_id == _k.holder_id,
+            _t.idempotency_key == _k.idempotency_key,
+        ),
+    )
 )
 _UNKEYED_TOP_UPS = (
     select(_t.id)
-    .select_from(transfers.outerjoin(top_ups, sa.and_(
-        _k.holder_id == _t.credit_account_id, _k.idempotency_key == _t.idempotency_key)))
+    .select_from(
+        transfers.outerjoin(
+            top_ups,
+            sa.and_(_k.holder_id == _t.credit_account_id, _k.idempotency_key == _t.idempotency_key),
+        )
+    )
     .where(_t.kind == TransferKind.TOP_UP.value, _k.holder_id.is_(None))
 )
 
@@ -281,8 +364,11 @@ def _top_ups(conn: Connection) -> Iterator[Breach]:
     """Each remembered top-up key has exactly its one journal transfer, and the reverse."""
     for row in conn.execute(_KEYED_TOP_UPS):
         if (row.moved, row.moved_currency) != (row.amount_minor, row.currency):
-            yield Breach("top_up", f"{row.holder_id}/{row.idempotency_key}",
-                         f"key says {row.amount_minor} {row.currency}, journal {row.moved}")
+            yield Breach(
+                "top_up",
+                f"{row.holder_id}/{row.idempotency_key}",
+                f"key says {row.amount_minor} {row.currency}, journal {row.moved}",
+            )
     for row in conn.execute(_UNKEYED_TOP_UPS):
         yield Breach("top_up", f"transfer {row.id}", "a top-up without its idempotency key")
 

@@ -45,8 +45,9 @@ class TransferKind(StrEnum):
     REFUND = "refund"
 
 
-POSTING_KINDS = frozenset({TransferKind.TOP_UP, TransferKind.PAY, TransferKind.CAPTURE,
-                           TransferKind.REFUND})
+POSTING_KINDS = frozenset(
+    {TransferKind.TOP_UP, TransferKind.PAY, TransferKind.CAPTURE, TransferKind.REFUND}
+)
 RESOLVING_KINDS = frozenset({TransferKind.CAPTURE, TransferKind.VOID, TransferKind.EXPIRE})
 
 
@@ -73,8 +74,9 @@ class Delta:
     credits_pending: int = 0
 
     def __neg__(self) -> Delta:
-        return Delta(-self.debits_posted, -self.credits_posted, -self.debits_pending,
-                     -self.credits_pending)
+        return Delta(
+            -self.debits_posted, -self.credits_posted, -self.debits_pending, -self.credits_pending
+        )
 
     @property
     def available_change(self) -> int:
@@ -196,8 +198,10 @@ def transfer_deltas(
         return Delta(debits_pending=amount_minor), Delta(credits_pending=amount_minor)
     if kind is TransferKind.CAPTURE:
         assert 0 < amount_minor <= held_minor, (amount_minor, held_minor)
-        return (Delta(debits_posted=amount_minor, debits_pending=-held_minor),
-                Delta(credits_posted=amount_minor, credits_pending=-held_minor))
+        return (
+            Delta(debits_posted=amount_minor, debits_pending=-held_minor),
+            Delta(credits_posted=amount_minor, credits_pending=-held_minor),
+        )
     assert kind in (TransferKind.VOID, TransferKind.EXPIRE) and amount_minor == held_minor
     return Delta(debits_pending=-held_minor), Delta(credits_pending=-held_minor)
 
@@ -331,6 +335,7 @@ def explain_refused_move(
 
 def top_up_fingerprint(amount_minor: int, currency: str) -> str:
     """The hash of a top-up's canonical request, kept beside its idempotency key."""
-    canonical = json.dumps({"amount": amount_minor, "currency": currency}, sort_keys=True,
-                           separators=(",", ":"))
+    canonical = json.dumps(
+        {"amount": amount_minor, "currency": currency}, sort_keys=True, separators=(",", ":")
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()

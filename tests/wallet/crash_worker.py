@@ -36,8 +36,9 @@ def plan(i: int) -> tuple[str, list[tuple[str, int]]]:
 
 def request(kind: PaymentType, payment_id: str, amount_minor: int) -> PaymentRequest:
     expires_at = T0 + timedelta(days=1) if kind is PaymentType.HOLD else None
-    return PaymentRequest(kind, payment_id, f"o-{payment_id}", "dev_a", "mer_x", amount_minor,
-                          "EUR", expires_at)
+    return PaymentRequest(
+        kind, payment_id, f"o-{payment_id}", "dev_a", "mer_x", amount_minor, "EUR", expires_at
+    )
 
 
 def step(db: Database, i: int) -> None:
@@ -46,14 +47,13 @@ def step(db: Database, i: int) -> None:
         requests = [request(PaymentType.PAY, pid, amount) for pid, amount in payments]
         db.run(lambda c: store.place_payments(c, requests, T0))
         return
-    (payment_id, amount), = payments
+    ((payment_id, amount),) = payments
     if kind == "pay":
         db.run(lambda c: store.place(c, request(PaymentType.PAY, payment_id, amount), T0))
         return
     db.run(lambda c: store.place(c, request(PaymentType.HOLD, payment_id, amount), T0))
     with contextlib.suppress(HoldNotOpen):  # captured by the run that was killed
-        db.run(lambda c: store.capture(c, payment_id=payment_id, amount_minor=amount - 1,
-                                       now=T0))
+        db.run(lambda c: store.capture(c, payment_id=payment_id, amount_minor=amount - 1, now=T0))
 
 
 def main() -> None:
@@ -63,8 +63,14 @@ def main() -> None:
     def setup(conn: Connection) -> None:
         for holder in ("dev_a", "mer_x"):
             store.open_wallet(conn, holder_id=holder, currency="EUR", now=T0)
-        store.top_up(conn, holder_id="dev_a", amount_minor=FUNDS_MINOR, currency="EUR",
-                     idempotency_key="funds", now=T0)
+        store.top_up(
+            conn,
+            holder_id="dev_a",
+            amount_minor=FUNDS_MINOR,
+            currency="EUR",
+            idempotency_key="funds",
+            now=T0,
+        )
 
     db.run(setup)
     print("ready", flush=True)

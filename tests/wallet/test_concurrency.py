@@ -6,14 +6,18 @@ fund a wallet for exactly N payments and count that exactly N succeed.
 
 from __future__ import annotations
 
+import functools
 import random
 import sys
 import threading
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
+from sqlalchemy import Connection, text
 
 from gateway.db import Database
 from tests.conftest import postgres_schema_url
@@ -47,9 +51,29 @@ def pg(postgres_database: str) -> Iterator[Database]:
     db.dispose()
 
 
+def deadlocks(db: Database) -> int:
+    """Deadlocks PostgreSQL has detected in this database (counted when backends report)."""
+    db.dispose()  # ending the backends makes them report their statistics
+    time.sleep(0.2)
+    with db.read() as conn:
+        return int(
+            conn.execute(
+                text("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")
+            ).scalar_one()
+        )
+
+
 def fund(db: Database, amount_minor: int) -> None:
-    db.run(lambda c: store.top_up(c, holder_id="dev_a", amount_minor=amount_minor,
-                                  currency="EUR", idempotency_key="fund", now=T0))
+    db.run(
+        lambda c: store.top_up(
+            c,
+            holder_id="dev_a",
+            amount_minor=amount_minor,
+            currency="EUR",
+            idempotency_key="fund",
+            now=T0,
+        )
+    )
 
 
 def wallet(db: Database, holder_id: str) -> Wallet:
@@ -65,9 +89,18 @@ def test_concurrent_pays_spend_exactly_the_funds(pg: Database) -> None:
 
     def pay(n: int) -> str:
         try:
-            pg.run(lambda c: store.pay(c, payer_id="dev_a", payee_id="mer_x", amount_minor=amount,
-                                       currency="EUR", payment_id=f"pay_{n}",
-                                       order_id=f"o-{n}", now=T0))
+            pg.run(
+                lambda c: store.pay(
+                    c,
+                    payer_id="dev_a",
+                    payee_id="mer_x",
+                    amount_minor=amount,
+                    currency="EUR",
+                    payment_id=f"pay_{n}",
+                    order_id=f"o-{n}",
+                    now=T0,
+                )
+            )
         except InsufficientFunds:
             return "refused"
         return "paid"
@@ -83,18 +116,38 @@ def test_concurrent_pays_spend_exactly_the_funds(pg: Database) -> None:
 def test_concurrent_holds_captures_voids_and_refunds_keep_exact_books(pg: Database) -> None:
     funded = 200_000
     fund(pg, funded)
+    before = deadlocks(pg)
     lock = threading.Lock()
-    moved = Counter()  # what the threads saw reach the merchant, in minor units
+    moved: Counter[str] = Counter()  # what the threads saw reach the merchant, in minor units
 
     def pay_or_hold(rng: random.Random, payment_id: str, amount: int) -> int:
         if rng.random() < 0.5:
-            pg.run(lambda c: store.pay(c, payer_id="dev_a", payee_id="mer_x", amount_minor=amount,
-                                       currency="EUR", payment_id=payment_id,
-                                       order_id=payment_id, now=T0))
+            pg.run(
+                lambda c: store.pay(
+                    c,
+                    payer_id="dev_a",
+                    payee_id="mer_x",
+                    amount_minor=amount,
+                    currency="EUR",
+                    payment_id=payment_id,
+                    order_id=payment_id,
+                    now=T0,
+                )
+            )
             return amount
-        pg.run(lambda c: store.hold(c, payer_id="dev_a", payee_id="mer_x", amount_minor=amount,
-                                    currency="EUR", payment_id=payment_id, order_id=payment_id,
-                                    expires_at=later(600), now=T0))
+        pg.run(
+            lambda c: store.hold(
+                c,
+                payer_id="dev_a",
+                payee_id="mer_x",
+                amount_minor=amount,
+                currency="EUR",
+                payment_id=payment_id,
+                order_id=payment_id,
+                expires_at=later(600),
+                now=T0,
+            )
+        )
         if rng.random() < 0.3:
             pg.run(lambda c: store.void(c, payment_id=payment_id, now=T0))
             return 0
@@ -124,18 +177,30 @@ def test_concurrent_holds_captures_voids_and_refunds_keep_exact_books(pg: Databa
         list(pool.map(work, range(THREADS)))
     merchant, payer = wallet(pg, "mer_x"), wallet(pg, "dev_a")
     assert merchant.balance_minor == moved["to merchant"]
-    assert payer == Wallet("dev_a", "EUR", funded - moved["to merchant"],
-                           funded - moved["to merchant"])
+    assert payer == Wallet(
+        "dev_a", "EUR", funded - moved["to merchant"], funded - moved["to merchant"]
+    )
     assert_books_balance(pg)
+    assert deadlocks(pg) == before
 
 
 def test_racing_capture_void_and_expiry_of_a_hold_let_exactly_one_win(pg: Database) -> None:
     fund(pg, 100_000)
     for n in range(40):
         payment_id = f"h{n}"
-        pg.run(lambda c, p=payment_id: store.hold(
-            c, payer_id="dev_a", payee_id="mer_x", amount_minor=1000, currency="EUR",
-            payment_id=p, order_id=p, expires_at=later(60), now=T0))
+        pg.run(
+            functools.partial(
+                store.hold,
+                payer_id="dev_a",
+                payee_id="mer_x",
+                amount_minor=1000,
+                currency="EUR",
+                payment_id=payment_id,
+                order_id=payment_id,
+                expires_at=later(60),
+                now=T0,
+            )
+        )
         winners = race(pg, payment_id)
         with pg.read() as conn:
             payment = store.get_payment(conn, payment_id)
@@ -146,7 +211,7 @@ def test_racing_capture_void_and_expiry_of_a_hold_let_exactly_one_win(pg: Databa
 
 def race(pg: Database, payment_id: str) -> list[str]:
     """Capture, void and the expiry sweep start together on one hold; who won?"""
-    contenders = {
+    contenders: dict[str, Callable[[Connection], Any]] = {
         "captured": lambda c: store.capture(c, payment_id=payment_id, amount_minor=400, now=T0),
         "voided": lambda c: store.void(c, payment_id=payment_id, now=T0),
         "expired": lambda c: store.expire_due_holds(c, later(61)),
@@ -168,3 +233,39 @@ def race(pg: Database, payment_id: str) -> list[str]:
     for thread in threads:
         thread.join()
     return winners
+
+
+def test_transfers_in_opposite_directions_never_deadlock(pg: Database) -> None:
+    with pg.transaction() as conn:
+        store.top_up(
+            conn,
+            holder_id="mer_x",
+            amount_minor=10**6,
+            currency="EUR",
+            idempotency_key="fund",
+            now=T0,
+        )
+    fund(pg, 10**6)
+    before = deadlocks(pg)
+
+    def pay(n: int) -> None:
+        payer, payee = ("dev_a", "mer_x") if n % 2 else ("mer_x", "dev_a")
+        pg.run(
+            lambda c: store.pay(
+                c,
+                payer_id=payer,
+                payee_id=payee,
+                amount_minor=1 + n % 5,
+                currency="EUR",
+                payment_id=f"p{n}",
+                order_id=f"o{n}",
+                now=T0,
+            )
+        )
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        list(pool.map(pay, range(800)))
+    # Both accounts are locked in id order whichever way the money goes; 40P01 would show here.
+    assert deadlocks(pg) == before
+    assert wallet(pg, "dev_a").balance_minor + wallet(pg, "mer_x").balance_minor == 2 * 10**6
+    assert_books_balance(pg)

@@ -28,10 +28,13 @@ KILLS = 5
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend, total", [
-    ("sqlite", 1200),
-    pytest.param("postgres", 400, marks=pytest.mark.postgres),
-])
+@pytest.mark.parametrize(
+    "backend, total",
+    [
+        ("sqlite", 1200),
+        pytest.param("postgres", 400, marks=pytest.mark.postgres),
+    ],
+)
 def test_a_killed_mover_applies_each_transfer_exactly_once(
     backend: str, total: int, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
@@ -44,8 +47,9 @@ def test_a_killed_mover_applies_each_transfer_exactly_once(
     rng = random.Random()
     interrupted = 0
     for _ in range(KILLS):
-        worker = subprocess.Popen([sys.executable, str(WORKER), url, str(total)],
-                                  stdout=subprocess.PIPE, text=True)
+        worker = subprocess.Popen(
+            [sys.executable, str(WORKER), url, str(total)], stdout=subprocess.PIPE, text=True
+        )
         assert worker.stdout is not None
         assert worker.stdout.readline().strip() == "ready"
         time.sleep(rng.uniform(0.02, 0.5))
@@ -54,20 +58,27 @@ def test_a_killed_mover_applies_each_transfer_exactly_once(
         worker.wait()
         worker.stdout.close()
         assert_books_balance(db)
-    finished = subprocess.run([sys.executable, str(WORKER), url, str(total)],
-                              capture_output=True, text=True, timeout=240)
+    finished = subprocess.run(
+        [sys.executable, str(WORKER), url, str(total)], capture_output=True, text=True, timeout=240
+    )
     assert finished.returncode == 0, finished.stderr
     assert finished.stdout.split() == ["ready", "done"]
     assert interrupted >= KILLS - 1, "the worker finished before it could be killed"
     assert_books_balance(db)
     assert journal_counts(db) == expected_counts(total)
-    spent = sum(amount - (kind == "hold") for i in range(total)
-                for kind, payments in [crash_worker.plan(i)] for _, amount in payments)
+    spent = sum(
+        amount - (kind == "hold")
+        for i in range(total)
+        for kind, payments in [crash_worker.plan(i)]
+        for _, amount in payments
+    )
     with db.read() as conn:
         payer, payee = store.get_wallet(conn, "dev_a"), store.get_wallet(conn, "mer_x")
     assert payer is not None and payee is not None
     assert (payer.balance_minor, payer.available_minor) == (
-        crash_worker.FUNDS_MINOR - spent, crash_worker.FUNDS_MINOR - spent)
+        crash_worker.FUNDS_MINOR - spent,
+        crash_worker.FUNDS_MINOR - spent,
+    )
     assert payee.balance_minor == spent
     db.dispose()
 
@@ -75,8 +86,9 @@ def test_a_killed_mover_applies_each_transfer_exactly_once(
 def journal_counts(db: Database) -> Counter[tuple[str | None, str]]:
     t = store.transfers.c
     with db.read() as conn:
-        rows = conn.execute(select(t.payment_id, t.kind, func.count()).group_by(
-            t.payment_id, t.kind)).all()
+        rows = conn.execute(
+            select(t.payment_id, t.kind, func.count()).group_by(t.payment_id, t.kind)
+        ).all()
     return Counter({(payment_id, kind): count for payment_id, kind, count in rows})
 
 

@@ -15,13 +15,22 @@ from tests.wallet.conftest import T0, later
 from wallet import errors, ledger
 from wallet.ledger import Payment, PaymentRequest, PaymentStatus, PaymentType, TransferKind
 
-PURE_IMPORTS = {"__future__", "dataclasses", "datetime", "enum", "hashlib", "json", "re",
-                "wallet.errors"}
+PURE_IMPORTS = {
+    "__future__",
+    "dataclasses",
+    "datetime",
+    "enum",
+    "hashlib",
+    "json",
+    "re",
+    "wallet.errors",
+}
 
 
 def hold_request(amount_minor: int = 400) -> PaymentRequest:
-    return PaymentRequest(PaymentType.HOLD, "h1", "o1", "dev_a", "mer_x", amount_minor, "EUR",
-                          later(60))
+    return PaymentRequest(
+        PaymentType.HOLD, "h1", "o1", "dev_a", "mer_x", amount_minor, "EUR", later(60)
+    )
 
 
 def held(amount_minor: int = 400) -> Payment:
@@ -31,27 +40,39 @@ def held(amount_minor: int = 400) -> Payment:
 def test_the_core_imports_no_database_clock_or_io() -> None:
     for module in (ledger, errors):
         tree = ast.parse(inspect.getsource(module))
-        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
-                    for alias in node.names}
-        imported |= {node.module or "" for node in ast.walk(tree)
-                     if isinstance(node, ast.ImportFrom)}
+        imported = {
+            alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import)
+            for alias in node.names
+        }
+        imported |= {
+            node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+        }
         assert imported <= PURE_IMPORTS, imported - PURE_IMPORTS
         assert "now()" not in inspect.getsource(module)
 
 
-@given(kind=st.sampled_from(list(TransferKind)), amount=st.integers(1, 10**9),
-       extra=st.integers(0, 10**9))
+@given(
+    kind=st.sampled_from(list(TransferKind)),
+    amount=st.integers(1, 10**9),
+    extra=st.integers(0, 10**9),
+)
 def test_every_transfer_conserves_money(kind: TransferKind, amount: int, extra: int) -> None:
     held_minor = amount + extra if kind is TransferKind.CAPTURE else amount
     debit, credit = ledger.transfer_deltas(kind, amount, held_minor)
-    posted = (credit.credits_posted + debit.credits_posted
-              - credit.debits_posted - debit.debits_posted)
+    posted = (
+        credit.credits_posted + debit.credits_posted - credit.debits_posted - debit.debits_posted
+    )
     assert posted == 0
     assert debit.debits_pending + credit.debits_pending == (
-        debit.credits_pending + credit.credits_pending)
+        debit.credits_pending + credit.credits_pending
+    )
     assert ledger.required_available(debit) == (
-        amount if kind in (TransferKind.TOP_UP, TransferKind.PAY, TransferKind.HOLD,
-                           TransferKind.REFUND) else 0)
+        amount
+        if kind in (TransferKind.TOP_UP, TransferKind.PAY, TransferKind.HOLD, TransferKind.REFUND)
+        else 0
+    )
     assert ledger.required_available(credit) == 0
 
 
@@ -136,8 +157,14 @@ def test_times_need_a_timezone_and_payers_pay_others() -> None:
 def test_every_refusal_carries_a_contract_reason() -> None:
     reasons = {cls.reason for cls in errors.WalletRefusal.__subclasses__()}
     assert reasons == {
-        "insufficient_funds", "currency_not_allowed", "idempotency_conflict", "wallet_not_found",
-        "payment_not_found", "hold_not_open", "hold_expired", "capture_exceeds_hold",
+        "insufficient_funds",
+        "currency_not_allowed",
+        "idempotency_conflict",
+        "wallet_not_found",
+        "payment_not_found",
+        "hold_not_open",
+        "hold_expired",
+        "capture_exceeds_hold",
         "refund_exceeds_payment",
     }
 

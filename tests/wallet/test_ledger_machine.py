@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, event, settings
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -50,8 +50,9 @@ Refusal = type[WalletRefusal] | None
 holders = st.sampled_from(sorted(HOLDERS))
 _PAIRS = [(a, b) for a in sorted(HOLDERS) for b in sorted(HOLDERS) if a != b]
 # Mostly pairs that share a currency, so that money moves; sometimes not, so that it is refused.
-pairs = st.sampled_from([pair for pair in _PAIRS if HOLDERS[pair[0]] == HOLDERS[pair[1]]] * 3
-                        + _PAIRS)
+pairs = st.sampled_from(
+    [pair for pair in _PAIRS if HOLDERS[pair[0]] == HOLDERS[pair[1]]] * 3 + _PAIRS
+)
 # None means the payer's own currency; naming one is mostly a way to be refused.
 currencies = st.sampled_from([None, None, None, None, "EUR", "USD"])
 amounts = st.integers(1, 2000)
@@ -95,8 +96,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def available(self, holder: str) -> int:
         return self.balance[holder] - self.pending[holder]
 
-    def attempt(self, work: Callable[[Connection], Any], expected: Refusal,
-                changes: bool) -> Any:
+    def attempt(self, work: Callable[[Connection], Any], expected: Refusal, changes: bool) -> Any:
         """Run `work` in a committed transaction; check the refusal and that nothing else moved."""
         refusal: WalletRefusal | None = None
         with self.db.transaction() as conn:
@@ -106,7 +106,6 @@ class LedgerMachine(RuleBasedStateMachine):
             except WalletRefusal as caught:
                 refusal, result = caught, None
         assert type(refusal) is (expected or type(None)), (refusal, expected)
-        event(f"{getattr(work, '__qualname__', '?').split('.')[1]}: {refusal and refusal.reason}")
         if refusal is not None or not changes:
             with self.db.read() as conn:
                 assert snapshot(conn) == before
@@ -125,8 +124,13 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def open_holds(self) -> list[str]:
         """Holds that can still be captured or voided."""
-        return [pid for pid, e in sorted(self.payments.items()) if e.status == "held"
-                and e.request.expires_at is not None and self.now < e.request.expires_at]
+        return [
+            pid
+            for pid, e in sorted(self.payments.items())
+            if e.status == "held"
+            and e.request.expires_at is not None
+            and self.now < e.request.expires_at
+        ]
 
     def draw_payment_id(self, data: st.DataObject) -> str:
         """Mostly a held hold (open or past its expiry), else any payment, or a missing one."""
@@ -152,8 +156,9 @@ class LedgerMachine(RuleBasedStateMachine):
             self.pending[payer] += amount
             self.payments[request.payment_id] = Expected(request, "held")
 
-    def predict_resolution(self, payment_id: str, payee_id: str | None,
-                           capture_minor: int | None) -> Refusal:
+    def predict_resolution(
+        self, payment_id: str, payee_id: str | None, capture_minor: int | None
+    ) -> Refusal:
         expected = self.payments.get(payment_id)
         if expected is None or payee_id not in (None, expected.request.payee_id):
             return PaymentNotFound
@@ -176,25 +181,36 @@ class LedgerMachine(RuleBasedStateMachine):
         self.balance[payee] += captured_minor
         expected.status, expected.captured = status, captured_minor
 
-    def new_request(self, pair: tuple[str, str], amount: int, currency: str | None,
-                    ttl_s: int | None) -> PaymentRequest:
+    def new_request(
+        self, pair: tuple[str, str], amount: int, currency: str | None, ttl_s: int | None
+    ) -> PaymentRequest:
         payment_id = f"pay_{next(self.ids):05d}"
         return PaymentRequest(
-            PaymentType.PAY if ttl_s is None else PaymentType.HOLD, payment_id,
-            f"o-{payment_id}", pair[0], pair[1], amount, currency or HOLDERS[pair[0]],
+            PaymentType.PAY if ttl_s is None else PaymentType.HOLD,
+            payment_id,
+            f"o-{payment_id}",
+            pair[0],
+            pair[1],
+            amount,
+            currency or HOLDERS[pair[0]],
             None if ttl_s is None else self.now + timedelta(seconds=ttl_s),
         )
 
     # --- rules -----------------------------------------------------------------------------------
 
-    @initialize(amounts=st.lists(st.integers(1000, 8000), min_size=len(HOLDERS),
-                                 max_size=len(HOLDERS)))
+    @initialize(
+        amounts=st.lists(st.integers(1000, 8000), min_size=len(HOLDERS), max_size=len(HOLDERS))
+    )
     def fund(self, amounts: list[int]) -> None:
         for holder, amount in zip(sorted(HOLDERS), amounts, strict=True):
             self.top_up(holder, amount, "initial", None)
 
-    @rule(holder=holders, amount=st.integers(1, 5000), key=st.sampled_from(["k1", "k2", "k3"]),
-          currency=currencies)
+    @rule(
+        holder=holders,
+        amount=st.integers(1, 5000),
+        key=st.sampled_from(["k1", "k2", "k3"]),
+        currency=currencies,
+    )
     def top_up(self, holder: str, amount: int, key: str, currency: str | None) -> None:
         currency = currency or HOLDERS[holder]
         known = self.top_ups.get((holder, key))
@@ -203,25 +219,39 @@ class LedgerMachine(RuleBasedStateMachine):
             expected = None if known[:2] == (amount, currency) else IdempotencyConflict
         elif currency != HOLDERS[holder]:
             expected = CurrencyNotAllowed
-        result = self.attempt(lambda c: store.top_up(
-            c, holder_id=holder, amount_minor=amount, currency=currency, idempotency_key=key,
-            now=self.now), expected, changes=known is None)
+        result = self.attempt(
+            lambda c: store.top_up(
+                c,
+                holder_id=holder,
+                amount_minor=amount,
+                currency=currency,
+                idempotency_key=key,
+                now=self.now,
+            ),
+            expected,
+            changes=known is None,
+        )
         if expected is not None:
             return
         if known is not None:
             assert result == known[2]
             return
         self.balance[holder] += amount
-        assert result == TopUpResult(holder, currency, amount, self.balance[holder],
-                                     self.available(holder))
+        assert result == TopUpResult(
+            holder, currency, amount, self.balance[holder], self.available(holder)
+        )
         self.top_ups[holder, key] = (amount, currency, result)
 
     @rule(pair=pairs, amount=amounts, currency=currencies)
     def pay(self, pair: tuple[str, str], amount: int, currency: str | None) -> None:
         self.open_payment(self.new_request(pair, amount, currency, None))
 
-    @rule(pair=pairs, amount=amounts, currency=currencies,
-          ttl_s=st.sampled_from([86400, 3600, 900, 60]))
+    @rule(
+        pair=pairs,
+        amount=amounts,
+        currency=currencies,
+        ttl_s=st.sampled_from([86400, 3600, 900, 60]),
+    )
     def hold(self, pair: tuple[str, str], amount: int, currency: str | None, ttl_s: int) -> None:
         self.open_payment(self.new_request(pair, amount, currency, ttl_s))
 
@@ -232,8 +262,7 @@ class LedgerMachine(RuleBasedStateMachine):
             self.record_open(request)
             assert payment.payment_id == request.payment_id
 
-    @rule(requests=st.lists(st.tuples(pairs, amounts, currencies,
-                                      ttls), min_size=1, max_size=4))
+    @rule(requests=st.lists(st.tuples(pairs, amounts, currencies, ttls), min_size=1, max_size=4))
     def open_a_batch(
         self, requests: list[tuple[tuple[str, str], int, str | None, int | None]]
     ) -> None:
@@ -252,10 +281,16 @@ class LedgerMachine(RuleBasedStateMachine):
         payment_id = data.draw(st.sampled_from(sorted(self.payments)))
         request = self.payments[payment_id].request
         if conflicting:
-            request = PaymentRequest(request.type, request.payment_id, request.order_id,
-                                     request.payer_id, request.payee_id,
-                                     request.amount_minor + 1, request.currency,
-                                     request.expires_at)
+            request = PaymentRequest(
+                request.type,
+                request.payment_id,
+                request.order_id,
+                request.payer_id,
+                request.payee_id,
+                request.amount_minor + 1,
+                request.currency,
+                request.expires_at,
+            )
         expected = IdempotencyConflict if conflicting else None
         payment = self.attempt(lambda c: store.place(c, request, self.now), expected, False)
         if payment is not None:
@@ -268,8 +303,13 @@ class LedgerMachine(RuleBasedStateMachine):
         amount = data.draw(st.integers(1, self.amount_of(payment_id) + 5))
         payee_id = self.payee_for(payment_id, named)
         expected = self.predict_resolution(payment_id, payee_id, amount)
-        self.attempt(lambda c: store.capture(c, payment_id=payment_id, amount_minor=amount,
-                                             now=self.now, payee_id=payee_id), expected, True)
+        self.attempt(
+            lambda c: store.capture(
+                c, payment_id=payment_id, amount_minor=amount, now=self.now, payee_id=payee_id
+            ),
+            expected,
+            True,
+        )
         if expected is None:
             self.release(payment_id, "captured", amount)
 
@@ -280,8 +320,13 @@ class LedgerMachine(RuleBasedStateMachine):
         payment_id = data.draw(st.sampled_from(self.open_holds()))
         if capture:
             amount = data.draw(st.integers(1, self.amount_of(payment_id)))
-            self.attempt(lambda c: store.capture(c, payment_id=payment_id, amount_minor=amount,
-                                                 now=self.now), None, True)
+            self.attempt(
+                lambda c: store.capture(
+                    c, payment_id=payment_id, amount_minor=amount, now=self.now
+                ),
+                None,
+                True,
+            )
             self.release(payment_id, "captured", amount)
         else:
             self.attempt(lambda c: store.void(c, payment_id=payment_id, now=self.now), None, True)
@@ -293,17 +338,26 @@ class LedgerMachine(RuleBasedStateMachine):
         payment_id = self.draw_payment_id(data)
         payee_id = self.payee_for(payment_id, named)
         expected = self.predict_resolution(payment_id, payee_id, None)
-        self.attempt(lambda c: store.void(c, payment_id=payment_id, now=self.now,
-                                          payee_id=payee_id), expected, True)
+        self.attempt(
+            lambda c: store.void(c, payment_id=payment_id, now=self.now, payee_id=payee_id),
+            expected,
+            True,
+        )
         if expected is None:
             self.release(payment_id, "voided")
 
     @precondition(lambda self: self.payments)
     @rule(data=st.data(), named=payee_names)
     def refund(self, data: st.DataObject, named: str) -> None:
-        payment_id = data.draw(st.sampled_from([
-            *(pid for pid, e in sorted(self.payments.items()) if e.captured > e.refunded),
-            *self.payments, "pay_missing"]))
+        payment_id = data.draw(
+            st.sampled_from(
+                [
+                    *(pid for pid, e in sorted(self.payments.items()) if e.captured > e.refunded),
+                    *self.payments,
+                    "pay_missing",
+                ]
+            )
+        )
         payment = self.payments.get(payment_id)
         refundable = payment.captured - payment.refunded if payment else 100
         amount = data.draw(st.integers(1, refundable + 5))
@@ -315,8 +369,13 @@ class LedgerMachine(RuleBasedStateMachine):
             expected = RefundExceedsPayment
         elif self.available(payment.request.payee_id) < amount:
             expected = InsufficientFunds
-        self.attempt(lambda c: store.refund(c, payment_id=payment_id, amount_minor=amount,
-                                            now=self.now, payee_id=payee_id), expected, True)
+        self.attempt(
+            lambda c: store.refund(
+                c, payment_id=payment_id, amount_minor=amount, now=self.now, payee_id=payee_id
+            ),
+            expected,
+            True,
+        )
         if expected is None:
             assert payment is not None
             payment.refunded += amount
@@ -330,12 +389,15 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(limit=st.integers(1, 4))
     def expire_due_holds(self, limit: int) -> None:
         due: list[tuple[datetime, str]] = sorted(
-            (e.request.expires_at, payment_id) for payment_id, e in self.payments.items()
-            if e.status == "held" and e.request.expires_at is not None
+            (e.request.expires_at, payment_id)
+            for payment_id, e in self.payments.items()
+            if e.status == "held"
+            and e.request.expires_at is not None
             and self.now >= e.request.expires_at
         )[:limit]
-        expired = self.attempt(lambda c: store.expire_due_holds(c, self.now, limit), None,
-                               bool(due))
+        expired = self.attempt(
+            lambda c: store.expire_due_holds(c, self.now, limit), None, bool(due)
+        )
         assert [p.payment_id for p in expired] == [payment_id for _, payment_id in due]
         for _, payment_id in due:
             self.release(payment_id, "expired")
@@ -348,13 +410,17 @@ class LedgerMachine(RuleBasedStateMachine):
         with self.db.read() as conn:
             assert [str(breach) for breach in check(conn)] == []
             wallets = {holder: store.get_wallet(conn, holder) for holder in HOLDERS}
-            rows = conn.execute(select(p.payment_id, p.status, p.captured_amount_minor,
-                                       p.refunded_amount_minor)).all()
-            opened = conn.execute(select(func.count()).where(
-                t.kind.in_(["pay", "hold"]))).scalar_one()
-        assert {holder: (w.balance_minor, w.available_minor) for holder, w in wallets.items()
-                if w is not None} == {
-            holder: (self.balance[holder], self.available(holder)) for holder in HOLDERS}
+            rows = conn.execute(
+                select(p.payment_id, p.status, p.captured_amount_minor, p.refunded_amount_minor)
+            ).all()
+            opened = conn.execute(
+                select(func.count()).where(t.kind.in_(["pay", "hold"]))
+            ).scalar_one()
+        assert {
+            holder: (w.balance_minor, w.available_minor)
+            for holder, w in wallets.items()
+            if w is not None
+        } == {holder: (self.balance[holder], self.available(holder)) for holder in HOLDERS}
         assert all(self.available(holder) >= 0 for holder in HOLDERS)
         assert {row[0]: tuple(row[1:]) for row in rows} == {
             payment_id: (e.status, e.captured, e.refunded)
@@ -364,14 +430,17 @@ class LedgerMachine(RuleBasedStateMachine):
 
 
 def machine_for(make_url: Callable[[], str]) -> type[LedgerMachine]:
-    return type("LedgerMachineOnThisDatabase", (LedgerMachine,),
-                {"make_url": staticmethod(make_url)})
+    return type(
+        "LedgerMachineOnThisDatabase", (LedgerMachine,), {"make_url": staticmethod(make_url)}
+    )
 
 
 # Sized for about 15 s on SQLite and 30 s on PostgreSQL on two busy cores; every example gets a
 # fresh, migrated database.
 SETTINGS = settings(
-    max_examples=40, stateful_step_count=40, deadline=None,
+    max_examples=60,
+    stateful_step_count=40,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 
@@ -396,7 +465,7 @@ def test_ledger_never_loses_or_invents_a_cent_on_postgres(postgres_database: str
         _migrate(url)
         return url
 
-    run_state_machine_as_test(machine_for(make_url), settings=settings(SETTINGS, max_examples=20))
+    run_state_machine_as_test(machine_for(make_url), settings=settings(SETTINGS, max_examples=30))
 
 
 def _migrate(url: str) -> None:

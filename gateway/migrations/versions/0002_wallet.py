@@ -50,27 +50,39 @@ def upgrade() -> None:
         sa.Column("payment_id", sa.String(64), nullable=True),
         sa.Column("pending_id", sa.String(64), nullable=True),
         sa.Column("idempotency_key", sa.String(64), nullable=True),
-        sa.Column("debit_account_id", sa.String(80), sa.ForeignKey("wallet_accounts.id"),
-                  nullable=False),
-        sa.Column("credit_account_id", sa.String(80), sa.ForeignKey("wallet_accounts.id"),
-                  nullable=False),
+        sa.Column(
+            "debit_account_id", sa.String(80), sa.ForeignKey("wallet_accounts.id"), nullable=False
+        ),
+        sa.Column(
+            "credit_account_id", sa.String(80), sa.ForeignKey("wallet_accounts.id"), nullable=False
+        ),
         sa.Column("amount_minor", sa.BigInteger, nullable=False),
         sa.Column("currency", sa.String(3), nullable=False),
         sa.Column("created_at", _TIME, nullable=False),
         sa.Column("expires_at", _TIME, nullable=True),
         sa.CheckConstraint("amount_minor > 0", name="ck_wallet_transfers_amount"),
-        sa.CheckConstraint("debit_account_id <> credit_account_id",
-                           name="ck_wallet_transfers_accounts"),
+        sa.CheckConstraint(
+            "debit_account_id <> credit_account_id", name="ck_wallet_transfers_accounts"
+        ),
         # A hold is resolved (captured, voided or expired) at most once.
         sa.UniqueConstraint("pending_id", name="uq_wallet_transfers_pending"),
     )
-    op.create_index("ux_wallet_transfers_opening", "wallet_transfers", ["payment_id"],
-                    unique=True, sqlite_where=sa.text("kind IN ('pay', 'hold')"),
-                    postgresql_where=sa.text("kind IN ('pay', 'hold')"))
-    op.create_index("ux_wallet_transfers_top_up", "wallet_transfers",
-                    ["credit_account_id", "idempotency_key"], unique=True,
-                    sqlite_where=sa.text("kind = 'top_up'"),
-                    postgresql_where=sa.text("kind = 'top_up'"))
+    op.create_index(
+        "ux_wallet_transfers_opening",
+        "wallet_transfers",
+        ["payment_id"],
+        unique=True,
+        sqlite_where=sa.text("kind IN ('pay', 'hold')"),
+        postgresql_where=sa.text("kind IN ('pay', 'hold')"),
+    )
+    op.create_index(
+        "ux_wallet_transfers_top_up",
+        "wallet_transfers",
+        ["credit_account_id", "idempotency_key"],
+        unique=True,
+        sqlite_where=sa.text("kind = 'top_up'"),
+        postgresql_where=sa.text("kind = 'top_up'"),
+    )
     op.create_table(
         "wallet_payments",
         sa.Column("seq", _SEQ, primary_key=True, autoincrement=True),
@@ -98,8 +110,9 @@ def upgrade() -> None:
     op.create_index("ix_wallet_payments_due", "wallet_payments", ["status", "expires_at"])
     op.create_table(
         "wallet_top_ups",
-        sa.Column("holder_id", sa.String(80), sa.ForeignKey("wallet_accounts.id"),
-                  primary_key=True),
+        sa.Column(
+            "holder_id", sa.String(80), sa.ForeignKey("wallet_accounts.id"), primary_key=True
+        ),
         sa.Column("idempotency_key", sa.String(64), primary_key=True),
         sa.Column("request_sha256", sa.String(64), nullable=False),
         sa.Column("amount_minor", sa.BigInteger, nullable=False),
