@@ -14,7 +14,7 @@ import json
 import logging
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -279,14 +279,17 @@ def decide_one(batch: Batch, item: Checked) -> None:
     )
 
 
-def decide_order(batch: Batch, order: wire.Order) -> dict[str, Any]:
-    """Steps 2 to 6 for one order; refusals become declined results."""
+def decide_order(
+    batch: Batch, order: wire.Order, steps: Callable[[Batch, Any], dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Steps 2 to 6 for one order (or the given `steps`); a refusal becomes a declined result
+    and leaves nothing of the order behind."""
+    if steps is None:
+        is_payment = isinstance(order, wire.PayOrder | wire.HoldOrder)
+        steps = _payment_steps if is_payment else _adjustment_by_sender
     savepoint = batch.conn.begin_nested()
     try:
-        if isinstance(order, wire.PayOrder | wire.HoldOrder):
-            result = decide_payment(batch, order)
-        else:
-            result = decide_adjustment(batch, order.device_id, order)
+        result = steps(batch, order)
     except (Declined, RuleViolation, WalletRefusal) as refusal:
         savepoint.rollback()
         reason = str(getattr(refusal, "reason", "declined"))
@@ -295,6 +298,14 @@ def decide_order(batch: Batch, order: wire.Order) -> dict[str, Any]:
         )
     savepoint.commit()
     return result
+
+
+def _payment_steps(batch: Batch, order: Any) -> dict[str, Any]:
+    return decide_payment(batch, order)
+
+
+def _adjustment_by_sender(batch: Batch, order: Any) -> dict[str, Any]:
+    return decide_adjustment(batch, order.device_id, order)
 
 
 def decide_payment(batch: Batch, order: wire.PayOrder | wire.HoldOrder) -> dict[str, Any]:
@@ -626,7 +637,7 @@ def decide_approval(
         order = wire.parse_order(json.loads(row["order_json"]), device.id)
         assert isinstance(order, wire.PayOrder | wire.HoldOrder)
         result = (
-            _approved(batch, order)
+            decide_order(batch, order, _approved)
             if decision == "approve"
             else _result(
                 batch,
@@ -663,29 +674,15 @@ def decide_approval(
 
 
 def _approved(batch: Batch, order: wire.PayOrder | wire.HoldOrder) -> dict[str, Any]:
-    savepoint = batch.conn.begin_nested()
-    try:
-        device = _active_sender(batch, order.device_id)
-        terms, payee = _terms(batch, device, order)
-        tz = batch.timezones[device.owner_id]
-        evaluate(
-            terms, payee, batch.rules.get(device.id), batch.usage.get(device.id, {}), batch.now, tz
-        )
-        _check_funds(batch, device.id, order.amount)
-        assert payee is not None
-        result = move_payment(batch, order, payee, None, _keys_now(batch.now, tz))
-    except (Declined, RuleViolation, WalletRefusal) as refusal:
-        savepoint.rollback()
-        return _result(
-            batch,
-            order.device_id,
-            order.order_id,
-            "declined",
-            str(getattr(refusal, "reason", "declined")),
-            **_money_fields(order),
-        )
-    savepoint.commit()
-    return result
+    """What the owner's approval runs: steps 2-4 again at this moment, then the money."""
+    device = _active_sender(batch, order.device_id)
+    terms, payee = _terms(batch, device, order)
+    tz = batch.timezones[device.owner_id]
+    rules = batch.rules.get(device.id)
+    evaluate(terms, payee, rules, batch.usage.get(device.id, {}), batch.now, tz)
+    _check_funds(batch, device.id, order.amount)
+    assert payee is not None, "evaluate refuses an unknown payee"
+    return move_payment(batch, order, payee, None, _keys_now(batch.now, tz))
 
 
 def expire_approvals(ctx: Context) -> int:
