@@ -192,6 +192,8 @@ def create_app(ctx: service.Context, ready: Callable[[], bool] = lambda: True) -
     @app.get("/v1/devices/{device_id}")
     def get_device(device_id: str, caller: Caller) -> dict[str, Any]:
         """A device as its owner or integrator sees it."""
+        if caller.kind not in ("owner", "integrator"):
+            raise Forbidden("only a device's owner or integrator may read it")
         return _device_public(*service.get_device(ctx, caller, device_id))
 
     def status_route(action: str) -> None:
