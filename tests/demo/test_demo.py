@@ -1,0 +1,127 @@
+"""`kym demo` as a newcomer runs it: a real process on embedded defaults, its output read back.
+
+The demo plays a fixed script before the devices act by themselves, so every outcome below
+must show in every run, whatever the simulators' dice say.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+SCRIPTED = (  # a scenario's results, then its payer's events
+    "approved -> hold_captured -> refund_received",
+    "approved -> hold_voided",
+    "pending_approval -> approved",
+    "pending_approval -> declined approval_declined",
+    "declined category_not_allowed",
+)
+OUTCOMES = (  # (type, status, reason) rows of the summary's table of orders
+    ("hold", "approved", ""),
+    ("pay", "approved", ""),
+    ("pay", "approved", "after the owner approved"),
+    ("capture", "captured", ""),
+    ("void", "voided", ""),
+    ("refund", "refunded", ""),
+    ("pay", "declined", "approval_declined"),
+    ("pay", "declined", "category_not_allowed"),
+)
+TRICKS = {  # what the misbehaving device tried, and the answer the contract gives
+    "replay": "approved, duplicate",
+    "conflict": "rejected idempotency_conflict",
+    "forgery": "rejected invalid_signature",
+    "stale": "rejected stale_order",
+    "over_limit": "declined amount_over_limit",
+    "garbage": "rejected invalid_message",
+    "impersonation": "rejected invalid_message",
+}
+
+
+def run_kym_demo(command: list[str], cwd: Path, timeout_s: float = 150) -> str:
+    """Run the demo without a terminal, as CI does; its output, once it exited 0."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KYM_") and k != "PYTHONPATH"}
+    env["COLUMNS"] = "160"  # the summary's tables unwrapped, whatever the runner's default
+    completed = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True,
+                               timeout=timeout_s)
+    assert completed.returncode == 0, (
+        f"exit {completed.returncode}\n{completed.stdout}\n{completed.stderr}")
+    return completed.stdout
+
+
+def assert_tells_the_whole_story(output: str) -> None:
+    live, found, summary = output.partition("Summary after")
+    assert found, output
+    # As it happens: the owner's decisions, after the orders waited for them.
+    assert "pending_approval (the owner decides)" in live
+    assert "the owner approves" in live and "the owner declines" in live
+    assert "The script: 10 of 10 scenarios as expected" in summary, summary
+    for seen in SCRIPTED:
+        assert seen in summary, (seen, summary)
+    for kind, status, reason in OUTCOMES:
+        row = rf"^\s*{kind}\s+{status}\s+{re.escape(reason)}\s+[1-9]\d*\s*$"
+        assert re.search(row, summary, re.MULTILINE), ((kind, status, reason), summary)
+    for trick, answer in TRICKS.items():
+        row = rf"^\s*{trick}\s+{re.escape(answer)}\s+[1-9]\d*\s*$"
+        assert re.search(row, summary, re.MULTILINE), (trick, summary)
+    assert "surprises of the misbehaving device: 0" in summary
+    assert "unanswered 0, results the devices refused to believe 0" in summary
+    assert "ledger: reconciled, every invariant holds" in summary
+    assert re.search(r"^audit chain: intact, [1-9]\d* entries$", summary, re.MULTILINE)
+
+
+def assert_left_nothing_behind(output: str) -> None:
+    """No broker still running from the demo's temp dir, and the dir itself gone."""
+    match = re.search(r"gateway in (\S+kym-demo-\w+) ", output)
+    assert match, output
+    tmp = match.group(1)
+    assert subprocess.run(["pgrep", "-f", tmp], capture_output=True).returncode == 1
+    assert not Path(tmp).exists()
+
+
+@pytest.mark.mosquitto
+def test_kym_demo_for_30_seconds_shows_every_outcome_and_a_sound_ledger(
+    tmp_path: Path, mosquitto_binary: str
+) -> None:
+    output = run_kym_demo([sys.executable, "-m", "gateway.cli", "demo", "--duration", "30"],
+                          cwd=tmp_path)
+    assert "Mosquitto on mqtts://127.0.0.1:" in output  # auto picks it when installed
+    assert_tells_the_whole_story(output)
+    assert_left_nothing_behind(output)
+
+
+def test_kym_demo_on_the_embedded_broker_shows_every_outcome_too(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "gateway.cli", "demo", "--duration", "20",
+               "--broker", "embedded"]
+    output = run_kym_demo(command, cwd=tmp_path)
+    assert "the embedded broker on mqtts://127.0.0.1:" in output
+    assert_tells_the_whole_story(output)
+    assert_left_nothing_behind(output)
+
+
+@pytest.mark.timeout(900)
+def test_kym_demo_runs_in_a_fresh_virtual_environment(tmp_path: Path) -> None:
+    """The package and its dependencies from scratch (pip reaches PyPI; without a network
+    this fails rather than skips), then `kym demo` from the venv's own entry point."""
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, source / name)
+    for package in ("gateway", "devices", "wallet", "simulators"):
+        shutil.copytree(REPO / package, source / package,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    pip = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
+                          str(source)], capture_output=True, text=True, timeout=600)
+    assert pip.returncode == 0, f"pip install failed\n{pip.stdout}\n{pip.stderr}"
+    output = run_kym_demo([str(venv / "bin" / "kym"), "demo", "--duration", "20"],
+                          cwd=tmp_path)
+    assert_tells_the_whole_story(output)
