@@ -1,8 +1,8 @@
 """The embedded MQTT broker `kym serve` runs when no `mosquitto` is installed.
 
 `codec` encodes and decodes MQTT 3.1.1 packets, `acl` decides who may publish and subscribe
-to what, and `server` runs them over TLS with client certificates. See `server` for what the
-broker does and deliberately does not do.
+to what, `sessions` keeps the sessions and routes messages, and `server` runs them over TLS
+with client certificates. See `server` for what the broker does and deliberately does not do.
 """
 
 from gateway.broker.acl import Acl, AclPolicy, Grants

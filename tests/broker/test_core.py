@@ -6,8 +6,8 @@ import asyncio
 from pathlib import Path
 from typing import cast
 
-from gateway.broker import codec
-from gateway.broker.server import BrokerConfig, BrokerCore, Connection
+from gateway.broker import BrokerConfig, codec
+from gateway.broker.sessions import BrokerCore, Connection
 
 
 class RecordingTransport:

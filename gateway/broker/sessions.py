@@ -1,0 +1,476 @@
+"""The broker's state without I/O: sessions, routing, shared groups and the MQTT state machine.
+
+`BrokerCore` never awaits and never touches a socket: `server.Broker` feeds it packets on its
+event loop, and it answers through each `Connection`'s transport, so a test can drive it with a
+recording transport. What the broker guarantees is described in `server`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, TypeVar
+
+from gateway.broker import codec
+from gateway.broker.acl import Acl, levels_match, parse_subscription
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from gateway.broker.server import BrokerConfig
+
+log = logging.getLogger("kym.broker")
+T = TypeVar("T")
+_QOS0_WRITE_BUFFER_LIMIT = 1 << 20  # a client this far behind loses QoS 0 messages
+
+
+class Message:
+    """One published message, shared by every delivery of it."""
+
+    __slots__ = ("topic", "topic_utf8", "payload", "qos", "_qos0_packet")
+
+    def __init__(self, topic: str, payload: bytes, qos: int) -> None:
+        self.topic, self.payload, self.qos = topic, payload, qos
+        self.topic_utf8 = topic.encode()
+        self._qos0_packet: bytes | None = None
+
+    def qos0_packet(self) -> bytes:
+        """The QoS 0 PUBLISH of this message, encoded once for all its receivers."""
+        if self._qos0_packet is None:
+            self._qos0_packet = codec.encode_publish(self.topic_utf8, self.payload, 0, 0, False)
+        return self._qos0_packet
+
+
+class Delivery:
+    """A QoS 1 message on its way to one session; `share` names the shared group it came by."""
+
+    __slots__ = ("message", "share")
+
+    def __init__(self, message: Message, share: tuple[str, str] | None) -> None:
+        self.message, self.share = message, share
+
+
+class Connection:
+    """One TLS connection; `session` is set once its CONNECT is accepted.
+
+    Packets sent during one turn of the event loop go out in one write (one TLS record and
+    one system call rather than one per packet) when `schedule` is given, e.g. `call_soon`.
+    """
+
+    __slots__ = ("identity", "transport", "session", "keepalive_s", "will", "opened_at",
+                 "last_seen", "ended", "_out", "_schedule")
+
+    def __init__(self, identity: str | None, transport: asyncio.WriteTransport, now: float,
+                 schedule: Callable[[Callable[[], None]], object] | None = None) -> None:
+        self.identity, self.transport = identity, transport
+        self.session: Session | None = None
+        self.keepalive_s = 0
+        self.will: codec.Will | None = None
+        self.opened_at = self.last_seen = now
+        self.ended = False  # detached from its session: nothing more is sent or published
+        self._out: list[bytes] = []
+        self._schedule = schedule
+
+    def send(self, data: bytes) -> None:
+        """Queue bytes for the client."""
+        if self._schedule is None:
+            self.transport.write(data)
+            return
+        if not self._out:
+            self._schedule(self.flush)
+        self._out.append(data)
+
+    def flush(self) -> None:
+        """Write what `send` queued."""
+        out = self._out
+        if out and not self.transport.is_closing():
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+        out.clear()
+
+    def has_room_for_qos0(self) -> bool:
+        """False while the client is far behind: QoS 0 messages for it are then dropped."""
+        return self.transport.get_write_buffer_size() < _QOS0_WRITE_BUFFER_LIMIT
+
+    def is_open(self) -> bool:
+        """True while the connection can still carry packets."""
+        return not self.ended and not self.transport.is_closing()
+
+
+class Session:
+    """An identity's MQTT session: subscriptions, unacknowledged and queued QoS 1 messages."""
+
+    __slots__ = ("identity", "clean", "subscriptions", "inflight", "queue", "connection",
+                 "_next_id", "dropped")
+
+    def __init__(self, identity: str, clean: bool, max_queued: int) -> None:
+        self.identity, self.clean = identity, clean
+        self.subscriptions: dict[str, int] = {}
+        self.inflight: dict[int, Delivery] = {}
+        self.queue: deque[Delivery] = deque(maxlen=max_queued)
+        self.connection: Connection | None = None
+        self._next_id = 0
+        self.dropped = 0
+
+    def online(self) -> Connection | None:
+        """The live connection, if it can take packets now."""
+        conn = self.connection
+        return conn if conn is not None and conn.is_open() else None
+
+    def next_packet_id(self) -> int:
+        """A packet identifier not used by any unacknowledged message."""
+        while True:
+            self._next_id = self._next_id % 65535 + 1
+            if self._next_id not in self.inflight:
+                return self._next_id
+
+
+class SharedGroup:
+    """The members of one `$share/<group>/<filter>`, served in turn."""
+
+    __slots__ = ("key", "levels", "members", "order", "turn")
+
+    def __init__(self, key: tuple[str, str]) -> None:
+        self.key, self.levels = key, key[1].split("/")
+        self.members: dict[str, int] = {}  # identity -> granted QoS
+        self.order: list[str] = []  # the members in joining order, for round robin
+        self.turn = 0
+
+    def join(self, identity: str, qos: int) -> None:
+        """Add a member, or change its QoS."""
+        if identity not in self.members:
+            self.order.append(identity)
+        self.members[identity] = qos
+
+    def leave(self, identity: str) -> None:
+        """Remove a member if it is one."""
+        if self.members.pop(identity, None) is not None:
+            self.order.remove(identity)
+
+
+class Router:
+    """Subscriptions indexed for matching: exact topics by dict, wildcard filters by scan."""
+
+    def __init__(self) -> None:
+        self._exact: dict[str, dict[str, int]] = {}
+        self._wild: dict[str, tuple[list[str], dict[str, int]]] = {}
+        self.groups: dict[tuple[str, str], SharedGroup] = {}
+
+    def add(self, identity: str, subscription: str, qos: int) -> None:
+        """Subscribe `identity` (the subscription was validated by the ACL)."""
+        parsed = parse_subscription(subscription)
+        assert parsed is not None
+        group, topic_filter = parsed
+        if group is not None:
+            key = (group, topic_filter)
+            self.groups.setdefault(key, SharedGroup(key)).join(identity, qos)
+        elif "+" in topic_filter or "#" in topic_filter:
+            self._wild.setdefault(topic_filter, (topic_filter.split("/"), {}))[1][identity] = qos
+        else:
+            self._exact.setdefault(topic_filter, {})[identity] = qos
+
+    def remove(self, identity: str, subscription: str) -> None:
+        """Unsubscribe `identity`."""
+        parsed = parse_subscription(subscription)
+        assert parsed is not None
+        group, topic_filter = parsed
+        if group is not None:
+            shared = self.groups.get((group, topic_filter))
+            if shared is not None:
+                shared.leave(identity)
+                if not shared.members:
+                    del self.groups[shared.key]
+        elif topic_filter in self._wild:
+            _discard(self._wild, topic_filter, self._wild[topic_filter][1], identity)
+        elif topic_filter in self._exact:
+            _discard(self._exact, topic_filter, self._exact[topic_filter], identity)
+
+    def subscribers(self, topic: str) -> Mapping[str, int]:
+        """Each identity with a plain subscription matching `topic`, with its highest QoS."""
+        exact = self._exact.get(topic)
+        if not self._wild:
+            return exact or _NO_SUBSCRIBERS  # read-only: the caller must not change it
+        found = dict(exact) if exact else {}
+        levels = topic.split("/")
+        for filter_levels, subs in self._wild.values():
+            if levels_match(filter_levels, levels):
+                for identity, qos in subs.items():
+                    if found.get(identity, -1) < qos:
+                        found[identity] = qos
+        return found
+
+    def shared_groups(self, topic: str) -> list[SharedGroup]:
+        """The shared groups whose filter matches `topic`."""
+        if not self.groups:
+            return _NO_GROUPS
+        levels = topic.split("/")
+        return [g for g in self.groups.values() if levels_match(g.levels, levels)]
+
+
+_READY, _ONLINE, _ANY = 0, 1, 2  # how available a shared-group member must be to be chosen
+_NO_SUBSCRIBERS: Mapping[str, int] = {}
+_NO_GROUPS: list[SharedGroup] = []
+
+
+def _discard(index: dict[str, T], key: str, subs: dict[str, int], identity: str) -> None:
+    subs.pop(identity, None)
+    if not subs:
+        del index[key]
+
+
+class BrokerCore:
+    """Sessions, routing and the MQTT state machine; runs on the broker's loop and never awaits.
+
+    Every method runs to completion on the loop thread, so no two packets interleave.
+    """
+
+    def __init__(self, config: BrokerConfig) -> None:
+        self.config = config
+        self.acl = Acl(config.acl)
+        self.router = Router()
+        self.sessions: dict[str, Session] = {}
+        self.live: dict[str, Connection] = {}
+        self.stopping = False
+
+    # --- connecting and leaving -------------------------------------------------------------
+
+    def on_connect(self, conn: Connection, connect: codec.Connect) -> bool:
+        """Accept or refuse a CONNECT; returns True if the connection goes on."""
+        identity, will = conn.identity, connect.will
+        if identity is None or (will and not self.acl.may_publish(identity, will.topic)):
+            log.warning("refused CONNECT from %s: not authorized", identity or "<no identity>")
+            conn.send(codec.encode_connack(False, codec.CONNACK_NOT_AUTHORIZED))
+            return False
+        previous = self.live.get(identity)
+        if previous is not None:
+            log.info("%s connected again: closing its previous connection", identity)
+            self.detach(previous, publish_will=False)
+            previous.transport.abort()
+        session, present = self._open_session(identity, connect.clean_session)
+        conn.session, conn.keepalive_s, conn.will = session, connect.keepalive_s, will
+        session.connection = conn
+        self.live[identity] = conn
+        conn.send(codec.encode_connack(present, codec.CONNACK_ACCEPTED))
+        log.info("%s connected (clean_session=%s, session_present=%s)",
+                 identity, connect.clean_session, present)
+        if present:
+            self._resume(session, conn)
+        return True
+
+    def _open_session(self, identity: str, clean: bool) -> tuple[Session, bool]:
+        existing = self.sessions.get(identity)
+        if existing is not None and not clean and not existing.clean:
+            return existing, True
+        if existing is not None:
+            self._drop_session(existing)
+        config = self.config
+        gateway = config.acl.is_gateway(identity)
+        limit = config.gateway_max_queued_messages if gateway else config.max_queued_messages
+        session = Session(identity, clean, limit)
+        self.sessions[identity] = session
+        return session, False
+
+    def _resume(self, session: Session, conn: Connection) -> None:
+        for packet_id, delivery in session.inflight.items():
+            message = delivery.message
+            conn.send(codec.encode_publish(message.topic_utf8, message.payload, 1, packet_id, True))
+        self._pump(session)
+
+    def detach(self, conn: Connection, publish_will: bool) -> None:
+        """Part a connection from its session (once): end or keep the session, send the will."""
+        if conn.ended:
+            return
+        conn.ended = True
+        session = conn.session
+        if session is None:
+            return
+        session.connection = None
+        if self.live.get(session.identity) is conn:
+            del self.live[session.identity]
+        if session.clean:
+            self._drop_session(session)
+        else:
+            self._hand_over_shared(session, online_only=True)
+        log.info("%s disconnected", session.identity)
+        will = conn.will
+        if publish_will and will is not None and not self.stopping:
+            log.info("publishing the will of %s to %s", session.identity, will.topic)
+            self.publish(session.identity, will.topic, will.payload, min(will.qos, 1))
+
+    def _drop_session(self, session: Session) -> None:
+        if self.sessions.get(session.identity) is session:
+            del self.sessions[session.identity]
+        for subscription in session.subscriptions:
+            self.router.remove(session.identity, subscription)
+        session.subscriptions.clear()
+        self._hand_over_shared(session, online_only=False)
+        lost = len(session.inflight) + len(session.queue)
+        if lost:
+            log.warning("%s's session ended with %d unacknowledged QoS 1 messages: dropped",
+                        session.identity, lost)
+        session.inflight.clear()
+        session.queue.clear()
+
+    def kick(self, identity: str) -> bool:
+        """End `identity`'s live connection now and forget its session; True if there was one."""
+        conn, session = self.live.get(identity), self.sessions.get(identity)
+        if conn is not None:
+            self.detach(conn, publish_will=False)
+            conn.transport.abort()
+        if session is not None:
+            self._drop_session(session)
+        if conn is None and session is None:
+            return False
+        log.warning("kicked %s", identity)
+        return True
+
+    def reap(self, now: float) -> None:
+        """Close every connection silent for more than 1.5 times its keepalive."""
+        for conn in list(self.live.values()):
+            if conn.keepalive_s and now - conn.last_seen > 1.5 * conn.keepalive_s:
+                log.info("%s missed its keepalive: closing", conn.identity)
+                conn.transport.abort()  # the read loop then ends, and the will goes out
+
+    # --- packets ------------------------------------------------------------------------------
+
+    def on_packet(self, conn: Connection, packet: codec.Packet) -> bool:
+        """Handle a packet of an accepted connection; returns False to close it."""
+        session = conn.session
+        assert session is not None
+        if isinstance(packet, codec.Publish):
+            return self._on_publish(conn, session, packet)
+        if isinstance(packet, codec.Puback):
+            if session.inflight.pop(packet.packet_id, None) is not None:
+                self._pump(session)
+        elif isinstance(packet, codec.Subscribe):
+            conn.send(codec.encode_suback(packet.packet_id, self._subscribe(session, packet)))
+        elif isinstance(packet, codec.Unsubscribe):
+            for subscription in packet.filters:
+                if session.subscriptions.pop(subscription, None) is not None:
+                    self.router.remove(session.identity, subscription)
+            conn.send(codec.encode_unsuback(packet.packet_id))
+        elif isinstance(packet, codec.PingReq):
+            conn.send(codec.PINGRESP_PACKET)
+        elif isinstance(packet, codec.Disconnect):
+            conn.will = None
+            return False
+        else:
+            log.warning("%s sent a second CONNECT: closing", session.identity)
+            return False
+        return True
+
+    def _on_publish(self, conn: Connection, session: Session, packet: codec.Publish) -> bool:
+        if packet.qos == 2:
+            log.warning("%s published with QoS 2, which this broker does not support: closing",
+                        session.identity)
+            return False
+        self.publish(session.identity, packet.topic, packet.payload, packet.qos)
+        if packet.qos == 1:
+            conn.send(codec.encode_puback(packet.packet_id))  # even when dropped, as Mosquitto
+        return True
+
+    def _subscribe(self, session: Session, packet: codec.Subscribe) -> list[int]:
+        codes = []
+        for subscription, qos in packet.requests:
+            full = (subscription not in session.subscriptions
+                    and len(session.subscriptions) >= self.config.max_subscriptions)
+            if full or not self.acl.may_subscribe(session.identity, subscription):
+                log.info("refused %s a subscription to %r", session.identity, subscription)
+                codes.append(codec.SUBACK_FAILURE)
+                continue
+            granted = min(qos, 1)
+            session.subscriptions[subscription] = granted
+            self.router.add(session.identity, subscription, granted)
+            codes.append(granted)
+        return codes
+
+    # --- routing ------------------------------------------------------------------------------
+
+    def publish(self, sender: str, topic: str, payload: bytes, qos: int) -> bool:
+        """Route a message from `sender` if the ACL lets it publish there; True if routed."""
+        if not self.acl.may_publish(sender, topic):
+            log.info("dropped a message from %s to %s: not authorized", sender, topic)
+            return False
+        message = Message(topic, payload, qos)
+        for identity, granted in self.router.subscribers(topic).items():
+            session = self.sessions.get(identity)
+            if session is not None and self.acl.may_receive(identity, topic):
+                self._deliver(session, message, granted, None)
+        for group in self.router.shared_groups(topic):
+            self._deliver_shared(group, message, exclude=None, online_only=False)
+        return True
+
+    def _deliver_shared(self, group: SharedGroup, message: Message, exclude: str | None,
+                        online_only: bool) -> bool:
+        """Give `message` to the next member in turn that is online with room in its window,
+        else to the next online one, else (unless `online_only`) to any member."""
+        chosen = None
+        for need in (_READY, _ONLINE) if online_only else (_READY, _ONLINE, _ANY):
+            chosen = self._next_member(group, message.topic, exclude, need)
+            if chosen is not None:
+                break
+        if chosen is None:
+            return False
+        self._deliver(chosen, message, group.members[chosen.identity], group.key)
+        return True
+
+    def _next_member(self, group: SharedGroup, topic: str, exclude: str | None,
+                     need: int) -> Session | None:
+        order, count = group.order, len(group.order)
+        window = self.config.max_inflight_messages
+        for i in range(count):
+            identity = order[(group.turn + i) % count]
+            session = self.sessions.get(identity)
+            if (identity == exclude or session is None
+                    or (need != _ANY and session.online() is None)
+                    or (need == _READY and (len(session.inflight) >= window or session.queue))
+                    or not self.acl.may_receive(identity, topic)):
+                continue
+            group.turn = (group.turn + i + 1) % count
+            return session
+        return None
+
+    def _deliver(self, session: Session, message: Message, granted: int,
+                 share: tuple[str, str] | None) -> None:
+        conn = session.online()
+        if granted == 0 or message.qos == 0:
+            if conn is not None and conn.has_room_for_qos0():
+                conn.send(message.qos0_packet())
+            return  # QoS 0 is never queued
+        delivery = Delivery(message, share)
+        if conn is not None and len(session.inflight) < self.config.max_inflight_messages:
+            self._send(session, conn, delivery)
+        else:
+            self._enqueue(session, delivery)
+
+    def _send(self, session: Session, conn: Connection, delivery: Delivery) -> None:
+        packet_id = session.next_packet_id()
+        session.inflight[packet_id] = delivery
+        message = delivery.message
+        conn.send(codec.encode_publish(message.topic_utf8, message.payload, 1, packet_id, False))
+
+    def _enqueue(self, session: Session, delivery: Delivery) -> None:
+        if len(session.queue) == session.queue.maxlen:
+            session.dropped += 1
+            if session.dropped == 1 or session.dropped % 1000 == 0:
+                log.warning("queue of %s is full: dropped its oldest message (%d so far)",
+                            session.identity, session.dropped)
+        session.queue.append(delivery)
+
+    def _pump(self, session: Session) -> None:
+        """Send queued messages while the inflight window has room."""
+        conn = session.online()
+        limit = self.config.max_inflight_messages
+        while conn is not None and session.queue and len(session.inflight) < limit:
+            self._send(session, conn, session.queue.popleft())
+
+    def _hand_over_shared(self, session: Session, online_only: bool) -> None:
+        """Give this session's pending shared-group messages to other members of their group."""
+        def moved(delivery: Delivery) -> bool:
+            group = self.router.groups.get(delivery.share) if delivery.share else None
+            return group is not None and self._deliver_shared(
+                group, delivery.message, exclude=session.identity, online_only=online_only)
+
+        session.inflight = {pid: d for pid, d in session.inflight.items() if not moved(d)}
+        session.queue = deque([d for d in session.queue if not moved(d)],
+                              maxlen=session.queue.maxlen)
