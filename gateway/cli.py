@@ -169,11 +169,20 @@ def bench(
 
 
 @main.command()
-@click.option("--duration", type=float, default=None, metavar="SECONDS",
-              help="Stop after this many seconds and print the summary [run until Ctrl-C].")
-@click.option("--broker", type=click.Choice(["auto", "mosquitto", "embedded"]), default="auto",
-              show_default=True, help="Which broker to start: auto picks Mosquitto when "
-                                      "installed, else the embedded one.")
+@click.option(
+    "--duration",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="Stop after this many seconds and print the summary [run until Ctrl-C].",
+)
+@click.option(
+    "--broker",
+    type=click.Choice(["auto", "mosquitto", "embedded"]),
+    default="auto",
+    show_default=True,
+    help="Which broker to start: auto picks Mosquitto when installed, else the embedded one.",
+)
 def demo(duration: float | None, broker: str) -> None:
     """Tell the whole story on embedded defaults: devices paying through the gateway, live."""
     if not click.get_current_context().find_root().params.get("verbose"):
@@ -190,27 +199,70 @@ def demo(duration: float | None, broker: str) -> None:
 
 
 @main.command()
-@click.option("--devices", type=int, default=10, show_default=True,
-              help="Paying devices (cars, fridges, smart meters, one misbehaving from 5 on); "
-                   "stations for the cars come on top.")
-@click.option("--rate", type=float, default=10.0, show_default=True,
-              help="Arrivals per second, on a fixed schedule whatever the answers (open loop).")
-@click.option("--duration", type=float, default=10.0, show_default=True, metavar="SECONDS",
-              help="Seconds of arrivals; answers then get up to --settle seconds more.")
+@click.option(
+    "--devices",
+    type=int,
+    default=10,
+    show_default=True,
+    help="Paying devices (cars, fridges, smart meters, one misbehaving from 5 on); "
+    "stations for the cars come on top.",
+)
+@click.option(
+    "--rate",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Arrivals per second, on a fixed schedule whatever the answers (open loop).",
+)
+@click.option(
+    "--duration",
+    type=float,
+    default=10.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Seconds of arrivals; answers then get up to --settle seconds more.",
+)
 @click.option("--settle", type=float, default=10.0, show_default=True, metavar="SECONDS")
-@click.option("--api", default="http://127.0.0.1:8080", show_default=True, metavar="URL",
-              help="The gateway's HTTP API.")
-@click.option("--broker-url", default="mqtts://127.0.0.1:8883", show_default=True,
-              metavar="mqtts://HOST:PORT", help="The broker the devices connect to.")
-@click.option("--admin-token", default=None, envvar="KYM_ADMIN_TOKEN",
-              help="[env KYM_ADMIN_TOKEN; default: the admin-token file in --data-dir].")
+@click.option(
+    "--api",
+    default="http://127.0.0.1:8080",
+    show_default=True,
+    metavar="URL",
+    help="The gateway's HTTP API.",
+)
+@click.option(
+    "--broker-url",
+    default="mqtts://127.0.0.1:8883",
+    show_default=True,
+    metavar="mqtts://HOST:PORT",
+    help="The broker the devices connect to.",
+)
+@click.option(
+    "--admin-token",
+    default=None,
+    envvar="KYM_ADMIN_TOKEN",
+    help="[env KYM_ADMIN_TOKEN; default: the admin-token file in --data-dir].",
+)
 @DATA_DIR
-@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="A new dir for the devices' keys and journals [a temp dir, removed after].")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="A new dir for the devices' keys and journals [a temp dir, removed after].",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
-def simulate(devices: int, rate: float, duration: float, settle: float, api: str,
-             broker_url: str, admin_token: str | None, data_dir: Path | None,
-             state_dir: Path | None, seed: int) -> None:
+def simulate(
+    devices: int,
+    rate: float,
+    duration: float,
+    settle: float,
+    api: str,
+    broker_url: str,
+    admin_token: str | None,
+    data_dir: Path | None,
+    state_dir: Path | None,
+    seed: int,
+) -> None:
     """Run a population of simulated devices against a running gateway; print what it saw."""
     import tempfile
     from urllib.parse import urlsplit
@@ -228,9 +280,18 @@ def simulate(devices: int, rate: float, duration: float, settle: float, api: str
         raise click.BadParameter(f"{state_dir} is not empty", param_hint="--state-dir")
     with tempfile.TemporaryDirectory(prefix="kym-simulate-") as tmp:
         try:
-            summary = run_population(api, broker.hostname, broker.port or 8883, token,
-                                     devices, rate, duration, state_dir or Path(tmp) / "fleet",
-                                     seed=seed, settle_s=settle)
+            summary = run_population(
+                api,
+                broker.hostname,
+                broker.port or 8883,
+                token,
+                devices,
+                rate,
+                duration,
+                state_dir or Path(tmp) / "fleet",
+                seed=seed,
+                settle_s=settle,
+            )
         except ApiError as exc:
             raise click.ClickException(f"the gateway at {api} refused: {exc}") from exc
         except httpx.HTTPError as exc:
@@ -243,8 +304,10 @@ def simulate(devices: int, rate: float, duration: float, settle: float, api: str
 def _admin_token_file(data_dir: Path) -> str:
     path = data_dir / "admin-token"
     if not path.is_file():
-        raise click.UsageError(f"no admin token: pass --admin-token, set KYM_ADMIN_TOKEN or "
-                               f"point --data-dir at the gateway's data dir (no {path})")
+        raise click.UsageError(
+            f"no admin token: pass --admin-token, set KYM_ADMIN_TOKEN or "
+            f"point --data-dir at the gateway's data dir (no {path})"
+        )
     return path.read_text().strip()
 
 

@@ -8,5 +8,12 @@ with client certificates. See `server` for what the broker does and deliberately
 from gateway.broker.acl import Acl, AclPolicy, Grants
 from gateway.broker.server import Broker, BrokerConfig, build_ssl_context, identity_of
 
-__all__ = ["Acl", "AclPolicy", "Broker", "BrokerConfig", "Grants", "build_ssl_context",
-           "identity_of"]
+__all__ = [
+    "Acl",
+    "AclPolicy",
+    "Broker",
+    "BrokerConfig",
+    "Grants",
+    "build_ssl_context",
+    "identity_of",
+]

@@ -37,9 +37,7 @@ class AclPolicy:
     device: Grants = Grants(
         read=("kym/v1/devices/%u/results",), write=("kym/v1/devices/%u/orders",)
     )
-    gateway: Grants = Grants(
-        read=("kym/v1/devices/+/orders",), write=("kym/v1/devices/+/results",)
-    )
+    gateway: Grants = Grants(read=("kym/v1/devices/+/orders",), write=("kym/v1/devices/+/results",))
     gateway_identities: frozenset[str] = field(default_factory=frozenset)
     gateway_prefix: str | None = "kym-gateway-"
 
@@ -77,7 +75,7 @@ def parse_subscription(subscription: str) -> tuple[str | None, str] | None:
     """Split `$share/<group>/<filter>` into (group, filter), a plain filter into (None, it)."""
     if not subscription.startswith(SHARE_PREFIX):
         return (None, subscription) if is_valid_filter(subscription) else None
-    group, sep, topic_filter = subscription[len(SHARE_PREFIX):].partition("/")
+    group, sep, topic_filter = subscription[len(SHARE_PREFIX) :].partition("/")
     if not sep or not group or any(c in group for c in "+#"):
         return None
     return (group, topic_filter) if is_valid_filter(topic_filter) else None

@@ -159,7 +159,7 @@ class _Reader:
         end = self.pos + n
         if end > len(self.data):
             raise MalformedPacket("packet ends inside a field")
-        chunk, self.pos = self.data[self.pos:end], end
+        chunk, self.pos = self.data[self.pos : end], end
         return chunk
 
     def u8(self) -> int:
@@ -355,10 +355,16 @@ def encode_publish(topic: bytes, payload: bytes, qos: int, packet_id: int, dup: 
     first = (PUBLISH << 4) | (0b1000 if dup else 0) | (qos << 1)
     length = 2 + len(topic) + (2 if qos else 0) + len(payload)
     id_field = _U16.pack(packet_id) if qos else b""
-    return b"".join((
-        bytes((first,)), encode_remaining_length(length), _U16.pack(len(topic)), topic,
-        id_field, payload,
-    ))
+    return b"".join(
+        (
+            bytes((first,)),
+            encode_remaining_length(length),
+            _U16.pack(len(topic)),
+            topic,
+            id_field,
+            payload,
+        )
+    )
 
 
 def encode_puback(packet_id: int) -> bytes:

@@ -106,8 +106,12 @@ def _load_crls(ctx: ssl.SSLContext, path: Path) -> None:
     for block in blocks:
         crl = x509.load_pem_x509_crl(block)  # raises ValueError on a damaged CRL
         if crl.next_update_utc is not None and crl.next_update_utc < now:
-            log.error("the CRL of %s in %s expired at %s: its certificates are all refused",
-                      crl.issuer.rfc4514_string(), path, crl.next_update_utc)
+            log.error(
+                "the CRL of %s in %s expired at %s: its certificates are all refused",
+                crl.issuer.rfc4514_string(),
+                path,
+                crl.next_update_utc,
+            )
     with tempfile.NamedTemporaryFile(suffix=".pem") as only_crls:
         only_crls.write(b"".join(blocks))
         only_crls.flush()
@@ -158,8 +162,9 @@ class Broker:
         """Start serving; returns once the listening socket is bound."""
         assert self._thread is None, "a Broker starts only once"
         ready: concurrent.futures.Future[int] = concurrent.futures.Future()
-        self._thread = threading.Thread(target=asyncio.run, args=(self._main(ready),),
-                                        name="kym-broker", daemon=True)
+        self._thread = threading.Thread(
+            target=asyncio.run, args=(self._main(ready),), name="kym-broker", daemon=True
+        )
         self._thread.start()
         self._port = ready.result(timeout_s)
         log.info("broker listening on %s:%d", self.config.host, self._port)
@@ -266,8 +271,9 @@ class Broker:
     async def _handshake(self, writer: asyncio.StreamWriter) -> Connection | None:
         peer = writer.get_extra_info("peername")
         try:
-            await writer.start_tls(self._ssl_context,
-                                   ssl_handshake_timeout=self.config.handshake_timeout_s)
+            await writer.start_tls(
+                self._ssl_context, ssl_handshake_timeout=self.config.handshake_timeout_s
+            )
         except OSError as exc:  # ssl.SSLError and TimeoutError included
             log.info("TLS handshake with %s failed: %s", peer, exc)
             return None

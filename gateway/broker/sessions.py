@@ -58,11 +58,26 @@ class Connection:
     one system call rather than one per packet) when `schedule` is given, e.g. `call_soon`.
     """
 
-    __slots__ = ("identity", "transport", "session", "keepalive_s", "will", "opened_at",
-                 "last_seen", "ended", "_out", "_schedule")
+    __slots__ = (
+        "identity",
+        "transport",
+        "session",
+        "keepalive_s",
+        "will",
+        "opened_at",
+        "last_seen",
+        "ended",
+        "_out",
+        "_schedule",
+    )
 
-    def __init__(self, identity: str | None, transport: asyncio.WriteTransport, now: float,
-                 schedule: Callable[[Callable[[], None]], object] | None = None) -> None:
+    def __init__(
+        self,
+        identity: str | None,
+        transport: asyncio.WriteTransport,
+        now: float,
+        schedule: Callable[[Callable[[], None]], object] | None = None,
+    ) -> None:
         self.identity, self.transport = identity, transport
         self.session: Session | None = None
         self.keepalive_s = 0
@@ -100,8 +115,16 @@ class Connection:
 class Session:
     """An identity's MQTT session: subscriptions, unacknowledged and queued QoS 1 messages."""
 
-    __slots__ = ("identity", "clean", "subscriptions", "inflight", "queue", "connection",
-                 "_next_id", "dropped")
+    __slots__ = (
+        "identity",
+        "clean",
+        "subscriptions",
+        "inflight",
+        "queue",
+        "connection",
+        "_next_id",
+        "dropped",
+    )
 
     def __init__(self, identity: str, clean: bool, max_queued: int) -> None:
         self.identity, self.clean = identity, clean
@@ -251,8 +274,12 @@ class BrokerCore:
         session.connection = conn
         self.live[identity] = conn
         conn.send(codec.encode_connack(present, codec.CONNACK_ACCEPTED))
-        log.info("%s connected (clean_session=%s, session_present=%s)",
-                 identity, connect.clean_session, present)
+        log.info(
+            "%s connected (clean_session=%s, session_present=%s)",
+            identity,
+            connect.clean_session,
+            present,
+        )
         if present:
             self._resume(session, conn)
         return True
@@ -306,8 +333,11 @@ class BrokerCore:
         self._hand_over_shared(session, online_only=False)
         lost = len(session.inflight) + len(session.queue)
         if lost:
-            log.warning("%s's session ended with %d unacknowledged QoS 1 messages: dropped",
-                        session.identity, lost)
+            log.warning(
+                "%s's session ended with %d unacknowledged QoS 1 messages: dropped",
+                session.identity,
+                lost,
+            )
         session.inflight.clear()
         session.queue.clear()
 
@@ -361,8 +391,10 @@ class BrokerCore:
 
     def _on_publish(self, conn: Connection, session: Session, packet: codec.Publish) -> bool:
         if packet.qos == 2:
-            log.warning("%s published with QoS 2, which this broker does not support: closing",
-                        session.identity)
+            log.warning(
+                "%s published with QoS 2, which this broker does not support: closing",
+                session.identity,
+            )
             return False
         self.publish(session.identity, packet.topic, packet.payload, packet.qos)
         if packet.qos == 1:
@@ -372,8 +404,10 @@ class BrokerCore:
     def _subscribe(self, session: Session, packet: codec.Subscribe) -> list[int]:
         codes = []
         for subscription, qos in packet.requests:
-            full = (subscription not in session.subscriptions
-                    and len(session.subscriptions) >= self.config.max_subscriptions)
+            full = (
+                subscription not in session.subscriptions
+                and len(session.subscriptions) >= self.config.max_subscriptions
+            )
             if full or not self.acl.may_subscribe(session.identity, subscription):
                 log.info("refused %s a subscription to %r", session.identity, subscription)
                 codes.append(codec.SUBACK_FAILURE)
@@ -400,8 +434,9 @@ class BrokerCore:
             self._deliver_shared(group, message, exclude=None, online_only=False)
         return True
 
-    def _deliver_shared(self, group: SharedGroup, message: Message, exclude: str | None,
-                        online_only: bool) -> bool:
+    def _deliver_shared(
+        self, group: SharedGroup, message: Message, exclude: str | None, online_only: bool
+    ) -> bool:
         """Give `message` to the next member in turn that is online with room in its window,
         else to the next online one, else (unless `online_only`) to any member."""
         chosen = None
@@ -414,24 +449,29 @@ class BrokerCore:
         self._deliver(chosen, message, group.members[chosen.identity], group.key)
         return True
 
-    def _next_member(self, group: SharedGroup, topic: str, exclude: str | None,
-                     need: int) -> Session | None:
+    def _next_member(
+        self, group: SharedGroup, topic: str, exclude: str | None, need: int
+    ) -> Session | None:
         order, count = group.order, len(group.order)
         window = self.config.max_inflight_messages
         for i in range(count):
             identity = order[(group.turn + i) % count]
             session = self.sessions.get(identity)
-            if (identity == exclude or session is None
-                    or (need != _ANY and session.online() is None)
-                    or (need == _READY and (len(session.inflight) >= window or session.queue))
-                    or not self.acl.may_receive(identity, topic)):
+            if (
+                identity == exclude
+                or session is None
+                or (need != _ANY and session.online() is None)
+                or (need == _READY and (len(session.inflight) >= window or session.queue))
+                or not self.acl.may_receive(identity, topic)
+            ):
                 continue
             group.turn = (group.turn + i + 1) % count
             return session
         return None
 
-    def _deliver(self, session: Session, message: Message, granted: int,
-                 share: tuple[str, str] | None) -> None:
+    def _deliver(
+        self, session: Session, message: Message, granted: int, share: tuple[str, str] | None
+    ) -> None:
         conn = session.online()
         if granted == 0 or message.qos == 0:
             if conn is not None and conn.has_room_for_qos0():
@@ -453,8 +493,11 @@ class BrokerCore:
         if len(session.queue) == session.queue.maxlen:
             session.dropped += 1
             if session.dropped == 1 or session.dropped % 1000 == 0:
-                log.warning("queue of %s is full: dropped its oldest message (%d so far)",
-                            session.identity, session.dropped)
+                log.warning(
+                    "queue of %s is full: dropped its oldest message (%d so far)",
+                    session.identity,
+                    session.dropped,
+                )
         session.queue.append(delivery)
 
     def _pump(self, session: Session) -> None:
@@ -466,11 +509,14 @@ class BrokerCore:
 
     def _hand_over_shared(self, session: Session, online_only: bool) -> None:
         """Give this session's pending shared-group messages to other members of their group."""
+
         def moved(delivery: Delivery) -> bool:
             group = self.router.groups.get(delivery.share) if delivery.share else None
             return group is not None and self._deliver_shared(
-                group, delivery.message, exclude=session.identity, online_only=online_only)
+                group, delivery.message, exclude=session.identity, online_only=online_only
+            )
 
         session.inflight = {pid: d for pid, d in session.inflight.items() if not moved(d)}
-        session.queue = deque([d for d in session.queue if not moved(d)],
-                              maxlen=session.queue.maxlen)
+        session.queue = deque(
+            [d for d in session.queue if not moved(d)], maxlen=session.queue.maxlen
+        )
