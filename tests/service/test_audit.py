@@ -98,9 +98,10 @@ def test_deleting_the_tail_is_detected(world: World) -> None:
     assert "anchor" in done.stderr
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_sqlite_file_tampered_directly(world: World) -> None:
-    if not world.ctx.db.is_sqlite:
-        pytest.skip("the contract's direct-edit promise is about SQLite files")
+    """The contract's promise about editing the SQLite file itself."""
+    assert world.ctx.db.is_sqlite
     produce_entries(world)
     path = world.ctx.db.url.removeprefix("sqlite:///")
     with sqlite3.connect(path) as raw:
