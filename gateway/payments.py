@@ -240,26 +240,19 @@ def load_state(conn: Connection, now: datetime, senders: set[str], payees: set[s
 def decide_one(batch: Batch, item: Checked) -> None:
     """Answer one checked message within the batch."""
     if item.reason is not None:
-        batch.send(
-            item.device_id, _result(batch, item.device_id, item.order_id, "rejected", item.reason)
-        )
+        _reject(batch, item.device_id, item.order_id, item.reason)
         return
     assert item.order is not None and item.payload is not None
     order, digest = item.order, payload_digest(item.payload)
     known = batch.known.get((item.device_id, order.order_id))
-    if known is not None:
-        replay = known.result | {"duplicate": True, "ts": batch.ts}
-        if known.payload_sha256 != digest:
-            replay = _result(
-                batch, item.device_id, order.order_id, "rejected", "idempotency_conflict"
-            )
-        batch.send(item.device_id, replay)
+    if known is not None and known.payload_sha256 != digest:
+        _reject(batch, item.device_id, order.order_id, "idempotency_conflict")
+        return
+    if known is not None:  # a replay: the latest answer again, nothing decided anew
+        batch.send(item.device_id, known.result | {"duplicate": True, "ts": batch.ts})
         return
     if abs(order.ts - batch.ts) > FRESHNESS.total_seconds():
-        batch.send(
-            item.device_id,
-            _result(batch, item.device_id, order.order_id, "rejected", "stale_order"),
-        )
+        _reject(batch, item.device_id, order.order_id, "stale_order")
         return
     result = decide_order(batch, order)
     batch.new_orders.append(
@@ -276,6 +269,15 @@ def decide_one(batch: Batch, item: Checked) -> None:
             order.device_id,
             _audit_data(order, result),
         )
+    )
+
+
+def _reject(batch: Batch, device_id: str, order_id: str | None, reason: str) -> None:
+    """A `rejected` result; recorded in the audit trail (not as an order: nothing was decided
+    about money), so that every refusal can be explained later."""
+    batch.send(device_id, _result(batch, device_id, order_id, "rejected", reason))
+    batch.audit.append(
+        (f"topic:{device_id}", "order.rejected", None, {"order_id": order_id, "reason": reason})
     )
 
 
