@@ -26,6 +26,7 @@ from gateway.db import Database
 from gateway.errors import Conflict, Forbidden, Invalid, NotFound
 from gateway.parties import ADMIN, Party, hash_api_key, new_api_key, new_party_id
 from gateway.settings import Settings
+from wallet import store as wallet_store
 
 log = logging.getLogger("kym.service")
 
@@ -78,22 +79,13 @@ def create_party(ctx: Context, kind: str, values: dict[str, Any]) -> tuple[str, 
         store.insert_party(conn, kind, {"id": party.id, "created_at": now, **values})
         store.insert_api_key(conn, hash_api_key(api_key), party, now)
         if kind == "merchant":
-            open_wallet(conn, party.id, values["currency"], now)
+            wallet_store.open_wallet(conn, holder_id=party.id, currency=values["currency"], now=now)
         store.append_audit(
             conn, now, [(ADMIN.actor, f"{kind}.created", None, {"id": party.id, **values})]
         )
 
     ctx.db.run(work)
     return party.id, api_key
-
-
-def open_wallet(conn: Connection, holder_id: str, currency: str, now: datetime) -> None:
-    """Open the holder's wallet, when the ledger is part of this build."""
-    try:
-        from wallet import store as wallet_store
-    except ImportError:  # pragma: no cover - the ledger lands in its own issue
-        return
-    wallet_store.open_wallet(conn, holder_id=holder_id, currency=currency, now=now)
 
 
 def party_for_api_key(ctx: Context, api_key: str) -> Party | None:
@@ -165,7 +157,7 @@ def register_device(
             )
         device_store.insert_device(conn, device)
         device_store.insert_certificate(conn, _record(device.id, certificate, now))
-        open_wallet(conn, device.id, device.currency, now)
+        wallet_store.open_wallet(conn, holder_id=device.id, currency=device.currency, now=now)
         store.append_audit(
             conn,
             now,
