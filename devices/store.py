@@ -85,10 +85,7 @@ def insert_device(conn: Connection, device: Device) -> None:
 def get_device(conn: Connection, device_id: str) -> Device | None:
     """The device with this id, if any."""
     row = conn.execute(devices.select().where(devices.c.id == device_id)).mappings().first()
-    if row is None:
-        return None
-    fields = {k: v for k, v in row.items() if k != "updated_at"}
-    return Device(**{**fields, "status": Status(row["status"])})
+    return None if row is None else _device(row)
 
 
 def serial_exists(conn: Connection, manufacturer: str, serial_number: str) -> bool:

@@ -180,6 +180,15 @@ def order_id_of(payload: object) -> str | None:
     return None
 
 
+def payload_of(token: bytes) -> object:
+    """The payload segment as JSON, even when the rest of the token is broken, else None
+    (a rejected message's result still names its order_id when it can)."""
+    try:
+        return _json_segment(token.split(b".")[1].decode("ascii"))
+    except (IndexError, UnicodeDecodeError, InvalidMessage):
+        return None
+
+
 def _json_segment(segment: str) -> Any:
     try:
         raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))

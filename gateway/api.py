@@ -443,4 +443,4 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, on_http)
 
 
-__all__ = ["create_app", "error_body", "status_for", "Field"]
+__all__ = ["create_app", "error_body", "status_for"]

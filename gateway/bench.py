@@ -29,6 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 from devices import wire
+from gateway.server import free_port
 
 ADMIN_TOKEN = "bench-admin-token"
 
@@ -45,12 +46,6 @@ class BenchDevice:
     done: threading.Event = field(default_factory=threading.Event)
     expected: int = 0
     shop: str = ""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run_bench(

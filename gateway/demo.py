@@ -23,7 +23,6 @@ import queue
 import random
 import secrets
 import signal
-import socket
 import tempfile
 import threading
 import time
@@ -48,7 +47,7 @@ from gateway.demo_view import (
     print_verdict,
 )
 from gateway.mosquitto import ManagedMosquitto
-from gateway.server import Running, running_gateway
+from gateway.server import Running, free_port, running_gateway
 from gateway.service import verify_audit
 from gateway.settings import Settings
 from simulators.car import Car
@@ -102,8 +101,8 @@ def demo_settings(tmp: Path, broker: str) -> Settings:
     return Settings(
         data_dir=tmp / "data",
         database_url=f"sqlite:///{tmp / 'kym.db'}",
-        http=f"127.0.0.1:{_free_port()}",
-        mqtt=f"127.0.0.1:{_free_port()}",
+        http=f"127.0.0.1:{free_port()}",
+        mqtt=f"127.0.0.1:{free_port()}",
         broker_url=None,
         broker=cast(Any, broker),  # pydantic checks it
         admin_token=secrets.token_urlsafe(24),
@@ -296,9 +295,3 @@ def read_wallets(db: Database, holder_ids: dict[str, str]) -> dict[str, Wallet]:
     with db.read() as conn:
         wallets = {holder_id: get_wallet(conn, holder_id) for holder_id in holder_ids}
     return {holder_id: w for holder_id, w in wallets.items() if w is not None}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

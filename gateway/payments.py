@@ -20,7 +20,6 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import sqlalchemy as sa
 from cryptography import x509
 from joserfc.jwk import ECKey, OKPKey
 from sqlalchemy import Connection
@@ -125,7 +124,7 @@ def _check(
     try:
         alg, payload = wire.decode(raw)
     except wire.InvalidMessage:
-        return Checked(device_id, wire.order_id_of(_payload_only(raw)), reason="invalid_message")
+        return Checked(device_id, wire.order_id_of(wire.payload_of(raw)), reason="invalid_message")
     order_id = wire.order_id_of(payload)
     certs = certificates.get(device_id, [])
     for position, cert in enumerate(certs):
@@ -144,14 +143,6 @@ def _check(
     except wire.InvalidMessage:
         return Checked(device_id, order_id, reason="invalid_message")
     return Checked(device_id, order.order_id, order=order, payload=payload)
-
-
-def _payload_only(raw: bytes) -> object:
-    try:
-        segment = raw.split(b".")[1].decode("ascii")
-        return wire._json_segment(segment)
-    except (IndexError, UnicodeDecodeError, wire.InvalidMessage):
-        return None
 
 
 # --- 2-6. deciding, in one transaction per batch -----------------------------------------------
@@ -551,7 +542,7 @@ def _ask_owner(
 def finish(ctx: Context, batch: Batch) -> list[tuple[int, str, str]]:
     """Sign the batch's results into the outbox and chain its audit entries; same transaction."""
     signer = ctx.pki.signer.private_key
-    jose = _signer_jose(ctx)
+    jose = ctx.signer_jose
     signed = [(topic, wire.sign(payload, signer, jose)) for topic, payload in batch.outgoing]
     order_store.record_orders(batch.conn, batch.new_orders)
     order_store.record_payment_scopes(batch.conn, batch.new_scopes)
@@ -560,17 +551,6 @@ def finish(ctx: Context, batch: Batch) -> list[tuple[int, str, str]]:
     if batch.audit:
         store.append_audit(batch.conn, batch.now, batch.audit)
     return [(i, topic, token) for i, (topic, token) in zip(ids, signed, strict=True)]
-
-
-_JOSE_CACHE: dict[int, ECKey | OKPKey] = {}
-
-
-def _signer_jose(ctx: Context) -> ECKey | OKPKey:
-    key = ctx.pki.signer.private_key
-    found = _JOSE_CACHE.get(id(key))
-    if found is None:
-        found = _JOSE_CACHE[id(key)] = wire.jose_key(key)
-    return found
 
 
 def payload_digest(payload: dict[str, Any]) -> str:
@@ -613,9 +593,6 @@ def _audit_data(order: wire.Order, result: dict[str, Any]) -> dict[str, Any]:
         "currency": result.get("currency"),
         "payee": getattr(order, "payee", None),
     }
-
-
-__all__ = ["check_messages", "decide_batch", "KeyRing", "Declined", "sa"]
 
 
 # --- approvals, expiries and merchants (called from the API and the housekeeper) -------------

@@ -6,6 +6,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import uvicorn
+from fastapi import FastAPI
 
 from devices import keystore
 from gateway import mosquitto, service
@@ -25,6 +27,13 @@ from gateway.settings import Settings, split_host_port
 
 log = logging.getLogger("kym.serve")
 CRL_REFRESH_S = 12 * 3600  # well inside the CRL's 7-day lifetime
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now (for demo, bench and tests)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
 
 
 def admin_token(settings: Settings) -> str:
@@ -173,7 +182,7 @@ def running_gateway(settings: Settings, *, quiet: bool = False) -> Iterator[Runn
     with ExitStack() as stack:
         ctx, clients = start_services(settings, stack)
         host, port = split_host_port(settings.http, 8080)
-        app = create_app(ctx, ready=lambda: all(c.subscribed.is_set() for c in clients))
+        app = app_for(ctx, clients)
         server = uvicorn.Server(
             uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=not quiet)
         )
@@ -212,11 +221,16 @@ def start_services(
     return ctx, clients
 
 
+def app_for(ctx: service.Context, clients: list[GatewayClient]) -> FastAPI:
+    """The HTTP API, healthy once every worker's orders subscription is granted."""
+    return create_app(ctx, ready=lambda: all(c.subscribed.is_set() for c in clients))
+
+
 def serve(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT."""
     with ExitStack() as stack:
         ctx, clients = start_services(settings, stack)
-        app = create_app(ctx, ready=lambda: all(c.subscribed.is_set() for c in clients))
+        app = app_for(ctx, clients)
         host, port = split_host_port(settings.http, 8080)
         config = uvicorn.Config(
             app, host=host, port=port, log_level="info", timeout_graceful_shutdown=3

@@ -11,14 +11,16 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from joserfc.jwk import ECKey, OKPKey
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from devices import ca, keystore
+from devices import ca, keystore, wire
 from devices import store as device_store
 from devices.registry import Device, DeviceCertificate, Status, new_device_id, transition
 from gateway import store
@@ -55,6 +57,11 @@ class Context:
     broker: BrokerControl | None = None
     listeners: list[Callable[[str, str], None]] = field(default_factory=list)
     publisher: Callable[[list[tuple[int, str, str]]], None] | None = None
+
+    @cached_property
+    def signer_jose(self) -> ECKey | OKPKey:
+        """The result-signing key in JOSE form, imported once, not per result."""
+        return wire.jose_key(self.pki.signer.private_key)
 
     def publish(self, entries: list[tuple[int, str, str]]) -> None:
         """Hand committed outbox entries to the MQTT publisher (the housekeeper retries)."""

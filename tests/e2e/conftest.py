@@ -3,7 +3,6 @@ embedded broker (with Mosquitto hidden from it)."""
 
 from __future__ import annotations
 
-import socket
 import ssl
 import threading
 import time
@@ -18,16 +17,16 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gateway.api import create_app
-from gateway.server import build_context, start_broker, start_gateway_clients, start_pipeline
+from gateway.server import (
+    build_context,
+    free_port,
+    start_broker,
+    start_gateway_clients,
+    start_pipeline,
+)
 from gateway.service import Context
 from gateway.settings import Settings
 from tests.conftest import ADMIN_TOKEN, make_openssl_csr
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
