@@ -99,7 +99,7 @@ def serve(**flags: Any) -> None:
 )
 def mosquitto_config(data_dir: Path | None, listen: str, outdir: Path) -> None:
     """Write a Mosquitto 2.0 configuration that admits only certified devices and gateways."""
-    from gateway import mosquitto
+    from gateway.broker import mosquitto
     from gateway.server import build_context
     from gateway.service import publish_crl, utcnow
 

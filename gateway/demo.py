@@ -36,6 +36,7 @@ from rich.console import Console
 from rich.text import Text
 
 from devices.sdk import Event, Result
+from gateway.broker.mosquitto import ManagedMosquitto
 from gateway.db import Database
 from gateway.demo_script import Desk, Script, Story, only, opening
 from gateway.demo_view import (
@@ -46,7 +47,6 @@ from gateway.demo_view import (
     print_scenarios,
     print_verdict,
 )
-from gateway.mosquitto import ManagedMosquitto
 from gateway.server import Running, free_port, running_gateway
 from gateway.service import verify_audit
 from gateway.settings import Settings

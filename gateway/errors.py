@@ -8,7 +8,7 @@
     └── Conflict                  409 with a specific code (e.g. invalid_state, device_exists)
 
 Refusals of orders (rules, consent, funds) live beside the logic that raises them and carry
-their own `reason`; `gateway.api` maps every one of them to an HTTP status in one table.
+their own `reason`; `gateway.http.app` maps every one of them to an HTTP status in one table.
 """
 
 from __future__ import annotations
@@ -55,8 +55,8 @@ class Conflict(KymError):
     reason = "conflict"
 
 
-# Step 3 of the decision for a pay or hold (gateway.rules.evaluate): the owner's rules decline
-# the order, and `reason` is the code the device gets in its `declined` result.
+# Step 3 of the decision for a pay or hold (gateway.consent.rules.evaluate): the owner's rules
+# decline the order, and `reason` is the code the device gets in its `declined` result.
 #
 #     KymError
 #     └── RuleViolation

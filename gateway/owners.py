@@ -14,10 +14,11 @@ from typing import Any
 from sqlalchemy import Connection
 
 from devices import store as device_store
-from gateway import order_store, store
+from gateway import store
+from gateway.consent.rules import RulesIn, rules_to_json
 from gateway.errors import Invalid, NotFound
+from gateway.orders import store as order_store
 from gateway.parties import Party
-from gateway.rules import RulesIn, rules_to_json
 from gateway.service import Context, visible_device
 from wallet import store as wallet_store
 from wallet.ledger import Payment

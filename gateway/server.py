@@ -18,11 +18,12 @@ import uvicorn
 from fastapi import FastAPI
 
 from devices import keystore
-from gateway import mosquitto, service
-from gateway.api import create_app
+from gateway import service
+from gateway.broker import mosquitto
 from gateway.db import Database
-from gateway.mqtt import GatewayClient
-from gateway.pipeline import Housekeeper, Publisher, Worker
+from gateway.http.app import create_app
+from gateway.mqtt.client import GatewayClient
+from gateway.mqtt.workers import Housekeeper, Publisher, Worker
 from gateway.settings import Settings, split_host_port
 
 log = logging.getLogger("kym.serve")

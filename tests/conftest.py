@@ -117,7 +117,7 @@ def api(ctx: Context) -> Iterator[TestClient]:
     """An HTTP client for the gateway's API, in process."""
     from fastapi.testclient import TestClient
 
-    from gateway.api import create_app
+    from gateway.http.app import create_app
 
     with TestClient(create_app(ctx)) as client:
         yield client

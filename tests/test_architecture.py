@@ -9,9 +9,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PURE_MODULES = [
-    "gateway/rules.py",
-    "gateway/periods.py",
-    "gateway/consent.py",
+    "gateway/consent/rules.py",
+    "gateway/consent/periods.py",
+    "gateway/consent/mandates.py",
     "gateway/audit.py",
     "gateway/parties.py",
     "wallet/ledger.py",

@@ -145,8 +145,10 @@ def test_registration_refusals(api: TestClient, tmp_path: Path) -> None:
     assert hidden.status_code == 404
     assert hidden.json()["error"]["code"] == "not_found"
     merchant = create(api, "merchants", {"name": "m", "category": "fuel"})
-    assert api.get(f"/v1/devices/{first['id']}", headers=bearer(merchant["api_key"])
-                   ).status_code == 403
+    assert (
+        api.get(f"/v1/devices/{first['id']}", headers=bearer(merchant["api_key"])).status_code
+        == 403
+    )
     assert (
         api.post(
             f"/v1/devices/{first['id']}/approve", headers=bearer(other_owner["api_key"])

@@ -65,8 +65,12 @@ class Pki:
     foreign_device: Identity
     no_eku_device: Identity
 
-    def issue(self, cn: str, name: str,
-              usage: x509.ObjectIdentifier | None = ExtendedKeyUsageOID.CLIENT_AUTH) -> Identity:
+    def issue(
+        self,
+        cn: str,
+        name: str,
+        usage: x509.ObjectIdentifier | None = ExtendedKeyUsageOID.CLIENT_AUTH,
+    ) -> Identity:
         """Issue another client certificate from the device CA (`usage` None: no EKU at all)."""
         return _issue_client(self.dir, self.device_ca, cn, name, usage)
 
@@ -86,10 +90,13 @@ def _key() -> ec.EllipticCurvePrivateKey:
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> Path:
-    path.write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ))
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return path
 
 
@@ -101,14 +108,28 @@ def _make_ca(directory: Path, cn: str) -> Ca:
     key = _key()
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
     cert = (
-        x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(_name(cn))
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(_now() - timedelta(hours=1)).not_valid_after(_now() + timedelta(days=30))
+        x509.CertificateBuilder()
+        .subject_name(_name(cn))
+        .issuer_name(_name(cn))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(_now() - timedelta(hours=1))
+        .not_valid_after(_now() + timedelta(days=30))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(
-            digital_signature=False, content_commitment=False, key_encipherment=False,
-            data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-            encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .add_extension(ski, critical=False)
         .sign(key, hashes.SHA256())
     )
@@ -117,34 +138,48 @@ def _make_ca(directory: Path, cn: str) -> Ca:
     return Ca(cn, key, cert, path)
 
 
-def _leaf(ca: Ca, cn: str, key: ec.EllipticCurvePrivateKey, san: x509.GeneralName,
-          eku: list[x509.ObjectIdentifier] | None) -> x509.Certificate:
+def _leaf(
+    ca: Ca,
+    cn: str,
+    key: ec.EllipticCurvePrivateKey,
+    san: x509.GeneralName,
+    eku: list[x509.ObjectIdentifier] | None,
+) -> x509.Certificate:
     builder = (
-        x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(ca.cert.subject)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(_now() - timedelta(hours=1)).not_valid_after(_now() + timedelta(days=7))
+        x509.CertificateBuilder()
+        .subject_name(_name(cn))
+        .issuer_name(ca.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(_now() - timedelta(hours=1))
+        .not_valid_after(_now() + timedelta(days=7))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.SubjectAlternativeName([san]), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()),
-                       critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                       critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
     )
     if eku is not None:
         builder = builder.add_extension(x509.ExtendedKeyUsage(eku), critical=False)
     return builder.sign(ca.key, hashes.SHA256())
 
 
-def _save(directory: Path, name: str, cn: str, key: ec.EllipticCurvePrivateKey,
-          cert: x509.Certificate) -> Identity:
+def _save(
+    directory: Path, name: str, cn: str, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate
+) -> Identity:
     cert_path = directory / f"{name}.crt"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return Identity(cn, cert_path, _write_key(directory / f"{name}.key", key), cert.serial_number)
 
 
-def _issue_client(directory: Path, ca: Ca, cn: str, name: str,
-                  usage: x509.ObjectIdentifier | None = ExtendedKeyUsageOID.CLIENT_AUTH,
-                  ) -> Identity:
+def _issue_client(
+    directory: Path,
+    ca: Ca,
+    cn: str,
+    name: str,
+    usage: x509.ObjectIdentifier | None = ExtendedKeyUsageOID.CLIENT_AUTH,
+) -> Identity:
     key = _key()
     san = x509.UniformResourceIdentifier(f"urn:kym:device:{cn}")
     eku = [usage] if usage is not None else None
@@ -153,13 +188,17 @@ def _issue_client(directory: Path, ca: Ca, cn: str, name: str,
 
 def _crl(ca: Ca, revoked: tuple[int, ...]) -> bytes:
     builder = (
-        x509.CertificateRevocationListBuilder().issuer_name(ca.cert.subject)
-        .last_update(_now() - timedelta(minutes=1)).next_update(_now() + timedelta(days=1))
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.cert.subject)
+        .last_update(_now() - timedelta(minutes=1))
+        .next_update(_now() + timedelta(days=1))
     )
     for serial in revoked:
         builder = builder.add_revoked_certificate(
-            x509.RevokedCertificateBuilder().serial_number(serial)
-            .revocation_date(_now() - timedelta(minutes=1)).build()
+            x509.RevokedCertificateBuilder()
+            .serial_number(serial)
+            .revocation_date(_now() - timedelta(minutes=1))
+            .build()
         )
     return builder.sign(ca.key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
 
@@ -172,17 +211,42 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     service_ca = _make_ca(directory, "KYM Service Root CA")
     foreign_ca = _make_ca(directory, "Foreign CA")
     server_key, signing_key = _key(), _key()
-    server = _save(directory, "server", "127.0.0.1", server_key, _leaf(
-        service_ca, "127.0.0.1", server_key, x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-        [ExtendedKeyUsageOID.SERVER_AUTH]))
-    signing = _save(directory, "signing", "kym-gateway-signing", signing_key, _leaf(
-        service_ca, "kym-gateway-signing", signing_key,
-        x509.UniformResourceIdentifier("urn:kym:gateway"), None))
+    server = _save(
+        directory,
+        "server",
+        "127.0.0.1",
+        server_key,
+        _leaf(
+            service_ca,
+            "127.0.0.1",
+            server_key,
+            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+            [ExtendedKeyUsageOID.SERVER_AUTH],
+        ),
+    )
+    signing = _save(
+        directory,
+        "signing",
+        "kym-gateway-signing",
+        signing_key,
+        _leaf(
+            service_ca,
+            "kym-gateway-signing",
+            signing_key,
+            x509.UniformResourceIdentifier("urn:kym:gateway"),
+            None,
+        ),
+    )
     return Pki(
-        dir=directory, device_ca=device_ca, service_ca=service_ca, foreign_ca=foreign_ca,
-        server=server, signing=signing,
-        devices={cn: _issue_client(directory, device_ca, cn, cn)
-                 for cn in ("dev-a", "dev-b", "dev-c")},
+        dir=directory,
+        device_ca=device_ca,
+        service_ca=service_ca,
+        foreign_ca=foreign_ca,
+        server=server,
+        signing=signing,
+        devices={
+            cn: _issue_client(directory, device_ca, cn, cn) for cn in ("dev-a", "dev-b", "dev-c")
+        },
         gateway=_issue_client(directory, device_ca, "kym-gateway-0", "kym-gateway-0"),
         gateway2=_issue_client(directory, device_ca, "kym-gateway-1", "kym-gateway-1"),
         service_client=_issue_client(directory, service_ca, "dev-a", "service-dev-a"),
@@ -194,8 +258,10 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 def broker_config(pki: Pki, tmp_path: Path, **overrides: object) -> BrokerConfig:
     """A config on an ephemeral port, with its own CRL file (the device CA's, empty)."""
     settings: dict[str, object] = {
-        "certfile": pki.server.cert, "keyfile": pki.server.key,
-        "cafile": pki.device_ca.path, "crlfile": pki.write_crl(tmp_path / "crl.pem"),
+        "certfile": pki.server.cert,
+        "keyfile": pki.server.key,
+        "cafile": pki.device_ca.path,
+        "crlfile": pki.write_crl(tmp_path / "crl.pem"),
         "port": 0,
     }
     settings.update(overrides)
@@ -212,8 +278,14 @@ def broker(pki: Pki, tmp_path: Path) -> Iterator[Broker]:
 class Peer:
     """A paho MQTT 3.1.1 client that records what happens to it; it never reconnects."""
 
-    def __init__(self, port: int, pki: Pki, identity: Identity | None, client_id: str = "",
-                 clean_session: bool = True) -> None:
+    def __init__(
+        self,
+        port: int,
+        pki: Pki,
+        identity: Identity | None,
+        client_id: str = "",
+        clean_session: bool = True,
+    ) -> None:
         self.port = port
         self.connected = threading.Event()
         self.disconnected = threading.Event()
@@ -223,9 +295,11 @@ class Peer:
         self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
         self.subacks: queue.Queue[list[ReasonCode]] = queue.Queue()
         self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id or (identity.cn if identity
-                                                                       else ""),
-            clean_session=clean_session, protocol=mqtt.MQTTv311, reconnect_on_failure=False,
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id or (identity.cn if identity else ""),
+            clean_session=clean_session,
+            protocol=mqtt.MQTTv311,
+            reconnect_on_failure=False,
         )
         self.client.tls_set(
             ca_certs=str(pki.service_ca.path),
@@ -235,11 +309,18 @@ class Peer:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = lambda client, userdata, msg: self.messages.put(msg)
-        self.client.on_subscribe = (
-            lambda client, userdata, mid, codes, props: self.subacks.put(list(codes)))
+        self.client.on_subscribe = lambda client, userdata, mid, codes, props: self.subacks.put(
+            list(codes)
+        )
 
-    def _on_connect(self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags,
-                    reason: ReasonCode, properties: object) -> None:
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        properties: object,
+    ) -> None:
         self.connack, self.session_present = reason, flags.session_present
         sock = client.socket()
         if not reason.is_failure and isinstance(sock, socket.socket):
@@ -288,8 +369,12 @@ def peers(broker: Broker, pki: Pki) -> Iterator[Callable[..., Peer]]:
     """Make connected paho clients of `broker`; all are closed at the end of the test."""
     made: list[Peer] = []
 
-    def connect(identity: Identity | None, client_id: str = "", clean_session: bool = True,
-                accept: bool = True) -> Peer:
+    def connect(
+        identity: Identity | None,
+        client_id: str = "",
+        clean_session: bool = True,
+        accept: bool = True,
+    ) -> Peer:
         peer = Peer(broker.port, pki, identity, client_id, clean_session)
         made.append(peer)
         peer.start()

@@ -30,9 +30,14 @@ def packet(first_byte: int, body: bytes) -> bytes:
     return bytes((first_byte,)) + _length(len(body)) + body
 
 
-def connect_packet(client_id: str = "raw", clean: bool = True, keepalive_s: int = 60,
-                   will: tuple[str, bytes, int] | None = None, level: int = 4,
-                   username: str | None = None) -> bytes:
+def connect_packet(
+    client_id: str = "raw",
+    clean: bool = True,
+    keepalive_s: int = 60,
+    will: tuple[str, bytes, int] | None = None,
+    level: int = 4,
+    username: str | None = None,
+) -> bytes:
     """A CONNECT; `will` is (topic, payload, qos)."""
     name = "MQTT" if level in (4, 5) else "MQIsdp"
     flags = (0x02 if clean else 0) | (0x80 if username is not None else 0)
@@ -47,8 +52,9 @@ def connect_packet(client_id: str = "raw", clean: bool = True, keepalive_s: int 
     return packet(0x10, body)
 
 
-def publish_packet(topic: str | bytes, payload: bytes, qos: int = 0, packet_id: int = 1,
-                   dup: bool = False) -> bytes:
+def publish_packet(
+    topic: str | bytes, payload: bytes, qos: int = 0, packet_id: int = 1, dup: bool = False
+) -> bytes:
     """A PUBLISH."""
     first = 0x30 | (0x08 if dup else 0) | (qos << 1)
     body = _str(topic) + (struct.pack("!H", packet_id) if qos else b"") + payload
@@ -79,7 +85,7 @@ class Received:
 
     def _parse_publish(self) -> None:
         n = struct.unpack_from("!H", self.body)[0]
-        self.topic = self.body[2:2 + n].decode()
+        self.topic = self.body[2 : 2 + n].decode()
         end = 2 + n
         if self.qos:
             self.packet_id = struct.unpack_from("!H", self.body, end)[0]

@@ -36,10 +36,19 @@ def test_a_device_publishes_only_its_own_orders(acl: Acl) -> None:
 def test_a_device_subscribes_only_to_exactly_its_own_results(acl: Acl) -> None:
     assert acl.may_subscribe("dev-a", RESULTS.format("dev-a"))
     assert acl.may_subscribe("dev-a", "$share/g/" + RESULTS.format("dev-a"))
-    for refused in ("#", "+/v1/devices/dev-a/results", "kym/v1/devices/+/results",
-                    "kym/v1/devices/dev-a/#", "kym/v1/devices/dev-a/+", RESULTS.format("dev-b"),
-                    "$share/g/#", "$share//" + RESULTS.format("dev-a"), "$share/g",
-                    RESULTS.format("dev-a") + "/#", "kym/v1/devices/dev-a/results/x"):
+    for refused in (
+        "#",
+        "+/v1/devices/dev-a/results",
+        "kym/v1/devices/+/results",
+        "kym/v1/devices/dev-a/#",
+        "kym/v1/devices/dev-a/+",
+        RESULTS.format("dev-b"),
+        "$share/g/#",
+        "$share//" + RESULTS.format("dev-a"),
+        "$share/g",
+        RESULTS.format("dev-a") + "/#",
+        "kym/v1/devices/dev-a/results/x",
+    ):
         assert not acl.may_subscribe("dev-a", refused), refused
 
 
@@ -83,10 +92,19 @@ def test_dollar_topics_are_not_matched_by_first_level_wildcards() -> None:
     assert filter_covers("$SYS/#", "$SYS/+")
 
 
-@pytest.mark.parametrize("topic_filter, topic, expected", [
-    ("a/#", "a", True), ("a/#", "a/b/c", True), ("a/+", "a", False), ("a/+", "a/", True),
-    ("+/+", "/x", True), ("#", "/", True), ("a/b", "a/b", True), ("a/b", "a/b/c", False),
-])
+@pytest.mark.parametrize(
+    "topic_filter, topic, expected",
+    [
+        ("a/#", "a", True),
+        ("a/#", "a/b/c", True),
+        ("a/+", "a", False),
+        ("a/+", "a/", True),
+        ("+/+", "/x", True),
+        ("#", "/", True),
+        ("a/b", "a/b", True),
+        ("a/b", "a/b/c", False),
+    ],
+)
 def test_topic_matching(topic_filter: str, topic: str, expected: bool) -> None:
     assert topic_matches(topic_filter, topic) is expected
 
@@ -99,8 +117,9 @@ def test_shared_subscriptions_are_parsed() -> None:
 
 
 LEVELS = ["a", "", "$s", "+", "#"]
-filters = st.lists(st.sampled_from(LEVELS), min_size=1, max_size=3).map("/".join).filter(
-    is_valid_filter)
+filters = (
+    st.lists(st.sampled_from(LEVELS), min_size=1, max_size=3).map("/".join).filter(is_valid_filter)
+)
 
 
 @given(filters, filters)
@@ -109,8 +128,9 @@ def test_a_filter_is_covered_exactly_when_every_topic_it_matches_is_granted(
 ) -> None:
     # Topics over the filters' literals plus one they never name are enough to find a
     # counterexample whenever one exists (filters here have at most three levels).
-    topics = ["/".join(t) for n in range(1, 5) for t in itertools.product(["a", "", "$s", "z"],
-                                                                           repeat=n)]
+    topics = [
+        "/".join(t) for n in range(1, 5) for t in itertools.product(["a", "", "$s", "z"], repeat=n)
+    ]
     widened = any(topic_matches(topic_filter, t) and not topic_matches(grant, t) for t in topics)
     assert filter_covers(grant, topic_filter) is not widened
 

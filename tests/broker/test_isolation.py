@@ -28,11 +28,22 @@ def test_a_device_cannot_publish_to_another_devices_orders(
     assert not device_a.disconnected.is_set()
 
 
-@pytest.mark.parametrize("topic_filter", [
-    RESULTS.format("dev-b"), "kym/v1/devices/+/results", "#", "kym/#", "+/v1/devices/dev-b/results",
-    "kym/v1/devices/dev-b/+", "$share/x/kym/v1/devices/dev-b/results", "$share/x/#",
-    ORDERS.format("dev-a"), "kym/v1/devices/+/orders", "$SYS/#",
-])
+@pytest.mark.parametrize(
+    "topic_filter",
+    [
+        RESULTS.format("dev-b"),
+        "kym/v1/devices/+/results",
+        "#",
+        "kym/#",
+        "+/v1/devices/dev-b/results",
+        "kym/v1/devices/dev-b/+",
+        "$share/x/kym/v1/devices/dev-b/results",
+        "$share/x/#",
+        ORDERS.format("dev-a"),
+        "kym/v1/devices/+/orders",
+        "$SYS/#",
+    ],
+)
 def test_a_device_cannot_subscribe_beyond_its_own_results(
     pki: Pki, peers: Callable[..., Peer], topic_filter: str
 ) -> None:

@@ -63,20 +63,35 @@ def test_an_announced_oversize_packet_is_refused_before_its_body_arrives(
     assert client.closed_by_broker()
 
 
-@pytest.mark.parametrize("bad", [
-    publish_packet("kym/v1/devices/+/orders", b"wildcard topic"),
-    publish_packet("kym/v1/devices/dev-a/#", b"wildcard topic"),
-    publish_packet(b"kym/v1/devices/dev-a\x00/orders", b"NUL in topic"),
-    publish_packet(b"kym/\xff\xfe", b"not UTF-8"),
-    publish_packet(ORDERS.format("dev-a"), b"qos 2", qos=2),
-    packet(0x82, b"\x00\x01"),  # SUBSCRIBE without a filter
-    packet(0x80, b"\x00\x01\x00\x01#\x01"),  # SUBSCRIBE with wrong header flags
-    packet(0x50, b"\x00\x01"),  # PUBREC: no QoS 2 here
-    packet(0x20, b"\x00\x00"),  # CONNACK from a client
-    connect_packet(),  # a second CONNECT
-    NOISE[:64],
-], ids=["plus", "hash", "nul", "utf8", "qos2", "empty-subscribe", "subscribe-flags", "pubrec",
-        "connack", "second-connect", "random"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        publish_packet("kym/v1/devices/+/orders", b"wildcard topic"),
+        publish_packet("kym/v1/devices/dev-a/#", b"wildcard topic"),
+        publish_packet(b"kym/v1/devices/dev-a\x00/orders", b"NUL in topic"),
+        publish_packet(b"kym/\xff\xfe", b"not UTF-8"),
+        publish_packet(ORDERS.format("dev-a"), b"qos 2", qos=2),
+        packet(0x82, b"\x00\x01"),  # SUBSCRIBE without a filter
+        packet(0x80, b"\x00\x01\x00\x01#\x01"),  # SUBSCRIBE with wrong header flags
+        packet(0x50, b"\x00\x01"),  # PUBREC: no QoS 2 here
+        packet(0x20, b"\x00\x00"),  # CONNACK from a client
+        connect_packet(),  # a second CONNECT
+        NOISE[:64],
+    ],
+    ids=[
+        "plus",
+        "hash",
+        "nul",
+        "utf8",
+        "qos2",
+        "empty-subscribe",
+        "subscribe-flags",
+        "pubrec",
+        "connack",
+        "second-connect",
+        "random",
+    ],
+)
 def test_a_protocol_error_closes_only_that_connection(
     pki: Pki, raws: Callable[..., RawClient], peers: Callable[..., Peer], bad: bytes
 ) -> None:
@@ -101,12 +116,26 @@ def test_garbage_before_connect_and_without_tls_does_not_crash_the_broker(
     assert still_serving(pki, peers)
 
 
-def _mosquitto(tool: str, broker: Broker, pki: Pki, identity: Identity, *args: str,
-               ) -> subprocess.CompletedProcess[str]:
+def _mosquitto(
+    tool: str,
+    broker: Broker,
+    pki: Pki,
+    identity: Identity,
+    *args: str,
+) -> subprocess.CompletedProcess[str]:
     command = [
-        f"/usr/bin/{tool}", "-h", "127.0.0.1", "-p", str(broker.port),
-        "--cafile", str(pki.service_ca.path), "--cert", str(identity.cert),
-        "--key", str(identity.key), *args,
+        f"/usr/bin/{tool}",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(broker.port),
+        "--cafile",
+        str(pki.service_ca.path),
+        "--cert",
+        str(identity.cert),
+        "--key",
+        str(identity.key),
+        *args,
     ]
     return subprocess.run(command, capture_output=True, text=True, timeout=10, check=False)
 
@@ -124,17 +153,44 @@ def test_mosquitto_clients_round_trip_an_order(
 ) -> None:
     gateway = peers(pki.gateway)
     assert gateway.subscribe("$share/kym/kym/v1/devices/+/orders") == 1
-    sent = _mosquitto("mosquitto_pub", broker, pki, pki.devices["dev-a"],
-                      "-q", "1", "-t", ORDERS.format("dev-a"), "-m", "from the CLI")
+    sent = _mosquitto(
+        "mosquitto_pub",
+        broker,
+        pki,
+        pki.devices["dev-a"],
+        "-q",
+        "1",
+        "-t",
+        ORDERS.format("dev-a"),
+        "-m",
+        "from the CLI",
+    )
     assert sent.returncode == 0, sent.stderr
     assert gateway.expect().payload == b"from the CLI"
 
     receiving = subprocess.Popen(
-        ["/usr/bin/mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port),
-         "--cafile", str(pki.service_ca.path), "--cert", str(pki.devices["dev-a"].cert),
-         "--key", str(pki.devices["dev-a"].key), "-q", "1", "-C", "1",
-         "-t", RESULTS.format("dev-a")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            "/usr/bin/mosquitto_sub",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(broker.port),
+            "--cafile",
+            str(pki.service_ca.path),
+            "--cert",
+            str(pki.devices["dev-a"].cert),
+            "--key",
+            str(pki.devices["dev-a"].key),
+            "-q",
+            "1",
+            "-C",
+            "1",
+            "-t",
+            RESULTS.format("dev-a"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         while receiving.poll() is None:  # publish until the subscriber is there to get it
@@ -154,10 +210,21 @@ def test_mosquitto_clients_round_trip_an_order(
 def test_mosquitto_pub_is_refused_with_a_foreign_certificate_and_with_mqtt5(
     broker: Broker, pki: Pki
 ) -> None:
-    foreign = _mosquitto("mosquitto_pub", broker, pki, pki.foreign_device,
-                         "-t", ORDERS.format("dev-a"), "-m", "x")
+    foreign = _mosquitto(
+        "mosquitto_pub", broker, pki, pki.foreign_device, "-t", ORDERS.format("dev-a"), "-m", "x"
+    )
     assert foreign.returncode != 0
-    mqtt5 = _mosquitto("mosquitto_pub", broker, pki, pki.devices["dev-a"], "-V", "mqttv5",
-                       "-t", ORDERS.format("dev-a"), "-m", "x")
+    mqtt5 = _mosquitto(
+        "mosquitto_pub",
+        broker,
+        pki,
+        pki.devices["dev-a"],
+        "-V",
+        "mqttv5",
+        "-t",
+        ORDERS.format("dev-a"),
+        "-m",
+        "x",
+    )
     assert mqtt5.returncode != 0
     assert "protocol version" in (mqtt5.stdout + mqtt5.stderr).lower()

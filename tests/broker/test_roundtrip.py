@@ -22,8 +22,11 @@ def test_order_and_result_round_trip_between_device_and_gateway(
     assert (order.topic, order.payload, order.qos) == (ORDERS.format("dev-a"), b"order-1", 1)
     gateway.publish(RESULTS.format("dev-a"), b"result-1")
     result = device.expect()
-    assert (result.topic, result.payload, result.retain) == (RESULTS.format("dev-a"),
-                                                             b"result-1", False)
+    assert (result.topic, result.payload, result.retain) == (
+        RESULTS.format("dev-a"),
+        b"result-1",
+        False,
+    )
 
 
 def test_round_trip_through_a_shared_subscription(pki: Pki, peers: Callable[..., Peer]) -> None:

@@ -89,8 +89,9 @@ def test_kick_of_an_unknown_identity_is_false(broker: Broker) -> None:
     assert broker.kick("nobody") is False
 
 
-def test_start_fails_loudly_when_the_port_is_taken(broker: Broker, pki: Pki,
-                                                  tmp_path: Path) -> None:
+def test_start_fails_loudly_when_the_port_is_taken(
+    broker: Broker, pki: Pki, tmp_path: Path
+) -> None:
     with pytest.raises(OSError):
         Broker(broker_config(pki, tmp_path, port=broker.port)).start()
 

@@ -49,10 +49,12 @@ def run_kym_demo(command: list[str], cwd: Path, timeout_s: float = 150) -> str:
     """Run the demo without a terminal, as CI does; its output, once it exited 0."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KYM_") and k != "PYTHONPATH"}
     env["COLUMNS"] = "160"  # the summary's tables unwrapped, whatever the runner's default
-    completed = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True,
-                               timeout=timeout_s)
+    completed = subprocess.run(
+        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout_s
+    )
     assert completed.returncode == 0, (
-        f"exit {completed.returncode}\n{completed.stdout}\n{completed.stderr}")
+        f"exit {completed.returncode}\n{completed.stdout}\n{completed.stderr}"
+    )
     return completed.stdout
 
 
@@ -90,16 +92,25 @@ def assert_left_nothing_behind(output: str) -> None:
 def test_kym_demo_for_30_seconds_shows_every_outcome_and_a_sound_ledger(
     tmp_path: Path, mosquitto_binary: str
 ) -> None:
-    output = run_kym_demo([sys.executable, "-m", "gateway.cli", "demo", "--duration", "30"],
-                          cwd=tmp_path)
+    output = run_kym_demo(
+        [sys.executable, "-m", "gateway.cli", "demo", "--duration", "30"], cwd=tmp_path
+    )
     assert "Mosquitto on mqtts://127.0.0.1:" in output  # auto picks it when installed
     assert_tells_the_whole_story(output)
     assert_left_nothing_behind(output)
 
 
 def test_kym_demo_on_the_embedded_broker_shows_every_outcome_too(tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "gateway.cli", "demo", "--duration", "20",
-               "--broker", "embedded"]
+    command = [
+        sys.executable,
+        "-m",
+        "gateway.cli",
+        "demo",
+        "--duration",
+        "20",
+        "--broker",
+        "embedded",
+    ]
     output = run_kym_demo(command, cwd=tmp_path)
     assert "the embedded broker on mqtts://127.0.0.1:" in output
     assert_tells_the_whole_story(output)
@@ -115,13 +126,17 @@ def test_kym_demo_runs_in_a_fresh_virtual_environment(tmp_path: Path) -> None:
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(REPO / name, source / name)
     for package in ("gateway", "devices", "wallet", "simulators"):
-        shutil.copytree(REPO / package, source / package,
-                        ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(
+            REPO / package, source / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-    pip = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
-                          str(source)], capture_output=True, text=True, timeout=600)
+    pip = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(source)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert pip.returncode == 0, f"pip install failed\n{pip.stdout}\n{pip.stderr}"
-    output = run_kym_demo([str(venv / "bin" / "kym"), "demo", "--duration", "20"],
-                          cwd=tmp_path)
+    output = run_kym_demo([str(venv / "bin" / "kym"), "demo", "--duration", "20"], cwd=tmp_path)
     assert_tells_the_whole_story(output)

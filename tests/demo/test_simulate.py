@@ -17,20 +17,38 @@ from tests.sdk.conftest import Http, live  # noqa: F401
 
 def kym(*args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KYM_")}
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=timeout_s)
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
 
 
 @pytest.mark.parametrize("gateway", ["embedded"], indirect=True)
 def test_simulate_runs_a_population_at_a_fixed_rate_and_prints_what_it_saw(
-    live: Http, tmp_path: Path  # noqa: F811
+    live: Http,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     data_dir = tmp_path / "operator"
     data_dir.mkdir()
     (data_dir / "admin-token").write_text(ADMIN_TOKEN + "\n")  # as `kym serve` writes it
-    completed = kym("simulate", "--devices", "6", "--rate", "10", "--duration", "2",
-                    "--api", live.url, "--broker-url", f"mqtts://127.0.0.1:{live.stack.port}",
-                    "--data-dir", str(data_dir))
+    completed = kym(
+        "simulate",
+        "--devices",
+        "6",
+        "--rate",
+        "10",
+        "--duration",
+        "2",
+        "--api",
+        live.url,
+        "--broker-url",
+        f"mqtts://127.0.0.1:{live.stack.port}",
+        "--data-dir",
+        str(data_dir),
+    )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     out = completed.stdout
     assert re.search(r"^20 arrivals in [\d.]+ s", out, re.MULTILINE), out

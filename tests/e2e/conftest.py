@@ -16,7 +16,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.api import create_app
+from gateway.http.app import create_app
 from gateway.server import (
     build_context,
     free_port,

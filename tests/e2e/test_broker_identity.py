@@ -18,7 +18,7 @@ from cryptography.x509 import CertificateSigningRequestBuilder, Name, NameAttrib
 from cryptography.x509.oid import NameOID
 
 from devices import ca
-from gateway.mqtt import Inbound
+from gateway.mqtt.client import Inbound
 from tests.e2e.conftest import Session, Stack
 
 ORDERS = "kym/v1/devices/{}/orders"

@@ -19,8 +19,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from devices import wire
-from gateway.api import create_app
-from gateway.mosquitto import ManagedMosquitto
+from gateway.broker.mosquitto import ManagedMosquitto
+from gateway.http.app import create_app
 from gateway.server import build_context
 from gateway.service import utcnow
 from gateway.settings import Settings

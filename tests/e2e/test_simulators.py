@@ -35,8 +35,15 @@ def make_fleet(live: Http, tmp_path: Path) -> Iterator[MakeFleet]:  # noqa: F811
     fleets: list[Fleet] = []
 
     def make(mix: Mix, **options: Any) -> Fleet:
-        fleet = seed_fleet(live.url, Broker("127.0.0.1", live.stack.port), ADMIN_TOKEN, mix,
-                           tmp_path / f"fleet-{len(fleets)}", seed=11, **options)
+        fleet = seed_fleet(
+            live.url,
+            Broker("127.0.0.1", live.stack.port),
+            ADMIN_TOKEN,
+            mix,
+            tmp_path / f"fleet-{len(fleets)}",
+            seed=11,
+            **options,
+        )
         fleets.append(fleet)
         return fleet
 
@@ -65,8 +72,10 @@ def test_a_car_charges_under_a_hold_and_the_charger_captures_what_it_delivered(
     car, charger = only(fleet, Car), only(fleet, EvCharger)
     charger.session_s, charger.void_probability, charger.refund_probability = (0.1, 0.2), 0, 0
     hold_id = car.refuel(charger, time.monotonic())
-    run_until(fleet, lambda: any(e.event == "hold_captured" for e in car.events)
-              and charger.dispensed_minor > 0)  # the charger's `captured` may come second
+    run_until(
+        fleet,
+        lambda: any(e.event == "hold_captured" for e in car.events) and charger.dispensed_minor > 0,
+    )  # the charger's `captured` may come second
     hold = car.client.wait_for_result(hold_id)
     assert (hold.status, hold.amount) == ("approved", charger.preauth_minor)
     [placed] = [e for e in charger.events if e.event == "hold_placed"]
@@ -146,8 +155,13 @@ def test_a_car_on_its_own_schedule_gets_an_answer_to_everything_it_does(
     run_until(fleet, lambda: len(car.results) >= 8)
     for simulator in fleet.payers:
         simulator.interval_s = None  # stop acting; let what is in flight finish
-    run_until(fleet, lambda: fleet.recorder.open_orders == 0
-              and not any(s.serving or s.refunds_due for s in fleet.stations))
+    run_until(
+        fleet,
+        lambda: (
+            fleet.recorder.open_orders == 0
+            and not any(s.serving or s.refunds_due for s in fleet.stations)
+        ),
+    )
     assert car.refused == []  # rules, mandate and funds allow all of what a car does
     assert car.holds == {}  # every hold answered
     assert sum(len(client.dropped) for client in fleet.clients) == 0

@@ -2,9 +2,15 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from gateway.consent import Consent, Mandate, covering_mandate, decide_consent, needs_approval
-from gateway.periods import period_key
-from gateway.rules import Limit, OrderTerms, Payee, Rules, Usage
+from gateway.consent.mandates import (
+    Consent,
+    Mandate,
+    covering_mandate,
+    decide_consent,
+    needs_approval,
+)
+from gateway.consent.periods import period_key
+from gateway.consent.rules import Limit, OrderTerms, Payee, Rules, Usage
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=BERLIN)

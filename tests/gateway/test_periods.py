@@ -3,7 +3,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gateway.periods import PERIODS, period_key, period_keys, period_start
+from gateway.consent.periods import PERIODS, period_key, period_keys, period_start
 
 BERLIN = ZoneInfo("Europe/Berlin")
 

@@ -8,9 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 import gateway
-from gateway.errors import RULE_VIOLATIONS, RuleViolation
-from gateway.periods import period_key
-from gateway.rules import (
+from gateway.consent.periods import period_key
+from gateway.consent.rules import (
     Counters,
     Limit,
     OrderTerms,
@@ -22,6 +21,7 @@ from gateway.rules import (
     evaluate,
     rules_to_json,
 )
+from gateway.errors import RULE_VIOLATIONS, RuleViolation
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=BERLIN)  # a Friday
@@ -450,10 +450,10 @@ def test_every_rule_violation_carries_its_contract_reason_code() -> None:
     assert all(cls("message").reason == cls.reason for cls in RULE_VIOLATIONS)
 
 
-PURE_MODULES = ("rules.py", "periods.py", "consent.py")
+PURE_MODULES = ("consent/rules.py", "consent/periods.py", "consent/mandates.py")
 ALLOWED_IMPORTS = {
     "__future__", "collections.abc", "dataclasses", "datetime", "typing", "zoneinfo", "pydantic",
-    "gateway.errors", "gateway.periods", "gateway.rules",
+    "gateway.errors", "gateway.consent.periods", "gateway.consent.rules",
 }  # fmt: skip
 CLOCK_AND_ENVIRONMENT = {"now", "utcnow", "today", "time", "monotonic", "environ", "getenv"}
 

@@ -13,10 +13,9 @@ from zoneinfo import ZoneInfo
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from gateway.consent import Mandate, covering_mandate, decide_consent
-from gateway.errors import RuleViolation
-from gateway.periods import PERIODS, period_key, period_keys, period_start
-from gateway.rules import (
+from gateway.consent.mandates import Mandate, covering_mandate, decide_consent
+from gateway.consent.periods import PERIODS, period_key, period_keys, period_start
+from gateway.consent.rules import (
     Limit,
     OrderTerms,
     Payee,
@@ -26,6 +25,7 @@ from gateway.rules import (
     is_active_time,
     rules_to_json,
 )
+from gateway.errors import RuleViolation
 
 PAYER = "dev_car"
 PAYEES = {

@@ -16,7 +16,7 @@ import pytest
 import uvicorn
 
 from devices.sdk import DeviceClient, GatewayApi, Identity, KeyType, Registration, provision
-from gateway.api import create_app
+from gateway.http.app import create_app
 from tests.e2e.conftest import (  # noqa: F401 - the fixtures, reused
     Stack,
     free_port,
@@ -38,18 +38,26 @@ class Http:
             body.setdefault("timezone", "Europe/Berlin")
         return self.stack.party(kind, body)
 
-    def provision(self, name: str, key_type: KeyType = "p256", *, approve: bool = True,
-                  kind: str = "car") -> tuple[Identity, dict[str, Any]]:
+    def provision(
+        self, name: str, key_type: KeyType = "p256", *, approve: bool = True, kind: str = "car"
+    ) -> tuple[Identity, dict[str, Any]]:
         """A device made by the SDK in `tmp/name`; returns it and its owner."""
         owner = self.party("owners", f"owner of {name}")
         integrator = self.party("integrators", f"maker of {name}")
-        registration = Registration(owner_id=owner["id"], kind=kind, manufacturer="ACME",
-                                    model="M1", serial_number=f"SN-{name}")
+        registration = Registration(
+            owner_id=owner["id"],
+            kind=kind,
+            manufacturer="ACME",
+            model="M1",
+            serial_number=f"SN-{name}",
+        )
         with GatewayApi(self.url, integrator["api_key"]) as api:
             identity = provision(self.stack.tmp / name, api, registration, key_type)
         if approve:
-            answer = self.stack.api.post(f"/v1/devices/{identity.device_id}/approve",
-                                         headers={"Authorization": f"Bearer {owner['api_key']}"})
+            answer = self.stack.api.post(
+                f"/v1/devices/{identity.device_id}/approve",
+                headers={"Authorization": f"Bearer {owner['api_key']}"},
+            )
             assert answer.status_code == 200, answer.text
         return identity, owner
 
@@ -72,8 +80,14 @@ def live(gateway: Stack) -> Iterator[Http]:  # noqa: F811 - `gateway` is the imp
 def _serve(stack: Stack) -> Iterator[Http]:  # noqa: F811
     """uvicorn serving the stack's gateway on a free port."""
     port = free_port()
-    config = uvicorn.Config(create_app(stack.ctx), host="127.0.0.1", port=port,
-                            log_level="warning", lifespan="off", ws="none")
+    config = uvicorn.Config(
+        create_app(stack.ctx),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        ws="none",
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

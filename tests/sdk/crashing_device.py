@@ -1,6 +1,6 @@
 """A device process for the crash test: connects, sends one pay, says which, then hangs.
 
-    python -m tests.sdk.crashing_device STATE_DIR BROKER_PORT
+python -m tests.sdk.crashing_device STATE_DIR BROKER_PORT
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from devices import keystore, wire
-from gateway.mqtt import Inbound
+from gateway.mqtt.client import Inbound
 from gateway.service import utcnow
 from tests.e2e.conftest import Session, Stack
 
@@ -31,11 +31,18 @@ class GatewaySide:
         info = self.session.client.publish(f"kym/v1/devices/{device_id}/results", data, qos=1)
         info.wait_for_publish(5)
 
-    def result(self, device_id: str, order_id: str | None, status: str, **fields: Any
-               ) -> dict[str, Any]:
+    def result(
+        self, device_id: str, order_id: str | None, status: str, **fields: Any
+    ) -> dict[str, Any]:
         reason = fields.pop("reason", None)
-        return wire.result_payload(order_id=order_id, device_id=device_id, status=status,
-                                   reason=reason, ts=int(time.time()), **fields)
+        return wire.result_payload(
+            order_id=order_id,
+            device_id=device_id,
+            status=status,
+            reason=reason,
+            ts=int(time.time()),
+            **fields,
+        )
 
     def next_order(self, timeout_s: float = 5.0) -> Inbound:
         """The next message that reached the gateway's orders subscription."""

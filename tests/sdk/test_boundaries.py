@@ -24,8 +24,9 @@ def test_the_sdk_imports_neither_gateway_nor_wallet() -> None:
         tops = {name.split(".")[0] for name in imported_modules(path)}
         assert not tops & {"gateway", "wallet"}, path
         inside = {name for name in imported_modules(path) if name.startswith("devices")}
-        assert inside <= {"devices", "devices.wire"} | {n for n in inside
-                                                       if n.startswith("devices.sdk")}, path
+        assert inside <= {"devices", "devices.wire"} | {
+            n for n in inside if n.startswith("devices.sdk")
+        }, path
 
 
 def test_simulators_use_only_the_sdk() -> None:

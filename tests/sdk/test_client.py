@@ -37,8 +37,10 @@ def test_connects_over_mutual_tls_and_subscribes_to_its_results(http: Http) -> N
 
 def test_a_revoked_device_cannot_connect(http: Http) -> None:
     identity, owner = http.provision("car")
-    revoked = http.stack.api.post(f"/v1/devices/{identity.device_id}/revoke",
-                                  headers={"Authorization": f"Bearer {owner['api_key']}"})
+    revoked = http.stack.api.post(
+        f"/v1/devices/{identity.device_id}/revoke",
+        headers={"Authorization": f"Bearer {owner['api_key']}"},
+    )
     assert revoked.json()["status"] == "revoked"
     client = DeviceClient(identity, "127.0.0.1", http.stack.port)
     with pytest.raises(ConnectFailed):
@@ -67,9 +69,7 @@ def test_a_signed_order_reaches_the_gateway_and_verifies_with_the_registered_cer
     assert (order.order_id, order.payee, order.amount) == (order_id, "mer_parking", 350)
 
 
-def test_every_order_type_passes_the_gateways_schema(
-    http: Http, gateway_side: GatewaySide
-) -> None:
+def test_every_order_type_passes_the_gateways_schema(http: Http, gateway_side: GatewaySide) -> None:
     identity, _ = http.provision("pump", kind="fuel_pump")
     with http.client(identity) as pump:
         pump.connect()
@@ -77,8 +77,12 @@ def test_every_order_type_passes_the_gateways_schema(
         pump.capture("pay_1", 4200)
         pump.void("pay_2")
         pump.refund("pay_1", 100, "EUR")
-        types = [wire.parse_order(wire.decode(gateway_side.next_order().payload)[1],
-                                  identity.device_id).type for _ in range(4)]
+        types = [
+            wire.parse_order(
+                wire.decode(gateway_side.next_order().payload)[1], identity.device_id
+            ).type
+            for _ in range(4)
+        ]
     assert types == ["hold", "capture", "void", "refund"]
 
 
@@ -92,21 +96,25 @@ def test_accepts_the_gateways_results_and_drops_forged_and_misaddressed_ones(
         car.connect()
         forged = gateway_side.result(me, "o-1", "approved", payment_id="pay_1", amount=5)
         gateway_side.publish(me, forged, key=ec.generate_private_key(ec.SECP256R1()))
-        gateway_side.publish(me, gateway_side.result(other.device_id, "o-1", "declined",
-                                                     reason="insufficient_funds"))
+        gateway_side.publish(
+            me, gateway_side.result(other.device_id, "o-1", "declined", reason="insufficient_funds")
+        )
         gateway_side.publish_raw(me, b"not a jws")
         payload = wire.sign(forged, ec.generate_private_key(ec.SECP256R1())).split(".")[1]
         none_header = _b64(b'{"alg":"none"}')
         gateway_side.publish_raw(me, f"{none_header}.{payload}.".encode())
-        genuine = gateway_side.result(me, "o-1", "approved", payment_id="pay_9", amount=1250,
-                                      currency="EUR")
+        genuine = gateway_side.result(
+            me, "o-1", "approved", payment_id="pay_9", amount=1250, currency="EUR"
+        )
         gateway_side.publish(me, genuine)
         result = car.wait_for_result("o-1", timeout_s=5)
         assert (result.status, result.payment_id, result.amount) == ("approved", "pay_9", 1250)
         assert [why for why, _ in car.dropped] == [
-            "the signature does not verify", "addressed to another device",
+            "the signature does not verify",
+            "addressed to another device",
             "the order is not a JWS compact serialization",
-            "alg 'none' is not allowed for this device's key"]
+            "alg 'none' is not allowed for this device's key",
+        ]
 
 
 def test_events_for_this_device_reach_on_event_and_others_are_ignored(
@@ -117,15 +125,28 @@ def test_events_for_this_device_reach_on_event_and_others_are_ignored(
     events: queue.Queue[Event] = queue.Queue()
     with http.client(identity, on_event=events.put) as pump:
         pump.connect()
-        placed = {"order_id": "o-7", "payment_id": "pay_7", "payer_device_id": other.device_id,
-                  "amount": 9000, "currency": "EUR"}
-        gateway_side.publish(pump.device_id, wire.event_payload(
-            "hold_placed", other.device_id, int(time.time()), **placed))
-        gateway_side.publish(pump.device_id, wire.event_payload(
-            "hold_placed", pump.device_id, int(time.time()), **placed))
+        placed = {
+            "order_id": "o-7",
+            "payment_id": "pay_7",
+            "payer_device_id": other.device_id,
+            "amount": 9000,
+            "currency": "EUR",
+        }
+        gateway_side.publish(
+            pump.device_id,
+            wire.event_payload("hold_placed", other.device_id, int(time.time()), **placed),
+        )
+        gateway_side.publish(
+            pump.device_id,
+            wire.event_payload("hold_placed", pump.device_id, int(time.time()), **placed),
+        )
         event = events.get(timeout=5)
         assert (event.event, event.payment_id, event.payer_device_id, event.amount) == (
-            "hold_placed", "pay_7", other.device_id, 9000)
+            "hold_placed",
+            "pay_7",
+            other.device_id,
+            9000,
+        )
         assert events.empty()
         assert [why for why, _ in pump.dropped] == ["addressed to another device"]
 
@@ -137,14 +158,23 @@ def test_wait_for_result_waits_past_pending_approval_for_the_final_result(
     me = identity.device_id
     with http.client(identity) as fridge:
         fridge.connect()
-        gateway_side.publish(me, gateway_side.result(me, "o-big", "pending_approval",
-                                                     amount=12000, currency="EUR"))
+        gateway_side.publish(
+            me, gateway_side.result(me, "o-big", "pending_approval", amount=12000, currency="EUR")
+        )
         pending = fridge.wait_for_result("o-big", timeout_s=5, final=False)
         assert pending.status == "pending_approval"
         with pytest.raises(ResultTimeout):
             fridge.wait_for_result("o-big", timeout_s=0.5)
-        later = threading.Timer(0.5, gateway_side.publish, (me, gateway_side.result(
-            me, "o-big", "approved", payment_id="pay_3", amount=12000, currency="EUR")))
+        later = threading.Timer(
+            0.5,
+            gateway_side.publish,
+            (
+                me,
+                gateway_side.result(
+                    me, "o-big", "approved", payment_id="pay_3", amount=12000, currency="EUR"
+                ),
+            ),
+        )
         later.start()
         final = fridge.wait_for_result("o-big", timeout_s=5)
         later.join()
@@ -159,8 +189,9 @@ def test_a_final_result_marks_the_journaled_order_finished(
         car.connect()
         first, second = car.pay("mer_a", 100), car.pay("mer_b", 200)
         me = car.device_id
-        gateway_side.publish(me, gateway_side.result(me, first, "declined",
-                                                     reason="insufficient_funds"))
+        gateway_side.publish(
+            me, gateway_side.result(me, first, "declined", reason="insufficient_funds")
+        )
         gateway_side.publish(me, gateway_side.result(me, second, "pending_approval"))
         assert car.wait_for_result(first).reason == "insufficient_funds"
         car.wait_for_result(second, final=False)
@@ -187,8 +218,9 @@ def test_a_garbage_rejection_without_an_order_id_can_be_awaited(
     me = identity.device_id
     with http.client(identity) as car:
         car.connect()
-        gateway_side.publish(me, gateway_side.result(me, None, "rejected",
-                                                     reason="invalid_message"))
+        gateway_side.publish(
+            me, gateway_side.result(me, None, "rejected", reason="invalid_message")
+        )
         assert car.wait_for_unmatched_rejection(5).reason == "invalid_message"
 
 

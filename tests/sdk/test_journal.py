@@ -18,8 +18,13 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_a_device_killed_after_sending_resends_the_identical_jws(http: Http) -> None:
     identity, _ = http.provision("car")
     gateway_side = GatewaySide(http.stack)
-    command = [sys.executable, "-m", "tests.sdk.crashing_device", str(identity.paths.root),
-               str(http.stack.port)]
+    command = [
+        sys.executable,
+        "-m",
+        "tests.sdk.crashing_device",
+        str(identity.paths.root),
+        str(http.stack.port),
+    ]
     with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True) as process:
         try:
             assert process.stdout is not None
@@ -106,10 +111,20 @@ def test_a_resent_order_gets_the_first_result_marked_duplicate_and_pays_once(
     shop = live.party("merchants", "shop", category="parking")
     headers = {"Authorization": f"Bearer {owner['api_key']}"}
     api, device_id = live.stack.api, identity.device_id
-    assert api.put(f"/v1/devices/{device_id}/rules", json={"currency": "EUR"},
-                   headers=headers).status_code == 200
-    assert api.post(f"/v1/devices/{device_id}/wallet/top-ups", headers=headers, json={
-        "amount": 5000, "currency": "EUR", "idempotency_key": "t1"}).status_code == 201
+    assert (
+        api.put(
+            f"/v1/devices/{device_id}/rules", json={"currency": "EUR"}, headers=headers
+        ).status_code
+        == 200
+    )
+    assert (
+        api.post(
+            f"/v1/devices/{device_id}/wallet/top-ups",
+            headers=headers,
+            json={"amount": 5000, "currency": "EUR", "idempotency_key": "t1"},
+        ).status_code
+        == 201
+    )
     with live.client(identity) as car:
         car.connect()
         order_id = car.pay(shop["id"], 700, "EUR", description="parking")
@@ -121,8 +136,7 @@ def test_a_resent_order_gets_the_first_result_marked_duplicate_and_pays_once(
         assert restarted.resend_unfinished() == [order_id]
         again = restarted.wait_for_result(order_id)
         assert restarted.journal.unfinished() == []
-    assert (again.status, again.duplicate, again.payment_id) == ("approved", True,
-                                                                 first.payment_id)
+    assert (again.status, again.duplicate, again.payment_id) == ("approved", True, first.payment_id)
     wallet = api.get(f"/v1/devices/{device_id}/wallet", headers=headers).json()
     assert wallet["balance"] == 5000 - 700
 

@@ -26,9 +26,7 @@ from tests.sdk.conftest import Http
 
 
 @pytest.mark.parametrize("key_type", ["p256", "ed25519"])
-def test_makes_a_csr_the_gateway_accepts_and_stores_the_identity(
-    http: Http, key_type: str
-) -> None:
+def test_makes_a_csr_the_gateway_accepts_and_stores_the_identity(http: Http, key_type: str) -> None:
     identity, _ = http.provision(f"dev-{key_type}", key_type, approve=False)  # type: ignore[arg-type]
     expected = ec.EllipticCurvePrivateKey if key_type == "p256" else ed25519.Ed25519PrivateKey
     assert isinstance(identity.key, expected)
@@ -46,8 +44,9 @@ def test_makes_a_csr_the_gateway_accepts_and_stores_the_identity(
 def test_provisioning_again_loads_the_identity_instead_of_registering_twice(http: Http) -> None:
     identity, owner = http.provision("car")
     integrator = http.party("integrators", "someone else")
-    registration = Registration(owner_id=owner["id"], kind="car", manufacturer="ACME",
-                                model="M1", serial_number="SN-car")
+    registration = Registration(
+        owner_id=owner["id"], kind="car", manufacturer="ACME", model="M1", serial_number="SN-car"
+    )
     with GatewayApi(http.url, integrator["api_key"]) as api:
         again = provision(identity.paths.root, api, registration)
     assert again.device_id == identity.device_id
@@ -57,8 +56,9 @@ def test_provisioning_again_loads_the_identity_instead_of_registering_twice(http
 def test_refusals_of_the_api_are_errors_with_the_contracts_codes(http: Http) -> None:
     owner = http.party("owners", "o")
     integrator = http.party("integrators", "i")
-    registration = Registration(owner_id=owner["id"], kind="fridge", manufacturer="ACME",
-                                model="F", serial_number="SN-1")
+    registration = Registration(
+        owner_id=owner["id"], kind="fridge", manufacturer="ACME", model="F", serial_number="SN-1"
+    )
     csr = make_csr(generate_key())
     with GatewayApi(http.url, "not-a-key") as api, pytest.raises(ApiError) as refused:
         api.register_device(registration, csr)
@@ -97,8 +97,14 @@ def _self_signed() -> x509.Certificate:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kym-gateway-signer")])
     now = datetime.now(UTC)
-    return (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(1)
-            .not_valid_before(now - timedelta(minutes=1)).not_valid_after(now + timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("evil")]), critical=False)
-            .sign(key, hashes.SHA256()))
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("evil")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )

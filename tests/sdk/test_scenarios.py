@@ -30,8 +30,14 @@ def make_fleet(live: Http, tmp_path: Path) -> Iterator[Callable[[Mix], Fleet]]:
     fleets: list[Fleet] = []
 
     def make(mix: Mix) -> Fleet:
-        fleet = seed_fleet(live.url, Broker("127.0.0.1", live.stack.port), ADMIN_TOKEN, mix,
-                           tmp_path / f"fleet-{len(fleets)}", seed=42)
+        fleet = seed_fleet(
+            live.url,
+            Broker("127.0.0.1", live.stack.port),
+            ADMIN_TOKEN,
+            mix,
+            tmp_path / f"fleet-{len(fleets)}",
+            seed=42,
+        )
         fleets.append(fleet)
         return fleet
 
@@ -150,9 +156,18 @@ def test_a_misbehaving_device_gets_each_refusal_it_asked_for(
 
 
 def test_a_population_at_a_fixed_rate_is_answered_in_full(live: Http, tmp_path: Path) -> None:
-    summary = run_population(live.url, "127.0.0.1", live.stack.port, ADMIN_TOKEN, devices=6,
-                             rate=20, duration_s=2, state_dir=tmp_path / "population", seed=7,
-                             settle_s=20)
+    summary = run_population(
+        live.url,
+        "127.0.0.1",
+        live.stack.port,
+        ADMIN_TOKEN,
+        devices=6,
+        rate=20,
+        duration_s=2,
+        state_dir=tmp_path / "population",
+        seed=7,
+        settle_s=20,
+    )
     print(summary.render())
     assert summary.arrivals == 40
     assert summary.orders_sent >= 40

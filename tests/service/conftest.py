@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from fastapi.testclient import TestClient
 
 from devices import wire
-from gateway import payments
+from gateway.orders import decide as payments
 from gateway.service import Context
 from tests.conftest import ADMIN_TOKEN, make_openssl_csr
 

@@ -7,14 +7,21 @@ from tests.service.conftest import World
 
 def test_rules_round_trip_and_unknown_fields_are_422(world: World) -> None:
     car = world.device("car", rules=None)
-    rules = {"currency": "EUR", "max_amount": 5000, "limits": [{"period": "day", "amount": 20000}],
-             "approval_above": 3000}
+    rules = {
+        "currency": "EUR",
+        "max_amount": 5000,
+        "limits": [{"period": "day", "amount": 20000}],
+        "approval_above": 3000,
+    }
     put = world.api.put(f"/v1/devices/{car.id}/rules", json=rules, headers=car.owner)
     assert put.status_code == 200
     got = world.api.get(f"/v1/devices/{car.id}/rules", headers=car.owner).json()
     assert {k: got[k] for k in rules} == rules
-    for bad in ({"max_amont": 5}, {"max_amount": 1.5}, {"limits": [{"period": "hour",
-                                                                     "amount": 1}]}):
+    for bad in (
+        {"max_amont": 5},
+        {"max_amount": 1.5},
+        {"limits": [{"period": "hour", "amount": 1}]},
+    ):
         response = world.api.put(f"/v1/devices/{car.id}/rules", json=bad, headers=car.owner)
         assert response.status_code == 422, bad
     assert world.api.get(f"/v1/devices/{car.id}/rules", headers=car.owner).json() == got
@@ -25,13 +32,22 @@ def test_no_rules_means_approval_unless_a_mandate_covers(world: World) -> None:
     car = world.device("car")  # never PUT rules
     order = car.order(type="pay", payee=shop["id"], amount=900, currency="EUR")
     assert car.send(order)["status"] == "pending_approval"
-    unknown = world.api.post(f"/v1/devices/{car.id}/mandates", headers=car.owner,
-                             json={"payee": "mer_nobody", "max_amount": 1000})
+    unknown = world.api.post(
+        f"/v1/devices/{car.id}/mandates",
+        headers=car.owner,
+        json={"payee": "mer_nobody", "max_amount": 1000},
+    )
     assert unknown.status_code == 422 and unknown.json()["error"]["code"] == "unknown_payee"
-    created = world.api.post(f"/v1/devices/{car.id}/mandates", headers=car.owner,
-                             json={"payee": shop["id"], "category": "insurance",
-                                   "max_amount": 1000,
-                                   "limits": [{"period": "month", "amount": 1500}]})
+    created = world.api.post(
+        f"/v1/devices/{car.id}/mandates",
+        headers=car.owner,
+        json={
+            "payee": shop["id"],
+            "category": "insurance",
+            "max_amount": 1000,
+            "limits": [{"period": "month", "amount": 1500}],
+        },
+    )
     assert created.status_code == 201 and created.json()["status"] == "active"
     covered = car.send(car.order(type="pay", payee=shop["id"], amount=900, currency="EUR"))
     assert covered["status"] == "approved"
@@ -42,8 +58,10 @@ def test_no_rules_means_approval_unless_a_mandate_covers(world: World) -> None:
     small = car.send(car.order(type="pay", payee=shop["id"], amount=10, currency="EUR"))
     assert small["status"] == "pending_approval"
     other = world.device("other")
-    assert world.api.delete(f"/v1/mandates/{created.json()['id']}",
-                            headers=other.owner).status_code == 404
+    assert (
+        world.api.delete(f"/v1/mandates/{created.json()['id']}", headers=other.owner).status_code
+        == 404
+    )
 
 
 def test_approval_decision_reruns_the_checks(world: World) -> None:
@@ -54,17 +72,32 @@ def test_approval_decision_reruns_the_checks(world: World) -> None:
     assert first["status"] == second["status"] == "pending_approval"  # reserves nothing
     pending = world.api.get("/v1/approvals?status=pending", headers=fridge.owner).json()["items"]
     assert len(pending) == 2
-    decisions = [world.api.post(f"/v1/approvals/{item['id']}", json={"decision": "approve"},
-                                headers=fridge.owner).json()["result"]
-                 for item in reversed(pending)]
-    assert decisions == [{"status": "approved", "reason": None},
-                         {"status": "declined", "reason": "insufficient_funds"}]
+    decisions = [
+        world.api.post(
+            f"/v1/approvals/{item['id']}", json={"decision": "approve"}, headers=fridge.owner
+        ).json()["result"]
+        for item in reversed(pending)
+    ]
+    assert decisions == [
+        {"status": "approved", "reason": None},
+        {"status": "declined", "reason": "insufficient_funds"},
+    ]
     assert world.balance(fridge) == 1000
     stranger = world.device("stranger")
-    assert world.api.post(f"/v1/approvals/{pending[0]['id']}", json={"decision": "approve"},
-                          headers=stranger.owner).status_code == 404
-    assert world.api.post(f"/v1/approvals/{pending[0]['id']}", json={"decision": "maybe"},
-                          headers=fridge.owner).status_code == 422
+    assert (
+        world.api.post(
+            f"/v1/approvals/{pending[0]['id']}",
+            json={"decision": "approve"},
+            headers=stranger.owner,
+        ).status_code
+        == 404
+    )
+    assert (
+        world.api.post(
+            f"/v1/approvals/{pending[0]['id']}", json={"decision": "maybe"}, headers=fridge.owner
+        ).status_code
+        == 422
+    )
 
 
 def test_owner_reads_the_audit_trail_of_their_device(world: World) -> None:

@@ -1,6 +1,6 @@
 """SQL adapter for orders, the result outbox, rules, mandates, approvals and spend counters.
 
-Functions take a Connection and never commit: `gateway.payments` owns the transaction, so the
+Functions take a Connection and never commit: `gateway.orders.decide` owns the transaction, so the
 money, the counters, the result and the audit entry commit together or not at all.
 """
 
@@ -16,9 +16,9 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from devices.store import UtcDateTime
-from gateway.consent import Mandate
-from gateway.periods import PERIODS
-from gateway.rules import Limit, Rules, RulesIn, Usage
+from gateway.consent.mandates import Mandate
+from gateway.consent.periods import PERIODS
+from gateway.consent.rules import Limit, Rules, RulesIn, Usage
 
 metadata = sa.MetaData()
 orders = sa.Table(

@@ -14,10 +14,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from devices import errors as device_errors
 from devices.registry import CATEGORIES, KINDS, Device, DeviceCertificate, InvalidTransition
-from gateway import owners, payments, service
+from gateway import owners, service
+from gateway.consent.rules import RulesIn
 from gateway.errors import Conflict, Forbidden, Invalid, KymError, NotFound, Unauthorized
+from gateway.orders import decide as payments
 from gateway.parties import ADMIN, Party, is_timezone
-from gateway.rules import RulesIn
 from wallet import errors as wallet_errors
 
 # One table from refusal to HTTP status and code; order refusals carry their own `reason`.

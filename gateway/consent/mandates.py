@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from gateway.rules import Category, Counters, Limit, OrderTerms, Payee, Rules, exceeded_limit
+from gateway.consent.rules import (
+    Category,
+    Counters,
+    Limit,
+    OrderTerms,
+    Payee,
+    Rules,
+    exceeded_limit,
+)
 
 
 @dataclass(frozen=True)

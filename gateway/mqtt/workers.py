@@ -16,8 +16,9 @@ import threading
 import time
 from datetime import timedelta
 
-from gateway import order_store, payments
-from gateway.mqtt import GatewayClient, Inbound
+from gateway.mqtt.client import GatewayClient, Inbound
+from gateway.orders import decide as payments
+from gateway.orders import store as order_store
 from gateway.service import Context
 
 log = logging.getLogger("kym.pipeline")

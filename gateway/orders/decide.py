@@ -1,6 +1,7 @@
 """Orders, approvals and holds: the only place where identity, rules, consent and ledger meet.
 
-One order flows: `gateway.mqtt` (paho callback → queue) → `gateway.pipeline` (a worker takes a
+One order flows: `gateway.mqtt.client` (paho callback → queue) → `gateway.mqtt.workers` (a worker
+takes a
 batch) → `check_messages` here (decode, signature, schema: no database writes) →
 `decide_batch` here, in ONE database transaction for the batch: device state, idempotency,
 freshness, rules, funds, consent, the money, the spend counters, the result in the outbox and
@@ -27,11 +28,13 @@ from sqlalchemy import Connection
 from devices import store as device_store
 from devices import wire
 from devices.registry import Device, Status, valid_certificates
-from gateway import consent, order_store, store
+from gateway import store
+from gateway.consent import mandates as consent
+from gateway.consent.periods import period_keys
+from gateway.consent.rules import OrderTerms, Payee, Rules, Usage, approval_ttl_s, evaluate
 from gateway.errors import Conflict, NotFound, RuleViolation
-from gateway.mqtt import results_topic
-from gateway.periods import period_keys
-from gateway.rules import OrderTerms, Payee, Rules, Usage, approval_ttl_s, evaluate
+from gateway.mqtt.client import results_topic
+from gateway.orders import store as order_store
 from gateway.service import Context, certificate_grace
 from wallet import ledger
 from wallet import store as wallet_store

@@ -4,14 +4,14 @@ The caller runs steps 3, 4 and 5 of the contract's decision order like this:
 
     evaluate(order, payee, rules, counters, now, tz)      # 3: raises a RuleViolation
     if available_minor < order.amount_minor: ...          # 4: insufficient_funds (the wallet)
-    consent = decide_consent(order, payee, rules, ...)    # 5: gateway.consent
+    consent = decide_consent(order, payee, rules, ...)    # 5: gateway.consent.mandates
     if consent.needs_approval: ...                         #    pending_approval
     else: ...                                              # 6: approved, charged to consent.mandate
 
 `counters` holds, for the current periods of `now`, the device's usage under each period key
-(`gateway.periods.period_key`); a key that is absent counts as unused. "No rules" (never PUT, or
-PUT `{}`) is `None`: then only the payee and currency checks apply, and every order needs
-approval unless a mandate covers it.
+(`gateway.consent.periods.period_key`); a key that is absent counts as unused. "No rules"
+(never PUT, or PUT `{}`) is `None`: then only the payee and currency checks apply, and every
+order needs approval unless a mandate covers it.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from gateway.consent.periods import Period, period_key
 from gateway.errors import (
     AmountOverLimit,
     CategoryNotAllowed,
@@ -34,7 +35,6 @@ from gateway.errors import (
     PeriodLimitExceeded,
     UnknownPayee,
 )
-from gateway.periods import Period, period_key
 
 Category = Literal[
     "fuel", "ev_charging", "parking", "tolls", "groceries", "utilities", "insurance",
