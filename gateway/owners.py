@@ -15,8 +15,9 @@ from sqlalchemy import Connection
 
 from devices import store as device_store
 from gateway import store
-from gateway.consent.rules import RulesIn, rules_to_json
+from gateway.consent.rules import rules_to_json
 from gateway.errors import Invalid, NotFound
+from gateway.http.schemas import RulesIn
 from gateway.orders import store as order_store
 from gateway.parties import Party
 from gateway.service import Context, visible_device

@@ -19,10 +19,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
-
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from gateway.consent.periods import Period, period_key
 from gateway.errors import (
@@ -43,7 +41,6 @@ Category = Literal[
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DEFAULT_APPROVAL_TTL_S = 300
-MAX_MINOR = 2**53 - 1  # the largest integer every JSON client reads exactly
 
 
 @dataclass(frozen=True)
@@ -217,86 +214,34 @@ def _check_amounts(
             )
 
 
-# The HTTP body of PUT /v1/devices/{id}/rules, validated strictly at the boundary.
-
-AmountIn = Annotated[int, Field(strict=True, ge=1, le=MAX_MINOR)]
-CurrencyIn = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
-IdIn = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
-ClockIn = Annotated[str, StringConstraints(pattern=r"^(?:(?:[01][0-9]|2[0-3]):[0-5][0-9]|24:00)$")]
-
-
-class _StrictIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-class LimitIn(_StrictIn):
-    period: Period
-    amount: AmountIn
-
-    def to_limit(self) -> Limit:
-        return Limit(self.period, self.amount)
-
-
-class CountLimitIn(_StrictIn):
-    period: Period
-    count: AmountIn
-
-
-class WindowIn(_StrictIn):
-    days: list[Weekday] = Field(min_length=1)
-    from_: ClockIn = Field(alias="from")
-    to: ClockIn
-
-    @model_validator(mode="after")
-    def _not_empty(self) -> WindowIn:
-        if self.from_ == self.to:
-            raise ValueError("a window's `from` and `to` must differ")
-        return self
-
-
-class ActiveHoursIn(_StrictIn):
-    windows: list[WindowIn]
-
-
-class RulesIn(_StrictIn):
-    currency: CurrencyIn | None = None
-    max_amount: AmountIn | None = None
-    limits: list[LimitIn] | None = None
-    max_payments: list[CountLimitIn] | None = None
-    allowed_categories: list[Category] | None = None
-    blocked_categories: list[Category] | None = None
-    allowed_payees: list[IdIn] | None = None
-    blocked_payees: list[IdIn] | None = None
-    approval_above: AmountIn | None = None
-    approval_ttl_seconds: Annotated[int, Field(strict=True, ge=1, le=86400)] | None = None
-    active_hours: ActiveHoursIn | None = None
-
-    def to_rules(self) -> Rules | None:
-        """The rules, or `None` when the body sets nothing (`{}`): the device has no rules."""
-        if all(getattr(self, name) is None for name in type(self).model_fields):
-            return None
-        hours = self.active_hours
-        return Rules(
-            currency=self.currency,
-            max_amount_minor=self.max_amount,
-            limits=tuple(limit.to_limit() for limit in self.limits or ()),
-            max_payments=tuple(CountLimit(c.period, c.count) for c in self.max_payments or ()),
-            allowed_categories=_tuple_or_none(self.allowed_categories),
-            blocked_categories=tuple(self.blocked_categories or ()),
-            allowed_payees=_tuple_or_none(self.allowed_payees),
-            blocked_payees=tuple(self.blocked_payees or ()),
-            approval_above_minor=self.approval_above,
-            approval_ttl_s=self.approval_ttl_seconds or DEFAULT_APPROVAL_TTL_S,
-            active_hours=None if hours is None else tuple(map(_window, hours.windows)),
-        )
+def rules_from_json(body: Mapping[str, Any]) -> Rules | None:
+    """The rules from their contract JSON (validated at the boundary); `{}` is no rules."""
+    if not body:
+        return None
+    hours = body.get("active_hours")
+    return Rules(
+        currency=body.get("currency"),
+        max_amount_minor=body.get("max_amount"),
+        limits=tuple(Limit(x["period"], x["amount"]) for x in body.get("limits") or ()),
+        max_payments=tuple(
+            CountLimit(x["period"], x["count"]) for x in body.get("max_payments") or ()
+        ),
+        allowed_categories=_tuple_or_none(body.get("allowed_categories")),
+        blocked_categories=tuple(body.get("blocked_categories") or ()),
+        allowed_payees=_tuple_or_none(body.get("allowed_payees")),
+        blocked_payees=tuple(body.get("blocked_payees") or ()),
+        approval_above_minor=body.get("approval_above"),
+        approval_ttl_s=body.get("approval_ttl_seconds") or DEFAULT_APPROVAL_TTL_S,
+        active_hours=None if hours is None else tuple(map(_window, hours["windows"])),
+    )
 
 
 def _tuple_or_none(items: list[Any] | None) -> tuple[Any, ...] | None:
     return None if items is None else tuple(items)
 
 
-def _window(window: WindowIn) -> Window:
-    return Window(tuple(window.days), _minutes(window.from_), _minutes(window.to))
+def _window(window: Mapping[str, Any]) -> Window:
+    return Window(tuple(window["days"]), _minutes(window["from"]), _minutes(window["to"]))
 
 
 def _minutes(clock: str) -> int:

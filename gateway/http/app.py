@@ -15,8 +15,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from devices import errors as device_errors
 from devices.registry import CATEGORIES, KINDS, Device, DeviceCertificate, InvalidTransition
 from gateway import owners, service
-from gateway.consent.rules import RulesIn
 from gateway.errors import Conflict, Forbidden, Invalid, KymError, NotFound, Unauthorized
+from gateway.http.schemas import RulesIn
 from gateway.orders import decide as payments
 from gateway.parties import ADMIN, Party, is_timezone
 from wallet import errors as wallet_errors

@@ -18,7 +18,7 @@ from sqlalchemy import Connection
 from devices.store import UtcDateTime
 from gateway.consent.mandates import Mandate
 from gateway.consent.periods import PERIODS
-from gateway.consent.rules import Limit, Rules, RulesIn, Usage
+from gateway.consent.rules import Limit, Rules, Usage, rules_from_json
 
 metadata = sa.MetaData()
 orders = sa.Table(
@@ -399,9 +399,7 @@ def load_rules(conn: Connection, device_ids: Iterable[str]) -> dict[str, Rules |
     """Each device's rules (None: the device has no rules)."""
     device_ids = list(device_ids)
     stored = rules_for(conn, device_ids)
-    return {
-        d: RulesIn.model_validate(stored[d]).to_rules() if d in stored else None for d in device_ids
-    }
+    return {d: rules_from_json(stored[d]) if d in stored else None for d in device_ids}
 
 
 def load_mandates(conn: Connection, device_ids: Iterable[str]) -> dict[str, list[Mandate]]:

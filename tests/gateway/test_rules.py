@@ -15,13 +15,13 @@ from gateway.consent.rules import (
     OrderTerms,
     Payee,
     Rules,
-    RulesIn,
     Usage,
     approval_ttl_s,
     evaluate,
     rules_to_json,
 )
 from gateway.errors import RULE_VIOLATIONS, RuleViolation
+from gateway.http.schemas import RulesIn
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=BERLIN)  # a Friday

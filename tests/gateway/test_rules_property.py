@@ -19,13 +19,13 @@ from gateway.consent.rules import (
     Limit,
     OrderTerms,
     Payee,
-    RulesIn,
     Usage,
     evaluate,
     is_active_time,
     rules_to_json,
 )
 from gateway.errors import RuleViolation
+from gateway.http.schemas import RulesIn
 
 PAYER = "dev_car"
 PAYEES = {
