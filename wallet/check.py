@@ -19,9 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, select
 
 from wallet.ledger import FUNDING_PREFIX, PaymentStatus, PaymentType, TransferKind
-from wallet.store import accounts, payments, top_ups, transfers
+from wallet.schema import COUNTERS, accounts, payments, top_ups, transfers
 
-_COUNTERS = ("debits_posted", "credits_posted", "debits_pending", "credits_pending")
 _POSTING = [
     k.value
     for k in (TransferKind.TOP_UP, TransferKind.PAY, TransferKind.CAPTURE, TransferKind.REFUND)
@@ -105,7 +104,7 @@ def _accounts(conn: Connection) -> Iterator[Breach]:
                 currency,
                 f"pending debits - pending credits = {pending[currency]}, not 0",
             )
-    expected: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(_COUNTERS, 0))
+    expected: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(COUNTERS, 0))
     for (debit_id, credit_id, total), (debits, credits) in (
         *((row, ("debits_posted", "credits_posted")) for row in conn.execute(_POSTED)),
         *((row, ("debits_pending", "credits_pending")) for row in conn.execute(_PENDING)),
@@ -115,8 +114,8 @@ def _accounts(conn: Connection) -> Iterator[Breach]:
     for account_id in expected.keys() - {row.id for row in rows}:
         yield Breach("counters", account_id, "the journal names an account that does not exist")
     for row in rows:
-        want = expected.get(row.id, dict.fromkeys(_COUNTERS, 0))
-        got = {name: getattr(row, name) for name in _COUNTERS}
+        want = expected.get(row.id, dict.fromkeys(COUNTERS, 0))
+        got = {name: getattr(row, name) for name in COUNTERS}
         if got != want:
             yield Breach("counters", row.id, f"cached {got} != journal {want}")
 

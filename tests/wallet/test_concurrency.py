@@ -21,7 +21,7 @@ from sqlalchemy import Connection, text
 
 from gateway.db import Database
 from tests.conftest import postgres_schema_url
-from tests.wallet.conftest import T0, assert_books_balance, later
+from tests.support.wallets import T0, assert_books_balance, later
 from wallet import store
 from wallet.errors import HoldExpired, HoldNotOpen, InsufficientFunds
 from wallet.ledger import Wallet

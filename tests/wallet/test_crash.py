@@ -19,9 +19,9 @@ from sqlalchemy import func, select
 
 from gateway.db import Database
 from tests.conftest import postgres_schema_url
+from tests.support.wallets import assert_books_balance
 from tests.wallet import crash_worker
-from tests.wallet.conftest import assert_books_balance
-from wallet import store
+from wallet import schema, store
 
 WORKER = Path(crash_worker.__file__)
 KILLS = 5
@@ -84,7 +84,7 @@ def test_a_killed_mover_applies_each_transfer_exactly_once(
 
 
 def journal_counts(db: Database) -> Counter[tuple[str | None, str]]:
-    t = store.transfers.c
+    t = schema.transfers.c
     with db.read() as conn:
         rows = conn.execute(
             select(t.payment_id, t.kind, func.count()).group_by(t.payment_id, t.kind)

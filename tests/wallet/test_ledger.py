@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.wallet.conftest import T0, later
+from tests.support.wallets import T0, later
 from wallet import errors, ledger
 from wallet.ledger import Payment, PaymentRequest, PaymentStatus, PaymentType, TransferKind
 

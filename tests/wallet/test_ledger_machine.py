@@ -30,8 +30,8 @@ from sqlalchemy import Connection, func, select
 
 from gateway.db import Database
 from tests.conftest import postgres_schema_url
-from tests.wallet.conftest import HOLDERS, T0, snapshot
-from wallet import store
+from tests.support.wallets import HOLDERS, T0, snapshot
+from wallet import schema, store
 from wallet.check import check
 from wallet.errors import (
     CaptureExceedsHold,
@@ -406,7 +406,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @invariant()
     def books_reconcile_and_match_the_model(self) -> None:
-        p, t = store.payments.c, store.transfers.c
+        p, t = schema.payments.c, schema.transfers.c
         with self.db.read() as conn:
             assert [str(breach) for breach in check(conn)] == []
             wallets = {holder: store.get_wallet(conn, holder) for holder in HOLDERS}

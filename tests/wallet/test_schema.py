@@ -1,4 +1,4 @@
-"""The tables declared in wallet/store.py are the ones migration 0002 creates."""
+"""The tables declared in wallet/schema.py are the ones migration 0002 creates."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from gateway.db import Database
-from wallet import store
+from wallet import schema
 
 
 def test_the_store_declares_the_migrated_wallet_tables(db: Database) -> None:
@@ -20,9 +20,9 @@ def test_the_store_declares_the_migrated_wallet_tables(db: Database) -> None:
         context = MigrationContext.configure(
             conn, opts={"compare_type": True, "include_object": wallet_only}
         )
-        differences = compare_metadata(context, store.metadata)
+        differences = compare_metadata(context, schema.metadata)
     assert differences == []
-    assert {t.name for t in store.metadata.sorted_tables} == {
+    assert {t.name for t in schema.metadata.sorted_tables} == {
         "wallet_accounts",
         "wallet_transfers",
         "wallet_payments",

@@ -12,8 +12,8 @@ from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from gateway.db import Database
-from tests.wallet.conftest import T0, assert_books_balance, later, snapshot
-from wallet import store
+from tests.support.wallets import T0, assert_books_balance, later, snapshot
+from wallet import journal, schema, store
 from wallet.check import check
 from wallet.errors import (
     CaptureExceedsHold,
@@ -582,7 +582,7 @@ def test_the_database_refuses_a_second_resolution_of_a_hold(wallets: Database) -
         run(
             wallets,
             lambda c: c.execute(
-                store.transfers.insert(),
+                schema.transfers.insert(),
                 {
                     "kind": "capture",
                     "payment_id": "hold_1",
@@ -699,7 +699,7 @@ def test_database_errors_on_the_fast_path_surface_as_sqlalchemy_errors(wallets: 
         "expires_at": None,
     }
     with pytest.raises(IntegrityError):
-        run(wallets, lambda c: store._INSERT_TRANSFER.rows(c, row))
+        run(wallets, lambda c: journal.append(c, row))
 
 
 def test_a_hold_replayed_after_its_expiry_gets_its_payment_back(wallets: Database) -> None:

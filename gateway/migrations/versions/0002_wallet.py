@@ -1,6 +1,6 @@
 """Wallets: ledger accounts, the append-only journal of transfers, payments and top-up keys.
 
-The same tables are declared in `wallet/store.py` (the wallet package does not import gateway);
+The same tables are declared in `wallet/schema.py` (the wallet package does not import gateway);
 `tests/wallet/test_schema.py` checks that the two agree.
 
 Revision ID: 0002

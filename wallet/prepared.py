@@ -1,0 +1,67 @@
+"""Statements compiled once per dialect and run on the DBAPI cursor: the per-payment fast path."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+from sqlalchemy.dialects import postgresql, sqlite
+
+
+def ignoring_duplicates(table: sa.Table, *columns: str) -> dict[str, Any]:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING: a row back means it was inserted."""
+    return {
+        "postgresql": postgresql.insert(table)
+        .on_conflict_do_nothing(index_elements=columns)
+        .returning(table.c[columns[0]]),
+        "sqlite": sqlite.insert(table)
+        .on_conflict_do_nothing(index_elements=columns)
+        .returning(table.c[columns[0]]),
+    }
+
+
+class Prepared:
+    """A Core statement compiled once per dialect and run on the DBAPI cursor itself.
+
+    SQLAlchemy spends about 45 µs on every execution (context, parameters, result), three times
+    what SQLite needs to run one of these statements; the statements every payment runs skip it.
+    Parameters still pass through their types' bind processors, so values are stored exactly as
+    Core would store them, and the statement runs in the caller's transaction.
+    """
+
+    def __init__(self, statements: dict[str, Any], column_keys: Sequence[str] | None = None):
+        self._statements = statements
+        self._column_keys = column_keys
+        self._plans: dict[str, tuple[str, tuple[str, ...] | None, dict[str, Any]]] = {}
+
+    def rows(self, conn: Connection, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """Execute with `params` (by bind name) and return the rows it returns."""
+        plan = self._plans.get(conn.dialect.name) or self._compile(conn.dialect)
+        sql, positions, processors = plan
+        values = {k: processors[k](v) if k in processors else v for k, v in params.items()}
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(sql, values if positions is None else [values[k] for k in positions])
+            return cursor.fetchall() if cursor.description else []
+        except conn.dialect.loaded_dbapi.Error as error:
+            # Raise what Core would, so that Database.run still retries deadlocks and locks.
+            raise sa.exc.DBAPIError.instance(
+                sql, values, error, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
+            ) from error
+        finally:
+            cursor.close()
+
+    def _compile(self, dialect: sa.Dialect) -> tuple[str, tuple[str, ...] | None, dict[str, Any]]:
+        statement = self._statements.get(dialect.name, self._statements.get("*"))
+        assert statement is not None, f"no statement for {dialect.name}"
+        compiled = statement.compile(dialect=dialect, column_keys=self._column_keys)
+        processors = {}
+        for key, bind in compiled.binds.items():
+            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if processor is not None:
+                processors[key] = processor
+        positions = tuple(compiled.positiontup) if dialect.positional else None
+        self._plans[dialect.name] = (compiled.string, positions, processors)
+        return self._plans[dialect.name]
