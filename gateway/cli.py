@@ -1,16 +1,29 @@
-"""The `kym` command line."""
+"""The `kym` command line.
+
+The only gateway module that may import `simulators`: it assembles the demo, `kym simulate`
+and `kym bench`, which are clients of the gateway like any firmware.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import click
 
 from gateway.settings import Settings, split_host_port
+from simulators.cli import simulate
 
+if TYPE_CHECKING:
+    from gateway.db import Database
+    from gateway.server import Running
+    from simulators.demo.run import DemoGateway
+
+BROKERS = click.Choice(["auto", "mosquitto", "embedded"])
 DATA_DIR = click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -25,12 +38,28 @@ DATABASE_URL = click.option(
 )
 
 
+def env_names() -> str:
+    """Every KYM_* variable the settings read, for the help texts."""
+    return ", ".join(f"KYM_{name.upper()}" for name in Settings.model_fields)
+
+
 def settings_from(**flags: Any) -> Settings:
     """Settings from the flags that were given, then KYM_* variables, then defaults."""
     return Settings(**{k: v for k, v in flags.items() if v is not None})
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def fail(message: str) -> NoReturn:
+    """One line on stderr and exit 2: the command could not even look (1 means "broken")."""
+    click.echo(f"kym: {message}", err=True)
+    sys.exit(2)
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=f"`kym serve` reads {env_names()}; a flag wins over its variable. "
+    "The device commands read KYM_API_URL, KYM_API_KEY and KYM_DEVICE_DIR. "
+    "`kym COMMAND --help` lists what each command reads.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
 def main(verbose: bool) -> None:
     """KYM: a gateway that lets machines pay, with their owners' consent."""
@@ -42,52 +71,61 @@ def main(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-@main.command()
+@main.command(epilog=f"Reads {env_names()} (a flag wins over its variable).")
 @DATA_DIR
 @DATABASE_URL
 @click.option(
-    "--http", default=None, metavar="HOST:PORT", help="HTTP API address [127.0.0.1:8080]."
+    "--http",
+    default=None,
+    metavar="HOST:PORT",
+    help="HTTP API address [env KYM_HTTP; default 127.0.0.1:8080].",
 )
 @click.option(
     "--mqtt",
     default=None,
     metavar="HOST:PORT",
-    help="Address of the TLS broker that serve starts [127.0.0.1:8883].",
+    help="Address of the TLS broker that serve starts [env KYM_MQTT; default 127.0.0.1:8883].",
 )
 @click.option(
     "--broker-url",
     default=None,
     metavar="mqtts://HOST:PORT",
-    help="Use an external broker instead of starting one (--mqtt is then ignored).",
+    help="Use an external broker instead of starting one (--mqtt is then ignored) "
+    "[env KYM_BROKER_URL].",
 )
 @click.option(
     "--broker",
-    type=click.Choice(["auto", "mosquitto", "embedded"]),
+    type=BROKERS,
     default=None,
-    help="Which broker to start: auto picks Mosquitto when installed [auto].",
+    help="Which broker to start: auto picks Mosquitto when installed [env KYM_BROKER; "
+    "default auto].",
 )
 @click.option(
     "--workers",
     "gateway_workers",
     type=int,
     default=None,
-    help="Gateway MQTT workers in this process, each with its own identity [1].",
+    help="Gateway MQTT workers in this process, each with its own identity "
+    "[env KYM_GATEWAY_WORKERS; default 1].",
 )
 @click.option(
     "--worker-index",
     type=int,
     default=None,
     help="First gateway identity of this process (kym-gateway-<n>), so that several "
-    "processes sharing a broker each have their own [0].",
+    "processes sharing a broker each have their own [env KYM_WORKER_INDEX; default 0].",
 )
 def serve(**flags: Any) -> None:
-    """Run the gateway: HTTP API, MQTT order pipeline and (unless --broker-url) a broker."""
+    """Run the gateway: HTTP API, MQTT order pipeline and (unless --broker-url) a broker.
+
+    The admin token is KYM_ADMIN_TOKEN, else DIR/admin-token (made on first start).
+    """
     from gateway.server import serve as run
 
     run(settings_from(**flags))
 
 
-@main.command("mosquitto-config")
+@main.command("mosquitto-config", epilog=f"Reads {env_names()}.")
 @DATA_DIR
 @click.option("--listen", required=True, metavar="HOST:PORT", help="The broker's TLS listener.")
 @click.option(
@@ -100,8 +138,9 @@ def serve(**flags: Any) -> None:
 def mosquitto_config(data_dir: Path | None, listen: str, outdir: Path) -> None:
     """Write a Mosquitto 2.0 configuration that admits only certified devices and gateways."""
     from gateway.broker import mosquitto
+    from gateway.context import utcnow
     from gateway.server import build_context
-    from gateway.service import publish_crl, utcnow
+    from gateway.service import publish_crl
 
     ctx = build_context(settings_from(data_dir=data_dir))
     publish_crl(ctx)
@@ -119,13 +158,17 @@ def audit() -> None:
 @DATA_DIR
 @DATABASE_URL
 def audit_verify(**flags: Any) -> None:
-    """Check the audit hash chain; exit 1 naming the first bad entry."""
-    from gateway.db import Database
+    """Check the audit log (entries, Merkle tree, signed tree heads): exit 0 when intact, 1 naming the first bad entry, 2 when
+    there is nothing to check (no data dir, no database)."""
+    from gateway.audit.service import signer_public_key
     from gateway.service import verify_audit
 
     settings = settings_from(**flags)
-    db = Database(settings.resolved_database_url())
-    count, problem = verify_audit(db)
+    db = existing_database(settings)
+    signer = signer_public_key(settings.data_dir)
+    if signer is None:
+        fail(f"no gateway signing certificate in {settings.data_dir} to check tree heads with")
+    count, problem = readable(db, lambda: verify_audit(db, signer))
     if problem is not None:
         seq, why = problem
         click.echo(f"audit chain BROKEN at entry {seq}: {why}", err=True)
@@ -133,17 +176,71 @@ def audit_verify(**flags: Any) -> None:
     click.echo(f"audit chain intact: {count} entries")
 
 
+@main.group()
+def ledger() -> None:
+    """Reconcile the wallets' double-entry ledger."""
+
+
+@ledger.command("check")
+@DATA_DIR
+@DATABASE_URL
+def ledger_check(**flags: Any) -> None:
+    """Check every ledger invariant: exit 0 when they hold, 1 listing each breach, 2 when
+    there is nothing to check (no data dir, no database)."""
+    from wallet.check import check
+
+    db = existing_database(settings_from(**flags))
+
+    def breaches() -> list[Any]:
+        with db.snapshot() as conn:
+            return check(conn)
+
+    found = readable(db, breaches)
+    for breach in found:
+        click.echo(f"BREACH {breach}", err=True)
+    if found:
+        sys.exit(1)
+    click.echo("ledger reconciled: every invariant holds")
+
+
+def existing_database(settings: Settings) -> Database:
+    """The configured database, or exit 2 when the SQLite file in the data dir is missing."""
+    from gateway.db import Database
+
+    if not settings.database_url:
+        path = settings.data_dir / "kym.db"
+        if not settings.data_dir.is_dir():
+            fail(f"no data dir at {settings.data_dir} (give --data-dir or set KYM_DATA_DIR)")
+        if not path.is_file():
+            fail(f"no database in {settings.data_dir} (no {path.name}; has kym serve run?)")
+    return Database(settings.resolved_database_url())
+
+
+def readable(db: Database, read: Any) -> Any:
+    """`read()`, or exit 2 in one line when the database cannot be read at all."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return read()
+    except SQLAlchemyError as exc:
+        shown = make_url(db.url).render_as_string(hide_password=True)
+        cause = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        fail(f"cannot read the database {shown}: {cause}")
+
+
 @main.command()
 @click.option("--devices", default=20, show_default=True, help="Simulated devices.")
 @click.option("--orders", default=5000, show_default=True, help="Orders in all.")
 @click.option("--rate", type=float, default=None, help="Orders per second (default: flat out).")
-@DATABASE_URL
 @click.option(
-    "--broker",
-    type=click.Choice(["auto", "mosquitto", "embedded"]),
-    default="auto",
-    show_default=True,
+    "--database-url",
+    envvar="KYM_DATABASE_URL",
+    default=None,
+    metavar="URL",
+    help="The gateway's database [env KYM_DATABASE_URL; default SQLite in a temp dir].",
 )
+@click.option("--broker", type=BROKERS, default="auto", show_default=True)
 @click.option(
     "--key-type", type=click.Choice(["p256", "ed25519"]), default="p256", show_default=True
 )
@@ -155,16 +252,23 @@ def bench(
     broker: str,
     key_type: str,
 ) -> None:
-    """Measure payments per second end to end: devices → broker → gateway → ledger → results."""
+    """Measure payments per second end to end: devices → broker → gateway → ledger → results.
+
+    Starts `kym serve` in a child process on a temp dir; other KYM_* variables do not reach it.
+    """
     from rich.console import Console
 
-    from gateway.bench import print_report, run_bench
+    from simulators.bench.load import Load
+    from simulators.bench.report import print_report
+    from simulators.bench.run import run_bench
 
     console = Console()
-    numbers = run_bench(devices, orders, rate, database_url, broker, key_type, console)
+    load = Load(devices, orders, rate, "ed25519" if key_type == "ed25519" else "p256")
+    serve_command = [sys.executable, "-m", "gateway.cli", "serve"]
+    report = run_bench(serve_command, load, console, database_url=database_url, broker=broker)
     label = f"{devices} devices, {key_type}, {broker} broker, {database_url or 'SQLite'}"
-    print_report(numbers, label, console)
-    if numbers["results"] < numbers["orders"]:
+    print_report(report, label, console)
+    if not report.complete:
         sys.exit(1)
 
 
@@ -178,162 +282,96 @@ def bench(
 )
 @click.option(
     "--broker",
-    type=click.Choice(["auto", "mosquitto", "embedded"]),
+    type=BROKERS,
     default="auto",
     show_default=True,
     help="Which broker to start: auto picks Mosquitto when installed, else the embedded one.",
 )
 def demo(duration: float | None, broker: str) -> None:
-    """Tell the whole story on embedded defaults: devices paying through the gateway, live."""
+    """Tell the whole story on embedded defaults: devices paying through the gateway, live.
+
+    It runs a gateway of its own in a temp dir: KYM_DATA_DIR, KYM_DATABASE_URL, KYM_HTTP,
+    KYM_MQTT, KYM_BROKER_URL, KYM_BROKER and KYM_ADMIN_TOKEN do not apply.
+    """
     if not click.get_current_context().find_root().params.get("verbose"):
         logging.getLogger().setLevel(logging.WARNING)  # the demo's own lines tell the story
-    import os
+    import tempfile
+    from contextlib import ExitStack
 
     from rich.console import Console
 
-    from gateway.demo import run_demo
+    from gateway.server import running_gateway
+    from simulators.demo.run import run_demo
 
     # Without a terminal (CI logs), lines as wide as the summary's tables need.
     wide = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 120
-    sys.exit(run_demo(duration, broker, Console(highlight=False, width=wide)))
-
-
-@main.command()
-@click.option(
-    "--devices",
-    type=int,
-    default=10,
-    show_default=True,
-    help="Paying devices (cars, fridges, smart meters, one misbehaving from 5 on); "
-    "stations for the cars come on top.",
-)
-@click.option(
-    "--rate",
-    type=float,
-    default=10.0,
-    show_default=True,
-    help="Arrivals per second, on a fixed schedule whatever the answers (open loop).",
-)
-@click.option(
-    "--duration",
-    type=float,
-    default=10.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="Seconds of arrivals; answers then get up to --settle seconds more.",
-)
-@click.option("--settle", type=float, default=10.0, show_default=True, metavar="SECONDS")
-@click.option(
-    "--api",
-    default="http://127.0.0.1:8080",
-    show_default=True,
-    metavar="URL",
-    help="The gateway's HTTP API.",
-)
-@click.option(
-    "--broker-url",
-    default="mqtts://127.0.0.1:8883",
-    show_default=True,
-    metavar="mqtts://HOST:PORT",
-    help="The broker the devices connect to.",
-)
-@click.option(
-    "--admin-token",
-    default=None,
-    envvar="KYM_ADMIN_TOKEN",
-    help="[env KYM_ADMIN_TOKEN; default: the admin-token file in --data-dir].",
-)
-@DATA_DIR
-@click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="A new dir for the devices' keys and journals [a temp dir, removed after].",
-)
-@click.option("--seed", type=int, default=0, show_default=True)
-def simulate(
-    devices: int,
-    rate: float,
-    duration: float,
-    settle: float,
-    api: str,
-    broker_url: str,
-    admin_token: str | None,
-    data_dir: Path | None,
-    state_dir: Path | None,
-    seed: int,
-) -> None:
-    """Run a population of simulated devices against a running gateway; print what it saw."""
-    import tempfile
-    from urllib.parse import urlsplit
-
-    import httpx
-
-    from devices.sdk import ApiError
-    from simulators.population import run_population
-
-    token = admin_token or _admin_token_file(settings_from(data_dir=data_dir).data_dir)
-    broker = urlsplit(broker_url)
-    if broker.scheme not in ("mqtts", "ssl", "tls") or not broker.hostname:
-        raise click.BadParameter("must look like mqtts://HOST:PORT", param_hint="--broker-url")
-    if state_dir is not None and state_dir.exists() and any(state_dir.iterdir()):
-        raise click.BadParameter(f"{state_dir} is not empty", param_hint="--state-dir")
-    with tempfile.TemporaryDirectory(prefix="kym-simulate-") as tmp:
+    console = Console(highlight=False, width=wide)
+    with tempfile.TemporaryDirectory(prefix="kym-demo-", ignore_cleanup_errors=True) as tmp:
+        started = time.monotonic()
         try:
-            summary = run_population(
-                api,
-                broker.hostname,
-                broker.port or 8883,
-                token,
-                devices,
-                rate,
-                duration,
-                state_dir or Path(tmp) / "fleet",
-                seed=seed,
-                settle_s=settle,
-            )
-        except ApiError as exc:
-            raise click.ClickException(f"the gateway at {api} refused: {exc}") from exc
-        except httpx.HTTPError as exc:
-            raise click.ClickException(f"cannot reach the gateway at {api}: {exc}") from exc
-    click.echo(summary.render())
-    if summary.surprises or summary.dropped or summary.unanswered:
-        sys.exit(1)
+            with ExitStack() as stack:
+                with console.status("starting the gateway"):
+                    running = stack.enter_context(
+                        running_gateway(demo_settings(Path(tmp), broker), quiet=True)
+                    )
+                code = run_demo(
+                    demo_gateway(running, Path(tmp)), duration, console, started=started
+                )
+        except KeyboardInterrupt:
+            console.print("interrupted")
+            code = 130
+    sys.exit(code)
 
 
-def _admin_token_file(data_dir: Path) -> str:
-    path = data_dir / "admin-token"
-    if not path.is_file():
-        raise click.UsageError(
-            f"no admin token: pass --admin-token, set KYM_ADMIN_TOKEN or "
-            f"point --data-dir at the gateway's data dir (no {path})"
-        )
-    return path.read_text().strip()
+def demo_settings(tmp: Path, broker: str) -> Settings:
+    """A gateway of its own in `tmp`: SQLite, free local ports, a fresh admin token."""
+    import secrets
+
+    from gateway.server import free_port
+
+    return Settings(
+        data_dir=tmp / "data",
+        database_url=f"sqlite:///{tmp / 'kym.db'}",
+        http=f"127.0.0.1:{free_port()}",
+        mqtt=f"127.0.0.1:{free_port()}",
+        broker_url=None,
+        broker=cast(Any, broker),  # click.Choice checked it; pydantic checks it again
+        admin_token=secrets.token_urlsafe(24),
+        gateway_workers=1,
+        worker_index=0,
+    )
 
 
-@main.group()
-def ledger() -> None:
-    """Reconcile the wallets' double-entry ledger."""
-
-
-@ledger.command("check")
-@DATA_DIR
-@DATABASE_URL
-def ledger_check(**flags: Any) -> None:
-    """Check every ledger invariant; exit 1 listing each breach."""
-    from gateway.db import Database
+def demo_gateway(running: Running, home: Path) -> DemoGateway:
+    """What the demo needs of the running gateway: addresses, the admin token and a verdict
+    from the same checks as `kym ledger check` and `kym audit verify`."""
+    from gateway.broker.mosquitto import ManagedMosquitto
+    from gateway.service import verify_audit
+    from simulators.demo.run import DemoGateway
+    from simulators.demo.view import Verdict
+    from simulators.fleet import Broker
     from wallet.check import check
 
-    settings = settings_from(**flags)
-    db = Database(settings.resolved_database_url())
-    with db.snapshot() as conn:
-        breaches = check(conn)
-    for breach in breaches:
-        click.echo(f"BREACH {breach}", err=True)
-    if breaches:
-        sys.exit(1)
-    click.echo("ledger reconciled: every invariant holds")
+    db = running.ctx.db
 
+    def verify() -> Verdict:
+        with db.snapshot() as conn:
+            breaches = [str(breach) for breach in check(conn)]
+        entries, bad = verify_audit(db, running.ctx.pki.signer.private_key.public_key())
+        return Verdict(breaches, entries, None if bad is None else f"entry {bad[0]}: {bad[1]}")
+
+    mosquitto = isinstance(running.ctx.broker, ManagedMosquitto)
+    return DemoGateway(
+        api_url=running.api_url,
+        broker=Broker(running.broker.host, running.broker.port),
+        broker_name="Mosquitto" if mosquitto else "the embedded broker",
+        admin_token=running.ctx.settings.admin_token or "",
+        home=home,
+        verify=verify,
+    )
+
+
+main.add_command(simulate)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

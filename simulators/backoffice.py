@@ -6,9 +6,24 @@ back office. Every call raises `devices.sdk.ApiError` with the contract's code w
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from devices.sdk import GatewayApi
+
+
+@dataclass(frozen=True)
+class Balance:
+    """A wallet as GET .../wallet shows it; `available` is the balance less open holds
+    (a merchant's wallet holds nothing back, and its answer has no `available`)."""
+
+    balance_minor: int
+    available_minor: int
+
+    @classmethod
+    def from_answer(cls, answer: dict[str, Any]) -> Balance:
+        balance = int(answer["balance"])
+        return cls(balance, int(answer.get("available", balance)))
 
 
 class Admin:

@@ -15,7 +15,15 @@ from collections import deque
 from pathlib import Path
 from typing import Any, ClassVar
 
-from devices.sdk import DeviceClient, Event, GatewayApi, Registration, Result, provision
+from devices.sdk import (
+    DeviceClient,
+    Event,
+    GatewayApi,
+    KeyType,
+    Registration,
+    Result,
+    provision,
+)
 from simulators.metrics import Recorder
 
 
@@ -107,12 +115,12 @@ class SimDevice:
 def provision_device(
     state_dir: Path, api_url: str, integrator_key: str, owner_id: str, kind: str,
     serial_number: str, *, category: str | None = None, currency: str = "EUR",
-    model: str = "Sim-1", manufacturer: str = "KYM Simulators",
+    model: str = "Sim-1", manufacturer: str = "KYM Simulators", key_type: KeyType = "p256",
 ) -> Path:
     """Register a simulated device through the SDK (idempotent per state dir)."""
     registration = Registration(owner_id=owner_id, kind=kind, manufacturer=manufacturer,
                                 model=model, serial_number=serial_number, currency=currency,
                                 category=category)
     with GatewayApi(api_url, integrator_key) as api:
-        provision(state_dir, api, registration)
+        provision(state_dir, api, registration, key_type)
     return state_dir

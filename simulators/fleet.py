@@ -75,6 +75,7 @@ class Fleet:
     recorder: Recorder
     admin: Admin
     operators: list[Owner] = field(default_factory=list)
+    merchant_keys: dict[str, str] = field(default_factory=dict)  # merchant id -> its API key
     clients: list[DeviceClient] = field(default_factory=list)  # every one connected, to close
 
     @property
@@ -118,7 +119,8 @@ def seed_fleet(
     if state_dir.exists() and any(state_dir.iterdir()):
         raise ValueError(f"{state_dir} is not empty: a fleet is seeded into a new state dir")
     seeder = _Seeder(api_url, broker, admin_token, state_dir, seed, clock)
-    fleet = Fleet([], {}, seeder.merchants, recorder or Recorder(), seeder.admin)
+    fleet = Fleet([], {}, seeder.merchants, recorder or Recorder(), seeder.admin,
+                  merchant_keys=seeder.merchant_keys)
     try:
         seeder.build(fleet, mix, interval_s, month_s)
     except BaseException:
@@ -135,8 +137,10 @@ class _Seeder:
         self.run = secrets.token_hex(3)  # serial numbers are unique per gateway, forever
         self.admin = Admin(api_url, admin_token)
         self.integrator = self.admin.create_integrator(f"KYM Simulators {self.run}")
-        self.merchants = {category: self.admin.create_merchant(name, category, CURRENCY)["id"]
-                          for category, name in MERCHANTS.items()}
+        created = {category: self.admin.create_merchant(name, category, CURRENCY)
+                   for category, name in MERCHANTS.items()}
+        self.merchants = {category: merchant["id"] for category, merchant in created.items()}
+        self.merchant_keys = {merchant["id"]: merchant["api_key"] for merchant in created.values()}
 
     def build(self, fleet: Fleet, mix: Mix, interval_s: float | None,
               month_s: float | None) -> None:

@@ -1,45 +1,44 @@
-"""`kym demo`: the whole story on embedded defaults, shown as it happens.
+"""`kym demo`: the whole story, shown as it happens, against a gateway someone else started.
 
-It starts the gateway in a temp dir (SQLite; Mosquitto when installed, else the embedded
-broker) and seeds a small fleet through the HTTP API (`simulators.fleet.seed_fleet`). A script
-plays first, so that every outcome shows within seconds whatever the dice say: payments
-approved, and declined by the rules; orders that wait for the owner, who approves one and
-declines another; a hold captured and partly refunded; a hold voided; a payment above the
-approval threshold covered by a mandate; and each trick of the misbehaving device, refused.
-Then the simulators act by themselves on a compressed clock (a month lasts 20 s) while the
-demo plays the owners: it decides what waits for approval and tops up wallets that run low.
-The summary reconciles the ledger and verifies the audit chain.
+The CLI starts the gateway in a temp dir (SQLite; Mosquitto when installed, else the embedded
+broker) and hands this module its addresses, the admin token and a `Verify` callable for the
+summary's ledger and audit checks; this module is a client like any firmware and imports
+nothing from `gateway` or `wallet`. It seeds a small fleet through the HTTP API
+(`simulators.fleet.seed_fleet`). A script plays first, so that every outcome shows within
+seconds whatever the dice say: payments approved, and declined by the rules; orders that wait
+for the owner, who approves one and declines another; a hold captured and partly refunded; a
+hold voided; a payment above the approval threshold covered by a mandate; and each trick of
+the misbehaving device, refused. Then the simulators act by themselves on a compressed clock
+(a month lasts 20 s) while the demo plays the owners: it decides what waits for approval and
+tops up wallets that run low. The summary reconciles the ledger and verifies the audit chain.
 
-Everything runs in this process. The devices are SDK clients over mutual TLS and the owners
-use the HTTP API, as anywhere else; only the view of the balances reads the database.
-
-This module runs it all; the script and the owners are in `gateway.demo_script`, what shows
-in the terminal in `gateway.demo_view`.
+The devices are SDK clients over mutual TLS; the owners and merchants use the HTTP API.
+The script and the owners are in `simulators.demo.script`, what shows in the terminal in
+`simulators.demo.view`.
 """
 
 from __future__ import annotations
 
 import queue
 import random
-import secrets
 import signal
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, cast
 
 from rich.console import Console
 from rich.text import Text
 
-from devices.sdk import Event, Result
-from gateway.broker.mosquitto import ManagedMosquitto
-from gateway.db import Database
-from gateway.demo_script import Desk, Script, Story, only, opening
-from gateway.demo_view import (
+from devices.sdk import Event, GatewayApi, Result
+from simulators.backoffice import Balance
+from simulators.car import Car
+from simulators.demo.script import Desk, Script, Story, only, opening
+from simulators.demo.view import (
+    Verdict,
     View,
     balances_table,
     print_orders,
@@ -47,16 +46,9 @@ from gateway.demo_view import (
     print_scenarios,
     print_verdict,
 )
-from gateway.server import Running, free_port, running_gateway
-from gateway.service import verify_audit
-from gateway.settings import Settings
-from simulators.car import Car
 from simulators.fleet import MERCHANTS, RULES, Broker, Fleet, Mix, seed_fleet
 from simulators.metrics import Recorder
 from simulators.misbehaving import MisbehavingDevice
-from wallet.check import check
-from wallet.ledger import Wallet
-from wallet.store import get_wallet
 
 MIX = Mix(cars=2, fridges=1, meters=1, misbehaving=1, pumps=1, chargers=1)
 CAR_DAY_LIMIT_MINOR = 10_000_000  # a car drives days' worth in minutes of compressed time
@@ -67,48 +59,48 @@ SETTLE_S = 10.0
 READ_WALLETS_EVERY_S = 1.0
 
 
-def run_demo(duration_s: float | None, broker: str, console: Console, *, seed: int = 0) -> int:
-    """Run the demo until `duration_s` has passed or Ctrl-C; the exit code (0 when sound)."""
-    with tempfile.TemporaryDirectory(prefix="kym-demo-", ignore_cleanup_errors=True) as tmp:
-        settings = demo_settings(Path(tmp), broker)
-        started = time.monotonic()
-        try:
-            with ExitStack() as stack:
-                with console.status("starting the gateway"):
-                    running = stack.enter_context(running_gateway(settings, quiet=True))
-                with console.status("seeding owners, merchants and devices"):
-                    fleet = seed_fleet(
-                        running.api_url,
-                        Broker(running.broker.host, running.broker.port),
-                        settings.admin_token or "",
-                        MIX,
-                        Path(tmp) / "devices",
-                        seed=seed,
-                        recorder=DemoRecorder(),
-                    )
-                stack.callback(fleet.close)  # before the gateway stops
-                demo = Demo(running, fleet, console, seed)
-                demo.introduce(tmp, time.monotonic() - started)
-                demo.play(duration_s)
-                return demo.report()
-        except KeyboardInterrupt:
-            console.print("interrupted")
-            return 130
+@dataclass(frozen=True)
+class DemoGateway:
+    """A running gateway, as the CLI hands it over."""
+
+    api_url: str
+    broker: Broker
+    broker_name: str  # for the introduction: "Mosquitto" or "the embedded broker"
+    admin_token: str
+    home: Path  # the temp dir it runs in (removed afterwards)
+    verify: Callable[[], Verdict]
 
 
-def demo_settings(tmp: Path, broker: str) -> Settings:
-    """A gateway of its own in `tmp`: SQLite, free local ports, a fresh admin token."""
-    return Settings(
-        data_dir=tmp / "data",
-        database_url=f"sqlite:///{tmp / 'kym.db'}",
-        http=f"127.0.0.1:{free_port()}",
-        mqtt=f"127.0.0.1:{free_port()}",
-        broker_url=None,
-        broker=cast(Any, broker),  # pydantic checks it
-        admin_token=secrets.token_urlsafe(24),
-        gateway_workers=1,
-        worker_index=0,
-    )
+def run_demo(
+    gateway: DemoGateway,
+    duration_s: float | None,
+    console: Console,
+    *,
+    seed: int = 0,
+    started: float | None = None,
+) -> int:
+    """Run the demo until `duration_s` has passed or Ctrl-C; the exit code (0 when sound).
+
+    `started` is when the gateway began starting (monotonic), for the introduction.
+    """
+    started = time.monotonic() if started is None else started
+    with console.status("seeding owners, merchants and devices"):
+        fleet = seed_fleet(
+            gateway.api_url,
+            gateway.broker,
+            gateway.admin_token,
+            MIX,
+            gateway.home / "devices",
+            seed=seed,
+            recorder=DemoRecorder(),
+        )
+    with ExitStack() as stack:
+        stack.callback(fleet.close)
+        demo = Demo(gateway, fleet, console, seed)
+        stack.callback(demo.wallets.close)
+        demo.introduce(time.monotonic() - started)
+        demo.play(duration_s)
+        return demo.report()
 
 
 class DemoRecorder(Recorder):
@@ -130,9 +122,10 @@ class DemoRecorder(Recorder):
 class Demo:
     """The fleet, the script, the owners' desk and the view, stepped by one loop."""
 
-    def __init__(self, running: Running, fleet: Fleet, console: Console, seed: int) -> None:
-        self.running, self.fleet, self.console = running, fleet, console
+    def __init__(self, gateway: DemoGateway, fleet: Fleet, console: Console, seed: int) -> None:
+        self.gateway, self.fleet, self.console = gateway, fleet, console
         self.names = names_of(fleet)
+        self.wallets = Wallets(gateway.api_url, fleet)
         self.story = Story()
         for client in fleet.clients:
             self.story.watch(client)
@@ -150,13 +143,12 @@ class Demo:
         self.stop = threading.Event()
         self._wallets_read_at = 0.0
 
-    def introduce(self, tmp: str, startup_s: float) -> None:
-        mosquitto = isinstance(self.running.ctx.broker, ManagedMosquitto)
-        broker = "Mosquitto" if mosquitto else "the embedded broker"
+    def introduce(self, startup_s: float) -> None:
+        gateway = self.gateway
         text = Text.assemble(
             ("KYM demo", "bold"),
-            f": gateway in {tmp} (SQLite), {broker} on mqtts://{self.running.broker.host}:"
-            f"{self.running.broker.port}, API on {self.running.api_url}; "
+            f": gateway in {gateway.home} (SQLite), {gateway.broker_name} on mqtts://"
+            f"{gateway.broker.host}:{gateway.broker.port}, API on {gateway.api_url}; "
             f"{len(self.fleet.simulators)} devices and {len(self.fleet.merchants)} merchants "
             f"ready in {startup_s:.1f} s. A script plays first, then the devices act by "
             "themselves.",
@@ -190,7 +182,7 @@ class Demo:
         self.desk.run(now)
         if now - self._wallets_read_at >= READ_WALLETS_EVERY_S:
             self._wallets_read_at = now
-            wallets = read_wallets(self.running.ctx.db, self.names)
+            wallets = self.wallets.read()
             if self.free:
                 self.desk.top_up(wallets)
             self.view.update(wallets, now)
@@ -217,25 +209,22 @@ class Demo:
         """Print the summary; 0 when the ledger, the audit chain and the rogue's refusals hold."""
         elapsed_s = self.elapsed_s()
         self._drain()
-        db = self.running.ctx.db
-        with db.snapshot() as conn:
-            breaches = check(conn)
-        entries, bad_entry = verify_audit(db)
+        verdict = self.gateway.verify()
         summary = self.fleet.recorder.summary(elapsed_s)
         dropped = sum(len(client.dropped) for client in self.fleet.clients)
         self.console.rule(f"Summary after {elapsed_s:.0f} s")
         print_scenarios(self.console, self.script.scenarios, self.story, self.names)
         print_orders(self.console, self.story, self.desk, summary, dropped)
         self.console.print("Balances", style="bold")
-        self.console.print(balances_table(read_wallets(db, self.names), self.names))
+        self.console.print(balances_table(self.wallets.read(), self.names))
         print_rogue(self.console, self.rogue, self.names)
-        problems = [f"ledger breach: {breach}" for breach in breaches]
-        if bad_entry is not None:
-            problems.append(f"audit chain broken at entry {bad_entry[0]}: {bad_entry[1]}")
+        problems = [f"ledger breach: {breach}" for breach in verdict.breaches]
+        if verdict.audit_problem is not None:
+            problems.append(f"audit chain broken: {verdict.audit_problem}")
         problems += [f"surprise: {surprise}" for surprise in summary.surprises]
         if dropped:
             problems.append(f"{dropped} results or events failed verification on a device")
-        print_verdict(self.console, breaches, (entries, bad_entry), problems)
+        print_verdict(self.console, verdict, problems)
         return 1 if problems else 0
 
     def _drain(self) -> None:
@@ -291,7 +280,24 @@ def names_of(fleet: Fleet) -> dict[str, str]:
     return names
 
 
-def read_wallets(db: Database, holder_ids: dict[str, str]) -> dict[str, Wallet]:
-    with db.read() as conn:
-        wallets = {holder_id: get_wallet(conn, holder_id) for holder_id in holder_ids}
-    return {holder_id: w for holder_id, w in wallets.items() if w is not None}
+class Wallets:
+    """Every wallet in the demo over the HTTP API: devices' through their owners, merchants'
+    with their own keys."""
+
+    def __init__(self, api_url: str, fleet: Fleet) -> None:
+        self.fleet = fleet
+        self.merchants = {m: GatewayApi(api_url, key) for m, key in fleet.merchant_keys.items()}
+
+    def read(self) -> dict[str, Balance]:
+        """Devices first, then merchants (the order the view shows them in)."""
+        found = {
+            s.device_id: Balance.from_answer(self.fleet.owners[s.device_id].wallet(s.device_id))
+            for s in self.fleet.simulators
+        }
+        for merchant_id, api in self.merchants.items():
+            found[merchant_id] = Balance.from_answer(api.request("GET", "/v1/merchants/me/wallet"))
+        return found
+
+    def close(self) -> None:
+        for api in self.merchants.values():
+            api.close()

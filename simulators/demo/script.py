@@ -15,14 +15,13 @@ from typing import Any, TypeVar
 
 from devices.sdk import ApiError, DeviceClient, Event, PreparedOrder, Result
 from devices.sdk.messages import PENDING, pay_fields
-from simulators.backoffice import Owner
+from simulators.backoffice import Balance, Owner
 from simulators.base import SimDevice
 from simulators.car import Car
 from simulators.fleet import CURRENCY, TOP_UPS, Fleet
 from simulators.household import Fridge, SmartMeter
 from simulators.misbehaving import MisbehavingDevice
 from simulators.stations import EvCharger, FuelPump
-from wallet.ledger import Wallet
 
 SESSION_S = (1.5, 3.5)  # a car at a pump or a charger, compressed like the month
 ROGUE_EVERY_S = 0.7  # the misbehaving device's pace while the script plays
@@ -238,7 +237,7 @@ class Desk:
             f"{money(approval['amount'])}"
         )
 
-    def top_up(self, wallets: dict[str, Wallet]) -> None:
+    def top_up(self, wallets: dict[str, Balance]) -> None:
         for simulator in self.fleet.payers:
             full = TOP_UPS[simulator.kind]
             wallet = wallets.get(simulator.device_id)

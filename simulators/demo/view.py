@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console, Group, RenderableType
@@ -17,11 +18,10 @@ from rich.text import Text
 
 from devices.sdk import Result
 from devices.sdk.messages import PENDING
-from gateway.demo_script import Desk, Scenario, Story, decision_of, money
+from simulators.backoffice import Balance
+from simulators.demo.script import Desk, Scenario, Story, decision_of, money
 from simulators.metrics import Summary
 from simulators.misbehaving import MisbehavingDevice
-from wallet.check import Breach
-from wallet.ledger import Wallet
 
 PRINT_BALANCES_EVERY_S = 10.0  # without a terminal (CI logs): balances as a line now and then
 STYLES = {
@@ -33,6 +33,15 @@ STYLES = {
     "declined": "red",
     "rejected": "magenta",
 }
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the operator's tools say at the end: `kym ledger check` and `kym audit verify`."""
+
+    breaches: list[str]  # one line per ledger invariant that does not hold
+    audit_entries: int
+    audit_problem: str | None  # the first bad entry, named; None when the chain is intact
 
 
 class View:
@@ -49,7 +58,7 @@ class View:
     ) -> None:
         self.console, self.names, self.merchants, self.story = console, names, merchants, story
         self.started, self.duration_s = started, duration_s
-        self.wallets: dict[str, Wallet] = {}
+        self.wallets: dict[str, Balance] = {}
         self.results = 0
         self.live: Live | None = None
         self._printed_balances_at = started
@@ -87,7 +96,7 @@ class View:
     def say(self, text: str) -> None:
         self._print(self._stamp(time.monotonic()) + Text(text, style="bold"))
 
-    def update(self, wallets: dict[str, Wallet], now: float) -> None:
+    def update(self, wallets: dict[str, Balance], now: float) -> None:
         self.wallets = wallets
         if self.live is None and now - self._printed_balances_at >= PRINT_BALANCES_EVERY_S:
             self._printed_balances_at = now
@@ -212,26 +221,22 @@ def print_rogue(console: Console, rogue: MisbehavingDevice, names: dict[str, str
     console.print(f"surprises of the misbehaving device: {len(rogue.surprises)}")
 
 
-def print_verdict(
-    console: Console,
-    breaches: list[Breach],
-    audit: tuple[int, tuple[int, str] | None],
-    problems: list[str],
-) -> None:
+def print_verdict(console: Console, verdict: Verdict, problems: list[str]) -> None:
     """The ledger's and the audit chain's state, then every problem found."""
-    entries, bad_entry = audit
+    breaches = verdict.breaches
     console.print(
         "ledger: "
         + ("reconciled, every invariant holds" if not breaches else f"{len(breaches)} BREACHES")
     )
+    intact = verdict.audit_problem is None
     console.print(
-        "audit chain: " + (f"intact, {entries} entries" if bad_entry is None else "BROKEN")
+        "audit chain: " + (f"intact, {verdict.audit_entries} entries" if intact else "BROKEN")
     )
     for problem in problems:
         console.print(Text(problem, style="bold red"), soft_wrap=True)
 
 
-def balances_table(wallets: dict[str, Wallet], names: dict[str, str]) -> Table:
+def balances_table(wallets: dict[str, Balance], names: dict[str, str]) -> Table:
     table = Table(box=None)
     table.add_column("wallet")
     table.add_column("balance", justify="right")

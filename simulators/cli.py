@@ -1,0 +1,141 @@
+"""`kym simulate`: a population of simulated devices against a gateway that is running.
+
+Registered by `gateway.cli` (the only gateway module that imports `simulators`); it talks to
+the gateway over HTTP and MQTT only.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.option(
+    "--devices",
+    type=int,
+    default=10,
+    show_default=True,
+    help="Paying devices (cars, fridges, smart meters, one misbehaving from 5 on); "
+    "stations for the cars come on top.",
+)
+@click.option(
+    "--rate",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Arrivals per second, on a fixed schedule whatever the answers (open loop).",
+)
+@click.option(
+    "--duration",
+    type=float,
+    default=10.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Seconds of arrivals; answers then get up to --settle seconds more.",
+)
+@click.option("--settle", type=float, default=10.0, show_default=True, metavar="SECONDS")
+@click.option(
+    "--api",
+    envvar="KYM_API_URL",
+    default="http://127.0.0.1:8080",
+    show_default=True,
+    metavar="URL",
+    help="The gateway's HTTP API [env KYM_API_URL].",
+)
+@click.option(
+    "--broker-url",
+    envvar="KYM_DEVICE_BROKER_URL",
+    default="mqtts://127.0.0.1:8883",
+    show_default=True,
+    metavar="mqtts://HOST:PORT",
+    help="The broker the devices connect to [env KYM_DEVICE_BROKER_URL].",
+)
+@click.option(
+    "--admin-token",
+    default=None,
+    envvar="KYM_ADMIN_TOKEN",
+    help="[env KYM_ADMIN_TOKEN; default: the admin-token file in --data-dir].",
+)
+@click.option(
+    "--data-dir",
+    envvar="KYM_DATA_DIR",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("./kym-data"),
+    help="The gateway's data dir, for its admin-token file [env KYM_DATA_DIR; ./kym-data].",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="A new dir for the devices' keys and journals [a temp dir, removed after].",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+def simulate(
+    devices: int,
+    rate: float,
+    duration: float,
+    settle: float,
+    api: str,
+    broker_url: str,
+    admin_token: str | None,
+    data_dir: Path,
+    state_dir: Path | None,
+    seed: int,
+) -> None:
+    """Run a population of simulated devices against a running gateway; print what it saw."""
+    import tempfile
+
+    import httpx
+
+    from devices.sdk import ApiError
+    from simulators.population import run_population
+
+    token = admin_token or admin_token_file(data_dir)
+    host, port = broker_address(broker_url, "--broker-url")
+    if state_dir is not None and state_dir.exists() and any(state_dir.iterdir()):
+        raise click.BadParameter(f"{state_dir} is not empty", param_hint="--state-dir")
+    with tempfile.TemporaryDirectory(prefix="kym-simulate-") as tmp:
+        fleet_dir = state_dir or Path(tmp) / "fleet"
+        try:
+            summary = run_population(
+                api,
+                host,
+                port,
+                token,
+                devices,
+                rate,
+                duration,
+                fleet_dir,
+                seed=seed,
+                settle_s=settle,
+            )
+        except ApiError as exc:
+            raise click.ClickException(f"the gateway at {api} refused: {exc}") from exc
+        except httpx.HTTPError as exc:
+            raise click.ClickException(f"cannot reach the gateway at {api}: {exc}") from exc
+    click.echo(summary.render())
+    if summary.surprises or summary.dropped or summary.unanswered:
+        sys.exit(1)
+
+
+def admin_token_file(data_dir: Path) -> str:
+    path = data_dir / "admin-token"
+    if not path.is_file():
+        raise click.UsageError(
+            f"no admin token: pass --admin-token, set KYM_ADMIN_TOKEN or "
+            f"point --data-dir at the gateway's data dir (no {path})"
+        )
+    return path.read_text().strip()
+
+
+def broker_address(url: str, flag: str) -> tuple[str, int]:
+    """HOST and PORT of `mqtts://HOST:PORT` (8883 when no port)."""
+    from urllib.parse import urlsplit
+
+    broker = urlsplit(url)
+    if broker.scheme not in ("mqtts", "ssl", "tls") or not broker.hostname:
+        raise click.BadParameter("must look like mqtts://HOST:PORT", param_hint=flag)
+    return broker.hostname, broker.port or 8883
