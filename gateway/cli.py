@@ -158,8 +158,8 @@ def audit() -> None:
 @DATA_DIR
 @DATABASE_URL
 def audit_verify(**flags: Any) -> None:
-    """Check the audit log (entries, Merkle tree, signed tree heads): exit 0 when intact, 1 naming the first bad entry, 2 when
-    there is nothing to check (no data dir, no database)."""
+    """Check the audit log (entries, Merkle tree, signed tree heads): exit 0 when intact,
+    1 naming the first bad entry, 2 when there is nothing to check (no data dir, no database)."""
     from gateway.audit.service import signer_public_key
     from gateway.service import verify_audit
 

@@ -12,7 +12,9 @@ PURE_MODULES = [
     "gateway/consent/rules.py",
     "gateway/consent/periods.py",
     "gateway/consent/mandates.py",
-    "gateway/audit.py",
+    "gateway/audit/log.py",
+    "gateway/audit/entries.py",
+    "gateway/audit/heads.py",
     "gateway/parties.py",
     "wallet/ledger.py",
     "devices/ca.py",
@@ -82,6 +84,26 @@ def test_dependencies_point_one_way(package: str, forbidden: set[str]) -> None:
     for path in (ROOT / package).rglob("*.py"):
         roots = {name.split(".")[0] for name in imports_of(path)}
         assert not roots & forbidden, f"{path.relative_to(ROOT)} imports {roots & forbidden}"
+
+
+def test_only_the_cli_imports_the_simulators() -> None:
+    """The demo, `kym simulate` and `kym bench` are clients of the gateway; the CLI assembles
+    them, and no other gateway module may reach into them."""
+    importers = {
+        path.relative_to(ROOT).as_posix()
+        for path in (ROOT / "gateway").rglob("*.py")
+        if "simulators" in {name.split(".")[0] for name in imports_of(path)}
+    }
+    assert importers <= {"gateway/cli.py"}, importers
+
+
+def test_simulators_are_clients_like_firmware() -> None:
+    """Simulators reach the gateway over HTTP and MQTT only: no gateway or wallet code, and
+    no database driver or SQL layer of their own."""
+    for path in (ROOT / "simulators").rglob("*.py"):
+        roots = {name.split(".")[0] for name in imports_of(path)}
+        forbidden = roots & {"gateway", "wallet", "sqlalchemy", "psycopg", "sqlite3", "alembic"}
+        assert not forbidden, f"{path.relative_to(ROOT)} imports {forbidden}"
 
 
 def test_no_grab_bag_modules() -> None:
