@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from devices import ca
 from devices.ca import CertifiedKey
+from devices.crl import build_crl
 from devices.errors import KeystoreDamaged
 
 KEY_MODE = 0o600
@@ -189,7 +190,7 @@ def _write_new_pki(staging: Path, trust_domain: str, now: datetime) -> None:
     _write_atomic(staging / "bundle.pem", _chain_pem(bundle), PUBLIC_MODE)
     cafile = _chain_pem([device_root, device_issuing])
     _write_atomic(staging / "device-cafile.pem", cafile, PUBLIC_MODE)
-    crl = ca.build_crl(device_issuing, [], crl_number=0, now=now)
+    crl = build_crl(device_issuing, [], crl_number=0, now=now)
     _write_atomic(staging / "device.crl", crl.public_bytes(_PEM), PUBLIC_MODE)
 
 

@@ -21,6 +21,8 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from devices import ca, keystore, wire
+from devices.attestation import check_attestation_ca, verify_attestation
+from devices.crl import build_crl
 from devices import store as device_store
 from devices.registry import Device, DeviceCertificate, Status, new_device_id, transition
 from gateway import store
@@ -103,7 +105,7 @@ def party_for_api_key(ctx: Context, api_key: str) -> Party | None:
 
 def add_attestation_ca(ctx: Context, integrator: Party, pem: str) -> str:
     """Trust a manufacturer CA for this integrator's attested registrations."""
-    ca.check_attestation_ca(pem.encode())
+    check_attestation_ca(pem.encode())
     ca_id, now = f"aca_{secrets.token_hex(8)}", ctx.clock()
 
     def work(conn: Connection) -> None:
@@ -300,7 +302,7 @@ def publish_crl(ctx: Context) -> x509.CertificateRevocationList:
         return device_store.next_crl_number(conn, now), device_store.revoked_certificates(conn)
 
     number, revoked = ctx.db.run(work)
-    crl = ca.build_crl(ctx.pki.device_issuing, revoked, number, now)
+    crl = build_crl(ctx.pki.device_issuing, revoked, number, now)
     keystore.write_crl(ctx.pki, crl)
     if ctx.broker is not None:
         try:
@@ -331,7 +333,7 @@ def _check_attestation(
     with ctx.db.read() as conn:
         pems = device_store.list_attestation_cas(conn, integrator.id)
     trusted = [x509.load_pem_x509_certificate(pem.encode()) for pem in pems]
-    ca.verify_attestation(reg.attestation_pem.encode(), trusted, csr.public_key(), now)  # type: ignore[arg-type]
+    verify_attestation(reg.attestation_pem.encode(), trusted, csr.public_key(), now)  # type: ignore[arg-type]
     return True
 
 

@@ -18,6 +18,8 @@ PURE_MODULES = [
     "gateway/parties.py",
     "wallet/ledger.py",
     "devices/ca.py",
+    "devices/crl.py",
+    "devices/attestation.py",
     "devices/registry.py",
 ]
 INFRASTRUCTURE = {

@@ -9,14 +9,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from devices import ca
-from tests.devices.conftest import (
-    TRUST_DOMAIN,
-    Authorities,
-    openssl,
-    openssl_csr,
-    openssl_ok,
-    write_pem,
-)
+from devices.crl import build_crl
+from tests.support.openssl import openssl, openssl_csr, openssl_ok, write_pem
+from tests.support.pki import TRUST_DOMAIN, Authorities
 
 
 def test_crl_carries_number_dates_entries_and_authority_key_id(
@@ -24,7 +19,7 @@ def test_crl_carries_number_dates_entries_and_authority_key_id(
 ) -> None:
     issuing = authorities.device_issuing
     revoked = [(0x1234, now - timedelta(hours=1)), (2**158 + 7, now)]
-    crl = ca.build_crl(issuing, revoked, crl_number=17, now=now)
+    crl = build_crl(issuing, revoked, crl_number=17, now=now)
 
     assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == 17
     assert crl.next_update_utc == now + timedelta(days=7)
@@ -41,7 +36,7 @@ def test_crl_carries_number_dates_entries_and_authority_key_id(
 
 
 def test_crl_takes_next_update_when_given(authorities: Authorities, now: datetime) -> None:
-    crl = ca.build_crl(authorities.device_issuing, [], 1, now, next_update=now + timedelta(hours=2))
+    crl = build_crl(authorities.device_issuing, [], 1, now, next_update=now + timedelta(hours=2))
     assert crl.next_update_utc == now + timedelta(hours=2)
     assert len(crl) == 0
 
@@ -53,7 +48,7 @@ def test_openssl_refuses_revoked_device_and_accepts_the_others(
     csr = ca.load_csr(openssl_csr(tmp_path, "p256"))
     revoked = ca.issue_device_certificate(issuing, csr, "dev_revoked", TRUST_DOMAIN, now)
     kept = ca.issue_device_certificate(issuing, csr, "dev_kept", TRUST_DOMAIN, now)
-    crl = ca.build_crl(issuing, [(revoked.serial_number, now)], crl_number=1, now=now)
+    crl = build_crl(issuing, [(revoked.serial_number, now)], crl_number=1, now=now)
     cafile = write_pem(
         tmp_path / "cafile.pem", authorities.device_root.certificate, issuing.certificate
     )

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from devices.ca import load_csr
 from devices.errors import CsrInvalid
-from tests.devices.conftest import openssl_csr, openssl_ok
+from tests.support.openssl import openssl_csr, openssl_ok
 
 
 def test_accepts_p256_csr_made_by_openssl(tmp_path: Path) -> None:

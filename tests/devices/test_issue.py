@@ -15,14 +15,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store
 
 from devices import ca
-from tests.devices.conftest import (
-    TRUST_DOMAIN,
-    Authorities,
-    openssl,
-    openssl_csr,
-    openssl_ok,
-    write_pem,
-)
+from tests.support.openssl import openssl, openssl_csr, openssl_ok, write_pem
+from tests.support.pki import TRUST_DOMAIN, Authorities
 
 LEAF_EXTENSIONS = {
     ExtensionOID.BASIC_CONSTRAINTS,

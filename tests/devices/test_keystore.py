@@ -11,7 +11,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from devices import ca
+from devices.crl import build_crl
 from devices.errors import KeystoreDamaged
 from devices.keystore import (
     Pki,
@@ -21,7 +21,8 @@ from devices.keystore import (
     load_or_create_pki,
     write_crl,
 )
-from tests.devices.conftest import TRUST_DOMAIN, openssl, openssl_ok
+from tests.support.openssl import openssl, openssl_ok
+from tests.support.pki import TRUST_DOMAIN
 
 CA_FILES = {
     "device-root.crt", "device-root.key", "device-issuing.crt", "device-issuing.key",
@@ -186,7 +187,7 @@ def test_gateway_client_identity_is_reissued_when_the_trust_domain_changes(
 
 
 def test_write_crl_replaces_the_crl_file(pki: Pki, now: datetime) -> None:
-    crl = ca.build_crl(pki.device_issuing, [(99, now)], crl_number=5, now=now)
+    crl = build_crl(pki.device_issuing, [(99, now)], crl_number=5, now=now)
     write_crl(pki, crl)
     assert load_crl(pki) == crl
     assert {p.name for p in pki.paths.ca_dir.iterdir()} == CA_FILES  # no temporary file left

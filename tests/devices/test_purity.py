@@ -1,18 +1,27 @@
-"""`devices.ca` stays pure: no file I/O, no clock, no infrastructure."""
+"""The device PKI stays pure: no file I/O, no clock, no infrastructure."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
+from types import ModuleType
 
+import pytest
+
+import devices.attestation
 import devices.ca
+import devices.crl
 
 FORBIDDEN_MODULES = {"os", "io", "pathlib", "shutil", "tempfile", "time", "subprocess", "socket"}
 FORBIDDEN_CALLS = {"open", "now", "utcnow", "today", "read_bytes", "write_bytes"}
+ALLOWED_MODULES = {"__future__", "collections", "dataclasses", "datetime", "ipaddress", "re",
+                   "typing", "cryptography", "devices"}  # fmt: skip
 
 
-def test_ca_module_imports_no_io_and_reads_no_clock() -> None:
-    tree = ast.parse(Path(devices.ca.__file__).read_text())
+@pytest.mark.parametrize("module", [devices.ca, devices.crl, devices.attestation])
+def test_pki_module_imports_no_io_and_reads_no_clock(module: ModuleType) -> None:
+    assert module.__file__ is not None
+    tree = ast.parse(Path(module.__file__).read_text())
     imported = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -26,5 +35,4 @@ def test_ca_module_imports_no_io_and_reads_no_clock() -> None:
     }
     assert not imported & FORBIDDEN_MODULES
     assert not called & FORBIDDEN_CALLS
-    assert imported <= {"__future__", "collections", "dataclasses", "datetime", "ipaddress",
-                        "re", "typing", "cryptography", "devices"}  # fmt: skip
+    assert imported <= ALLOWED_MODULES

@@ -17,6 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from devices import ca
+from devices.crl import build_crl
 from devices.keystore import (
     Pki,
     ensure_gateway_client_identity,
@@ -24,7 +25,8 @@ from devices.keystore import (
     load_or_create_pki,
     write_crl,
 )
-from tests.devices.conftest import TRUST_DOMAIN, openssl_csr, write_pem
+from tests.support.openssl import openssl_csr, write_pem
+from tests.support.pki import TRUST_DOMAIN
 
 
 @pytest.fixture
@@ -102,7 +104,7 @@ def test_broker_accepts_the_gateway_client(pki: Pki, now: datetime) -> None:
 def test_broker_refuses_a_revoked_device(pki: Pki, tmp_path: Path, now: datetime) -> None:
     cert_path, key_path = device_identity(pki, tmp_path, "p256", now)
     serial = x509.load_pem_x509_certificate(cert_path.read_bytes()).serial_number
-    write_crl(pki, ca.build_crl(pki.device_issuing, [(serial, now)], crl_number=1, now=now))
+    write_crl(pki, build_crl(pki.device_issuing, [(serial, now)], crl_number=1, now=now))
     refusal = server_refusal(broker_context(pki, now), client_context(pki, cert_path, key_path))
     assert refusal is not None and "certificate revoked" in refusal
 
@@ -127,7 +129,7 @@ def test_broker_refuses_the_signer_certificate_as_a_client(
 def test_an_expired_crl_locks_every_device_out(pki: Pki, tmp_path: Path, now: datetime) -> None:
     # Why the gateway must rewrite device.crl before its next_update (7 days by default).
     cert_path, key_path = device_identity(pki, tmp_path, "p256", now)
-    stale = ca.build_crl(
+    stale = build_crl(
         pki.device_issuing, [], 1, now - timedelta(days=8), next_update=now - timedelta(days=1)
     )
     write_crl(pki, stale)
