@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from devices import ca, keystore, wire
 from devices.attestation import check_attestation_ca, verify_attestation
 from devices.crl import build_crl
+from devices.wire import PublicKey
 from devices import store as device_store
 from devices.registry import Device, DeviceCertificate, Status, new_device_id, transition
 from gateway import store
@@ -375,14 +376,11 @@ def certificate_grace(ctx: Context) -> timedelta:
 # --- audit -----------------------------------------------------------------------------------
 
 
-def verify_audit(db: Database) -> tuple[int, tuple[int, str] | None]:
-    """(number of entries, the first bad entry and why, or None when the chain is intact)."""
-    from gateway.audit import first_bad_entry
+def verify_audit(db: Database, signer: PublicKey) -> tuple[int, tuple[int, str] | None]:
+    """(number of entries, the first bad entry and why, or None when the log is intact)."""
+    from gateway.audit.service import verify_audit as verify_log
 
-    with db.read() as conn:
-        head_seq, head_hash = store.audit_anchor(conn)
-        entries = list(store.iter_audit(conn))
-    return len(entries), first_bad_entry(entries, head_seq, head_hash)
+    return verify_log(db, signer)
 
 
 def device_audit(ctx: Context, owner: Party, device_id: str) -> list[dict[str, Any]]:

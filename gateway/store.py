@@ -1,4 +1,8 @@
-"""SQL adapter for parties, API keys and the audit chain; functions never commit."""
+"""SQL adapter for parties and API keys; functions never commit.
+
+The audit log's tables and functions live in `gateway.audit.store`; the old names below stay
+importable while callers move to it.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,8 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from devices.store import UtcDateTime
-from gateway import audit
+from gateway.audit import store as audit_store
+from gateway.audit.entries import AuditEntry, LegacyItem, Record
 from gateway.parties import Party
 
 metadata = sa.MetaData()
@@ -46,25 +51,8 @@ api_keys = sa.Table(
     sa.Column("party_id", sa.String),
     sa.Column("created_at", UtcDateTime),
 )
-audit_log = sa.Table(
-    "audit_log",
-    metadata,
-    sa.Column("seq", sa.BigInteger, primary_key=True),
-    sa.Column("at", UtcDateTime),
-    sa.Column("actor", sa.String),
-    sa.Column("action", sa.String),
-    sa.Column("device_id", sa.String),
-    sa.Column("data", sa.Text),
-    sa.Column("prev_hash", sa.String),
-    sa.Column("hash", sa.String),
-)
-chain_head = sa.Table(
-    "chain_head",
-    metadata,
-    sa.Column("name", sa.String, primary_key=True),
-    sa.Column("seq", sa.BigInteger),
-    sa.Column("hash", sa.String),
-)
+audit_log = audit_store.audit_log  # moved: gateway.audit.store
+chain_head = audit_store.chain_head  # moved: gateway.audit.store
 PARTY_TABLES = {"owner": owners, "integrator": integrators, "merchant": merchants}
 
 
@@ -99,41 +87,21 @@ def party_for_key_hash(conn: Connection, key_hash: str) -> Party | None:
 
 
 def append_audit(
-    conn: Connection, at: datetime, items: Iterable[tuple[str, str, str | None, Any]]
-) -> list[audit.AuditEntry]:
-    """Append (actor, action, device_id, data) items to the chain, in this transaction."""
-    head = conn.execute(
-        sa.select(chain_head.c.seq, chain_head.c.hash)
-        .where(chain_head.c.name == "audit")
-        .with_for_update()
-    ).one()
-    entries = audit.chain(head.seq, head.hash, at, items)
-    if not entries:
-        return entries
-    conn.execute(audit_log.insert(), [e.__dict__ for e in entries])
-    conn.execute(
-        chain_head.update()
-        .where(chain_head.c.name == "audit")
-        .values(seq=entries[-1].seq, hash=entries[-1].hash)
-    )
-    return entries
+    conn: Connection, at: datetime, items: Iterable[Record | LegacyItem]
+) -> list[AuditEntry]:
+    """Moved: `gateway.audit.store.append` (this name stays while callers move)."""
+    return audit_store.append(conn, at, items)
 
 
-def iter_audit(conn: Connection, device_id: str | None = None) -> Iterator[audit.AuditEntry]:
-    """Audit entries in chain order, all of them or one device's."""
-    query = audit_log.select().order_by(audit_log.c.seq)
-    if device_id is not None:
-        query = query.where(audit_log.c.device_id == device_id)
-    for row in conn.execute(query).mappings():
-        yield audit.AuditEntry(**row)
+def iter_audit(conn: Connection, device_id: str | None = None) -> Iterator[AuditEntry]:
+    """Moved: `gateway.audit.store.iter_entries` (this name stays while callers move)."""
+    return audit_store.iter_entries(conn, device_id=device_id)
 
 
 def audit_anchor(conn: Connection) -> tuple[int, str]:
-    """The (seq, hash) the chain's head must match."""
-    row = conn.execute(
-        sa.select(chain_head.c.seq, chain_head.c.hash).where(chain_head.c.name == "audit")
-    ).one()
-    return int(row.seq), str(row.hash)
+    """Moved: `gateway.audit.store.log_state` (this name stays while callers move)."""
+    size, root, _frontier = audit_store.log_state(conn)
+    return size, root
 
 
 def merchants_by_id(conn: Connection, ids: Iterable[str]) -> dict[str, dict[str, Any]]:

@@ -1,15 +1,20 @@
-"""The audit trail is hash-chained: tampering with a row or cutting the tail is detected."""
+"""The audit log through the gateway: payments leave entries naming them, signed tree heads
+follow, and `kym audit verify` catches any change to a row, a cut tail, a forged head or node
+(contract sections 1 and 9)."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
 
 import pytest
 
+from gateway.audit import service as audit_service
+from gateway.audit import store as audit_store
 from gateway.service import verify_audit
-from tests.service.conftest import World
+from tests.support.world import Clock, World
 
 
 def run_verify(world: World) -> subprocess.CompletedProcess[str]:
@@ -31,71 +36,170 @@ def run_verify(world: World) -> subprocess.CompletedProcess[str]:
     )
 
 
-def produce_entries(world: World) -> None:
+def verify(world: World) -> tuple[int, tuple[int, str] | None]:
+    return verify_audit(world.ctx.db, world.ctx.pki.signer.private_key.public_key())
+
+
+def produce_entries(world: World) -> str:
+    """A payment, with a tree head signed before it and one after; its payment_id."""
     shop = world.party("merchants", {"name": "shop", "category": "fuel"})
     car = world.device("car", rules={"currency": "EUR"})
-    assert (
-        car.send(car.order(type="pay", payee=shop["id"], amount=100, currency="EUR"))["status"]
-        == "approved"
-    )
+    audit_service.sign_tree_head(world.ctx)
+    result = car.send(car.order(type="pay", payee=shop["id"], amount=100, currency="EUR"))
+    assert result["status"] == "approved"
+    audit_service.sign_tree_head(world.ctx)
+    return str(result["payment_id"])
 
 
-def test_intact_chain_verifies(world: World) -> None:
+def sql(world: World, statement: str, **params: object) -> None:
+    with world.ctx.db.transaction() as conn:
+        conn.execute(audit_store.sa.text(statement), params)
+
+
+def approved_index(world: World) -> int:
+    with world.ctx.db.read() as conn:
+        return int(
+            conn.exec_driver_sql(
+                "SELECT leaf_index FROM audit_log WHERE action = 'order.approved'"
+            ).scalar_one()
+        )
+
+
+def test_intact_log_verifies(world: World) -> None:
     produce_entries(world)
     done = run_verify(world)
     assert done.returncode == 0, done.stderr
     assert "intact" in done.stdout
 
 
+def test_the_payment_entry_names_the_payment_at_the_top_level(world: World) -> None:
+    payment_id = produce_entries(world)
+    with world.ctx.db.read() as conn:
+        found = list(audit_store.iter_entries(conn, payment_id=payment_id))
+    assert [entry.action for entry in found] == ["order.approved"]
+    content = found[0].content()
+    assert content["payment_id"] == payment_id
+    assert content["order_id"] == content["data"]["order_id"]
+    assert set(content) <= {"index", "ts", "actor", "action", "device_id", "payment_id",
+                            "order_id", "data"}  # fmt: skip
+    assert isinstance(content["ts"], int)
+
+
 def test_changed_row_is_named(world: World) -> None:
     produce_entries(world)
-    with world.ctx.db.transaction() as conn:
-        conn.exec_driver_sql(
-            "UPDATE audit_log SET data = replace(data, '100', '999') "
-            "WHERE action = 'order.approved'"
-        )
-        seq = conn.exec_driver_sql(
-            "SELECT seq FROM audit_log WHERE action = 'order.approved'"
-        ).scalar_one()
+    sql(
+        world,
+        "UPDATE audit_log SET data = replace(data, '100', '999') WHERE action = 'order.approved'",
+    )
     done = run_verify(world)
-    assert done.returncode != 0
-    assert f"entry {seq}" in done.stderr
+    assert done.returncode == 1
+    assert f"entry {approved_index(world)}:" in done.stderr
+
+
+COLUMNS = [
+    ("ts", 1),
+    ("actor", "admin"),
+    ("action", "x"),
+    ("device_id", "dev_x"),
+    ("payment_id", "pay_x"),
+    ("order_id", "ord_x"),
+    ("data", '{"amount":100}'),
+    ("data", '{"amount": 100, "currency": "EUR"}'),
+    ("leaf_hash", "ab" * 32),
+    ("device_id", None),
+]
 
 
 def test_every_column_is_covered(world: World) -> None:
     produce_entries(world)
-    for column, value in [
-        ("actor", "'admin'"),
-        ("action", "'x'"),
-        ("device_id", "'dev_x'"),
-        ("at", "'2020-01-01 00:00:00'"),
-        ("prev_hash", "'00'"),
-        ("hash", "'ab'"),
-    ]:
-        with world.ctx.db.transaction() as conn:
+    index = approved_index(world)
+    for column, value in COLUMNS:
+        with world.ctx.db.read() as conn:
             original = conn.exec_driver_sql(
-                f"SELECT {column} FROM audit_log WHERE seq = 2"
+                f"SELECT {column} FROM audit_log WHERE leaf_index = {index}"
             ).scalar_one()
-            conn.exec_driver_sql(f"UPDATE audit_log SET {column} = {value} WHERE seq = 2")
-        assert verify_audit(world.ctx.db)[1] is not None, column
-        with world.ctx.db.transaction() as conn:
-            conn.exec_driver_sql(
-                f"UPDATE audit_log SET {column} = :v WHERE seq = 2".replace(
-                    ":v", "?" if world.ctx.db.is_sqlite else "%(v)s"
-                ),
-                (original,) if world.ctx.db.is_sqlite else {"v": original},
-            )
-        assert verify_audit(world.ctx.db)[1] is None, column
+        sql(world, f"UPDATE audit_log SET {column} = :v WHERE leaf_index = {index}", v=value)
+        count, problem = verify(world)
+        assert problem is not None and problem[0] == index, (column, problem)
+        sql(world, f"UPDATE audit_log SET {column} = :v WHERE leaf_index = {index}", v=original)
+        assert verify(world)[1] is None, column
 
 
 def test_deleting_the_tail_is_detected(world: World) -> None:
     produce_entries(world)
-    with world.ctx.db.transaction() as conn:
-        last = conn.exec_driver_sql("SELECT max(seq) FROM audit_log").scalar_one()
-        conn.exec_driver_sql(f"DELETE FROM audit_log WHERE seq = {last}")
+    sql(world, "DELETE FROM audit_log WHERE leaf_index = (SELECT max(leaf_index) FROM audit_log)")
     done = run_verify(world)
-    assert done.returncode != 0
+    assert done.returncode == 1
     assert "anchor" in done.stderr
+
+
+def test_cutting_the_tail_and_rewinding_the_anchor_is_caught_by_the_signed_head(
+    world: World,
+) -> None:
+    produce_entries(world)
+    with world.ctx.db.read() as conn:
+        size, _root, _frontier = audit_store.log_state(conn)
+    cut = size - 1
+    with world.ctx.db.transaction() as conn:
+        root = audit_store.root_at(conn, cut).hex()
+        frontier = [
+            audit_store.stored_nodes(conn, [ref])[ref]
+            for ref in audit_store.log.frontier_nodes(cut)
+        ]
+    sql(world, f"DELETE FROM audit_log WHERE leaf_index >= {cut}")
+    sql(
+        world,
+        "UPDATE chain_head SET seq = :s, hash = :h, frontier = :f WHERE name = 'audit'",
+        s=cut,
+        h=root,
+        f="".join(h.hex() for h in frontier),
+    )
+    count, problem = verify(world)
+    assert problem is not None and "signed tree head" in problem[1], problem
+
+
+def test_a_forged_or_edited_tree_head_is_caught(world: World) -> None:
+    produce_entries(world)
+    with world.ctx.db.read() as conn:
+        (head, token), *_ = list(audit_store.iter_heads(conn))[-1:]
+    header, payload, signature = token.split(".")
+    for column, value in [
+        ("root_hash", "00" * 32),
+        ("ts", head.ts + 1),
+        ("jws", f"{header}.{payload}.{signature[:-4]}AAAA"),
+    ]:
+        sql(
+            world,
+            f"UPDATE tree_heads SET {column} = :v WHERE tree_size = {head.tree_size}",
+            v=value,
+        )
+        problem = verify(world)[1]
+        assert problem is not None and "signed tree head" in problem[1], column
+        sql(world, f"UPDATE tree_heads SET {column} = :v WHERE tree_size = {head.tree_size}",
+            v=getattr(head, column) if column != "jws" else token)  # fmt: skip
+        assert verify(world)[1] is None
+
+
+def test_a_changed_merkle_node_is_caught(world: World) -> None:
+    produce_entries(world)
+    sql(world, "UPDATE merkle_nodes SET hash = :v WHERE level = 1 AND node_index = 0", v="0" * 64)
+    problem = verify(world)[1]
+    assert problem == (0, "entries 0 to 1 do not hash to the stored Merkle node (1, 0)")
+
+
+def test_heads_are_signed_while_entries_are_added(world: World, clock: Clock) -> None:
+    world.party("owners", {"name": "a", "timezone": "UTC"})
+    first = audit_service.sign_tree_head_if_due(world.ctx)
+    assert first is not None
+    assert audit_service.sign_tree_head_if_due(world.ctx) is None  # nothing new
+    world.party("owners", {"name": "b", "timezone": "UTC"})
+    assert audit_service.sign_tree_head_if_due(world.ctx) is None  # too soon
+    clock.advance(audit_service.TREE_HEAD_INTERVAL_S)
+    second = audit_service.sign_tree_head_if_due(world.ctx)
+    assert second is not None
+    sizes = [json.loads(_payload(t))["tree_size"] for t in (first, second)]
+    assert sizes[1] > sizes[0]
+    assert verify(world)[1] is None
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -105,5 +209,14 @@ def test_sqlite_file_tampered_directly(world: World) -> None:
     produce_entries(world)
     path = world.ctx.db.url.removeprefix("sqlite:///")
     with sqlite3.connect(path) as raw:
-        raw.execute("UPDATE audit_log SET actor = 'someone' WHERE seq = 1")
-    assert run_verify(world).returncode != 0
+        raw.execute("UPDATE audit_log SET actor = 'someone' WHERE leaf_index = 0")
+    done = run_verify(world)
+    assert done.returncode == 1
+    assert "entry 0:" in done.stderr
+
+
+def _payload(token: str) -> bytes:
+    import base64
+
+    segment = token.split(".")[1]
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))

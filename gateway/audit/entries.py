@@ -1,0 +1,163 @@
+"""What an audit entry says, and its canonical bytes (RFC 8785, JCS) that the leaf hash covers.
+
+Pure. Content is `{"index", "ts", "actor", "action", "device_id"?, "payment_id"?, "order_id"?,
+"data"}` (contract section 9): integers only (within ±2**53), ASCII keys, no lone surrogates.
+An entry about a payment carries its `payment_id` at the top level; a caller that puts
+`payment_id` or `order_id` only in `data` gets it copied up, so no entry about a payment can
+lack it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import rfc8785
+
+from gateway.audit import log
+
+TOP_LEVEL_IDS = ("device_id", "payment_id", "order_id")
+
+
+class InvalidContent(ValueError):
+    """Audit content that the contract does not allow (a float, a non-ASCII key, ...)."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """One decision, money movement or party action, as a use case hands it to the log."""
+
+    actor: str
+    action: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+    device_id: str | None = None
+    payment_id: str | None = None
+    order_id: str | None = None
+
+
+LegacyItem = tuple[str, str, str | None, Any]  # (actor, action, device_id, data)
+
+
+def record_of(item: Record | LegacyItem) -> Record:
+    """A Record from a Record or an (actor, action, device_id, data) tuple, with `payment_id`
+    and `order_id` copied up from `data` when the caller left them out."""
+    if not isinstance(item, Record):
+        actor, action, device_id, data = item
+        item = Record(actor, action, data if data is not None else {}, device_id)
+    data = item.data
+    payment_id = item.payment_id or _string(data.get("payment_id"))
+    order_id = item.order_id or _string(data.get("order_id"))
+    if (payment_id, order_id) == (item.payment_id, item.order_id):
+        return item
+    return Record(item.actor, item.action, data, item.device_id, payment_id, order_id)
+
+
+def content(index: int, ts: int, record: Record) -> dict[str, Any]:
+    """The JSON object that entry `index` stands for."""
+    body: dict[str, Any] = {
+        "index": index,
+        "ts": ts,
+        "actor": record.actor,
+        "action": record.action,
+    }
+    for name in TOP_LEVEL_IDS:
+        value = getattr(record, name)
+        if value is not None:
+            body[name] = value
+    body["data"] = dict(record.data)
+    return body
+
+
+def canonical(value: Any) -> bytes:
+    """JCS (RFC 8785) of a value that the contract allows in audit content."""
+    _check(value)
+    try:
+        return rfc8785.dumps(value)
+    except rfc8785.CanonicalizationError as exc:
+        raise InvalidContent(str(exc)) from exc
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """A stored entry: its columns, `data` as JCS text, and its leaf hash (lowercase hex)."""
+
+    index: int
+    ts: int
+    actor: str
+    action: str
+    device_id: str | None
+    payment_id: str | None
+    order_id: str | None
+    data: str
+    leaf_hash: str
+
+    def content(self) -> dict[str, Any]:
+        """The entry's content, rebuilt from its columns."""
+        record = Record(
+            self.actor,
+            self.action,
+            json.loads(self.data),
+            self.device_id,
+            self.payment_id,
+            self.order_id,
+        )
+        return content(self.index, self.ts, record)
+
+    def recomputed_leaf_hash(self) -> bytes:
+        """SHA-256(0x00 || JCS(content)) from the columns, not from the stored hash."""
+        return log.leaf_hash(canonical(self.content()))
+
+    @property
+    def seq(self) -> int:
+        """The 0-based leaf index (the name the owner's audit view has used)."""
+        return self.index
+
+    @property
+    def at(self) -> datetime:
+        """`ts` as an aware datetime."""
+        return datetime.fromtimestamp(self.ts, UTC)
+
+    @property
+    def hash(self) -> str:
+        """The leaf hash (the name the owner's audit view has used)."""
+        return self.leaf_hash
+
+
+def problem_of(entry: AuditEntry, expected_index: int) -> str | None:
+    """Why a stored entry is not what its position and its leaf hash say, or None."""
+    if entry.index != expected_index:
+        return f"entry {expected_index} is missing (found {entry.index})"
+    try:
+        data = json.loads(entry.data)
+        if not isinstance(data, dict) or canonical(data).decode() != entry.data:
+            return "its data is not the canonical JSON of an object"
+        if entry.recomputed_leaf_hash().hex() != entry.leaf_hash:
+            return "its content does not match its leaf hash"
+    except (ValueError, TypeError) as exc:
+        return f"its content is not valid audit content ({exc})"
+    return None
+
+
+def _string(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _check(value: Any) -> None:
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return
+    if isinstance(value, int):
+        if abs(value) > 2**53:
+            raise InvalidContent(f"integer {value} is outside ±2**53")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str) or not key.isascii():
+                raise InvalidContent(f"key {key!r} is not an ASCII string")
+            _check(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _check(item)
+    else:
+        raise InvalidContent(f"{type(value).__name__} is not allowed in audit content")

@@ -1,0 +1,128 @@
+"""Use cases of the transparency log: sign tree heads, serve heads and proofs, verify it all."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Protocol
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from joserfc.jwk import ECKey, OKPKey
+from sqlalchemy import Connection
+
+from devices import keystore, wire
+from gateway.audit import heads, store
+from gateway.audit.heads import TreeHead
+from gateway.audit.verify import Problem, verify_log
+from gateway.db import Database
+from gateway.errors import Invalid, NotFound
+
+# Heads are signed at most this often, and within one housekeeping round of it while entries
+# are added: the contract asks for one at least every 10 seconds.
+TREE_HEAD_INTERVAL_S = 5
+
+
+class LogContext(Protocol):
+    """What these use cases need of `gateway.context.Context`."""
+
+    @property
+    def db(self) -> Database: ...
+
+    @property
+    def pki(self) -> keystore.Pki: ...
+
+    @property
+    def clock(self) -> Callable[[], datetime]: ...
+
+    @property
+    def signer_jose(self) -> ECKey | OKPKey: ...
+
+
+def sign_tree_head_if_due(
+    ctx: LogContext, interval: timedelta = timedelta(seconds=TREE_HEAD_INTERVAL_S)
+) -> str | None:
+    """For the housekeeper: sign a head when the log grew and the latest head is `interval`
+    old (or there is none); the new head's JWS, or None when none was due."""
+
+    def work(conn: Connection) -> str | None:
+        size, root, _frontier = store.log_state(conn, lock=True)
+        latest = store.latest_head(conn)
+        now = store.unix_seconds(ctx.clock())
+        if latest is not None and (
+            latest[0].tree_size >= size or now - latest[0].ts < interval.total_seconds()
+        ):
+            return None
+        return _sign(ctx, conn, TreeHead(size, root, now))
+
+    return ctx.db.run(work)
+
+
+def sign_tree_head(ctx: LogContext) -> str:
+    """A signed head of the log as it is now (the stored one when that size is signed)."""
+
+    def work(conn: Connection) -> str:
+        size, root, _frontier = store.log_state(conn, lock=True)
+        existing = store.head_of_size(conn, size)
+        if existing is not None:
+            return existing[1]
+        return _sign(ctx, conn, TreeHead(size, root, store.unix_seconds(ctx.clock())))
+
+    return ctx.db.run(work)
+
+
+def latest_tree_head(ctx: LogContext) -> str:
+    """The latest signed head (`GET /v1/audit/tree-head`); the first one is signed on demand."""
+    with ctx.db.read() as conn:
+        latest = store.latest_head(conn)
+    return latest[1] if latest is not None else sign_tree_head(ctx)
+
+
+def tree_head_covering(ctx: LogContext, tree_size: int) -> tuple[TreeHead, str]:
+    """The latest signed head when it covers `tree_size` entries, else one signed now."""
+    with ctx.db.read() as conn:
+        latest = store.latest_head(conn)
+    if latest is not None and latest[0].tree_size >= tree_size:
+        return latest
+    token = sign_tree_head(ctx)
+    return heads.verify(token, ctx.pki.signer.private_key.public_key(), ctx.signer_jose), token
+
+
+def consistency(ctx: LogContext, first: int, second: int) -> list[str]:
+    """The RFC 9162 consistency proof between two signed tree sizes, as lowercase hex."""
+    if not 0 <= first <= second:
+        raise Invalid("from must be at least 0 and at most to")
+    with ctx.db.read() as conn:
+        for size in (first, second):
+            if size and store.head_of_size(conn, size) is None:
+                raise NotFound(f"no tree head of size {size} was signed")
+        return [node.hex() for node in store.consistency_proof(conn, first, second)]
+
+
+def inclusion_proofs(conn: Connection, indexes: list[int], tree_size: int) -> list[list[str]]:
+    """Each entry's inclusion proof in the tree of `tree_size` entries, as lowercase hex."""
+    return [[h.hex() for h in store.inclusion_proof(conn, i, tree_size)] for i in indexes]
+
+
+def verify_audit(db: Database, signer: wire.PublicKey) -> tuple[int, Problem | None]:
+    """(number of entries, the first bad entry and why, or None when the log is intact), read
+    from one snapshot while the gateway may go on appending."""
+    with db.snapshot() as conn:
+        return verify_log(conn, signer)
+
+
+def signer_public_key(data_dir: Path) -> wire.PublicKey | None:
+    """The public key of the gateway's signing certificate in a data dir, if there is one."""
+    path = keystore.PkiPaths.under(data_dir).signer_cert
+    if not path.is_file():
+        return None
+    key = x509.load_pem_x509_certificate(path.read_bytes()).public_key()
+    assert isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey)
+    return key
+
+
+def _sign(ctx: LogContext, conn: Connection, head: TreeHead) -> str:
+    token = heads.sign(head, ctx.pki.signer.private_key, ctx.signer_jose)
+    store.insert_head(conn, head, token)
+    return token

@@ -1,0 +1,278 @@
+"""SQL adapter for the transparency log: entries, stored Merkle nodes, the log's state row and
+the signed tree heads. Functions never commit.
+
+Appends are serialised by a row lock on the log's state row (`chain_head`, name 'audit'), taken
+in the caller's transaction, so indexes are dense and in commit order across every gateway
+process (SQLite serialises writers with `BEGIN IMMEDIATE` anyway). That row also holds the
+tree's size, root and frontier: the anchor, kept outside the audit table, that a truncated
+log no longer matches.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+from gateway.audit import entries, log
+from gateway.audit.entries import AuditEntry, LegacyItem, Record
+from gateway.audit.heads import TreeHead
+
+T = TypeVar("T")
+metadata = sa.MetaData()
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("leaf_index", sa.BigInteger, primary_key=True),
+    sa.Column("ts", sa.BigInteger),
+    sa.Column("actor", sa.String),
+    sa.Column("action", sa.String),
+    sa.Column("device_id", sa.String),
+    sa.Column("payment_id", sa.String),
+    sa.Column("order_id", sa.String),
+    sa.Column("data", sa.Text),
+    sa.Column("leaf_hash", sa.String),
+)
+merkle_nodes = sa.Table(
+    "merkle_nodes",
+    metadata,
+    sa.Column("level", sa.SmallInteger, primary_key=True),
+    sa.Column("node_index", sa.BigInteger, primary_key=True),
+    sa.Column("hash", sa.String),
+)
+chain_head = sa.Table(
+    "chain_head",
+    metadata,
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("seq", sa.BigInteger),  # the tree size
+    sa.Column("hash", sa.String),  # the root hash, lowercase hex
+    sa.Column("frontier", sa.Text),  # the frontier's hashes, largest subtree first, hex
+)
+tree_heads = sa.Table(
+    "tree_heads",
+    metadata,
+    sa.Column("tree_size", sa.BigInteger, primary_key=True),
+    sa.Column("root_hash", sa.String),
+    sa.Column("ts", sa.BigInteger),
+    sa.Column("jws", sa.Text),
+)
+_STATE = chain_head.c.name == "audit"
+
+
+def unix_seconds(at: datetime | int) -> int:
+    """Whole Unix seconds (naive datetimes are UTC, as SQLite hands them back)."""
+    if isinstance(at, int):
+        return at
+    return math.floor((at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp())
+
+
+def append(
+    conn: Connection, at: datetime | int, items: Iterable[Record | LegacyItem]
+) -> list[AuditEntry]:
+    """Append entries in this transaction (locking the log's state row until it ends)."""
+    records = [entries.record_of(item) for item in items]
+    if not records:
+        return []
+    ts = unix_seconds(at)
+    size, _root, frontier = log_state(conn, lock=True)
+    rows, nodes = [], []
+    for record in records:
+        data = entries.canonical(dict(record.data)).decode()
+        leaf = log.leaf_hash(entries.canonical(entries.content(size, ts, record)))
+        frontier, completed = log.append(frontier, size, leaf)
+        nodes += completed
+        rows.append(
+            AuditEntry(
+                size, ts, record.actor, record.action, record.device_id, record.payment_id,
+                record.order_id, data, leaf.hex(),
+            )
+        )  # fmt: skip
+        size += 1
+    conn.execute(audit_log.insert(), [_row_of(entry) for entry in rows])
+    if nodes:
+        conn.execute(
+            merkle_nodes.insert(),
+            [{"level": lv, "node_index": i, "hash": h.hex()} for lv, i, h in nodes],
+        )
+    conn.execute(
+        chain_head.update()
+        .where(_STATE)
+        .values(
+            seq=size,
+            hash=log.root_of_frontier(frontier).hex(),
+            frontier="".join(h.hex() for h in frontier),
+        )
+    )
+    return rows
+
+
+def log_state(conn: Connection, *, lock: bool = False) -> tuple[int, str, list[bytes]]:
+    """(tree size, root hash hex, frontier) from the log's state row."""
+    query = sa.select(chain_head.c.seq, chain_head.c.hash, chain_head.c.frontier).where(_STATE)
+    row = conn.execute(query.with_for_update() if lock else query).one()
+    text = row.frontier or ""
+    frontier = [bytes.fromhex(text[i : i + 64]) for i in range(0, len(text), 64)]
+    return int(row.seq), str(row.hash), frontier
+
+
+def iter_entries(
+    conn: Connection,
+    *,
+    device_id: str | None = None,
+    payment_id: str | None = None,
+    start: int = 0,
+    chunk: int = 5000,
+) -> Iterator[AuditEntry]:
+    """Entries in log order from index `start`, all of them or those naming a device or a
+    payment, read in chunks (keyset paging, so other queries may run in between)."""
+    while True:
+        query = (
+            audit_log.select()
+            .where(audit_log.c.leaf_index >= start)
+            .order_by(audit_log.c.leaf_index)
+            .limit(chunk)
+        )
+        if device_id is not None:
+            query = query.where(audit_log.c.device_id == device_id)
+        if payment_id is not None:
+            query = query.where(audit_log.c.payment_id == payment_id)
+        batch = [_entry_of(row) for row in conn.execute(query).mappings()]
+        yield from batch
+        if len(batch) < chunk:
+            return
+        start = batch[-1].index + 1
+
+
+def entries_at(conn: Connection, indexes: Iterable[int]) -> list[AuditEntry]:
+    """The entries with these indexes, in log order."""
+    query = audit_log.select().where(audit_log.c.leaf_index.in_(sorted(set(indexes))))
+    return [
+        _entry_of(row) for row in conn.execute(query.order_by(audit_log.c.leaf_index)).mappings()
+    ]
+
+
+def stored_nodes(conn: Connection, refs: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+    """The stored hashes of these (level, index) nodes (level 0: the entries' leaf hashes);
+    a node that is not stored is absent from the answer."""
+    refs = set(refs)
+    leaves = sorted(i for level, i in refs if level == 0)
+    inner = sorted(ref for ref in refs if ref[0] > 0)
+    found: dict[tuple[int, int], bytes] = {}
+    for start in range(0, len(leaves), 500):
+        query = sa.select(audit_log.c.leaf_index, audit_log.c.leaf_hash).where(
+            audit_log.c.leaf_index.in_(leaves[start : start + 500])
+        )
+        found.update({(0, i): bytes.fromhex(h) for i, h in conn.execute(query)})
+    for start in range(0, len(inner), 500):
+        key = sa.tuple_(merkle_nodes.c.level, merkle_nodes.c.node_index)
+        rows = conn.execute(
+            sa.select(merkle_nodes.c.level, merkle_nodes.c.node_index, merkle_nodes.c.hash).where(
+                key.in_(inner[start : start + 500])
+            )
+        )
+        found.update({(lv, i): bytes.fromhex(h) for lv, i, h in rows})
+    return found
+
+
+def nodes_in_range(
+    conn: Connection, level: int, first: int, last: int
+) -> dict[tuple[int, int], str]:
+    """Stored inner nodes of one level with indexes first..last, as hex."""
+    query = sa.select(merkle_nodes.c.node_index, merkle_nodes.c.hash).where(
+        merkle_nodes.c.level == level, merkle_nodes.c.node_index.between(first, last)
+    )
+    return {(level, i): h for i, h in conn.execute(query)}
+
+
+def count_nodes(conn: Connection) -> int:
+    """How many inner nodes are stored."""
+    return int(conn.execute(sa.select(sa.func.count()).select_from(merkle_nodes)).scalar_one())
+
+
+def with_stored_nodes(conn: Connection, prove: Callable[[log.NodeGetter], T]) -> T:
+    """Run a proof computation over stored nodes, fetched in one round."""
+    found = stored_nodes(conn, log.nodes_needed(prove))
+
+    def get(level: int, index: int) -> bytes:
+        if (level, index) not in found:
+            raise LookupError(f"Merkle node ({level}, {index}) is not stored")
+        return found[(level, index)]
+
+    return prove(get)
+
+
+def inclusion_proof(conn: Connection, index: int, tree_size: int) -> list[bytes]:
+    """Entry `index`'s inclusion proof in the tree of `tree_size` entries."""
+    return with_stored_nodes(conn, lambda get: log.inclusion_proof(index, tree_size, get))
+
+
+def consistency_proof(conn: Connection, first: int, second: int) -> list[bytes]:
+    """The consistency proof between the trees of `first` and `second` entries."""
+    return with_stored_nodes(conn, lambda get: log.consistency_proof(first, second, get))
+
+
+def root_at(conn: Connection, tree_size: int) -> bytes:
+    """The root hash of the first `tree_size` entries, from stored nodes."""
+    return with_stored_nodes(conn, lambda get: log.root_hash(tree_size, get))
+
+
+def insert_head(conn: Connection, head: TreeHead, jws: str) -> None:
+    """Keep a signed tree head (the history is kept: heads are never replaced)."""
+    conn.execute(tree_heads.insert().values(jws=jws, **head.payload()))
+
+
+def latest_head(conn: Connection) -> tuple[TreeHead, str] | None:
+    """The signed head with the largest tree, and its JWS."""
+    query = tree_heads.select().order_by(tree_heads.c.tree_size.desc()).limit(1)
+    row = conn.execute(query).mappings().first()
+    return (_head_of(row), str(row["jws"])) if row else None
+
+
+def head_of_size(conn: Connection, tree_size: int) -> tuple[TreeHead, str] | None:
+    """The signed head of exactly this size, if one was signed."""
+    query = tree_heads.select().where(tree_heads.c.tree_size == tree_size)
+    row = conn.execute(query).mappings().first()
+    return (_head_of(row), str(row["jws"])) if row else None
+
+
+def iter_heads(conn: Connection) -> Iterator[tuple[TreeHead, str]]:
+    """Every signed head, smallest tree first."""
+    query = tree_heads.select().order_by(tree_heads.c.tree_size)
+    for row in conn.execute(query).mappings():
+        yield _head_of(row), str(row["jws"])
+
+
+def _head_of(row: sa.RowMapping) -> TreeHead:
+    return TreeHead(int(row["tree_size"]), str(row["root_hash"]), int(row["ts"]))
+
+
+def _row_of(entry: AuditEntry) -> dict[str, object]:
+    return {
+        "leaf_index": entry.index,
+        "ts": entry.ts,
+        "actor": entry.actor,
+        "action": entry.action,
+        "device_id": entry.device_id,
+        "payment_id": entry.payment_id,
+        "order_id": entry.order_id,
+        "data": entry.data,
+        "leaf_hash": entry.leaf_hash,
+    }
+
+
+def _entry_of(row: sa.RowMapping) -> AuditEntry:
+    return AuditEntry(
+        index=row["leaf_index"],
+        ts=row["ts"],
+        actor=row["actor"],
+        action=row["action"],
+        device_id=row["device_id"],
+        payment_id=row["payment_id"],
+        order_id=row["order_id"],
+        data=row["data"],
+        leaf_hash=row["leaf_hash"],
+    )
