@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 PARTY_KINDS = ("owner", "integrator", "merchant")
 ID_PREFIX = {"owner": "own", "integrator": "int", "merchant": "mer"}
+KEY_PREFIX_CHARS = 12  # what `GET /v1/keys` shows of a key
 
 
 @dataclass(frozen=True)
@@ -23,8 +24,18 @@ class Party:
         """How the audit trail names this party."""
         return f"{self.kind}:{self.id}"
 
+    @property
+    def described(self) -> str:
+        """The kind with its article, for messages: `an owner`, `a merchant`."""
+        return with_article(self.kind)
+
 
 ADMIN = Party(kind="admin", id="admin")
+
+
+def with_article(kind: str) -> str:
+    """`an owner`, `an integrator`, `an admin`, `a merchant`."""
+    return f"{'an' if kind[:1] in ('a', 'e', 'i', 'o', 'u') else 'a'} {kind}"
 
 
 def new_party_id(kind: str) -> str:
@@ -35,6 +46,11 @@ def new_party_id(kind: str) -> str:
 def new_api_key() -> str:
     """A random API key (256 bits); it is shown once and only its hash is stored."""
     return f"kym_{secrets.token_urlsafe(32)}"
+
+
+def new_key_id() -> str:
+    """The public id of an API key (never the key)."""
+    return f"key_{secrets.token_hex(8)}"
 
 
 def hash_api_key(api_key: str) -> str:

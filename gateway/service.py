@@ -29,7 +29,7 @@ from devices.registry import Device, DeviceCertificate, Status, new_device_id, t
 from gateway import store
 from gateway.db import Database
 from gateway.errors import Conflict, Forbidden, Invalid, NotFound
-from gateway.parties import ADMIN, Party, hash_api_key, new_api_key, new_party_id
+from gateway.parties import ADMIN, Party, new_api_key, new_party_id
 from gateway.settings import Settings
 from wallet import store as wallet_store
 
@@ -87,7 +87,7 @@ def create_party(ctx: Context, kind: str, values: dict[str, Any]) -> tuple[str, 
 
     def work(conn: Connection) -> None:
         store.insert_party(conn, kind, {"id": party.id, "created_at": now, **values})
-        store.insert_api_key(conn, hash_api_key(api_key), party, now)
+        store.insert_api_key(conn, api_key, party, now)
         if kind == "merchant":
             wallet_store.open_wallet(conn, holder_id=party.id, currency=values["currency"], now=now)
         store.append_audit(
@@ -96,12 +96,6 @@ def create_party(ctx: Context, kind: str, values: dict[str, Any]) -> tuple[str, 
 
     ctx.db.run(work)
     return party.id, api_key
-
-
-def party_for_api_key(ctx: Context, api_key: str) -> Party | None:
-    """The party this key acts for, if any."""
-    with ctx.db.read() as conn:
-        return store.party_for_key_hash(conn, hash_api_key(api_key))
 
 
 def add_attestation_ca(ctx: Context, integrator: Party, pem: str) -> str:
@@ -222,7 +216,7 @@ def change_device_status(ctx: Context, party: Party, device_id: str, action: str
     """Approve, suspend, resume or revoke a device; revocation also reaches the CRL and broker."""
     allowed = OWNER_ACTIONS if party.kind == "owner" else INTEGRATOR_ACTIONS
     if party.kind not in ("owner", "integrator") or action not in allowed:
-        raise Forbidden(f"a {party.kind} may not {action} devices")
+        raise Forbidden(f"{party.described} may not {action} devices")
     now = ctx.clock()
 
     def work(conn: Connection) -> tuple[Device, bool]:

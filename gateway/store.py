@@ -16,7 +16,7 @@ from sqlalchemy import Connection
 from devices.store import UtcDateTime
 from gateway.audit import store as audit_store
 from gateway.audit.entries import AuditEntry, LegacyItem, Record
-from gateway.parties import Party
+from gateway.parties import KEY_PREFIX_CHARS, Party, hash_api_key, new_key_id
 
 metadata = sa.MetaData()
 owners = sa.Table(
@@ -47,9 +47,12 @@ api_keys = sa.Table(
     "api_keys",
     metadata,
     sa.Column("key_hash", sa.String, primary_key=True),
+    sa.Column("id", sa.String),
+    sa.Column("prefix", sa.String),
     sa.Column("party_kind", sa.String),
     sa.Column("party_id", sa.String),
     sa.Column("created_at", UtcDateTime),
+    sa.Column("last_used_at", UtcDateTime),
 )
 audit_log = audit_store.audit_log  # moved: gateway.audit.store
 chain_head = audit_store.chain_head  # moved: gateway.audit.store
@@ -68,22 +71,29 @@ def get_party_row(conn: Connection, kind: str, party_id: str) -> dict[str, Any] 
     return dict(row) if row else None
 
 
-def insert_api_key(conn: Connection, key_hash: str, party: Party, now: datetime) -> None:
-    """Remember an API key by its hash only."""
+def insert_api_key(conn: Connection, api_key: str, party: Party, now: datetime) -> str:
+    """Remember an API key by its hash and its first 12 characters; returns the key's id."""
+    key_id = new_key_id()
     conn.execute(
         api_keys.insert().values(
-            key_hash=key_hash, party_kind=party.kind, party_id=party.id, created_at=now
+            key_hash=hash_api_key(api_key),
+            id=key_id,
+            prefix=api_key[:KEY_PREFIX_CHARS],
+            party_kind=party.kind,
+            party_id=party.id,
+            created_at=now,
         )
     )
+    return key_id
 
 
-def party_for_key_hash(conn: Connection, key_hash: str) -> Party | None:
-    """The party an API key acts for, if the key is known."""
-    query = sa.select(api_keys.c.party_kind, api_keys.c.party_id).where(
+def party_for_key_hash(conn: Connection, key_hash: str) -> tuple[Party, str] | None:
+    """The party an API key acts for and the key's id, if the key is known."""
+    query = sa.select(api_keys.c.party_kind, api_keys.c.party_id, api_keys.c.id).where(
         api_keys.c.key_hash == key_hash
     )
     row = conn.execute(query).first()
-    return Party(kind=row[0], id=row[1]) if row else None
+    return (Party(kind=row[0], id=row[1]), row[2]) if row else None
 
 
 def append_audit(
@@ -117,3 +127,44 @@ def owner_timezones(conn: Connection, ids: Iterable[str]) -> dict[str, str]:
     """Each owner's IANA timezone."""
     query = sa.select(owners.c.id, owners.c.timezone).where(owners.c.id.in_(list(ids)))
     return {owner_id: tz for owner_id, tz in conn.execute(query)}
+
+
+def api_key_rows(
+    conn: Connection, party: Party, limit: int, after: tuple[datetime, str] | None
+) -> list[dict[str, Any]]:
+    """The party's keys, newest first, starting after the (created_at, id) of a previous page."""
+    query = (
+        sa.select(api_keys.c.id, api_keys.c.prefix, api_keys.c.created_at, api_keys.c.last_used_at)
+        .where(api_keys.c.party_id == party.id, api_keys.c.party_kind == party.kind)
+        .order_by(api_keys.c.created_at.desc(), api_keys.c.id.desc())
+        .limit(limit)
+    )
+    if after is not None:
+        at, key_id = after
+        query = query.where(
+            sa.or_(
+                api_keys.c.created_at < at,
+                sa.and_(api_keys.c.created_at == at, api_keys.c.id < key_id),
+            )
+        )
+    return [dict(row) for row in conn.execute(query).mappings()]
+
+
+def lock_api_keys(conn: Connection, party: Party) -> list[str]:
+    """The ids of the party's keys, locked until the transaction ends (PostgreSQL)."""
+    query = (
+        sa.select(api_keys.c.id)
+        .where(api_keys.c.party_id == party.id, api_keys.c.party_kind == party.kind)
+        .with_for_update()
+    )
+    return [row[0] for row in conn.execute(query)]
+
+
+def delete_api_key(conn: Connection, key_id: str) -> None:
+    """Forget a key: from the commit on, it authenticates nobody."""
+    conn.execute(api_keys.delete().where(api_keys.c.id == key_id))
+
+
+def touch_api_key(conn: Connection, key_id: str, now: datetime) -> None:
+    """Record that the key was used."""
+    conn.execute(api_keys.update().where(api_keys.c.id == key_id).values(last_used_at=now))

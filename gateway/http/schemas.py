@@ -1,37 +1,69 @@
-"""What the HTTP API reads and answers, named by direction: `...Create`/`...In` come in,
-`...Public` goes out. Every body is validated here, at the boundary; nothing inside trusts JSON.
+"""What the HTTP API reads, named by direction (`...Create`, `...In`); `public.py` has what it
+answers. Every body is validated here, at the boundary, and nothing inside trusts JSON.
+
+Limits for every body (contract section 10): strings hold at most 1,000 characters (PEM fields
+64 KiB) and no NUL character (PostgreSQL cannot store one), lists at most 1,000 entries.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from devices.registry import CATEGORIES, KINDS
+from devices.contract import Category
+from devices.registry import KINDS
 from gateway.consent.periods import Period
-from gateway.consent.rules import Category, Rules, Weekday, rules_from_json
+from gateway.consent.rules import Rules, Weekday, rules_from_json
 
 MAX_MINOR = 2**53 - 1  # the largest integer every JSON client reads exactly
 
+MAX_TEXT = 1000
+MAX_ITEMS = 1000
+MAX_PEM = 64 * 1024
+
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
-Pem = Annotated[str, StringConstraints(min_length=1, max_length=64_000)]
+Pem = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PEM)]
 Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 Amount = Annotated[int, Field(strict=True, ge=1, le=MAX_MINOR)]
 Clock = Annotated[str, StringConstraints(pattern=r"^(?:(?:[01][0-9]|2[0-3]):[0-5][0-9]|24:00)$")]
+Items = Field(max_length=MAX_ITEMS)
 Kind = Literal[tuple(sorted(KINDS))]  # type: ignore[valid-type]
-CategoryName = Literal[tuple(sorted(CATEGORIES))]  # type: ignore[valid-type]
 
 
-class Body(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True)
+def holds_nul(value: Any) -> bool:
+    """Whether any string in a parsed JSON value (keys included) holds a NUL character."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(holds_nul(k) or holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(holds_nul(item) for item in value)
+    return False
 
 
-class StrictBody(BaseModel):
+class Input(BaseModel):
+    """Every body: the contract's limits on strings, and no NUL anywhere in it."""
+
+    model_config = ConfigDict(strict=True, str_max_length=MAX_TEXT)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_nul(cls, data: Any) -> Any:
+        if holds_nul(data):
+            raise ValueError("text must not contain NUL characters")
+        return data
+
+
+class Body(Input):
+    model_config = ConfigDict(extra="ignore")
+
+
+class StrictBody(Input):
     """A body in which an unknown field is an error (rules, mandates)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class OwnerCreate(Body):
@@ -45,7 +77,7 @@ class IntegratorCreate(Body):
 
 class MerchantCreate(Body):
     name: Name
-    category: CategoryName
+    category: Category
     currency: Currency = "EUR"
 
 
@@ -55,13 +87,13 @@ class AttestationCaCreate(Body):
 
 class DeviceCreate(Body):
     owner_id: Id
-    kind: Kind
+    kind: Kind  # type: ignore[valid-type]
     manufacturer: Name
     model: Name
     serial_number: Name
     csr: Pem
     currency: Currency = "EUR"
-    category: CategoryName | None = None
+    category: Category | None = None
     attestation: Pem | None = None
 
 
@@ -95,7 +127,7 @@ class CountLimitIn(StrictBody):
 
 
 class WindowIn(StrictBody):
-    days: list[Weekday] = Field(min_length=1)
+    days: list[Weekday] = Field(min_length=1, max_length=7)
     from_: Clock = Field(alias="from")
     to: Clock
 
@@ -107,7 +139,7 @@ class WindowIn(StrictBody):
 
 
 class ActiveHoursIn(StrictBody):
-    windows: list[WindowIn]
+    windows: list[WindowIn] = Field(max_length=MAX_ITEMS)
 
 
 class RulesIn(StrictBody):
@@ -115,12 +147,12 @@ class RulesIn(StrictBody):
 
     currency: Currency | None = None
     max_amount: Amount | None = None
-    limits: list[LimitIn] | None = None
-    max_payments: list[CountLimitIn] | None = None
-    allowed_categories: list[Category] | None = None
-    blocked_categories: list[Category] | None = None
-    allowed_payees: list[Id] | None = None
-    blocked_payees: list[Id] | None = None
+    limits: Annotated[list[LimitIn], Items] | None = None
+    max_payments: Annotated[list[CountLimitIn], Items] | None = None
+    allowed_categories: Annotated[list[Category], Items] | None = None
+    blocked_categories: Annotated[list[Category], Items] | None = None
+    allowed_payees: Annotated[list[Id], Items] | None = None
+    blocked_payees: Annotated[list[Id], Items] | None = None
     approval_above: Amount | None = None
     approval_ttl_seconds: Annotated[int, Field(strict=True, ge=1, le=86400)] | None = None
     active_hours: ActiveHoursIn | None = None
@@ -135,12 +167,12 @@ class MandateLimitIn(StrictBody):
     amount: Annotated[int, Field(ge=1, le=10**12)]
 
 
-class MandateCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class MandateCreate(Input):
+    model_config = ConfigDict(extra="forbid", strict=False)  # RFC 3339 strings become datetimes
     payee: Id | None = None
-    category: CategoryName | None = None
+    category: Category | None = None
     max_amount: Annotated[int, Field(strict=True, ge=1, le=10**12)]
-    limits: list[MandateLimitIn] | None = None
+    limits: Annotated[list[MandateLimitIn], Items] | None = None
     valid_from: AwareDatetime | None = None
     valid_until: AwareDatetime | None = None
 

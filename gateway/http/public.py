@@ -1,0 +1,170 @@
+"""What the HTTP API answers, named by direction (`...Public`, `...Created`).
+
+Fields the contract names are declared and documented; `extra="allow"` lets a use case add a
+field (an extension the contract welcomes) without this layer silently dropping it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from gateway.http.schemas import RulesIn
+
+
+class Public(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class PartyCreated(Public):
+    """A new party and its first API key, shown only here."""
+
+    id: str
+    api_key: str
+
+
+class AttestationCaCreated(Public):
+    id: str
+
+
+class DeviceRegistered(Public):
+    id: str
+    status: Literal["pending", "active", "suspended", "revoked"]
+    attested: bool
+    certificate: str
+    ca_chain: str
+
+
+class DevicePublic(Public):
+    id: str
+    status: Literal["pending", "active", "suspended", "revoked"]
+    kind: str
+    owner_id: str
+    integrator_id: str
+    attested: bool
+    certificate_serial: str
+    manufacturer: str
+    model: str
+    serial_number: str
+    currency: str
+    category: str | None
+    created_at: str
+
+
+class CertificateIssued(Public):
+    certificate: str
+    ca_chain: str
+    certificate_serial: str
+
+
+class BalancePublic(Public):
+    """A device wallet after a top-up."""
+
+    balance: int
+    available: int
+
+
+class WalletPublic(Public):
+    currency: str
+    balance: int
+    available: int
+
+
+class MerchantWalletPublic(Public):
+    currency: str
+    balance: int
+
+
+class PaymentPublic(Public):
+    payment_id: str
+    order_id: str | None
+    type: Literal["pay", "hold"]
+    status: Literal["completed", "held", "captured", "voided", "expired"]
+    amount: int
+    captured_amount: int
+    refunded_amount: int
+    payee: str
+    payer: str
+    currency: str
+    created_at: str
+    expires_at: str | None
+
+
+class PaymentList(Public):
+    items: list[PaymentPublic]
+
+
+class RulesPublic(RulesIn):
+    """The device's rules as stored (`{}`: none)."""
+
+
+class MandateCreated(Public):
+    id: str
+    status: Literal["active"]
+
+
+class MandatePublic(Public):
+    id: str
+    status: Literal["active", "revoked", "expired"]
+
+
+class ApprovalPublic(Public):
+    id: str
+    device_id: str
+    order_id: str
+    amount: int
+    currency: str
+    payee: str
+    status: Literal["pending", "approved", "declined", "expired"]
+    expires_at: str
+    created_at: str
+
+
+class ApprovalList(Public):
+    items: list[ApprovalPublic]
+
+
+class DecisionResult(Public):
+    status: str
+    reason: str | None
+
+
+class ApprovalDecided(ApprovalPublic):
+    result: DecisionResult
+
+
+class AuditEntryPublic(Public):
+    seq: int
+    at: str
+    actor: str
+    action: str
+    data: Any
+    hash: str
+
+
+class AuditList(Public):
+    items: list[AuditEntryPublic]
+
+
+class KeyCreated(Public):
+    """A new API key for the caller's own party, shown only here."""
+
+    id: str
+    api_key: str
+
+
+class KeyPublic(Public):
+    id: str
+    prefix: str | None
+    created_at: str
+    last_used_at: str | None
+
+
+class KeyPage(Public):
+    items: list[KeyPublic]
+    next_cursor: str | None
+
+
+class Health(Public):
+    status: str

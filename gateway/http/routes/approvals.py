@@ -1,0 +1,37 @@
+"""Approvals: payments waiting for their owner's decision."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter
+
+from gateway import owners
+from gateway.http.deps import Ctx, Owner
+from gateway.http.public import ApprovalDecided, ApprovalList
+from gateway.http.schemas import DecisionCreate
+from gateway.orders.approvals import decide_approval as decide
+
+router = APIRouter(tags=["approvals"])
+ApprovalStatus = Literal["pending", "approved", "declined", "expired"]
+
+
+@router.get("/v1/approvals")
+def list_approvals(ctx: Ctx, caller: Owner, status: ApprovalStatus | None = None) -> ApprovalList:
+    """The owner's approvals, newest first, e.g. ?status=pending."""
+    return ApprovalList.model_validate({"items": owners.list_approvals(ctx, caller, status)})
+
+
+@router.post("/v1/approvals/{approval_id}")
+def decide_approval(
+    approval_id: str, body: DecisionCreate, ctx: Ctx, caller: Owner
+) -> ApprovalDecided:
+    """Approve or decline a waiting payment (owner); approving runs steps 2-4 again."""
+    approval, result = decide(ctx, caller.id, approval_id, body.decision)
+    reason = None if result.reason is None else result.reason.value
+    return ApprovalDecided.model_validate(
+        {
+            **owners.approval_public(approval),
+            "result": {"status": result.status.value, "reason": reason},
+        }
+    )

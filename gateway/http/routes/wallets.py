@@ -1,0 +1,33 @@
+"""A device's wallet, seen and funded by its owner."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from gateway import owners
+from gateway.http.deps import Ctx, Owner
+from gateway.http.public import BalancePublic, PaymentList, WalletPublic
+from gateway.http.schemas import TopUpCreate
+
+router = APIRouter(tags=["wallets"])
+
+
+@router.post("/v1/devices/{device_id}/wallet/top-ups", status_code=201)
+def top_up(device_id: str, body: TopUpCreate, ctx: Ctx, caller: Owner) -> BalancePublic:
+    """Top up a device's wallet (owner); idempotent by key."""
+    balance = owners.top_up(
+        ctx, caller, device_id, body.amount, body.currency, body.idempotency_key
+    )
+    return BalancePublic.model_validate(balance)
+
+
+@router.get("/v1/devices/{device_id}/wallet")
+def device_wallet(device_id: str, ctx: Ctx, caller: Owner) -> WalletPublic:
+    """A device's wallet (owner)."""
+    return WalletPublic.model_validate(owners.wallet_of(ctx, caller, device_id))
+
+
+@router.get("/v1/devices/{device_id}/payments")
+def device_payments(device_id: str, ctx: Ctx, caller: Owner) -> PaymentList:
+    """A device's payments, newest first (owner)."""
+    return PaymentList.model_validate({"items": owners.payments_of(ctx, caller, device_id)})
