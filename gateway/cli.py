@@ -145,7 +145,8 @@ def mosquitto_config(data_dir: Path | None, listen: str, outdir: Path) -> None:
     ctx = build_context(settings_from(data_dir=data_dir))
     publish_crl(ctx)
     host, port = split_host_port(listen, 8883)
-    conf = mosquitto.write_config(ctx.pki, host, port, outdir, utcnow())
+    devices = mosquitto.registered_devices(ctx.db)  # each gets its dynsec entry
+    conf = mosquitto.write_config(ctx.pki, host, port, outdir, utcnow(), devices=devices)
     click.echo(f"wrote {conf}\nstart it with: mosquitto -c {conf}")
 
 

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 
 from devices import keystore
 from gateway import service
-from gateway.broker import mosquitto
+from gateway.broker import dynsec, mosquitto
 from gateway.db import Database
 from gateway.http.app import create_app
 from gateway.mqtt.client import GatewayClient
@@ -85,6 +85,7 @@ def start_broker(ctx: service.Context, stack: ExitStack) -> None:
             "reloading the CRL there is the operator's job",
             ctx.settings.broker_url,
         )
+        ctx.broker = external_broker(ctx)
         return
     address = broker_address(ctx.settings)
     binary = mosquitto.find_mosquitto() if ctx.settings.broker != "embedded" else None
@@ -92,7 +93,13 @@ def start_broker(ctx: service.Context, stack: ExitStack) -> None:
         raise RuntimeError("--broker mosquitto: no mosquitto binary found (install mosquitto)")
     if binary:
         broker = mosquitto.ManagedMosquitto(
-            binary, ctx.pki, address.host, address.port, ctx.settings.data_dir / "mosquitto"
+            binary,
+            ctx.pki,
+            address.host,
+            address.port,
+            ctx.settings.data_dir / "mosquitto",
+            devices=lambda: mosquitto.registered_devices(ctx.db),
+            admin_index=ctx.settings.worker_index,
         )
         broker.start(service.utcnow())
         stack.callback(broker.stop)
@@ -108,6 +115,31 @@ def start_broker(ctx: service.Context, stack: ExitStack) -> None:
             address.port,
         )
     ctx.broker = start_embedded_broker(ctx, address, stack)
+
+
+def external_broker(ctx: service.Context) -> mosquitto.ExternalMosquitto | None:
+    """Access rules on a broker that `kym mosquitto-config` configured (it wrote an admin
+    identity into DIR): devices that lack an entry get one now."""
+    if not dynsec.is_configured(ctx.pki):
+        log.warning(
+            "no broker admin identity in the data dir: device access rules there are "
+            "the operator's job (see `kym mosquitto-config`)"
+        )
+        return None
+    address = broker_address(ctx.settings)
+    broker = mosquitto.ExternalMosquitto(
+        ctx.pki, address.host, address.port, ctx.settings.worker_index
+    )
+    try:
+        added = broker.sync(mosquitto.registered_devices(ctx.db))
+    except dynsec.DynsecError:
+        log.exception(
+            "could not read the broker's access rules; devices are admitted as they register"
+        )
+    else:
+        if added:
+            log.warning("admitted %d registered devices that the broker did not know", added)
+    return broker
 
 
 def start_embedded_broker(
@@ -223,8 +255,13 @@ def start_services(
 
 
 def app_for(ctx: service.Context, clients: list[GatewayClient]) -> FastAPI:
-    """The HTTP API, healthy once every worker's orders subscription is granted."""
-    return create_app(ctx, ready=lambda: all(c.subscribed.is_set() for c in clients))
+    """The HTTP API, healthy while the broker `kym serve` runs is up and every worker's orders
+    subscription is granted."""
+    broker = ctx.broker
+    broker_up = broker.alive if isinstance(broker, mosquitto.ManagedMosquitto) else lambda: True
+    return create_app(
+        ctx, ready=lambda: broker_up() and all(c.subscribed.is_set() for c in clients)
+    )
 
 
 def serve(settings: Settings) -> None:

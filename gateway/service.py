@@ -43,6 +43,10 @@ class BrokerControl(Protocol):
 
     def kick(self, identity: str) -> object: ...
 
+    def allow_device(self, device_id: str) -> None: ...  # before its registration answers
+
+    def forget_device(self, device_id: str) -> None: ...  # revoked: also ends its session
+
 
 def utcnow() -> datetime:
     """The wall clock, in UTC."""
@@ -190,6 +194,8 @@ def register_device(
         raise Conflict(
             "a device with this manufacturer and serial number exists", reason="device_exists"
         ) from exc
+    if ctx.broker is not None:
+        ctx.broker.allow_device(device.id)  # logs rather than raises when the broker is away
     return device, certificate
 
 
@@ -311,7 +317,7 @@ def _kick(ctx: Context, device_id: str) -> None:
     if ctx.broker is None:
         return
     try:
-        ctx.broker.kick(device_id)
+        ctx.broker.forget_device(device_id)
     except Exception:  # noqa: BLE001 - the gateway refuses revoked devices regardless
         log.exception("could not end the broker session of %s", device_id)
 

@@ -8,6 +8,7 @@ with the configured prefix) reads every device's orders and writes every device'
 Grants never widen. A subscription filter is granted only if *every* topic it can match is
 readable (`filter_covers`), so a device asking for `#`, `+/...` or `kym/v1/devices/+/results`
 is refused rather than filtered later. A shared subscription `$share/<group>/<filter>` is
+for gateways only (a device in the gateways' group would take a share of the orders) and is
 judged by its filter. Identities that are not plain ids (`[A-Za-z0-9._-]{1,64}`) get nothing,
 so a CN like `+` or `a/b` can never turn a `%u` pattern into a wildcard. `$`-topics are not
 matched by a `+` or `#` in the first level.
@@ -191,8 +192,8 @@ class Acl:
     def may_subscribe(self, identity: str, subscription: str) -> bool:
         """True if every topic `subscription` (plain or `$share/...`) can match is readable."""
         parsed = parse_subscription(subscription)
-        if parsed is None:
-            return False
+        if parsed is None or (parsed[0] is not None and not self.policy.is_gateway(identity)):
+            return False  # a shared subscription is how gateways split the orders: theirs only
         topic_filter = parsed[1]
         grants = self._grants(identity)
         if topic_filter in grants.read_exact:

@@ -184,6 +184,13 @@ class Broker:
         """End `identity`'s live session at once and drop its persistent session."""
         return self._call(self._core.kick, identity)
 
+    def allow_device(self, device_id: str) -> None:
+        """Nothing to do: the ACL's patterns already cover every device identity."""
+
+    def forget_device(self, device_id: str) -> None:
+        """End a revoked device's live session (its certificate is refused from then on)."""
+        self.kick(device_id)
+
     def reload_crl(self) -> None:
         """Rebuild the TLS context from the files, so that new handshakes see the current CRL.
 

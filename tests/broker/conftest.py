@@ -27,6 +27,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.broker import Broker, BrokerConfig
+from tests.broker.kym_brokers import kym_broker, mosquitto_broker  # noqa: F401 - fixtures
 from tests.broker.rawmqtt import RawClient
 
 WAIT_S = 5.0

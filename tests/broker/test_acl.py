@@ -35,8 +35,10 @@ def test_a_device_publishes_only_its_own_orders(acl: Acl) -> None:
 
 def test_a_device_subscribes_only_to_exactly_its_own_results(acl: Acl) -> None:
     assert acl.may_subscribe("dev-a", RESULTS.format("dev-a"))
-    assert acl.may_subscribe("dev-a", "$share/g/" + RESULTS.format("dev-a"))
     for refused in (
+        "$share/g/" + RESULTS.format("dev-a"),
+        "$share/kym/kym/v1/devices/+/orders",
+        "$share/kym/" + ORDERS.format("dev-a"),
         "#",
         "+/v1/devices/dev-a/results",
         "kym/v1/devices/+/results",
@@ -139,7 +141,7 @@ def test_a_single_level_grant_never_grants_a_multi_level_filter() -> None:
     acl = Acl(AclPolicy(device=Grants(read=("fleet/+",), write=("fleet/%u",))))
     assert acl.may_subscribe("dev-a", "fleet/+")
     assert acl.may_subscribe("dev-a", "fleet/x")
-    for wider in ("fleet/#", "#", "+/+", "fleet/+/x", "$share/g/fleet/#"):
+    for wider in ("fleet/#", "#", "+/+", "fleet/+/x", "$share/g/fleet/#", "$share/g/fleet/+"):
         assert not acl.may_subscribe("dev-a", wider), wider
     assert acl.may_publish("dev-a", "fleet/dev-a")
     assert not acl.may_publish("dev-a", "fleet/dev-b")

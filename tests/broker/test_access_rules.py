@@ -1,0 +1,139 @@
+"""A device may publish only its orders and subscribe only to its results, on both brokers
+`kym serve` runs: every other subscription is refused in the SUBACK, so that no device can
+join the gateways' shared subscription and take a share of other devices' orders."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from tests.broker.kym_brokers import ORDERS, RESULTS, SHARED_ORDERS, KymBroker, echo_gateway
+from tests.broker.rawmqtt import publish_packet
+
+REFUSED = [
+    "#",
+    "kym/#",
+    "kym/v1/devices/+/results",
+    "kym/v1/devices/+/orders",
+    "+/v1/devices/dev-b/results",
+    RESULTS.format("dev-b"),
+    ORDERS.format("dev-b"),
+    ORDERS.format("dev-a"),
+    RESULTS.format("dev-a") + "/#",
+    "$SYS/#",
+    "$SYS/broker/clients/connected",
+    SHARED_ORDERS,
+    "$share/kym/#",
+    "$share/other/kym/v1/devices/+/orders",
+    "$share/kym/" + ORDERS.format("dev-b"),
+    "$share/x/" + RESULTS.format("dev-a"),
+    "$CONTROL/dynamic-security/#",
+    "$CONTROL/dynamic-security/v1/response",
+]
+
+
+def test_a_device_gets_0x80_for_every_subscription_but_its_own_results(
+    kym_broker: KymBroker,
+) -> None:
+    device = kym_broker.raw("dev-a")
+    assert device.connect(client_id="dev-a") == (False, 0)
+    codes = device.subscribe(1, RESULTS.format("dev-a"), *REFUSED)
+    assert dict(zip([RESULTS.format("dev-a"), *REFUSED], codes, strict=True)) == {
+        RESULTS.format("dev-a"): 1,
+        **{topic_filter: 0x80 for topic_filter in REFUSED},
+    }
+    device.close()
+
+
+def test_a_gateway_identity_may_share_the_orders_and_nothing_wider(
+    kym_broker: KymBroker,
+) -> None:
+    gateway = kym_broker.raw("kym-gateway-3")
+    assert gateway.connect(client_id="kym-gateway-3") == (False, 0)
+    assert gateway.subscribe(1, SHARED_ORDERS, "#", "$SYS/#", RESULTS.format("dev-a")) == [
+        1,
+        0x80,
+        0x80,
+        0x80,
+    ]
+    gateway.close()
+
+
+def test_a_greedy_subscriber_cannot_make_any_order_go_unanswered(kym_broker: KymBroker) -> None:
+    gateways = [echo_gateway(kym_broker, n) for n in (0, 1)]
+    attackers = []
+    for cn in ("dev-b", "dev-c"):
+        attacker = kym_broker.raw(cn)
+        assert attacker.connect(client_id=cn, clean=False) == (False, 0)
+        greedy = [SHARED_ORDERS, "$share/kym/" + ORDERS.format("dev-a"), "#", "kym/#"]
+        assert attacker.subscribe(1, *greedy) == [0x80] * len(greedy)
+        attackers.append(attacker)
+    bystander = kym_broker.paho("dev-a")
+    assert bystander.subscribe(RESULTS.format("dev-a")) == 1
+    sent = [f"order-{i}" for i in range(40)]
+    for order in sent:
+        bystander.publish(ORDERS.format("dev-a"), order.encode())
+    answered, deadline = set(), time.monotonic() + 10
+    while len(answered) < len(sent) and time.monotonic() < deadline:
+        answered.add(json.loads(bystander.messages.get(timeout=10).payload)["order"])
+    assert answered == set(sent)
+    for attacker in attackers:  # they got nothing, and the broker did not drop them either
+        attacker.sock.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            attacker.receive()
+        attacker.close()
+    for client in (bystander, *gateways):
+        client.close()
+
+
+def test_a_device_cannot_publish_into_another_devices_orders(kym_broker: KymBroker) -> None:
+    gateway = kym_broker.paho("kym-gateway-0")
+    assert gateway.subscribe(SHARED_ORDERS) == 1
+    forger = kym_broker.raw("dev-b")
+    assert forger.connect(client_id="dev-b") == (False, 0)
+    forger.send(publish_packet(ORDERS.format("dev-a"), b"forged", qos=0))
+    forger.send(publish_packet(RESULTS.format("dev-a"), b"forged result", qos=0))
+    forger.send(publish_packet(ORDERS.format("dev-b"), b"marker", qos=0))
+    message = gateway.messages.get(timeout=5)
+    assert (message.topic, message.payload) == (ORDERS.format("dev-b"), b"marker")
+    assert gateway.messages.empty()
+    forger.close()
+    gateway.close()
+
+
+def test_forgetting_a_device_ends_its_live_session(kym_broker: KymBroker) -> None:
+    device = kym_broker.raw("dev-c")
+    assert device.connect(client_id="dev-c") == (False, 0)
+    assert device.subscribe(1, RESULTS.format("dev-c")) == [1]
+    kym_broker.control.forget_device("dev-c")
+    assert device.closed_by_broker()
+    device.close()
+
+
+def test_on_mosquitto_a_device_without_an_entry_may_do_nothing_until_admitted(
+    mosquitto_broker: KymBroker,
+) -> None:
+    gateway = mosquitto_broker.paho("kym-gateway-0")
+    assert gateway.subscribe(SHARED_ORDERS) == 1
+    newcomer = mosquitto_broker.raw("dev-new")
+    assert newcomer.connect(client_id="dev-new") == (False, 0)  # a valid certificate
+    assert newcomer.subscribe(1, RESULTS.format("dev-new")) == [0x80]
+    newcomer.send(publish_packet(ORDERS.format("dev-new"), b"too early", qos=0))
+
+    mosquitto_broker.control.allow_device("dev-new")
+    assert newcomer.subscribe(2, RESULTS.format("dev-new"), "#") == [1, 0x80]
+    newcomer.send(publish_packet(ORDERS.format("dev-new"), b"admitted", qos=0))
+    assert gateway.messages.get(timeout=5).payload == b"admitted"
+    assert gateway.messages.empty()
+    newcomer.close()
+    gateway.close()
+
+
+def test_on_mosquitto_a_forgotten_device_keeps_no_rights(mosquitto_broker: KymBroker) -> None:
+    mosquitto_broker.control.forget_device("dev-b")
+    again = mosquitto_broker.raw("dev-b")  # the certificate itself is not revoked here
+    assert again.connect(client_id="dev-b") == (False, 0)
+    assert again.subscribe(1, RESULTS.format("dev-b")) == [0x80]
+    again.close()
