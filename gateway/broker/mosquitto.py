@@ -149,10 +149,10 @@ class ManagedMosquitto:
         self._supervisor: Supervisor | None = None
         self._changes = threading.Lock()  # a dynsec change never races a (re)start
 
-    @property
-    def process(self) -> object:
-        """The running child, if any (for tests and the demo)."""
-        return self._supervisor.process if self._supervisor else None
+    def pid(self) -> int | None:
+        """The process id of the current child, if one was started."""
+        process = self._supervisor.process if self._supervisor else None
+        return process.pid if process is not None else None
 
     def start(self, now: datetime, timeout_s: float = 10.0) -> None:
         """Start mosquitto (stopping a leftover one first) and return once it listens."""
