@@ -1,7 +1,8 @@
 """What an audit entry says, and its canonical bytes (RFC 8785, JCS) that the leaf hash covers.
 
 Pure. Content is `{"index", "ts", "actor", "action", "device_id"?, "payment_id"?, "order_id"?,
-"data"}` (contract section 9): integers only (within ±2**53), ASCII keys, no lone surrogates.
+"data"}` (contract section 9): integers only (within ±(2**53 - 1)), ASCII keys, no lone
+surrogates.
 An entry about a payment carries its `payment_id` at the top level; a caller that puts
 `payment_id` or `order_id` only in `data` gets it copied up, so no entry about a payment can
 lack it.
@@ -20,6 +21,8 @@ import rfc8785
 from gateway.audit import log
 
 TOP_LEVEL_IDS = ("device_id", "payment_id", "order_id")
+_SAFE = 2**53  # JCS writes numbers as IEEE 754 doubles: integers are exact below this
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 class InvalidContent(ValueError):
@@ -72,7 +75,37 @@ def content(index: int, ts: int, record: Record) -> dict[str, Any]:
 
 
 def canonical(value: Any) -> bytes:
-    """JCS (RFC 8785) of a value that the contract allows in audit content."""
+    """JCS (RFC 8785) of a value that the contract allows in audit content, fast.
+
+    Within that subset (no floats, integers within ±(2**53 - 1), ASCII keys, no lone
+    surrogates) JCS is exactly `json.dumps` with sorted keys, no whitespace and unescaped
+    non-ASCII: the same string escapes, key order and integer form. That is six times faster
+    than the general encoder of the `rfc8785` package; tests/audit/test_entries.py holds the two
+    equal, and `kym audit verify` recomputes every leaf with `rfc8785` (`canonical_rfc8785`).
+    """
+    _check(value)
+    text = _ENCODER.encode(value)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidContent("a string holds a lone surrogate") from exc
+
+
+def encode(index: int, ts: int, record: Record) -> tuple[str, bytes]:
+    """(`data` as JCS text, JCS of the whole content), serializing `data` once: the content's
+    keys sort as action < actor < data < the rest, so its JCS is the JCS of the members before
+    `data`, then `data`, then the members after it."""
+    data = canonical(dict(record.data)).decode()
+    body = content(index, ts, Record(record.actor, record.action, {}, record.device_id,
+                                     record.payment_id, record.order_id))  # fmt: skip
+    del body["data"]
+    before = {key: body.pop(key) for key in ("action", "actor")}
+    text = canonical(before)[:-1] + b',"data":' + data.encode() + b"," + canonical(body)[1:]
+    return data, text
+
+
+def canonical_rfc8785(value: Any) -> bytes:
+    """JCS of audit content by the `rfc8785` package (the reference the verifier uses)."""
     _check(value)
     try:
         return rfc8785.dumps(value)
@@ -108,7 +141,7 @@ class AuditEntry:
 
     def recomputed_leaf_hash(self) -> bytes:
         """SHA-256(0x00 || JCS(content)) from the columns, not from the stored hash."""
-        return log.leaf_hash(canonical(self.content()))
+        return log.leaf_hash(canonical_rfc8785(self.content()))
 
     @property
     def seq(self) -> int:
@@ -132,7 +165,7 @@ def problem_of(entry: AuditEntry, expected_index: int) -> str | None:
         return f"entry {expected_index} is missing (found {entry.index})"
     try:
         data = json.loads(entry.data)
-        if not isinstance(data, dict) or canonical(data).decode() != entry.data:
+        if not isinstance(data, dict) or canonical_rfc8785(data).decode() != entry.data:
             return "its data is not the canonical JSON of an object"
         if entry.recomputed_leaf_hash().hex() != entry.leaf_hash:
             return "its content does not match its leaf hash"
@@ -146,18 +179,29 @@ def _string(value: object) -> str | None:
 
 
 def _check(value: Any) -> None:
-    if isinstance(value, bool) or value is None or isinstance(value, str):
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
         return
-    if isinstance(value, int):
-        if abs(value) > 2**53:
-            raise InvalidContent(f"integer {value} is outside ±2**53")
-    elif isinstance(value, dict):
+    if kind is int:
+        if not -_SAFE < value < _SAFE:
+            raise InvalidContent(f"integer {value} is outside ±(2**53 - 1)")
+    elif kind is dict:
         for key, item in value.items():
-            if not isinstance(key, str) or not key.isascii():
+            if type(key) is not str or not key.isascii():
                 raise InvalidContent(f"key {key!r} is not an ASCII string")
             _check(item)
-    elif isinstance(value, list | tuple):
+    elif kind is list or kind is tuple:
         for item in value:
             _check(item)
+    elif isinstance(value, str | int | dict | list):  # subclasses (a StrEnum, say): the slow way
+        _check(_plain(value))
     else:
-        raise InvalidContent(f"{type(value).__name__} is not allowed in audit content")
+        raise InvalidContent(f"{kind.__name__} is not allowed in audit content")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
+    return dict(value) if isinstance(value, dict) else list(value)

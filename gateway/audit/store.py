@@ -81,8 +81,8 @@ def append(
     size, _root, frontier = log_state(conn, lock=True)
     rows, nodes = [], []
     for record in records:
-        data = entries.canonical(dict(record.data)).decode()
-        leaf = log.leaf_hash(entries.canonical(entries.content(size, ts, record)))
+        data, canonical = entries.encode(size, ts, record)
+        leaf = log.leaf_hash(canonical)
         frontier, completed = log.append(frontier, size, leaf)
         nodes += completed
         rows.append(
