@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from gateway import owners
 from gateway.http.deps import Ctx, Owner
 from gateway.http.public import ApprovalDecided, ApprovalList
+from gateway.http.resources import OwnedApproval
 from gateway.http.schemas import DecisionCreate
 from gateway.orders.approvals import decide_approval as decide
 
@@ -24,7 +25,7 @@ def list_approvals(ctx: Ctx, caller: Owner, status: ApprovalStatus | None = None
 
 @router.post("/v1/approvals/{approval_id}")
 def decide_approval(
-    approval_id: str, body: DecisionCreate, ctx: Ctx, caller: Owner
+    approval_id: OwnedApproval, body: DecisionCreate, ctx: Ctx, caller: Owner
 ) -> ApprovalDecided:
     """Approve or decline a waiting payment (owner); approving runs steps 2-4 again."""
     approval, result = decide(ctx, caller.id, approval_id, body.decision)

@@ -11,6 +11,7 @@ from gateway import service
 from gateway.context import Context
 from gateway.http.deps import Caller, Ctx, Integrator, OwnerOrIntegrator
 from gateway.http.public import CertificateIssued, DevicePublic, DeviceRegistered
+from gateway.http.resources import IntegratedDevice
 from gateway.http.schemas import CertificateCreate, DeviceCreate
 
 router = APIRouter(tags=["devices"])
@@ -72,7 +73,7 @@ def revoke_device(device_id: str, ctx: Ctx, caller: Caller) -> DevicePublic:
 
 @router.post("/v1/devices/{device_id}/certificates", status_code=201)
 def rotate_certificate(
-    device_id: str, body: CertificateCreate, ctx: Ctx, caller: Integrator
+    device_id: IntegratedDevice, body: CertificateCreate, ctx: Ctx, caller: Integrator
 ) -> CertificateIssued:
     """Issue a further certificate from a new CSR (integrator)."""
     certificate = service.rotate_certificate(ctx, caller, device_id, body.csr)

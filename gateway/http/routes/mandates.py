@@ -7,13 +7,16 @@ from fastapi import APIRouter
 from gateway import owners
 from gateway.http.deps import Ctx, Owner
 from gateway.http.public import MandateCreated, MandatePublic
+from gateway.http.resources import OwnedDevice
 from gateway.http.schemas import MandateCreate
 
 router = APIRouter(tags=["mandates"])
 
 
 @router.post("/v1/devices/{device_id}/mandates", status_code=201)
-def create_mandate(device_id: str, body: MandateCreate, ctx: Ctx, caller: Owner) -> MandateCreated:
+def create_mandate(
+    device_id: OwnedDevice, body: MandateCreate, ctx: Ctx, caller: Owner
+) -> MandateCreated:
     """Give a standing consent (owner)."""
     mandate_id = owners.create_mandate(ctx, caller, device_id, body.model_dump())
     return MandateCreated(id=mandate_id, status="active")

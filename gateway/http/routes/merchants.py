@@ -9,6 +9,7 @@ from gateway.context import Context
 from gateway.errors import Conflict
 from gateway.http.deps import Ctx, Merchant
 from gateway.http.public import MerchantWalletPublic, PaymentList, PaymentPublic
+from gateway.http.resources import MerchantPayment
 from gateway.http.schemas import CaptureCreate, VoidCreate
 from gateway.orders.merchants import merchant_adjust
 from gateway.parties import Party
@@ -31,21 +32,23 @@ def merchant_payments(ctx: Ctx, caller: Merchant) -> PaymentList:
 
 @router.post("/v1/merchants/me/payments/{payment_id}/capture")
 def merchant_capture(
-    payment_id: str, body: CaptureCreate, ctx: Ctx, caller: Merchant
+    payment_id: MerchantPayment, body: CaptureCreate, ctx: Ctx, caller: Merchant
 ) -> PaymentPublic:
     """Capture up to the held amount (merchant)."""
     return _adjust(ctx, caller, payment_id, "capture", body.amount, body.idempotency_key)
 
 
 @router.post("/v1/merchants/me/payments/{payment_id}/void")
-def merchant_void(payment_id: str, body: VoidCreate, ctx: Ctx, caller: Merchant) -> PaymentPublic:
+def merchant_void(
+    payment_id: MerchantPayment, body: VoidCreate, ctx: Ctx, caller: Merchant
+) -> PaymentPublic:
     """Release a hold (merchant)."""
     return _adjust(ctx, caller, payment_id, "void", None, body.idempotency_key)
 
 
 @router.post("/v1/merchants/me/payments/{payment_id}/refunds")
 def merchant_refund(
-    payment_id: str, body: CaptureCreate, ctx: Ctx, caller: Merchant
+    payment_id: MerchantPayment, body: CaptureCreate, ctx: Ctx, caller: Merchant
 ) -> PaymentPublic:
     """Refund part or all of a payment (merchant)."""
     return _adjust(ctx, caller, payment_id, "refund", body.amount, body.idempotency_key)
@@ -54,7 +57,6 @@ def merchant_refund(
 def _adjust(
     ctx: Context, caller: Party, payment_id: str, kind: str, amount: int | None, key: str
 ) -> PaymentPublic:
-    owners.merchant_payment(ctx, caller, payment_id)  # 404 unless it is theirs
     result = merchant_adjust(ctx, caller.id, payment_id, kind, amount, key)
     if result.reason is not None:
         reason = result.reason.value

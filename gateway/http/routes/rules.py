@@ -7,13 +7,14 @@ from fastapi import APIRouter
 from gateway import owners
 from gateway.http.deps import Ctx, Owner
 from gateway.http.public import RulesPublic
+from gateway.http.resources import OwnedDevice
 from gateway.http.schemas import RulesIn
 
 router = APIRouter(tags=["rules"])
 
 
 @router.put("/v1/devices/{device_id}/rules", response_model_exclude_none=True)
-def put_rules(device_id: str, body: RulesIn, ctx: Ctx, caller: Owner) -> RulesPublic:
+def put_rules(device_id: OwnedDevice, body: RulesIn, ctx: Ctx, caller: Owner) -> RulesPublic:
     """Replace the device's rules; `{}` removes them, and then every payment needs approval.
 
     With rules, payments within them flow without approval unless approval_above is set and

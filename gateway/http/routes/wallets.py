@@ -7,13 +7,14 @@ from fastapi import APIRouter
 from gateway import owners
 from gateway.http.deps import Ctx, Owner
 from gateway.http.public import BalancePublic, PaymentList, WalletPublic
+from gateway.http.resources import OwnedDevice
 from gateway.http.schemas import TopUpCreate
 
 router = APIRouter(tags=["wallets"])
 
 
 @router.post("/v1/devices/{device_id}/wallet/top-ups", status_code=201)
-def top_up(device_id: str, body: TopUpCreate, ctx: Ctx, caller: Owner) -> BalancePublic:
+def top_up(device_id: OwnedDevice, body: TopUpCreate, ctx: Ctx, caller: Owner) -> BalancePublic:
     """Top up a device's wallet (owner); idempotent by key."""
     balance = owners.top_up(
         ctx, caller, device_id, body.amount, body.currency, body.idempotency_key
