@@ -75,7 +75,8 @@ def test_a_greedy_subscriber_cannot_make_any_order_go_unanswered(kym_broker: Kym
     sent = [f"order-{i}" for i in range(40)]
     for order in sent:
         bystander.publish(ORDERS.format("dev-a"), order.encode())
-    answered, deadline = set(), time.monotonic() + 10
+    answered: set[str] = set()
+    deadline = time.monotonic() + 10
     while len(answered) < len(sent) and time.monotonic() < deadline:
         answered.add(json.loads(bystander.messages.get(timeout=10).payload)["order"])
     assert answered == set(sent)

@@ -7,52 +7,26 @@ import signal
 import ssl
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
-import paho.mqtt.client as mqtt
 import pytest
-from cryptography.hazmat.primitives import serialization
 
-from devices import wire
-from tests.broker.rawmqtt import RawClient
-from tests.conftest import make_openssl_csr
+from gateway.broker.supervisor import port_open
+from gateway.server import free_port
+from tests.broker.rawmqtt import RawClient, connect_packet
 from tests.e2e.concurrency_helpers import wait_healthy
-from tests.e2e.conftest import free_port
+from tests.e2e.serve_helpers import Car, healthz, kym, serve
 
 pytestmark = pytest.mark.mosquitto
-TOKEN = "serve-test-token"
-
-
-def kym(log: Path, *args: str) -> subprocess.Popen[bytes]:
-    """Start `kym ARGS` with its output in `log` (a pipe nobody reads would fill and block)."""
-    env = {**os.environ, "KYM_ADMIN_TOKEN": TOKEN}
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", *args],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
 
 
 def test_serve_stops_within_ten_seconds_and_stops_its_broker(
     tmp_path: Path, mosquitto_binary: str
 ) -> None:
     http, port = free_port(), free_port()
-    process = kym(
-        tmp_path / "serve.log",
-        "serve",
-        "--data-dir",
-        str(tmp_path / "d"),
-        "--http",
-        f"127.0.0.1:{http}",
-        "--mqtt",
-        f"127.0.0.1:{port}",
-    )
+    process = serve(tmp_path, tmp_path / "d", http, port)
     try:
         wait_healthy(http)
         conf = str(tmp_path / "d" / "mosquitto" / "mosquitto.conf")
@@ -129,91 +103,107 @@ def test_device_pays_through_an_external_mosquitto(
     external: tuple[int, int, Path], tmp_path: Path
 ) -> None:
     port, http, data = external
-    api = httpx.Client(base_url=f"http://127.0.0.1:{http}", timeout=10)
-    admin = {"Authorization": f"Bearer {TOKEN}"}
-    owner = api.post("/v1/owners", json={"name": "Ada", "timezone": "UTC"}, headers=admin).json()
-    integrator = api.post("/v1/integrators", json={"name": "ACME"}, headers=admin).json()
-    shop = api.post("/v1/merchants", json={"name": "s", "category": "fuel"}, headers=admin).json()
-    key_path, csr = make_openssl_csr(tmp_path, "car")
-    device = api.post(
-        "/v1/devices",
-        headers={"Authorization": f"Bearer {integrator['api_key']}"},
-        json={
-            "owner_id": owner["id"],
-            "kind": "car",
-            "manufacturer": "A",
-            "model": "B",
-            "serial_number": "1",
-            "csr": csr,
-        },
-    ).json()
-    owner_h = {"Authorization": f"Bearer {owner['api_key']}"}
-    api.post(f"/v1/devices/{device['id']}/approve", headers=owner_h)
-    api.post(
-        f"/v1/devices/{device['id']}/wallet/top-ups",
-        headers=owner_h,
-        json={"amount": 500, "currency": "EUR", "idempotency_key": "k"},
-    )
-    api.put(f"/v1/devices/{device['id']}/rules", headers=owner_h, json={"currency": "EUR"})
-    (tmp_path / "car.crt").write_text(device["certificate"])
-    (tmp_path / "ca.pem").write_text(api.get("/v1/ca").text)
-    results: list[dict[str, object]] = []
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=device["id"])
-    client.tls_set(
-        ca_certs=str(tmp_path / "ca.pem"), certfile=str(tmp_path / "car.crt"), keyfile=str(key_path)
-    )
-    client.on_message = lambda _c, _u, m: results.append(wire.decode(m.payload)[1])
-    ended = threading.Event()
-    client.on_disconnect = lambda *_: ended.set()
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    client.subscribe(f"kym/v1/devices/{device['id']}/results", qos=1)
-    time.sleep(0.5)
-    key = serialization.load_pem_private_key(key_path.read_bytes(), None)
-
-    def pay(order_id: str) -> dict[str, object]:
-        order = {
-            "v": 1,
-            "order_id": order_id,
-            "type": "pay",
-            "device_id": device["id"],
-            "payee": shop["id"],
-            "amount": 100,
-            "currency": "EUR",
-            "ts": int(time.time()),
-            "nonce": "n",
-        }
-        client.publish(f"kym/v1/devices/{device['id']}/orders", wire.sign(order, key), qos=1)  # type: ignore[arg-type]
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            found = [r for r in results if r.get("order_id") == order_id]
-            if found:
-                return found[0]
-            time.sleep(0.05)
-        raise AssertionError(f"no result for {order_id}")
-
-    assert pay("o-1")["status"] == "approved"
-    api.post(f"/v1/devices/{device['id']}/revoke", headers=owner_h)
+    car = Car(http, tmp_path)
+    car.connect(port)
+    assert car.pay("o-1")["status"] == "approved"
+    car.revoke()
     # the gateway deleted the device's dynsec entry: its session ends, and although the
     # operator has not reloaded the CRL yet, the certificate may do nothing any more
-    assert ended.wait(5), "the revoked device's session survived"
-    client.loop_stop()
-    tls = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
-    tls.load_cert_chain(tmp_path / "car.crt", key_path)
-    again = RawClient(port, tls)
-    assert again.connect(client_id=device["id"]) == (False, 0)
-    assert again.subscribe(1, f"kym/v1/devices/{device['id']}/results") == [0x80]
+    assert car.ended.wait(5), "the revoked device's session survived"
+    car.close()
+    again = RawClient(port, car.tls())
+    assert again.connect(client_id=car.id) == (False, 0)
+    assert again.subscribe(1, f"kym/v1/devices/{car.id}/results") == [0x80]
     again.close()
-    api.close()
-    audit = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "audit", "verify", "--data-dir", str(data)],
-        capture_output=True,
-        text=True,
-    )
-    assert audit.returncode == 0, audit.stderr
-    ledger = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "ledger", "check", "--data-dir", str(data)],
-        capture_output=True,
-        text=True,
-    )
-    assert ledger.returncode == 0, ledger.stderr
+    for command in ("audit verify", "ledger check"):
+        done = subprocess.run(
+            [sys.executable, "-m", "gateway.cli", *command.split(), "--data-dir", str(data)],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+
+
+def mosquitto_running(conf: Path) -> bool:
+    return subprocess.run(["pgrep", "-f", str(conf)], capture_output=True).returncode == 0
+
+
+def refused(port: int, car: Car) -> bool:
+    """True if the broker will not serve this car's certificate (handshake or CONNECT)."""
+    try:
+        client = RawClient(port, car.tls())
+    except (ssl.SSLError, ConnectionError):
+        return True
+    try:
+        client.send(connect_packet(client_id=car.id))
+        return client.receive() is None
+    except (ssl.SSLError, ConnectionError):
+        return True
+    finally:
+        client.close()
+
+
+def test_a_killed_serve_leaves_no_broker_and_the_next_one_refuses_revoked_devices(
+    tmp_path: Path, mosquitto_binary: str
+) -> None:
+    data, http, port = tmp_path / "d", free_port(), free_port()
+    conf = data / "mosquitto" / "mosquitto.conf"
+    first = serve(tmp_path, data, http, port)
+    try:
+        wait_healthy(http)
+        car = Car(http, tmp_path)
+        car.connect(port)
+        assert car.pay("o-1")["status"] == "approved"
+        first.kill()  # SIGKILL: nothing in kym serve runs any more
+        first.wait()
+        deadline = time.monotonic() + 5
+        while (mosquitto_running(conf) or port_open("127.0.0.1", port)) and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
+        assert not mosquitto_running(conf), "mosquitto outlived its kym serve"
+        assert not port_open("127.0.0.1", port)
+        car.disconnect()
+    finally:
+        first.kill()
+        first.wait()
+    second = serve(tmp_path, data, http, port)
+    try:
+        wait_healthy(http)
+        car.connect(port)
+        assert car.pay("o-2")["status"] == "approved"
+        car.revoke()
+        assert car.ended.wait(5), "the revoked device's session survived"
+        car.close()
+        assert refused(port, car), "a revoked certificate was served"
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(15)
+    assert not mosquitto_running(conf)
+
+
+def test_a_broker_that_dies_is_restarted_and_healthz_follows_it(
+    tmp_path: Path, mosquitto_binary: str
+) -> None:
+    data, http, port = tmp_path / "d", free_port(), free_port()
+    process = serve(tmp_path, data, http, port)
+    try:
+        wait_healthy(http)
+        car = Car(http, tmp_path)
+        car.connect(port)
+        assert car.pay("o-1")["status"] == "approved"
+        pid = int((data / "mosquitto" / "mosquitto.pid").read_text())
+        os.kill(pid, signal.SIGKILL)
+        seen: list[int | None] = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (503 in seen and seen[-1] == 200):
+            seen.append(healthz(http))
+            time.sleep(0.05)
+        assert 503 in seen, f"/healthz never said the broker was away: {set(seen)}"
+        assert seen[-1] == 200, "/healthz did not recover"
+        assert int((data / "mosquitto" / "mosquitto.pid").read_text()) != pid
+        assert car.pay("o-2")["status"] == "approved"
+        car.close()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(15)
