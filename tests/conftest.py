@@ -1,35 +1,32 @@
 """Shared fixtures: a real database per test (SQLite, and PostgreSQL when it is up).
 
 In CI `.ci/run` sets KYM_REQUIRE_SERVICES=1: a missing PostgreSQL or Mosquitto then fails the
-tests that need it instead of skipping them.
+tests that need it instead of skipping them. Helpers (not fixtures) live in `tests/support/`.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 import secrets
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import create_engine, text
 
 from gateway.db import Database
+from tests.support.gateway import ADMIN_TOKEN
+from tests.support.openssl import make_openssl_csr
+from tests.support.services import PG_SERVER_URL, mosquitto_path, postgres_schema_url, unavailable
 
-REQUIRE_SERVICES = os.environ.get("KYM_REQUIRE_SERVICES") == "1"
-PG_SERVER_URL = os.environ.get(
-    "KYM_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
-_schemas = itertools.count()
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
 
+    from gateway.context import Context
 
-def unavailable(what: str) -> None:
-    """Skip when a service is missing on a developer machine; fail when CI requires it."""
-    if REQUIRE_SERVICES:
-        pytest.fail(f"{what} is required (KYM_REQUIRE_SERVICES=1) but not available")
-    pytest.skip(f"{what} not available")
+# Until every importer reads them from tests.support (issue 8), they stay importable from here.
+__all__ = ["ADMIN_TOKEN", "make_openssl_csr", "postgres_schema_url", "unavailable"]
 
 
 @pytest.fixture(scope="session")
@@ -48,16 +45,6 @@ def postgres_database() -> Iterator[str]:
     with server.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     server.dispose()
-
-
-def postgres_schema_url(database_url: str) -> str:
-    """A URL whose connections use a new, empty schema of the run's database."""
-    schema = f"t{next(_schemas)}_{secrets.token_hex(2)}"
-    engine = create_engine(database_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    engine.dispose()
-    return f"{database_url}?options=-csearch_path%3D{schema}"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -84,18 +71,14 @@ def db(database_url: str) -> Iterator[Database]:
 @pytest.fixture(scope="session")
 def mosquitto_binary() -> str:
     """The path of the `mosquitto` binary (required in CI)."""
-    path = shutil.which("mosquitto") or (
-        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
-    )
-    if not path:
+    path = mosquitto_path()
+    if path is None:
         unavailable("the mosquitto binary")
     assert path is not None
     return path
 
 
 # --- the gateway, in process -----------------------------------------------------------------
-
-ADMIN_TOKEN = "test-admin-token"
 
 
 @pytest.fixture
@@ -121,38 +104,3 @@ def api(ctx: Context) -> Iterator[TestClient]:
 
     with TestClient(create_app(ctx)) as client:
         yield client
-
-
-def make_openssl_csr(directory: Path, name: str, algorithm: str = "ec") -> tuple[Path, str]:
-    """A device key and CSR made by the `openssl` command line, as on a real device."""
-    import subprocess
-
-    key = directory / f"{name}.key"
-    if algorithm == "ec":
-        subprocess.run(
-            ["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(key)],
-            check=True,
-            capture_output=True,
-        )
-    else:
-        subprocess.run(
-            ["openssl", "genpkey", "-algorithm", "ed25519", "-out", str(key)],
-            check=True,
-            capture_output=True,
-        )
-    csr = subprocess.run(
-        ["openssl", "req", "-new", "-key", str(key), "-subj", f"/CN={name}"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return key, csr
-
-
-if True:  # type-only names for the fixtures above
-    from typing import TYPE_CHECKING
-
-    if TYPE_CHECKING:
-        from fastapi.testclient import TestClient
-
-        from gateway.service import Context

@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import Connection, text
 
 from gateway.db import Database
-from tests.conftest import postgres_schema_url
+from tests.support.services import postgres_schema_url
 from tests.support.wallets import T0, assert_books_balance, later
 from wallet import store
 from wallet.errors import HoldExpired, HoldNotOpen, InsufficientFunds

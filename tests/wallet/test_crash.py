@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import func, select
 
 from gateway.db import Database
-from tests.conftest import postgres_schema_url
+from tests.support.services import postgres_schema_url
 from tests.support.wallets import assert_books_balance
 from tests.wallet import crash_worker
 from wallet import schema, store

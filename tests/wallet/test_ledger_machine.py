@@ -28,7 +28,7 @@ from hypothesis.stateful import (
 from sqlalchemy import Connection, func, select
 
 from gateway.db import Database
-from tests.conftest import postgres_schema_url
+from tests.support.services import postgres_schema_url
 from tests.support.wallets import HOLDERS, T0, snapshot
 from tests.wallet.ledger_model import (
     LedgerModel,
