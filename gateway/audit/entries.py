@@ -11,6 +11,7 @@ lack it.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ import rfc8785
 from gateway.audit import log
 
 TOP_LEVEL_IDS = ("device_id", "payment_id", "order_id")
+_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _SAFE = 2**53  # JCS writes numbers as IEEE 754 doubles: integers are exact below this
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
@@ -51,8 +53,8 @@ def record_of(item: Record | LegacyItem) -> Record:
         actor, action, device_id, data = item
         item = Record(actor, action, data if data is not None else {}, device_id)
     data = item.data
-    payment_id = item.payment_id or _string(data.get("payment_id"))
-    order_id = item.order_id or _string(data.get("order_id"))
+    payment_id = item.payment_id or _id(data.get("payment_id"))
+    order_id = item.order_id or _id(data.get("order_id"))
     if (payment_id, order_id) == (item.payment_id, item.order_id):
         return item
     return Record(item.actor, item.action, data, item.device_id, payment_id, order_id)
@@ -174,8 +176,9 @@ def problem_of(entry: AuditEntry, expected_index: int) -> str | None:
     return None
 
 
-def _string(value: object) -> str | None:
-    return value if isinstance(value, str) else None
+def _id(value: object) -> str | None:
+    """An id worth copying up (a column of 64 characters): anything else stays in `data` only."""
+    return value if isinstance(value, str) and _ID.fullmatch(value) else None
 
 
 def _check(value: Any) -> None:

@@ -124,11 +124,13 @@ def iter_entries(
     *,
     device_id: str | None = None,
     payment_id: str | None = None,
+    order_id: str | None = None,
     start: int = 0,
     chunk: int = 5000,
 ) -> Iterator[AuditEntry]:
-    """Entries in log order from index `start`, all of them or those naming a device or a
-    payment, read in chunks (keyset paging, so other queries may run in between)."""
+    """Entries in log order from index `start`, all of them or those naming a device, a payment
+    or an order (every filter given must hold), read in chunks (keyset paging, so that other
+    queries may run in between)."""
     while True:
         query = (
             audit_log.select()
@@ -140,6 +142,8 @@ def iter_entries(
             query = query.where(audit_log.c.device_id == device_id)
         if payment_id is not None:
             query = query.where(audit_log.c.payment_id == payment_id)
+        if order_id is not None:
+            query = query.where(audit_log.c.order_id == order_id)
         batch = [_entry_of(row) for row in conn.execute(query).mappings()]
         yield from batch
         if len(batch) < chunk:
@@ -167,14 +171,19 @@ def stored_nodes(conn: Connection, refs: Iterable[tuple[int, int]]) -> dict[tupl
             audit_log.c.leaf_index.in_(leaves[start : start + 500])
         )
         found.update({(0, i): bytes.fromhex(h) for i, h in conn.execute(query)})
-    for start in range(0, len(inner), 500):
-        key = sa.tuple_(merkle_nodes.c.level, merkle_nodes.c.node_index)
-        rows = conn.execute(
-            sa.select(merkle_nodes.c.level, merkle_nodes.c.node_index, merkle_nodes.c.hash).where(
-                key.in_(inner[start : start + 500])
+    by_level: dict[int, list[int]] = {}
+    for level, index in inner:
+        by_level.setdefault(level, []).append(index)
+    if by_level:  # one query, one index lookup per level (a row-value IN scans the table)
+        wanted = sa.or_(
+            *(
+                sa.and_(merkle_nodes.c.level == level, merkle_nodes.c.node_index.in_(indexes))
+                for level, indexes in by_level.items()
             )
         )
-        found.update({(lv, i): bytes.fromhex(h) for lv, i, h in rows})
+        nodes = sa.select(merkle_nodes.c.level, merkle_nodes.c.node_index, merkle_nodes.c.hash)
+        for row in conn.execute(nodes.where(wanted)):
+            found[(int(row.level), int(row.node_index))] = bytes.fromhex(row.hash)
     return found
 
 

@@ -95,3 +95,9 @@ def test_string_enums_are_written_as_their_value() -> None:
 def test_what_the_contract_forbids_is_refused(value: Any) -> None:
     with pytest.raises(InvalidContent):
         entries.canonical(value)
+
+
+def test_only_well_formed_ids_are_copied_up_from_data() -> None:
+    record = entries.record_of(("topic:x", "order.rejected", None, {"order_id": "x" * 65}))
+    assert record.order_id is None
+    assert "order_id" not in entries.content(0, 0, record)
