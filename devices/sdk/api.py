@@ -107,8 +107,12 @@ class GatewayApi:
 
 def provision(
     state_dir: Path, api: GatewayApi, registration: Registration, key_type: KeyType = "p256",
+    *, csr_pem: str | None = None,
 ) -> Identity:
     """Make a key, register it through `api` (the integrator's key) and store the identity.
+
+    A key already in the state dir (from `kym device keygen` or openssl) is used, and so is
+    `csr_pem` when given (it must be for that key); otherwise the CSR is made here.
 
     Runs again safely: a complete identity is loaded; a key made by an earlier, interrupted
     run is reused (a registration that succeeded but was not stored answers 409
@@ -122,7 +126,8 @@ def provision(
     else:
         key = generate_key(key_type)
         save_private_key(paths.key, key)  # before the CSR leaves: the certificate needs it
-    registered = api.register_device(registration, make_csr(key, registration.serial_number))
+    csr = csr_pem or make_csr(key, registration.serial_number)
+    registered = api.register_device(registration, csr)
     write_atomic(paths.certificate, registered.certificate.encode())
     write_atomic(paths.ca_chain, registered.ca_chain.encode())
     refresh_trust(paths.root, api)

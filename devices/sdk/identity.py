@@ -7,6 +7,8 @@
     STATE_DIR/gateway.crt     GET /v1/ca/gateway: the certificate that signs results
     STATE_DIR/device.json     the device id and what it was registered as
     STATE_DIR/journal.jsonl   the order journal (see `devices.sdk.journal`)
+    STATE_DIR/device.csr      the CSR `kym device keygen` made (not needed afterwards)
+    STATE_DIR/endpoints.json  the API and broker given to `kym device register`
 
 Every file is written atomically (temporary file, fsync, rename): a crash leaves the old file
 or the new one, never half of one.

@@ -1,0 +1,147 @@
+"""The small promises of the command line: help names the KYM_* variables, the checks say in
+one line when there is nothing to check, and `kym device` answers with exit codes a script can
+use."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from gateway.cli import main
+from gateway.settings import Settings
+from tests.cli.conftest import Served, kym
+
+
+def leaf_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = []
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            found += leaf_commands(command, (*prefix, name))
+        else:
+            found.append((*prefix, name))
+    return found
+
+
+def help_of(*path: str) -> str:
+    result = CliRunner().invoke(main, [*path, "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_kym_help_lists_every_setting_variable() -> None:
+    text = " ".join(help_of().split())
+    for name in Settings.model_fields:
+        assert f"KYM_{name.upper()}" in text
+
+
+@pytest.mark.parametrize("path", leaf_commands(main), ids=" ".join)
+def test_every_command_help_names_the_variables_it_reads(path: tuple[str, ...]) -> None:
+    assert "KYM_" in help_of(*path)
+
+
+def test_serve_help_names_every_setting_variable() -> None:
+    text = " ".join(help_of("serve").split())
+    for name in Settings.model_fields:
+        assert f"KYM_{name.upper()}" in text
+
+
+@pytest.mark.parametrize("command", [("audit", "verify"), ("ledger", "check")])
+def test_checks_without_a_data_dir_say_so_in_one_line_and_exit_2(
+    command: tuple[str, ...], tmp_path: Path
+) -> None:
+    missing = tmp_path / "nowhere"
+    completed = kym(*command, "--data-dir", str(missing))
+    assert completed.returncode == 2, completed.stderr
+    assert (
+        completed.stderr.strip()
+        == f"kym: no data dir at {missing} (give --data-dir or set KYM_DATA_DIR)"
+    )
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    completed = kym(*command, "--data-dir", str(empty))
+    assert completed.returncode == 2, completed.stderr
+    assert len(completed.stderr.strip().splitlines()) == 1
+    assert "no database in" in completed.stderr and "Traceback" not in completed.stderr
+
+
+def test_device_commands_without_an_identity_say_what_to_do(tmp_path: Path) -> None:
+    completed = kym("device", "pay", "mer_x", "100", "--state-dir", str(tmp_path / "car"))
+    assert completed.returncode == 2
+    assert "no registered device" in completed.stderr and "kym device register" in completed.stderr
+    assert "Traceback" not in completed.stderr
+
+
+def test_register_refuses_a_csr_for_another_key(tmp_path: Path) -> None:
+    assert kym("device", "keygen", "--state-dir", str(tmp_path / "a")).returncode == 0
+    assert kym("device", "keygen", "--state-dir", str(tmp_path / "b")).returncode == 0
+    completed = kym(
+        *("device", "register", "--state-dir", str(tmp_path / "a")),
+        *("--csr", str(tmp_path / "b" / "device.csr"), "--api-key", "k", "--owner", "o"),
+        *("--kind", "car", "--manufacturer", "m", "--model", "m", "--serial", "s"),
+    )
+    assert completed.returncode == 2
+    assert "the CSR is not for the key in" in completed.stderr
+
+
+def test_register_without_a_gateway_says_it_cannot_reach_it(tmp_path: Path) -> None:
+    completed = kym(
+        *("device", "register", "--state-dir", str(tmp_path / "car"), "--api"),
+        *("http://127.0.0.1:9", "--api-key", "k", "--owner", "o", "--kind", "car"),
+        *("--manufacturer", "m", "--model", "m", "--serial", "s"),
+    )
+    assert completed.returncode == 2
+    assert completed.stderr.startswith("Error: cannot reach the gateway at http://127.0.0.1:9")
+
+
+@pytest.mark.parametrize("served", ["embedded"], indirect=True)
+def test_a_pump_hears_the_hold_placed_for_it_and_a_refusal_exits_1(served: Served) -> None:
+    home, api = served.home, served.api_url
+    admin = {"Authorization": f"Bearer {(home / 'kym-data' / 'admin-token').read_text().strip()}"}
+    with httpx.Client(base_url=api, timeout=10) as http:
+        owner = http.post("/v1/owners", headers=admin, json={"name": "O", "timezone": "UTC"})
+        integrator = http.post("/v1/integrators", headers=admin, json={"name": "I"}).json()
+        owner_key = {"Authorization": f"Bearer {owner.json()['api_key']}"}
+        env = {"KYM_API_URL": api, "KYM_API_KEY": integrator["api_key"]}
+        broker = f"mqtts://127.0.0.1:{served.mqtt_port}"
+        ids = {}
+        for name, kind, extra in (
+            ("car", "car", ()),
+            ("pump", "fuel_pump", ("--category", "fuel")),
+        ):
+            made = kym("device", "keygen", "--key-type", "ed25519", "--state-dir", name, cwd=home)
+            assert made.returncode == 0, made.stderr
+            registered = kym(
+                *("device", "register", "--state-dir", name, "--owner", owner.json()["id"]),
+                *("--kind", kind, "--manufacturer", "M", "--model", "X", "--serial", name),
+                *("--broker-url", broker, *extra),
+                cwd=home,
+                **env,
+            )
+            assert registered.returncode == 0, registered.stderr
+            ids[name] = json.loads((home / name / "device.json").read_text())["id"]
+            http.post(f"/v1/devices/{ids[name]}/approve", headers=owner_key).raise_for_status()
+        car = ids["car"]
+        http.put(f"/v1/devices/{car}/rules", headers=owner_key, json={"currency": "EUR"})
+        top_up = {"amount": 5000, "currency": "EUR", "idempotency_key": "k"}
+        http.post(f"/v1/devices/{car}/wallet/top-ups", headers=owner_key, json=top_up)
+    # The pump's first connection makes its persistent session; the event waits there for it.
+    assert (
+        kym("device", "listen", "--state-dir", "pump", "--timeout", "1", cwd=home).returncode == 0
+    )
+    held = kym("device", "hold", ids["pump"], "3000", "--state-dir", "car", cwd=home)
+    assert held.returncode == 0, held.stdout + held.stderr
+    assert held.stdout.startswith("approved payment pay_")
+    heard = kym(
+        "device", "listen", "--state-dir", "pump", "--count", "1", "--timeout", "20", cwd=home
+    )
+    assert heard.returncode == 0, heard.stderr
+    event = json.loads(heard.stdout)
+    assert (event["event"], event["amount"], event["payer_device_id"]) == ("hold_placed", 3000, car)
+    refused = kym("device", "pay", ids["pump"], "2500", "--state-dir", "car", cwd=home)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert refused.stdout.startswith("declined insufficient_funds ")
