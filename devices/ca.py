@@ -139,10 +139,12 @@ def issue_server_certificate(
     now: datetime,
     validity_days: int = 365,
     serial: int | None = None,
+    common_name: str = "kym-broker",
 ) -> x509.Certificate:
-    """The broker's TLS server certificate, naming `host` as an IP or a DNS SAN."""
+    """A TLS server certificate (the broker's, the HTTP API's), naming `host` as an IP or a DNS
+    SAN."""
     san = host_general_name(host)
-    builder = _base(_name("kym-broker"), public_key, issuer, now, validity_days, serial)
+    builder = _base(_name(common_name), public_key, issuer, now, validity_days, serial)
     return _sign_leaf(builder, issuer, san, ExtendedKeyUsageOID.SERVER_AUTH)
 
 

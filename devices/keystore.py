@@ -13,6 +13,7 @@ start leaves either no `ca/` or a complete one, and CA keys are never overwritte
     DIR/ca/device-cafile.pem          the broker's cafile: device root and device issuing
     DIR/ca/device.crl                 the broker's crlfile: the device issuing CA's CRL
     DIR/tls/broker.{crt,key}          the broker's server certificate
+    DIR/tls/http.{crt,key}            the HTTP API's server certificate (`kym serve --http-tls`)
     DIR/tls/gateway-<n>.{crt,key}     gateway worker n's MQTT client identity
 """
 
@@ -114,12 +115,17 @@ def load_or_create_pki(data_dir: Path, trust_domain: str, now: datetime) -> Pki:
     return _renew_signer(pki, now)
 
 
-def ensure_server_certificate(pki: Pki, host: str, now: datetime) -> tuple[Path, Path]:
-    """The broker's server certificate and key naming `host`, re-issued when stale."""
-    cert_path, key_path = pki.paths.tls_dir / "broker.crt", pki.paths.tls_dir / "broker.key"
+def ensure_server_certificate(
+    pki: Pki, host: str, now: datetime, name: str = "broker"
+) -> tuple[Path, Path]:
+    """A server certificate and key naming `host` (DIR/tls/<name>.{crt,key}), re-issued when
+    stale: the broker's, or with `name="http"` the HTTP API's."""
+    cert_path, key_path = pki.paths.tls_dir / f"{name}.crt", pki.paths.tls_dir / f"{name}.key"
     if not _is_current(cert_path, key_path, pki.service_root, ca.host_general_name(host), now):
         key = ca.new_private_key()
-        certificate = ca.issue_server_certificate(pki.service_root, key.public_key(), host, now)
+        certificate = ca.issue_server_certificate(
+            pki.service_root, key.public_key(), host, now, common_name=f"kym-{name}"
+        )
         _write_leaf(cert_path, key_path, certificate, key)
     return cert_path, key_path
 

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import click
 
-from devices.sdk.cli import device
 from gateway.settings import Settings, split_host_port
 from simulators.cli import simulate
 
@@ -58,8 +57,7 @@ def fail(message: str) -> NoReturn:
 @click.group(
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog=f"`kym serve` reads {env_names()}; a flag wins over its variable. "
-    "`kym device` and `kym simulate` read KYM_API_URL, KYM_API_KEY, KYM_DEVICE_DIR and "
-    "KYM_DEVICE_BROKER_URL. "
+    "The device commands read KYM_API_URL, KYM_API_KEY and KYM_DEVICE_DIR. "
     "`kym COMMAND --help` lists what each command reads.",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
@@ -81,6 +79,28 @@ def main(verbose: bool) -> None:
     default=None,
     metavar="HOST:PORT",
     help="HTTP API address [env KYM_HTTP; default 127.0.0.1:8080].",
+)
+@click.option(
+    "--http-tls",
+    is_flag=True,
+    default=None,
+    help="Serve the HTTP API over TLS with a certificate from the service root naming the "
+    "--http host, verifiable with GET /v1/ca [env KYM_HTTP_TLS].",
+)
+@click.option(
+    "--http-cert",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="Serve the HTTP API over TLS with this certificate (chain), PEM; needs --http-key "
+    "[env KYM_HTTP_CERT].",
+)
+@click.option(
+    "--http-key",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="The private key of --http-cert, PEM [env KYM_HTTP_KEY].",
 )
 @click.option(
     "--mqtt",
@@ -124,6 +144,8 @@ def serve(**flags: Any) -> None:
     """
     from gateway.server import serve as run
 
+    if (flags["http_cert"] is None) != (flags["http_key"] is None):
+        fail("--http-cert and --http-key go together")
     run(settings_from(**flags))
 
 
@@ -374,7 +396,6 @@ def demo_gateway(running: Running, home: Path) -> DemoGateway:
     )
 
 
-main.add_command(device)
 main.add_command(simulate)
 
 if __name__ == "__main__":  # pragma: no cover

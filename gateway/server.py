@@ -22,6 +22,7 @@ from gateway import service
 from gateway.broker import dynsec, mosquitto
 from gateway.db import Database
 from gateway.http.app import create_app
+from gateway.http.tls import http_tls
 from gateway.mqtt.client import GatewayClient
 from gateway.mqtt.workers import Housekeeper, Publisher, Worker
 from gateway.settings import Settings, split_host_port
@@ -270,11 +271,19 @@ def serve(settings: Settings) -> None:
         ctx, clients = start_services(settings, stack)
         app = app_for(ctx, clients)
         host, port = split_host_port(settings.http, 8080)
+        tls = http_tls(settings, ctx.pki, ctx.clock())
         config = uvicorn.Config(
-            app, host=host, port=port, log_level="info", timeout_graceful_shutdown=3
+            app,
+            host=host,
+            port=port,
+            log_level="info",
+            timeout_graceful_shutdown=3,
+            ssl_certfile=tls.certfile,
+            ssl_keyfile=tls.keyfile,
         )
         log.info(
-            "HTTP API on http://%s:%d (admin token: %s)",
+            "HTTP API on %s://%s:%d (admin token: %s)",
+            tls.scheme,
             host,
             port,
             "KYM_ADMIN_TOKEN" if settings.admin_token else settings.data_dir / "admin-token",

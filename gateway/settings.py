@@ -17,6 +17,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./kym-data")
     database_url: str | None = None
     http: str = "127.0.0.1:8080"
+    http_tls: bool = False  # serve the API over TLS with a certificate from the service root
+    http_cert: Path | None = None  # or with one's own certificate (chain) and key
+    http_key: Path | None = None
     mqtt: str = "127.0.0.1:8883"
     broker_url: str | None = None
     broker: Literal["auto", "mosquitto", "embedded"] = "auto"

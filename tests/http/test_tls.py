@@ -1,0 +1,117 @@
+"""`kym serve --http-tls` and `--http-cert/--http-key`: a real process, real HTTPS requests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography import x509
+
+from gateway.server import free_port
+from tests.conftest import ADMIN_TOKEN
+from tests.support.openssl import openssl_ok
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def kym_serve(tmp_path: Path, http: int, *flags: str | Path) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "gateway.cli", "serve", "--data-dir", tmp_path / "data"]
+    command += ["--http", f"127.0.0.1:{http}", "--mqtt", f"127.0.0.1:{free_port()}"]
+    command += ["--broker", "embedded", *flags]
+    env = {**os.environ, "KYM_ADMIN_TOKEN": ADMIN_TOKEN}
+    with (tmp_path / "serve.log").open("wb") as log:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            list(map(str, command)), stdout=log, stderr=subprocess.STDOUT, env=env
+        )
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[int, list[subprocess.Popen[bytes]]]]:
+    http, processes = free_port(), []
+    yield http, processes
+    for process in processes:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=15)
+
+
+def wait_listening(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"kym serve did not listen on {port}: {log.read_text()}")
+
+
+def served_certificate(port: int) -> x509.Certificate:
+    pem = ssl.get_server_certificate(("127.0.0.1", port))
+    return x509.load_pem_x509_certificate(pem.encode())
+
+
+def verified(cadata: str) -> ssl.SSLContext:
+    context = ssl.create_default_context(cadata=cadata)
+    assert context.check_hostname and context.verify_mode == ssl.CERT_REQUIRED
+    return context
+
+
+def test_http_tls_serves_a_certificate_that_get_v1_ca_verifies(
+    tmp_path: Path, served: tuple[int, list[subprocess.Popen[bytes]]]
+) -> None:
+    http, processes = served
+    processes.append(kym_serve(tmp_path, http, "--http-tls"))
+    wait_listening(http, processes[0], tmp_path / "serve.log")
+    base = f"https://127.0.0.1:{http}"
+    bundle = httpx.get(f"{base}/v1/ca", verify=False).text  # first contact, like curl -k
+    assert bundle == (tmp_path / "data" / "ca" / "bundle.pem").read_text()
+    with httpx.Client(base_url=base, verify=verified(bundle)) as client:
+        assert client.get("/v1/ca").text == bundle
+        created = client.post("/v1/owners", json={"name": "Ada", "timezone": "UTC"}, headers=ADMIN)
+        assert created.status_code == 201
+    names = served_certificate(http).extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    assert [str(ip) for ip in names.value.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        httpx.get(f"{base}/v1/ca", verify=ssl.create_default_context())
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{http}/v1/ca")
+
+
+def test_http_cert_and_key_serve_ones_own_certificate(
+    tmp_path: Path, served: tuple[int, list[subprocess.Popen[bytes]]]
+) -> None:
+    cert, key = tmp_path / "own.crt", tmp_path / "own.key"
+    openssl_ok(
+        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-subj", "/CN=own", "-addext", "subjectAltName=IP:127.0.0.1", "-days", "2",
+        "-keyout", key, "-out", cert,
+    )  # fmt: skip
+    http, processes = served
+    processes.append(kym_serve(tmp_path, http, "--http-cert", cert, "--http-key", key))
+    wait_listening(http, processes[0], tmp_path / "serve.log")
+    assert served_certificate(http) == x509.load_pem_x509_certificate(cert.read_bytes())
+    answer = httpx.get(f"https://127.0.0.1:{http}/v1/ca", verify=verified(cert.read_text()))
+    assert answer.status_code == 200 and "BEGIN CERTIFICATE" in answer.text
+
+
+def test_http_cert_without_its_key_is_refused_in_one_line(tmp_path: Path) -> None:
+    cert = tmp_path / "own.crt"
+    cert.write_text("x")
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve", "--data-dir", str(tmp_path / "d")]
+        + ["--http-cert", str(cert)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == "kym: --http-cert and --http-key go together"
