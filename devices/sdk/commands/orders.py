@@ -1,0 +1,191 @@
+"""`kym device pay`, `hold`, `sign` and `listen`: orders out, verified answers in."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+
+from devices.sdk import messages
+from devices.sdk.client import DeviceClient
+from devices.sdk.commands.options import (
+    BROKER_URL,
+    SETTLED,
+    STATE_DIR,
+    TIMEOUT,
+    Unable,
+    broker_of,
+    load_identity,
+    split_broker,
+)
+from devices.sdk.errors import SdkError
+from devices.sdk.identity import StatePaths
+from devices.sdk.messages import Event, Result
+
+
+@click.command()
+@STATE_DIR
+@BROKER_URL
+@TIMEOUT
+@click.argument("payee")
+@click.argument("amount", type=click.IntRange(min=1))
+@click.option("--currency", default="EUR", show_default=True)
+@click.option("--description", default=None)
+def pay(
+    state_dir: Path,
+    broker_url: str | None,
+    timeout_s: float,
+    payee: str,
+    amount: int,
+    currency: str,
+    description: str | None,
+) -> None:
+    """Pay AMOUNT (minor units: 450 is 4.50) to PAYEE now; print the verified result.
+
+    Exit 0 when approved, 1 when declined or rejected, 2 when no answer came.
+    """
+    fields = messages.pay_fields(payee, amount, currency, description)
+    send_and_show(state_dir, broker_url, fields, timeout_s)
+
+
+@click.command()
+@STATE_DIR
+@BROKER_URL
+@TIMEOUT
+@click.argument("payee")
+@click.argument("amount", type=click.IntRange(min=1))
+@click.option("--currency", default="EUR", show_default=True)
+@click.option(
+    "--expires-in",
+    "expires_in_s",
+    type=click.IntRange(60, 86400),
+    default=None,
+    metavar="SECONDS",
+    help="When the hold lapses unless captured [the gateway's default: 900].",
+)
+@click.option("--description", default=None)
+def hold(
+    state_dir: Path,
+    broker_url: str | None,
+    timeout_s: float,
+    payee: str,
+    amount: int,
+    currency: str,
+    expires_in_s: int | None,
+    description: str | None,
+) -> None:
+    """Reserve up to AMOUNT (minor units) for PAYEE, who captures or voids it.
+
+    Exit 0 when approved, 1 when declined or rejected, 2 when no answer came.
+    """
+    fields = messages.hold_fields(payee, amount, currency, expires_in_s, description)
+    send_and_show(state_dir, broker_url, fields, timeout_s)
+
+
+@click.command()
+@STATE_DIR
+@click.argument("payee")
+@click.argument("amount", type=click.IntRange(min=1))
+@click.option("--currency", default="EUR", show_default=True)
+@click.option("--description", default=None)
+def sign(state_dir: Path, payee: str, amount: int, currency: str, description: str | None) -> None:
+    """Print a signed `pay` order (compact JWS) without sending or journaling it.
+
+    For sending it yourself, e.g. with `mosquitto_rr -V 311 ... -m "$(kym device sign ...)"`;
+    sending it again is safe (the gateway answers a replay with the first answer).
+    """
+    identity = load_identity(state_dir)
+    client = DeviceClient(identity, "unused")  # never connected: it only signs
+    try:
+        order = client.prepare(messages.pay_fields(payee, amount, currency, description))
+    finally:
+        client.close()
+    click.echo(order.jws)
+
+
+@click.command()
+@STATE_DIR
+@BROKER_URL
+@click.option("--count", type=int, default=None, help="Stop after this many messages.")
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="Stop when nothing arrived for this long [listen until Ctrl-C].",
+)
+def listen(
+    state_dir: Path, broker_url: str | None, count: int | None, timeout_s: float | None
+) -> None:
+    """Print every verified result and event for the device, one JSON object a line.
+
+    It holds the device's MQTT session (the client id is the certificate's identity): a
+    second connection with the same certificate, such as `kym device pay`, ends it.
+    """
+    arrived = threading.Semaphore(0)
+
+    def show(item: Result | Event) -> None:
+        click.echo(json.dumps(item.payload, sort_keys=True))
+        arrived.release()
+
+    # The callbacks are in place before the session resumes: what waited there comes first.
+    client = connected(state_dir, broker_url, on_result=show, on_event=show)
+    click.echo(f"{client.device_id} listening on {broker_url or broker_of(state_dir)}", err=True)
+    seen = 0
+    try:
+        while count is None or seen < count:
+            if not arrived.acquire(timeout=timeout_s):
+                break
+            seen += 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        client.close()
+
+
+def send_and_show(
+    state_dir: Path, broker_url: str | None, fields: dict[str, Any], timeout_s: float
+) -> None:
+    """Send one order; print its results as they come; exit by the final one."""
+    client = connected(state_dir, broker_url)
+    try:
+        order_id = client.send(fields)
+        click.echo(f"sent {fields['type']} order {order_id} (journaled in {state_dir}/)", err=True)
+        result = client.wait_for_result(order_id, timeout_s, final=False)
+        if not result.is_final:
+            click.echo(f"{result.status}: waiting for the owner to decide", err=True)
+            result = client.wait_for_result(order_id, timeout_s, final=True)
+    except SdkError as exc:
+        raise Unable(f"{exc}; the order stays journaled and is re-sent next time") from exc
+    finally:
+        client.close()
+    click.echo(
+        f"{headline(result)} (signature verified with {StatePaths(state_dir).gateway_certificate})"
+    )
+    click.echo(json.dumps(result.payload, indent=2, sort_keys=True))
+    sys.exit(0 if result.status in SETTLED else 1)
+
+
+def headline(result: Result) -> str:
+    """What a person reads first: the status, its reason, the payment."""
+    words = [str(result.status), result.reason or ""]
+    if result.payment_id:
+        words.append(f"payment {result.payment_id}")
+    return " ".join(word for word in words if word)
+
+
+def connected(state_dir: Path, broker_url: str | None, **options: Any) -> DeviceClient:
+    """The device's SDK client (`options` as for DeviceClient), connected and subscribed."""
+    host, port = split_broker(broker_url or broker_of(state_dir))
+    client = DeviceClient(load_identity(state_dir), host, port, **options)
+    try:
+        client.connect()
+    except SdkError as exc:
+        client.close()
+        raise Unable(f"cannot reach the broker at {host}:{port}: {exc}") from exc
+    return client
