@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import click
 
+from devices.sdk.commands import device
 from gateway.settings import Settings, split_host_port
 from simulators.cli import simulate
 
@@ -57,7 +58,8 @@ def fail(message: str) -> NoReturn:
 @click.group(
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog=f"`kym serve` reads {env_names()}; a flag wins over its variable. "
-    "The device commands read KYM_API_URL, KYM_API_KEY and KYM_DEVICE_DIR. "
+    "`kym device` and `kym simulate` read KYM_API_URL, KYM_API_KEY, KYM_DEVICE_DIR and "
+    "KYM_DEVICE_BROKER_URL. "
     "`kym COMMAND --help` lists what each command reads.",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
@@ -396,6 +398,7 @@ def demo_gateway(running: Running, home: Path) -> DemoGateway:
     )
 
 
+main.add_command(device)
 main.add_command(simulate)
 
 if __name__ == "__main__":  # pragma: no cover
