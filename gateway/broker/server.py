@@ -2,8 +2,8 @@
 
 Small and strict, for KYM's traffic only: MQTT 3.1.1 (and 3.1, "MQIsdp") over TLS with a
 required client certificate, on asyncio in a thread of its own (`Broker.start`/`stop`). This
-module holds the TLS server and its connections; the sessions, routing and MQTT state machine
-it drives, with no I/O of their own, are in `sessions.py`.
+module holds the TLS server and its connections; the MQTT state machine it drives, with no I/O
+of its own, is in `sessions.py` (with `state.py` and `routing.py`), its settings in `config.py`.
 
 - Identity: a client's identity is its certificate's subject CN, which must have the
   clientAuth extended key usage. It is the username *and* the client id: whatever the CONNECT
@@ -45,7 +45,6 @@ import ssl
 import tempfile
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -54,34 +53,16 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from gateway.broker import codec
-from gateway.broker.acl import AclPolicy, is_valid_identity
-from gateway.broker.sessions import BrokerCore, Connection
+from gateway.broker.acl import is_valid_identity
+from gateway.broker.config import BrokerConfig
+from gateway.broker.sessions import BrokerCore
+from gateway.broker.state import Connection
 
 log = logging.getLogger("kym.broker")
 T = TypeVar("T")
 _READ_SIZE = 65_536
 _REAP_INTERVAL_S = 0.5
 _CRL_PEM = re.compile(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----\s*", re.DOTALL)
-
-
-@dataclass(frozen=True)
-class BrokerConfig:
-    """Where the broker listens, its TLS material, its access policy and its bounds."""
-
-    certfile: str | Path
-    keyfile: str | Path
-    cafile: str | Path
-    crlfile: str | Path | None = None
-    host: str = "127.0.0.1"
-    port: int = 8883
-    acl: AclPolicy = field(default_factory=AclPolicy)
-    max_packet_size: int = 256 * 1024
-    max_queued_messages: int = 1000
-    gateway_max_queued_messages: int = 100_000  # a burst of orders waits rather than drops
-    max_inflight_messages: int = 100
-    max_subscriptions: int = 100
-    handshake_timeout_s: float = 10.0
-    connect_timeout_s: float = 10.0
 
 
 def build_ssl_context(config: BrokerConfig) -> ssl.SSLContext:

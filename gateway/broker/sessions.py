@@ -1,6 +1,7 @@
-"""The broker's state without I/O: sessions, routing, shared groups and the MQTT state machine.
+"""The broker's MQTT state machine without I/O: connecting, sessions, subscribing and routing.
 
-`BrokerCore` never awaits and never touches a socket: `server.Broker` feeds it packets on its
+The per-client state it keeps is in `state`, topic matching and shared groups in `routing`, its
+settings in `config`. `BrokerCore` never awaits and never touches a socket: `server.Broker` feeds it packets on its
 event loop, and it answers through each `Connection`'s transport, so a test can drive it with a
 recording transport. What the broker guarantees is described in `server`.
 """
@@ -9,236 +10,19 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, TypeVar
 
 from gateway.broker import codec
-from gateway.broker.acl import Acl, levels_match, parse_subscription
+from gateway.broker.acl import Acl
+from gateway.broker.config import BrokerConfig
+from gateway.broker.routing import Delivery, Message, Router, SharedGroup
+from gateway.broker.state import Connection, Session
 
-if TYPE_CHECKING:
-    import asyncio
-
-    from gateway.broker.server import BrokerConfig
+__all__ = ["BrokerCore", "Connection", "Session"]
 
 log = logging.getLogger("kym.broker")
-T = TypeVar("T")
-_QOS0_WRITE_BUFFER_LIMIT = 1 << 20  # a client this far behind loses QoS 0 messages
-
-
-class Message:
-    """One published message, shared by every delivery of it."""
-
-    __slots__ = ("topic", "topic_utf8", "payload", "qos", "_qos0_packet")
-
-    def __init__(self, topic: str, payload: bytes, qos: int) -> None:
-        self.topic, self.payload, self.qos = topic, payload, qos
-        self.topic_utf8 = topic.encode()
-        self._qos0_packet: bytes | None = None
-
-    def qos0_packet(self) -> bytes:
-        """The QoS 0 PUBLISH of this message, encoded once for all its receivers."""
-        if self._qos0_packet is None:
-            self._qos0_packet = codec.encode_publish(self.topic_utf8, self.payload, 0, 0, False)
-        return self._qos0_packet
-
-
-class Delivery:
-    """A QoS 1 message on its way to one session; `share` names the shared group it came by."""
-
-    __slots__ = ("message", "share")
-
-    def __init__(self, message: Message, share: tuple[str, str] | None) -> None:
-        self.message, self.share = message, share
-
-
-class Connection:
-    """One TLS connection; `session` is set once its CONNECT is accepted.
-
-    Packets sent during one turn of the event loop go out in one write (one TLS record and
-    one system call rather than one per packet) when `schedule` is given, e.g. `call_soon`.
-    """
-
-    __slots__ = (
-        "identity",
-        "transport",
-        "session",
-        "keepalive_s",
-        "will",
-        "opened_at",
-        "last_seen",
-        "ended",
-        "_out",
-        "_schedule",
-    )
-
-    def __init__(
-        self,
-        identity: str | None,
-        transport: asyncio.WriteTransport,
-        now: float,
-        schedule: Callable[[Callable[[], None]], object] | None = None,
-    ) -> None:
-        self.identity, self.transport = identity, transport
-        self.session: Session | None = None
-        self.keepalive_s = 0
-        self.will: codec.Will | None = None
-        self.opened_at = self.last_seen = now
-        self.ended = False  # detached from its session: nothing more is sent or published
-        self._out: list[bytes] = []
-        self._schedule = schedule
-
-    def send(self, data: bytes) -> None:
-        """Queue bytes for the client."""
-        if self._schedule is None:
-            self.transport.write(data)
-            return
-        if not self._out:
-            self._schedule(self.flush)
-        self._out.append(data)
-
-    def flush(self) -> None:
-        """Write what `send` queued."""
-        out = self._out
-        if out and not self.transport.is_closing():
-            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
-        out.clear()
-
-    def has_room_for_qos0(self) -> bool:
-        """False while the client is far behind: QoS 0 messages for it are then dropped."""
-        return self.transport.get_write_buffer_size() < _QOS0_WRITE_BUFFER_LIMIT
-
-    def is_open(self) -> bool:
-        """True while the connection can still carry packets."""
-        return not self.ended and not self.transport.is_closing()
-
-
-class Session:
-    """An identity's MQTT session: subscriptions, unacknowledged and queued QoS 1 messages."""
-
-    __slots__ = (
-        "identity",
-        "clean",
-        "subscriptions",
-        "inflight",
-        "queue",
-        "connection",
-        "_next_id",
-        "dropped",
-    )
-
-    def __init__(self, identity: str, clean: bool, max_queued: int) -> None:
-        self.identity, self.clean = identity, clean
-        self.subscriptions: dict[str, int] = {}
-        self.inflight: dict[int, Delivery] = {}
-        self.queue: deque[Delivery] = deque(maxlen=max_queued)
-        self.connection: Connection | None = None
-        self._next_id = 0
-        self.dropped = 0
-
-    def online(self) -> Connection | None:
-        """The live connection, if it can take packets now."""
-        conn = self.connection
-        return conn if conn is not None and conn.is_open() else None
-
-    def next_packet_id(self) -> int:
-        """A packet identifier not used by any unacknowledged message."""
-        while True:
-            self._next_id = self._next_id % 65535 + 1
-            if self._next_id not in self.inflight:
-                return self._next_id
-
-
-class SharedGroup:
-    """The members of one `$share/<group>/<filter>`, served in turn."""
-
-    __slots__ = ("key", "levels", "members", "order", "turn")
-
-    def __init__(self, key: tuple[str, str]) -> None:
-        self.key, self.levels = key, key[1].split("/")
-        self.members: dict[str, int] = {}  # identity -> granted QoS
-        self.order: list[str] = []  # the members in joining order, for round robin
-        self.turn = 0
-
-    def join(self, identity: str, qos: int) -> None:
-        """Add a member, or change its QoS."""
-        if identity not in self.members:
-            self.order.append(identity)
-        self.members[identity] = qos
-
-    def leave(self, identity: str) -> None:
-        """Remove a member if it is one."""
-        if self.members.pop(identity, None) is not None:
-            self.order.remove(identity)
-
-
-class Router:
-    """Subscriptions indexed for matching: exact topics by dict, wildcard filters by scan."""
-
-    def __init__(self) -> None:
-        self._exact: dict[str, dict[str, int]] = {}
-        self._wild: dict[str, tuple[list[str], dict[str, int]]] = {}
-        self.groups: dict[tuple[str, str], SharedGroup] = {}
-
-    def add(self, identity: str, subscription: str, qos: int) -> None:
-        """Subscribe `identity` (the subscription was validated by the ACL)."""
-        parsed = parse_subscription(subscription)
-        assert parsed is not None
-        group, topic_filter = parsed
-        if group is not None:
-            key = (group, topic_filter)
-            self.groups.setdefault(key, SharedGroup(key)).join(identity, qos)
-        elif "+" in topic_filter or "#" in topic_filter:
-            self._wild.setdefault(topic_filter, (topic_filter.split("/"), {}))[1][identity] = qos
-        else:
-            self._exact.setdefault(topic_filter, {})[identity] = qos
-
-    def remove(self, identity: str, subscription: str) -> None:
-        """Unsubscribe `identity`."""
-        parsed = parse_subscription(subscription)
-        assert parsed is not None
-        group, topic_filter = parsed
-        if group is not None:
-            shared = self.groups.get((group, topic_filter))
-            if shared is not None:
-                shared.leave(identity)
-                if not shared.members:
-                    del self.groups[shared.key]
-        elif topic_filter in self._wild:
-            _discard(self._wild, topic_filter, self._wild[topic_filter][1], identity)
-        elif topic_filter in self._exact:
-            _discard(self._exact, topic_filter, self._exact[topic_filter], identity)
-
-    def subscribers(self, topic: str) -> Mapping[str, int]:
-        """Each identity with a plain subscription matching `topic`, with its highest QoS."""
-        exact = self._exact.get(topic)
-        if not self._wild:
-            return exact or _NO_SUBSCRIBERS  # read-only: the caller must not change it
-        found = dict(exact) if exact else {}
-        levels = topic.split("/")
-        for filter_levels, subs in self._wild.values():
-            if levels_match(filter_levels, levels):
-                for identity, qos in subs.items():
-                    if found.get(identity, -1) < qos:
-                        found[identity] = qos
-        return found
-
-    def shared_groups(self, topic: str) -> list[SharedGroup]:
-        """The shared groups whose filter matches `topic`."""
-        if not self.groups:
-            return _NO_GROUPS
-        levels = topic.split("/")
-        return [g for g in self.groups.values() if levels_match(g.levels, levels)]
 
 
 _READY, _ONLINE, _ANY = 0, 1, 2  # how available a shared-group member must be to be chosen
-_NO_SUBSCRIBERS: Mapping[str, int] = {}
-_NO_GROUPS: list[SharedGroup] = []
-
-
-def _discard(index: dict[str, T], key: str, subs: dict[str, int], identity: str) -> None:
-    subs.pop(identity, None)
-    if not subs:
-        del index[key]
 
 
 class BrokerCore:

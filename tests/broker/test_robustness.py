@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from gateway.broker import Broker
-from tests.broker.conftest import Identity, Peer, Pki, broker_config, tls_client_context
+from tests.broker.conftest import Peer, broker_config, tls_client_context
 from tests.broker.rawmqtt import RawClient, connect_packet, packet, publish_packet
+from tests.broker.testpki import Identity, Pki
 from tests.conftest import unavailable
 
 ORDERS, RESULTS = "kym/v1/devices/{}/orders", "kym/v1/devices/{}/results"

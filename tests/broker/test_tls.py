@@ -11,8 +11,9 @@ import pytest
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from gateway.broker import Broker
-from tests.broker.conftest import WAIT_S, Identity, Peer, Pki, broker_config
+from tests.broker.conftest import WAIT_S, Peer, broker_config
 from tests.broker.rawmqtt import RawClient
+from tests.broker.testpki import Identity, Pki
 
 
 def refused(broker: Broker, pki: Pki, identity: Identity | None) -> bool:
