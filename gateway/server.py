@@ -188,14 +188,14 @@ def start_gateway_clients(ctx: service.Context, stack: ExitStack) -> list[Gatewa
 
 def start_pipeline(ctx: service.Context, clients: list[GatewayClient], stack: ExitStack) -> None:
     """A worker per MQTT client, and one housekeeper for expiries and the outbox."""
-    publishers = [Publisher(ctx, client) for client in clients]
+    publishers = [Publisher(client) for client in clients]
     ctx.publisher = publishers[0]
     for client, publisher in zip(clients, publishers, strict=True):
-        worker = Worker(ctx, client.inbox, publisher)
+        worker = Worker(ctx, client, publisher)
         worker.start()
         stack.callback(worker.join, 5)
         stack.callback(worker.stop)
-    housekeeper = Housekeeper(ctx, publishers[0])
+    housekeeper = Housekeeper(ctx, publishers)
     housekeeper.start()
     stack.callback(housekeeper.join, 5)
     stack.callback(housekeeper.stop)

@@ -2,6 +2,13 @@
 
 The paho callback only copies each message into a queue and returns (database work on paho's
 network thread would stall every other message); a worker takes messages from the queue.
+
+Durability: each worker identity (`kym-gateway-<n>`, stable per worker index) holds a persistent
+session (clean_session=False), so the broker keeps the orders published while it is away, and
+acknowledges manually: the PUBACK of an order goes out only after its decision is committed
+(`ack`). An order whose worker dies before that stays with the broker and comes again, with the
+DUP flag, when the same identity reconnects. Message ids restart with every connection, so an
+acknowledgement is only sent for messages of the connection that is up (`Inbound.connection`).
 """
 
 from __future__ import annotations
@@ -18,13 +25,11 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
+from devices.contract import ORDERS_SHARED, results_topic
+
+__all__ = ["ORDERS_SHARED", "GatewayClient", "Inbound", "results_topic"]
+
 log = logging.getLogger("kym.mqtt")
-ORDERS_SHARED = "$share/kym/kym/v1/devices/+/orders"
-
-
-def results_topic(device_id: str) -> str:
-    """Where a device reads its results and events."""
-    return f"kym/v1/devices/{device_id}/results"
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,9 @@ class Inbound:
 
     topic: str
     payload: bytes
+    mid: int = 0
+    qos: int = 0
+    connection: int = 0  # which connection of its client delivered it (see GatewayClient.ack)
 
 
 class GatewayClient:
@@ -51,8 +59,13 @@ class GatewayClient:
         self.host, self.port, self.identity = host, port, identity
         self.inbox: queue.Queue[Inbound] = inbox if inbox is not None else queue.Queue()
         self.subscribed = threading.Event()
+        self._connection = 0  # bumped on every connect and disconnect, under _ack_lock
+        self._ack_lock = threading.Lock()
         self._client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=identity, clean_session=True
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=identity,
+            clean_session=False,
+            manual_ack=True,
         )
         self._client.tls_set(
             ca_certs=str(ca_bundle),
@@ -79,13 +92,36 @@ class GatewayClient:
         self._client.loop_stop()
 
     def publish(self, topic: str, payload: bytes) -> mqtt.MQTTMessageInfo:
-        """Publish with QoS 1."""
+        """Publish with QoS 1 (paho keeps it and sends it again after a reconnect)."""
         return self._client.publish(topic, payload, qos=1)
+
+    def ack(self, messages: list[Inbound]) -> int:
+        """PUBACK these messages (their decisions are committed); returns how many were sent.
+
+        Only messages of the current connection: after a reconnect the broker delivers the
+        others again, and their old message ids may now name different messages. The lock
+        makes the check and the send one step against `_on_disconnect`, which paho calls
+        before it drops the old connection's unsent packets and opens a new one.
+        """
+        sent = 0
+        with self._ack_lock:
+            for message in messages:
+                if message.qos > 0 and message.connection == self._connection:
+                    self._client.ack(message.mid, message.qos)
+                    sent += 1
+        return sent
+
+    @property
+    def is_connected(self) -> bool:
+        """Connected with the orders subscription granted."""
+        return self.subscribed.is_set()
 
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
         if rc.is_failure:
             log.error("broker refused the gateway identity %s: %s", self.identity, rc)
             return
+        with self._ack_lock:
+            self._connection += 1
         sock = client.socket()
         if sock is not None:  # paho does not set TCP_NODELAY: 44 ms round trips without it
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -99,10 +135,14 @@ class GatewayClient:
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
         self.subscribed.clear()
+        with self._ack_lock:
+            self._connection += 1
         if rc.is_failure:
             log.warning(
                 "gateway %s disconnected from the broker (%s); reconnecting", self.identity, rc
             )
 
     def _on_message(self, _c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
-        self.inbox.put(Inbound(message.topic, message.payload))
+        self.inbox.put(
+            Inbound(message.topic, message.payload, message.mid, message.qos, self._connection)
+        )

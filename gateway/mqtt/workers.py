@@ -1,65 +1,110 @@
 """The order pipeline's workers: take orders off the MQTT queue in batches, decide, publish.
 
-Durability: paho acknowledges an order (PUBACK) when its callback returns, i.e. once it is
-queued, not once it is decided. A gateway crash can therefore lose an order that was queued
-but not committed; the device SDK re-sends any order without a result, and idempotency by
-(device id, order id) turns that re-send into the first answer, never a second payment.
-Results are written to the outbox in the same transaction as the money and published after
-the commit; the housekeeper publishes whatever a crash left unpublished.
+Durability: an order is acknowledged to the broker (PUBACK) only after the transaction that
+decides it has committed (`GatewayClient.ack`); until then the broker keeps it in the worker
+identity's persistent session, and a crash at any moment leaves it there to be delivered again.
+A redelivered order that was decided already is a replay: idempotency by (device id, order id)
+answers it with the stored result, marked `"duplicate": true`, and moves nothing.
+
+While the database is unreachable a worker keeps its batch and tries again; a message that fails
+on its own while the database answers gets a final `rejected` result after MAX_TRIES, so it
+cannot hold the broker's in-flight window for ever.
+
+Results are written to the outbox in the same transaction as the money and published after the
+commit without waiting for the broker's PUBACK; the housekeeper marks what the broker
+acknowledged and publishes again what a crash or a lost connection left unpublished.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import queue
 import threading
-import time
 from datetime import timedelta
 
+import paho.mqtt.client as mqtt
+from sqlalchemy import Connection
+
+from devices import wire
+from devices.contract import Reason, Result, Status, device_of_orders_topic, results_topic
+from gateway import store
+from gateway.context import Context
 from gateway.mqtt.client import GatewayClient, Inbound
-from gateway.orders import decide as payments
 from gateway.orders import store as order_store
-from gateway.service import Context
+from gateway.orders.approvals import expire_approvals
+from gateway.orders.decide import decide_messages
+from gateway.orders.holds import expire_holds
+from gateway.orders.intake import KeyRing
 
 log = logging.getLogger("kym.pipeline")
-MAX_BATCH = 100
-PUBACK_WAIT_S = 5.0
+MAX_BATCH = 100  # match Mosquitto's max_inflight_messages: more never arrives unacknowledged
+MAX_TRIES = 3
+RETRY_PAUSE_S = 0.5
+REPUBLISH_AFTER = timedelta(seconds=2)
+Entries = list[tuple[int, str, str]]
 
 
 class Publisher:
-    """Publishes outbox entries with QoS 1 and marks those the broker acknowledged."""
+    """Publishes outbox entries with QoS 1 without waiting; `settled` tells which the broker
+    has acknowledged since, for the housekeeper to mark."""
 
-    def __init__(self, ctx: Context, client: GatewayClient) -> None:
-        self.ctx, self.client = ctx, client
+    def __init__(self, client: GatewayClient) -> None:
+        self.client = client
         self._lock = threading.Lock()
+        self._pending: dict[int, mqtt.MQTTMessageInfo] = {}  # outbox id -> paho's handle
 
-    def __call__(self, entries: list[tuple[int, str, str]]) -> None:
-        if not entries:
-            return
+    def __call__(self, entries: Entries) -> None:
+        for outbox_id, topic, token in entries:
+            with self._lock:
+                if outbox_id in self._pending:  # paho still holds it and re-sends it itself
+                    continue
+            info = self.client.publish(topic, token.encode())
+            with self._lock:
+                self._pending[outbox_id] = info
+
+    def settled(self) -> list[int]:
+        """Outbox ids the broker acknowledged since the last call (forgets paho's refusals,
+        which the housekeeper then publishes again)."""
+        done = []
         with self._lock:
-            infos = [(i, self.client.publish(topic, token.encode())) for i, topic, token in entries]
-        acked = []
-        deadline = time.monotonic() + PUBACK_WAIT_S
-        for outbox_id, info in infos:
-            try:
-                info.wait_for_publish(max(0.0, deadline - time.monotonic()))
-            except (RuntimeError, ValueError):
-                continue  # not connected: the housekeeper publishes it later
-            if info.is_published():
-                acked.append(outbox_id)
-        if acked:
-            now = self.ctx.clock()
-            self.ctx.db.run(lambda conn: order_store.mark_published(conn, acked, now))
+            for outbox_id, info in list(self._pending.items()):
+                acknowledged = broker_acknowledged(info)
+                if acknowledged is not False:
+                    del self._pending[outbox_id]
+                    if acknowledged:
+                        done.append(outbox_id)
+        return done
+
+    def is_pending(self, outbox_id: int) -> bool:
+        with self._lock:
+            return outbox_id in self._pending
+
+
+def broker_acknowledged(info: mqtt.MQTTMessageInfo) -> bool | None:
+    """True once the broker acknowledged a QoS 1 publish, False while paho still holds it,
+    None if paho refused it (it will never be sent).
+
+    A publish made while disconnected keeps rc NO_CONN even after paho sent it on the next
+    connection and got its PUBACK, and `is_published()` raises for it; the flag is read
+    directly.
+    """
+    if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+        return None
+    return bool(info._published)
 
 
 class Worker(threading.Thread):
-    """Takes up to MAX_BATCH orders at a time and decides them in one transaction."""
+    """Takes up to MAX_BATCH orders at a time, decides them in one transaction, then
+    acknowledges them to the broker."""
 
-    def __init__(self, ctx: Context, inbox: queue.Queue[Inbound], publisher: Publisher) -> None:
-        super().__init__(name="kym-worker", daemon=True)
-        self.ctx, self.inbox, self.publisher = ctx, inbox, publisher
-        self.keyring = payments.KeyRing()
+    def __init__(self, ctx: Context, client: GatewayClient, publisher: Publisher) -> None:
+        super().__init__(name=f"kym-worker-{client.identity}", daemon=True)
+        self.ctx, self.client, self.publisher = ctx, client, publisher
+        self.inbox = client.inbox
+        self.keyring = KeyRing()
         self.stopping = threading.Event()
+        self._tries: dict[str, int] = {}
 
     def run(self) -> None:
         while not self.stopping.is_set():
@@ -76,37 +121,104 @@ class Worker(threading.Thread):
             self.process(batch)
 
     def process(self, messages: list[Inbound]) -> None:
-        """Decide a batch; if it fails as a whole, decide each message alone so one bad
-        message cannot hold up the rest."""
-        try:
-            self.publisher(self._decide(messages))
-        except Exception:
-            if len(messages) == 1:
-                log.exception(
-                    "could not decide an order on %s; the device may re-send it", messages[0].topic
-                )
+        """Decide a batch and acknowledge it; while the database is away, keep it and try
+        again; if the batch fails otherwise, decide each message alone."""
+        while not self.stopping.is_set():
+            try:
+                self._commit(messages)
                 return
-            log.warning("a batch of %d failed; deciding one by one", len(messages), exc_info=True)
-            for message in messages:
-                self.process([message])
+            except Exception:  # noqa: BLE001 - classified below; nothing is acknowledged
+                if self.database_is_up():
+                    if len(messages) > 1:
+                        log.warning("batch of %d failed", len(messages), exc_info=True)
+                    break
+                log.warning("database unreachable; keeping %d orders", len(messages))
+                self.stopping.wait(RETRY_PAUSE_S)
+        if self.stopping.is_set():
+            return  # unacknowledged: the broker delivers them again
+        for message in messages:
+            self._process_alone(message)
 
-    def _decide(self, messages: list[Inbound]) -> list[tuple[int, str, str]]:
-        now = self.ctx.clock()
-        checked = payments.check_messages(
-            self.ctx, self.keyring, [(m.topic, m.payload) for m in messages], now
-        )
-        return payments.decide_batch(self.ctx, checked, now) if checked else []
+    def _process_alone(self, message: Inbound) -> None:
+        key = _message_key(message)
+        while not self.stopping.is_set():
+            try:
+                self._commit([message])
+                self._tries.pop(key, None)
+                return
+            except Exception:  # noqa: BLE001 - counted; a final rejection after MAX_TRIES
+                if not self.database_is_up():
+                    self.stopping.wait(RETRY_PAUSE_S)
+                    continue
+                tries = self._tries[key] = self._tries.get(key, 0) + 1
+                log.exception("could not decide a message on %s (try %d)", message.topic, tries)
+                if tries >= MAX_TRIES:
+                    self._give_up(message, key)
+                    return
+                self.stopping.wait(RETRY_PAUSE_S * tries)
+
+    def _commit(self, messages: list[Inbound]) -> None:
+        entries = self._decide(messages)
+        self.client.ack(messages)  # committed: the broker may forget them now
+        self.publisher(entries)
+
+    def _decide(self, messages: list[Inbound]) -> Entries:
+        batch = [(m.topic, m.payload) for m in messages]
+        return decide_messages(self.ctx, self.keyring, batch, self.ctx.clock())
+
+    def _give_up(self, message: Inbound, key: str) -> None:
+        """A final `rejected` result (in the outbox, with an audit entry) and the PUBACK."""
+        try:
+            entries = self.ctx.db.run(lambda conn: reject_undecidable(self.ctx, conn, message))
+        except Exception:  # noqa: BLE001 - left unacknowledged; tried again after a reconnect
+            log.exception("could not reject the undecidable message on %s", message.topic)
+            return
+        self._tries.pop(key, None)
+        self.client.ack([message])
+        self.publisher(entries)
+
+    def database_is_up(self) -> bool:
+        try:
+            with self.ctx.db.read() as conn:
+                conn.exec_driver_sql("SELECT 1")
+        except Exception:  # noqa: BLE001 - any failure means "not reachable now"
+            return False
+        return True
 
     def stop(self) -> None:
         self.stopping.set()
 
 
-class Housekeeper(threading.Thread):
-    """Expires approvals and holds on time and publishes what a crash left in the outbox."""
+def reject_undecidable(ctx: Context, conn: Connection, message: Inbound) -> Entries:
+    """Give a message the gateway failed to decide MAX_TRIES times its final answer."""
+    device_id, now = device_of_orders_topic(message.topic), ctx.clock()
+    if device_id is None:
+        return []
+    order_id = wire.order_id_of(wire.payload_of(message.payload))
+    detail = f"the gateway failed to decide this message {MAX_TRIES} times"
+    rejected = Result(
+        device_id, order_id, Status.REJECTED, int(now.timestamp()), Reason.INVALID_MESSAGE
+    )
+    result = rejected.to_payload() | {"detail": detail}
+    topic = results_topic(device_id)
+    signed = wire.sign(result, ctx.pki.signer.private_key, ctx.signer_jose)
+    ids = order_store.enqueue(conn, [(topic, signed)], now)
+    audit = (f"topic:{device_id}", "order.rejected", None, {"order_id": order_id, "detail": detail})
+    store.append_audit(conn, now, [audit])
+    return [(ids[0], topic, signed)]
 
-    def __init__(self, ctx: Context, publisher: Publisher, interval_s: float = 0.5) -> None:
+
+def _message_key(message: Inbound) -> str:
+    return hashlib.sha256(message.topic.encode() + b"\0" + message.payload).hexdigest()
+
+
+class Housekeeper(threading.Thread):
+    """Expires approvals and holds on time, marks what the broker acknowledged and publishes
+    again what a crash or a lost connection left in the outbox."""
+
+    def __init__(self, ctx: Context, publishers: list[Publisher], interval_s: float = 0.5) -> None:
         super().__init__(name="kym-housekeeper", daemon=True)
-        self.ctx, self.publisher, self.interval_s = ctx, publisher, interval_s
+        self.ctx, self.publishers, self.interval_s = ctx, publishers, interval_s
         self.stopping = threading.Event()
 
     def run(self) -> None:
@@ -117,15 +229,25 @@ class Housekeeper(threading.Thread):
                 log.exception("housekeeping failed")
 
     def tick(self) -> None:
-        """One round: approvals, holds, then stale outbox entries."""
-        payments.expire_approvals(self.ctx)
-        payments.expire_holds(self.ctx)
-        older_than = self.ctx.clock() - timedelta(seconds=2)
+        """One round: approvals, holds, acknowledged results, then stale outbox entries."""
+        expire_approvals(self.ctx)
+        expire_holds(self.ctx)
+        self.mark_published()
+        publisher = next((p for p in self.publishers if p.client.is_connected), None)
+        if publisher is None:
+            return  # nobody to publish through; paho re-sends what it holds after reconnecting
         with self.ctx.db.read() as conn:
-            stale = order_store.unpublished(conn, older_than)
+            stale = order_store.unpublished(conn, self.ctx.clock() - REPUBLISH_AFTER)
+        stale = [e for e in stale if not any(p.is_pending(e[0]) for p in self.publishers)]
         if stale:
             log.info("publishing %d results left in the outbox", len(stale))
-            self.publisher(stale)
+            publisher(stale)
+
+    def mark_published(self) -> None:
+        acked = [i for publisher in self.publishers for i in publisher.settled()]
+        if acked:
+            now = self.ctx.clock()
+            self.ctx.db.run(lambda conn: order_store.mark_published(conn, acked, now))
 
     def stop(self) -> None:
         self.stopping.set()
