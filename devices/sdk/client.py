@@ -7,6 +7,13 @@ and `on_event` callbacks, and only then acknowledges the message (manual PUBACK)
 persistent session, a message the device had not finished with when it died is delivered
 again on the next connection. Callbacks may send orders, but must not wait for results: they
 run on the dispatcher thread, which is the one that would deliver them.
+
+Re-sending: every order without a final result (`pending_approval` and a `rate_limited`
+refusal are not final) is sent again, byte for byte from the journal, when the device
+reconnects and every `resend_after` seconds, by a resender thread, at most RESEND_PER_S
+orders a second so that a long backlog does not exceed the device's rate. The gateway answers
+a re-send of a decided order with its stored result and moves no money. `resend_after=None`
+turns this off (the application may still call `resend_unfinished`).
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from devices import wire
+from devices.contract import orders_topic, results_topic
 from devices.sdk import messages
 from devices.sdk.errors import ConnectFailed
 from devices.sdk.identity import Identity, load_certificates
@@ -42,16 +50,7 @@ from devices.sdk.trust import ResultVerifier, check_gateway_certificate
 
 log = logging.getLogger("kym.sdk")
 _STOP = object()
-
-
-def orders_topic(device_id: str) -> str:
-    """Where a device publishes its orders."""
-    return f"kym/v1/devices/{device_id}/orders"
-
-
-def results_topic(device_id: str) -> str:
-    """Where a device reads its results and events."""
-    return f"kym/v1/devices/{device_id}/results"
+RESEND_PER_S = 8  # below the gateway's default sustained rate of 10 orders/s per device
 
 
 @dataclass(frozen=True)
@@ -67,11 +66,19 @@ class DeviceClient:
     """One device's connection to the gateway (see the package docstring for an example)."""
 
     def __init__(
-        self, identity: Identity, broker_host: str, broker_port: int = 8883, *,
-        persistent: bool = True, clock: Callable[[], float] = time.time,
-        rng: random.Random | None = None, fsync: bool = True, keepalive_s: int = 30,
+        self,
+        identity: Identity,
+        broker_host: str,
+        broker_port: int = 8883,
+        *,
+        persistent: bool = True,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        fsync: bool = True,
+        keepalive_s: int = 30,
         on_result: Callable[[Result], None] | None = None,
         on_event: Callable[[Event], None] | None = None,
+        resend_after: float | None = 10.0,
     ) -> None:
         self.identity, self.device_id = identity, identity.device_id
         self.broker_host, self.broker_port, self.keepalive_s = broker_host, broker_port, keepalive_s
@@ -84,9 +91,15 @@ class DeviceClient:
         self._inbox: queue.Queue[Any] = queue.Queue()
         self._ready, self._refused = threading.Event(), threading.Event()
         self._refusal = ""
-        self._dispatcher = threading.Thread(target=self._dispatch, daemon=True,
-                                            name=f"kym-sdk-{self.device_id}")
+        self._dispatcher = threading.Thread(
+            target=self._dispatch, daemon=True, name=f"kym-sdk-{self.device_id}"
+        )
         self._mqtt = self._new_mqtt_client(persistent)
+        self.resend_after = resend_after
+        self._closing, self._reconnected = threading.Event(), threading.Event()
+        self._resender = threading.Thread(
+            target=self._resend_loop, daemon=True, name=f"kym-sdk-resend-{self.device_id}"
+        )
         self.journal = Journal(identity.paths.journal, fsync=fsync)  # last: nothing can fail after
 
     @classmethod
@@ -102,14 +115,19 @@ class DeviceClient:
         """Connect over mutual TLS and subscribe to the results topic; reconnects by itself."""
         if not self._dispatcher.is_alive():
             self._dispatcher.start()
+        if self.resend_after is not None and not self._resender.is_alive():
+            self._resender.start()
         self._mqtt.connect_async(self.broker_host, self.broker_port, keepalive=self.keepalive_s)
         self._mqtt.loop_start()
         deadline = time.monotonic() + timeout_s
         while not self._ready.wait(0.05):
             if self._refused.is_set() or time.monotonic() > deadline:
                 self._mqtt.loop_stop()
-                raise ConnectFailed(self._refusal or f"no session within {timeout_s} s "
-                                    "(a refused client certificate looks like this with TLS 1.3)")
+                raise ConnectFailed(
+                    self._refusal
+                    or f"no session within {timeout_s} s "
+                    "(a refused client certificate looks like this with TLS 1.3)"
+                )
 
     @property
     def is_connected(self) -> bool:
@@ -118,6 +136,10 @@ class DeviceClient:
 
     def close(self) -> None:
         """Disconnect (the persistent session stays on the broker) and stop the threads."""
+        self._closing.set()
+        self._reconnected.set()
+        if self._resender.is_alive():
+            self._resender.join(5)
         self._mqtt.disconnect()
         self._mqtt.loop_stop()
         if self._dispatcher.is_alive():
@@ -133,13 +155,20 @@ class DeviceClient:
 
     # --- orders ----------------------------------------------------------------------------
 
-    def pay(self, payee: str, amount_minor: int, currency: str = "EUR",
-            description: str | None = None) -> str:
+    def pay(
+        self, payee: str, amount_minor: int, currency: str = "EUR", description: str | None = None
+    ) -> str:
         """Pay now; returns the order id."""
         return self.send(messages.pay_fields(payee, amount_minor, currency, description))
 
-    def hold(self, payee: str, amount_minor: int, currency: str = "EUR",
-             expires_in_s: int | None = None, description: str | None = None) -> str:
+    def hold(
+        self,
+        payee: str,
+        amount_minor: int,
+        currency: str = "EUR",
+        expires_in_s: int | None = None,
+        description: str | None = None,
+    ) -> str:
         """Reserve up to `amount_minor` for the payee; returns the order id."""
         fields = messages.hold_fields(payee, amount_minor, currency, expires_in_s, description)
         return self.send(fields)
@@ -160,12 +189,18 @@ class DeviceClient:
         """Sign, journal and publish an order made of type-specific `fields`."""
         return self.submit(self.prepare(fields))
 
-    def prepare(self, fields: dict[str, Any], order_id: str | None = None,
-                ts: int | None = None) -> PreparedOrder:
+    def prepare(
+        self, fields: dict[str, Any], order_id: str | None = None, ts: int | None = None
+    ) -> PreparedOrder:
         """Add the envelope (`v`, ids, `ts`, `nonce`), check it against the schema and sign."""
-        payload = {"v": 1, "order_id": order_id or self.new_order_id(),
-                   "device_id": self.device_id, "ts": int(self.clock()) if ts is None else ts,
-                   "nonce": self._token(12), **fields}
+        payload = {
+            "v": 1,
+            "order_id": order_id or self.new_order_id(),
+            "device_id": self.device_id,
+            "ts": int(self.clock()) if ts is None else ts,
+            "nonce": self._token(12),
+            **fields,
+        }
         wire.parse_order(payload, self.device_id)  # a bad order is a bug here, not a refusal
         return PreparedOrder(payload["order_id"], payload, self.sign(payload))
 
@@ -173,14 +208,32 @@ class DeviceClient:
         """Journal the order (fsynced) and only then publish it, QoS 1."""
         self.journal.record_order(order.order_id, order.jws)
         self.publish_raw(order.jws.encode("ascii"))
+        self.journal.mark_sent([order.order_id], time.monotonic())
         return order.order_id
 
     def resend_unfinished(self) -> list[str]:
         """Re-send, byte for byte, every journaled order without a final result."""
-        unfinished = self.journal.unfinished()
-        for _order_id, jws in unfinished:
+        return self._resend(self.journal.unfinished())
+
+    def _resend(self, orders: list[tuple[str, str]]) -> list[str]:
+        for _order_id, jws in orders:
             self.publish_raw(jws.encode("ascii"))
-        return [order_id for order_id, _ in unfinished]
+        order_ids = [order_id for order_id, _ in orders]
+        self.journal.mark_sent(order_ids, time.monotonic())
+        return order_ids
+
+    def _resend_loop(self) -> None:
+        """Re-send due orders, RESEND_PER_S a second; all of them are due after a reconnect."""
+        assert self.resend_after is not None
+        while not self._closing.is_set():
+            if self._reconnected.wait(min(1.0, self.resend_after)):
+                self._reconnected.clear()
+            if not self._ready.is_set() or self._closing.is_set():
+                continue  # paho would only queue them; the reconnect makes them all due
+            due = self.journal.due(time.monotonic(), self.resend_after, RESEND_PER_S)
+            if due:
+                log.info("%s re-sends %d unfinished orders", self.device_id, len(due))
+                self._resend(due)
 
     def sign(self, payload: dict[str, Any], key: wire.PrivateKey | None = None) -> str:
         """A JWS of any payload, unchecked: with another `key`, a forgery (for tests)."""
@@ -201,8 +254,7 @@ class DeviceClient:
 
     # --- results ---------------------------------------------------------------------------
 
-    def wait_for_result(self, order_id: str, timeout_s: float = 10.0,
-                        final: bool = True) -> Result:
+    def wait_for_result(self, order_id: str, timeout_s: float = 10.0, final: bool = True) -> Result:
         """The order's result; with `final`, waits past `pending_approval` for the last word.
 
         Raises ResultTimeout. A result that arrived before the call counts: nothing is missed.
@@ -230,11 +282,19 @@ class DeviceClient:
     # --- internals -------------------------------------------------------------------------
 
     def _new_mqtt_client(self, persistent: bool) -> mqtt.Client:
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.device_id,
-                             clean_session=not persistent, manual_ack=True)
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.device_id,
+            clean_session=not persistent,
+            manual_ack=True,
+        )
         paths = self.identity.paths
-        client.tls_set(ca_certs=str(paths.ca_bundle), certfile=str(paths.certificate),
-                       keyfile=str(paths.key), cert_reqs=ssl.CERT_REQUIRED)
+        client.tls_set(
+            ca_certs=str(paths.ca_bundle),
+            certfile=str(paths.certificate),
+            keyfile=str(paths.key),
+            cert_reqs=ssl.CERT_REQUIRED,
+        )
         client.reconnect_delay_set(1, 30)
         client.max_queued_messages_set(0)  # keep every order while the broker is away
         client.on_connect = self._on_connect
@@ -258,7 +318,9 @@ class DeviceClient:
             self._refusal = f"the broker refused the results subscription: {codes}"
             self._refused.set()
         else:
+            self.journal.mark_due_if_sent_before(time.monotonic())
             self._ready.set()
+            self._reconnected.set()
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
         self._ready.clear()
@@ -289,7 +351,7 @@ class DeviceClient:
                 self.on_event(Event.from_payload(payload))
             return
         result = Result.from_payload(payload)
-        if result.order_id is not None and result.is_final:
+        if result.order_id is not None and result.is_final and result.reason != "rate_limited":
             self.journal.record_final(result.order_id, result.status)
         self.results.post(result)
         if self.on_result is not None:
@@ -306,6 +368,7 @@ def _checked_signer(identity: Identity) -> x509.Certificate:
     paths = identity.paths
     signer = load_certificates(paths.gateway_certificate)[0]
     device_chain = load_certificates(paths.ca_chain) if paths.ca_chain.is_file() else []
-    check_gateway_certificate(signer, load_certificates(paths.ca_bundle), device_chain,
-                              datetime.now(UTC))
+    check_gateway_certificate(
+        signer, load_certificates(paths.ca_bundle), device_chain, datetime.now(UTC)
+    )
     return signer

@@ -9,6 +9,10 @@ one more replay.
 
 A crash can tear the last line; it is cut off when the journal is opened (an order whose line
 is torn was never published, since publishing waits for the fsync).
+
+The journal also remembers, in memory, when each unfinished order was last sent, so that the
+client can re-send those that are due (`due`, `mark_sent`); after a restart every unfinished
+order is due at once.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -29,6 +34,7 @@ class Journal:
         self.path, self.fsync = Path(path), fsync
         self._lock = threading.Lock()
         self._unfinished: dict[str, str] = {}  # insertion order is journal order
+        self._sent_at: dict[str, float | None] = {}  # None: due now (never sent by this process)
         self._known: set[str] = set()
         self._sequence = 0
         self._load()
@@ -43,12 +49,14 @@ class Journal:
             self._append({"order": order_id, "seq": self._sequence, "jws": jws}, self.fsync)
             self._known.add(order_id)
             self._unfinished[order_id] = jws
+            self._sent_at[order_id] = time.monotonic()  # it is sent right after this returns
 
     def record_final(self, order_id: str, status: str) -> bool:
         """Mark an order finished; False if it was not in flight (already final or foreign)."""
         with self._lock:
             if self._unfinished.pop(order_id, None) is None:
                 return False
+            self._sent_at.pop(order_id, None)
             self._append({"final": order_id, "status": status}, False)
             return True
 
@@ -56,6 +64,34 @@ class Journal:
         """(order id, JWS) of every order without a final result, oldest first."""
         with self._lock:
             return list(self._unfinished.items())
+
+    def due(self, now: float, after_s: float, limit: int) -> list[tuple[str, str]]:
+        """Up to `limit` unfinished orders (oldest first) not sent within `after_s` of `now`
+        (a monotonic time), as (order id, JWS)."""
+        with self._lock:
+            due = []
+            for order_id, jws in self._unfinished.items():
+                sent_at = self._sent_at.get(order_id)
+                if sent_at is None or now - sent_at >= after_s:
+                    due.append((order_id, jws))
+                    if len(due) >= limit:
+                        break
+            return due
+
+    def mark_sent(self, order_ids: list[str], now: float) -> None:
+        """Note that these orders were (re-)sent at `now` (a monotonic time)."""
+        with self._lock:
+            for order_id in order_ids:
+                if order_id in self._unfinished:
+                    self._sent_at[order_id] = now
+
+    def mark_due_if_sent_before(self, moment: float) -> None:
+        """Make due now every unfinished order last sent before `moment` (a reconnect: the
+        broker may have lost what was sent on the old connection)."""
+        with self._lock:
+            for order_id, sent_at in self._sent_at.items():
+                if sent_at is not None and sent_at < moment:
+                    self._sent_at[order_id] = None
 
     def jws_of(self, order_id: str) -> str | None:
         """The journaled JWS of an order still in flight."""
@@ -110,9 +146,11 @@ class Journal:
         if "order" in entry:
             self._known.add(entry["order"])
             self._unfinished[entry["order"]] = entry["jws"]
+            self._sent_at[entry["order"]] = None
         elif "final" in entry:
             self._known.add(entry["final"])
             self._unfinished.pop(entry["final"], None)
+            self._sent_at.pop(entry["final"], None)
 
 
 def _line(entry: dict[str, Any]) -> bytes:

@@ -15,7 +15,7 @@ from tests.sdk.gatewayside import GatewaySide
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_a_device_killed_after_sending_resends_the_identical_jws(http: Http) -> None:
+def test_a_device_killed_after_sending_resends_the_identical_jws_by_itself(http: Http) -> None:
     identity, _ = http.provision("car")
     gateway_side = GatewaySide(http.stack)
     command = [
@@ -36,8 +36,7 @@ def test_a_device_killed_after_sending_resends_the_identical_jws(http: Http) -> 
     assert process.returncode == -signal.SIGKILL
     with http.client(identity) as restarted:
         assert [o for o, _ in restarted.journal.unfinished()] == [order_id]
-        restarted.connect()
-        assert restarted.resend_unfinished() == [order_id]
+        restarted.connect()  # re-sends what the journal holds unfinished, by itself
         again = gateway_side.next_order(timeout_s=10)
     gateway_side.close()
     assert again.topic == first.topic
@@ -104,7 +103,7 @@ def test_compaction_keeps_orders_in_flight_and_the_sequence(tmp_path: Path) -> N
     reopened.close()
 
 
-def test_a_resent_order_gets_the_first_result_marked_duplicate_and_pays_once(
+def test_a_device_resends_an_unfinished_order_by_itself_on_reconnect_and_pays_once(
     live: Http,
 ) -> None:
     identity, owner = live.provision("car")
@@ -132,8 +131,7 @@ def test_a_resent_order_gets_the_first_result_marked_duplicate_and_pays_once(
     assert (first.status, first.duplicate) == ("approved", False)
     _lose_unsynced_lines(identity.paths.journal, order_id)  # the power went out
     with live.client(identity) as restarted:
-        restarted.connect()
-        assert restarted.resend_unfinished() == [order_id]
+        restarted.connect()  # re-sends the unfinished order by itself
         again = restarted.wait_for_result(order_id)
         assert restarted.journal.unfinished() == []
     assert (again.status, again.duplicate, again.payment_id) == ("approved", True, first.payment_id)
@@ -146,3 +144,20 @@ def _lose_unsynced_lines(journal: Path, order_id: str) -> None:
     lines = journal.read_bytes().splitlines(keepends=True)
     kept = next(n for n, line in enumerate(lines) if f'"order":"{order_id}"'.encode() in line)
     journal.write_bytes(b"".join(lines[: kept + 1]))
+
+
+def test_orders_not_sent_within_resend_after_are_due_oldest_first(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "journal.jsonl", fsync=False)
+    for n in range(1, 4):
+        journal.record_order(f"o-{n}", f"jws-{n}")
+    journal.close()
+    journal = Journal(tmp_path / "journal.jsonl", fsync=False)  # after a restart: all due
+    assert journal.due(100.0, 10.0, 2) == [("o-1", "jws-1"), ("o-2", "jws-2")]
+    journal.mark_sent(["o-1", "o-2", "o-3"], 100.0)
+    assert journal.due(109.0, 10.0, 5) == []
+    journal.mark_sent(["o-2"], 105.0)
+    assert journal.due(110.0, 10.0, 5) == [("o-1", "jws-1"), ("o-3", "jws-3")]
+    journal.record_final("o-1", "approved")
+    journal.mark_due_if_sent_before(104.0)  # a reconnect at 104: o-3 was sent before it
+    assert journal.due(104.5, 10.0, 5) == [("o-3", "jws-3")]
+    journal.close()

@@ -1,0 +1,82 @@
+"""The SDK re-sends every order without a final result by itself, byte for byte: on reconnect
+and every `resend_after` seconds (contract section 6, "Delivery")."""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Iterator
+
+import pytest
+
+from tests.sdk.conftest import Http
+from tests.sdk.gatewayside import GatewaySide
+
+RESEND_AFTER_S = 0.5
+
+
+@pytest.fixture
+def gateway_side(http: Http) -> Iterator[GatewaySide]:
+    side = GatewaySide(http.stack)
+    yield side
+    side.close()
+
+
+def _arrivals(gateway_side: GatewaySide, seconds: float) -> list[bytes]:
+    """Every order payload that reaches the gateway's subscription within `seconds`."""
+    got = []
+    try:
+        while True:
+            got.append(gateway_side.next_order(timeout_s=seconds).payload)
+    except queue.Empty:
+        return got
+
+
+def test_an_unanswered_order_is_resent_byte_for_byte_until_a_final_result(
+    http: Http, gateway_side: GatewaySide
+) -> None:
+    identity, _ = http.provision("car")
+    me = identity.device_id
+    with http.client(identity, resend_after=RESEND_AFTER_S) as car:
+        car.connect()
+        order_id = car.pay("mer_x", 120)
+        sent = car.journal.jws_of(order_id)
+        assert sent is not None
+        resent = _arrivals(gateway_side, 2.5)
+        assert len(resent) >= 3, resent  # the first send and at least two re-sends
+        assert set(resent) == {sent.encode()}
+        gateway_side.publish(me, gateway_side.result(me, order_id, "approved"))
+        assert car.wait_for_result(order_id).status == "approved"
+        _arrivals(gateway_side, 0.3)  # what was in flight when the result came
+        assert _arrivals(gateway_side, 2 * RESEND_AFTER_S + 1) == []
+        assert car.journal.unfinished() == []
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"), [("pending_approval", None), ("rejected", "rate_limited")]
+)
+def test_pending_approval_and_rate_limited_are_not_final_so_the_order_is_resent(
+    http: Http, gateway_side: GatewaySide, status: str, reason: str | None
+) -> None:
+    identity, _ = http.provision("fridge", kind="fridge")
+    me = identity.device_id
+    with http.client(identity, resend_after=RESEND_AFTER_S) as fridge:
+        fridge.connect()
+        order_id = fridge.pay("mer_x", 9000)
+        gateway_side.next_order(timeout_s=5)
+        result = gateway_side.result(me, order_id, status, reason=reason)
+        gateway_side.publish(me, result)
+        fridge.wait_for_result(order_id, final=False)
+        _arrivals(gateway_side, 0.2)
+        again = gateway_side.next_order(timeout_s=3 * RESEND_AFTER_S + 1)
+        assert again.payload.decode() == fridge.journal.jws_of(order_id)
+        assert [o for o, _ in fridge.journal.unfinished()] == [order_id]
+
+
+def test_with_resend_after_none_the_device_sends_an_order_once(
+    http: Http, gateway_side: GatewaySide
+) -> None:
+    identity, _ = http.provision("meter", kind="smart_meter")
+    with http.client(identity, resend_after=None) as meter:
+        meter.connect()
+        meter.pay("mer_x", 10)
+        assert len(_arrivals(gateway_side, 2.0)) == 1
