@@ -51,6 +51,15 @@ def root_of_frontier(frontier: Sequence[bytes]) -> bytes:
     return root
 
 
+def perfect_root(leaves: Sequence[bytes]) -> bytes:
+    """MTH of a complete subtree, from its 2**k leaf hashes."""
+    assert leaves and len(leaves) & (len(leaves) - 1) == 0
+    level = list(leaves)
+    while len(level) > 1:
+        level = [node_hash(level[i], level[i + 1]) for i in range(0, len(level), 2)]
+    return level[0]
+
+
 def frontier_nodes(size: int) -> list[tuple[int, int]]:
     """The (level, index) of each frontier node of a tree of `size` leaves, largest first."""
     refs, start = [], 0

@@ -23,6 +23,9 @@ from gateway.audit.entries import AuditEntry, LegacyItem, Record
 from gateway.audit.heads import TreeHead
 
 T = TypeVar("T")
+# Inner nodes are stored from this level up (about one row per 16 entries); a proof computes the
+# few lower ones it needs from at most 2**LOW - 1 leaf hashes each, which keeps appends cheap.
+LOW = 4
 metadata = sa.MetaData()
 audit_log = sa.Table(
     "audit_log",
@@ -84,7 +87,7 @@ def append(
         data, canonical = entries.encode(size, ts, record)
         leaf = log.leaf_hash(canonical)
         frontier, completed = log.append(frontier, size, leaf)
-        nodes += completed
+        nodes += completed  # ~1 per entry, of which ~1 in 8 is kept
         rows.append(
             AuditEntry(
                 size, ts, record.actor, record.action, record.device_id, record.payment_id,
@@ -93,11 +96,9 @@ def append(
         )  # fmt: skip
         size += 1
     conn.execute(audit_log.insert(), [_row_of(entry) for entry in rows])
-    if nodes:
-        conn.execute(
-            merkle_nodes.insert(),
-            [{"level": lv, "node_index": i, "hash": h.hex()} for lv, i, h in nodes],
-        )
+    kept = [{"level": lv, "node_index": i, "hash": h.hex()} for lv, i, h in nodes if lv >= LOW]
+    if kept:
+        conn.execute(merkle_nodes.insert(), kept)
     conn.execute(
         chain_head.update()
         .where(_STATE)
@@ -160,20 +161,22 @@ def entries_at(conn: Connection, indexes: Iterable[int]) -> list[AuditEntry]:
 
 
 def stored_nodes(conn: Connection, refs: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
-    """The stored hashes of these (level, index) nodes (level 0: the entries' leaf hashes);
-    a node that is not stored is absent from the answer."""
+    """The hashes of these (level, index) nodes: leaf hashes and stored nodes as stored, the
+    levels below LOW computed from their leaves; a node that is not there is absent."""
     refs = set(refs)
-    leaves = sorted(i for level, i in refs if level == 0)
-    inner = sorted(ref for ref in refs if ref[0] > 0)
+    low = [(level, i) for level, i in refs if level < LOW]
+    leaves = _leaf_hashes(
+        conn, {j for level, i in low for j in range(i << level, (i + 1) << level)}
+    )
     found: dict[tuple[int, int], bytes] = {}
-    for start in range(0, len(leaves), 500):
-        query = sa.select(audit_log.c.leaf_index, audit_log.c.leaf_hash).where(
-            audit_log.c.leaf_index.in_(leaves[start : start + 500])
-        )
-        found.update({(0, i): bytes.fromhex(h) for i, h in conn.execute(query)})
+    for level, i in low:
+        below = [leaves.get(j) for j in range(i << level, (i + 1) << level)]
+        if all(leaf is not None for leaf in below):
+            found[(level, i)] = log.perfect_root([leaf for leaf in below if leaf is not None])
     by_level: dict[int, list[int]] = {}
-    for level, index in inner:
-        by_level.setdefault(level, []).append(index)
+    for level, index in refs:
+        if level >= LOW:
+            by_level.setdefault(level, []).append(index)
     if by_level:  # one query, one index lookup per level (a row-value IN scans the table)
         wanted = sa.or_(
             *(
@@ -184,6 +187,16 @@ def stored_nodes(conn: Connection, refs: Iterable[tuple[int, int]]) -> dict[tupl
         nodes = sa.select(merkle_nodes.c.level, merkle_nodes.c.node_index, merkle_nodes.c.hash)
         for row in conn.execute(nodes.where(wanted)):
             found[(int(row.level), int(row.node_index))] = bytes.fromhex(row.hash)
+    return found
+
+
+def _leaf_hashes(conn: Connection, indexes: set[int]) -> dict[int, bytes]:
+    wanted, found = sorted(indexes), {}
+    for start in range(0, len(wanted), 500):
+        query = sa.select(audit_log.c.leaf_index, audit_log.c.leaf_hash).where(
+            audit_log.c.leaf_index.in_(wanted[start : start + 500])
+        )
+        found.update({int(i): bytes.fromhex(h) for i, h in conn.execute(query)})
     return found
 
 

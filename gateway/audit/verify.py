@@ -80,7 +80,8 @@ class _Walk:
     def _check_nodes(self, conn: Connection) -> Problem | None:
         by_level: dict[int, list[tuple[int, bytes]]] = {}
         for level, index, digest in self.pending:
-            by_level.setdefault(level, []).append((index, digest))
+            if level >= store.LOW:  # the lower ones are not stored
+                by_level.setdefault(level, []).append((index, digest))
         self.pending = []
         first_bad: Problem | None = None
         for level, nodes in sorted(by_level.items()):
@@ -131,7 +132,7 @@ def _check_end(conn: Connection, walk: _Walk) -> Problem | None:
             f"the signed tree head of size {walk.next_head.tree_size} covers more entries "
             f"than the log holds ({size})"
         )
-    expected = sum(size >> level for level in range(1, size.bit_length()))
+    expected = sum(size >> level for level in range(store.LOW, size.bit_length()))
     if store.count_nodes(conn) != expected:
         return size, f"the Merkle node table holds other nodes than the {expected} of the tree"
     return None

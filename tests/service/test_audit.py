@@ -181,10 +181,14 @@ def test_a_forged_or_edited_tree_head_is_caught(world: World) -> None:
 
 
 def test_a_changed_merkle_node_is_caught(world: World) -> None:
-    produce_entries(world)
-    sql(world, "UPDATE merkle_nodes SET hash = :v WHERE level = 1 AND node_index = 0", v="0" * 64)
+    for n in range(16):
+        world.party("owners", {"name": f"o{n}", "timezone": "UTC"})
+    sql(world, "UPDATE merkle_nodes SET hash = :v WHERE level = 4 AND node_index = 0", v="0" * 64)
     problem = verify(world)[1]
-    assert problem == (0, "entries 0 to 1 do not hash to the stored Merkle node (1, 0)")
+    assert problem == (0, "entries 0 to 15 do not hash to the stored Merkle node (4, 0)")
+    sql(world, "DELETE FROM merkle_nodes")
+    problem = verify(world)[1]
+    assert problem is not None and "Merkle node (4, 0)" in problem[1]
 
 
 def test_heads_are_signed_while_entries_are_added(world: World, clock: Clock) -> None:

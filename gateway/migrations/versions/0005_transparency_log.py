@@ -2,10 +2,11 @@
 
 `audit_log` rows are keyed by their 0-based leaf index and carry `ts` (Unix seconds), the
 top-level `payment_id` and `order_id`, `data` as JCS (RFC 8785) and the leaf hash; the chain's
-`prev_hash`/`hash` go. `merkle_nodes` keeps every complete inner subtree hash (proofs read
-them, appends add about one per entry); `tree_heads` keeps every signed tree head; the anchor
-row `chain_head` ('audit') holds the tree size, root and frontier. Existing entries are
-rewritten as leaves in their order (their times truncated to whole seconds).
+`prev_hash`/`hash` go. `merkle_nodes` keeps the complete inner subtree hashes from level 4 up
+(proofs read them and compute lower ones from leaves; appends add about one per 16 entries);
+`tree_heads` keeps every signed tree head; the anchor row `chain_head` ('audit') holds the tree
+size, root and frontier. Existing entries are rewritten as leaves in their order (their times
+truncated to whole seconds).
 
 Revision ID: 0005
 Revises: 0004
@@ -111,7 +112,11 @@ def _as_leaves(
         ts = math.floor(at.timestamp())
         leaf = log.leaf_hash(entries.canonical(entries.content(index, ts, record)))
         frontier, completed = log.append(frontier, index, leaf)
-        nodes += [{"level": lv, "node_index": i, "hash": h.hex()} for lv, i, h in completed]
+        nodes += [
+            {"level": lv, "node_index": i, "hash": h.hex()}
+            for lv, i, h in completed
+            if lv >= 4  # gateway.audit.store.LOW when this revision was written
+        ]
         rows.append(
             {
                 "leaf_index": index,
