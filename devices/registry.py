@@ -7,25 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from devices.contract import CATEGORIES as CATEGORIES  # defined once, with the contract
+
 KINDS = frozenset(
     {"car", "fridge", "fuel_pump", "ev_charger", "parking_meter", "smart_meter", "other"}
-)
-CATEGORIES = frozenset(
-    {
-        "fuel",
-        "ev_charging",
-        "parking",
-        "tolls",
-        "groceries",
-        "utilities",
-        "insurance",
-        "maintenance",
-        "transport",
-        "rideshare",
-        "retail",
-        "gambling",
-        "other",
-    }
 )
 MAX_VALID_CERTIFICATES = 2
 

@@ -1,17 +1,26 @@
-"""Refusals of the gateway, each with the contract's reason code.
+"""Refusals of the gateway, each with the contract's code, and the one table that maps them.
 
     KymError                      reason: a snake_case code from the contract
     ├── Unauthorized              401 unauthorized: missing or unknown API key
     ├── Forbidden                 403 forbidden: this kind of party may never make the call
     ├── NotFound                  404 not_found: absent, or another party's (never say which)
     ├── Invalid                   422 with a specific code (e.g. invalid_timezone, unknown_payee)
-    └── Conflict                  409 with a specific code (e.g. invalid_state, device_exists)
+    ├── Conflict                  409 with a specific code (e.g. invalid_state, device_exists)
+    ├── Declined                  an order refused by its device's state or its payment's
+    │                             (device_not_active, payment_not_found, owner_frozen, ...)
+    └── RuleViolation             step 3: the owner's rules decline the order (tree below)
 
-Refusals of orders (rules, consent, funds) live beside the logic that raises them and carry
-their own `reason`; `gateway.http.app` maps every one of them to an HTTP status in one table.
+`REFUSALS` maps every refusal the gateway expects, its own and those of `devices` and `wallet`,
+to an HTTP status and error code. An order's `declined` result carries the same code as its
+`reason` (`reason_of`), and the HTTP error handler answers with both (`refusal_of`).
 """
 
 from __future__ import annotations
+
+from devices import errors as device_errors
+from devices.contract import Reason
+from devices.registry import InvalidTransition
+from wallet import errors as wallet_errors
 
 
 class KymError(Exception):
@@ -53,6 +62,13 @@ class Conflict(KymError):
     """The request conflicts with the current state."""
 
     reason = "conflict"
+
+
+class Declined(KymError):
+    """The order is declined for a reason other than the owner's rules or the ledger's."""
+
+    def __init__(self, reason: Reason, message: str = "") -> None:
+        super().__init__(message or reason.value, reason=reason.value)
 
 
 # Step 3 of the decision for a pay or hold (gateway.consent.rules.evaluate): the owner's rules
@@ -134,3 +150,37 @@ RULE_VIOLATIONS: tuple[type[RuleViolation], ...] = (
     PeriodLimitExceeded,
     PaymentCountExceeded,
 )
+
+
+# Refusal -> (HTTP status, error code; None: the exception's own `reason`). First match wins.
+REFUSALS: tuple[tuple[type[Exception], int, str | None], ...] = (
+    (Unauthorized, 401, None),
+    (Forbidden, 403, None),
+    (NotFound, 404, None),
+    (Invalid, 422, None),
+    (Conflict, 409, None),
+    (Declined, 409, None),
+    (RuleViolation, 409, None),
+    (InvalidTransition, 409, "invalid_state"),
+    (device_errors.CsrInvalid, 422, "csr_invalid"),
+    (device_errors.AttestationInvalid, 422, "attestation_invalid"),
+    (device_errors.AttestationCaInvalid, 422, "attestation_ca_invalid"),
+    (wallet_errors.WalletNotFound, 404, "not_found"),
+    (wallet_errors.CurrencyNotAllowed, 422, None),
+    (wallet_errors.WalletRefusal, 409, None),
+)
+REFUSAL_TYPES: tuple[type[Exception], ...] = tuple(kind for kind, _, _ in REFUSALS)
+ORDER_REFUSALS = (Declined, RuleViolation, wallet_errors.WalletRefusal)  # an order's `declined`
+
+
+def refusal_of(exc: Exception) -> tuple[int, str]:
+    """The HTTP status and error code of an expected refusal."""
+    for kind, status, code in REFUSALS:
+        if isinstance(exc, kind):
+            return status, code or str(getattr(exc, "reason", "error"))
+    raise AssertionError(f"not a refusal: {exc!r}")
+
+
+def reason_of(exc: Exception) -> Reason:
+    """The `reason` of an order's declined result: the refusal's code, a contract code."""
+    return Reason(refusal_of(exc)[1])

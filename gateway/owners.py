@@ -15,12 +15,13 @@ from sqlalchemy import Connection
 
 from devices import store as device_store
 from gateway import store
+from gateway.consent import store as consent_store
 from gateway.consent.rules import rules_to_json
+from gateway.context import Context
 from gateway.errors import Invalid, NotFound
 from gateway.http.schemas import RulesIn
-from gateway.orders import store as order_store
 from gateway.parties import Party
-from gateway.service import Context, visible_device
+from gateway.service import visible_device
 from wallet import store as wallet_store
 from wallet.ledger import Payment
 
@@ -121,7 +122,7 @@ def put_rules(ctx: Context, owner: Party, device_id: str, body: RulesIn) -> dict
 
     def work(conn: Connection) -> None:
         owned_device_id(conn, owner, device_id)
-        order_store.put_rules(conn, device_id, shown if rules is not None else None, now)
+        consent_store.put_rules(conn, device_id, shown if rules is not None else None, now)
         store.append_audit(conn, now, [(owner.actor, "rules.replaced", device_id, shown)])
 
     ctx.db.run(work)
@@ -132,7 +133,7 @@ def get_rules(ctx: Context, owner: Party, device_id: str) -> dict[str, Any]:
     """The device's rules (`{}` when it has none)."""
     with ctx.db.read() as conn:
         owned_device_id(conn, owner, device_id)
-        return rules_to_json(order_store.load_rules(conn, [device_id])[device_id])
+        return rules_to_json(consent_store.load_rules(conn, [device_id])[device_id])
 
 
 def create_mandate(ctx: Context, owner: Party, device_id: str, body: dict[str, Any]) -> str:
@@ -144,7 +145,7 @@ def create_mandate(ctx: Context, owner: Party, device_id: str, body: dict[str, A
         payee = body.get("payee")
         if payee and not _payee_exists(conn, payee):
             raise Invalid(f"no payee {payee!r}", reason="unknown_payee")
-        order_store.insert_mandate(
+        consent_store.insert_mandate(
             conn,
             {
                 "id": mandate_id,
@@ -174,11 +175,11 @@ def revoke_mandate(ctx: Context, owner: Party, mandate_id: str) -> dict[str, str
     now = ctx.clock()
 
     def work(conn: Connection) -> None:
-        row = order_store.get_mandate(conn, mandate_id)
+        row = consent_store.get_mandate(conn, mandate_id)
         if row is None:
             raise NotFound("no such mandate")
         owned_device_id(conn, owner, row["device_id"])
-        order_store.revoke_mandate(conn, mandate_id, now)
+        consent_store.revoke_mandate(conn, mandate_id, now)
         store.append_audit(
             conn, now, [(owner.actor, "mandate.revoked", row["device_id"], {"id": mandate_id})]
         )
@@ -191,7 +192,7 @@ def list_approvals(ctx: Context, owner: Party, status: str | None) -> list[dict[
     """The owner's approvals, newest first."""
     with ctx.db.read() as conn:
         device_ids = device_store.device_ids_of_owner(conn, owner.id)
-        rows = order_store.list_approvals(conn, device_ids, status) if device_ids else []
+        rows = consent_store.list_approvals(conn, device_ids, status) if device_ids else []
     return [approval_public(row) for row in rows]
 
 

@@ -1,84 +1,37 @@
-"""Use cases: the only place where parties, device identity, rules, consent and the ledger meet.
+"""Use cases of parties and devices: creating parties, registering devices and changing their
+status, rotating certificates, the CRL, and the audit trail's views.
 
 Each function runs one database transaction. Side effects outside the database (the CRL file,
-the broker) happen after the commit.
+the broker) happen after the commit. Orders are decided in `gateway.orders`.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
-from functools import cached_property
-from typing import Any, Protocol
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from joserfc.jwk import ECKey, OKPKey
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from devices import ca, keystore, wire
+from devices import ca, keystore
+from devices import store as device_store
 from devices.attestation import check_attestation_ca, verify_attestation
 from devices.crl import build_crl
-from devices.wire import PublicKey
-from devices import store as device_store
 from devices.registry import Device, DeviceCertificate, Status, new_device_id, transition
+from devices.wire import PublicKey
 from gateway import store
+from gateway.context import Context
 from gateway.db import Database
 from gateway.errors import Conflict, Forbidden, Invalid, NotFound
 from gateway.parties import ADMIN, Party, new_api_key, new_party_id
-from gateway.settings import Settings
 from wallet import store as wallet_store
 
 log = logging.getLogger("kym.service")
-
-
-class BrokerControl(Protocol):
-    """What the gateway may ask of the broker it runs (none for an external broker)."""
-
-    def reload_crl(self) -> None: ...
-
-    def kick(self, identity: str) -> object: ...
-
-    def allow_device(self, device_id: str) -> None: ...  # before its registration answers
-
-    def forget_device(self, device_id: str) -> None: ...  # revoked: also ends its session
-
-
-def utcnow() -> datetime:
-    """The wall clock, in UTC."""
-    return datetime.now(UTC)
-
-
-@dataclass
-class Context:
-    """Everything a use case needs, built once at the entry point."""
-
-    settings: Settings
-    db: Database
-    pki: keystore.Pki
-    clock: Callable[[], datetime] = utcnow
-    broker: BrokerControl | None = None
-    listeners: list[Callable[[str, str], None]] = field(default_factory=list)
-    publisher: Callable[[list[tuple[int, str, str]]], None] | None = None
-
-    @cached_property
-    def signer_jose(self) -> ECKey | OKPKey:
-        """The result-signing key in JOSE form, imported once, not per result."""
-        return wire.jose_key(self.pki.signer.private_key)
-
-    def publish(self, entries: list[tuple[int, str, str]]) -> None:
-        """Hand committed outbox entries to the MQTT publisher (the housekeeper retries)."""
-        if entries and self.publisher is not None:
-            self.publisher(entries)
-
-    def notify(self, event: str, device_id: str) -> None:
-        """Tell in-process listeners (caches, the pipeline) that a device changed."""
-        for listener in self.listeners:
-            listener(event, device_id)
 
 
 # --- parties ---------------------------------------------------------------------------------
@@ -252,11 +205,9 @@ def change_device_status(ctx: Context, party: Party, device_id: str, action: str
         return replace(device, status=target), True
 
     device, changed = ctx.db.run(work)
-    if changed:
-        ctx.notify("device.changed", device_id)
-        if device.status == Status.REVOKED:
-            publish_crl(ctx)
-            _kick(ctx, device_id)
+    if changed and device.status == Status.REVOKED:
+        publish_crl(ctx)
+        _kick(ctx, device_id)
     return device
 
 
@@ -290,9 +241,7 @@ def rotate_certificate(
         )
         return certificate
 
-    certificate = ctx.db.run(work)
-    ctx.notify("device.changed", device_id)
-    return certificate
+    return ctx.db.run(work)
 
 
 def publish_crl(ctx: Context) -> x509.CertificateRevocationList:
@@ -366,11 +315,6 @@ def _record(device_id: str, certificate: x509.Certificate, now: datetime) -> Dev
 
 def _hex(serial: int) -> str:
     return format(serial, "x")
-
-
-def certificate_grace(ctx: Context) -> timedelta:
-    """How long an older certificate stays valid after a rotation if the new one is unused."""
-    return timedelta(seconds=ctx.settings.rotation_grace_s)
 
 
 # --- audit -----------------------------------------------------------------------------------

@@ -24,8 +24,9 @@ checked against the gateway's signing certificate (itself checked against GET /v
 start); unsigned, forged or misaddressed ones are dropped and kept in `DeviceClient.dropped`.
 """
 
+from devices.contract import orders_topic, results_topic
 from devices.sdk.api import GatewayApi, Registered, Registration, provision, refresh_trust
-from devices.sdk.client import DeviceClient, PreparedOrder, orders_topic, results_topic
+from devices.sdk.client import DeviceClient, PreparedOrder
 from devices.sdk.errors import (
     ApiError,
     ConnectFailed,

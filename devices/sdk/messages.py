@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-PENDING = "pending_approval"
+from devices.contract import Status
+
+PENDING = Status.PENDING_APPROVAL
 
 
 @dataclass(frozen=True)

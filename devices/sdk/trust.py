@@ -15,6 +15,7 @@ from cryptography import x509
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 from devices import wire
+from devices.contract import Status
 from devices.sdk.errors import UntrustedGatewayCertificate
 
 
@@ -55,7 +56,7 @@ class ResultVerifier:
             raise wire.InvalidMessage("not a version 1 result")
         if payload.get("device_id") != self.device_id:
             raise wire.InvalidMessage("addressed to another device")
-        if "event" not in payload and payload.get("status") not in wire.STATUSES:
+        if "event" not in payload and payload.get("status") not in frozenset(Status):
             raise wire.InvalidMessage("neither a result with a known status nor an event")
         return payload
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from devices.contract import orders_topic, results_topic
+
 SHARE_PREFIX = "$share/"
 _IDENTITY = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
@@ -35,10 +37,8 @@ class Grants:
 class AclPolicy:
     """Which identities are gateways, and what devices and gateways may do."""
 
-    device: Grants = Grants(
-        read=("kym/v1/devices/%u/results",), write=("kym/v1/devices/%u/orders",)
-    )
-    gateway: Grants = Grants(read=("kym/v1/devices/+/orders",), write=("kym/v1/devices/+/results",))
+    device: Grants = Grants(read=(results_topic("%u"),), write=(orders_topic("%u"),))
+    gateway: Grants = Grants(read=(orders_topic("+"),), write=(results_topic("+"),))
     gateway_identities: frozenset[str] = field(default_factory=frozenset)
     gateway_prefix: str | None = "kym-gateway-"
 

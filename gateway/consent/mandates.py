@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from devices.contract import Category
 from gateway.consent.rules import (
-    Category,
     Counters,
     Limit,
     OrderTerms,

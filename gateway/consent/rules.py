@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+from devices.contract import Category
 from gateway.consent.periods import Period, period_key
 from gateway.errors import (
     AmountOverLimit,
@@ -34,10 +35,6 @@ from gateway.errors import (
     UnknownPayee,
 )
 
-Category = Literal[
-    "fuel", "ev_charging", "parking", "tolls", "groceries", "utilities", "insurance",
-    "maintenance", "transport", "rideshare", "retail", "gambling", "other",
-]  # fmt: skip
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DEFAULT_APPROVAL_TTL_S = 300

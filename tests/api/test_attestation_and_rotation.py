@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from devices import store as device_store
 from devices.registry import valid_certificates
-from gateway.service import Context
+from gateway.context import Context
 from tests.api.test_identity import bearer, create, register
 from tests.conftest import make_openssl_csr
 from tests.devices.test_attestation import leaf_for, make_manufacturer, pem

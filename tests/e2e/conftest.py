@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from fastapi.testclient import TestClient
 
+from gateway.context import Context
 from gateway.http.app import create_app
+from gateway.mqtt.workers import Publisher
 from gateway.server import (
     build_context,
     free_port,
@@ -24,7 +26,6 @@ from gateway.server import (
     start_gateway_clients,
     start_pipeline,
 )
-from gateway.service import Context
 from gateway.settings import Settings
 from tests.conftest import ADMIN_TOKEN, make_openssl_csr
 
@@ -184,13 +185,15 @@ def _stack(request: pytest.FixtureRequest, tmp_path: Path, pipeline: bool) -> It
         mqtt=f"127.0.0.1:{port}",
         broker=request.param,
     )
-    ctx = build_context(settings)
+    base = build_context(settings)
     with ExitStack() as stack_:
-        start_broker(ctx, stack_)
-        clients = start_gateway_clients(ctx, stack_)
+        broker = start_broker(base, stack_)
+        clients = start_gateway_clients(base, stack_)
         assert clients[0].subscribed.wait(10), "the gateway did not subscribe to orders"
+        publishers = [Publisher(client) for client in clients]
+        ctx = replace(base, broker=broker, publisher=publishers[0] if pipeline else None)
         if pipeline:
-            start_pipeline(ctx, clients, stack_)
+            start_pipeline(ctx, clients, publishers, stack_)
         with TestClient(create_app(ctx)) as api:
             yield Stack(ctx, api, port, tmp_path, clients[0].inbox)
         ctx.db.dispose()

@@ -12,6 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from devices import wire
+from devices.contract import orders_topic, results_topic
 from tests.e2e.conftest import Device, Session, Stack
 
 _ids = itertools.count(1)
@@ -31,7 +32,7 @@ class Payer:
         signer = x509.load_pem_x509_certificate(device.stack.api.get("/v1/ca/gateway").content)
         session = device.connect()
         assert session.is_up
-        session.subscribe(f"kym/v1/devices/{device.id}/results")
+        session.subscribe(results_topic(device.id))
         return cls(device, session, key, signer.public_key())  # type: ignore[arg-type]
 
     @property
@@ -60,7 +61,7 @@ class Payer:
             payload if isinstance(payload, bytes) else wire.sign(payload, key or self.key).encode()
         )
         start = len(self.session.messages)
-        self.session.publish(f"kym/v1/devices/{self.id}/orders", raw)
+        self.session.publish(orders_topic(self.id), raw)
         if not wait:
             return None
         wanted = (

@@ -189,7 +189,7 @@ def test_revocation_refuses_new_connections_and_ends_the_live_session(stack: Sta
 def stack_gateway_publish(stack: Stack, topic: str, payload: bytes) -> None:
     """Publish as the gateway (its identity may write every results topic)."""
     from devices import keystore
-    from gateway.service import utcnow
+    from gateway.context import utcnow
 
     cert, key = keystore.ensure_gateway_client_identity(stack.ctx.pki, 1, utcnow())
     session = Session.open(stack, cert, key, "kym-gateway-1")

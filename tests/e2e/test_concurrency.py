@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,9 +21,9 @@ from fastapi.testclient import TestClient
 
 from devices import wire
 from gateway.broker.mosquitto import ManagedMosquitto
+from gateway.context import utcnow
 from gateway.http.app import create_app
 from gateway.server import build_context
-from gateway.service import utcnow
 from gateway.settings import Settings
 from tests.conftest import ADMIN_TOKEN, postgres_schema_url
 from tests.e2e.concurrency_helpers import wait_healthy
@@ -48,7 +49,7 @@ def cluster(tmp_path: Path, postgres_database: str, mosquitto_binary: str) -> It
         broker = ManagedMosquitto(mosquitto_binary, ctx.pki, "127.0.0.1", port, tmp_path / "mq")
         broker.start(utcnow())
         stack.callback(broker.stop)
-        ctx.broker = broker
+        ctx = replace(ctx, broker=broker)
         http_ports = [free_port() for _ in range(PROCESSES)]
         env = {**os.environ, "KYM_ADMIN_TOKEN": ADMIN_TOKEN}
         for index, http_port in enumerate(http_ports):

@@ -1,12 +1,11 @@
-"""Orders over a real broker over mutual TLS: every outcome the contract names, end to end."""
+"""Orders over a real broker over mutual TLS: one end-to-end test per feature (pay and replay,
+rejection, approval, its expiry, hold with capture and refund). The outcomes of every rule and
+check are tested on the service layer, in `tests/service/test_orders.py`."""
 
 from __future__ import annotations
 
-import base64
 import time
-from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -27,13 +26,21 @@ def owner_headers(payer: Any) -> dict[str, str]:
     return {"Authorization": f"Bearer {payer.device.owner_key}"}
 
 
-def test_pay_within_rules_is_approved_and_moves_money(gateway: Stack) -> None:
+def test_pay_is_approved_moves_money_and_a_replay_gets_it_again(gateway: Stack) -> None:
     shop = merchant(gateway)
     car = setup_payer(gateway, "car", rules=OPEN)
-    result = car.send(car.order(type="pay", payee=shop["id"], amount=1250, currency="EUR"))
+    order = car.order(type="pay", payee=shop["id"], amount=1250, currency="EUR")
+    token = wire.sign(order, car.key).encode()
+    result = car.send(token, order_id=order["order_id"])
     assert result is not None
     assert result["status"] == "approved" and result["reason"] is None
     assert result["amount"] == 1250 and result["payment_id"].startswith("pay_")
+    car.send(token, wait=False)  # the same bytes again, as the SDK re-sends
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not any(m.get("duplicate") for m in car.messages()):
+        time.sleep(0.02)
+    [duplicate] = [m for m in car.messages() if m.get("duplicate")]
+    assert duplicate["payment_id"] == result["payment_id"]
     wallet = gateway.api.get(f"/v1/devices/{car.id}/wallet", headers=owner_headers(car)).json()
     assert wallet == {"currency": "EUR", "balance": 8750, "available": 8750}
     shop_wallet = gateway.api.get(
@@ -43,126 +50,23 @@ def test_pay_within_rules_is_approved_and_moves_money(gateway: Stack) -> None:
     car.close()
 
 
-def test_replay_gets_the_first_result_marked_duplicate_and_moves_nothing(gateway: Stack) -> None:
-    shop = merchant(gateway)
-    car = setup_payer(gateway, "car", rules=OPEN)
-    order = car.order(type="pay", payee=shop["id"], amount=100, currency="EUR")
-    token = wire.sign(order, car.key).encode()
-    first = car.send(token, order_id=order["order_id"])
-    assert first is not None and first["status"] == "approved"
-    car.send(token, wait=False)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not any(m.get("duplicate") for m in car.messages()):
-        time.sleep(0.02)
-    duplicate = [m for m in car.messages() if m.get("duplicate")][0]
-    assert duplicate["payment_id"] == first["payment_id"]
-    conflict = car.send({**order, "amount": 101})
-    assert conflict is not None
-    assert (conflict["status"], conflict["reason"]) == ("rejected", "idempotency_conflict")
-    wallet = gateway.api.get(f"/v1/devices/{car.id}/wallet", headers=owner_headers(car)).json()
-    assert wallet["balance"] == 9900
-    car.close()
-
-
-def test_refusals_over_the_broker(gateway: Stack) -> None:
-    shop = merchant(gateway)
-    gambling = merchant(gateway, "gambling")
-    dollars = merchant(gateway, "retail", "USD")
-    car = setup_payer(
-        gateway,
-        "car",
-        top_up=5_000,
-        rules={
-            "currency": "EUR",
-            "max_amount": 3000,
-            "limits": [{"period": "day", "amount": 4000}],
-            "max_payments": [{"period": "day", "count": 3}],
-            "blocked_categories": ["gambling"],
-            "blocked_payees": ["mer_blocked"],
-        },
-    )
-
-    def pay(amount: int, payee: str = shop["id"], **extra: Any) -> tuple[str, str | None]:
-        result = car.send(
-            car.order(type="pay", payee=payee, amount=amount, currency="EUR", **extra)
-        )
-        assert result is not None
-        return result["status"], result["reason"]
-
-    assert pay(3001) == ("declined", "amount_over_limit")
-    assert pay(100, gambling["id"]) == ("declined", "category_not_allowed")
-    assert pay(100, dollars["id"]) == ("declined", "currency_not_allowed")
-    assert pay(100, "mer_nobody") == ("declined", "unknown_payee")
-    assert pay(100, car.id) == ("declined", "payee_not_allowed")
-    assert pay(2500) == ("approved", None)
-    assert pay(2000) == ("declined", "period_limit_exceeded")
-    assert pay(100) == ("approved", None)
-    assert pay(100) == ("approved", None)
-    assert pay(100) == ("declined", "payment_count_exceeded")
-    assert pay(100, ts=int(time.time()) - 400) == ("rejected", "stale_order")
-    car.close()
-
-
-def test_insufficient_funds_and_outside_active_hours(gateway: Stack) -> None:
-    shop = merchant(gateway)
-    car = setup_payer(gateway, "car", top_up=500, rules=OPEN)
-    result = car.send(car.order(type="pay", payee=shop["id"], amount=501, currency="EUR"))
-    assert result is not None and result["reason"] == "insufficient_funds"
-    today = datetime.now(ZoneInfo("Europe/Berlin")).weekday()
-    other_days = [
-        d for i, d in enumerate(["mon", "tue", "wed", "thu", "fri", "sat", "sun"]) if i != today
-    ]
-    response = gateway.api.put(
-        f"/v1/devices/{car.id}/rules",
-        headers=owner_headers(car),
-        json={"active_hours": {"windows": [{"days": other_days, "from": "00:00", "to": "24:00"}]}},
-    )
-    assert response.status_code == 200, response.text
-    result = car.send(car.order(type="pay", payee=shop["id"], amount=1, currency="EUR"))
-    assert result is not None and result["reason"] == "outside_active_hours"
-    car.close()
-
-
 def test_malformed_messages_are_rejected_and_the_gateway_keeps_serving(gateway: Stack) -> None:
     shop = merchant(gateway)
     car = setup_payer(gateway, "car", rules=OPEN)
     car.send(b"\x00\xffgarbage", wait=False)
     bad = car.result_for(None)
-    assert (bad["status"], bad["reason"]) == ("rejected", "invalid_message")
+    assert (bad["status"], bad["reason"], bad["device_id"]) == (
+        "rejected",
+        "invalid_message",
+        car.id,
+    )
     forged = car.send(
         car.order(type="pay", payee=shop["id"], amount=5, currency="EUR"),
         key=ec.generate_private_key(ec.SECP256R1()),
     )
     assert forged is not None and forged["reason"] == "invalid_signature"
-    none_alg = (
-        base64.urlsafe_b64encode(b'{"alg":"none"}').rstrip(b"=")
-        + b"."
-        + base64.urlsafe_b64encode(b'{"order_id":"o-none"}').rstrip(b"=")
-        + b"."
-    )
-    assert car.send(none_alg, order_id="o-none")["reason"] == "invalid_signature"  # type: ignore[index]
-    float_amount = car.send(car.order(type="pay", payee=shop["id"], amount=5.0, currency="EUR"))
-    assert float_amount is not None and float_amount["reason"] == "invalid_message"
-    wrong_device = car.send(
-        car.order(type="pay", payee=shop["id"], amount=5, currency="EUR", device_id="dev_other")
-    )
-    assert wrong_device is not None and wrong_device["reason"] == "invalid_message"
     ok = car.send(car.order(type="pay", payee=shop["id"], amount=5, currency="EUR"))
     assert ok is not None and ok["status"] == "approved"
-    wallet = gateway.api.get(f"/v1/devices/{car.id}/wallet", headers=owner_headers(car)).json()
-    assert wallet["balance"] == 9995
-    car.close()
-
-
-def test_suspended_device_is_declined_and_resumes(gateway: Stack) -> None:
-    shop = merchant(gateway)
-    car = setup_payer(gateway, "car", rules=OPEN)
-    assert car.device.act("suspend").status_code == 200
-    result = car.send(car.order(type="pay", payee=shop["id"], amount=5, currency="EUR"))
-    assert result is not None and result["reason"] == "device_not_active"
-    car.device.act("resume")
-    result = car.send(car.order(type="pay", payee=shop["id"], amount=5, currency="EUR"))
-    assert result is not None and result["status"] == "approved"
     car.close()
 
 
@@ -256,27 +160,5 @@ def test_fuel_pump_hold_capture_refund_between_devices(gateway: Stack) -> None:
         time.sleep(0.02)
     assert car.events("hold_captured")[0]["amount"] == 6120
     assert car.events("refund_received")[0]["amount"] == 120
-    car.close()
-    pump.close()
-
-
-def test_expired_hold_is_voided_by_the_gateway(gateway: Stack) -> None:
-    car = setup_payer(gateway, "car", rules=OPEN)
-    pump = setup_payer(gateway, "pump", top_up=0)
-    hold = car.send(
-        car.order(type="hold", payee=pump.id, amount=500, currency="EUR", expires_in=60)
-    )
-    assert hold is not None
-    gateway.ctx.clock = lambda: datetime.now(UTC) + timedelta(seconds=61)
-    deadline = time.monotonic() + 5
-    while not car.events("hold_expired") and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert car.events("hold_expired")[0]["payment_id"] == hold["payment_id"]
-    late = pump.send(
-        pump.order(
-            type="capture", payment_id=hold["payment_id"], amount=100, ts=int(time.time()) + 61
-        )
-    )
-    assert late is not None and late["reason"] == "hold_expired"
     car.close()
     pump.close()

@@ -453,7 +453,7 @@ def test_every_rule_violation_carries_its_contract_reason_code() -> None:
 PURE_MODULES = ("consent/rules.py", "consent/periods.py", "consent/mandates.py")
 ALLOWED_IMPORTS = {
     "__future__", "collections.abc", "dataclasses", "datetime", "typing", "zoneinfo", "pydantic",
-    "gateway.errors", "gateway.consent.periods", "gateway.consent.rules",
+    "devices.contract", "gateway.errors", "gateway.consent.periods", "gateway.consent.rules",
 }  # fmt: skip
 CLOCK_AND_ENVIRONMENT = {"now", "utcnow", "today", "time", "monotonic", "environ", "getenv"}
 

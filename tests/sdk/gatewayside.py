@@ -8,8 +8,9 @@ import time
 from typing import Any
 
 from devices import keystore, wire
+from devices.contract import Reason, Result, Status, results_topic
+from gateway.context import utcnow
 from gateway.mqtt.client import Inbound
-from gateway.service import utcnow
 from tests.e2e.conftest import Session, Stack
 
 
@@ -28,21 +29,21 @@ class GatewaySide:
         self.publish_raw(device_id, token.encode())
 
     def publish_raw(self, device_id: str, data: bytes) -> None:
-        info = self.session.client.publish(f"kym/v1/devices/{device_id}/results", data, qos=1)
+        info = self.session.client.publish(results_topic(device_id), data, qos=1)
         info.wait_for_publish(5)
 
     def result(
         self, device_id: str, order_id: str | None, status: str, **fields: Any
     ) -> dict[str, Any]:
         reason = fields.pop("reason", None)
-        return wire.result_payload(
-            order_id=order_id,
-            device_id=device_id,
-            status=status,
-            reason=reason,
-            ts=int(time.time()),
+        return Result(
+            device_id,
+            order_id,
+            Status(status),
+            int(time.time()),
+            None if reason is None else Reason(reason),
             **fields,
-        )
+        ).to_payload()
 
     def next_order(self, timeout_s: float = 5.0) -> Inbound:
         """The next message that reached the gateway's orders subscription."""

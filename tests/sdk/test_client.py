@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from devices import wire
+from devices import contract, wire
 from devices.sdk import ConnectFailed, DeviceClient, Event, ResultTimeout
 from tests.sdk.conftest import Http
 from tests.sdk.gatewayside import GatewaySide
@@ -134,11 +134,15 @@ def test_events_for_this_device_reach_on_event_and_others_are_ignored(
         }
         gateway_side.publish(
             pump.device_id,
-            wire.event_payload("hold_placed", other.device_id, int(time.time()), **placed),
+            contract.event_payload(
+                contract.Event.HOLD_PLACED, other.device_id, int(time.time()), **placed
+            ),
         )
         gateway_side.publish(
             pump.device_id,
-            wire.event_payload("hold_placed", pump.device_id, int(time.time()), **placed),
+            contract.event_payload(
+                contract.Event.HOLD_PLACED, pump.device_id, int(time.time()), **placed
+            ),
         )
         event = events.get(timeout=5)
         assert (event.event, event.payment_id, event.payer_device_id, event.amount) == (

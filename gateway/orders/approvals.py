@@ -1,0 +1,98 @@
+"""Orders that wait for their owner: the owner's decision over HTTP, and expiry.
+
+Approving runs steps 2 to 4 again at that moment, then moves the money
+(`gateway.orders.decide.decide_order` with `owner_approved`); declining or expiring answers the
+device `declined` with `approval_declined` or `approval_expired`. A timeout never approves.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import Connection
+
+from devices import store as device_store
+from devices import wire
+from devices.contract import Reason, Result, Status
+from gateway.consent import store as consent_store
+from gateway.context import Context, OutboxEntry
+from gateway.errors import Conflict, NotFound
+from gateway.orders import store as order_store
+from gateway.orders.batch import Batch, finish, load_state, order_audit
+from gateway.orders.decide import decide_order, declined
+
+
+def decide_approval(
+    ctx: Context, owner_id: str, approval_id: str, decision: str
+) -> tuple[dict[str, Any], Result]:
+    """The owner approves or declines; returns the approval as stored and the order's result."""
+    now = ctx.clock()
+
+    def work(conn: Connection) -> tuple[dict[str, Any], Result, list[OutboxEntry]]:
+        row = consent_store.get_approval(conn, approval_id)
+        device = device_store.get_device(conn, row["device_id"]) if row else None
+        if row is None or device is None or device.owner_id != owner_id:
+            raise NotFound("no such approval")
+        batch = load_state(conn, now, {device.id}, {row["payee"]})  # locks the device
+        row = consent_store.get_approval(conn, approval_id)
+        if row is None or row["status"] != "pending" or row["expires_at"] <= now:
+            raise Conflict("the approval is no longer pending", reason="approval_not_pending")
+        order = wire.parse_order(json.loads(row["order_json"]), device.id)
+        assert isinstance(order, wire.PayOrder | wire.HoldOrder)
+        if decision == "approve":
+            result = decide_order(batch, order, owner_approved=True)
+        else:
+            result = declined(batch, order, Reason.APPROVAL_DECLINED)
+        _close(batch, approval_id, decision + "d", result)
+        audit = {"approval_id": approval_id, **order_audit(order, result)}
+        batch.audit.append((f"owner:{owner_id}", f"approval.{decision}", device.id, audit))
+        approval = consent_store.get_approval(conn, approval_id)
+        assert approval is not None
+        return approval, result, finish(ctx, batch)
+
+    approval, result, entries = ctx.db.run(work)
+    ctx.publish(entries)
+    return approval, result
+
+
+def _close(batch: Batch, approval_id: str, status: str, result: Result) -> None:
+    """Close the approval, replace its order's result and answer the device."""
+    reason = None if result.reason is None else result.reason.value
+    closed = consent_store.close_approval(
+        batch.conn, approval_id, status, result.status.value, reason, batch.now
+    )
+    if not closed:  # expired at this very moment: roll everything back
+        raise Conflict("the approval is no longer pending", reason="approval_not_pending")
+    order_store.update_order_result(
+        batch.conn, result.device_id, str(result.order_id), result, batch.now
+    )
+    batch.answer(result)
+
+
+def expire_approvals(ctx: Context) -> int:
+    """Decline approvals nobody decided in time (`approval_expired`); returns how many."""
+    now = ctx.clock()
+
+    def work(conn: Connection) -> list[OutboxEntry]:
+        batch = Batch(conn, now)
+        for row in consent_store.due_approvals(conn, now):
+            result = batch.result(
+                row["device_id"],
+                row["order_id"],
+                Status.DECLINED,
+                reason=Reason.APPROVAL_EXPIRED,
+                amount=row["amount_minor"],
+                currency=row["currency"],
+            )
+            try:
+                _close(batch, row["id"], "expired", result)
+            except Conflict:
+                continue  # decided by its owner meanwhile
+            audit = {"approval_id": row["id"], "order_id": row["order_id"]}
+            batch.audit.append(("gateway", "approval.expired", row["device_id"], audit))
+        return finish(ctx, batch)
+
+    entries = ctx.db.run(work)
+    ctx.publish(entries)
+    return len(entries)

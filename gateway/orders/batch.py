@@ -1,0 +1,155 @@
+"""One decision transaction's working set: loaded once per batch, written once at its end.
+
+`load_state` locks the senders (in id order) and reads what deciding for them needs: devices,
+payees, owners' timezones, rules, mandates and the current period counters. Deciding appends
+results, events, audit entries, order rows and counter increments to the `Batch`; `finish`
+signs the messages into the outbox and writes the rest, in the same transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection
+
+from devices import store as device_store
+from devices import wire
+from devices.contract import Result, Status, results_topic
+from devices.registry import Device
+from gateway import store
+from gateway.consent import store as consent_store
+from gateway.consent.mandates import Mandate
+from gateway.consent.periods import period_keys
+from gateway.consent.rules import Rules, Usage
+from gateway.context import Context, OutboxEntry
+from gateway.orders import store as order_store
+
+AuditEntry = tuple[str, str, str | None, Any]  # (actor, action, device_id, data)
+
+
+@dataclass
+class Batch:
+    """What one transaction needs and produces."""
+
+    conn: Connection
+    now: datetime
+    devices: dict[str, Device] = field(default_factory=dict)
+    merchants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    timezones: dict[str, ZoneInfo] = field(default_factory=dict)
+    rules: dict[str, Rules | None] = field(default_factory=dict)
+    mandates: dict[str, list[Mandate]] = field(default_factory=dict)
+    known: dict[tuple[str, str], order_store.KnownOrder] = field(default_factory=dict)
+    usage: dict[str, dict[str, Usage]] = field(default_factory=dict)  # scope -> period key -> usage
+    outgoing: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    audit: list[AuditEntry] = field(default_factory=list)
+    new_orders: list[dict[str, Any]] = field(default_factory=list)
+    new_scopes: list[dict[str, Any]] = field(default_factory=list)
+    increments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    available: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ts(self) -> int:
+        return int(self.now.timestamp())
+
+    def result(self, device_id: str, order_id: str | None, status: Status, **fields: Any) -> Result:
+        """A result stamped with this batch's time."""
+        return Result(device_id, order_id, status, self.ts, **fields)
+
+    def answer(self, result: Result) -> None:
+        """Send a result to its device (after the commit)."""
+        self.send(result.device_id, result.to_payload())
+
+    def send(self, device_id: str, payload: dict[str, Any]) -> None:
+        """Send a result or event payload to a device (after the commit)."""
+        self.outgoing.append((results_topic(device_id), payload))
+
+    def count(self, scope: str, keys: dict[str, str], amount_minor: int) -> None:
+        """Count an approved pay or hold in the scope's current periods (written at `finish`)."""
+        current = self.usage.setdefault(scope, {})
+        row = self.increments.setdefault(scope, {"scope": scope})
+        for period, key in keys.items():
+            used = current.get(key, Usage())
+            current[key] = Usage(used.spent_minor + amount_minor, used.count + 1)
+            row[f"{period}_key"] = key
+            row[f"{period}_spent"] = row.get(f"{period}_spent", 0) + amount_minor
+            row[f"{period}_count"] = row.get(f"{period}_count", 0) + 1
+
+    def give_back(self, payment_id: str, spent_delta: int, count_delta: int) -> None:
+        """A capture, void, expiry or refund changes what its payment counts in its periods."""
+        scope = order_store.payment_scope(self.conn, payment_id)
+        if scope is None or (spent_delta == 0 and count_delta == 0):
+            return
+        payer_id, mandate_id, keys = scope
+        for counted in [payer_id] + ([mandate_id] if mandate_id else []):
+            pending = self.increments.get(counted)
+            if pending is not None and all(pending.get(f"{p}_key") == k for p, k in keys.items()):
+                for period in keys:  # counted in this very batch: not in the database yet
+                    pending[f"{period}_spent"] += spent_delta
+                    pending[f"{period}_count"] += count_delta
+            else:
+                order_store.adjust_payment(self.conn, counted, keys, spent_delta, count_delta)
+
+
+def load_state(conn: Connection, now: datetime, senders: set[str], payees: set[str]) -> Batch:
+    """Lock the sender devices (in id order) and load what deciding for them needs."""
+    batch = Batch(conn, now)
+    batch.devices = device_store.lock_devices(conn, senders | payees, lock=senders)
+    batch.merchants = store.merchants_by_id(conn, (payees | senders) - set(batch.devices))
+    owner_ids = {d.owner_id for d in batch.devices.values() if d.id in senders}
+    batch.timezones = {k: ZoneInfo(v) for k, v in store.owner_timezones(conn, owner_ids).items()}
+    batch.rules = consent_store.load_rules(conn, senders)
+    batch.mandates = consent_store.load_mandates(conn, senders)
+    keys_now: dict[str, dict[str, str]] = {}
+    for device_id in senders & set(batch.devices):
+        keys = period_keys_now(now, batch.timezones[batch.devices[device_id].owner_id])
+        keys_now[device_id] = keys
+        for mandate in batch.mandates.get(device_id, []):
+            keys_now[mandate.id] = keys
+    batch.usage = order_store.usage(conn, keys_now, keys_now)
+    return batch
+
+
+def period_keys_now(now: datetime, tz: ZoneInfo) -> dict[str, str]:
+    """The period keys an order placed now counts under, e.g. {"day": "day:2026-11-27"}."""
+    return {str(period): key for period, key in period_keys(now, tz).items()}
+
+
+def finish(ctx: Context, batch: Batch) -> list[OutboxEntry]:
+    """Sign the batch's results into the outbox and chain its audit entries; same transaction."""
+    signer = ctx.pki.signer.private_key
+    jose = ctx.signer_jose
+    signed = [(topic, wire.sign(payload, signer, jose)) for topic, payload in batch.outgoing]
+    order_store.record_orders(batch.conn, batch.new_orders)
+    order_store.record_payment_scopes(batch.conn, batch.new_scopes)
+    order_store.add_to_counters(batch.conn, list(batch.increments.values()))
+    ids = order_store.enqueue(batch.conn, signed, batch.now)
+    if batch.audit:
+        store.append_audit(batch.conn, batch.now, batch.audit)
+    return [(i, topic, token) for i, (topic, token) in zip(ids, signed, strict=True)]
+
+
+def order_audit(order: wire.Order, result: Result) -> dict[str, Any]:
+    """What the audit trail keeps of a decided order."""
+    return {
+        "order_id": order.order_id,
+        "type": order.type,
+        "reason": None if result.reason is None else result.reason.value,
+        "payment_id": result.payment_id,
+        "amount": result.amount,
+        "currency": result.currency,
+        "payee": getattr(order, "payee", None),
+    }
+
+
+def scope_row(payment_id: str, payer_id: str, mandate_id: str | None, keys: dict[str, str]) -> Any:
+    """Which counters a payment went into (so that its changes can be given back later)."""
+    return {
+        "payment_id": payment_id,
+        "payer_id": payer_id,
+        "mandate_id": mandate_id,
+        "period_keys": json.dumps(keys),
+    }

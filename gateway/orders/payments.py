@@ -1,0 +1,165 @@
+"""A `pay` or `hold`: steps 2 to 6 of the contract's decision, and the money.
+
+2. the sender is active; 3. the owner's rules (`gateway.consent.rules.evaluate`); 4. the
+funds; 5. the consent (`gateway.consent.mandates.decide_consent`), which may store an approval
+and answer `pending_approval`; 6. the money moves (or is reserved) and is counted. A refusal is
+raised (see `gateway.errors`) and becomes a `declined` result in `gateway.orders.decide`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+from devices import wire
+from devices.contract import Event, Reason, Result, Status, event_payload
+from devices.registry import Device
+from devices.registry import Status as DeviceStatus
+from gateway.consent import store as consent_store
+from gateway.consent.mandates import decide_consent
+from gateway.consent.rules import OrderTerms, Payee, Rules, approval_ttl_s, evaluate
+from gateway.errors import Declined
+from gateway.orders.batch import Batch, period_keys_now, scope_row
+from wallet import store as wallet_store
+from wallet.errors import InsufficientFunds
+from wallet.ledger import PaymentRequest, PaymentType
+
+Payment = wire.PayOrder | wire.HoldOrder
+
+
+def decide_payment(batch: Batch, order: Payment, *, owner_approved: bool = False) -> Result:
+    """Steps 2 to 6; when the owner has approved the order, step 5 is theirs and is skipped."""
+    device = active_sender(batch, order.device_id)
+    terms = OrderTerms(device.id, device.currency, order.payee, order.amount, order.currency)
+    payee = payee_of(batch, order.payee)
+    tz = batch.timezones[device.owner_id]
+    rules = batch.rules.get(device.id)
+    evaluate(terms, payee, rules, batch.usage.get(device.id, {}), batch.now, tz)
+    assert payee is not None, "evaluate refuses an unknown payee"
+    check_funds(batch, device.id, order.amount)
+    keys = period_keys_now(batch.now, tz)
+    if owner_approved:
+        return move_payment(batch, order, payee, None, keys)
+    mandates = batch.mandates.get(device.id, [])
+    choice = decide_consent(terms, payee, rules, mandates, batch.usage, batch.now, tz)
+    if choice.needs_approval:
+        return ask_owner(batch, order, rules)
+    mandate_id = choice.mandate.id if choice.mandate else None
+    return move_payment(batch, order, payee, mandate_id, keys)
+
+
+def move_payment(
+    batch: Batch, order: Payment, payee: Payee, mandate_id: str | None, keys: dict[str, str]
+) -> Result:
+    """Step 6: move (or reserve) the money, count it, and tell the payee device."""
+    payment_id = f"pay_{secrets.token_hex(8)}"
+    is_hold = isinstance(order, wire.HoldOrder)
+    expires_at = None
+    if isinstance(order, wire.HoldOrder):
+        expires_at = batch.now + timedelta(seconds=order.expires_in)
+    request = PaymentRequest(
+        PaymentType.HOLD if is_hold else PaymentType.PAY,
+        payment_id,
+        order.order_id,
+        order.device_id,
+        payee.id,
+        order.amount,
+        order.currency,
+        expires_at,
+    )
+    wallet_store.place(batch.conn, request, batch.now)
+    spend(batch, order.device_id, order.amount)
+    for scope in [order.device_id] + ([mandate_id] if mandate_id else []):
+        batch.count(scope, keys, order.amount)
+    batch.new_scopes.append(scope_row(payment_id, order.device_id, mandate_id, keys))
+    if payee.id in batch.devices:
+        event = Event.HOLD_PLACED if is_hold else Event.PAYMENT_RECEIVED
+        batch.send(
+            payee.id,
+            event_payload(
+                event,
+                payee.id,
+                batch.ts,
+                order_id=order.order_id,
+                payment_id=payment_id,
+                payer_device_id=order.device_id,
+                amount=order.amount,
+                currency=order.currency,
+            ),
+        )
+    return batch.result(
+        order.device_id,
+        order.order_id,
+        Status.APPROVED,
+        payment_id=payment_id,
+        amount=order.amount,
+        currency=order.currency,
+        expires_at=int(expires_at.timestamp()) if expires_at else None,
+    )
+
+
+def ask_owner(batch: Batch, order: Payment, rules: Rules | None) -> Result:
+    """Step 5: store the order for its owner; a pending approval reserves nothing."""
+    approval_id = f"apr_{secrets.token_hex(8)}"
+    consent_store.insert_approval(
+        batch.conn,
+        {
+            "id": approval_id,
+            "device_id": order.device_id,
+            "order_id": order.order_id,
+            "order_json": order.model_dump_json(),
+            "payee": order.payee,
+            "amount_minor": order.amount,
+            "currency": order.currency,
+            "created_at": batch.now,
+            "expires_at": batch.now + timedelta(seconds=approval_ttl_s(rules)),
+        },
+    )
+    return batch.result(
+        order.device_id,
+        order.order_id,
+        Status.PENDING_APPROVAL,
+        amount=order.amount,
+        currency=order.currency,
+        approval_id=approval_id,
+    )
+
+
+def active_sender(batch: Batch, device_id: str) -> Device:
+    """Step 2: the sending device, which must be active."""
+    device = batch.devices.get(device_id)
+    if device is None or device.status != DeviceStatus.ACTIVE:
+        raise Declined(Reason.DEVICE_NOT_ACTIVE)
+    return device
+
+
+def payee_of(batch: Batch, payee_id: str) -> Payee | None:
+    """The payee as the rules see it: a merchant, or a device (active or not), or None."""
+    merchant = batch.merchants.get(payee_id)
+    if merchant is not None:
+        return Payee(payee_id, merchant["currency"], merchant["category"], True)
+    device = batch.devices.get(payee_id)
+    if device is not None:
+        return Payee(
+            device.id,
+            device.currency,
+            device.category,  # type: ignore[arg-type]
+            device.status == DeviceStatus.ACTIVE,
+        )
+    return None
+
+
+def check_funds(batch: Batch, holder_id: str, amount_minor: int) -> None:
+    """Step 4, from the wallet as this batch left it (read once per batch: the sender is
+    locked, so only credits can happen meanwhile; the ledger's conditional update is the guard)."""
+    if holder_id not in batch.available:
+        wallet = wallet_store.get_wallet(batch.conn, holder_id)
+        batch.available[holder_id] = wallet.available_minor if wallet else 0
+    if batch.available[holder_id] < amount_minor:
+        raise InsufficientFunds("the wallet's available amount is too low")
+
+
+def spend(batch: Batch, holder_id: str, amount_minor: int) -> None:
+    """Take what just moved off the batch's view of the wallet's available amount."""
+    if holder_id in batch.available:
+        batch.available[holder_id] -= amount_minor

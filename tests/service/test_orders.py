@@ -1,0 +1,325 @@
+"""Deciding orders (contract sections 5 and 6) on a real database, as an MQTT worker does.
+
+The end-to-end tests in `tests/e2e/test_orders.py` run one order of each feature through a real
+broker; the outcomes themselves are checked here, one batch at a time.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import event
+
+from devices.contract import orders_topic
+from gateway.orders.approvals import expire_approvals
+from gateway.orders.holds import expire_holds
+from tests.conftest import make_openssl_csr
+from tests.support.world import Clock, World
+
+OPEN = {"currency": "EUR"}  # rules that let every payment within them through
+
+
+def test_pay_within_rules_is_approved_and_moves_money(world: World) -> None:
+    shop = world.merchant()
+    car = world.device("car", rules=OPEN)
+    result = car.send(car.order(type="pay", payee=shop["id"], amount=1250, currency="EUR"))
+    assert result["status"] == "approved" and result["reason"] is None
+    assert result["amount"] == 1250 and result["payment_id"].startswith("pay_")
+    assert car.wallet() == {"currency": "EUR", "balance": 8750, "available": 8750}
+
+
+def test_replay_gets_the_latest_result_marked_duplicate_and_moves_nothing(world: World) -> None:
+    shop = world.merchant()
+    car = world.device("car", rules=OPEN)
+    order = car.order(type="pay", payee=shop["id"], amount=100, currency="EUR")
+    first = car.send(order)
+    again = car.send(order)
+    assert again["duplicate"] is True and again["status"] == "approved"
+    assert again["payment_id"] == first["payment_id"]
+    assert {k: v for k, v in again.items() if k not in ("duplicate", "ts")} == {
+        k: v for k, v in first.items() if k != "ts"
+    }
+    conflict = car.send({**order, "amount": 101})
+    assert (conflict["status"], conflict["reason"]) == ("rejected", "idempotency_conflict")
+    assert world.balance(car) == 9900
+
+
+def test_a_replay_in_the_same_batch_is_answered_as_a_duplicate(world: World) -> None:
+    shop = world.merchant()
+    car = world.device("car", rules=OPEN)
+    raw = car.sign(car.order(type="pay", payee=shop["id"], amount=100, currency="EUR"))
+    out = world.deliver([(car.topic, raw), (car.topic, raw)])
+    results = [m for m in out if "status" in m]
+    assert [r.get("duplicate", False) for r in results] == [False, True]
+    assert world.balance(car) == 9900
+
+
+def test_the_rules_decline_in_the_contract_order(world: World) -> None:
+    shop = world.merchant()
+    gambling = world.merchant("gambling")
+    dollars = world.merchant("retail", "USD")
+    rules = {
+        "currency": "EUR",
+        "max_amount": 3000,
+        "limits": [{"period": "day", "amount": 4000}],
+        "max_payments": [{"period": "day", "count": 3}],
+        "blocked_categories": ["gambling"],
+        "blocked_payees": ["mer_blocked"],
+    }
+    car = world.device("car", top_up=5_000, rules=rules)
+    assert car.pay(shop["id"], 3001) == ("declined", "amount_over_limit")
+    assert car.pay(gambling["id"], 100) == ("declined", "category_not_allowed")
+    assert car.pay(dollars["id"], 100) == ("declined", "currency_not_allowed")
+    assert car.pay("mer_nobody", 100) == ("declined", "unknown_payee")
+    assert car.pay(car.id, 100) == ("declined", "payee_not_allowed")
+    assert car.pay(shop["id"], 2500) == ("approved", None)
+    assert car.pay(shop["id"], 2000) == ("declined", "period_limit_exceeded")
+    assert car.pay(shop["id"], 100) == ("approved", None)
+    assert car.pay(shop["id"], 100) == ("approved", None)
+    assert car.pay(shop["id"], 100) == ("declined", "payment_count_exceeded")
+    assert world.balance(car) == 5_000 - 2700
+
+
+def test_stale_orders_are_rejected_and_not_recorded(world: World) -> None:
+    shop = world.merchant()
+    car = world.device("car", rules=OPEN)
+    ts = int(world.ctx.clock().timestamp())
+    assert car.pay(shop["id"], 100, ts=ts - 330) == ("rejected", "stale_order")
+    assert car.pay(shop["id"], 100, ts=ts + 330) == ("rejected", "stale_order")
+    assert car.pay(shop["id"], 100, ts=ts - 270) == ("approved", None)
+    order = car.order(type="pay", payee=shop["id"], amount=5, currency="EUR", ts=ts - 400)
+    assert car.send(order)["reason"] == "stale_order"
+    fresh = {**order, "ts": ts}  # same order id, not recorded: decided now
+    assert car.send(fresh)["status"] == "approved"
+
+
+def test_insufficient_funds_and_outside_active_hours(world: World) -> None:
+    shop = world.merchant()
+    car = world.device("car", top_up=500, rules=OPEN)
+    assert car.pay(shop["id"], 501) == ("declined", "insufficient_funds")
+    today = datetime.now(ZoneInfo("Europe/Berlin")).weekday()
+    other_days = [
+        d for i, d in enumerate(["mon", "tue", "wed", "thu", "fri", "sat", "sun"]) if i != today
+    ]
+    car.put_rules(
+        {"active_hours": {"windows": [{"days": other_days, "from": "00:00", "to": "24:00"}]}}
+    )
+    assert car.pay(shop["id"], 1) == ("declined", "outside_active_hours")
+    assert world.balance(car) == 500
+
+
+def test_declined_results_name_the_amount_and_currency(world: World) -> None:
+    shop = world.merchant()
+    car = world.device("car", top_up=10, rules=OPEN)
+    order = car.order(type="pay", payee=shop["id"], amount=50, currency="EUR")
+    result = car.send(order)
+    assert {k: result[k] for k in ("v", "order_id", "device_id", "status", "reason")} == {
+        "v": 1,
+        "order_id": order["order_id"],
+        "device_id": car.id,
+        "status": "declined",
+        "reason": "insufficient_funds",
+    }
+    assert (result["amount"], result["currency"], result["payment_id"]) == (50, "EUR", None)
+
+
+def _none_alg(order_id: str) -> bytes:
+    header = base64.urlsafe_b64encode(b'{"alg":"none"}').rstrip(b"=")
+    payload = base64.urlsafe_b64encode(f'{{"order_id":"{order_id}"}}'.encode()).rstrip(b"=")
+    return header + b"." + payload + b"."
+
+
+def test_malformed_messages_are_rejected_in_the_contract_order(world: World) -> None:
+    shop = world.merchant()
+    car = world.device("car", rules=OPEN)
+
+    def reject(message: dict[str, Any] | bytes) -> tuple[str | None, str, str]:
+        result = car.send(message)
+        assert result["payment_id"] is None and result["amount"] is None
+        return result["order_id"], result["status"], result["reason"]
+
+    assert reject(b"\x00\xffgarbage") == (None, "rejected", "invalid_message")
+    forger = ec.generate_private_key(ec.SECP256R1())
+    forged = car.order(type="pay", payee=shop["id"], amount=5, currency="EUR")
+    assert reject(car.sign(forged, forger)) == (forged["order_id"], "rejected", "invalid_signature")
+    assert reject(_none_alg("o-none")) == ("o-none", "rejected", "invalid_signature")
+    as_float = car.order(type="pay", payee=shop["id"], amount=5.0, currency="EUR")
+    assert reject(as_float)[1:] == ("rejected", "invalid_message")
+    bad_forged = car.order(type="pay", payee=shop["id"], amount=5.0, currency="EUR")
+    assert reject(car.sign(bad_forged, forger))[2] == "invalid_signature"  # signature first
+    other = car.order(type="pay", payee=shop["id"], amount=5, currency="EUR", device_id="dev_x")
+    assert reject(other)[1:] == ("rejected", "invalid_message")
+    assert car.pay(shop["id"], 5) == ("approved", None)
+    assert world.balance(car) == 9995
+
+
+def test_a_message_on_another_topic_is_ignored(world: World) -> None:
+    car = world.device("car", rules=OPEN)
+    raw = car.sign(car.order(type="pay", payee="mer_x", amount=5, currency="EUR"))
+    assert world.deliver([(f"kym/v1/devices/{car.id}/results", raw)]) == []
+
+
+def test_suspended_and_pending_devices_are_declined(world: World) -> None:
+    shop = world.merchant()
+    car = world.device("car", rules=OPEN)
+    assert car.act("suspend").status_code == 200
+    assert car.pay(shop["id"], 5) == ("declined", "device_not_active")
+    assert car.act("resume").status_code == 200
+    assert car.pay(shop["id"], 5) == ("approved", None)
+    fresh = world.device("fresh", rules=OPEN, approve=False)
+    assert fresh.pay(shop["id"], 5) == ("declined", "device_not_active")
+    assert car.act("revoke").status_code == 200
+    assert car.pay(shop["id"], 5) == ("rejected", "invalid_signature")  # no valid certificate
+
+
+def test_unanswered_approval_expires_as_declined(world: World, clock: Clock) -> None:
+    shop = world.merchant("groceries")
+    rules = {"currency": "EUR", "approval_above": 10, "approval_ttl_seconds": 60}
+    fridge = world.device("fridge", rules=rules)
+    order = fridge.order(type="pay", payee=shop["id"], amount=50, currency="EUR")
+    assert fridge.send(order)["status"] == "pending_approval"
+    assert expire_approvals(world.ctx) == 0
+    clock.advance(61)
+    assert expire_approvals(world.ctx) == 1
+    conflict = fridge.send({**order, "nonce": "other"})
+    assert (conflict["status"], conflict["reason"]) == ("rejected", "idempotency_conflict")
+    final = fridge.send(order)  # the same order again: its latest result
+    assert (final["status"], final["reason"], final["duplicate"]) == (
+        "declined",
+        "approval_expired",
+        True,
+    )
+    assert world.balance(fridge) == 10_000
+
+
+def test_fuel_pump_hold_capture_refund(world: World) -> None:
+    car = world.device("car", rules=OPEN)
+    pump = world.device("pump", top_up=0, category="fuel")
+    hold_order = car.order(type="hold", payee=pump.id, amount=8000, currency="EUR", expires_in=600)
+    out = world.deliver([(car.topic, car.sign(hold_order))])
+    [hold] = [m for m in out if m.get("status")]
+    [placed] = [m for m in out if m.get("event") == "hold_placed"]
+    assert hold["status"] == "approved" and hold["expires_at"] == hold_order["ts"] + 600
+    assert placed["device_id"] == pump.id and placed["payer_device_id"] == car.id
+    assert (
+        placed["payment_id"] == hold["payment_id"] and placed["order_id"] == hold_order["order_id"]
+    )
+    assert (car.wallet()["balance"], car.wallet()["available"]) == (10_000, 2_000)
+    payment_id = hold["payment_id"]
+
+    def adjust(sender: Any, **fields: Any) -> tuple[str, str | None]:
+        result = sender.send(sender.order(payment_id=payment_id, **fields))
+        return result["status"], result["reason"]
+
+    assert adjust(car, type="capture", amount=10) == ("declined", "payment_not_found")
+    assert adjust(pump, type="capture", amount=9000) == ("declined", "capture_exceeds_hold")
+    assert adjust(pump, type="capture", amount=6120, currency="USD") == (
+        "declined",
+        "payment_not_found",
+    )
+    assert adjust(pump, type="capture", amount=6120) == ("captured", None)
+    assert adjust(pump, type="void") == ("declined", "hold_not_open")
+    assert adjust(pump, type="refund", amount=7000) == ("declined", "refund_exceeds_payment")
+    assert adjust(pump, type="refund", amount=120) == ("refunded", None)
+    assert (car.wallet()["balance"], car.wallet()["available"]) == (4_000, 4_000)
+    assert world.balance(pump) == 6_000
+
+
+def test_a_pay_cannot_be_voided_and_a_void_releases_a_hold(world: World) -> None:
+    car = world.device("car", rules=OPEN)
+    pump = world.device("pump", top_up=0, category="fuel")
+    paid = car.send(car.order(type="pay", payee=pump.id, amount=100, currency="EUR"))
+    void_pay = pump.send(pump.order(type="void", payment_id=paid["payment_id"]))
+    assert (void_pay["status"], void_pay["reason"]) == ("declined", "hold_not_open")
+    held = car.send(car.order(type="hold", payee=pump.id, amount=500, currency="EUR"))
+    out = world.deliver(
+        [(pump.topic, pump.sign(pump.order(type="void", payment_id=held["payment_id"])))]
+    )
+    [voided] = [m for m in out if m.get("status")]
+    [event] = [m for m in out if m.get("event") == "hold_voided"]
+    assert (voided["status"], voided["amount"]) == ("voided", 500)
+    assert (event["device_id"], event["amount"]) == (car.id, 500)
+    assert car.wallet()["available"] == 9_900
+
+
+def test_expired_hold_is_voided_by_the_gateway(world: World, clock: Clock) -> None:
+    car = world.device("car", rules=OPEN)
+    pump = world.device("pump", top_up=0, category="fuel")
+    hold = car.send(
+        car.order(type="hold", payee=pump.id, amount=500, currency="EUR", expires_in=60)
+    )
+    assert expire_holds(world.ctx) == 0
+    clock.advance(61)
+    assert expire_holds(world.ctx) == 1
+    late = pump.send(pump.order(type="capture", payment_id=hold["payment_id"], amount=100))
+    assert (late["status"], late["reason"]) == ("declined", "hold_expired")
+    assert car.wallet()["available"] == 10_000
+
+
+def test_a_batch_is_decided_in_one_transaction(world: World) -> None:
+    shop = world.merchant()
+    cars = [world.device(f"car{n}", rules=OPEN) for n in range(3)]
+    messages = [
+        (c.topic, c.sign(c.order(type="pay", payee=shop["id"], amount=5, currency="EUR")))
+        for c in cars
+    ]
+    messages.append((cars[0].topic, b"garbage"))
+    begins: list[object] = []
+
+    def count(conn: object) -> None:
+        begins.append(conn)
+
+    engine = world.ctx.db.engine
+    event.listen(engine, "begin", count)
+    try:
+        out = world.deliver(messages)
+    finally:
+        event.remove(engine, "begin", count)
+    assert [m["status"] for m in out] == ["approved"] * 3 + ["rejected"]
+    assert len(begins) == 1
+
+
+def test_a_rotated_certificate_retires_the_older_one_when_it_first_signs(world: World) -> None:
+    shop = world.merchant()
+    car = world.device("car", rules=OPEN)
+    key_path, csr = make_openssl_csr(world.tmp, "car-new")
+    rotated = world.api.post(
+        f"/v1/devices/{car.id}/certificates", json={"csr": csr}, headers=car.integrator
+    )
+    assert rotated.status_code == 201, rotated.text
+    new_key = serialization.load_pem_private_key(key_path.read_bytes(), None)
+    old = car.order(type="pay", payee=shop["id"], amount=1, currency="EUR")
+    assert car.send(old)["status"] == "approved"  # both are valid until the new one is used
+    new = car.order(type="pay", payee=shop["id"], amount=1, currency="EUR")
+    assert car.send(car.sign(new, new_key))["status"] == "approved"  # type: ignore[arg-type]
+    assert car.pay(shop["id"], 1) == ("rejected", "invalid_signature")
+
+
+def test_orders_of_many_devices_in_one_batch(world: World) -> None:
+    shop = world.merchant()
+    car = world.device("car", top_up=300, rules=OPEN)
+    other = world.device("other", rules=OPEN)
+    orders = [car.order(type="pay", payee=shop["id"], amount=100, currency="EUR") for _ in range(4)]
+    messages = [(car.topic, car.sign(o)) for o in orders]
+    messages.insert(
+        2,
+        (
+            other.topic,
+            other.sign(other.order(type="pay", payee=shop["id"], amount=7, currency="EUR")),
+        ),
+    )
+    out = world.deliver(messages)
+    assert [(m["device_id"] == car.id, m["status"]) for m in out] == [
+        (True, "approved"),
+        (True, "approved"),
+        (False, "approved"),
+        (True, "approved"),
+        (True, "declined"),
+    ]
+    assert world.balance(car) == 0 and world.balance(other) == 9_993
+    assert orders_topic(car.id) == car.topic
