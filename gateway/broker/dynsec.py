@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
 from devices import ca, keystore
+from devices.contract import ORDERS_SHARED, orders_topic, results_topic
 
 log = logging.getLogger("kym.dynsec")
 PLUGIN_PATHS = (
@@ -48,8 +49,6 @@ GATEWAY_IDENTITIES = 16  # kym-gateway-0 .. -15 (one per worker)
 ADMIN_IDENTITIES = 16  # kym-broker-admin-<n>: the process whose first worker is n uses n
 CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
 RESPONSE_TOPIC = CONTROL_TOPIC + "/response"
-ORDERS, RESULTS = "kym/v1/devices/{}/orders", "kym/v1/devices/{}/results"
-ORDERS_SHARED = "$share/kym/" + ORDERS.format("+")
 _ALREADY = ("already exists", "not found")  # idempotent outcomes of create and delete
 
 
@@ -81,9 +80,9 @@ def device_role(device_id: str) -> dict[str, Any]:
     return {
         "rolename": f"dev:{device_id}",
         "acls": [
-            _acl("publishClientSend", ORDERS.format(device_id)),
-            _acl("subscribeLiteral", RESULTS.format(device_id)),
-            _acl("publishClientReceive", RESULTS.format(device_id)),
+            _acl("publishClientSend", orders_topic(device_id)),
+            _acl("subscribeLiteral", results_topic(device_id)),
+            _acl("publishClientReceive", results_topic(device_id)),
         ],
     }
 
@@ -93,7 +92,7 @@ def _device_client(device_id: str) -> dict[str, Any]:
 
 
 def _fixed_roles() -> list[dict[str, Any]]:
-    orders, results = ORDERS.format("+"), RESULTS.format("+")
+    orders, results = orders_topic("+"), results_topic("+")
     return [
         {
             "rolename": "gateway",
