@@ -139,6 +139,7 @@ def echo_gateway(broker: KymBroker, n: int = 0, clean_session: bool = True) -> P
     gateway = broker.paho(f"kym-gateway-{n}", clean_session)
 
     def answer(message: mqtt.MQTTMessage) -> None:
+        gateway.messages.put(message)  # what it was given, for the test to inspect
         device = message.topic.split("/")[3]
         body = json.dumps({"order": message.payload.decode(), "by": n}).encode()
         gateway.client.publish(RESULTS.format(device), body, qos=1)

@@ -1,0 +1,113 @@
+"""Hostile devices with valid certificates against both brokers `kym serve` runs (the managed
+Mosquitto with `kym mosquitto-config`'s configuration, and the embedded broker): they cannot
+take other devices' orders, act as another identity, rewrite the access rules, or stop the
+broker serving others by flooding it or sending oversize packets."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.broker.kym_brokers import (
+    BROKER_KINDS,
+    ORDERS,
+    RESULTS,
+    KymBroker,
+    echo_gateway,
+    start_kym_broker,
+)
+from tests.broker.rawmqtt import publish_packet
+
+FLOOD = 10_000
+
+
+@pytest.fixture(params=BROKER_KINDS)
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KymBroker]:
+    binary = request.getfixturevalue("mosquitto_binary") if request.param == "mosquitto" else None
+    broker = start_kym_broker(request.param, tmp_path, binary)
+    try:
+        yield broker
+    finally:
+        broker.control.stop()
+
+
+def answers(target: KymBroker, device: str, count: int) -> set[str]:
+    """Send `count` orders as `device` through an echo gateway; the orders that got answers."""
+    client = target.paho(device)
+    assert client.subscribe(RESULTS.format(device)) == 1
+    sent = {f"{device}-{i}" for i in range(count)}
+    for order in sorted(sent):
+        client.publish(ORDERS.format(device), order.encode())
+    got: set[str] = set()
+    deadline = time.monotonic() + 20
+    while got != sent and time.monotonic() < deadline:
+        got.add(json.loads(client.messages.get(timeout=20).payload)["order"])
+    client.close()
+    return got
+
+
+def test_a_claimed_client_id_neither_takes_over_nor_borrows_another_identity(
+    target: KymBroker,
+) -> None:
+    victim = target.paho("dev-a", clean_session=False)
+    assert victim.subscribe(RESULTS.format("dev-a")) == 1
+    impostor = target.raw("dev-b")
+    assert impostor.connect(client_id="dev-a", username="dev-a") == (False, 0)
+    assert impostor.subscribe(1, RESULTS.format("dev-a"), RESULTS.format("dev-b")) == [0x80, 1]
+    gateway = target.paho("kym-gateway-0")
+    gateway.publish(RESULTS.format("dev-a"), b"for dev-a")
+    assert victim.messages.get(timeout=5).payload == b"for dev-a"
+    assert not victim.disconnected.is_set()
+    impostor.sock.settimeout(0.3)
+    with pytest.raises(TimeoutError):
+        impostor.receive()
+    for client in (impostor, victim, gateway):
+        client.close()
+
+
+def test_a_device_cannot_rewrite_the_access_rules_through_control_topics(
+    target: KymBroker,
+) -> None:
+    evil_role = {
+        "command": "createRole",
+        "rolename": "evil",
+        "acls": [{"acltype": "subscribePattern", "topic": "#", "allow": True}],
+    }
+    grant = {"command": "addClientRole", "username": "dev-b", "rolename": "evil"}
+    attacker = target.raw("dev-b")
+    assert attacker.connect(client_id="dev-b") == (False, 0)
+    assert attacker.subscribe(1, "$CONTROL/dynamic-security/v1/response") == [0x80]
+    commands = json.dumps({"commands": [evil_role, grant]}).encode()
+    attacker.send(publish_packet("$CONTROL/dynamic-security/v1", commands, qos=1))
+    assert attacker.receive() is not None  # the PUBACK: acknowledged, and dropped
+    time.sleep(0.3)
+    assert attacker.subscribe(2, "#", ORDERS.format("dev-a")) == [0x80, 0x80]
+    attacker.close()
+
+
+def test_an_oversize_packet_ends_only_that_connection(target: KymBroker) -> None:
+    gateway = echo_gateway(target)
+    oversize = target.raw("dev-b")
+    assert oversize.connect(client_id="dev-b") == (False, 0)
+    oversize.send(publish_packet(ORDERS.format("dev-b"), b"x" * 300_000, qos=1))
+    assert oversize.closed_by_broker()
+    oversize.close()
+    assert answers(target, "dev-a", 5) == {f"dev-a-{i}" for i in range(5)}
+    gateway.close()
+
+
+def test_a_flood_of_forbidden_publishes_leaves_other_devices_served(target: KymBroker) -> None:
+    gateway = echo_gateway(target)
+    flooder = target.raw("dev-b")
+    assert flooder.connect(client_id="dev-b") == (False, 0)
+    forged = publish_packet(ORDERS.format("dev-a"), b"forged", qos=0)
+    flooder.send(forged * FLOOD)  # 10,000 messages onto another device's topic in one write
+    assert answers(target, "dev-a", 20) == {f"dev-a-{i}" for i in range(20)}
+    taken = [gateway.messages.get_nowait().payload for _ in range(gateway.messages.qsize())]
+    assert sorted(taken) == sorted(f"dev-a-{i}".encode() for i in range(20))
+    flooder.close()
+    gateway.close()
