@@ -41,14 +41,15 @@ SESSION_EXPIRY = "1d"  # a retired worker's session stops taking its share of th
 
 
 def find_mosquitto() -> str | None:
-    """The mosquitto binary, if installed (Debian puts it in /usr/sbin, often off PATH)."""
-    found = shutil.which("mosquitto")
-    if found:
-        return found
-    for candidate in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"):
-        if os.access(candidate, os.X_OK):
-            return candidate
-    return None
+    """The mosquitto binary, if installed with its dynamic-security plugin (without the plugin
+    it cannot refuse subscriptions, so it is not used). Debian puts it in /usr/sbin, often off
+    PATH."""
+    candidates = [shutil.which("mosquitto"), "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"]
+    found = next((c for c in candidates if c and os.access(c, os.X_OK)), None)
+    if found and dynsec.find_plugin() is None:
+        log.warning("%s is installed without mosquitto_dynamic_security.so: not using it", found)
+        return None
+    return found
 
 
 def registered_devices(db: Database) -> list[str]:

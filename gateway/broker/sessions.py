@@ -1,10 +1,10 @@
 """The broker's MQTT state machine without I/O: connecting, sessions, subscribing and routing.
 
 The per-client state it keeps is in `state`, topic matching and shared groups in `routing`, its
-settings in `config`. `BrokerCore` never awaits and never touches a socket: `server.Broker` feeds it packets on its
-event loop, and it answers through each `Connection`'s transport, so a test can drive it with a
-recording transport. What the broker guarantees is described in `server`.
-"""
+settings in `config`. `BrokerCore` never awaits and never touches a socket: `server.Broker`
+feeds it packets on its event loop, and it answers through each `Connection`'s transport, so a
+test can drive it with a recording transport. What the broker guarantees is described in
+`server`."""
 
 from __future__ import annotations
 
