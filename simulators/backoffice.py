@@ -39,8 +39,7 @@ class Admin:
         return self._create("integrators", {"name": name})
 
     def create_merchant(self, name: str, category: str, currency: str = "EUR") -> dict[str, Any]:
-        return self._create("merchants", {"name": name, "category": category,
-                                          "currency": currency})
+        return self._create("merchants", {"name": name, "category": category, "currency": currency})
 
     def close(self) -> None:
         self.api.close()
@@ -67,8 +66,9 @@ class Owner:
     def add_mandate(self, device_id: str, mandate: dict[str, Any]) -> dict[str, Any]:
         return self._call("POST", f"/v1/devices/{device_id}/mandates", mandate, expect=201)
 
-    def top_up(self, device_id: str, amount_minor: int, currency: str,
-               idempotency_key: str) -> dict[str, Any]:
+    def top_up(
+        self, device_id: str, amount_minor: int, currency: str, idempotency_key: str
+    ) -> dict[str, Any]:
         body = {"amount": amount_minor, "currency": currency, "idempotency_key": idempotency_key}
         return self._call("POST", f"/v1/devices/{device_id}/wallet/top-ups", body, expect=201)
 
@@ -86,8 +86,7 @@ class Owner:
     def close(self) -> None:
         self.api.close()
 
-    def _call(self, method: str, path: str, body: Any = None,
-              expect: int = 200) -> dict[str, Any]:
+    def _call(self, method: str, path: str, body: Any = None, expect: int = 200) -> dict[str, Any]:
         answer: dict[str, Any] = self.api.request(method, path, body, expect=expect)
         return answer
 

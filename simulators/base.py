@@ -36,8 +36,12 @@ class SimDevice:
     regular: ClassVar[bool] = False  # a fixed interval (a meter) or a Poisson process (a car)
 
     def __init__(
-        self, client: DeviceClient, *, rng: random.Random | None = None,
-        recorder: Recorder | None = None, interval_s: float | None = None,
+        self,
+        client: DeviceClient,
+        *,
+        rng: random.Random | None = None,
+        recorder: Recorder | None = None,
+        interval_s: float | None = None,
         currency: str = "EUR",
     ) -> None:
         self.client, self.currency = client, currency
@@ -113,14 +117,29 @@ class SimDevice:
 
 
 def provision_device(
-    state_dir: Path, api_url: str, integrator_key: str, owner_id: str, kind: str,
-    serial_number: str, *, category: str | None = None, currency: str = "EUR",
-    model: str = "Sim-1", manufacturer: str = "KYM Simulators", key_type: KeyType = "p256",
+    state_dir: Path,
+    api_url: str,
+    integrator_key: str,
+    owner_id: str,
+    kind: str,
+    serial_number: str,
+    *,
+    category: str | None = None,
+    currency: str = "EUR",
+    model: str = "Sim-1",
+    manufacturer: str = "KYM Simulators",
+    key_type: KeyType = "p256",
 ) -> Path:
     """Register a simulated device through the SDK (idempotent per state dir)."""
-    registration = Registration(owner_id=owner_id, kind=kind, manufacturer=manufacturer,
-                                model=model, serial_number=serial_number, currency=currency,
-                                category=category)
+    registration = Registration(
+        owner_id=owner_id,
+        kind=kind,
+        manufacturer=manufacturer,
+        model=model,
+        serial_number=serial_number,
+        currency=currency,
+        category=category,
+    )
     with GatewayApi(api_url, integrator_key) as api:
         provision(state_dir, api, registration, key_type)
     return state_dir

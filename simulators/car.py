@@ -22,14 +22,22 @@ class Car(SimDevice):
     kind = "car"
 
     def __init__(
-        self, client: DeviceClient, *, merchants: Mapping[str, str],
-        pumps: Sequence[Station] = (), chargers: Sequence[Station] = (),
-        rng: random.Random | None = None, recorder: Recorder | None = None,
-        interval_s: float | None = None, currency: str = "EUR",
-        weights: Sequence[float] = WEIGHTS, hold_expires_in_s: int = 600,
+        self,
+        client: DeviceClient,
+        *,
+        merchants: Mapping[str, str],
+        pumps: Sequence[Station] = (),
+        chargers: Sequence[Station] = (),
+        rng: random.Random | None = None,
+        recorder: Recorder | None = None,
+        interval_s: float | None = None,
+        currency: str = "EUR",
+        weights: Sequence[float] = WEIGHTS,
+        hold_expires_in_s: int = 600,
     ) -> None:
-        super().__init__(client, rng=rng, recorder=recorder, interval_s=interval_s,
-                         currency=currency)
+        super().__init__(
+            client, rng=rng, recorder=recorder, interval_s=interval_s, currency=currency
+        )
         self.merchants, self.pumps, self.chargers = dict(merchants), pumps, chargers
         self.weights, self.hold_expires_in_s = weights, hold_expires_in_s
         self.holds: dict[str, str] = {}  # hold order id -> the station's device id
@@ -57,15 +65,21 @@ class Car(SimDevice):
     def refuel(self, station: Station, now: float) -> str:
         """Ask the station how much to reserve and hold it; the station captures later."""
         amount = station.preauthorise(self.device_id, now)
-        fields = hold_fields(station.device_id, amount, self.currency, self.hold_expires_in_s,
-                             f"{station.unit}s at {station.device_id}")
+        fields = hold_fields(
+            station.device_id,
+            amount,
+            self.currency,
+            self.hold_expires_in_s,
+            f"{station.unit}s at {station.device_id}",
+        )
         order_id = self.send(fields)
         self.holds[order_id] = station.device_id
         return order_id
 
     def pay_merchant(self, category: str, amount_minor: int, description: str) -> str:
-        return self.send(pay_fields(self.merchants[category], amount_minor, self.currency,
-                                    description))
+        return self.send(
+            pay_fields(self.merchants[category], amount_minor, self.currency, description)
+        )
 
     def on_result(self, result: Result, now: float) -> None:
         if result.status in ("declined", "rejected"):

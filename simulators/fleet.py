@@ -25,18 +25,34 @@ from simulators.misbehaving import MisbehavingDevice
 from simulators.stations import EvCharger, FuelPump, Station
 
 CURRENCY = "EUR"
-MERCHANTS = {"parking": "City Parking", "tolls": "Motorway Tolls", "insurance": "Car Insurer",
-             "groceries": "Corner Grocer", "utilities": "City Power"}
+MERCHANTS = {
+    "parking": "City Parking",
+    "tolls": "Motorway Tolls",
+    "insurance": "Car Insurer",
+    "groceries": "Corner Grocer",
+    "utilities": "City Power",
+}
 MISBEHAVING_MAX_AMOUNT = 1000
 RULES: dict[str, dict[str, Any]] = {
-    "car": {"currency": CURRENCY, "max_amount": 20000,
-            "limits": [{"period": "day", "amount": 500000}],
-            "allowed_categories": ["fuel", "ev_charging", "parking", "tolls", "insurance"],
-            "approval_above": 15000},
-    "fridge": {"currency": CURRENCY, "max_amount": 25000, "allowed_categories": ["groceries"],
-               "approval_above": 8000, "approval_ttl_seconds": 120},
-    "smart_meter": {"currency": CURRENCY, "allowed_categories": ["utilities"],
-                    "approval_above": 1},  # every bill asks, unless the mandate covers it
+    "car": {
+        "currency": CURRENCY,
+        "max_amount": 20000,
+        "limits": [{"period": "day", "amount": 500000}],
+        "allowed_categories": ["fuel", "ev_charging", "parking", "tolls", "insurance"],
+        "approval_above": 15000,
+    },
+    "fridge": {
+        "currency": CURRENCY,
+        "max_amount": 25000,
+        "allowed_categories": ["groceries"],
+        "approval_above": 8000,
+        "approval_ttl_seconds": 120,
+    },
+    "smart_meter": {
+        "currency": CURRENCY,
+        "allowed_categories": ["utilities"],
+        "approval_above": 1,
+    },  # every bill asks, unless the mandate covers it
     "other": {"currency": CURRENCY, "max_amount": MISBEHAVING_MAX_AMOUNT},
 }
 TOP_UPS = {"car": 2_000_000, "fridge": 500_000, "smart_meter": 1_000_000, "other": 5_000}
@@ -61,8 +77,14 @@ class Mix:
         rest = devices - misbehaving
         cars, fridges = (rest + 2) // 3, (rest + 1) // 3
         stations = max(1, cars // 10) if cars else 0
-        return cls(cars=cars, fridges=fridges, meters=rest - cars - fridges,
-                   misbehaving=misbehaving, pumps=stations, chargers=stations)
+        return cls(
+            cars=cars,
+            fridges=fridges,
+            meters=rest - cars - fridges,
+            misbehaving=misbehaving,
+            pumps=stations,
+            chargers=stations,
+        )
 
 
 @dataclass
@@ -105,9 +127,17 @@ class Broker:
 
 
 def seed_fleet(
-    api_url: str, broker: Broker, admin_token: str, mix: Mix, state_dir: Path, *,
-    seed: int = 0, recorder: Recorder | None = None, interval_s: float | None = None,
-    month_s: float | None = None, clock: Callable[[], float] | None = None,
+    api_url: str,
+    broker: Broker,
+    admin_token: str,
+    mix: Mix,
+    state_dir: Path,
+    *,
+    seed: int = 0,
+    recorder: Recorder | None = None,
+    interval_s: float | None = None,
+    month_s: float | None = None,
+    clock: Callable[[], float] | None = None,
 ) -> Fleet:
     """Create everything through the API, provision and connect each device.
 
@@ -119,8 +149,14 @@ def seed_fleet(
     if state_dir.exists() and any(state_dir.iterdir()):
         raise ValueError(f"{state_dir} is not empty: a fleet is seeded into a new state dir")
     seeder = _Seeder(api_url, broker, admin_token, state_dir, seed, clock)
-    fleet = Fleet([], {}, seeder.merchants, recorder or Recorder(), seeder.admin,
-                  merchant_keys=seeder.merchant_keys)
+    fleet = Fleet(
+        [],
+        {},
+        seeder.merchants,
+        recorder or Recorder(),
+        seeder.admin,
+        merchant_keys=seeder.merchant_keys,
+    )
     try:
         seeder.build(fleet, mix, interval_s, month_s)
     except BaseException:
@@ -130,20 +166,30 @@ def seed_fleet(
 
 
 class _Seeder:
-    def __init__(self, api_url: str, broker: Broker, admin_token: str, state_dir: Path,
-                 seed: int, clock: Callable[[], float] | None) -> None:
+    def __init__(
+        self,
+        api_url: str,
+        broker: Broker,
+        admin_token: str,
+        state_dir: Path,
+        seed: int,
+        clock: Callable[[], float] | None,
+    ) -> None:
         self.api_url, self.broker, self.state_dir, self.seed = api_url, broker, state_dir, seed
         self.clock = clock
         self.run = secrets.token_hex(3)  # serial numbers are unique per gateway, forever
         self.admin = Admin(api_url, admin_token)
         self.integrator = self.admin.create_integrator(f"KYM Simulators {self.run}")
-        created = {category: self.admin.create_merchant(name, category, CURRENCY)
-                   for category, name in MERCHANTS.items()}
+        created = {
+            category: self.admin.create_merchant(name, category, CURRENCY)
+            for category, name in MERCHANTS.items()
+        }
         self.merchants = {category: merchant["id"] for category, merchant in created.items()}
         self.merchant_keys = {merchant["id"]: merchant["api_key"] for merchant in created.values()}
 
-    def build(self, fleet: Fleet, mix: Mix, interval_s: float | None,
-              month_s: float | None) -> None:
+    def build(
+        self, fleet: Fleet, mix: Mix, interval_s: float | None, month_s: float | None
+    ) -> None:
         operator = self._owner("station operator")
         fleet.operators.append(operator)
         pumps = [self._station(fleet, FuelPump, operator, n) for n in range(mix.pumps)]
@@ -152,24 +198,52 @@ class _Seeder:
         homes = [self._owner(f"household {n}") for n in range(households)]
         for n in range(mix.cars):
             client, rng = self._payer(fleet, homes[n], "car", f"car-{n}")
-            fleet.simulators.append(Car(client, merchants=self.merchants, pumps=pumps,
-                                        chargers=chargers, rng=rng, recorder=fleet.recorder,
-                                        interval_s=interval_s))
+            fleet.simulators.append(
+                Car(
+                    client,
+                    merchants=self.merchants,
+                    pumps=pumps,
+                    chargers=chargers,
+                    rng=rng,
+                    recorder=fleet.recorder,
+                    interval_s=interval_s,
+                )
+            )
         for n in range(mix.fridges):
             client, rng = self._payer(fleet, homes[n], "fridge", f"fridge-{n}")
-            fleet.simulators.append(Fridge(client, grocer=self.merchants["groceries"], rng=rng,
-                                           recorder=fleet.recorder, interval_s=interval_s))
+            fleet.simulators.append(
+                Fridge(
+                    client,
+                    grocer=self.merchants["groceries"],
+                    rng=rng,
+                    recorder=fleet.recorder,
+                    interval_s=interval_s,
+                )
+            )
         for n in range(mix.meters):
             client, rng = self._payer(fleet, homes[n], "smart_meter", f"meter-{n}")
-            fleet.simulators.append(SmartMeter(client, utility=self.merchants["utilities"],
-                                               rng=rng, recorder=fleet.recorder,
-                                               month_s=month_s))
+            fleet.simulators.append(
+                SmartMeter(
+                    client,
+                    utility=self.merchants["utilities"],
+                    rng=rng,
+                    recorder=fleet.recorder,
+                    month_s=month_s,
+                )
+            )
         for n in range(mix.misbehaving):
             owner = self._owner(f"owner of rogue {n}")
             client, rng = self._payer(fleet, owner, "other", f"rogue-{n}")
-            fleet.simulators.append(MisbehavingDevice(
-                client, payee=self.merchants["parking"], rng=rng, recorder=fleet.recorder,
-                max_amount_minor=MISBEHAVING_MAX_AMOUNT, interval_s=interval_s))
+            fleet.simulators.append(
+                MisbehavingDevice(
+                    client,
+                    payee=self.merchants["parking"],
+                    rng=rng,
+                    recorder=fleet.recorder,
+                    max_amount_minor=MISBEHAVING_MAX_AMOUNT,
+                    interval_s=interval_s,
+                )
+            )
 
     def _owner(self, name: str) -> Owner:
         created = self.admin.create_owner(name)
@@ -182,30 +256,47 @@ class _Seeder:
         fleet.simulators.append(station)
         return station
 
-    def _payer(self, fleet: Fleet, owner: Owner, kind: str,
-               name: str) -> tuple[DeviceClient, random.Random]:
+    def _payer(
+        self, fleet: Fleet, owner: Owner, kind: str, name: str
+    ) -> tuple[DeviceClient, random.Random]:
         client, rng = self._device(fleet, owner, kind, name, None)
         device_id = client.device_id
         owner.set_rules(device_id, RULES[kind])
         if kind == "car":
-            owner.add_mandate(device_id, {"payee": self.merchants["insurance"],
-                                          "max_amount": 20000})
+            owner.add_mandate(
+                device_id, {"payee": self.merchants["insurance"], "max_amount": 20000}
+            )
         elif kind == "smart_meter":
-            owner.add_mandate(device_id, {"payee": self.merchants["utilities"],
-                                          "category": "utilities", "max_amount": 20000})
+            owner.add_mandate(
+                device_id,
+                {
+                    "payee": self.merchants["utilities"],
+                    "category": "utilities",
+                    "max_amount": 20000,
+                },
+            )
         owner.top_up(device_id, TOP_UPS[kind], CURRENCY, f"seed-{device_id}")
         return client, rng
 
-    def _device(self, fleet: Fleet, owner: Owner, kind: str, name: str,
-                category: str | None) -> tuple[DeviceClient, random.Random]:
+    def _device(
+        self, fleet: Fleet, owner: Owner, kind: str, name: str, category: str | None
+    ) -> tuple[DeviceClient, random.Random]:
         directory = provision_device(
-            self.state_dir / name, self.api_url, self.integrator["api_key"], owner.id, kind,
-            f"{name}-{self.run}", category=category, currency=CURRENCY)
+            self.state_dir / name,
+            self.api_url,
+            self.integrator["api_key"],
+            owner.id,
+            kind,
+            f"{name}-{self.run}",
+            category=category,
+            currency=CURRENCY,
+        )
         options: dict[str, Any] = {"rng": random.Random(f"{self.seed}:{name}:ids")}
         if self.clock is not None:
             options["clock"] = self.clock
-        client = DeviceClient.from_state_dir(directory, self.broker.host, self.broker.port,
-                                             **options)
+        client = DeviceClient.from_state_dir(
+            directory, self.broker.host, self.broker.port, **options
+        )
         fleet.clients.append(client)
         owner.approve_device(client.device_id)
         fleet.owners[client.device_id] = owner

@@ -43,6 +43,7 @@ class Summary:
 
     def render(self) -> str:
         """A few lines for a person."""
+
         def ms(value: float | None) -> str:
             return "-" if value is None else f"{value:.1f} ms"
 
@@ -120,19 +121,26 @@ class Recorder:
         with self._lock:
             return len(self._open)
 
-    def summary(self, duration_s: float, arrivals: int = 0, dropped: int = 0,
-                max_lag_s: float = 0.0) -> Summary:
+    def summary(
+        self, duration_s: float, arrivals: int = 0, dropped: int = 0, max_lag_s: float = 0.0
+    ) -> Summary:
         with self._lock:
             return Summary(
-                duration_s=duration_s, arrivals=arrivals, orders_sent=self._sent,
-                results=dict(self._results), reasons=dict(self._reasons),
-                events=dict(self._events), duplicates=self._duplicates,
+                duration_s=duration_s,
+                arrivals=arrivals,
+                orders_sent=self._sent,
+                results=dict(self._results),
+                reasons=dict(self._reasons),
+                events=dict(self._events),
+                duplicates=self._duplicates,
                 unanswered=len(self._open),
                 latency_p50_ms=_ms(percentile(self._first, 50)),
                 latency_p99_ms=_ms(percentile(self._first, 99)),
                 final_latency_p50_ms=_ms(percentile(self._final, 50)),
                 final_latency_p99_ms=_ms(percentile(self._final, 99)),
-                dropped=dropped, max_lag_ms=max_lag_s * 1000, surprises=list(self._surprises),
+                dropped=dropped,
+                max_lag_ms=max_lag_s * 1000,
+                surprises=list(self._surprises),
             )
 
 

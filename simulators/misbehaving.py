@@ -43,13 +43,20 @@ class MisbehavingDevice(SimDevice):
     kind = "other"
 
     def __init__(
-        self, client: DeviceClient, *, payee: str, max_amount_minor: int,
-        rng: random.Random | None = None, recorder: Recorder | None = None,
-        interval_s: float | None = None, currency: str = "EUR",
+        self,
+        client: DeviceClient,
+        *,
+        payee: str,
+        max_amount_minor: int,
+        rng: random.Random | None = None,
+        recorder: Recorder | None = None,
+        interval_s: float | None = None,
+        currency: str = "EUR",
         mischief: tuple[str, ...] = MISCHIEF,
     ) -> None:
-        super().__init__(client, rng=rng, recorder=recorder, interval_s=interval_s,
-                         currency=currency)
+        super().__init__(
+            client, rng=rng, recorder=recorder, interval_s=interval_s, currency=currency
+        )
         self.payee, self.max_amount_minor, self.mischief = payee, max_amount_minor, mischief
         self.expected: dict[str | None, list[Expected]] = {}
         self.finished: dict[str, tuple[PreparedOrder, Result]] = {}
@@ -94,14 +101,16 @@ class MisbehavingDevice(SimDevice):
         return str(payload["order_id"])
 
     def stale(self) -> str:
-        prepared = self.client.prepare(pay_fields(self.payee, 1, self.currency),
-                                       ts=int(self.client.clock()) - STALE_BY_S)
+        prepared = self.client.prepare(
+            pay_fields(self.payee, 1, self.currency), ts=int(self.client.clock()) - STALE_BY_S
+        )
         self._expect(prepared.order_id, Expected("stale", "rejected", "stale_order"))
         return self.client.submit(prepared)
 
     def over_limit(self) -> str:
-        prepared = self.client.prepare(pay_fields(self.payee, self.max_amount_minor + 1,
-                                                  self.currency, "far too much"))
+        prepared = self.client.prepare(
+            pay_fields(self.payee, self.max_amount_minor + 1, self.currency, "far too much")
+        )
         self._expect(prepared.order_id, Expected("over_limit", "declined", "amount_over_limit"))
         return self.client.submit(prepared)
 
@@ -110,8 +119,10 @@ class MisbehavingDevice(SimDevice):
         self.client.publish_raw(b"\x00\xffnot a JWS at all")
 
     def impersonation(self) -> str:
-        payload = {**self.client.prepare(pay_fields(self.payee, 1, self.currency)).payload,
-                   "device_id": "dev_somebody_else"}
+        payload = {
+            **self.client.prepare(pay_fields(self.payee, 1, self.currency)).payload,
+            "device_id": "dev_somebody_else",
+        }
         self._expect(payload["order_id"], Expected("impersonation", "rejected", "invalid_message"))
         self.client.publish_raw(self.client.sign(payload).encode())
         return str(payload["order_id"])
@@ -141,9 +152,11 @@ class MisbehavingDevice(SimDevice):
         if got == (expected.status, expected.reason, expected.duplicate):
             self.refusals.append((expected.mischief, result))
             return
-        surprise = (f"{self.device_id} {expected.mischief} {result.order_id}: expected "
-                    f"{expected.status}/{expected.reason} duplicate={expected.duplicate}, "
-                    f"got {result.status}/{result.reason} duplicate={result.duplicate}")
+        surprise = (
+            f"{self.device_id} {expected.mischief} {result.order_id}: expected "
+            f"{expected.status}/{expected.reason} duplicate={expected.duplicate}, "
+            f"got {result.status}/{result.reason} duplicate={result.duplicate}"
+        )
         self.surprises.append(surprise)
         self.recorder.surprise(surprise)
 

@@ -91,8 +91,14 @@ class OwnerDesk:
 
 
 def drive(
-    fleet: Fleet, rate: float, duration_s: float, *, seed: int = 0, settle_s: float = 10.0,
-    approve_probability: float = 0.8, clock: Callable[[], float] = time.monotonic,
+    fleet: Fleet,
+    rate: float,
+    duration_s: float,
+    *,
+    seed: int = 0,
+    settle_s: float = 10.0,
+    approve_probability: float = 0.8,
+    clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Summary:
     """Send orders at `rate` per second for `duration_s`, then let answers settle."""
@@ -118,14 +124,24 @@ def drive(
         stop.set()
         desk_thread.join(5)
     dropped = sum(len(client.dropped) for client in fleet.clients)
-    return fleet.recorder.summary(sent_s, arrivals=loop.issued, dropped=dropped,
-                                  max_lag_s=loop.max_lag_s)
+    return fleet.recorder.summary(
+        sent_s, arrivals=loop.issued, dropped=dropped, max_lag_s=loop.max_lag_s
+    )
 
 
 def run_population(
-    api_url: str, broker_host: str, broker_port: int, admin_token: str,
-    devices: int | Mapping[str, int], rate: float, duration_s: float, state_dir: Path, *,
-    seed: int = 0, settle_s: float = 10.0, approve_probability: float = 0.8,
+    api_url: str,
+    broker_host: str,
+    broker_port: int,
+    admin_token: str,
+    devices: int | Mapping[str, int],
+    rate: float,
+    duration_s: float,
+    state_dir: Path,
+    *,
+    seed: int = 0,
+    settle_s: float = 10.0,
+    approve_probability: float = 0.8,
 ) -> Summary:
     """Seed owners, merchants and devices through the API, then run the open loop.
 
@@ -134,17 +150,31 @@ def run_population(
     mapping (`{"cars": 10, "pumps": 2, ...}`).
     """
     mix = Mix.for_total(devices) if isinstance(devices, int) else Mix(**devices)
-    fleet = seed_fleet(api_url, Broker(broker_host, broker_port), admin_token, mix,
-                       Path(state_dir), seed=seed, recorder=Recorder())
+    fleet = seed_fleet(
+        api_url,
+        Broker(broker_host, broker_port),
+        admin_token,
+        mix,
+        Path(state_dir),
+        seed=seed,
+        recorder=Recorder(),
+    )
     try:
-        return drive(fleet, rate, duration_s, seed=seed, settle_s=settle_s,
-                     approve_probability=approve_probability)
+        return drive(
+            fleet,
+            rate,
+            duration_s,
+            seed=seed,
+            settle_s=settle_s,
+            approve_probability=approve_probability,
+        )
     finally:
         fleet.close()
 
 
-def _settle(fleet: Fleet, settle_s: float, clock: Callable[[], float],
-            sleep: Callable[[float], None]) -> None:
+def _settle(
+    fleet: Fleet, settle_s: float, clock: Callable[[], float], sleep: Callable[[float], None]
+) -> None:
     """Keep stepping until every order is answered and every station is done, or time's up."""
     deadline = clock() + settle_s
     while clock() < deadline:
@@ -170,8 +200,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     host, _, port = args.broker.rpartition(":")
-    summary = run_population(args.api, host, int(port), args.admin_token, args.devices,
-                             args.rate, args.duration, args.state_dir, seed=args.seed)
+    summary = run_population(
+        args.api,
+        host,
+        int(port),
+        args.admin_token,
+        args.devices,
+        args.rate,
+        args.duration,
+        args.state_dir,
+        seed=args.seed,
+    )
     print(summary.render())
 
 

@@ -37,11 +37,18 @@ class Station(SimDevice):
     unit = "unit"
 
     def __init__(
-        self, client: DeviceClient, *, rng: random.Random | None = None,
-        recorder: Recorder | None = None, currency: str = "EUR",
-        price_per_unit_minor: int = 100, preauth_minor: int = 10000,
-        session_s: tuple[float, float] = (2.0, 8.0), void_probability: float = 0.05,
-        refund_probability: float = 0.05, refund_after_s: float = 1.0,
+        self,
+        client: DeviceClient,
+        *,
+        rng: random.Random | None = None,
+        recorder: Recorder | None = None,
+        currency: str = "EUR",
+        price_per_unit_minor: int = 100,
+        preauth_minor: int = 10000,
+        session_s: tuple[float, float] = (2.0, 8.0),
+        void_probability: float = 0.05,
+        refund_probability: float = 0.05,
+        refund_after_s: float = 1.0,
     ) -> None:
         super().__init__(client, rng=rng, recorder=recorder, currency=currency)
         self.price_per_unit_minor, self.preauth_minor = price_per_unit_minor, preauth_minor
@@ -65,7 +72,8 @@ class Station(SimDevice):
             self.seen.add(event.payment_id)
             done_at = now + self.rng.uniform(*self.session_s)
             self.serving[event.payment_id] = Dispensing(
-                event.payment_id, event.payer_device_id, event.amount, done_at)
+                event.payment_id, event.payer_device_id, event.amount, done_at
+            )
 
     def on_result(self, result: Result, now: float) -> None:
         payment_id = self.captures.pop(result.order_id or "", None)

@@ -62,7 +62,11 @@ class GatewayApi:
     """A small client of the gateway's HTTP API; `api_key` is sent as a bearer token."""
 
     def __init__(
-        self, base_url: str, api_key: str | None = None, *, timeout_s: float = 10.0,
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        timeout_s: float = 10.0,
         http: httpx.Client | None = None,
     ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -83,8 +87,13 @@ class GatewayApi:
         """POST /v1/devices with the integrator's key."""
         body = {k: v for k, v in asdict(registration).items() if v is not None}
         answer = self.request("POST", "/v1/devices", {**body, "csr": csr_pem}, expect=201)
-        return Registered(answer["id"], answer["status"], answer["attested"],
-                          answer["certificate"], answer["ca_chain"])
+        return Registered(
+            answer["id"],
+            answer["status"],
+            answer["attested"],
+            answer["certificate"],
+            answer["ca_chain"],
+        )
 
     def ca_bundle(self) -> str:
         """GET /v1/ca: the CAs behind devices, the broker and the gateway's signatures."""
@@ -106,8 +115,12 @@ class GatewayApi:
 
 
 def provision(
-    state_dir: Path, api: GatewayApi, registration: Registration, key_type: KeyType = "p256",
-    *, csr_pem: str | None = None,
+    state_dir: Path,
+    api: GatewayApi,
+    registration: Registration,
+    key_type: KeyType = "p256",
+    *,
+    csr_pem: str | None = None,
 ) -> Identity:
     """Make a key, register it through `api` (the integrator's key) and store the identity.
 
@@ -131,8 +144,12 @@ def provision(
     write_atomic(paths.certificate, registered.certificate.encode())
     write_atomic(paths.ca_chain, registered.ca_chain.encode())
     refresh_trust(paths.root, api)
-    record = {"id": registered.id, "status_at_registration": registered.status,
-              "attested": registered.attested, **asdict(registration)}
+    record = {
+        "id": registered.id,
+        "status_at_registration": registered.status,
+        "attested": registered.attested,
+        **asdict(registration),
+    }
     write_atomic(paths.record, json.dumps(record, indent=2).encode())  # last: marks it complete
     return Identity.load(paths.root)
 

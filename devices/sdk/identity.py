@@ -57,8 +57,9 @@ def make_csr(key: PrivateKey, common_name: str = "kym-device") -> str:
 
 def save_private_key(path: Path, key: PrivateKey) -> None:
     """Write the key as unencrypted PKCS#8 PEM with mode 0600."""
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     write_atomic(path, pem, KEY_MODE)
 
 
@@ -143,8 +144,13 @@ class Identity:
     def load(cls, state_dir: Path) -> Identity:
         """The identity stored in `state_dir`; raises IdentityMissing if it is incomplete."""
         paths = StatePaths(Path(state_dir))
-        needed = (paths.key, paths.certificate, paths.record, paths.ca_bundle,
-                  paths.gateway_certificate)
+        needed = (
+            paths.key,
+            paths.certificate,
+            paths.record,
+            paths.ca_bundle,
+            paths.gateway_certificate,
+        )
         missing = [p.name for p in needed if not p.is_file()]
         if missing:
             raise IdentityMissing(f"{state_dir} lacks {', '.join(missing)}")

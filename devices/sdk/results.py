@@ -36,6 +36,7 @@ class ResultBoard:
 
     def wait_for(self, order_id: str, timeout_s: float, final: bool) -> Result:
         """The order's result; with `final`, not a `pending_approval` one."""
+
         def found() -> Result | None:
             result = self._latest.get(order_id)
             return result if _fits(result, final) else None
@@ -45,8 +46,11 @@ class ResultBoard:
 
     def wait_for_unmatched(self, timeout_s: float) -> Result:
         """The oldest result without an order id not yet taken."""
-        return self._wait(lambda: self._unmatched.popleft() if self._unmatched else None,
-                          timeout_s, "no rejection without an order id")
+        return self._wait(
+            lambda: self._unmatched.popleft() if self._unmatched else None,
+            timeout_s,
+            "no rejection without an order id",
+        )
 
     def _wait(self, found: Callable[[], Result | None], timeout_s: float, what: str) -> Result:
         with self._changed:

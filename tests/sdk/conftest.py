@@ -17,9 +17,9 @@ import uvicorn
 
 from devices.sdk import DeviceClient, GatewayApi, Identity, KeyType, Registration, provision
 from gateway.http.app import create_app
+from gateway.server import free_port
 from tests.e2e.conftest import (  # noqa: F401 - the fixtures, reused
     Stack,
-    free_port,
     gateway,
     stack,
 )
