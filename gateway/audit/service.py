@@ -46,15 +46,22 @@ def sign_tree_head_if_due(
     """For the housekeeper: sign a head when the log grew and the latest head is `interval`
     old (or there is none); the new head's JWS, or None when none was due."""
 
-    def work(conn: Connection) -> str | None:
-        size, root, _frontier = store.log_state(conn, lock=True)
-        latest = store.latest_head(conn)
-        now = store.unix_seconds(ctx.clock())
+    def due(conn: Connection, *, lock: bool) -> TreeHead | None:
+        size, root, _frontier = store.log_state(conn, lock=lock)
+        latest, now = store.latest_head(conn), store.unix_seconds(ctx.clock())
         if latest is not None and (
             latest[0].tree_size >= size or now - latest[0].ts < interval.total_seconds()
         ):
             return None
-        return _sign(ctx, conn, TreeHead(size, root, now))
+        return TreeHead(size, root, now)
+
+    with ctx.db.read() as conn:  # most rounds end here, without taking the write lock
+        if due(conn, lock=False) is None:
+            return None
+
+    def work(conn: Connection) -> str | None:
+        head = due(conn, lock=True)  # again, serialised with appends and other signers
+        return None if head is None else _sign(ctx, conn, head)
 
     return ctx.db.run(work)
 

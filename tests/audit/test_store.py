@@ -258,3 +258,19 @@ def _verified(token: str, ctx: Any) -> dict[str, Any]:
     assert obj.headers() == {"alg": "ES256", "typ": "kym-tree-head"}
     payload: dict[str, Any] = json.loads(obj.payload)
     return payload
+
+
+def test_housekeepers_racing_to_sign_sign_one_head(ctx: Any) -> None:
+    append(ctx.db, *[Record("admin", "x", {"i": i}) for i in range(3)])
+    signed: list[str | None] = []
+    racers = [
+        threading.Thread(target=lambda: signed.append(audit_service.sign_tree_head_if_due(ctx)))
+        for _ in range(4)
+    ]
+    for racer in racers:
+        racer.start()
+    for racer in racers:
+        racer.join()
+    assert len([token for token in signed if token is not None]) == 1
+    with ctx.db.read() as conn:
+        assert [head.tree_size for head, _ in store.iter_heads(conn)] == [3]
