@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import NameOID
 
 from devices import ca
@@ -104,9 +105,13 @@ def make_manufacturer(name: str, now: datetime) -> Manufacturer:
 
 
 def leaf_for(
-    maker: Manufacturer, public_key: ca.DevicePublicKey, now: datetime, expired: bool = False
+    maker: Manufacturer,
+    public_key: PublicKeyTypes,
+    now: datetime,
+    expired: bool = False,
 ) -> x509.Certificate:
-    """An attestation leaf for `public_key`, signed by the maker's intermediate."""
+    """An attestation leaf for `public_key` (a device's key), signed by the maker's intermediate."""
+    assert isinstance(public_key, ca.DevicePublicKey), type(public_key)
     not_after = now - timedelta(days=1) if expired else now + timedelta(days=3650)
     start = now - timedelta(days=30)
     issuer, key = maker.intermediate.subject, maker.intermediate_key
