@@ -6,10 +6,10 @@
   forked the child ends, so every start and restart happens on the supervisor's own thread,
   which lives until `stop`.
 - Pidfile: `WORKDIR/mosquitto.pid` names the running child. At start, a process it names that
-  still runs this very command line is a leftover of a killed parent (one that started before
-  the death signal was armed, or kept alive by a subreaper): it is stopped, so that no broker
-  keeps serving with an old CRL. If the port is still taken afterwards, start fails loudly
-  rather than report a broker that is not ours.
+  still runs this command line (the same configuration file) is a leftover of a killed parent
+  (one started before the death signal was armed, or kept alive by a subreaper): it is stopped,
+  so that no broker keeps serving with an old CRL. If the port is still taken afterwards, start
+  fails loudly rather than report a broker that is not ours.
 - Restart: when the child exits and `stop` was not asked, it is started again after 0.5 s,
   doubling up to 10 s, back to 0.5 s once a run lasted 30 s. `prepare` runs before every start
   (the configuration is rewritten then, with the current CRL and devices).
@@ -195,7 +195,8 @@ class Supervisor:
         except (OSError, ValueError, IndexError):
             self.pidfile.unlink(missing_ok=True)
             return
-        if [arg.decode(errors="replace") for arg in cmdline if arg] != self.argv:
+        args = [arg.decode(errors="replace") for arg in cmdline if arg]
+        if args[1:] != self.argv[1:] or Path(args[0]).name != Path(self.argv[0]).name:
             self.pidfile.unlink(missing_ok=True)  # that pid is someone else's by now
             return
         if not _running(pid) or (self.process is not None and self.process.pid == pid):
