@@ -76,10 +76,14 @@ def test_a_greedy_subscriber_cannot_make_any_order_go_unanswered(kym_broker: Kym
     for order in sent:
         bystander.publish(ORDERS.format("dev-a"), order.encode())
     answered: set[str] = set()
+    workers: set[int] = set()
     deadline = time.monotonic() + 10
     while len(answered) < len(sent) and time.monotonic() < deadline:
-        answered.add(json.loads(bystander.messages.get(timeout=10).payload)["order"])
+        result = json.loads(bystander.messages.get(timeout=10).payload)
+        answered.add(result["order"])
+        workers.add(result["by"])
     assert answered == set(sent)
+    assert workers == {0, 1}, "the gateways did not share the orders"
     for attacker in attackers:  # they got nothing, and the broker did not drop them either
         attacker.sock.settimeout(0.3)
         with pytest.raises(TimeoutError):
