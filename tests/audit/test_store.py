@@ -64,7 +64,9 @@ def ctx(db: Database, key: ec.EllipticCurvePrivateKey) -> Any:
     )
 
 
-def append(db: Database, *records: Record, at: datetime = NOW) -> list[entries.AuditEntry]:
+def append(
+    db: Database, *records: Record | entries.LegacyItem, at: datetime = NOW
+) -> list[entries.AuditEntry]:
     return db.run(lambda conn: store.append(conn, at, list(records)))
 
 
@@ -77,7 +79,7 @@ def test_leaf_hash_is_sha256_of_zero_and_the_jcs_of_the_content(db: Database) ->
     record = Record("device:car", "order.approved", {"amount": 100, "b": [1, "é"]}, "car",
                     "pay_1", "o-1")  # fmt: skip
     (entry,) = append(db, record)
-    content = {
+    content: dict[str, Any] = {
         "index": 0,
         "ts": 1795942800,
         "actor": "device:car",

@@ -10,7 +10,9 @@ import subprocess
 import sys
 
 import pytest
+from sqlalchemy import text
 
+from gateway.audit import log
 from gateway.audit import service as audit_service
 from gateway.audit import store as audit_store
 from gateway.service import verify_audit
@@ -53,7 +55,7 @@ def produce_entries(world: World) -> str:
 
 def sql(world: World, statement: str, **params: object) -> None:
     with world.ctx.db.transaction() as conn:
-        conn.execute(audit_store.sa.text(statement), params)
+        conn.execute(text(statement), params)
 
 
 def approved_index(world: World) -> int:
@@ -142,10 +144,7 @@ def test_cutting_the_tail_and_rewinding_the_anchor_is_caught_by_the_signed_head(
     cut = size - 1
     with world.ctx.db.transaction() as conn:
         root = audit_store.root_at(conn, cut).hex()
-        frontier = [
-            audit_store.stored_nodes(conn, [ref])[ref]
-            for ref in audit_store.log.frontier_nodes(cut)
-        ]
+        frontier = [audit_store.stored_nodes(conn, [ref])[ref] for ref in log.frontier_nodes(cut)]
     sql(world, f"DELETE FROM audit_log WHERE leaf_index >= {cut}")
     sql(
         world,
