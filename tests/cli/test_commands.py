@@ -145,3 +145,19 @@ def test_a_pump_hears_the_hold_placed_for_it_and_a_refusal_exits_1(served: Serve
     refused = kym("device", "pay", ids["pump"], "2500", "--state-dir", "car", cwd=home)
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert refused.stdout.startswith("declined insufficient_funds ")
+
+
+def test_register_refuses_a_file_that_is_not_a_key_without_the_library_text(
+    tmp_path: Path,
+) -> None:
+    garbage = tmp_path / "car.key"
+    garbage.write_text("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
+    completed = kym(
+        *("device", "register", "--state-dir", str(tmp_path / "car"), "--key", str(garbage)),
+        *("--api-key", "k", "--owner", "o", "--kind", "car"),
+        *("--manufacturer", "m", "--model", "m", "--serial", "s"),
+    )
+    assert completed.returncode == 2
+    assert completed.stderr == (
+        f"Error: {garbage} is not an unencrypted P-256 or Ed25519 key in PEM\n"
+    )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -148,15 +147,13 @@ def bring_key(paths: StatePaths, key_file: Path | None) -> None:
         return
     try:
         key = load_private_key(key_file)
-    except ValueError as exc:
-        raise Unable(f"{key_file}: {exc}") from exc
+    except (ValueError, TypeError) as exc:  # TypeError: it wants a password
+        raise Unable(f"{key_file} is not an unencrypted P-256 or Ed25519 key in PEM") from exc
     if paths.key.is_file():
         if load_private_key(paths.key).public_key() != key.public_key():
             raise Unable(f"{paths.root} already holds another key: use another --state-dir")
         return
-    paths.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    shutil.copyfile(key_file, paths.key)
-    paths.key.chmod(KEY_MODE)
+    write_atomic(paths.key, key_file.read_bytes(), KEY_MODE)  # never readable by others
 
 
 def check_csr_holds(csr_pem: str, paths: StatePaths) -> None:
