@@ -13,13 +13,12 @@ from collections.abc import Callable
 from fastapi import APIRouter, FastAPI
 
 from gateway.context import Context
-from gateway.http.audit_log import audit_router
-from gateway.http.deps import caller
 from gateway.http.edge import Edge
 from gateway.http.errors import KEYED_ERRORS, PUBLIC_ERRORS, install_error_handlers
 from gateway.http.routes import (
     approvals,
     audit,
+    audit_log,
     ca,
     devices,
     health,
@@ -42,6 +41,7 @@ KEYED: list[APIRouter] = [
     mandates.router,
     approvals.router,
     audit.router,
+    audit_log.router,
 ]
 
 
@@ -53,7 +53,7 @@ def create_app(ctx: Context, ready: Callable[[], bool] = lambda: True) -> FastAP
     install_error_handlers(app)
     for router in PUBLIC:
         app.include_router(router, responses=PUBLIC_ERRORS)
-    for router in [*KEYED, audit_router(ctx, caller)]:
+    for router in KEYED:
         app.include_router(router, responses=KEYED_ERRORS)
     app.add_middleware(Edge)
     return app

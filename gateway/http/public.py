@@ -168,3 +168,7 @@ class KeyPage(Public):
 
 class Health(Public):
     status: str
+
+
+class ConsistencyProof(Public):
+    proof: list[str]  # lowercase hex hashes, RFC 9162 section 2.1.4
