@@ -9,7 +9,15 @@ import time
 
 import pytest
 
-from tests.broker.kym_brokers import ORDERS, RESULTS, SHARED_ORDERS, KymBroker, echo_gateway
+from gateway.broker.mosquitto import ExternalMosquitto
+from tests.broker.kym_brokers import (
+    ORDERS,
+    REGISTERED,
+    RESULTS,
+    SHARED_ORDERS,
+    KymBroker,
+    echo_gateway,
+)
 from tests.broker.rawmqtt import publish_packet
 
 REFUSED = [
@@ -142,3 +150,15 @@ def test_on_mosquitto_a_forgotten_device_keeps_no_rights(mosquitto_broker: KymBr
     assert again.connect(client_id="dev-b") == (False, 0)
     assert again.subscribe(1, RESULTS.format("dev-b")) == [0x80]
     again.close()
+
+
+def test_an_external_broker_gets_entries_for_devices_it_lacks_at_gateway_start(
+    mosquitto_broker: KymBroker,
+) -> None:
+    external = ExternalMosquitto(mosquitto_broker.pki, "127.0.0.1", mosquitto_broker.port, 1)
+    assert external.sync([*REGISTERED, "dev-late"]) == 1
+    assert external.sync([*REGISTERED, "dev-late"]) == 0
+    late = mosquitto_broker.raw("dev-late")
+    assert late.connect(client_id="dev-late") == (False, 0)
+    assert late.subscribe(1, RESULTS.format("dev-late"), "#") == [1, 0x80]
+    late.close()
