@@ -3,7 +3,8 @@
 Every device is provisioned through the API (its own key and certificate), approved, funded
 and given rules that let every payment through. Every order is signed before the clock starts
 (`DeviceClient.prepare`), so that the run measures the gateway, not the signing; sending one
-journals it (unsynced: the bench measures the gateway, not the device's disk) and publishes it.
+journals it (unsynced: the bench measures the gateway, not the device's disk) and publishes it;
+the SDK's re-sending of unanswered orders is off, so that queueing never turns into replays.
 Results come back through the SDK, their signatures verified, as for any device.
 """
 
@@ -96,6 +97,7 @@ def provision_fleet(
                 broker.host,
                 broker.port,
                 fsync=False,
+                resend_after=None,  # a replay would count as load; every order here is new
             )
             client.on_result = partial(recorder.result, client.device_id)
             clients.append(client)
