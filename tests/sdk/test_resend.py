@@ -4,6 +4,7 @@ and every `resend_after` seconds (contract section 6, "Delivery")."""
 from __future__ import annotations
 
 import queue
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -23,12 +24,13 @@ def gateway_side(http: Http) -> Iterator[GatewaySide]:
 
 def _arrivals(gateway_side: GatewaySide, seconds: float) -> list[bytes]:
     """Every order payload that reaches the gateway's subscription within `seconds`."""
-    got = []
-    try:
-        while True:
-            got.append(gateway_side.next_order(timeout_s=seconds).payload)
-    except queue.Empty:
-        return got
+    got, deadline = [], time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            got.append(gateway_side.next_order(timeout_s=left).payload)
+        except queue.Empty:
+            break
+    return got
 
 
 def test_an_unanswered_order_is_resent_byte_for_byte_until_a_final_result(
