@@ -160,6 +160,14 @@ def visible_device(conn: Connection, party: Party, device_id: str) -> Device:
     return device
 
 
+def owned_device_id(conn: Connection, owner: Party, device_id: str) -> str:
+    """The device id if `owner` owns it, else NotFound (also for its integrator)."""
+    device = visible_device(conn, owner, device_id)
+    if device.owner_id != owner.id:
+        raise NotFound("no such device")
+    return device.id
+
+
 def get_device(ctx: Context, party: Party, device_id: str) -> tuple[Device, DeviceCertificate]:
     """The device and its newest certificate, as its owner or integrator sees them."""
     with ctx.db.read() as conn:

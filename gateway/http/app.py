@@ -2,8 +2,8 @@
 
 Nothing here decides anything: `edge` enforces body limits before routing, `deps` says who is
 calling, `errors` turns refusals into the contract's error body, and each router is a thin
-layer over the use cases in `gateway.service`, `gateway.owners`, `gateway.keys` and
-`gateway.orders`.
+layer over the use cases in `gateway.service`, `gateway.wallets`, `gateway.consent.service`,
+`gateway.keys` and `gateway.orders`.
 """
 
 from __future__ import annotations

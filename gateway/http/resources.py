@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import Depends
 
 from devices import store as device_store
-from gateway import owners
+from gateway import service, wallets
 from gateway.consent import store as consent_store
 from gateway.errors import NotFound
 from gateway.http.deps import Ctx, Integrator, Merchant, Owner
@@ -21,7 +21,7 @@ from gateway.http.deps import Ctx, Integrator, Merchant, Owner
 def owned_device(device_id: str, ctx: Ctx, caller: Owner) -> str:
     """The id of one of the caller's devices."""
     with ctx.db.read() as conn:
-        return owners.owned_device_id(conn, caller, device_id)
+        return service.owned_device_id(conn, caller, device_id)
 
 
 def integrated_device(device_id: str, ctx: Ctx, caller: Integrator) -> str:
@@ -35,7 +35,7 @@ def integrated_device(device_id: str, ctx: Ctx, caller: Integrator) -> str:
 
 def merchant_payment(payment_id: str, ctx: Ctx, caller: Merchant) -> str:
     """The id of a payment to the calling merchant."""
-    owners.merchant_payment(ctx, caller, payment_id)
+    wallets.merchant_payment(ctx, caller, payment_id)
     return payment_id
 
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from fastapi import APIRouter
 
-from gateway import owners
+from gateway.consent import service as consent
 from gateway.http.deps import Ctx, Owner
 from gateway.http.public import ApprovalDecided, ApprovalList
 from gateway.http.resources import OwnedApproval
@@ -20,7 +20,7 @@ ApprovalStatus = Literal["pending", "approved", "declined", "expired"]
 @router.get("/v1/approvals")
 def list_approvals(ctx: Ctx, caller: Owner, status: ApprovalStatus | None = None) -> ApprovalList:
     """The owner's approvals, newest first, e.g. ?status=pending."""
-    return ApprovalList.model_validate({"items": owners.list_approvals(ctx, caller, status)})
+    return ApprovalList.model_validate({"items": consent.list_approvals(ctx, caller, status)})
 
 
 @router.post("/v1/approvals/{approval_id}")
@@ -32,7 +32,7 @@ def decide_approval(
     reason = None if result.reason is None else result.reason.value
     return ApprovalDecided.model_validate(
         {
-            **owners.approval_public(approval),
+            **consent.approval_public(approval),
             "result": {"status": result.status.value, "reason": reason},
         }
     )

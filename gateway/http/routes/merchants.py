@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from gateway import owners
+from gateway import wallets
 from gateway.context import Context
 from gateway.errors import Conflict
 from gateway.http.deps import Ctx, Merchant
@@ -20,14 +20,14 @@ router = APIRouter(tags=["merchants"])
 @router.get("/v1/merchants/me/wallet")
 def merchant_wallet(ctx: Ctx, caller: Merchant) -> MerchantWalletPublic:
     """The merchant's wallet."""
-    wallet = owners.wallet_of(ctx, caller, None)
+    wallet = wallets.wallet_of(ctx, caller, None)
     return MerchantWalletPublic(currency=wallet["currency"], balance=wallet["balance"])
 
 
 @router.get("/v1/merchants/me/payments")
 def merchant_payments(ctx: Ctx, caller: Merchant) -> PaymentList:
     """The merchant's payments, newest first."""
-    return PaymentList.model_validate({"items": owners.payments_of(ctx, caller, None)})
+    return PaymentList.model_validate({"items": wallets.payments_of(ctx, caller, None)})
 
 
 @router.post("/v1/merchants/me/payments/{payment_id}/capture")
@@ -61,4 +61,4 @@ def _adjust(
     if result.reason is not None:
         reason = result.reason.value
         raise Conflict(f"the {kind} is refused: {reason}", reason=reason)
-    return PaymentPublic.model_validate(owners.merchant_payment(ctx, caller, payment_id))
+    return PaymentPublic.model_validate(wallets.merchant_payment(ctx, caller, payment_id))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from gateway import owners
+from gateway.consent import service as consent
 from gateway.http.deps import Ctx, Owner
 from gateway.http.public import RulesPublic
 from gateway.http.resources import OwnedDevice
@@ -21,10 +21,10 @@ def put_rules(device_id: OwnedDevice, body: RulesIn, ctx: Ctx, caller: Owner) ->
     exceeded (so `{"currency": "EUR"}` alone lets every payment within the rules through);
     without rules, every payment needs the owner's approval unless a mandate covers it.
     """
-    return RulesPublic.model_validate(owners.put_rules(ctx, caller, device_id, body))
+    return RulesPublic.model_validate(consent.put_rules(ctx, caller, device_id, body.to_rules()))
 
 
 @router.get("/v1/devices/{device_id}/rules", response_model_exclude_none=True)
 def get_rules(device_id: str, ctx: Ctx, caller: Owner) -> RulesPublic:
     """The device's rules, `{}` when it has none (owner)."""
-    return RulesPublic.model_validate(owners.get_rules(ctx, caller, device_id))
+    return RulesPublic.model_validate(consent.get_rules(ctx, caller, device_id))

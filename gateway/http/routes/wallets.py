@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from gateway import owners
+from gateway import wallets
 from gateway.http.deps import Ctx, Owner
 from gateway.http.public import BalancePublic, PaymentList, WalletPublic
 from gateway.http.resources import OwnedDevice
@@ -16,7 +16,7 @@ router = APIRouter(tags=["wallets"])
 @router.post("/v1/devices/{device_id}/wallet/top-ups", status_code=201)
 def top_up(device_id: OwnedDevice, body: TopUpCreate, ctx: Ctx, caller: Owner) -> BalancePublic:
     """Top up a device's wallet (owner); idempotent by key."""
-    balance = owners.top_up(
+    balance = wallets.top_up(
         ctx, caller, device_id, body.amount, body.currency, body.idempotency_key
     )
     return BalancePublic.model_validate(balance)
@@ -25,10 +25,10 @@ def top_up(device_id: OwnedDevice, body: TopUpCreate, ctx: Ctx, caller: Owner) -
 @router.get("/v1/devices/{device_id}/wallet")
 def device_wallet(device_id: str, ctx: Ctx, caller: Owner) -> WalletPublic:
     """A device's wallet (owner)."""
-    return WalletPublic.model_validate(owners.wallet_of(ctx, caller, device_id))
+    return WalletPublic.model_validate(wallets.wallet_of(ctx, caller, device_id))
 
 
 @router.get("/v1/devices/{device_id}/payments")
 def device_payments(device_id: str, ctx: Ctx, caller: Owner) -> PaymentList:
     """A device's payments, newest first (owner)."""
-    return PaymentList.model_validate({"items": owners.payments_of(ctx, caller, device_id)})
+    return PaymentList.model_validate({"items": wallets.payments_of(ctx, caller, device_id)})

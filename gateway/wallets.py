@@ -1,0 +1,99 @@
+"""Wallets over HTTP: an owner's top-ups, a device's or merchant's wallet and payments.
+
+Each function runs one database transaction; the ledger itself is `wallet`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection
+
+from gateway import store
+from gateway.context import Context
+from gateway.errors import NotFound
+from gateway.parties import Party
+from gateway.service import owned_device_id
+from wallet import store as wallet_store
+from wallet.ledger import Payment
+
+
+def top_up(
+    ctx: Context, owner: Party, device_id: str, amount: int, currency: str, idempotency_key: str
+) -> dict[str, int]:
+    """Credit a device's wallet from outside, once per idempotency key."""
+    now = ctx.clock()
+
+    def work(conn: Connection) -> dict[str, int]:
+        owned_device_id(conn, owner, device_id)
+        result = wallet_store.top_up(
+            conn,
+            holder_id=device_id,
+            amount_minor=amount,
+            currency=currency,
+            idempotency_key=idempotency_key,
+            now=now,
+        )
+        store.append_audit(
+            conn,
+            now,
+            [
+                (
+                    owner.actor,
+                    "money.top_up",
+                    device_id,
+                    {"amount": amount, "currency": currency, "idempotency_key": idempotency_key},
+                )
+            ],
+        )
+        return {"balance": result.balance_minor, "available": result.available_minor}
+
+    return ctx.db.run(work)
+
+
+def wallet_of(ctx: Context, holder: Party, device_id: str | None) -> dict[str, Any]:
+    """A device's wallet (for its owner) or the merchant's own."""
+    with ctx.db.read() as conn:
+        holder_id = owned_device_id(conn, holder, device_id) if device_id else holder.id
+        wallet = wallet_store.get_wallet(conn, holder_id)
+    if wallet is None:
+        raise NotFound("no wallet")
+    return {
+        "currency": wallet.currency,
+        "balance": wallet.balance_minor,
+        "available": wallet.available_minor,
+    }
+
+
+def payments_of(ctx: Context, holder: Party, device_id: str | None) -> list[dict[str, Any]]:
+    """Payments a device or merchant made or received, newest first."""
+    with ctx.db.read() as conn:
+        holder_id = owned_device_id(conn, holder, device_id) if device_id else holder.id
+        return [payment_public(p) for p in wallet_store.list_payments(conn, holder_id, 200)]
+
+
+def payment_public(payment: Payment) -> dict[str, Any]:
+    """A payment as the API shows it."""
+    return {
+        "payment_id": payment.payment_id,
+        "order_id": payment.order_id,
+        "type": payment.type.value,
+        "status": payment.status.value,
+        "amount": payment.amount_minor,
+        "captured_amount": payment.captured_amount_minor,
+        "refunded_amount": payment.refunded_amount_minor,
+        "payee": payment.payee_id,
+        "payer": payment.payer_id,
+        "currency": payment.currency,
+        "created_at": payment.created_at.isoformat(),
+        "expires_at": payment.expires_at.isoformat() if payment.expires_at else None,
+    }
+
+
+def merchant_payment(ctx: Context, merchant: Party, payment_id: str) -> dict[str, Any]:
+    """One of the merchant's payments."""
+    with ctx.db.read() as conn:
+        payment = wallet_store.get_payment(conn, payment_id)
+    if payment is None or payment.payee_id != merchant.id:
+        raise NotFound("no such payment")
+    return payment_public(payment)
