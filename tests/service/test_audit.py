@@ -8,15 +8,19 @@ import json
 import sqlite3
 import subprocess
 import sys
+from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from joserfc import jws
+from joserfc.jwk import ECKey
 from sqlalchemy import text
 
 from gateway.audit import log
 from gateway.audit import service as audit_service
 from gateway.audit import store as audit_store
 from gateway.service import verify_audit
-from tests.support.world import Clock, World
+from tests.support.world import ADMIN, Clock, World, bearer
 
 
 def run_verify(world: World) -> subprocess.CompletedProcess[str]:
@@ -205,6 +209,38 @@ def test_heads_are_signed_while_entries_are_added(world: World, clock: Clock) ->
     assert verify(world)[1] is None
 
 
+def test_any_party_reads_the_tree_head_and_consistency_proofs(world: World) -> None:
+    shop = world.party("merchants", {"name": "shop", "category": "fuel"})
+    first = world.api.get("/v1/audit/tree-head", headers=bearer(shop["api_key"]))
+    assert first.status_code == 200 and first.headers["content-type"].startswith("text/plain")
+    world.party("owners", {"name": "a", "timezone": "UTC"})
+    audit_service.sign_tree_head(world.ctx)
+    second = world.api.get("/v1/audit/tree-head", headers=ADMIN)
+    old, new = (_head(world, token.text) for token in (first, second))
+    assert new["tree_size"] > old["tree_size"] > 0
+    answer = world.api.get(
+        "/v1/audit/consistency",
+        params={"from": old["tree_size"], "to": new["tree_size"]},
+        headers=bearer(shop["api_key"]),
+    )
+    assert answer.status_code == 200, answer.text
+    proof = [bytes.fromhex(h) for h in answer.json()["proof"]]
+    assert log.verify_consistency(
+        old["tree_size"],
+        new["tree_size"],
+        bytes.fromhex(old["root_hash"]),
+        bytes.fromhex(new["root_hash"]),
+        proof,
+    )
+    unsigned = {"from": old["tree_size"], "to": new["tree_size"] + 1}
+    assert world.api.get("/v1/audit/consistency", params=unsigned, headers=ADMIN).status_code == 404
+    backwards = {"from": new["tree_size"], "to": old["tree_size"]}
+    assert (
+        world.api.get("/v1/audit/consistency", params=backwards, headers=ADMIN).status_code == 422
+    )
+    assert world.api.get("/v1/audit/tree-head").status_code == 401
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_sqlite_file_tampered_directly(world: World) -> None:
     """The contract's promise about editing the SQLite file itself."""
@@ -216,6 +252,17 @@ def test_sqlite_file_tampered_directly(world: World) -> None:
     done = run_verify(world)
     assert done.returncode == 1
     assert "entry 0:" in done.stderr
+
+
+def _head(world: World, token: str) -> dict[str, Any]:
+    """The payload of a head, checked with joserfc and the gateway's public key alone."""
+    key = world.ctx.pki.signer.certificate.public_key()  # as GET /v1/ca/gateway hands it out
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    public = ECKey.import_key(key)
+    checked = jws.deserialize_compact(token, public, algorithms=["ES256"])
+    assert checked.headers() == {"alg": "ES256", "typ": "kym-tree-head"}
+    payload: dict[str, Any] = json.loads(checked.payload)
+    return payload
 
 
 def _payload(token: str) -> bytes:
