@@ -3,12 +3,18 @@ NUL characters (which PostgreSQL cannot store), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
+import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 
+from gateway.server import free_port
 from tests.http.conftest import ADMIN, bearer, create
 from tests.support.openssl import make_openssl_csr
 
@@ -132,3 +138,30 @@ def test_lists_and_strings_have_limits(api: TestClient, tmp_path: Path) -> None:
     assert_error(api.post("/v1/owners", json=long_name, headers=ADMIN), 422, "invalid_request")
     long_timezone = {"name": "Ada", "timezone": "Europe/" + "B" * 1000}
     assert_error(api.post("/v1/owners", json=long_timezone, headers=ADMIN), 422, "invalid_request")
+
+
+@pytest.fixture
+def live_api(sqlite_api: TestClient) -> Iterator[str]:
+    """The same app behind a real uvicorn on a free port."""
+    app = sqlite_api.app
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_a_real_server_reads_an_oversized_body_then_answers_413(live_api: str) -> None:
+    with httpx.Client(base_url=live_api, timeout=30) as client:
+        for body in (b"x" * (20 * MIB), chunks(20 * MIB)):
+            response = client.post("/v1/owners", content=body, headers=JSON)
+            assert_error(response, 413, "body_too_large")
+        after = client.post("/v1/owners", json={"name": "Ada", "timezone": "UTC"}, headers=ADMIN)
+        assert after.status_code == 201
+        garbled = client.post("/v1/owners", content=b'{"name": "\xc3\x28"}', headers=JSON)
+        assert_error(garbled, 422, "invalid_request")

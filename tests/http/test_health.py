@@ -22,7 +22,9 @@ def proxied_postgres(postgres_database: str) -> Iterator[tuple[str, TcpProxy]]:
     from tests.conftest import postgres_schema_url
 
     url = postgres_schema_url(postgres_database)
-    Database(url).migrate()
+    db = Database(url)
+    db.migrate()
+    db.dispose()
     proxy = TcpProxy(("127.0.0.1", 5432))
     yield url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}"), proxy
     proxy.close()
@@ -74,3 +76,4 @@ def test_healthz_is_503_when_the_database_cannot_be_reached_at_all(
         assert api.get("/healthz").status_code == 503
         refused = api.get("/v1/keys", headers={"Authorization": "Bearer kym_x"})
         assert refused.status_code == 503
+    gone.db.dispose()
