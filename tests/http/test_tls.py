@@ -36,8 +36,8 @@ def kym_serve(tmp_path: Path, http: int, *flags: str | Path) -> subprocess.Popen
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[int, list[subprocess.Popen[bytes]]]]:
-    http, processes = free_port(), []
-    yield http, processes
+    processes: list[subprocess.Popen[bytes]] = []
+    yield free_port(), processes
     for process in processes:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=15)
