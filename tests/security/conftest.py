@@ -26,7 +26,7 @@ from gateway.orders.intake import KeyRing
 from gateway.server import build_context
 from gateway.settings import Settings
 from tests.conftest import ADMIN_TOKEN
-from tests.support.world import World, bearer
+from tests.support.world import Dev, World, bearer
 
 # Every kind of caller: the contract's parties, plus the two ways of being nobody.
 PARTIES = ("none", "wrong", "admin", "owner", "other_owner", "integrator", "merchant")
@@ -42,6 +42,7 @@ class Seeded:
     secrets: list[str]  # every key and token handed out while seeding
     csr: str  # a valid CSR (PEM) nobody has registered
     ca_pem: str  # a manufacturer CA certificate (PEM) nobody trusts yet
+    devices: dict[str, Dev]  # "alice" (owner A's), "bob" (owner B's)
 
     @property
     def ctx(self) -> Any:
@@ -94,7 +95,8 @@ def _seed(world: World) -> Seeded:
     }
     keys = [h["Authorization"].split(" ", 1)[1] for h in headers.values() if h]
     secrets = [k for k in keys if k != WRONG_KEY]
-    return Seeded(api, world, headers, ids, secrets, _csr(), _ca_pem())
+    devices = {"alice": alice, "bob": bob}
+    return Seeded(api, world, headers, ids, secrets, _csr(), _ca_pem(), devices)
 
 
 def _csr() -> str:
