@@ -29,6 +29,7 @@ from sqlalchemy import Connection
 from devices import wire
 from devices.contract import Reason, Result, Status, device_of_orders_topic, results_topic
 from gateway import store
+from gateway.audit.service import sign_tree_head_if_due
 from gateway.context import Context
 from gateway.mqtt.client import GatewayClient, Inbound
 from gateway.orders import store as order_store
@@ -229,9 +230,11 @@ class Housekeeper(threading.Thread):
                 log.exception("housekeeping failed")
 
     def tick(self) -> None:
-        """One round: approvals, holds, acknowledged results, then stale outbox entries."""
+        """One round: approvals, holds, a tree head when due, acknowledged results, then stale
+        outbox entries."""
         expire_approvals(self.ctx)
         expire_holds(self.ctx)
+        sign_tree_head_if_due(self.ctx)
         self.mark_published()
         publisher = next((p for p in self.publishers if p.client.is_connected), None)
         if publisher is None:

@@ -270,3 +270,19 @@ def _payload(token: str) -> bytes:
 
     segment = token.split(".")[1]
     return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+def test_the_housekeeper_signs_a_head_when_one_is_due(world: World, clock: Clock) -> None:
+    from gateway.mqtt.workers import Housekeeper
+
+    housekeeper = Housekeeper(world.ctx, [])
+    world.party("owners", {"name": "a", "timezone": "UTC"})
+    housekeeper.tick()
+    world.party("owners", {"name": "b", "timezone": "UTC"})
+    clock.advance(audit_service.TREE_HEAD_INTERVAL_S)
+    housekeeper.tick()
+    with world.ctx.db.read() as conn:
+        size, root, _frontier = audit_store.log_state(conn)
+        heads = [head for head, _token in audit_store.iter_heads(conn)]
+    assert len(heads) == 2
+    assert (heads[-1].tree_size, heads[-1].root_hash) == (size, root)
