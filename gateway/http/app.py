@@ -47,7 +47,13 @@ KEYED: list[APIRouter] = [
 
 def create_app(ctx: Context, ready: Callable[[], bool] = lambda: True) -> FastAPI:
     """The FastAPI application for this gateway; `ready` says whether MQTT is up."""
-    app = FastAPI(title="KYM gateway", version="1", docs_url="/docs", redoc_url=None)
+    app = FastAPI(
+        title="KYM gateway",
+        version="1",
+        docs_url="/docs",
+        redoc_url=None,
+        generate_unique_id_function=lambda route: route.name,  # operationId: `create_owner`
+    )
     app.state.ctx = ctx
     app.state.ready = ready
     install_error_handlers(app)

@@ -131,3 +131,10 @@ def test_a_new_router_is_covered_without_anyone_remembering(sqlite_api: TestClie
         assert set(ERROR_STATUSES) <= set(operation["responses"])
         headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
         assert client.get("/v1/extra", headers=headers).json()["error"]["code"] == "forbidden"
+
+
+def test_operation_ids_are_the_route_names(document: dict[str, Any]) -> None:
+    ids = [operation["operationId"] for _, _, operation in operations(document)]
+    assert len(ids) == len(set(ids))
+    assert {"create_owner", "register_device", "create_key", "delete_key"} <= set(ids)
+    assert all(re.fullmatch(r"[a-z][a-z_]*", operation_id) for operation_id in ids)
