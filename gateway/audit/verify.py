@@ -48,7 +48,9 @@ class _Walk:
         self.pending: list[log.Node] = []
 
     def run(self, stream: Iterator[entries.AuditEntry], conn: Connection) -> Problem | None:
-        problem = self._check_heads()
+        problem = self._check_heads()  # a head of the empty log
+        if problem is not None:
+            return problem
         for entry in stream:
             why = entries.problem_of(entry, self.size)
             if why is not None:

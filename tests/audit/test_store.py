@@ -22,7 +22,7 @@ from joserfc.jwk import ECKey
 from sqlalchemy import text
 
 from devices import wire
-from gateway.audit import entries, log, store
+from gateway.audit import entries, heads, log, store
 from gateway.audit import service as audit_service
 from gateway.audit.entries import InvalidContent, Record
 from gateway.db import MIGRATIONS, Database
@@ -254,3 +254,16 @@ def test_housekeepers_racing_to_sign_sign_one_head(ctx: Any) -> None:
     assert len([token for token in signed if token is not None]) == 1
     with ctx.db.read() as conn:
         assert [head.tree_size for head, _ in store.iter_heads(conn)] == [3]
+
+
+def test_a_signed_head_of_the_empty_log_with_another_root_is_caught(ctx: Any) -> None:
+    audit_service.sign_tree_head(ctx)
+    append(ctx.db, Record("admin", "x", {}))
+    with ctx.db.transaction() as conn:
+        conn.execute(text("DELETE FROM tree_heads"))
+    forged = heads.TreeHead(0, "ab" * 32, int(NOW.timestamp()))
+    token = heads.sign(forged, ctx.pki.signer.private_key)
+    with ctx.db.transaction() as conn:
+        store.insert_head(conn, forged, token)
+    problem = audit_service.verify_audit(ctx.db, ctx.pki.signer.private_key.public_key())[1]
+    assert problem is not None and "signed tree head of size 0" in problem[1]
