@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 import uvicorn
@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from devices import keystore
 from gateway import service
 from gateway.broker import dynsec, mosquitto
+from gateway.context import BrokerControl, Context, utcnow
 from gateway.db import Database
 from gateway.http.app import create_app
 from gateway.http.tls import http_tls
@@ -51,14 +52,14 @@ def admin_token(settings: Settings) -> str:
     return path.read_text().strip()
 
 
-def build_context(settings: Settings) -> service.Context:
-    """Initialise the data dir (CAs, admin token, schema) and return the use-case context."""
+def build_context(settings: Settings) -> Context:
+    """Initialise the data dir (CAs, admin token, schema); the context without a broker."""
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     settings = settings.model_copy(update={"admin_token": admin_token(settings)})
     db = Database(settings.resolved_database_url())
     db.migrate()
-    pki = keystore.load_or_create_pki(settings.data_dir, settings.trust_domain, service.utcnow())
-    return service.Context(settings=settings, db=db, pki=pki)
+    pki = keystore.load_or_create_pki(settings.data_dir, settings.trust_domain, utcnow())
+    return Context(settings=settings, db=db, pki=pki)
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ def broker_address(settings: Settings) -> BrokerAddress:
     return BrokerAddress(host, port)
 
 
-def start_broker(ctx: service.Context, stack: ExitStack) -> None:
+def start_broker(ctx: Context, stack: ExitStack) -> BrokerControl | None:
     """Run the broker `kym serve` owns: Mosquitto when installed, else the embedded one."""
     if ctx.settings.broker_url:
         log.info(
@@ -86,8 +87,7 @@ def start_broker(ctx: service.Context, stack: ExitStack) -> None:
             "reloading the CRL there is the operator's job",
             ctx.settings.broker_url,
         )
-        ctx.broker = external_broker(ctx)
-        return
+        return external_broker(ctx)
     address = broker_address(ctx.settings)
     binary = mosquitto.find_mosquitto() if ctx.settings.broker != "embedded" else None
     if ctx.settings.broker == "mosquitto" and not binary:
@@ -102,10 +102,9 @@ def start_broker(ctx: service.Context, stack: ExitStack) -> None:
             devices=lambda: mosquitto.registered_devices(ctx.db),
             admin_index=ctx.settings.worker_index,
         )
-        broker.start(service.utcnow())
+        broker.start(utcnow())
         stack.callback(broker.stop)
-        ctx.broker = broker
-        return
+        return broker
     if ctx.settings.broker == "embedded":
         log.info("serving MQTT with the embedded broker on %s:%d", address.host, address.port)
     else:
@@ -115,10 +114,10 @@ def start_broker(ctx: service.Context, stack: ExitStack) -> None:
             address.host,
             address.port,
         )
-    ctx.broker = start_embedded_broker(ctx, address, stack)
+    return start_embedded_broker(ctx, address, stack)
 
 
-def external_broker(ctx: service.Context) -> mosquitto.ExternalMosquitto | None:
+def external_broker(ctx: Context) -> mosquitto.ExternalMosquitto | None:
     """Access rules on a broker that `kym mosquitto-config` configured (it wrote an admin
     identity into DIR): devices that lack an entry get one now."""
     if not dynsec.is_configured(ctx.pki):
@@ -144,12 +143,12 @@ def external_broker(ctx: service.Context) -> mosquitto.ExternalMosquitto | None:
 
 
 def start_embedded_broker(
-    ctx: service.Context, address: BrokerAddress, stack: ExitStack
-) -> service.BrokerControl:
+    ctx: Context, address: BrokerAddress, stack: ExitStack
+) -> BrokerControl:
     """The pure-Python broker in `gateway.broker`, with the same ACL and identity rules."""
     from gateway.broker import Broker, BrokerConfig
 
-    cert, key = keystore.ensure_server_certificate(ctx.pki, address.host, service.utcnow())
+    cert, key = keystore.ensure_server_certificate(ctx.pki, address.host, utcnow())
     broker = Broker(
         BrokerConfig(
             certfile=cert,
@@ -165,7 +164,7 @@ def start_embedded_broker(
     return broker
 
 
-def start_gateway_clients(ctx: service.Context, stack: ExitStack) -> list[GatewayClient]:
+def start_gateway_clients(ctx: Context, stack: ExitStack) -> list[GatewayClient]:
     """One MQTT client per worker, each with its own certificate identity."""
     address = broker_address(ctx.settings)
     clients = []
@@ -176,7 +175,7 @@ def start_gateway_clients(ctx: service.Context, stack: ExitStack) -> list[Gatewa
             f"{mosquitto.GATEWAY_IDENTITIES} gateway identities"
         )
     for n in range(first, first + ctx.settings.gateway_workers):
-        cert, key = keystore.ensure_gateway_client_identity(ctx.pki, n, service.utcnow())
+        cert, key = keystore.ensure_gateway_client_identity(ctx.pki, n, utcnow())
         client = GatewayClient(
             address.host, address.port, f"kym-gateway-{n}", cert, key, ctx.pki.paths.bundle
         )
@@ -186,10 +185,10 @@ def start_gateway_clients(ctx: service.Context, stack: ExitStack) -> list[Gatewa
     return clients
 
 
-def start_pipeline(ctx: service.Context, clients: list[GatewayClient], stack: ExitStack) -> None:
+def start_pipeline(
+    ctx: Context, clients: list[GatewayClient], publishers: list[Publisher], stack: ExitStack
+) -> None:
     """A worker per MQTT client, and one housekeeper for expiries and the outbox."""
-    publishers = [Publisher(client) for client in clients]
-    ctx.publisher = publishers[0]
     for client, publisher in zip(clients, publishers, strict=True):
         worker = Worker(ctx, client, publisher)
         worker.start()
@@ -201,7 +200,7 @@ def start_pipeline(ctx: service.Context, clients: list[GatewayClient], stack: Ex
     stack.callback(housekeeper.stop)
 
 
-def refresh_crl_periodically(ctx: service.Context, stop: threading.Event) -> None:
+def refresh_crl_periodically(ctx: Context, stop: threading.Event) -> None:
     """Re-issue the CRL twice a day so that an expired CRL never locks the fleet out."""
     while not stop.wait(CRL_REFRESH_S):
         try:
@@ -234,28 +233,30 @@ def running_gateway(settings: Settings, *, quiet: bool = False) -> Iterator[Runn
 
 @dataclass(frozen=True)
 class Running:
-    ctx: service.Context
+    ctx: Context
     api_url: str
     broker: BrokerAddress
 
 
 def start_services(
     settings: Settings, stack: ExitStack
-) -> tuple[service.Context, list[GatewayClient]]:
+) -> tuple[Context, list[GatewayClient]]:
     """Data dir, CRL, broker, MQTT clients, workers and housekeeper; stopped by `stack`."""
-    ctx = build_context(settings)
-    stack.callback(ctx.db.dispose)
-    service.publish_crl(ctx)
-    start_broker(ctx, stack)
-    clients = start_gateway_clients(ctx, stack)
-    start_pipeline(ctx, clients, stack)
+    base = build_context(settings)
+    stack.callback(base.db.dispose)
+    service.publish_crl(base)  # no broker yet: the CRL file it will read
+    broker = start_broker(base, stack)
+    clients = start_gateway_clients(base, stack)
+    publishers = [Publisher(client) for client in clients]
+    ctx = replace(base, broker=broker, publisher=publishers[0])  # the context from here on
+    start_pipeline(ctx, clients, publishers, stack)
     stop = threading.Event()
     stack.callback(stop.set)
     threading.Thread(target=refresh_crl_periodically, args=(ctx, stop), daemon=True).start()
     return ctx, clients
 
 
-def app_for(ctx: service.Context, clients: list[GatewayClient]) -> FastAPI:
+def app_for(ctx: Context, clients: list[GatewayClient]) -> FastAPI:
     """The HTTP API, healthy while the broker `kym serve` runs is up and every worker's orders
     subscription is granted."""
     broker = ctx.broker

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from devices import wire
-from devices.contract import Result
+from devices.contract import Reason, Result
 from gateway.context import Context, OutboxEntry
 from gateway.errors import Conflict
 from gateway.orders import store as order_store
@@ -51,7 +51,7 @@ def merchant_adjust(
             if earlier.payload_sha256 != digest:
                 raise Conflict(
                     "this idempotency key was used for another request",
-                    reason="idempotency_conflict",
+                    reason=Reason.IDEMPOTENCY_CONFLICT.value,
                 )
             return earlier.result, []
         batch = load_state(conn, now, set(), {merchant_id})

@@ -1,8 +1,9 @@
 """SQL adapter for orders: recorded orders and their results, the result outbox, the spend
 counters and which counters each payment went into.
 
-Functions take a Connection and never commit: `gateway.orders.decide` owns the transaction, so
-the money, the counters, the result and the audit entry commit together or not at all.
+Functions take a Connection and never commit: the decision that calls them (`gateway.orders`)
+owns the transaction, so the money, the counters, the result and the audit entry commit together
+or not at all.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.service.conftest import World
+from tests.support.world import World
 
 
 def test_rules_round_trip_and_unknown_fields_are_422(world: World) -> None:

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from devices import wire
-from tests.service.conftest import World
+from tests.support.world import World
 
 
 def b64(data: bytes) -> bytes:

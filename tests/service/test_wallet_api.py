@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.service.conftest import World, bearer
+from tests.support.world import World, bearer
 
 
 def top_up(
