@@ -21,6 +21,8 @@ PURE_MODULES = [
     "devices/crl.py",
     "devices/attestation.py",
     "devices/registry.py",
+    "devices/contract.py",
+    "gateway/errors.py",
 ]
 INFRASTRUCTURE = {
     "sqlalchemy",
