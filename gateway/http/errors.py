@@ -52,8 +52,9 @@ def error_body(code: str, message: str) -> dict[str, Any]:
 
 
 def error_response(status: int, code: str, message: str) -> JSONResponse:
-    """A JSON error answer."""
-    return JSONResponse(error_body(code, message), status_code=status)
+    """A JSON error answer; a message quoting a lone surrogate from the request is escaped."""
+    safe = message.encode("utf-8", "backslashreplace").decode("utf-8")
+    return JSONResponse(error_body(code, safe), status_code=status)
 
 
 def validation_message(exc: RequestValidationError) -> str:

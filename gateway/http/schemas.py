@@ -32,27 +32,41 @@ Items = Field(max_length=MAX_ITEMS)
 Kind = Literal[tuple(sorted(KINDS))]  # type: ignore[valid-type]
 
 
-def holds_nul(value: Any) -> bool:
-    """Whether any string in a parsed JSON value (keys included) holds a NUL character."""
+def text_fault(value: Any) -> str | None:
+    """What is wrong with the text of a parsed JSON value (keys included), if anything: a NUL
+    character (PostgreSQL cannot store one) or a lone surrogate (not Unicode, so not UTF-8)."""
     if isinstance(value, str):
-        return "\x00" in value
+        if "\x00" in value:
+            return "text must not contain NUL characters"
+        return None if value.isascii() or _is_unicode(value) else "text must be valid Unicode"
     if isinstance(value, dict):
-        return any(holds_nul(k) or holds_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(holds_nul(item) for item in value)
-    return False
+        items: list[Any] = [*value.keys(), *value.values()]
+    elif isinstance(value, list):
+        items = value
+    else:
+        return None
+    return next((fault for item in items if (fault := text_fault(item))), None)
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class Input(BaseModel):
-    """Every body: the contract's limits on strings, and no NUL anywhere in it."""
+    """Every body: the contract's limits on strings, and no NUL or lone surrogate in it."""
 
     model_config = ConfigDict(strict=True, str_max_length=MAX_TEXT)
 
     @model_validator(mode="before")
     @classmethod
-    def _refuse_nul(cls, data: Any) -> Any:
-        if holds_nul(data):
-            raise ValueError("text must not contain NUL characters")
+    def _refuse_bad_text(cls, data: Any) -> Any:
+        fault = text_fault(data)
+        if fault is not None:
+            raise ValueError(fault)
         return data
 
 

@@ -165,3 +165,34 @@ def test_a_real_server_reads_an_oversized_body_then_answers_413(live_api: str) -
         assert after.status_code == 201
         garbled = client.post("/v1/owners", content=b'{"name": "\xc3\x28"}', headers=JSON)
         assert_error(garbled, 422, "invalid_request")
+
+
+def test_a_lone_surrogate_is_422_on_every_database(api: TestClient, tmp_path: Path) -> None:
+    """Valid JSON, but not Unicode: no database can store it and no answer can quote it."""
+    owner = create(api, "owners", {"name": "Ada", "timezone": "Europe/Berlin"})
+    integrator = create(api, "integrators", {"name": "ACME"})
+    _, csr = make_openssl_csr(tmp_path, "car")
+    device = {
+        "owner_id": owner["id"],
+        "kind": "car",
+        "manufacturer": "ACME",
+        "model": "M",
+        "serial_number": "SN-1",
+        "csr": csr,
+    }
+    registered = api.post("/v1/devices", json=device, headers=bearer(integrator["api_key"]))
+    rules = f"/v1/devices/{registered.json()['id']}/rules"
+    as_owner = {**bearer(owner["api_key"]), **JSON}
+    for path, raw, headers in (
+        ("/v1/owners", b'{"name": "A\\ud800", "timezone": "UTC"}', ADMIN),
+        ("/v1/owners", b'{"name": "Ada", "timezone": "UTC", "\\udfff": 1}', ADMIN),
+        ("/v1/integrators", b'{"name": "ACME \\ud83d"}', ADMIN),
+    ):
+        response = api.post(path, content=raw, headers={**JSON, **headers})
+        assert_error(response, 422, "invalid_request")
+    for raw in (b'{"\\ud800": 1}', b'{"blocked_payees": ["mer_\\udc00"]}'):
+        assert_error(api.put(rules, content=raw, headers=as_owner), 422, "invalid_request")
+    emoji = api.post(
+        "/v1/integrators", content=b'{"name": "ACME \\ud83d\\ude97"}', headers={**JSON, **ADMIN}
+    )
+    assert emoji.status_code == 201
