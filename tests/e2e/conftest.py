@@ -44,7 +44,7 @@ class Stack:
     def party(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
         response = self.api.post(f"/v1/{kind}", json=body, headers=self.admin)
         assert response.status_code == 201, response.text
-        return response.json()
+        return dict(response.json())
 
     def device(self, name: str, *, approve: bool = True, algorithm: str = "ec") -> Device:
         """Register a device whose key and CSR come from the openssl command line."""
