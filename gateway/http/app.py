@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from fastapi import APIRouter, FastAPI
 
+from gateway import console
 from gateway.context import Context
 from gateway.http.edge import Edge
 from gateway.http.errors import KEYED_ERRORS, PUBLIC_ERRORS, install_error_handlers
@@ -61,6 +62,7 @@ def create_app(ctx: Context, ready: Callable[[], bool] = lambda: True) -> FastAP
         app.include_router(router, responses=PUBLIC_ERRORS)
     for router in KEYED:
         app.include_router(router, responses=KEYED_ERRORS)
+    console.mount(app)  # the owner's console at /console (contract section 7)
     app.add_middleware(Edge)
     return app
 

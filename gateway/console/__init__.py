@@ -1,0 +1,42 @@
+"""The owner's console in the browser (contract section 7, "Console").
+
+Server-rendered pages (Jinja2) and a vendored htmx for the inbox's live refresh, all served from
+this package: no build step, nothing fetched from the network at run time. `mount(app)` adds
+the pages, the static files and the answers for a visitor without a session or a request from
+another site.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.staticfiles import StaticFiles
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from gateway.console import device_routes, routes
+from gateway.console.auth import CrossSite, SignedOut, current_session
+from gateway.console.render import HERE, page
+
+
+def mount(app: FastAPI) -> None:
+    """Serve the console under /console on this app."""
+    app.include_router(routes.router)
+    app.include_router(device_routes.router)
+    app.mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static")
+    app.add_exception_handler(SignedOut, _signed_out)
+    app.add_exception_handler(CrossSite, _cross_site)
+
+
+async def _signed_out(request: Request, _: Exception) -> Response:
+    if request.method == "GET" and "hx-request" not in request.headers:
+        return RedirectResponse("/console", status_code=303)
+    answer = page(request, "signin.html", None, 401, error="Your session has ended: sign in again.")
+    answer.headers["HX-Redirect"] = "/console"
+    return answer
+
+
+async def _cross_site(request: Request, exc: Exception) -> HTMLResponse:
+    session = current_session(request)
+    return page(request, "refused.html", session, 403, error=str(exc))
+
+
+__all__ = ["mount"]

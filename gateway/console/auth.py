@@ -1,0 +1,83 @@
+"""Who is using the console, and whether a request may change anything.
+
+Every console page needs a session (the cookie); every state-changing request also needs the
+session's CSRF token (form field `csrf_token` or header `X-CSRF-Token`) and must not come from
+another site (its `Origin` and `Sec-Fetch-Site`). The cookie is `SameSite=Strict` on top.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import parse_qsl
+
+from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
+
+from gateway.console import sessions
+from gateway.console.sessions import Session
+from gateway.context import Context
+
+Form = dict[str, str]
+
+
+class SignedOut(Exception):
+    """No live session: the sign-in page answers instead."""
+
+
+class CrossSite(Exception):
+    """A state-changing request that another site sent, or without this session's CSRF token."""
+
+
+def context(request: Request) -> Context:
+    """The gateway's context, set once when the app is built."""
+    ctx: Context = request.app.state.ctx
+    return ctx
+
+
+def is_cross_site(request: Request) -> bool:
+    """Whether the browser says that another site (or an opaque origin) sent this request."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+        return True
+    origin = request.headers.get("origin")
+    if origin is None:
+        return False
+    own = f"{request.url.scheme}://{request.headers.get('host', request.url.netloc)}"
+    return origin.rstrip("/").lower() != own.lower()
+
+
+def current_session(request: Request) -> Session | None:
+    """The request's session, if its cookie names a live one."""
+    return sessions.session_of(context(request), request.cookies.get(sessions.COOKIE))
+
+
+def signed_in(request: Request) -> Session:
+    """A page's dependency: the session, else the sign-in page."""
+    session = current_session(request)
+    if session is None:
+        raise SignedOut()
+    return session
+
+
+async def read_form(request: Request) -> Form:
+    """The urlencoded form of a POST (the last value of a repeated field wins)."""
+    body = (await request.body()).decode("utf-8", errors="replace")
+    return dict(parse_qsl(body, keep_blank_values=True, max_num_fields=200))
+
+
+async def acting(request: Request) -> tuple[Session, Form]:
+    """A state-changing request's dependency: same site, signed in, with the CSRF token."""
+    if is_cross_site(request):
+        raise CrossSite("this request came from another site")
+    form = await read_form(request)
+    session = await run_in_threadpool(current_session, request)
+    if session is None:
+        raise SignedOut()
+    token = form.get("csrf_token") or request.headers.get("x-csrf-token")
+    if not session.csrf_ok(token):
+        raise CrossSite("this form is out of date or was not sent by the console: reload the page")
+    return session, form
+
+
+SignedIn = Annotated[Session, Depends(signed_in)]
+Acting = Annotated[tuple[Session, Form], Depends(acting)]

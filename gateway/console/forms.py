@@ -1,0 +1,117 @@
+"""The console's forms for rules and mandates, validated by the API's own schemas.
+
+A form becomes the JSON body the API would receive and goes through the same pydantic model
+(`RulesIn`, `MandateCreate`), so an owner sees the API's own message next to the field that
+caused it. Numbers are passed on as typed: "12.5" stays a string and the API says it wants an
+integer, rather than the console guessing what was meant.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from pydantic import ValidationError
+
+from gateway.http.schemas import MandateCreate, RulesIn
+
+PERIODS = ("day", "week", "month", "year")
+LISTS = ("allowed_categories", "blocked_categories", "allowed_payees", "blocked_payees")
+SCALARS = ("max_amount", "approval_above", "approval_ttl_seconds")
+FORM_ERROR = "_form"  # errors that belong to no single field
+Errors = dict[str, str]
+
+
+def _number(text: str) -> int | str:
+    return int(text) if re.fullmatch(r"-?\d{1,20}", text) else text
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def rules_body(form: dict[str, str]) -> dict[str, Any]:
+    """The body of `PUT /v1/devices/{id}/rules` that this form describes (blank fields left out)."""
+    body: dict[str, Any] = {}
+    if form.get("currency", "").strip():
+        body["currency"] = form["currency"].strip()
+    for name in SCALARS:
+        if form.get(name, "").strip():
+            body[name] = _number(form[name].strip())
+    limits = [(p, form.get(f"limit_{p}", "").strip()) for p in PERIODS]
+    if any(v for _, v in limits):
+        body["limits"] = [{"period": p, "amount": _number(v)} for p, v in limits if v]
+    counts = [(p, form.get(f"count_{p}", "").strip()) for p in PERIODS]
+    if any(v for _, v in counts):
+        body["max_payments"] = [{"period": p, "count": _number(v)} for p, v in counts if v]
+    for name in LISTS:
+        if form.get(name, "").strip():
+            body[name] = _split(form[name])
+    if form.get("active_hours", "").strip():
+        try:
+            body["active_hours"] = json.loads(form["active_hours"])
+        except json.JSONDecodeError:
+            body["active_hours"] = form["active_hours"]  # the schema names what is wrong
+    return body
+
+
+def rules_form(rules: dict[str, Any]) -> dict[str, str]:
+    """The form's fields for rules as the API shows them."""
+    form = {name: str(rules[name]) for name in ("currency", *SCALARS) if name in rules}
+    for limit in rules.get("limits") or []:
+        form[f"limit_{limit['period']}"] = str(limit["amount"])
+    for count in rules.get("max_payments") or []:
+        form[f"count_{count['period']}"] = str(count["count"])
+    for name in LISTS:
+        if rules.get(name):
+            form[name] = ", ".join(rules[name])
+    if rules.get("active_hours"):
+        form["active_hours"] = json.dumps(rules["active_hours"])
+    return form
+
+
+def validate_rules(form: dict[str, str]) -> tuple[RulesIn | None, Errors]:
+    """The validated rules, or the API's messages by form field."""
+    body = rules_body(form)
+    try:
+        return RulesIn.model_validate(body), {}
+    except ValidationError as exc:
+        return None, _by_field(exc, body)
+
+
+def validate_mandate(form: dict[str, str]) -> tuple[dict[str, Any] | None, Errors]:
+    """The body of `POST /v1/devices/{id}/mandates`, or the API's messages by form field."""
+    body: dict[str, Any] = {}
+    for name in ("payee", "category", "valid_from", "valid_until"):
+        if form.get(name, "").strip():
+            body[name] = form[name].strip()
+    body["max_amount"] = _number(form.get("max_amount", "").strip())
+    period, amount = form.get("limit_period", ""), form.get("limit_amount", "").strip()
+    if amount:
+        body["limits"] = [{"period": period, "amount": _number(amount)}]
+    try:
+        return MandateCreate.model_validate(body).model_dump(), {}
+    except ValidationError as exc:
+        return None, _by_field(exc, body, mandate=True)
+
+
+def _by_field(exc: ValidationError, body: dict[str, Any], mandate: bool = False) -> Errors:
+    errors: Errors = {}
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        field = _field_of(loc, body, mandate)
+        errors.setdefault(field, str(error["msg"]))
+    return errors
+
+
+def _field_of(loc: list[str], body: dict[str, Any], mandate: bool) -> str:
+    if not loc:
+        return FORM_ERROR
+    name = loc[0]
+    if name in ("limits", "max_payments") and len(loc) > 1 and loc[1].isdigit():
+        if mandate:
+            return "limit_amount" if loc[-1] == "amount" else "limit_period"
+        entry = body[name][int(loc[1])]
+        return f"{'limit' if name == 'limits' else 'count'}_{entry['period']}"
+    return name

@@ -1,0 +1,44 @@
+"""How the console shows money and time to a person. Pure: no I/O, no clock.
+
+Amounts are integers in minor units; the number of decimals is the currency's ISO 4217 minor
+unit (2 unless listed here), so that 1250 EUR reads "€12.50" and 1250 JPY reads "¥1,250".
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+ZERO_DECIMALS = {"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX"}
+ZERO_DECIMALS |= {"UYI", "VND", "VUV", "XAF", "XOF", "XPF"}
+THREE_DECIMALS = {"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"}
+SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£", "JPY": "¥", "INR": "₹", "KRW": "₩"}
+
+
+def decimals(currency: str) -> int:
+    """The number of digits after the decimal point in the currency's major unit."""
+    if currency in ZERO_DECIMALS:
+        return 0
+    return 3 if currency in THREE_DECIMALS else 2
+
+
+def format_amount(amount_minor: int | None, currency: str | None) -> str:
+    """`€12.50`, `-€3.00`, `CHF 1,000.00`; an em dash for no amount."""
+    if amount_minor is None:
+        return "—"
+    code = (currency or "").upper()
+    places = decimals(code)
+    sign = "-" if amount_minor < 0 else ""
+    whole, part = divmod(abs(amount_minor), 10**places)
+    number = f"{whole:,}" + (f".{part:0{places}d}" if places else "")
+    symbol = SYMBOLS.get(code)
+    if symbol:
+        return f"{sign}{symbol}{number}"
+    return f"{sign}{code} {number}".strip()
+
+
+def format_time(at: datetime | str | None) -> str:
+    """`2026-11-29 09:30 UTC` from a datetime or an RFC 3339 string."""
+    if at is None:
+        return "—"
+    moment = datetime.fromisoformat(at) if isinstance(at, str) else at
+    return moment.strftime("%Y-%m-%d %H:%M %Z").strip()

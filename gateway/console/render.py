@@ -1,0 +1,47 @@
+"""Rendering console pages: Jinja2 templates shipped in the package, with money and time filters.
+
+Templates autoescape everything; amounts go through `money` so that every page shows them the
+same way. A page for a signed-in owner gets the session's CSRF token for its forms.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.templating import Jinja2Templates
+from starlette.responses import HTMLResponse
+
+from gateway.console.money import format_amount, format_time
+from gateway.console.sessions import Session
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+templates.env.filters["money"] = lambda amount, currency: format_amount(amount, currency)
+templates.env.filters["when"] = format_time
+
+NAV = [
+    ("approvals", "/console", "Approvals"),
+    ("devices", "/console/devices", "Devices"),
+    ("wallets", "/console/wallets", "Wallets"),
+    ("payments", "/console/payments", "Payments"),
+    ("freeze", "/console/freeze", "Freeze"),
+]
+
+
+def page(
+    request: Request,
+    template: str,
+    session: Session | None,
+    status_code: int = 200,
+    **values: Any,
+) -> HTMLResponse:
+    """A rendered template; `values` fill it, `session` gives its owner and CSRF token."""
+    context = {
+        "nav": NAV,
+        "owner_id": session.owner.id if session else None,
+        "csrf_token": session.csrf_token if session else "",
+        **values,
+    }
+    return templates.TemplateResponse(request, template, context, status_code=status_code)

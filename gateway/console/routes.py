@@ -1,0 +1,122 @@
+"""The console's sign-in, approvals inbox and freeze page.
+
+Every action calls the same use case as the HTTP API's router for it; refusals (a decision on
+an approval that is no longer pending, another owner's approval) are shown on the page with the
+API's message and status code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from gateway.consent import service as consent
+from gateway.console import sessions
+from gateway.console.auth import (
+    Acting,
+    SignedIn,
+    context,
+    current_session,
+    is_cross_site,
+    read_form,
+)
+from gateway.console.render import page
+from gateway.console.sessions import Session
+from gateway.errors import REFUSAL_TYPES, refusal_of
+from gateway.http.resources import owned_approval
+from gateway.orders.approvals import decide_approval
+
+router = APIRouter(include_in_schema=False)
+POLL_S = 3  # how often the inbox asks for news
+
+
+@router.get("/console")
+def console_home(request: Request) -> HTMLResponse:
+    """The approvals inbox, or the sign-in page for a visitor without a session."""
+    session = current_session(request)
+    if session is None:
+        return page(request, "signin.html", None)
+    return _inbox(request, session)
+
+
+@router.post("/console/session")
+async def sign_in(request: Request) -> Response:
+    """Exchange an owner's API key for a session cookie."""
+    if is_cross_site(request):
+        return page(request, "signin.html", None, 403, error="Sign in from the console's own page.")
+    api_key = (await read_form(request)).get("api_key", "").strip()
+    session_id = await run_in_threadpool(sessions.sign_in, context(request), api_key)
+    if session_id is None:
+        message = "That is not an owner's API key. Check it and try again."
+        return page(request, "signin.html", None, 401, error=message)
+    answer = RedirectResponse("/console", status_code=303)
+    answer.set_cookie(
+        sessions.COOKIE,
+        session_id,
+        max_age=int(sessions.LIFETIME.total_seconds()),
+        path="/",
+        secure=request.url.scheme == "https",
+        httponly=True,
+        samesite="strict",
+    )
+    return answer
+
+
+@router.post("/console/sign-out")
+def sign_out(request: Request, acting: Acting) -> Response:
+    """End this session."""
+    sessions.sign_out(context(request), request.cookies[sessions.COOKIE])
+    answer = RedirectResponse("/console", status_code=303)
+    answer.delete_cookie(sessions.COOKIE, path="/", httponly=True, samesite="strict")
+    return answer
+
+
+@router.get("/console/approvals/pending")
+def pending_fragment(request: Request, session: SignedIn) -> HTMLResponse:
+    """The inbox's list alone, for the page's live refresh."""
+    return page(request, "_approvals.html", session, approvals=_pending(request, session))
+
+
+@router.post("/console/approvals/{approval_id}")
+def decide(request: Request, approval_id: str, acting: Acting) -> HTMLResponse:
+    """Approve or decline a waiting payment, as `POST /v1/approvals/{id}` does."""
+    session, form = acting
+    decision = form.get("decision", "")
+    if decision not in ("approve", "decline"):
+        return _inbox(request, session, 422, error="Choose approve or decline.")
+    ctx = context(request)
+    try:
+        owned_approval(approval_id, ctx, session.owner)
+        approval, result = decide_approval(ctx, session.owner.id, approval_id, decision)
+    except REFUSAL_TYPES as exc:
+        return _inbox(request, session, refusal_of(exc)[0], error=str(exc))
+    reason = f" ({result.reason.value})" if result.reason is not None else ""
+    notice = f"Payment {approval['order_id']}: {result.status.value}{reason}."
+    return _inbox(request, session, notice=notice)
+
+
+@router.get("/console/freeze")
+def freeze_page(request: Request, session: SignedIn) -> HTMLResponse:
+    """The freeze switch: stop every payment of every device at once."""
+    return page(request, "freeze.html", session, active="freeze", available=False)
+
+
+def _pending(request: Request, session: Session) -> list[dict[str, Any]]:
+    return consent.list_approvals(context(request), session.owner, "pending")
+
+
+def _inbox(request: Request, session: Session, status: int = 200, **values: Any) -> HTMLResponse:
+    approvals = _pending(request, session)
+    return page(
+        request,
+        "approvals.html",
+        session,
+        status,
+        active="approvals",
+        approvals=approvals,
+        poll_s=POLL_S,
+        **values,
+    )

@@ -1,0 +1,20 @@
+// KYM console: the approvals countdown. Everything else works without JavaScript;
+// htmx (vendored beside this file) refreshes the inbox.
+(function () {
+  "use strict";
+  function tick() {
+    var now = Date.now();
+    document.querySelectorAll("[data-expires]").forEach(function (el) {
+      var left = Math.round((Date.parse(el.getAttribute("data-expires")) - now) / 1000);
+      if (isNaN(left)) { return; }
+      if (left <= 0) { el.textContent = "expired"; el.classList.add("soon"); return; }
+      var h = Math.floor(left / 3600), m = Math.floor((left % 3600) / 60), s = left % 60;
+      var text = (h ? h + ":" + String(m).padStart(2, "0") : m) + ":" + String(s).padStart(2, "0");
+      el.textContent = text + " left";
+      el.classList.toggle("soon", left < 60);
+    });
+  }
+  document.addEventListener("DOMContentLoaded", tick);
+  document.addEventListener("htmx:afterSwap", tick);
+  setInterval(tick, 1000);
+})();
