@@ -126,6 +126,6 @@ def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 KEYED_ERRORS = {
     status: {**response, "model": ErrorBody}
-    for status, response in documented(401, 403, 404, 409, 413, 422).items()
+    for status, response in documented(401, 403, 404, 409, 413, 422, 503).items()
 }
 PUBLIC_ERRORS = documented(413, 422)
