@@ -17,7 +17,7 @@ import click
 
 from devices.sdk.commands import device
 from gateway.settings import Settings, split_host_port
-from simulators.cli import simulate
+from simulators.cli import bench_command, simulate
 
 if TYPE_CHECKING:
     from gateway.db import Database
@@ -257,49 +257,6 @@ def readable(db: Database, read: Any) -> Any:
 
 
 @main.command()
-@click.option("--devices", default=20, show_default=True, help="Simulated devices.")
-@click.option("--orders", default=5000, show_default=True, help="Orders in all.")
-@click.option("--rate", type=float, default=None, help="Orders per second (default: flat out).")
-@click.option(
-    "--database-url",
-    envvar="KYM_DATABASE_URL",
-    default=None,
-    metavar="URL",
-    help="The gateway's database [env KYM_DATABASE_URL; default SQLite in a temp dir].",
-)
-@click.option("--broker", type=BROKERS, default="auto", show_default=True)
-@click.option(
-    "--key-type", type=click.Choice(["p256", "ed25519"]), default="p256", show_default=True
-)
-def bench(
-    devices: int,
-    orders: int,
-    rate: float | None,
-    database_url: str | None,
-    broker: str,
-    key_type: str,
-) -> None:
-    """Measure payments per second end to end: devices → broker → gateway → ledger → results.
-
-    Starts `kym serve` in a child process on a temp dir; other KYM_* variables do not reach it.
-    """
-    from rich.console import Console
-
-    from simulators.bench.load import Load
-    from simulators.bench.report import print_report
-    from simulators.bench.run import run_bench
-
-    console = Console()
-    load = Load(devices, orders, rate, "ed25519" if key_type == "ed25519" else "p256")
-    serve_command = [sys.executable, "-m", "gateway.cli", "serve"]
-    report = run_bench(serve_command, load, console, database_url=database_url, broker=broker)
-    label = f"{devices} devices, {key_type}, {broker} broker, {database_url or 'SQLite'}"
-    print_report(report, label, console)
-    if not report.complete:
-        sys.exit(1)
-
-
-@main.command()
 @click.option(
     "--duration",
     type=float,
@@ -400,6 +357,7 @@ def demo_gateway(running: Running, home: Path) -> DemoGateway:
 
 main.add_command(device)
 main.add_command(simulate)
+main.add_command(bench_command([sys.executable, "-m", "gateway.cli", "serve"]))
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,12 +1,14 @@
-"""`kym simulate`: a population of simulated devices against a gateway that is running.
+"""`kym simulate` and `kym bench`: simulated devices against a gateway.
 
-Registered by `gateway.cli` (the only gateway module that imports `simulators`); it talks to
-the gateway over HTTP and MQTT only.
+Registered by `gateway.cli` (the only gateway module that imports `simulators`). `simulate`
+talks to a running gateway over HTTP and MQTT only; `bench` starts one with the command the
+CLI hands it (`kym serve`), so that nothing here imports the gateway.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
@@ -139,3 +141,56 @@ def broker_address(url: str, flag: str) -> tuple[str, int]:
     if broker.scheme not in ("mqtts", "ssl", "tls") or not broker.hostname:
         raise click.BadParameter("must look like mqtts://HOST:PORT", param_hint=flag)
     return broker.hostname, broker.port or 8883
+
+
+def bench_command(serve_command: Sequence[str]) -> click.Command:
+    """`kym bench`, starting its gateway with `serve_command`."""
+
+    @click.command()
+    @click.option("--devices", default=20, show_default=True, help="Simulated devices.")
+    @click.option("--orders", default=5000, show_default=True, help="Orders in all.")
+    @click.option("--rate", type=float, default=None, help="Orders per second [flat out].")
+    @click.option(
+        "--database-url",
+        envvar="KYM_DATABASE_URL",
+        default=None,
+        metavar="URL",
+        help="The gateway's database [env KYM_DATABASE_URL; default SQLite in a temp dir].",
+    )
+    @click.option(
+        "--broker",
+        type=click.Choice(["auto", "mosquitto", "embedded"]),
+        default="auto",
+        show_default=True,
+    )
+    @click.option(
+        "--key-type", type=click.Choice(["p256", "ed25519"]), default="p256", show_default=True
+    )
+    def bench(
+        devices: int,
+        orders: int,
+        rate: float | None,
+        database_url: str | None,
+        broker: str,
+        key_type: str,
+    ) -> None:
+        """Measure payments per second end to end: devices → broker → gateway → ledger → results.
+
+        Starts `kym serve` in a child process on a temp dir; other KYM_* variables do not
+        reach it.
+        """
+        from rich.console import Console
+
+        from simulators.bench.load import Load
+        from simulators.bench.report import print_report
+        from simulators.bench.run import run_bench
+
+        console = Console()
+        load = Load(devices, orders, rate, "ed25519" if key_type == "ed25519" else "p256")
+        report = run_bench(serve_command, load, console, database_url=database_url, broker=broker)
+        label = f"{devices} devices, {key_type}, {broker} broker, {database_url or 'SQLite'}"
+        print_report(report, label, console)
+        if not report.complete:
+            sys.exit(1)
+
+    return bench
