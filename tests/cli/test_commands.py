@@ -161,3 +161,23 @@ def test_register_refuses_a_file_that_is_not_a_key_without_the_library_text(
     assert completed.stderr == (
         f"Error: {garbage} is not an unencrypted P-256 or Ed25519 key in PEM\n"
     )
+
+
+def test_ledger_check_on_an_unreachable_database_says_so_without_the_password_and_exits_2(
+    tmp_path: Path,
+) -> None:
+    url = "postgresql+psycopg://kym:hunter2@127.0.0.1:1/kym"
+    completed = kym("ledger", "check", "--data-dir", str(tmp_path), "--database-url", url)
+    assert completed.returncode == 2, completed.stderr
+    [line] = completed.stderr.splitlines()
+    assert line.startswith("kym: cannot read the database postgresql+psycopg://kym:***@")
+    assert "hunter2" not in completed.stderr
+
+
+def test_audit_verify_without_the_signing_certificate_says_so_and_exits_2(tmp_path: Path) -> None:
+    url = "postgresql+psycopg://kym:hunter2@127.0.0.1:1/kym"
+    completed = kym("audit", "verify", "--data-dir", str(tmp_path), "--database-url", url)
+    assert completed.returncode == 2, completed.stderr
+    assert completed.stderr == (
+        f"kym: no gateway signing certificate in {tmp_path} to check tree heads with\n"
+    )
