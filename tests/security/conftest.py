@@ -49,7 +49,7 @@ class Seeded:
         return self.world.ctx
 
 
-def _order(world: World, dev: Any, **fields: Any) -> dict[str, Any]:
+def _order(world: World, dev: Dev, **fields: Any) -> dict[str, Any]:
     return dev.send(dev.order(currency="EUR", **fields))
 
 

@@ -164,13 +164,14 @@ def _x5c(certificate: x509.Certificate) -> list[str]:
 def extra_header(member: str, scene: Scene) -> dict[str, Any]:
     """A JOSE header member that RFC 7515 knows and the contract refuses on orders."""
     certificate = x509.load_pem_x509_certificate(scene.attacker.device.cert.read_bytes())
-    return {
+    headers: dict[str, dict[str, Any]] = {
         "crit": {"crit": ["b64"], "b64": True},
         "jwk": {"jwk": _jwk(scene.attacker.key.public_key())},
         "x5c": {"x5c": _x5c(certificate)},
         "jku": {"jku": "https://attacker.example/jwks.json"},
         "kid": {"kid": scene.victim.id},
-    }[member]
+    }
+    return headers[member]
 
 
 @pytest.mark.parametrize(
@@ -188,9 +189,9 @@ def test_a_forged_jose_header_is_an_invalid_signature(scene: Scene, member: str)
     before = scene.balances()
     order = scene.pay(scene.attacker, 300)
     header = {"alg": "ES256", **extra_header(member, scene)}
-    result = scene.attacker.send(
-        forge(header, order, scene.attacker.key), order_id=order["order_id"]
-    )
+    key = scene.attacker.key
+    assert isinstance(key, ec.EllipticCurvePrivateKey)  # openssl made an EC P-256 key
+    result = scene.attacker.send(forge(header, order, key), order_id=order["order_id"])
     assert result is not None
     assert (result["status"], result["reason"]) == ("rejected", "invalid_signature"), str(result)
     assert scene.balances() == before
@@ -329,7 +330,7 @@ def test_another_devices_captured_order_replayed_on_ones_own_topic_is_refused(
     verify it, so the victim pays once and the attacker not at all."""
     order = scene.pay(scene.victim, 120)
     token = wire.sign(order, scene.victim.key).encode()
-    assert scene.victim.send(token, order_id=order["order_id"])["status"] == "approved"
+    assert (scene.victim.send(token, order_id=order["order_id"]) or {}).get("status") == "approved"
     before = scene.balances()
     result = scene.attacker.send(token, order_id=order["order_id"])
     assert result is not None

@@ -123,7 +123,7 @@ def run_as(party: str, case: Any, seeded: Seeded) -> None:
 def as_party(party: str) -> Any:
     """A schemathesis test of every operation, called as `party`."""
 
-    @schema.parametrize()
+    @schema.parametrize()  # type: ignore[untyped-decorator]
     @settings(
         max_examples=MAX_EXAMPLES,
         derandomize=True,

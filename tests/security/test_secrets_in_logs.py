@@ -241,11 +241,12 @@ def test_gateway_in_process_logs_no_secret(
     owner = {"Authorization": f"Bearer {car.device.owner_key}", "id": ""}
     other = flow.party("owners", {"name": "Bob", "timezone": "UTC"})
     pay = car.order(type="pay", payee=shop["id"], amount=100, currency="EUR")
-    assert car.send(pay)["status"] == "approved"
-    assert car.send(pay)["duplicate"] is True
+    assert (car.send(pay) or {}).get("status") == "approved"
+    assert (car.send(pay) or {}).get("duplicate") is True
     car.send(b"\x00garbage", wait=False)
     forged = car.order(type="pay", payee=shop["id"], amount=5, currency="EUR")
-    assert car.send(forged, key=ec.generate_private_key(ec.SECP256R1()))["status"] == "rejected"
+    evil = ec.generate_private_key(ec.SECP256R1())
+    assert (car.send(forged, key=evil) or {}).get("status") == "rejected"
     car.send(car.order(type="pay", payee="nobody", amount=5, currency="EUR"))
     flow.rotate_keys(owner)
     flow.refusals(owner, other, car.id)
