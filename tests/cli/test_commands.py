@@ -99,7 +99,9 @@ def test_register_without_a_gateway_says_it_cannot_reach_it(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("served", ["embedded"], indirect=True)
-def test_a_pump_hears_the_hold_placed_for_it_and_a_refusal_exits_1(served: Served) -> None:
+def test_a_pump_hears_the_hold_placed_for_it_and_captures_it_and_a_refusal_exits_1(
+    served: Served,
+) -> None:
     home, api = served.home, served.api_url
     admin = {"Authorization": f"Bearer {(home / 'kym-data' / 'admin-token').read_text().strip()}"}
     with httpx.Client(base_url=api, timeout=10) as http:
@@ -145,6 +147,15 @@ def test_a_pump_hears_the_hold_placed_for_it_and_a_refusal_exits_1(served: Serve
     refused = kym("device", "pay", ids["pump"], "2500", "--state-dir", "car", cwd=home)
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert refused.stdout.startswith("declined insufficient_funds ")
+    # The pump takes 25.00 of the 30.00 held; the rest goes back to the car.
+    captured = kym(
+        "device", "capture", event["payment_id"], "2500", "--state-dir", "pump", cwd=home
+    )
+    assert captured.returncode == 0, captured.stdout + captured.stderr
+    assert captured.stdout.startswith(f"captured payment {event['payment_id']} ")
+    with httpx.Client(base_url=api, timeout=10) as http:
+        wallet = http.get(f"/v1/devices/{car}/wallet", headers=owner_key).json()
+    assert (wallet["balance"], wallet["available"]) == (2500, 2500)
 
 
 def test_register_refuses_a_file_that_is_not_a_key_without_the_library_text(

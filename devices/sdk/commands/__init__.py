@@ -3,12 +3,14 @@
     keygen    make a key and a CSR in the state dir (or bring your own from openssl)
     register  register the key as the integrator (POST /v1/devices) and store the identity
     pay/hold  sign, journal and send an order as the device; print the verified result
+    capture/void/refund  the same as the payee of a payment
     sign      print a signed order without sending it (for mosquitto_rr and friends)
     listen    print every verified result and event addressed to the device
 
 Everything a device has lives in its state dir (`devices.sdk.identity`), plus
 `endpoints.json`: the API and broker addresses given at registration, used from then on.
-`registration` holds keygen and register, `orders` the rest, `options` what they share.
+`registration` holds keygen and register, `payee` capture, void and refund, `orders` the
+rest, `options` what they share.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import logging
 
 import click
 
-from devices.sdk.commands import orders, registration
+from devices.sdk.commands import orders, payee, registration
 
 
 @click.group()
@@ -35,6 +37,9 @@ for command in (
     registration.register,
     orders.pay,
     orders.hold,
+    payee.capture,
+    payee.void,
+    payee.refund,
     orders.sign,
     orders.listen,
 ):
