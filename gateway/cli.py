@@ -58,8 +58,8 @@ def fail(message: str) -> NoReturn:
 @click.group(
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog=f"`kym serve` reads {env_names()}; a flag wins over its variable. "
-    "`kym device` and `kym simulate` read KYM_API_URL, KYM_API_KEY, KYM_DEVICE_DIR and "
-    "KYM_DEVICE_BROKER_URL. "
+    "`kym device` reads KYM_API_URL, KYM_API_KEY, KYM_DEVICE_DIR and KYM_DEVICE_BROKER_URL; "
+    "`kym simulate` reads KYM_API_URL, KYM_DEVICE_BROKER_URL, KYM_ADMIN_TOKEN and KYM_DATA_DIR. "
     "`kym COMMAND --help` lists what each command reads.",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
