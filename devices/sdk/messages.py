@@ -32,10 +32,14 @@ class Result:
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> Result:
         return cls(
-            order_id=payload.get("order_id"), status=payload["status"],
-            reason=payload.get("reason"), payment_id=payload.get("payment_id"),
-            amount=payload.get("amount"), currency=payload.get("currency"),
-            ts=int(payload.get("ts") or 0), duplicate=payload.get("duplicate") is True,
+            order_id=payload.get("order_id"),
+            status=payload["status"],
+            reason=payload.get("reason"),
+            payment_id=payload.get("payment_id"),
+            amount=payload.get("amount"),
+            currency=payload.get("currency"),
+            ts=int(payload.get("ts") or 0),
+            duplicate=payload.get("duplicate") is True,
             payload=payload,
         )
 
@@ -57,10 +61,14 @@ class Event:
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> Event:
         return cls(
-            event=payload["event"], payment_id=payload.get("payment_id"),
-            amount=payload.get("amount"), currency=payload.get("currency"),
-            ts=int(payload.get("ts") or 0), order_id=payload.get("order_id"),
-            payer_device_id=payload.get("payer_device_id"), payload=payload,
+            event=payload["event"],
+            payment_id=payload.get("payment_id"),
+            amount=payload.get("amount"),
+            currency=payload.get("currency"),
+            ts=int(payload.get("ts") or 0),
+            order_id=payload.get("order_id"),
+            payer_device_id=payload.get("payer_device_id"),
+            payload=payload,
         )
 
 
@@ -68,26 +76,44 @@ def pay_fields(
     payee: str, amount_minor: int, currency: str, description: str | None = None
 ) -> dict[str, Any]:
     """The type-specific fields of a `pay` order."""
-    return _without_none({"type": "pay", "payee": payee, "amount": amount_minor,
-                          "currency": currency, "description": description})
+    return _without_none(
+        {
+            "type": "pay",
+            "payee": payee,
+            "amount": amount_minor,
+            "currency": currency,
+            "description": description,
+        }
+    )
 
 
 def hold_fields(
-    payee: str, amount_minor: int, currency: str, expires_in_s: int | None = None,
+    payee: str,
+    amount_minor: int,
+    currency: str,
+    expires_in_s: int | None = None,
     description: str | None = None,
 ) -> dict[str, Any]:
     """A `hold`: reserves up to `amount_minor` for the payee (60 to 86400 s, default 900)."""
-    return _without_none({"type": "hold", "payee": payee, "amount": amount_minor,
-                          "currency": currency, "expires_in": expires_in_s,
-                          "description": description})
+    return _without_none(
+        {
+            "type": "hold",
+            "payee": payee,
+            "amount": amount_minor,
+            "currency": currency,
+            "expires_in": expires_in_s,
+            "description": description,
+        }
+    )
 
 
 def capture_fields(
     payment_id: str, amount_minor: int, currency: str | None = None
 ) -> dict[str, Any]:
     """A `capture` by the payee: posts up to the held amount and releases the rest."""
-    return _without_none({"type": "capture", "payment_id": payment_id, "amount": amount_minor,
-                          "currency": currency})
+    return _without_none(
+        {"type": "capture", "payment_id": payment_id, "amount": amount_minor, "currency": currency}
+    )
 
 
 def void_fields(payment_id: str) -> dict[str, Any]:
@@ -99,8 +125,9 @@ def refund_fields(
     payment_id: str, amount_minor: int, currency: str | None = None
 ) -> dict[str, Any]:
     """A `refund` by the payee of a pay or a captured hold."""
-    return _without_none({"type": "refund", "payment_id": payment_id, "amount": amount_minor,
-                          "currency": currency})
+    return _without_none(
+        {"type": "refund", "payment_id": payment_id, "amount": amount_minor, "currency": currency}
+    )
 
 
 def _without_none(fields: dict[str, Any]) -> dict[str, Any]:
