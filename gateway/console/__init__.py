@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from gateway.console import device_routes, routes
@@ -35,7 +36,7 @@ async def _signed_out(request: Request, _: Exception) -> Response:
 
 
 async def _cross_site(request: Request, exc: Exception) -> HTMLResponse:
-    session = current_session(request)
+    session = await run_in_threadpool(current_session, request)
     return page(request, "refused.html", session, 403, error=str(exc))
 
 

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from gateway.consent import service as consent
-from gateway.console import sessions
+from gateway.console import sessions, views
 from gateway.console.auth import (
     Acting,
     SignedIn,
@@ -23,6 +23,7 @@ from gateway.console.auth import (
     is_cross_site,
     read_form,
 )
+from gateway.console.money import format_amount
 from gateway.console.render import page
 from gateway.console.sessions import Session
 from gateway.errors import REFUSAL_TYPES, refusal_of
@@ -77,7 +78,10 @@ def sign_out(request: Request, acting: Acting) -> Response:
 @router.get("/console/approvals/pending")
 def pending_fragment(request: Request, session: SignedIn) -> HTMLResponse:
     """The inbox's list alone, for the page's live refresh."""
-    return page(request, "_approvals.html", session, approvals=_pending(request, session))
+    labels = views.device_labels(context(request), session.owner)
+    return page(
+        request, "_approvals.html", session, approvals=_pending(request, session), labels=labels
+    )
 
 
 @router.post("/console/approvals/{approval_id}")
@@ -93,8 +97,12 @@ def decide(request: Request, approval_id: str, acting: Acting) -> HTMLResponse:
         approval, result = decide_approval(ctx, session.owner.id, approval_id, decision)
     except REFUSAL_TYPES as exc:
         return _inbox(request, session, refusal_of(exc)[0], error=str(exc))
-    reason = f" ({result.reason.value})" if result.reason is not None else ""
-    notice = f"Payment {approval['order_id']}: {result.status.value}{reason}."
+    amount = format_amount(approval["amount_minor"], approval["currency"])
+    if result.status.value == "approved":
+        notice = f"{amount} to {approval['payee']} approved: the device has been told."
+    else:
+        reason = result.reason.value if result.reason is not None else result.status.value
+        notice = f"{amount} to {approval['payee']} {result.status.value} ({reason})."
     return _inbox(request, session, notice=notice)
 
 
@@ -110,6 +118,7 @@ def _pending(request: Request, session: Session) -> list[dict[str, Any]]:
 
 def _inbox(request: Request, session: Session, status: int = 200, **values: Any) -> HTMLResponse:
     approvals = _pending(request, session)
+    values["labels"] = views.device_labels(context(request), session.owner)
     return page(
         request,
         "approvals.html",

@@ -44,6 +44,16 @@ def devices_view(ctx: Context, owner: Party) -> list[dict[str, Any]]:
     return [device_view(ctx, owner, device_id) for device_id in device_ids(ctx, owner)]
 
 
+def device_labels(ctx: Context, owner: Party) -> dict[str, str]:
+    """A name a person recognises for each of the owner's devices: `Fridge · Coldco Frost 3`."""
+    labels = {}
+    for device_id in device_ids(ctx, owner):
+        device, _ = service.get_device(ctx, owner, device_id)
+        kind = device.kind.replace("_", " ").capitalize()
+        labels[device_id] = f"{kind} · {device.manufacturer} {device.model}"
+    return labels
+
+
 def mandates_of(ctx: Context, owner: Party, device_id: str) -> list[dict[str, Any]]:
     """The device's active mandates, oldest first."""
     with ctx.db.read() as conn:

@@ -1,0 +1,164 @@
+"""What a signed-in owner does in the console, and that nothing changes without the CSRF token,
+from another site, or on another owner's things."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi.testclient import TestClient
+
+from tests.console.conftest import sign_in
+from tests.support.world import World
+
+
+def _status(world: World, device_id: str, owner: dict[str, str]) -> str:
+    return str(world.api.get(f"/v1/devices/{device_id}", headers=owner).json()["status"])
+
+
+def test_a_change_needs_the_sessions_csrf_token_and_our_own_site(
+    world: World, browser_like: TestClient
+) -> None:
+    car = world.device("car")
+    csrf = sign_in(browser_like, car.owner["Authorization"].removeprefix("Bearer "))
+    path = f"/console/devices/{car.id}/status"
+    refused = [
+        ({"action": "suspend"}, {}),
+        ({"action": "suspend", "csrf_token": "x" + csrf}, {}),
+        ({"action": "suspend", "csrf_token": csrf}, {"Origin": "https://evil.example"}),
+        ({"action": "suspend", "csrf_token": csrf}, {"Sec-Fetch-Site": "cross-site"}),
+    ]
+    for form, headers in refused:
+        answer = browser_like.post(path, data=form, headers=headers)
+        assert answer.status_code == 403, (form, headers)
+        assert _status(world, car.id, car.owner) == "active"
+    answer = browser_like.post(path, data={"action": "suspend", "csrf_token": csrf})
+    assert answer.status_code == 200 and "is now suspended" in answer.text
+    assert _status(world, car.id, car.owner) == "suspended"
+    header = browser_like.post(path, data={"action": "resume"}, headers={"X-CSRF-Token": csrf})
+    assert header.status_code == 200
+    assert _status(world, car.id, car.owner) == "active"
+
+
+def test_an_owner_approves_a_waiting_payment_from_the_inbox(
+    world: World, browser_like: TestClient
+) -> None:
+    shop = world.merchant("groceries")
+    fridge = world.device("fridge", rules={"currency": "EUR", "approval_above": 1000})
+    assert fridge.pay(shop["id"], 2500) == ("pending_approval", None)
+    csrf = sign_in(browser_like, fridge.owner["Authorization"].removeprefix("Bearer "))
+    inbox = browser_like.get("/console/approvals/pending").text
+    assert "€25.00" in inbox and shop["id"] in inbox
+    approval_id = re.search(r'data-approval="([^"]+)"', inbox)
+    assert approval_id
+    answer = browser_like.post(
+        f"/console/approvals/{approval_id.group(1)}",
+        data={"decision": "approve", "csrf_token": csrf},
+    )
+    assert answer.status_code == 200 and "approved" in answer.text
+    assert "Nothing is waiting for you" in answer.text
+    assert world.balance(fridge) == 10_000 - 2500
+    again = browser_like.post(
+        f"/console/approvals/{approval_id.group(1)}",
+        data={"decision": "decline", "csrf_token": csrf},
+    )
+    assert again.status_code == 409 and "no longer pending" in again.text
+
+
+def test_another_owners_things_are_not_found_and_stay_as_they_were(
+    world: World, browser_like: TestClient
+) -> None:
+    shop = world.merchant()
+    car = world.device("car", rules={})
+    assert car.pay(shop["id"], 500) == ("pending_approval", None)
+    stranger = world.device("stranger")
+    csrf = sign_in(browser_like, stranger.owner["Authorization"].removeprefix("Bearer "))
+    approvals = world.api.get("/v1/approvals?status=pending", headers=car.owner).json()["items"]
+    approval_id = approvals[0]["id"]
+    decided = browser_like.post(
+        f"/console/approvals/{approval_id}", data={"decision": "approve", "csrf_token": csrf}
+    )
+    assert decided.status_code == 404
+    suspended = browser_like.post(
+        f"/console/devices/{car.id}/status", data={"action": "revoke", "csrf_token": csrf}
+    )
+    assert suspended.status_code == 404 and _status(world, car.id, car.owner) == "active"
+    assert browser_like.get(f"/console/devices/{car.id}").status_code == 404
+    rules = browser_like.post(
+        f"/console/devices/{car.id}/rules", data={"currency": "EUR", "csrf_token": csrf}
+    )
+    assert rules.status_code == 404
+    assert car.id not in browser_like.get("/console/devices").text
+    pending = world.api.get("/v1/approvals?status=pending", headers=car.owner).json()["items"]
+    assert [a["id"] for a in pending] == [approval_id]
+
+
+def test_a_wrong_rules_value_shows_the_apis_own_message_next_to_the_field(
+    world: World, browser_like: TestClient
+) -> None:
+    car = world.device("car", rules={"currency": "EUR", "max_amount": 5000})
+    csrf = sign_in(browser_like, car.owner["Authorization"].removeprefix("Bearer "))
+    before = world.api.get(f"/v1/devices/{car.id}/rules", headers=car.owner).json()
+    api = world.api.put(
+        f"/v1/devices/{car.id}/rules", json={"approval_ttl_seconds": 0}, headers=car.owner
+    )
+    assert api.status_code == 422
+    api_message = api.json()["error"]["message"].split(": ", 1)[1]
+    form = {"currency": "EUR", "approval_ttl_seconds": "0", "limit_day": "12.5"}
+    answer = browser_like.post(
+        f"/console/devices/{car.id}/rules", data={**form, "csrf_token": csrf}
+    )
+    assert answer.status_code == 422
+    ttl = re.search(
+        r'<p class="field-error" id="e-approval_ttl_seconds"[^>]*>([^<]+)</p>', answer.text
+    )
+    assert ttl and ttl.group(1) == api_message
+    assert re.search(r'id="e-limit_day"[^>]*>Input should be a valid integer', answer.text)
+    assert 'value="12.5"' in answer.text  # what the owner typed stays in the form
+    rules = world.api.get(f"/v1/devices/{car.id}/rules", headers=car.owner).json()
+    assert rules == before and rules["max_amount"] == 5000
+
+
+def test_rules_saved_in_the_console_are_the_devices_rules(
+    world: World, browser_like: TestClient
+) -> None:
+    car = world.device("car")
+    csrf = sign_in(browser_like, car.owner["Authorization"].removeprefix("Bearer "))
+    form = {
+        "currency": "EUR",
+        "approval_above": "3000",
+        "limit_day": "20000",
+        "count_week": "20",
+        "blocked_categories": "gambling, tolls",
+        "csrf_token": csrf,
+    }
+    answer = browser_like.post(f"/console/devices/{car.id}/rules", data=form)
+    assert answer.status_code == 200 and "Rules saved" in answer.text
+    assert world.api.get(f"/v1/devices/{car.id}/rules", headers=car.owner).json() == {
+        "currency": "EUR",
+        "approval_above": 3000,
+        "approval_ttl_seconds": 300,
+        "limits": [{"period": "day", "amount": 20000}],
+        "max_payments": [{"period": "week", "count": 20}],
+        "blocked_categories": ["gambling", "tolls"],
+    }
+    assert "€200.00" in answer.text  # the day's limit, formatted
+
+
+def test_mandates_and_top_ups_from_the_console(world: World, browser_like: TestClient) -> None:
+    shop = world.merchant()
+    car = world.device("car", top_up=0)
+    csrf = sign_in(browser_like, car.owner["Authorization"].removeprefix("Bearer "))
+    unknown = {"payee": "mer_nobody", "max_amount": "500", "csrf_token": csrf}
+    answer = browser_like.post(f"/console/devices/{car.id}/mandates", data=unknown)
+    assert answer.status_code == 422
+    assert re.search(r'id="e-payee"[^>]*>no payee', answer.text)
+    good = {**unknown, "payee": shop["id"], "limit_period": "day", "limit_amount": "2000"}
+    answer = browser_like.post(f"/console/devices/{car.id}/mandates", data=good)
+    assert answer.status_code == 200 and "is active" in answer.text
+    assert "€5.00" in answer.text and "€20.00/day" in answer.text
+    top_up = {"amount": "1250", "currency": "EUR", "idempotency_key": "k1", "csrf_token": csrf}
+    for _ in range(2):  # the same form sent twice moves the money once
+        answer = browser_like.post(f"/console/devices/{car.id}/top-ups", data=top_up)
+        assert answer.status_code == 200
+    assert world.balance(car) == 1250
+    assert "€12.50" in browser_like.get("/console/wallets").text

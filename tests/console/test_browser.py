@@ -1,0 +1,176 @@
+"""The console end to end in a real headless Chromium, against a real `kym serve` and a fridge
+that pays through the device SDK over mutual TLS.
+
+Debian's `chromium` is driven by Playwright (its own browser download is not used). Without
+chromium or Playwright this skips on a developer machine and fails when KYM_REQUIRE_SERVICES=1.
+Screenshots of each page go to `docs/screenshots/run/` (ignored by git); the approvals page's
+is the one kept in the repository as `docs/screenshots/console-approvals.png`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from devices.sdk import DeviceClient, GatewayApi, Registration, provision
+from gateway.server import free_port
+from tests.e2e.serve_helpers import ADMIN, healthz, serve
+from tests.support.services import unavailable
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "run"
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class Household:
+    """A live gateway, an owner with a fridge that pays through the SDK, and a shop."""
+
+    base: str
+    owner_key: str
+    shop_id: str
+    fridge: DeviceClient
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """Debian's chromium, headless, through Playwright."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("the playwright package")
+    if shutil.which("chromium") is None and not Path(CHROMIUM).exists():
+        unavailable("chromium (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def household(tmp_path: Path) -> Iterator[Household]:
+    http, mqtt = free_port(), free_port()
+    process = serve(tmp_path, tmp_path / "data", http, mqtt)
+    try:
+        deadline = time.monotonic() + 60
+        while healthz(http) != 200:
+            assert process.poll() is None, (tmp_path / "serve.log").read_text()
+            assert time.monotonic() < deadline, "kym serve did not become healthy"
+            time.sleep(0.2)
+        base = f"http://127.0.0.1:{http}"
+        with httpx.Client(base_url=base, timeout=10) as api:
+            yield _household(api, base, mqtt, tmp_path)
+    finally:
+        process.terminate()
+        process.wait(15)
+
+
+def _post(api: httpx.Client, path: str, body: dict[str, Any], key: str | None = None) -> Any:
+    headers = ADMIN if key is None else {"Authorization": f"Bearer {key}"}
+    answer = api.post(path, json=body, headers=headers)
+    assert answer.status_code in (200, 201), answer.text
+    return answer.json()
+
+
+def _household(api: httpx.Client, base: str, mqtt: int, tmp_path: Path) -> Household:
+    owner = _post(api, "/v1/owners", {"name": "Grace", "timezone": "Europe/Berlin"})
+    maker = _post(api, "/v1/integrators", {"name": "Coldco"})
+    shop = _post(api, "/v1/merchants", {"name": "Corner Grocer", "category": "groceries"})
+    registration = Registration(
+        owner_id=owner["id"], kind="fridge", manufacturer="Coldco", model="Frost 3",
+        serial_number="FR-0042", category="other",
+    )  # fmt: skip
+    with GatewayApi(base, maker["api_key"]) as integrator:
+        identity = provision(tmp_path / "fridge", integrator, registration)
+    fridge_id, key = identity.device_id, owner["api_key"]
+    _post(api, f"/v1/devices/{fridge_id}/approve", {}, key)
+    top_up = {"amount": 10_000, "currency": "EUR", "idempotency_key": "seed"}
+    _post(api, f"/v1/devices/{fridge_id}/wallet/top-ups", top_up, key)
+    rules = {
+        "currency": "EUR",
+        "approval_above": 1000,
+        "limits": [{"period": "week", "amount": 8000}],
+    }
+    answer = api.put(
+        f"/v1/devices/{fridge_id}/rules", json=rules, headers={"Authorization": f"Bearer {key}"}
+    )
+    assert answer.status_code == 200, answer.text
+    fridge = DeviceClient(identity, "127.0.0.1", mqtt, fsync=False)
+    fridge.connect()
+    return Household(base, key, shop["id"], fridge)
+
+
+def test_an_owner_approves_the_fridges_order_in_the_browser(
+    browser: Any, household: Household
+) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page.goto(f"{household.base}/console")
+    page.screenshot(path=str(SHOTS / "console-signin.png"), full_page=True)
+    page.fill("#api_key", household.owner_key)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{household.base}/console")
+    assert page.locator("text=Nothing is waiting for you").is_visible()
+
+    order_id = household.fridge.pay(household.shop_id, 2500, "EUR", description="Milk, eggs")
+    waiting = household.fridge.wait_for_result(order_id, timeout_s=15, final=False)
+    assert waiting.status == "pending_approval"
+    card = page.locator("[data-approval]")
+    card.wait_for(timeout=15_000)  # arrives without a reload: the inbox refreshes itself
+    assert "€25.00" in card.inner_text() and household.shop_id in card.inner_text()
+    page.wait_for_function("document.querySelector('.countdown').textContent.endsWith('left')")
+    page.screenshot(path=str(SHOTS / "console-approvals.png"), full_page=True)
+
+    card.locator("button[value=approve]").click()
+    page.wait_for_selector("text=Nothing is waiting for you")
+    result = household.fridge.wait_for_result(order_id, timeout_s=15)
+    assert (result.status, result.reason) == ("approved", None)
+    assert "approved" in page.locator(".notice").inner_text()
+    household.fridge.close()
+
+
+def test_a_wrong_rules_value_shows_the_message_in_the_browser(
+    browser: Any, household: Household
+) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page.goto(f"{household.base}/console")
+    page.fill("#api_key", household.owner_key)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{household.base}/console")
+    for name in ("devices", "wallets", "payments", "freeze"):
+        page.goto(f"{household.base}/console/{name}")
+        page.screenshot(path=str(SHOTS / f"console-{name}.png"), full_page=True)
+    page.goto(f"{household.base}/console/devices")
+    page.click("text=Rules and limits")
+    page.fill("#f-approval_ttl_seconds", "0")
+    page.click("text=Save rules")
+    message = page.locator("#e-approval_ttl_seconds")
+    message.wait_for()
+    assert message.inner_text() == "Input should be greater than or equal to 1"
+    assert page.get_attribute("#f-approval_ttl_seconds", "aria-invalid") == "true"
+    page.locator("#rules").screenshot(path=str(SHOTS / "console-rules-error.png"))
+    phone = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
+    phone.context.add_cookies(page.context.cookies())
+    phone.goto(f"{household.base}/console/devices")
+    width = phone.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, "the devices page scrolls sideways on a phone"
+    phone.screenshot(path=str(SHOTS / "console-devices-phone.png"), full_page=True)
+    household.fridge.close()
