@@ -1,12 +1,15 @@
 """The HTTP edge, before routing and authentication: body size, UTF-8, NUL in the URL.
 
 A body over `max_body_bytes` is read and discarded (chunked or not) and answered 413
-`body_too_large`; a JSON body that is not UTF-8, and a path or query holding a NUL character,
-are 422 `invalid_request`. Anything else reaches the app with its body replayed from memory.
+`body_too_large`; a body sent as JSON that is not UTF-8 JSON (bad bytes, bad syntax, nesting
+too deep for the parser), and a path or query holding a NUL character, are 422
+`invalid_request`, whatever the route and before anyone is authenticated. Anything else
+reaches the app with its body replayed from memory.
 """
 
 from __future__ import annotations
 
+import json
 from urllib.parse import unquote_to_bytes
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -61,8 +64,9 @@ def _refusal(scope: Scope, body: bytes, too_large: bool) -> ASGIApp | None:
         return error_response(413, "body_too_large", "the request body is over 1 MiB")
     if "\x00" in scope.get("path", "") or b"\x00" in unquote_to_bytes(scope["query_string"]):
         return error_response(422, "invalid_request", "the URL holds a NUL character")
-    if body and _is_json(scope) and not _is_utf8(body):
-        return error_response(422, "invalid_request", "the body is not valid UTF-8 JSON")
+    fault = _json_fault(body) if body and _is_json(scope) else None
+    if fault is not None:
+        return error_response(422, "invalid_request", fault)
     return None
 
 
@@ -96,9 +100,15 @@ def _is_json(scope: Scope) -> bool:
     return content_type == b"application/json" or content_type.endswith(b"+json")
 
 
-def _is_utf8(body: bytes) -> bool:
+def _json_fault(body: bytes) -> str | None:
+    """Why the body does not parse as JSON from UTF-8, if it does not (a route may never read
+    it; the answer is the same)."""
     try:
-        body.decode("utf-8")
+        json.loads(body.decode("utf-8"))
     except UnicodeDecodeError:
-        return False
-    return True
+        return "the body is not valid UTF-8"
+    except json.JSONDecodeError as exc:
+        return f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+    except RecursionError:
+        return "the body is not valid JSON: nested too deeply"
+    return None

@@ -196,3 +196,11 @@ def test_a_lone_surrogate_is_422_on_every_database(api: TestClient, tmp_path: Pa
         "/v1/integrators", content=b'{"name": "ACME \\ud83d\\ude97"}', headers={**JSON, **ADMIN}
     )
     assert emoji.status_code == 201
+
+
+def test_unparseable_json_is_422_on_a_route_that_reads_no_body(sqlite_api: TestClient) -> None:
+    for body in (b"[" * 100_000, b"\xff", b'{"a":'):
+        response = sqlite_api.post("/v1/devices/x/approve", content=body, headers=JSON)
+        assert_error(response, 422, "invalid_request")
+    no_key = sqlite_api.post("/v1/devices/x/approve", content=b"{}", headers=JSON)
+    assert_error(no_key, 401, "unauthorized")
