@@ -111,4 +111,6 @@ def _json_fault(body: bytes) -> str | None:
         return f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
     except RecursionError:
         return "the body is not valid JSON: nested too deeply"
+    except ValueError:  # a number of more than 4,300 digits
+        return "the body is not valid JSON: a number is too long"
     return None

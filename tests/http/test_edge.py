@@ -199,7 +199,7 @@ def test_a_lone_surrogate_is_422_on_every_database(api: TestClient, tmp_path: Pa
 
 
 def test_unparseable_json_is_422_on_a_route_that_reads_no_body(sqlite_api: TestClient) -> None:
-    for body in (b"[" * 100_000, b"\xff", b'{"a":'):
+    for body in (b"[" * 100_000, b"\xff", b'{"a":', b'{"a": ' + b"9" * 5000 + b"}"):
         response = sqlite_api.post("/v1/devices/x/approve", content=body, headers=JSON)
         assert_error(response, 422, "invalid_request")
     no_key = sqlite_api.post("/v1/devices/x/approve", content=b"{}", headers=JSON)
