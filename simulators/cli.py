@@ -166,6 +166,14 @@ def bench_command(serve_command: Sequence[str]) -> click.Command:
     @click.option(
         "--key-type", type=click.Choice(["p256", "ed25519"]), default="p256", show_default=True
     )
+    @click.option(
+        "--workers",
+        type=click.IntRange(1, 16),
+        default=1,
+        show_default=True,
+        help="Gateway processes sharing the broker's subscription and the database.",
+    )
+    @click.option("--json", "as_json", is_flag=True, help="Print the numbers as one JSON line.")
     def bench(
         devices: int,
         orders: int,
@@ -173,6 +181,8 @@ def bench_command(serve_command: Sequence[str]) -> click.Command:
         database_url: str | None,
         broker: str,
         key_type: str,
+        workers: int,
+        as_json: bool,
     ) -> None:
         """Measure payments per second end to end: devices → broker → gateway → ledger → results.
 
@@ -185,11 +195,15 @@ def bench_command(serve_command: Sequence[str]) -> click.Command:
         from simulators.bench.report import print_report
         from simulators.bench.run import run_bench
 
-        console = Console()
+        console = Console(stderr=as_json)
         load = Load(devices, orders, rate, "ed25519" if key_type == "ed25519" else "p256")
-        report = run_bench(serve_command, load, console, database_url=database_url, broker=broker)
+        report = run_bench(
+            serve_command, load, console, database_url=database_url, broker=broker, workers=workers
+        )
         label = f"{devices} devices, {key_type}, {broker} broker, {database_url or 'SQLite'}"
         print_report(report, label, console)
+        if as_json:
+            click.echo(report.to_json())
         if not report.complete:
             sys.exit(1)
 

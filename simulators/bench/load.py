@@ -21,9 +21,10 @@ from devices.sdk import DeviceClient, KeyType, PreparedOrder
 from devices.sdk.messages import pay_fields
 from simulators.backoffice import Admin, Owner
 from simulators.base import provision_device
+from simulators.bench.cpu import CpuMeter
 from simulators.bench.report import BenchReport
+from simulators.bench.tally import Tally
 from simulators.fleet import Broker
-from simulators.metrics import Recorder
 
 CURRENCY = "EUR"
 FUNDS_MINOR = 10**9
@@ -41,21 +42,32 @@ class Load:
 
 
 def run_load(
-    api_url: str, broker: Broker, admin_token: str, load: Load, state_dir: Path, console: Console
+    api_url: str,
+    broker: Broker,
+    admin_token: str,
+    load: Load,
+    state_dir: Path,
+    console: Console,
+    meter: CpuMeter | None = None,
 ) -> BenchReport:
     """Provision and connect the devices, send every order, wait for every result."""
-    recorder = Recorder(clock=time.perf_counter)
+    tally = Tally()
     clients: list[DeviceClient] = []
     try:
         with console.status(f"registering {load.devices} devices"):
-            shop = provision_fleet(api_url, broker, admin_token, load, state_dir, recorder, clients)
+            shop = provision_fleet(api_url, broker, admin_token, load, state_dir, tally, clients)
         with console.status(f"signing {load.orders // load.devices * load.devices} orders"):
             orders = presign(clients, shop, load.orders // load.devices)
+        if meter is not None:
+            meter.start()
         started = time.perf_counter()
         with console.status(f"sending {len(orders)} orders"):
-            send(orders, recorder, load.rate)
-        wait_for_results(recorder, len(orders), console)
-        return report(recorder, len(orders), time.perf_counter() - started)
+            send(orders, tally, load.rate)
+        sent_s = time.perf_counter() - started
+        wait_for_results(tally, len(orders), console)
+        cpu = meter.stop() if meter is not None else {}
+        ended = max(tally.last_result_at, started + sent_s)
+        return report(tally, len(orders), ended - started, sent_s, cpu)
     finally:
         for client in clients:
             client.close()
@@ -67,7 +79,7 @@ def provision_fleet(
     admin_token: str,
     load: Load,
     state_dir: Path,
-    recorder: Recorder,
+    tally: Tally,
     clients: list[DeviceClient],
 ) -> str:
     """Register, approve, fund and connect the devices (appended to `clients`); the shop's id."""
@@ -99,7 +111,7 @@ def provision_fleet(
                 fsync=False,
                 resend_after=None,  # a replay would count as load; every order here is new
             )
-            client.on_result = partial(recorder.result, client.device_id)
+            client.on_result = partial(tally.result, client.device_id)
             clients.append(client)
             owner.approve_device(client.device_id)
             owner.top_up(client.device_id, FUNDS_MINOR, CURRENCY, "bench")
@@ -122,42 +134,53 @@ def presign(
 
 
 def send(
-    orders: list[tuple[DeviceClient, PreparedOrder]], recorder: Recorder, rate: float | None
+    orders: list[tuple[DeviceClient, PreparedOrder]], tally: Tally, rate: float | None
 ) -> None:
-    """Journal and publish each order, on an open-loop schedule when there is a `rate`."""
+    """Journal and publish each order; with a `rate`, on an open-loop schedule: each order is
+    due at its slot, and its latency counts from there however late it actually went out."""
     interval_s = 1.0 / rate if rate else 0.0
     started = time.perf_counter()
     for index, (client, order) in enumerate(orders):
+        due = time.perf_counter()
         if interval_s:
-            delay_s = started + index * interval_s - time.perf_counter()
+            due = started + index * interval_s
+            delay_s = due - time.perf_counter()
             if delay_s > 0:
                 time.sleep(delay_s)
-        recorder.sent(client.device_id, order.order_id)
+        tally.sent(client.device_id, order.order_id, due)
         client.submit(order)
 
 
-def wait_for_results(recorder: Recorder, expected: int, console: Console) -> None:
+def wait_for_results(tally: Tally, expected: int, console: Console) -> None:
     """Until every order has its final result, or none arrived for QUIET_LIMIT_S."""
     last, last_change = -1, time.monotonic()
     with console.status("waiting for results") as status:
-        while (open_orders := recorder.open_orders) > 0:
-            got = expected - open_orders
+        while (got := tally.answered) < expected:
             status.update(f"results: {got}/{expected}")
             if got != last:
                 last, last_change = got, time.monotonic()
             elif time.monotonic() - last_change > QUIET_LIMIT_S:
                 return
-            time.sleep(0.05)
+            time.sleep(0.01)
 
 
-def report(recorder: Recorder, orders: int, seconds: float) -> BenchReport:
+def report(
+    tally: Tally, orders: int, seconds: float, sent_s: float, cpu: dict[str, float | None]
+) -> BenchReport:
     """The run's numbers; every order here is final at its first result (no approvals)."""
-    summary = recorder.summary(seconds)
+    latencies = tally.latencies()
     return BenchReport(
         orders=orders,
-        results=orders - summary.unanswered,
+        results=tally.answered,
         seconds=seconds,
-        p50_ms=summary.latency_p50_ms,
-        p99_ms=summary.latency_p99_ms,
-        statuses=summary.results,
+        p50_ms=latencies.p50_ms,
+        p99_ms=latencies.p99_ms,
+        statuses=tally.statuses,
+        reasons=tally.reasons,
+        p95_ms=latencies.p95_ms,
+        max_ms=latencies.max_ms,
+        lost=tally.lost(),
+        duplicated=tally.duplicated,
+        cpu_s=cpu,
+        offered_per_s=orders / sent_s if sent_s else None,
     )

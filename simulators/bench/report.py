@@ -1,8 +1,10 @@
-"""The numbers of one `kym bench` run, and how they are shown."""
+"""The numbers of one `kym bench` run, and how they are shown (a table, or one JSON line)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -10,14 +12,23 @@ from rich.table import Table
 
 @dataclass(frozen=True)
 class BenchReport:
-    """What one run measured (latencies from handing an order to the SDK to its result)."""
+    """What one run measured. Latencies run from an order's scheduled send time (open loop,
+    `--rate`) or its hand-over to the SDK (flat out) to its verified result."""
 
     orders: int
-    results: int  # final results received for those orders
+    results: int  # orders that got their final result
     seconds: float  # from the first order sent to the last result received
     p50_ms: float | None
     p99_ms: float | None
     statuses: dict[str, int]
+    p95_ms: float | None = None
+    max_ms: float | None = None
+    lost: int = 0  # orders sent that never got a result
+    duplicated: int = 0  # results beyond the first for one order
+    cpu_s: dict[str, float | None] = field(default_factory=dict)  # process -> CPU seconds
+    offered_per_s: float | None = None  # orders sent per second over the sending window
+    settings: dict[str, Any] = field(default_factory=dict)  # what was run
+    reasons: dict[str, int] = field(default_factory=dict)  # declined and rejected, by reason
 
     @property
     def per_second(self) -> float:
@@ -28,19 +39,48 @@ class BenchReport:
         """Whether every order got its final result."""
         return self.results >= self.orders
 
+    def to_json(self) -> str:
+        """One line for scripts (`kym bench --json`)."""
+        return json.dumps(
+            {
+                "payments_per_s": round(self.per_second, 1),
+                "p50_ms": _round(self.p50_ms),
+                "p95_ms": _round(self.p95_ms),
+                "p99_ms": _round(self.p99_ms),
+                "max_ms": _round(self.max_ms),
+                "orders": self.orders,
+                "results": self.results,
+                "lost": self.lost,
+                "duplicated": self.duplicated,
+                "statuses": self.statuses,
+                "reasons": self.reasons,
+                "cpu_s": {k: _round(v) for k, v in self.cpu_s.items()},
+                "seconds": round(self.seconds, 3),
+                "offered_per_s": _round(self.offered_per_s),
+                **self.settings,
+            },
+            sort_keys=False,
+        )
+
 
 def print_report(report: BenchReport, label: str, console: Console) -> None:
     """A table of the run's numbers."""
     table = Table(title=f"kym bench: {label}")
-    for column in ("orders", "results", "seconds", "payments/s", "p50 ms", "p99 ms", "statuses"):
+    columns = ("orders", "results", "lost", "dup", "seconds", "payments/s", "p50", "p95", "p99")
+    for column in (*columns, "max ms", "CPU s", "statuses"):
         table.add_column(column)
     table.add_row(
         str(report.orders),
         str(report.results),
+        str(report.lost),
+        str(report.duplicated),
         f"{report.seconds:.2f}",
         f"{report.per_second:.0f}",
         _ms(report.p50_ms),
+        _ms(report.p95_ms),
         _ms(report.p99_ms),
+        _ms(report.max_ms),
+        " ".join(f"{k} {_ms(v)}" for k, v in report.cpu_s.items()),
         str(report.statuses),
     )
     console.print(table)
@@ -48,3 +88,7 @@ def print_report(report: BenchReport, label: str, console: Console) -> None:
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,10 +15,10 @@ pytestmark = pytest.mark.slow
 
 def test_bench_sends_every_order_and_reports_every_result(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KYM_")}
-    env["COLUMNS"] = "160"
+    env["COLUMNS"] = "200"
     command = [sys.executable, "-m", "gateway.cli", "bench", "--devices", "2", "--orders", "40"]
     completed = subprocess.run(
-        [*command, "--broker", "embedded", "--key-type", "ed25519"],
+        [*command, "--broker", "embedded", "--key-type", "ed25519", "--json"],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -26,8 +26,12 @@ def test_bench_sends_every_order_and_reports_every_result(tmp_path: Path) -> Non
         timeout=180,
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
-    out = completed.stdout
-    assert "kym bench: 2 devices, ed25519, embedded broker, SQLite" in out
-    row = re.search(r"│ 40\s+│ 40\s+│ [\d.]+\s+│ \d+\s+│ [\d.]+\s+│ [\d.]+\s+│ (.*?)\s+│", out)
-    assert row, out
-    assert row.group(1) == "{'approved': 40}"
+    assert "kym bench: 2 devices, ed25519, embedded broker, SQLite" in completed.stderr
+    numbers = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert (numbers["orders"], numbers["results"], numbers["lost"]) == (40, 40, 0)
+    assert numbers["duplicated"] == 0
+    assert numbers["statuses"] == {"approved": 40}
+    assert numbers["payments_per_s"] > 0
+    assert 0 < numbers["p50_ms"] <= numbers["p95_ms"] <= numbers["p99_ms"] <= numbers["max_ms"]
+    assert numbers["cpu_s"]["gateway"] > 0 and numbers["cpu_s"]["load"] > 0
+    assert numbers["cpu_s"]["broker"] is None  # the embedded broker runs inside the gateway
