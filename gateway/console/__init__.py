@@ -13,9 +13,16 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from gateway.console import device_routes, routes
+from gateway.console import device_routes, routes, sessions
 from gateway.console.auth import CrossSite, SignedOut, current_session
 from gateway.console.render import HERE, page
+from gateway.context import Context
+
+
+def sign_in_link(ctx: Context, api_key: str, base_url: str) -> str | None:
+    """A one-time URL (ten minutes) that opens a console session for this owner's key."""
+    token = sessions.sign_in(ctx, api_key, purpose="link")
+    return None if token is None else f"{base_url.rstrip('/')}/console/session/{token}"
 
 
 def mount(app: FastAPI) -> None:
@@ -40,4 +47,4 @@ async def _cross_site(request: Request, exc: Exception) -> HTMLResponse:
     return page(request, "refused.html", session, 403, error=str(exc))
 
 
-__all__ = ["mount"]
+__all__ = ["mount", "sign_in_link"]

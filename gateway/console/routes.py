@@ -53,6 +53,22 @@ async def sign_in(request: Request) -> Response:
     if session_id is None:
         message = "That is not an owner's API key. Check it and try again."
         return page(request, "signin.html", None, 401, error=message)
+    return _signed_in(request, session_id)
+
+
+@router.get("/console/session/{token}")
+def sign_in_with_link(request: Request, token: str) -> Response:
+    """Exchange a one-time sign-in link (`kym demo` prints one) for a session cookie."""
+    if is_cross_site(request):
+        return page(request, "signin.html", None, 403, error="Open sign-in links yourself.")
+    session_id = sessions.redeem_link(context(request), token)
+    if session_id is None:
+        message = "This sign-in link has expired or was used already. Sign in with your key."
+        return page(request, "signin.html", None, 401, error=message)
+    return _signed_in(request, session_id)
+
+
+def _signed_in(request: Request, session_id: str) -> Response:
     answer = RedirectResponse("/console", status_code=303)
     answer.set_cookie(
         sessions.COOKIE,

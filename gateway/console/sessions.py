@@ -4,6 +4,10 @@ The cookie holds a random id (256 bits) and nothing else: not the API key, nothi
 it. The row is keyed by the id's SHA-256 (a leaked table opens no session) and names the API
 key that opened it; a lookup joins that key, so deleting the key ends the session at once in
 every worker, and the foreign key's ON DELETE CASCADE clears the row.
+
+A sign-in link (for `kym demo`, which prints the console's URL with a ready session) is a row
+of the same table with purpose "link": it lives ten minutes and is used once, when it is
+exchanged for a session of its own.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
@@ -23,6 +27,7 @@ from gateway.context import Context
 from gateway.parties import Party, hash_api_key
 
 LIFETIME = timedelta(hours=12)
+LINK_LIFETIME = timedelta(minutes=10)
 COOKIE = "kym_console"
 
 metadata = sa.MetaData()
@@ -32,6 +37,7 @@ console_sessions = sa.Table(
     sa.Column("id_hash", sa.String, primary_key=True),
     sa.Column("key_id", sa.String),
     sa.Column("owner_id", sa.String),
+    sa.Column("purpose", sa.String),
     sa.Column("csrf_token", sa.String),
     sa.Column("created_at", UtcDateTime),
     sa.Column("expires_at", UtcDateTime),
@@ -55,8 +61,26 @@ def _id_hash(session_id: str) -> str:
     return hashlib.sha256(session_id.encode()).hexdigest()
 
 
-def sign_in(ctx: Context, api_key: str) -> str | None:
-    """A new session id for an owner's API key; None for a wrong key or another kind of party."""
+def _open(conn: Connection, key_id: str, owner_id: str, purpose: str, now: datetime) -> str:
+    session_id = secrets.token_urlsafe(32)
+    lifetime = LIFETIME if purpose == "session" else LINK_LIFETIME
+    conn.execute(
+        console_sessions.insert().values(
+            id_hash=_id_hash(session_id),
+            key_id=key_id,
+            owner_id=owner_id,
+            purpose=purpose,
+            csrf_token=secrets.token_urlsafe(32),
+            created_at=now,
+            expires_at=now + lifetime,
+        )
+    )
+    conn.execute(console_sessions.delete().where(console_sessions.c.expires_at < now))
+    return session_id
+
+
+def sign_in(ctx: Context, api_key: str, purpose: str = "session") -> str | None:
+    """A new session id (or link token) for an owner's API key; None for any other key."""
     now = ctx.clock()
 
     def work(conn: Connection) -> str | None:
@@ -64,22 +88,37 @@ def sign_in(ctx: Context, api_key: str) -> str | None:
         if found is None or found[0].kind != "owner":
             return None
         party, key_id = found
-        session_id = secrets.token_urlsafe(32)
-        conn.execute(
-            console_sessions.insert().values(
-                id_hash=_id_hash(session_id),
-                key_id=key_id,
-                owner_id=party.id,
-                csrf_token=secrets.token_urlsafe(32),
-                created_at=now,
-                expires_at=now + LIFETIME,
-            )
-        )
-        conn.execute(console_sessions.delete().where(console_sessions.c.expires_at < now))
-        store.append_audit(conn, now, [(party.actor, "console.signed_in", None, {"key": key_id})])
+        session_id = _open(conn, key_id, party.id, purpose, now)
+        record = (party.actor, f"console.{purpose}_opened", None, {"key": key_id})
+        store.append_audit(conn, now, [record])
         return session_id
 
     return ctx.db.run(work)
+
+
+def redeem_link(ctx: Context, token: str) -> str | None:
+    """Exchange a sign-in link for a new session id, once; None when it is unknown or spent."""
+    now = ctx.clock()
+    links = console_sessions.c
+
+    def work(conn: Connection) -> str | None:
+        used = conn.execute(
+            console_sessions.delete()
+            .where(
+                links.id_hash == _id_hash(token), links.purpose == "link", links.expires_at > now
+            )
+            .returning(links.key_id, links.owner_id)
+        ).first()
+        if used is None or not _key_exists(conn, used.key_id):
+            return None
+        return _open(conn, used.key_id, used.owner_id, "session", now)
+
+    return ctx.db.run(work)
+
+
+def _key_exists(conn: Connection, key_id: str) -> bool:
+    keys = store.api_keys
+    return conn.execute(sa.select(keys.c.id).where(keys.c.id == key_id)).first() is not None
 
 
 def session_of(ctx: Context, session_id: str | None) -> Session | None:
@@ -92,6 +131,7 @@ def session_of(ctx: Context, session_id: str | None) -> Session | None:
         .join(keys, keys.c.id == console_sessions.c.key_id)
         .where(
             console_sessions.c.id_hash == _id_hash(session_id),
+            console_sessions.c.purpose == "session",
             console_sessions.c.expires_at > ctx.clock(),
             keys.c.party_kind == "owner",
         )

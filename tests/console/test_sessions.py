@@ -6,7 +6,9 @@ import hashlib
 from http.cookies import SimpleCookie
 
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
+from gateway.console.sessions import console_sessions
 from gateway.context import Context
 from gateway.http.app import create_app
 from tests.console.conftest import sign_in
@@ -103,6 +105,11 @@ def test_deleting_the_key_ends_the_session_in_every_worker(
     assert deleted.status_code == 204, deleted.text
     assert browser_like.get("/console/devices").status_code == 303
     assert other_worker.get("/console/devices").status_code == 303
+    with ctx.db.read() as conn:  # the foreign key's cascade removed the row itself
+        rows = conn.execute(
+            select(console_sessions).where(console_sessions.c.key_id == first["id"])
+        )
+        assert rows.all() == []
 
 
 def test_signing_out_ends_the_session(world: World, browser_like: TestClient) -> None:
@@ -119,3 +126,26 @@ def test_the_cookie_is_not_accepted_by_the_api(world: World, browser_like: TestC
     sign_in(browser_like, owner["api_key"])
     for path in ("/v1/approvals", "/v1/keys"):
         assert browser_like.get(path).status_code == 401, path
+
+
+def test_a_sign_in_link_opens_one_session_once(
+    world: World, ctx: Context, browser_like: TestClient
+) -> None:
+    from gateway.console import sign_in_link
+
+    owner = world.party("owners", {"name": "Ada", "timezone": "UTC"})
+    assert sign_in_link(ctx, world.merchant()["api_key"], "http://testserver") is None
+    link = sign_in_link(ctx, owner["api_key"], "http://testserver/")
+    assert link is not None and link.startswith("http://testserver/console/session/")
+    path = link.removeprefix("http://testserver")
+    browser_like.cookies.set("kym_console", path.rsplit("/", 1)[1])  # the link is no session
+    assert browser_like.get("/console/devices").status_code == 303
+    browser_like.cookies.clear()
+    refused = browser_like.get(path, headers={"Sec-Fetch-Site": "cross-site"})
+    assert refused.status_code == 403
+    answer = browser_like.get(path, headers={"Sec-Fetch-Site": "none"})
+    assert answer.status_code == 303 and "httponly" in answer.headers["set-cookie"].lower()
+    assert _set_cookie(answer)["kym_console"].value not in link
+    assert browser_like.get("/console/devices").status_code == 200
+    other_browser = TestClient(create_app(ctx), follow_redirects=False)
+    assert other_browser.get(path).status_code == 401
