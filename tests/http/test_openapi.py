@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -138,3 +139,43 @@ def test_operation_ids_are_the_route_names(document: dict[str, Any]) -> None:
     assert len(ids) == len(set(ids))
     assert {"create_owner", "register_device", "create_key", "delete_key"} <= set(ids)
     assert all(re.fullmatch(r"[a-z][a-z_]*", operation_id) for operation_id in ids)
+
+
+PEM_FIELDS = {"csr", "certificate", "attestation"}
+
+
+def walk_limits(
+    schema: dict[str, Any], components: dict[str, Any], name: str, seen: set[str]
+) -> Iterator[str]:
+    """Every string or list in a request schema that has no limit or a limit over the contract's."""
+    if "$ref" in schema:
+        ref = schema["$ref"].rsplit("/", 1)[1]
+        if ref not in seen:
+            yield from walk_limits(components[ref], components, name, seen | {ref})
+        return
+    for option in schema.get("anyOf", []) + schema.get("allOf", []):
+        yield from walk_limits(option, components, name, seen)
+    kind = schema.get("type")
+    bounded = "enum" in schema or "const" in schema or schema.get("format") == "date-time"
+    if kind == "string" and not bounded:  # an RFC 3339 time longer than 1,000 never parses
+        limit = 64 * 1024 if name in PEM_FIELDS else 1000
+        if not 0 < schema.get("maxLength", limit + 1) <= limit:
+            yield f"{name}: maxLength {schema.get('maxLength')}"
+    if kind == "array":
+        if not 0 < schema.get("maxItems", 1001) <= 1000:
+            yield f"{name}: maxItems {schema.get('maxItems')}"
+        yield from walk_limits(schema["items"], components, name, seen)
+    for field, inner in schema.get("properties", {}).items():
+        yield from walk_limits(inner, components, field, seen)
+
+
+def test_every_string_and_list_in_a_request_body_has_the_contracts_limit(
+    document: dict[str, Any],
+) -> None:
+    components = document["components"]["schemas"]
+    for method, path, operation in operations(document):
+        body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+        if body is None:
+            continue
+        unlimited = list(walk_limits(body["schema"], components, "body", set()))
+        assert not unlimited, (method, path, unlimited)
