@@ -2,6 +2,8 @@
 
 Orders and results are JWS compact serializations (RFC 7515) with `alg` ES256 or EdDSA
 (`Ed25519` accepted as its RFC 9864 synonym); nothing else, `none` included, is verified.
+A JOSE header holds `alg` and optionally `typ`, nothing else (`crit`, `jwk`, `kid`, ... are
+refused as an invalid signature: the key is always the certificate's, never the header's).
 Payloads are validated strictly: money is an integer of minor units, never a float or string.
 """
 
@@ -23,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapte
 MAX_ORDER_BYTES = 8 * 1024
 MAX_AMOUNT_MINOR = 10**12  # a trillion minor units: far above any machine payment
 ALGORITHMS = frozenset({"ES256", "EdDSA", "Ed25519"})
+HEADER_MEMBERS = frozenset({"alg", "typ"})  # contract section 10: nothing else in the header
 
 PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
@@ -142,15 +145,19 @@ def decode(token: str | bytes) -> tuple[str, dict[str, Any]]:
 
 
 def verify(token: str, alg: str, key: PublicKey, jose: ECKey | OKPKey | None = None) -> None:
-    """Check the signature with this key; raises InvalidSignature."""
+    """Check the signature with this key, and that the JOSE header holds only `alg` and
+    `typ`; raises InvalidSignature."""
     if alg not in ALGORITHMS or algorithm_family(alg) != algorithm_for(key):
         raise InvalidSignature(f"alg {alg!r} is not allowed for this device's key")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SecurityWarning)
-            jws.deserialize_compact(token, jose or jose_key(key), algorithms=[alg])
+            verified = jws.deserialize_compact(token, jose or jose_key(key), algorithms=[alg])
     except (JoseError, ValueError) as exc:
         raise InvalidSignature("the signature does not verify") from exc
+    extra = verified.headers().keys() - HEADER_MEMBERS
+    if extra:  # crit, jwk, x5c, jku, kid...: nothing a verifier here would honour
+        raise InvalidSignature(f"the JOSE header may hold only alg and typ, not {sorted(extra)}")
 
 
 def algorithm_family(alg: str) -> str:

@@ -139,6 +139,22 @@ def main(verbose: bool) -> None:
     help="First gateway identity of this process (kym-gateway-<n>), so that several "
     "processes sharing a broker each have their own [env KYM_WORKER_INDEX; default 0].",
 )
+@click.option(
+    "--device-rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="N",
+    help="Orders a second each device may send, sustained; more are not decided "
+    "(rate_limited) [env KYM_DEVICE_RATE; default 10].",
+)
+@click.option(
+    "--device-burst",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="M",
+    help="Orders a device may send at once before its rate applies [env KYM_DEVICE_BURST; "
+    "default 50].",
+)
 def serve(**flags: Any) -> None:
     """Run the gateway: HTTP API, MQTT order pipeline and (unless --broker-url) a broker.
 

@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     rotation_grace_s: int = Field(default=7 * 24 * 3600, ge=0)
     gateway_workers: int = Field(default=1, ge=1, le=16)
     worker_index: int = Field(default=0, ge=0, le=15)  # first MQTT identity: kym-gateway-<n>
+    device_rate: float = Field(default=10.0, gt=0)  # orders a second per device, sustained
+    device_burst: int = Field(default=50, ge=1)  # orders per device at once, before the rate
 
     def resolved_database_url(self) -> str:
         """The database to use: the flag or variable, else SQLite in the data dir."""

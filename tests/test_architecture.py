@@ -23,6 +23,7 @@ PURE_MODULES = [
     "devices/registry.py",
     "devices/contract.py",
     "gateway/errors.py",
+    "gateway/orders/ratelimit.py",
 ]
 INFRASTRUCTURE = {
     "sqlalchemy",

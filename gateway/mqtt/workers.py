@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import queue
 import threading
 from datetime import timedelta
 
@@ -32,6 +31,7 @@ from gateway import store
 from gateway.audit.service import sign_tree_head_if_due
 from gateway.context import Context
 from gateway.mqtt.client import GatewayClient, Inbound
+from gateway.mqtt.throttle import Throttle
 from gateway.orders import store as order_store
 from gateway.orders.approvals import expire_approvals
 from gateway.orders.decide import decide_messages
@@ -103,23 +103,16 @@ class Worker(threading.Thread):
         super().__init__(name=f"kym-worker-{client.identity}", daemon=True)
         self.ctx, self.client, self.publisher = ctx, client, publisher
         self.inbox = client.inbox
+        self.throttle = Throttle(ctx, client)  # per-device rate limits, before any decoding
         self.keyring = KeyRing()
         self.stopping = threading.Event()
         self._tries: dict[str, int] = {}
 
     def run(self) -> None:
         while not self.stopping.is_set():
-            try:
-                first = self.inbox.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            batch = [first]
-            while len(batch) < MAX_BATCH:
-                try:
-                    batch.append(self.inbox.get_nowait())
-                except queue.Empty:
-                    break
-            self.process(batch)
+            batch = self.throttle.gather(self.inbox, MAX_BATCH)  # over-rate messages left out
+            if batch:
+                self.process(batch)
 
     def process(self, messages: list[Inbound]) -> None:
         """Decide a batch and acknowledge it; while the database is away, keep it and try

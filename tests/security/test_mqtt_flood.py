@@ -19,12 +19,6 @@ from tests.security.test_mqtt_abuse import Scene
 FLOOD = 2_000
 RATE_PER_S, BURST = 10, 50  # the contract's defaults
 
-RATE_LIMITS_BEING_FIXED = pytest.mark.xfail(
-    strict=True,
-    reason="issue 10: no per-device rate limit yet; every junk message of a flood is decided, "
-    "answered and written to the audit trail",
-)
-
 
 @pytest.fixture(scope="module", params=BROKERS)
 def live(
@@ -57,7 +51,6 @@ def _rejections(payer: Payer) -> list[dict[str, Any]]:
     return [m for m in payer.messages() if m.get("status") == "rejected"]
 
 
-@RATE_LIMITS_BEING_FIXED
 def test_a_flood_is_rate_limited_and_other_devices_are_served(scene: Scene) -> None:
     audited = audit_entries(scene, scene.attacker)
     topic = f"kym/v1/devices/{scene.attacker.id}/orders"
