@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection
@@ -100,6 +100,9 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         at, key_id = json.loads(raw)
-        return datetime.fromisoformat(at), str(key_id)
-    except (binascii.Error, ValueError, TypeError) as exc:
+        created_at = datetime.fromisoformat(at)
+        if created_at.tzinfo is None:
+            raise ValueError("cursors hold aware times")
+        return created_at.astimezone(UTC), str(key_id)
+    except (binascii.Error, ValueError, TypeError, OverflowError) as exc:
         raise Invalid("the cursor is not one this list gave") from exc

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import threading
 from dataclasses import replace
 from datetime import timedelta
@@ -88,7 +90,13 @@ def test_keys_page_newest_first_without_repeats(api: TestClient) -> None:
     assert seen == everything and len(seen) == 5
     created = [k["created_at"] for k in keys_of(api, key)["items"]]
     assert created == sorted(created, reverse=True)
-    for params in ({"limit": 0}, {"limit": 201}, {"cursor": "not-a-cursor"}, {"cursor": "W10"}):
+    forged = [
+        base64.urlsafe_b64encode(json.dumps([at, "key_x"]).encode()).decode()
+        for at in ("9999-12-31T23:59:59-14:00", "2026-01-01T00:00:00", 5)
+    ]
+    refused: list[dict[str, str | int]] = [{"limit": 0}, {"limit": 201}]
+    refused += [{"cursor": c} for c in ("not-a-cursor", "W10", *forged)]
+    for params in refused:
         response = api.get("/v1/keys", headers=bearer(key), params=params)
         assert response.status_code == 422, params
         assert response.json()["error"]["code"] == "invalid_request"
