@@ -76,7 +76,7 @@ def settings_of(load: Load, database_url: str | None, broker: str, workers: int)
     database = "postgresql" if database_url and database_url.startswith("postgres") else "sqlite"
     return {
         "devices": load.devices,
-        "rate": load.rate,
+        "target_rate_per_s": load.rate,  # not "rate": side_by_side.sh reads that as the result
         "database": database,
         "broker": broker,
         "workers": workers,
