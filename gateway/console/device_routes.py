@@ -181,6 +181,7 @@ def _device(
         active="devices",
         mandates=views.mandates_of(ctx, session.owner, device_id),
         rules=views.rules_of(ctx, session.owner, device_id),
+        audit=views.audit_of(ctx, session.owner, device_id),
         **view,
         **values,
     )

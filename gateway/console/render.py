@@ -20,6 +20,7 @@ HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 templates.env.filters["money"] = lambda amount, currency: format_amount(amount, currency)
 templates.env.filters["when"] = format_time
+templates.env.tests["match_digits"] = lambda text: str(text).isdigit() and len(str(text)) < 17
 
 NAV = [
     ("approvals", "/console", "Approvals"),

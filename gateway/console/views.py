@@ -78,6 +78,17 @@ def rules_of(ctx: Context, owner: Party, device_id: str) -> dict[str, Any]:
     return consent.get_rules(ctx, owner, device_id)
 
 
+def audit_of(ctx: Context, owner: Party, device_id: str, last: int = 50) -> list[dict[str, Any]]:
+    """The device's latest audit entries, newest first, each with a one-line summary."""
+    entries = service.device_audit(ctx, owner, device_id)[-last:]
+    return [{**entry, "summary": _summary(entry["data"])} for entry in reversed(entries)]
+
+
+def _summary(data: Any, width: int = 140) -> str:
+    text = json.dumps(data, separators=(", ", ": "), ensure_ascii=False)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def payments_view(ctx: Context, owner: Party) -> list[dict[str, Any]]:
     """Every payment of every device of the owner, newest first (up to 200 per device)."""
     items: list[dict[str, Any]] = []

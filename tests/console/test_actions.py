@@ -142,6 +142,7 @@ def test_rules_saved_in_the_console_are_the_devices_rules(
         "blocked_categories": ["gambling", "tolls"],
     }
     assert "€200.00" in answer.text  # the day's limit, formatted
+    assert "rules.replaced" in answer.text  # the audit trail, newest first
 
 
 def test_mandates_and_top_ups_from_the_console(world: World, browser_like: TestClient) -> None:

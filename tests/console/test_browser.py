@@ -160,6 +160,7 @@ def test_a_wrong_rules_value_shows_the_message_in_the_browser(
         page.screenshot(path=str(SHOTS / f"console-{name}.png"), full_page=True)
     page.goto(f"{household.base}/console/devices")
     page.click("text=Rules and limits")
+    page.screenshot(path=str(SHOTS / "console-device.png"), full_page=True)
     page.fill("#f-approval_ttl_seconds", "0")
     page.click("text=Save rules")
     message = page.locator("#e-approval_ttl_seconds")
