@@ -22,6 +22,18 @@ templates.env.filters["money"] = lambda amount, currency: format_amount(amount, 
 templates.env.filters["when"] = format_time
 templates.env.tests["match_digits"] = lambda text: str(text).isdigit() and len(str(text)) < 17
 
+# The console's pages load nothing but their own files, run no inline script, cannot be framed
+# (an approve button under someone else's page), and are not cached (they show balances).
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
 NAV = [
     ("approvals", "/console", "Approvals"),
     ("devices", "/console/devices", "Devices"),
@@ -45,4 +57,6 @@ def page(
         "csrf_token": session.csrf_token if session else "",
         **values,
     }
-    return templates.TemplateResponse(request, template, context, status_code=status_code)
+    answer = templates.TemplateResponse(request, template, context, status_code=status_code)
+    answer.headers.update(SECURITY_HEADERS)
+    return answer

@@ -38,6 +38,9 @@ def test_an_owner_key_opens_a_session_whose_cookie_holds_nothing_of_the_key(
     assert len(value) >= 40  # 256 random bits
     page = browser_like.get("/console")
     assert page.status_code == 200 and "Waiting for your approval" in page.text
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert page.headers["x-frame-options"] == "DENY"
+    assert page.headers["cache-control"] == "no-store"
 
 
 def test_the_cookie_is_secure_over_https(world: World, ctx: Context) -> None:

@@ -1,4 +1,4 @@
-// KYM console: the approvals countdown. Everything else works without JavaScript;
+// KYM console: the approvals countdown and confirmations. Everything else works without JavaScript;
 // htmx (vendored beside this file) refreshes the inbox.
 (function () {
   "use strict";
@@ -14,6 +14,11 @@
       el.classList.toggle("soon", left < 60);
     });
   }
+  // A button with data-confirm asks first (no inline handlers: the pages' CSP forbids them).
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("[data-confirm]");
+    if (button && !window.confirm(button.getAttribute("data-confirm"))) { event.preventDefault(); }
+  });
   document.addEventListener("DOMContentLoaded", tick);
   document.addEventListener("htmx:afterSwap", tick);
   setInterval(tick, 1000);
