@@ -59,7 +59,11 @@ def device_page(request: Request, session: SignedIn, device_id: str) -> HTMLResp
 def put_rules(request: Request, device_id: str, acting: Acting) -> HTMLResponse:
     """Replace the device's rules, as `PUT /v1/devices/{id}/rules` does."""
     session, form = acting
-    body, errors = forms.validate_rules(form)
+    try:
+        current = views.rules_of(context(request), session.owner, device_id)
+    except NotFound:
+        return _devices(request, session, 404, error="No such device.")
+    body, errors = forms.validate_rules(form, current)
     if body is None:
         return _device(request, session, device_id, 422, rules_form=form, rules_errors=errors)
     try:

@@ -20,6 +20,7 @@ PERIODS = ("day", "week", "month", "year")
 LISTS = ("allowed_categories", "blocked_categories", "allowed_payees", "blocked_payees")
 SCALARS = ("max_amount", "approval_above", "approval_ttl_seconds")
 FORM_ERROR = "_form"  # errors that belong to no single field
+MANAGED = {"currency", *SCALARS, "limits", "max_payments", *LISTS, "active_hours"}
 Errors = dict[str, str]
 
 
@@ -31,9 +32,13 @@ def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def rules_body(form: dict[str, str]) -> dict[str, Any]:
-    """The body of `PUT /v1/devices/{id}/rules` that this form describes (blank fields left out)."""
-    body: dict[str, Any] = {}
+def rules_body(form: dict[str, str], current: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The body of `PUT /v1/devices/{id}/rules` that this form describes (blank fields left out).
+
+    Rules the form has no field for (set through the API) are kept from `current`, since a PUT
+    replaces all of them.
+    """
+    body = {k: v for k, v in (current or {}).items() if k not in MANAGED}
     if form.get("currency", "").strip():
         body["currency"] = form["currency"].strip()
     for name in SCALARS:
@@ -71,9 +76,11 @@ def rules_form(rules: dict[str, Any]) -> dict[str, str]:
     return form
 
 
-def validate_rules(form: dict[str, str]) -> tuple[RulesIn | None, Errors]:
+def validate_rules(
+    form: dict[str, str], current: dict[str, Any] | None = None
+) -> tuple[RulesIn | None, Errors]:
     """The validated rules, or the API's messages by form field."""
-    body = rules_body(form)
+    body = rules_body(form, current)
     try:
         return RulesIn.model_validate(body), {}
     except ValidationError as exc:
