@@ -32,6 +32,7 @@ from gateway.orders.approvals import decide_approval
 
 router = APIRouter(include_in_schema=False)
 POLL_S = 3  # how often the inbox asks for news
+RECENT = 10  # decided approvals shown under the inbox
 
 
 @router.get("/console")
@@ -135,6 +136,8 @@ def _pending(request: Request, session: Session) -> list[dict[str, Any]]:
 def _inbox(request: Request, session: Session, status: int = 200, **values: Any) -> HTMLResponse:
     approvals = _pending(request, session)
     values["labels"] = views.device_labels(context(request), session.owner)
+    everything = consent.list_approvals(context(request), session.owner, None)
+    values["decided"] = [a for a in everything if a["status"] != "pending"][:RECENT]
     return page(
         request,
         "approvals.html",

@@ -56,6 +56,7 @@ def test_an_owner_approves_a_waiting_payment_from_the_inbox(
     )
     assert answer.status_code == 200 and "approved" in answer.text
     assert "Nothing is waiting for you" in answer.text
+    assert "Recently decided" in answer.text and "status-approved" in answer.text
     assert world.balance(fridge) == 10_000 - 2500
     again = browser_like.post(
         f"/console/approvals/{approval_id.group(1)}",

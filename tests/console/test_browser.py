@@ -149,6 +149,7 @@ def test_an_owner_approves_the_fridges_order_in_the_browser(
     result = household.fridge.wait_for_result(order_id, timeout_s=15)
     assert (result.status, result.reason) == ("approved", None)
     assert "approved" in page.locator(".notice").inner_text()
+    page.screenshot(path=str(SHOTS / "console-approvals-decided.png"), full_page=True)
     assert errors == []
 
 
