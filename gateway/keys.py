@@ -7,17 +7,14 @@ written at most once a minute per key and worker, as the contract allows it to l
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection
 
-from gateway import store
+from gateway import paging, store
 from gateway.context import Context
-from gateway.errors import Conflict, Invalid, NotFound
+from gateway.errors import Conflict, NotFound
 from gateway.parties import Party, hash_api_key, new_api_key
 
 TOUCH_EVERY = timedelta(seconds=60)
@@ -55,10 +52,10 @@ def list_keys(
     ctx: Context, party: Party, limit: int, cursor: str | None
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One page of the party's keys, newest first, and the cursor of the next page."""
-    after = None if cursor is None else _decode_cursor(cursor)
+    start = paging.after("keys", cursor, paging.TIME_THEN_ID)
     with ctx.db.read() as conn:
-        rows = store.api_key_rows(conn, party, limit + 1, after)
-    page, more = rows[:limit], len(rows) > limit
+        rows = store.api_key_rows(conn, party, limit + 1, start)
+    page, next_cursor = paging.page_of(rows, limit, "keys", lambda r: (r["created_at"], r["id"]))
     items = [
         {
             "id": row["id"],
@@ -68,8 +65,7 @@ def list_keys(
         }
         for row in page
     ]
-    last = page[-1] if more else None
-    return items, None if last is None else _encode_cursor(last["created_at"], last["id"])
+    return items, next_cursor
 
 
 def delete_key(ctx: Context, party: Party, key_id: str) -> None:
@@ -89,20 +85,3 @@ def delete_key(ctx: Context, party: Party, key_id: str) -> None:
 
     ctx.db.run(work)
     _touched.pop(key_id, None)
-
-
-def _encode_cursor(created_at: datetime, key_id: str) -> str:
-    raw = json.dumps([created_at.isoformat(), key_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        at, key_id = json.loads(raw)
-        created_at = datetime.fromisoformat(at)
-        if created_at.tzinfo is None:
-            raise ValueError("cursors hold aware times")
-        return created_at.astimezone(UTC), str(key_id)
-    except (binascii.Error, ValueError, TypeError, OverflowError) as exc:
-        raise Invalid("the cursor is not one this list gave") from exc

@@ -6,7 +6,7 @@ importable while callers move to it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -130,7 +130,7 @@ def owner_timezones(conn: Connection, ids: Iterable[str]) -> dict[str, str]:
 
 
 def api_key_rows(
-    conn: Connection, party: Party, limit: int, after: tuple[datetime, str] | None
+    conn: Connection, party: Party, limit: int, after: Sequence[Any] | None
 ) -> list[dict[str, Any]]:
     """The party's keys, newest first, starting after the (created_at, id) of a previous page."""
     query = (
@@ -140,14 +140,18 @@ def api_key_rows(
         .limit(limit)
     )
     if after is not None:
-        at, key_id = after
-        query = query.where(
-            sa.or_(
-                api_keys.c.created_at < at,
-                sa.and_(api_keys.c.created_at == at, api_keys.c.id < key_id),
-            )
-        )
+        query = query.where(before((api_keys.c.created_at, api_keys.c.id), after))
     return [dict(row) for row in conn.execute(query).mappings()]
+
+
+def before(columns: Sequence[Any], key: Sequence[Any]) -> sa.ColumnElement[bool]:
+    """The rows after `key` when sorting by `columns` descending: a keyset page's condition
+    (spelt out rather than a row-value comparison, so each value binds with its column's type)."""
+    first, *rest = columns
+    head, *tail = key
+    if not rest:
+        return sa.and_(first < head)
+    return sa.or_(first < head, sa.and_(first == head, before(rest, tail)))
 
 
 def lock_api_keys(conn: Connection, party: Party) -> list[str]:
