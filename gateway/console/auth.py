@@ -18,6 +18,7 @@ from gateway.console.sessions import Session
 from gateway.context import Context
 
 Form = dict[str, str]
+MAX_FIELDS = 200
 
 
 class SignedOut(Exception):
@@ -62,7 +63,10 @@ def signed_in(request: Request) -> Session:
 async def read_form(request: Request) -> Form:
     """The urlencoded form of a POST (the last value of a repeated field wins)."""
     body = (await request.body()).decode("utf-8", errors="replace")
-    return dict(parse_qsl(body, keep_blank_values=True, max_num_fields=200))
+    try:
+        return dict(parse_qsl(body, keep_blank_values=True, max_num_fields=MAX_FIELDS))
+    except ValueError:  # more fields than any console form has: read as an empty form
+        return {}
 
 
 async def acting(request: Request) -> tuple[Session, Form]:

@@ -17,6 +17,7 @@ from gateway import service, wallets
 from gateway.consent import service as consent
 from gateway.console import forms, views
 from gateway.console.auth import Acting, SignedIn, context
+from gateway.console.money import format_amount
 from gateway.console.render import page
 from gateway.console.sessions import Session
 from gateway.errors import REFUSAL_TYPES, NotFound, refusal_of
@@ -129,15 +130,23 @@ def wallets_page(request: Request, session: SignedIn) -> HTMLResponse:
 def top_up(request: Request, device_id: str, acting: Acting) -> HTMLResponse:
     """Top up a wallet, as `POST /v1/devices/{id}/wallet/top-ups` does (idempotent by form)."""
     session, form = acting
-    amount, currency = form.get("amount", "").strip(), form.get("currency", "")
-    if not amount.isdigit() or int(amount) < 1:
-        return _wallets(request, session, 422, error="amount: a whole number of minor units ≥ 1")
-    key = form.get("idempotency_key") or secrets.token_hex(8)
+    body, errors = forms.validate_top_up(form)
+    if body is None:
+        message = "; ".join(f"{field}: {text}" for field, text in errors.items())
+        return _wallets(request, session, 422, error=message)
     try:
-        wallets.top_up(context(request), session.owner, device_id, int(amount), currency, key)
+        wallets.top_up(
+            context(request),
+            session.owner,
+            device_id,
+            body.amount,
+            body.currency,
+            body.idempotency_key,
+        )
     except REFUSAL_TYPES as exc:
         return _wallets(request, session, refusal_of(exc)[0], error=str(exc))
-    return _wallets(request, session, notice=f"{device_id} topped up.")
+    amount = format_amount(body.amount, body.currency)
+    return _wallets(request, session, notice=f"{device_id} topped up by {amount}.")
 
 
 @router.get("/console/payments")

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from gateway.http.schemas import MandateCreate, RulesIn
+from gateway.http.schemas import MandateCreate, RulesIn, TopUpCreate
 
 PERIODS = ("day", "week", "month", "year")
 LISTS = ("allowed_categories", "blocked_categories", "allowed_payees", "blocked_payees")
@@ -101,6 +101,19 @@ def validate_mandate(form: dict[str, str]) -> tuple[dict[str, Any] | None, Error
         return MandateCreate.model_validate(body).model_dump(), {}
     except ValidationError as exc:
         return None, _by_field(exc, body, mandate=True)
+
+
+def validate_top_up(form: dict[str, str]) -> tuple[TopUpCreate | None, Errors]:
+    """The body of `POST /v1/devices/{id}/wallet/top-ups`, or the API's messages by field."""
+    body = {
+        "amount": _number(form.get("amount", "").strip()),
+        "currency": form.get("currency", ""),
+        "idempotency_key": form.get("idempotency_key", ""),
+    }
+    try:
+        return TopUpCreate.model_validate(body), {}
+    except ValidationError as exc:
+        return None, _by_field(exc, body)
 
 
 def _by_field(exc: ValidationError, body: dict[str, Any], mandate: bool = False) -> Errors:

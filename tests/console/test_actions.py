@@ -164,3 +164,26 @@ def test_mandates_and_top_ups_from_the_console(world: World, browser_like: TestC
         assert answer.status_code == 200
     assert world.balance(car) == 1250
     assert "€12.50" in browser_like.get("/console/wallets").text
+
+
+def test_odd_forms_are_refused_with_a_message_never_a_500(
+    world: World, browser_like: TestClient
+) -> None:
+    car = world.device("car", top_up=0)
+    csrf = sign_in(browser_like, car.owner["Authorization"].removeprefix("Bearer "))
+    top_up = {"amount": "12.50", "currency": "EUR", "idempotency_key": "k", "csrf_token": csrf}
+    answer = browser_like.post(f"/console/devices/{car.id}/top-ups", data=top_up)
+    assert answer.status_code == 422 and "amount: Input should be a valid integer" in answer.text
+    nul = {**top_up, "amount": "100", "idempotency_key": "k\x00"}
+    assert browser_like.post(f"/console/devices/{car.id}/top-ups", data=nul).status_code == 422
+    assert world.balance(car) == 0
+    mandate = {"payee": "mer\x00x", "max_amount": "500", "csrf_token": csrf}
+    assert browser_like.post(f"/console/devices/{car.id}/mandates", data=mandate).status_code == 422
+    many = "&".join(f"f{i}=x" for i in range(500)) + f"&csrf_token={csrf}&action=suspend"
+    answer = browser_like.post(
+        f"/console/devices/{car.id}/status",
+        content=many,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert answer.status_code == 403
+    assert _status(world, car.id, car.owner) == "active"
