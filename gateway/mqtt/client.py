@@ -79,7 +79,9 @@ class GatewayClient:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
-        self._client.reconnect_delay_set(0.2, 5)
+        # Back within a second of a broker restart: Mosquitto 2.0.11 does not restore shared
+        # subscriptions from its persistence file, and drops orders until we subscribe again.
+        self._client.reconnect_delay_set(0.2, 1)
 
     def start(self) -> None:
         """Connect in the background; reconnects by itself."""

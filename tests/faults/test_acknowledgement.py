@@ -1,0 +1,141 @@
+"""The gateway acknowledges an order to the broker only once its decision is committed, on
+both brokers: what it never acknowledged comes back to the same worker identity, and a message
+that keeps failing gets one final rejection and is acknowledged so it cannot stall the worker."""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from devices import keystore, wire
+from gateway.context import utcnow
+from gateway.http.app import create_app
+from gateway.mqtt.client import GatewayClient, Inbound
+from gateway.mqtt.workers import MAX_TRIES, Entries, Publisher, Worker
+from gateway.server import build_context, free_port, start_broker
+from gateway.settings import Settings
+from tests.e2e.conftest import BROKERS, Stack
+from tests.support.gateway import ADMIN_TOKEN
+
+
+class Gateway:
+    """A broker, an HTTP API for registering devices, and gateway clients made on demand."""
+
+    def __init__(self, stack: Stack, exits: ExitStack) -> None:
+        self.stack, self.exits = stack, exits
+
+    def client(self, n: int = 0) -> GatewayClient:
+        ctx = self.stack.ctx
+        cert, key = keystore.ensure_gateway_client_identity(ctx.pki, n, utcnow())
+        client = GatewayClient(
+            "127.0.0.1", self.stack.port, f"kym-gateway-{n}", cert, key, ctx.pki.paths.bundle
+        )
+        client.start()
+        assert client.subscribed.wait(10), "the gateway client did not subscribe"
+        return client
+
+
+@pytest.fixture(params=BROKERS)
+def gateway(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Gateway]:
+    if request.param == "mosquitto":
+        request.getfixturevalue("mosquitto_binary")
+    port = free_port()
+    settings = Settings(
+        data_dir=tmp_path / "data", database_url=f"sqlite:///{tmp_path / 'kym.db'}",
+        admin_token=ADMIN_TOKEN, mqtt=f"127.0.0.1:{port}", broker=request.param,
+    )  # fmt: skip
+    base = build_context(settings)
+    with ExitStack() as exits:
+        ctx = replace(base, broker=start_broker(base, exits))
+        with TestClient(create_app(ctx)) as api:
+            yield Gateway(Stack(ctx, api, port, tmp_path), exits)
+        ctx.db.dispose()
+
+
+def _drain(inbox: queue.Queue[Inbound], seconds: float) -> list[Inbound]:
+    got, deadline = [], time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            got.append(inbox.get(timeout=left))
+        except queue.Empty:
+            break
+    return got
+
+
+def test_an_order_never_acknowledged_comes_back_to_the_same_worker_identity(
+    gateway: Gateway,
+) -> None:
+    car = gateway.stack.device("car")
+    session = car.connect()
+    first = gateway.client()
+    session.publish(f"kym/v1/devices/{car.id}/orders", b"order one")
+    arrived = _drain(first.inbox, 2)
+    assert [m.payload for m in arrived] == [b"order one"]
+    first.stop()  # as if the worker died before its commit: no PUBACK was sent
+    again = gateway.client()
+    try:
+        back = _drain(again.inbox, 3)
+        assert [m.payload for m in back] == [b"order one"]
+        assert again.ack(back) == 1  # decided now: acknowledged on the current connection
+        assert first.ack(arrived) == 0  # the old connection's message id means nothing now
+    finally:
+        again.stop()
+    third = gateway.client()
+    try:
+        assert _drain(third.inbox, 2) == []  # acknowledged once, never delivered again
+    finally:
+        third.stop()
+    session.close()
+
+
+class FailingOnPoison(Worker):
+    """The real worker, whose decision step fails for any batch holding a `poison` message."""
+
+    attempts = 0
+
+    def _decide(self, messages: list[Inbound]) -> Entries:
+        if any(b"poison" in m.payload for m in messages):
+            self.attempts += 1
+            raise RuntimeError("a decision that cannot be made")
+        return super()._decide(messages)
+
+
+def test_a_message_that_keeps_failing_gets_one_final_rejection_and_is_acknowledged(
+    gateway: Gateway,
+) -> None:
+    car = gateway.stack.device("car")
+    session = car.connect()
+    session.subscribe(f"kym/v1/devices/{car.id}/results")
+    client = gateway.client()
+    worker = FailingOnPoison(gateway.stack.ctx, client, Publisher(client))
+    worker.start()
+    try:
+        session.publish(f"kym/v1/devices/{car.id}/orders", b"poison")
+        session.publish(f"kym/v1/devices/{car.id}/orders", b"garbage")
+        deadline = time.monotonic() + 15
+        while len(session.messages) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        results = [wire.decode(token)[1] for _, token in session.messages]
+        details = [str(r.get("detail", "")) for r in results]
+        assert [r["status"] for r in results] == ["rejected", "rejected"]
+        assert [r["reason"] for r in results] == ["invalid_message", "invalid_message"]
+        undecidable = f"the gateway failed to decide this message {MAX_TRIES} times"
+        assert details.count(undecidable) == 1, details
+        assert worker.attempts >= MAX_TRIES
+    finally:
+        worker.stop()
+        worker.join(5)
+        client.stop()
+    again = gateway.client()
+    try:
+        assert _drain(again.inbox, 2) == []  # both were acknowledged
+    finally:
+        again.stop()
+    session.close()
