@@ -20,9 +20,12 @@ from gateway.context import Context
 
 
 def sign_in_link(ctx: Context, api_key: str, base_url: str) -> str | None:
-    """A one-time URL (ten minutes) that opens a console session for this owner's key."""
+    """A one-time URL (ten minutes) that opens a console session for this owner's key.
+
+    The token is the URL's fragment, which the browser keeps to itself: no access log sees it.
+    """
     token = sessions.sign_in(ctx, api_key, purpose="link")
-    return None if token is None else f"{base_url.rstrip('/')}/console/session/{token}"
+    return None if token is None else f"{base_url.rstrip('/')}/console/link#{token}"
 
 
 def mount(app: FastAPI) -> None:

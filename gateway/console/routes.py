@@ -57,12 +57,23 @@ async def sign_in(request: Request) -> Response:
     return _signed_in(request, session_id)
 
 
-@router.get("/console/session/{token}")
-def sign_in_with_link(request: Request, token: str) -> Response:
+@router.get("/console/link")
+def sign_in_link_page(request: Request) -> HTMLResponse:
+    """The page a sign-in link opens; its script posts the token from the URL's fragment.
+
+    The token travels in the fragment (`/console/link#<token>`), which browsers never send, so
+    it appears in no access log and no Referer.
+    """
+    return page(request, "link.html", None)
+
+
+@router.post("/console/session/link")
+async def sign_in_with_link(request: Request) -> Response:
     """Exchange a one-time sign-in link (`kym demo` prints one) for a session cookie."""
     if is_cross_site(request):
         return page(request, "signin.html", None, 403, error="Open sign-in links yourself.")
-    session_id = sessions.redeem_link(context(request), token)
+    token = (await read_form(request)).get("token", "").strip().lstrip("#")
+    session_id = await run_in_threadpool(sessions.redeem_link, context(request), token)
     if session_id is None:
         message = "This sign-in link has expired or was used already. Sign in with your key."
         return page(request, "signin.html", None, 401, error=message)

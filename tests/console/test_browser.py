@@ -13,13 +13,17 @@ import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import httpx
 import pytest
 
 from devices.sdk import DeviceClient, GatewayApi, Registration, provision
+from gateway.context import Context
+from gateway.db import Database
 from gateway.server import free_port
 from tests.e2e.serve_helpers import ADMIN, healthz, serve
 from tests.support.services import unavailable
@@ -47,6 +51,7 @@ class Household:
     owner_key: str
     shop_id: str
     fridge: DeviceClient
+    data_dir: Path
 
 
 @pytest.fixture
@@ -116,7 +121,21 @@ def _household(api: httpx.Client, base: str, mqtt: int, tmp_path: Path) -> House
     assert answer.status_code == 200, answer.text
     fridge = DeviceClient(identity, "127.0.0.1", mqtt, fsync=False)
     fridge.connect()
-    return Household(base, key, shop["id"], fridge)
+    return Household(base, key, shop["id"], fridge, tmp_path / "data")
+
+
+def _sign_in_link(household: Household) -> str:
+    """A one-time sign-in link made on the live gateway's database, as `kym demo` makes one."""
+    from gateway.console import sign_in_link
+
+    db = Database(f"sqlite:///{household.data_dir / 'kym.db'}")
+    try:
+        ctx = SimpleNamespace(db=db, clock=lambda: datetime.now(UTC))
+        link = sign_in_link(cast(Context, ctx), household.owner_key, household.base)
+    finally:
+        db.dispose()
+    assert link is not None
+    return link
 
 
 def test_an_owner_approves_the_fridges_order_in_the_browser(
@@ -158,10 +177,9 @@ def test_a_wrong_rules_value_shows_the_message_in_the_browser(
 ) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": 1100, "height": 900})
-    page.goto(f"{household.base}/console")
-    page.fill("#api_key", household.owner_key)
-    page.click("button[type=submit]")
+    page.goto(_sign_in_link(household))  # as `kym demo` prints it
     page.wait_for_url(f"{household.base}/console")
+    assert page.locator("text=Waiting for your approval").is_visible()
     for name in ("devices", "wallets", "payments", "freeze"):
         page.goto(f"{household.base}/console/{name}")
         page.screenshot(path=str(SHOTS / f"console-{name}.png"), full_page=True)

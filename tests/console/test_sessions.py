@@ -139,16 +139,19 @@ def test_a_sign_in_link_opens_one_session_once(
     owner = world.party("owners", {"name": "Ada", "timezone": "UTC"})
     assert sign_in_link(ctx, world.merchant()["api_key"], "http://testserver") is None
     link = sign_in_link(ctx, owner["api_key"], "http://testserver/")
-    assert link is not None and link.startswith("http://testserver/console/session/")
-    path = link.removeprefix("http://testserver")
-    browser_like.cookies.set("kym_console", path.rsplit("/", 1)[1])  # the link is no session
+    assert link is not None and link.startswith("http://testserver/console/link#")
+    token = link.split("#", 1)[1]  # a fragment: the browser never sends it, no log records it
+    assert 'id="link-form"' in browser_like.get("/console/link").text
+    browser_like.cookies.set("kym_console", token)  # the link is no session
     assert browser_like.get("/console/devices").status_code == 303
     browser_like.cookies.clear()
-    refused = browser_like.get(path, headers={"Sec-Fetch-Site": "cross-site"})
+    cross = {"Sec-Fetch-Site": "cross-site"}
+    refused = browser_like.post("/console/session/link", data={"token": token}, headers=cross)
     assert refused.status_code == 403
-    answer = browser_like.get(path, headers={"Sec-Fetch-Site": "none"})
+    answer = browser_like.post("/console/session/link", data={"token": token})
     assert answer.status_code == 303 and "httponly" in answer.headers["set-cookie"].lower()
-    assert _set_cookie(answer)["kym_console"].value not in link
+    assert _set_cookie(answer)["kym_console"].value != token
     assert browser_like.get("/console/devices").status_code == 200
     other_browser = TestClient(create_app(ctx), follow_redirects=False)
-    assert other_browser.get(path).status_code == 401
+    again = other_browser.post("/console/session/link", data={"token": token})
+    assert again.status_code == 401

@@ -19,7 +19,17 @@
     var button = event.target.closest && event.target.closest("[data-confirm]");
     if (button && !window.confirm(button.getAttribute("data-confirm"))) { event.preventDefault(); }
   });
+  // A sign-in link carries its one-time token in the fragment: post it, then forget it.
+  function redeemLink() {
+    var form = document.getElementById("link-form");
+    var token = window.location.hash.slice(1);
+    if (!form || !token) { return; }
+    history.replaceState(null, "", window.location.pathname);
+    form.elements.token.value = token;
+    form.submit();
+  }
   document.addEventListener("DOMContentLoaded", tick);
+  document.addEventListener("DOMContentLoaded", redeemLink);
   document.addEventListener("htmx:afterSwap", tick);
   setInterval(tick, 1000);
 })();
