@@ -222,3 +222,39 @@ def device_ids_of_owner(conn: Connection, owner_id: str) -> list[str]:
     """Ids of the owner's devices."""
     query = sa.select(devices.c.id).where(devices.c.owner_id == owner_id)
     return list(conn.execute(query).scalars())
+
+
+def list_devices(
+    conn: Connection,
+    party_column: str,
+    party_id: str,
+    status: str | None,
+    limit: int,
+    after: tuple[datetime, str] | None,
+) -> list[Device]:
+    """Up to `limit` devices whose `party_column` ("owner_id" or "integrator_id") is
+    `party_id`, newest first, after the (created_at, id) of a previous page's last."""
+    column = devices.c[party_column]
+    query = devices.select().where(column == party_id)
+    if status is not None:
+        query = query.where(devices.c.status == status)
+    if after is not None:
+        at, device_id = after
+        query = query.where(
+            sa.or_(
+                devices.c.created_at < at,
+                sa.and_(devices.c.created_at == at, devices.c.id < device_id),
+            )
+        )
+    query = query.order_by(devices.c.created_at.desc(), devices.c.id.desc()).limit(limit)
+    return [_device(row) for row in conn.execute(query).mappings()]
+
+
+def newest_certificates(conn: Connection, device_ids: list[str]) -> dict[str, DeviceCertificate]:
+    """Each device's most recently issued certificate (revoked or not), in one query."""
+    query = (
+        certificates.select()
+        .where(certificates.c.device_id.in_(device_ids))
+        .order_by(certificates.c.issued_at)
+    )
+    return {row["device_id"]: _certificate(row) for row in conn.execute(query).mappings()}

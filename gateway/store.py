@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from devices.store import UtcDateTime
+from devices.store import UtcDateTime, devices
 from gateway.audit import store as audit_store
 from gateway.audit.entries import AuditEntry, LegacyItem, Record
 from gateway.parties import KEY_PREFIX_CHARS, Party, hash_api_key, new_key_id
@@ -26,6 +26,7 @@ owners = sa.Table(
     sa.Column("name", sa.String),
     sa.Column("timezone", sa.String),
     sa.Column("created_at", UtcDateTime),
+    sa.Column("frozen", sa.Boolean),  # contract section 7: no pay or hold while set
 )
 integrators = sa.Table(
     "integrators",
@@ -33,6 +34,7 @@ integrators = sa.Table(
     sa.Column("id", sa.String, primary_key=True),
     sa.Column("name", sa.String),
     sa.Column("created_at", UtcDateTime),
+    *[sa.Column(name, sa.String) for name in ("legal_name", "support_email", "support_url")],
 )
 merchants = sa.Table(
     "merchants",
@@ -42,6 +44,7 @@ merchants = sa.Table(
     sa.Column("category", sa.String),
     sa.Column("currency", sa.String),
     sa.Column("created_at", UtcDateTime),
+    *[sa.Column(name, sa.String) for name in ("legal_name", "support_email", "support_url")],
 )
 api_keys = sa.Table(
     "api_keys",
@@ -123,10 +126,41 @@ def merchants_by_id(conn: Connection, ids: Iterable[str]) -> dict[str, dict[str,
     return {row["id"]: dict(row) for row in rows}
 
 
+def payees_by_id(conn: Connection, ids: Iterable[str]) -> dict[str, dict[str, str]]:
+    """The `name` and `category` of these payees that exist: a merchant's own, or for a device
+    "<integrator name> <model>" and its category (`other` when it declared none)."""
+    ids = list(ids)
+    found = {
+        m["id"]: {"name": m["name"], "category": m["category"]}
+        for m in merchants_by_id(conn, ids).values()
+    }
+    query = (
+        sa.select(devices.c.id, devices.c.model, devices.c.category, integrators.c.name)
+        .select_from(devices.join(integrators, integrators.c.id == devices.c.integrator_id))
+        .where(devices.c.id.in_([i for i in ids if i not in found]))
+    )
+    for device_id, model, category, integrator in conn.execute(query):
+        found[device_id] = {"name": f"{integrator} {model}", "category": category or "other"}
+    return found
+
+
 def owner_timezones(conn: Connection, ids: Iterable[str]) -> dict[str, str]:
     """Each owner's IANA timezone."""
     query = sa.select(owners.c.id, owners.c.timezone).where(owners.c.id.in_(list(ids)))
     return {owner_id: tz for owner_id, tz in conn.execute(query)}
+
+
+def owner_settings(conn: Connection, ids: Iterable[str]) -> dict[str, tuple[str, bool]]:
+    """Each owner's IANA timezone and whether they froze their devices' payments."""
+    query = sa.select(owners.c.id, owners.c.timezone, owners.c.frozen).where(
+        owners.c.id.in_(list(ids))
+    )
+    return {owner_id: (tz, bool(frozen)) for owner_id, tz, frozen in conn.execute(query)}
+
+
+def set_frozen(conn: Connection, owner_id: str, frozen: bool) -> None:
+    """Freeze or unfreeze an owner's devices' payments."""
+    conn.execute(owners.update().where(owners.c.id == owner_id).values(frozen=frozen))
 
 
 def api_key_rows(

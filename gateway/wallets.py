@@ -7,15 +7,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection
+import sqlalchemy as sa
+from sqlalchemy import Connection, Row
 
-from gateway import store
+from gateway import paging, store
 from gateway.context import Context
 from gateway.errors import NotFound
+from gateway.paging import Page
 from gateway.parties import Party
 from gateway.service import owned_device_id
 from wallet import store as wallet_store
 from wallet.ledger import Payment
+from wallet.payments import payment_from_row
+from wallet.schema import payments
 
 
 def top_up(
@@ -66,10 +70,42 @@ def wallet_of(ctx: Context, holder: Party, device_id: str | None) -> dict[str, A
 
 
 def payments_of(ctx: Context, holder: Party, device_id: str | None) -> list[dict[str, Any]]:
-    """Payments a device or merchant made or received, newest first."""
+    """The newest 200 payments a device or merchant made or received (`payments_page` pages)."""
+    return payments_page(ctx, holder, device_id, None, 200, None).items
+
+
+def payments_page(
+    ctx: Context,
+    holder: Party,
+    device_id: str | None,
+    status: str | None,
+    limit: int,
+    cursor: str | None,
+) -> Page[dict[str, Any]]:
+    """Payments a device (for its owner) or the merchant made or received, newest first,
+    optionally of one status; keyed by the ledger's sequence, which no later payment takes."""
+    start = paging.after("payments", cursor, paging.SEQUENCE)
     with ctx.db.read() as conn:
         holder_id = owned_device_id(conn, holder, device_id) if device_id else holder.id
-        return [payment_public(p) for p in wallet_store.list_payments(conn, holder_id, 200)]
+        rows = _payment_rows(conn, holder_id, status, paging.check_limit(limit) + 1, start)
+    page, next_cursor = paging.page_of(rows, limit, "payments", lambda row: (row.seq,))
+    return Page([payment_public(payment_from_row(row)) for row in page], next_cursor)
+
+
+def _payment_rows(
+    conn: Connection, holder_id: str, status: str | None, limit: int, after: paging.Key | None
+) -> list[Row[Any]]:
+    query = (
+        sa.select(payments)
+        .where(sa.or_(payments.c.payer_id == holder_id, payments.c.payee_id == holder_id))
+        .order_by(payments.c.seq.desc())
+        .limit(limit)
+    )
+    if status is not None:
+        query = query.where(payments.c.status == status)
+    if after is not None:
+        query = query.where(store.before((payments.c.seq,), after))
+    return list(conn.execute(query))
 
 
 def payment_public(payment: Payment) -> dict[str, Any]:

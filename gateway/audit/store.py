@@ -152,6 +152,21 @@ def iter_entries(
         start = batch[-1].index + 1
 
 
+def newest_entries(
+    conn: Connection, device_id: str, limit: int, before_index: int | None = None
+) -> list[AuditEntry]:
+    """Up to `limit` entries naming a device, newest first, below `before_index` if given."""
+    query = (
+        audit_log.select()
+        .where(audit_log.c.device_id == device_id)
+        .order_by(audit_log.c.leaf_index.desc())
+        .limit(limit)
+    )
+    if before_index is not None:
+        query = query.where(audit_log.c.leaf_index < before_index)
+    return [_entry_of(row) for row in conn.execute(query).mappings()]
+
+
 def entries_at(conn: Connection, indexes: Iterable[int]) -> list[AuditEntry]:
     """The entries with these indexes, in log order."""
     query = audit_log.select().where(audit_log.c.leaf_index.in_(sorted(set(indexes))))

@@ -21,6 +21,7 @@ from gateway.consent.rules import (
     OrderTerms,
     Payee,
     Rules,
+    consent_rules,
     exceeded_limit,
 )
 
@@ -92,6 +93,7 @@ def needs_approval(order: OrderTerms, rules: Rules | None, mandate: Mandate | No
     """Whether the owner must approve the order, given the mandate that covers it if any."""
     if mandate is not None:
         return False
+    rules = consent_rules(rules)  # rules holding only an alert are no rules here
     if rules is None:
         return True
     above_minor = rules.approval_above_minor

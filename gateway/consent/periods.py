@@ -41,6 +41,22 @@ def period_start(period: Period, now: datetime, tz: ZoneInfo) -> datetime:
     return naive_midnight.replace(tzinfo=tz).astimezone(UTC)
 
 
+def next_period_start(period: Period, now: datetime, tz: ZoneInfo) -> datetime:
+    """The first instant of the period after the one containing `now` (when its usage resets),
+    in the owner's timezone."""
+    first = _first_day(period, _local_date(now, tz))
+    if period == "day":
+        following = first + timedelta(days=1)
+    elif period == "week":
+        following = first + timedelta(days=7)
+    elif period == "month":
+        following = (first.replace(day=28) + timedelta(days=4)).replace(day=1)
+    else:
+        following = first.replace(year=first.year + 1)
+    instant = datetime.combine(following, time()).replace(tzinfo=tz).astimezone(UTC)
+    return instant.astimezone(tz)
+
+
 def period_key(period: Period, at: datetime, tz: ZoneInfo) -> str:
     """The key of the period containing `at`, e.g. "day:2026-11-27", "week:2026-11-23"."""
     first = _first_day(period, _local_date(at, tz))

@@ -17,7 +17,7 @@ order needs approval unless a mandate covers it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -80,6 +80,7 @@ class Rules:
     approval_above_minor: int | None = None
     approval_ttl_s: int = DEFAULT_APPROVAL_TTL_S
     active_hours: tuple[Window, ...] | None = None
+    low_balance_alert_minor: int | None = None  # an alert only: never a consent (section 7)
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,15 @@ class Usage:
 
 Counters = Mapping[str, Usage]
 NO_USAGE = Usage()
+
+
+def consent_rules(rules: Rules | None) -> Rules | None:
+    """The rules as consent sees them: rules that hold only an alert (and the approval TTL,
+    which every stored rule set shows) are no rules, so an alert never lets payments through."""
+    if rules is None or rules.low_balance_alert_minor is None:
+        return rules
+    bare = replace(rules, low_balance_alert_minor=None, approval_ttl_s=DEFAULT_APPROVAL_TTL_S)
+    return None if bare == Rules() else rules
 
 
 def approval_ttl_s(rules: Rules | None) -> int:
@@ -230,6 +240,7 @@ def rules_from_json(body: Mapping[str, Any]) -> Rules | None:
         approval_above_minor=body.get("approval_above"),
         approval_ttl_s=body.get("approval_ttl_seconds") or DEFAULT_APPROVAL_TTL_S,
         active_hours=None if hours is None else tuple(map(_window, hours["windows"])),
+        low_balance_alert_minor=body.get("low_balance_alert"),
     )
 
 
@@ -269,6 +280,7 @@ def rules_to_json(rules: Rules | None) -> dict[str, Any]:
             {"days": list(w.days), "from": _clock(w.from_minute), "to": _clock(w.to_minute)}
             for w in rules.active_hours
         ]},
+        "low_balance_alert": rules.low_balance_alert_minor,
     }  # fmt: skip
     body = {key: value for key, value in optional.items() if value is not None}
     # Always present, so that a GET answer PUT back is rules again, never "no rules".

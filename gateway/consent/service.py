@@ -1,4 +1,5 @@
-"""The owner's consent over HTTP: a device's rules, its mandates, and the approvals list.
+"""The owner's consent over HTTP: a device's rules and its mandates (lists and spending:
+`gateway.consent.views`).
 
 Every change applies to every order received after the call returns, in every worker:
 workers read rules, mandates and device state inside each batch's transaction. Deciding an
@@ -17,6 +18,7 @@ from sqlalchemy import Connection
 from devices import store as device_store
 from gateway import store
 from gateway.consent import store as consent_store
+from gateway.consent import views
 from gateway.consent.rules import Rules, rules_to_json
 from gateway.context import Context
 from gateway.errors import Invalid, NotFound
@@ -98,26 +100,14 @@ def revoke_mandate(ctx: Context, owner: Party, mandate_id: str) -> dict[str, str
 
 
 def list_approvals(ctx: Context, owner: Party, status: str | None) -> list[dict[str, Any]]:
-    """The owner's approvals, newest first."""
+    """The owner's newest 200 approvals (`gateway.consent.views.approvals_page` pages on)."""
+    return views.approvals_page(ctx, owner, status, 200, None).items
+
+
+def approval_public(ctx: Context, row: dict[str, Any]) -> dict[str, Any]:
+    """An approval as the API shows it (what, to whom, why and until when)."""
     with ctx.db.read() as conn:
-        device_ids = device_store.device_ids_of_owner(conn, owner.id)
-        rows = consent_store.list_approvals(conn, device_ids, status) if device_ids else []
-    return [approval_public(row) for row in rows]
-
-
-def approval_public(row: dict[str, Any]) -> dict[str, Any]:
-    """An approval as the API shows it."""
-    return {
-        "id": row["id"],
-        "device_id": row["device_id"],
-        "order_id": row["order_id"],
-        "amount": row["amount_minor"],
-        "currency": row["currency"],
-        "payee": row["payee"],
-        "status": row["status"],
-        "expires_at": row["expires_at"].isoformat(),
-        "created_at": row["created_at"].isoformat(),
-    }
+        return views.approval_items(conn, [row])[0]
 
 
 def _payee_exists(conn: Connection, payee_id: str) -> bool:

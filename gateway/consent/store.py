@@ -7,16 +7,17 @@ decision, or an owner's change over HTTP).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from devices.store import UtcDateTime
+from devices.store import UtcDateTime, devices
 from gateway.consent.mandates import Mandate
 from gateway.consent.rules import Limit, Rules, rules_from_json
+from gateway.store import before
 
 metadata = sa.MetaData()
 device_rules = sa.Table(
@@ -57,6 +58,7 @@ approvals = sa.Table(
     sa.Column("decided_at", UtcDateTime),
     sa.Column("result_status", sa.String),
     sa.Column("result_reason", sa.String),
+    sa.Column("why", sa.String),  # approval_above | no_rules (null before revision 0007)
 )
 
 # --- rules and mandates ----------------------------------------------------------------------
@@ -98,6 +100,30 @@ def mandates_for(conn: Connection, device_ids: Iterable[str]) -> list[dict[str, 
     return [dict(row) for row in conn.execute(query).mappings()]
 
 
+def list_mandates(
+    conn: Connection,
+    device_id: str,
+    status: str | None,
+    now: datetime,
+    limit: int,
+    after: Sequence[Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Up to `limit` of the device's mandates, newest first, after a page's last key
+    (created_at, id); an active mandate past its `valid_until` is `expired`."""
+    query = mandates.select().where(mandates.c.device_id == device_id)
+    lapsed = sa.and_(mandates.c.valid_until.is_not(None), mandates.c.valid_until <= now)
+    if status == "revoked":
+        query = query.where(mandates.c.status == "revoked")
+    elif status == "expired":
+        query = query.where(mandates.c.status == "active", lapsed)
+    elif status == "active":
+        query = query.where(mandates.c.status == "active", sa.not_(lapsed))
+    if after is not None:
+        query = query.where(before((mandates.c.created_at, mandates.c.id), after))
+    query = query.order_by(mandates.c.created_at.desc(), mandates.c.id.desc()).limit(limit)
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
 def get_mandate(conn: Connection, mandate_id: str) -> dict[str, Any] | None:
     """The mandate with this id, if any."""
     row = conn.execute(mandates.select().where(mandates.c.id == mandate_id)).mappings().first()
@@ -128,13 +154,22 @@ def get_approval(conn: Connection, approval_id: str) -> dict[str, Any] | None:
 
 
 def list_approvals(
-    conn: Connection, device_ids: list[str], status: str | None
+    conn: Connection,
+    owner_id: str,
+    status: str | None,
+    limit: int,
+    after: Sequence[Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Approvals of these devices, newest first."""
-    query = approvals.select().where(approvals.c.device_id.in_(device_ids))
+    """Up to `limit` approvals of the owner's devices, newest first, after a page's last key
+    (created_at, id)."""
+    owned = sa.select(devices.c.id).where(devices.c.owner_id == owner_id)
+    query = approvals.select().where(approvals.c.device_id.in_(owned))
     if status:
         query = query.where(approvals.c.status == status)
-    return [dict(r) for r in conn.execute(query.order_by(approvals.c.created_at.desc())).mappings()]
+    if after is not None:
+        query = query.where(before((approvals.c.created_at, approvals.c.id), after))
+    query = query.order_by(approvals.c.created_at.desc(), approvals.c.id.desc()).limit(limit)
+    return [dict(r) for r in conn.execute(query).mappings()]
 
 
 def due_approvals(conn: Connection, now: datetime, limit: int = 100) -> list[dict[str, Any]]:

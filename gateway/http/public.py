@@ -52,6 +52,11 @@ class DevicePublic(Public):
     created_at: str
 
 
+class DevicePage(Public):
+    items: list[DevicePublic]
+    next_cursor: str | None
+
+
 class CertificateIssued(Public):
     certificate: str
     ca_chain: str
@@ -93,6 +98,7 @@ class PaymentPublic(Public):
 
 class PaymentList(Public):
     items: list[PaymentPublic]
+    next_cursor: str | None
 
 
 class RulesPublic(RulesIn):
@@ -109,13 +115,41 @@ class MandatePublic(Public):
     status: Literal["active", "revoked", "expired"]
 
 
+class MandateLimitUsed(Public):
+    period: Literal["day", "week", "month", "year"]
+    amount: int
+    used: int
+    remaining: int
+
+
+class MandateItem(MandatePublic):
+    payee: str | None
+    category: str | None
+    max_amount: int
+    limits: list[MandateLimitUsed]
+    valid_from: str | None
+    valid_until: str | None
+
+
+class MandatePage(Public):
+    items: list[MandateItem]
+    next_cursor: str | None
+
+
 class ApprovalPublic(Public):
+    """An order waiting for (or decided by) its owner: what, to whom, why and until when."""
+
     id: str
     device_id: str
     order_id: str
+    kind: Literal["pay", "hold"]
     amount: int
     currency: str
     payee: str
+    payee_name: str
+    category: str  # the payee's; `other` for a device payee that declared none
+    description: str | None
+    why: Literal["approval_above", "no_rules", "instalment_offer"]
     status: Literal["pending", "approved", "declined", "expired"]
     expires_at: str
     created_at: str
@@ -123,6 +157,7 @@ class ApprovalPublic(Public):
 
 class ApprovalList(Public):
     items: list[ApprovalPublic]
+    next_cursor: str | None
 
 
 class DecisionResult(Public):
@@ -145,6 +180,42 @@ class AuditEntryPublic(Public):
 
 class AuditList(Public):
     items: list[AuditEntryPublic]
+    next_cursor: str | None
+
+
+class LimitSpent(Public):
+    period: Literal["day", "week", "month", "year"]
+    amount: int
+    spent: int
+    remaining: int  # never below 0
+    resets_at: str  # the start of the next period, in the owner's timezone
+
+
+class CountUsed(Public):
+    period: Literal["day", "week", "month", "year"]
+    count: int
+    used: int
+    remaining: int
+    resets_at: str
+
+
+class SpendingPublic(Public):
+    """A device's limits in their current periods (`[]` without rules)."""
+
+    currency: str
+    limits: list[LimitSpent]
+    max_payments: list[CountUsed]
+
+
+class OwnerPublic(Public):
+    id: str
+    name: str
+    timezone: str
+    frozen: bool
+
+
+class FreezePublic(Public):
+    frozen: bool
 
 
 class KeyCreated(Public):

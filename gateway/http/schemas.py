@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+from fastapi import Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from devices.contract import Category
@@ -29,6 +30,14 @@ Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 Amount = Annotated[int, Field(strict=True, ge=1, le=MAX_MINOR)]
 Clock = Annotated[str, StringConstraints(pattern=r"^(?:(?:[01][0-9]|2[0-3]):[0-5][0-9]|24:00)$")]
 Items = Field(max_length=MAX_ITEMS)
+# Paging (contract section 7): a page of 1 to 200 items, and the cursor a previous page gave.
+PageLimit = Annotated[int, Query(ge=1, le=200, description="1 to 200 items (default 200)")]
+PaymentStatus = Literal["completed", "held", "captured", "voided", "expired"]
+PageCursor = Annotated[
+    str | None, Query(max_length=MAX_TEXT, description="`next_cursor` of the previous page")
+]
+SupportEmail = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+$", max_length=MAX_TEXT)]
+SupportUrl = Annotated[str, StringConstraints(pattern=r"^https://[^\s/?#]+\S*$", max_length=MAX_TEXT)]
 Kind = Literal[tuple(sorted(KINDS))]  # type: ignore[valid-type]
 
 
@@ -85,11 +94,25 @@ class OwnerCreate(Body):
     timezone: str
 
 
-class IntegratorCreate(Body):
+class Disclosed(Body):
+    """Whom to contact (contract section 9): `legal_name` is `name` when absent."""
+
+    legal_name: Name | None = None
+    support_email: SupportEmail | None = None
+    support_url: SupportUrl | None = None
+
+    @model_validator(mode="after")
+    def _legal_name_defaults_to_name(self) -> Disclosed:
+        if self.legal_name is None:
+            self.legal_name = getattr(self, "name", None)
+        return self
+
+
+class IntegratorCreate(Disclosed):
     name: Name
 
 
-class MerchantCreate(Body):
+class MerchantCreate(Disclosed):
     name: Name
     category: Category
     currency: Currency = "EUR"
@@ -170,6 +193,7 @@ class RulesIn(StrictBody):
     approval_above: Amount | None = None
     approval_ttl_seconds: Annotated[int, Field(strict=True, ge=1, le=86400)] | None = None
     active_hours: ActiveHoursIn | None = None
+    low_balance_alert: Annotated[int, Field(strict=True, ge=0, le=MAX_MINOR)] | None = None
 
     def to_rules(self) -> Rules | None:
         """The rules, or `None` when the body sets nothing (`{}`): the device has no rules."""
@@ -189,6 +213,12 @@ class MandateCreate(Input):
     limits: Annotated[list[MandateLimitIn], Items] | None = None
     valid_from: AwareDatetime | None = None
     valid_until: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _dates_in_order(self) -> MandateCreate:
+        if self.valid_from and self.valid_until and self.valid_from > self.valid_until:
+            raise ValueError("valid_from must not be after valid_until")
+        return self
 
 
 class DecisionCreate(Body):

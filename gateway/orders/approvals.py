@@ -38,6 +38,8 @@ def decide_approval(
         row = consent_store.get_approval(conn, approval_id)
         if row is None or row["status"] != "pending" or row["expires_at"] <= now:
             raise Conflict("the approval is no longer pending", reason="approval_not_pending")
+        if decision == "approve" and device.owner_id in batch.frozen:  # stays pending
+            raise Conflict("the owner's payments are frozen", reason="owner_frozen")
         order = wire.parse_order(json.loads(row["order_json"]), device.id)
         assert isinstance(order, wire.PayOrder | wire.HoldOrder)
         if decision == "approve":

@@ -40,6 +40,7 @@ class Batch:
     devices: dict[str, Device] = field(default_factory=dict)
     merchants: dict[str, dict[str, Any]] = field(default_factory=dict)
     timezones: dict[str, ZoneInfo] = field(default_factory=dict)
+    frozen: set[str] = field(default_factory=set)  # owners who froze their devices' payments
     rules: dict[str, Rules | None] = field(default_factory=dict)
     mandates: dict[str, list[Mandate]] = field(default_factory=dict)
     known: dict[tuple[str, str], order_store.KnownOrder] = field(default_factory=dict)
@@ -100,7 +101,9 @@ def load_state(conn: Connection, now: datetime, senders: set[str], payees: set[s
     batch.devices = device_store.lock_devices(conn, senders | payees, lock=senders)
     batch.merchants = store.merchants_by_id(conn, (payees | senders) - set(batch.devices))
     owner_ids = {d.owner_id for d in batch.devices.values() if d.id in senders}
-    batch.timezones = {k: ZoneInfo(v) for k, v in store.owner_timezones(conn, owner_ids).items()}
+    owners = store.owner_settings(conn, owner_ids)
+    batch.timezones = {k: ZoneInfo(tz) for k, (tz, _) in owners.items()}
+    batch.frozen = {k for k, (_, frozen) in owners.items() if frozen}
     batch.rules = consent_store.load_rules(conn, senders)
     batch.mandates = consent_store.load_mandates(conn, senders)
     keys_now: dict[str, dict[str, str]] = {}

@@ -17,7 +17,14 @@ from devices.registry import Device
 from devices.registry import Status as DeviceStatus
 from gateway.consent import store as consent_store
 from gateway.consent.mandates import decide_consent
-from gateway.consent.rules import OrderTerms, Payee, Rules, approval_ttl_s, evaluate
+from gateway.consent.rules import (
+    OrderTerms,
+    Payee,
+    Rules,
+    approval_ttl_s,
+    consent_rules,
+    evaluate,
+)
 from gateway.errors import Declined
 from gateway.orders.batch import Batch, period_keys_now, scope_row
 from wallet import store as wallet_store
@@ -30,6 +37,8 @@ Payment = wire.PayOrder | wire.HoldOrder
 def decide_payment(batch: Batch, order: Payment, *, owner_approved: bool = False) -> Result:
     """Steps 2 to 6; when the owner has approved the order, step 5 is theirs and is skipped."""
     device = active_sender(batch, order.device_id)
+    if device.owner_id in batch.frozen:
+        raise Declined(Reason.OWNER_FROZEN)  # section 7: right after the device, step 2
     terms = OrderTerms(device.id, device.currency, order.payee, order.amount, order.currency)
     payee = payee_of(batch, order.payee)
     tz = batch.timezones[device.owner_id]
@@ -113,6 +122,7 @@ def ask_owner(batch: Batch, order: Payment, rules: Rules | None) -> Result:
             "currency": order.currency,
             "created_at": batch.now,
             "expires_at": batch.now + timedelta(seconds=approval_ttl_s(rules)),
+            "why": "no_rules" if consent_rules(rules) is None else "approval_above",
         },
     )
     return batch.result(

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Literal
 
 from fastapi import APIRouter
 
 from gateway.consent import service as consent
+from gateway.consent import views
 from gateway.http.deps import Ctx, Owner
 from gateway.http.public import ApprovalDecided, ApprovalList
 from gateway.http.resources import OwnedApproval
-from gateway.http.schemas import DecisionCreate
+from gateway.http.schemas import DecisionCreate, PageCursor, PageLimit
 from gateway.orders.approvals import decide_approval as decide
 
 router = APIRouter(tags=["approvals"])
@@ -18,9 +20,16 @@ ApprovalStatus = Literal["pending", "approved", "declined", "expired"]
 
 
 @router.get("/v1/approvals")
-def list_approvals(ctx: Ctx, caller: Owner, status: ApprovalStatus | None = None) -> ApprovalList:
+def list_approvals(
+    ctx: Ctx,
+    caller: Owner,
+    status: ApprovalStatus | None = None,
+    limit: PageLimit = 200,
+    cursor: PageCursor = None,
+) -> ApprovalList:
     """The owner's approvals, newest first, e.g. ?status=pending."""
-    return ApprovalList.model_validate({"items": consent.list_approvals(ctx, caller, status)})
+    page = views.approvals_page(ctx, caller, status, limit, cursor)
+    return ApprovalList.model_validate(asdict(page))
 
 
 @router.post("/v1/approvals/{approval_id}")
@@ -32,7 +41,7 @@ def decide_approval(
     reason = None if result.reason is None else result.reason.value
     return ApprovalDecided.model_validate(
         {
-            **consent.approval_public(approval),
+            **consent.approval_public(ctx, approval),
             "result": {"status": result.status.value, "reason": reason},
         }
     )

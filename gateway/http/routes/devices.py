@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from fastapi import APIRouter
 
 from devices.registry import Device, DeviceCertificate
-from gateway import service
+from gateway import fleet, service
 from gateway.context import Context
 from gateway.http.deps import Caller, Ctx, Integrator, OwnerOrIntegrator
-from gateway.http.public import CertificateIssued, DevicePublic, DeviceRegistered
+from gateway.http.public import CertificateIssued, DevicePage, DevicePublic, DeviceRegistered
 from gateway.http.resources import IntegratedDevice
-from gateway.http.schemas import CertificateCreate, DeviceCreate
+from gateway.http.routes.parties import check_currency
+from gateway.http.schemas import CertificateCreate, DeviceCreate, PageCursor, PageLimit
 
 router = APIRouter(tags=["devices"])
+DeviceStatus = Literal["pending", "active", "suspended", "revoked"]
 
 
 @router.post("/v1/devices", status_code=201)
 def register_device(body: DeviceCreate, ctx: Ctx, caller: Integrator) -> DeviceRegistered:
     """Register a device from its CSR (integrator)."""
+    check_currency(body.currency)
     registration = service.Registration(
         owner_id=body.owner_id,
         kind=body.kind,
@@ -39,6 +44,20 @@ def register_device(body: DeviceCreate, ctx: Ctx, caller: Integrator) -> DeviceR
         certificate=_pem(certificate),
         ca_chain=_ca_chain(ctx),
     )
+
+
+@router.get("/v1/devices")
+def list_devices(
+    ctx: Ctx,
+    caller: OwnerOrIntegrator,
+    status: DeviceStatus | None = None,
+    limit: PageLimit = 200,
+    cursor: PageCursor = None,
+) -> DevicePage:
+    """The owner's devices, or those the integrator registered, newest first."""
+    page = fleet.devices_page(ctx, caller, status, limit, cursor)
+    items = [device_public(*pair) for pair in page.items]
+    return DevicePage(items=items, next_cursor=page.next_cursor)
 
 
 @router.get("/v1/devices/{device_id}")

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from typing import Literal
+
 from fastapi import APIRouter
 
 from gateway.consent import service as consent
+from gateway.consent import views
 from gateway.http.deps import Ctx, Owner
-from gateway.http.public import MandateCreated, MandatePublic
+from gateway.http.public import MandateCreated, MandatePage, MandatePublic
 from gateway.http.resources import OwnedDevice
-from gateway.http.schemas import MandateCreate
+from gateway.http.schemas import MandateCreate, PageCursor, PageLimit
 
 router = APIRouter(tags=["mandates"])
 
@@ -20,6 +24,20 @@ def create_mandate(
     """Give a standing consent (owner)."""
     mandate_id = consent.create_mandate(ctx, caller, device_id, body.model_dump())
     return MandateCreated(id=mandate_id, status="active")
+
+
+@router.get("/v1/devices/{device_id}/mandates")
+def list_mandates(
+    device_id: OwnedDevice,
+    ctx: Ctx,
+    caller: Owner,
+    status: Literal["active", "revoked", "expired"] | None = None,
+    limit: PageLimit = 200,
+    cursor: PageCursor = None,
+) -> MandatePage:
+    """The device's mandates, newest first, with each limit's use in its current period."""
+    page = views.mandates_page(ctx, caller, device_id, status, limit, cursor)
+    return MandatePage.model_validate(asdict(page))
 
 
 @router.delete("/v1/mandates/{mandate_id}")

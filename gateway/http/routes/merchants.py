@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from fastapi import APIRouter
 
 from gateway import wallets
@@ -10,7 +12,7 @@ from gateway.errors import Conflict
 from gateway.http.deps import Ctx, Merchant
 from gateway.http.public import MerchantWalletPublic, PaymentList, PaymentPublic
 from gateway.http.resources import MerchantPayment
-from gateway.http.schemas import CaptureCreate, VoidCreate
+from gateway.http.schemas import CaptureCreate, PageCursor, PageLimit, PaymentStatus, VoidCreate
 from gateway.orders.merchants import merchant_adjust
 from gateway.parties import Party
 
@@ -25,9 +27,16 @@ def merchant_wallet(ctx: Ctx, caller: Merchant) -> MerchantWalletPublic:
 
 
 @router.get("/v1/merchants/me/payments")
-def merchant_payments(ctx: Ctx, caller: Merchant) -> PaymentList:
+def merchant_payments(
+    ctx: Ctx,
+    caller: Merchant,
+    status: PaymentStatus | None = None,
+    limit: PageLimit = 200,
+    cursor: PageCursor = None,
+) -> PaymentList:
     """The merchant's payments, newest first."""
-    return PaymentList.model_validate({"items": wallets.payments_of(ctx, caller, None)})
+    page = wallets.payments_page(ctx, caller, None, status, limit, cursor)
+    return PaymentList.model_validate(asdict(page))
 
 
 @router.post("/v1/merchants/me/payments/{payment_id}/capture")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from fastapi import APIRouter
 
 from gateway import wallets
+from gateway.consent import views
 from gateway.http.deps import Ctx, Owner
-from gateway.http.public import BalancePublic, PaymentList, WalletPublic
+from gateway.http.public import BalancePublic, PaymentList, SpendingPublic, WalletPublic
 from gateway.http.resources import OwnedDevice
-from gateway.http.schemas import TopUpCreate
+from gateway.http.schemas import PageCursor, PageLimit, PaymentStatus, TopUpCreate
 
 router = APIRouter(tags=["wallets"])
 
@@ -29,6 +32,20 @@ def device_wallet(device_id: str, ctx: Ctx, caller: Owner) -> WalletPublic:
 
 
 @router.get("/v1/devices/{device_id}/payments")
-def device_payments(device_id: str, ctx: Ctx, caller: Owner) -> PaymentList:
-    """A device's payments, newest first (owner)."""
-    return PaymentList.model_validate({"items": wallets.payments_of(ctx, caller, device_id)})
+def device_payments(
+    device_id: OwnedDevice,
+    ctx: Ctx,
+    caller: Owner,
+    status: PaymentStatus | None = None,
+    limit: PageLimit = 200,
+    cursor: PageCursor = None,
+) -> PaymentList:
+    """A device's payments, made or received, newest first (owner)."""
+    page = wallets.payments_page(ctx, caller, device_id, status, limit, cursor)
+    return PaymentList.model_validate(asdict(page))
+
+
+@router.get("/v1/devices/{device_id}/spending")
+def device_spending(device_id: OwnedDevice, ctx: Ctx, caller: Owner) -> SpendingPublic:
+    """The device's limits in their current periods: spent, remaining, when each resets."""
+    return SpendingPublic.model_validate(views.spending(ctx, caller, device_id))
