@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection, Row
 
-from gateway import paging, store
+from gateway import paging, payees, store
 from gateway.context import Context
 from gateway.errors import NotFound
 from gateway.paging import Page
@@ -88,8 +88,9 @@ def payments_page(
     with ctx.db.read() as conn:
         holder_id = owned_device_id(conn, holder, device_id) if device_id else holder.id
         rows = _payment_rows(conn, holder_id, status, paging.check_limit(limit) + 1, start)
-    page, next_cursor = paging.page_of(rows, limit, "payments", lambda row: (row.seq,))
-    return Page([payment_public(payment_from_row(row)) for row in page], next_cursor)
+        page, next_cursor = paging.page_of(rows, limit, "payments", lambda row: (row.seq,))
+        items = [payment_public(payment_from_row(row)) for row in page]
+        return Page(payees.with_disclosure(conn, items), next_cursor)
 
 
 def _payment_rows(

@@ -27,6 +27,7 @@ from gateway.http.routes import (
     mandates,
     merchants,
     parties,
+    payees,
     rules,
     wallets,
 )
@@ -43,6 +44,7 @@ KEYED: list[APIRouter] = [
     approvals.router,
     audit.router,
     audit_log.router,
+    payees.router,
 ]
 
 

@@ -37,7 +37,9 @@ PageCursor = Annotated[
     str | None, Query(max_length=MAX_TEXT, description="`next_cursor` of the previous page")
 ]
 SupportEmail = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+$", max_length=MAX_TEXT)]
-SupportUrl = Annotated[str, StringConstraints(pattern=r"^https://[^\s/?#]+\S*$", max_length=MAX_TEXT)]
+SupportUrl = Annotated[
+    str, StringConstraints(pattern=r"^https://[^\s/?#]+\S*$", max_length=MAX_TEXT)
+]
 Kind = Literal[tuple(sorted(KINDS))]  # type: ignore[valid-type]
 
 
