@@ -13,12 +13,15 @@ import base64
 import binascii
 import json
 import re
-import warnings
 from typing import Annotated, Any, Literal
 
+from cryptography.exceptions import InvalidSignature as CryptoInvalidSignature
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from joserfc import jws
-from joserfc.errors import JoseError, SecurityWarning
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 from joserfc.jwk import ECKey, OKPKey
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
@@ -30,6 +33,12 @@ HEADER_MEMBERS = frozenset({"alg", "typ"})  # contract section 10: nothing else 
 PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 _ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+_ES256 = ec.ECDSA(hashes.SHA256())
+_HEADERS = {  # the protected header of what the gateway and the SDK sign, base64url
+    alg: base64.urlsafe_b64encode(json.dumps({"alg": alg}).encode()).rstrip(b"=")
+    for alg in ("ES256", "EdDSA")
+}
 Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Amount = Annotated[int, Field(ge=1, le=MAX_AMOUNT_MINOR)]
@@ -116,12 +125,20 @@ def algorithm_for(key: PrivateKey | PublicKey) -> str:
 
 
 def sign(payload: dict[str, Any], key: PrivateKey, jose: ECKey | OKPKey | None = None) -> str:
-    """A compact JWS of the JSON payload, signed with the key's algorithm."""
+    """A compact JWS of the JSON payload, signed with the key's algorithm.
+
+    Signed with `cryptography` directly (joserfc added more than the signature's own cost);
+    `jose` is accepted for callers that cache it and no longer needed."""
+    del jose
     alg = algorithm_for(key)
     body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", SecurityWarning)  # EdDSA is the contract's name
-        return jws.serialize_compact({"alg": alg}, body, jose or jose_key(key), algorithms=[alg])
+    signing_input = _HEADERS[alg] + b"." + _b64(body)
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        r, s = decode_dss_signature(key.sign(signing_input, _ES256))
+        signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    else:
+        signature = key.sign(signing_input)
+    return (signing_input + b"." + _b64(signature)).decode("ascii")
 
 
 def decode(token: str | bytes) -> tuple[str, dict[str, Any]]:
@@ -146,18 +163,35 @@ def decode(token: str | bytes) -> tuple[str, dict[str, Any]]:
 
 def verify(token: str, alg: str, key: PublicKey, jose: ECKey | OKPKey | None = None) -> None:
     """Check the signature with this key, and that the JOSE header holds only `alg` and
-    `typ`; raises InvalidSignature."""
+    `typ`; raises InvalidSignature.
+
+    Verified with `cryptography` directly (the header parsed here, so its `alg` is the one
+    checked); `jose` is accepted for callers that cache it and no longer needed."""
+    del jose
     if alg not in ALGORITHMS or algorithm_family(alg) != algorithm_for(key):
         raise InvalidSignature(f"alg {alg!r} is not allowed for this device's key")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", SecurityWarning)
-            verified = jws.deserialize_compact(token, jose or jose_key(key), algorithms=[alg])
-    except (JoseError, ValueError) as exc:
+        header_b64, payload_b64, signature_b64 = token.split(".")
+        header = _json_segment(header_b64)
+        signature = _b64decode(signature_b64)
+    except (ValueError, InvalidMessage) as exc:
         raise InvalidSignature("the signature does not verify") from exc
-    extra = verified.headers().keys() - HEADER_MEMBERS
+    if not isinstance(header, dict) or header.get("alg") != alg:
+        raise InvalidSignature("the JOSE header's alg is not the one checked")
+    extra = header.keys() - HEADER_MEMBERS
     if extra:  # crit, jwk, x5c, jku, kid...: nothing a verifier here would honour
         raise InvalidSignature(f"the JOSE header may hold only alg and typ, not {sorted(extra)}")
+    signing_input = f"{header_b64}.{payload_b64}".encode("ascii")
+    try:
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            if len(signature) != 64:
+                raise InvalidSignature("an ES256 signature is 64 bytes")
+            r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+            key.verify(encode_dss_signature(r, s), signing_input, _ES256)
+        else:
+            key.verify(signature, signing_input)
+    except (CryptoInvalidSignature, ValueError) as exc:
+        raise InvalidSignature("the signature does not verify") from exc
 
 
 def algorithm_family(alg: str) -> str:
@@ -194,6 +228,17 @@ def payload_of(token: bytes) -> object:
         return _json_segment(token.split(b".")[1].decode("ascii"))
     except (IndexError, UnicodeDecodeError, InvalidMessage):
         return None
+
+
+def _b64(raw: bytes) -> bytes:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=")
+
+
+def _b64decode(segment: str) -> bytes:
+    """base64url without padding, strictly (ValueError otherwise)."""
+    if not _B64URL.fullmatch(segment):
+        raise ValueError("not base64url")
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 
 
 def _json_segment(segment: str) -> Any:

@@ -155,6 +155,13 @@ def main(verbose: bool) -> None:
     help="Orders a device may send at once before its rate applies [env KYM_DEVICE_BURST; "
     "default 50].",
 )
+@click.option(
+    "--webhook-allow-private",
+    is_flag=True,
+    default=None,
+    help="Let webhooks reach loopback, private and link-local addresses (for development and "
+    "tests only) [env KYM_WEBHOOK_ALLOW_PRIVATE].",
+)
 def serve(**flags: Any) -> None:
     """Run the gateway: HTTP API, MQTT order pipeline and (unless --broker-url) a broker.
 

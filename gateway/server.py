@@ -22,6 +22,8 @@ from gateway import service
 from gateway.broker import dynsec, mosquitto
 from gateway.context import BrokerControl, Context, utcnow
 from gateway.db import Database
+from gateway.events import metrics
+from gateway.events.delivery import DeliveryWorker
 from gateway.http.app import create_app
 from gateway.http.tls import http_tls
 from gateway.mqtt.client import GatewayClient
@@ -200,6 +202,16 @@ def start_pipeline(
     stack.callback(housekeeper.stop)
 
 
+def start_events(ctx: Context, clients: list[GatewayClient], stack: ExitStack) -> None:
+    """The webhook delivery worker, and what the metrics read from this process."""
+    webhooks = DeliveryWorker(ctx)
+    webhooks.start()
+    stack.callback(webhooks.join, 5)
+    stack.callback(webhooks.stop)
+    metrics.watch("queue_depth", lambda: sum(c.inbox.qsize() for c in clients))
+    metrics.watch("broker_connected", lambda: float(all(c.is_connected for c in clients)))
+
+
 def refresh_crl_periodically(ctx: Context, stop: threading.Event) -> None:
     """Re-issue the CRL twice a day so that an expired CRL never locks the fleet out."""
     while not stop.wait(CRL_REFRESH_S):
@@ -217,7 +229,14 @@ def running_gateway(settings: Settings, *, quiet: bool = False) -> Iterator[Runn
         host, port = split_host_port(settings.http, 8080)
         app = app_for(ctx, clients)
         server = uvicorn.Server(
-            uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=not quiet)
+            uvicorn.Config(
+                app,
+                host=host,
+                port=port,
+                log_level="warning",
+                access_log=not quiet,
+                timeout_graceful_shutdown=3,  # open event streams end with it
+            )
         )
         thread = threading.Thread(target=server.run, name="kym-http", daemon=True)
         thread.start()
@@ -250,6 +269,7 @@ def start_services(
     publishers = [Publisher(client) for client in clients]
     ctx = replace(base, broker=broker, publisher=publishers[0])  # the context from here on
     start_pipeline(ctx, clients, publishers, stack)
+    start_events(ctx, clients, stack)
     stop = threading.Event()
     stack.callback(stop.set)
     threading.Thread(target=refresh_crl_periodically, args=(ctx, stop), daemon=True).start()

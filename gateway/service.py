@@ -28,6 +28,7 @@ from gateway import store
 from gateway.context import Context
 from gateway.db import Database
 from gateway.errors import Conflict, Forbidden, Invalid, NotFound
+from gateway.events import collect as events
 from gateway.parties import ADMIN, Party, new_api_key, new_party_id
 from wallet import store as wallet_store
 
@@ -196,6 +197,7 @@ def change_device_status(ctx: Context, party: Party, device_id: str, action: str
         if target == device.status:
             return device, False
         device_store.set_status(conn, device_id, target, now)
+        events.record_status_change(conn, device, target.value, now)
         if target == Status.REVOKED:
             device_store.revoke_certificates(conn, device_id, now)
         store.append_audit(

@@ -10,6 +10,7 @@ cannot be made undoes the account it already moved and returns None; `refusal` t
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -84,6 +85,21 @@ def get_wallet(conn: Connection, holder_id: str) -> Wallet | None:
     return Wallet(holder_id, account.currency, account.balance_minor, account.available_minor)
 
 
+def get_wallets(conn: Connection, holder_ids: Iterable[str]) -> dict[str, Wallet]:
+    """The wallets of these holders that exist, in one query."""
+    ids = sorted(set(holder_ids))
+    if not ids:
+        return {}
+    query = select(accounts).where(accounts.c.id.in_(ids), accounts.c.kind == "wallet")
+    found = {}
+    for row in conn.execute(query):
+        account = _account(row)
+        found[row.id] = Wallet(
+            row.id, account.currency, account.balance_minor, account.available_minor
+        )
+    return found
+
+
 def move(
     conn: Connection,
     kind: TransferKind,
@@ -119,6 +135,24 @@ def move(
             return None
         moved.rows[account_id] = row[0]
     return moved
+
+
+def apply_totals(
+    conn: Connection, totals: dict[str, Delta], needs: dict[str, int], currencies: dict[str, str]
+) -> bool:
+    """Apply each account's summed delta with one update each, in id order (as `move`; on
+    PostgreSQL pipelined, in one round trip): a debited account must have `needs[id]`
+    available first. False when one refuses (what was applied stays: the caller rolls back)."""
+    params = [
+        {
+            "p_id": account_id,
+            "p_currency": currencies[account_id],
+            "p_need": needs.get(account_id, 0),
+            **{f"p_{n}": getattr(totals[account_id], n) for n in COUNTERS},
+        }
+        for account_id in sorted(totals)
+    ]
+    return all(_MOVE_FAST.rows_many(conn, params))
 
 
 def undo(conn: Connection, moved: Moved) -> None:

@@ -79,6 +79,15 @@ def void(
     return voided
 
 
+def any_due_holds(conn: Connection, now: datetime) -> bool:
+    """Whether a hold's expiry has come (a read, so that a sweep with nothing to do never takes
+    the write lock)."""
+    query = select(payments.c.payment_id).where(
+        payments.c.status == PaymentStatus.HELD.value, payments.c.expires_at <= utc(now)
+    )
+    return conn.execute(query.limit(1)).first() is not None
+
+
 def expire_due_holds(conn: Connection, now: datetime, limit: int = 100) -> list[Payment]:
     """Void up to `limit` holds whose expiry has come, oldest first; returns them."""
     ledger.assert_time(now)

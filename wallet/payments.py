@@ -143,6 +143,23 @@ def _place(
     return payment
 
 
+def insert_payments(conn: Connection, requests: Sequence[PaymentRequest], now: datetime) -> None:
+    """Insert new payments' rows in one statement (their ids must be new)."""
+    rows = []
+    for request in requests:
+        payment = ledger.open_payment(request, now)
+        rows.append(
+            _payment_row(
+                replace(
+                    payment,
+                    created_at=utc(payment.created_at),
+                    expires_at=None if request.expires_at is None else utc(request.expires_at),
+                )
+            )
+        )
+    conn.execute(sa.insert(payments), rows)
+
+
 def place_payments(
     conn: Connection, requests: Sequence[PaymentRequest], now: datetime
 ) -> list[Payment | WalletRefusal]:

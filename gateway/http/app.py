@@ -22,14 +22,17 @@ from gateway.http.routes import (
     audit_log,
     ca,
     devices,
+    events,
     health,
     keys,
     mandates,
     merchants,
+    metrics,
     parties,
     payees,
     rules,
     wallets,
+    webhooks,
 )
 
 PUBLIC: list[APIRouter] = [health.router, ca.router]
@@ -45,6 +48,9 @@ KEYED: list[APIRouter] = [
     audit.router,
     audit_log.router,
     payees.router,
+    webhooks.router,
+    events.router,
+    metrics.router,
 ]
 
 

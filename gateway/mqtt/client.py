@@ -18,7 +18,8 @@ import queue
 import socket
 import ssl
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ class Inbound:
     mid: int = 0
     qos: int = 0
     connection: int = 0  # which connection of its client delivered it (see GatewayClient.ack)
+    arrived_s: float = field(default_factory=time.monotonic)  # for kym_decision_seconds
 
 
 class GatewayClient:

@@ -30,6 +30,7 @@ from devices.contract import Reason, Result, Status, device_of_orders_topic, res
 from gateway import store
 from gateway.audit.service import sign_tree_head_if_due
 from gateway.context import Context
+from gateway.events import metrics
 from gateway.mqtt.client import GatewayClient, Inbound
 from gateway.mqtt.throttle import Throttle
 from gateway.orders import store as order_store
@@ -39,7 +40,7 @@ from gateway.orders.holds import expire_holds
 from gateway.orders.intake import KeyRing
 
 log = logging.getLogger("kym.pipeline")
-MAX_BATCH = 100  # match Mosquitto's max_inflight_messages: more never arrives unacknowledged
+MAX_BATCH = 100  # the broker's max_inflight_messages (200) lets the next batch arrive meanwhile
 MAX_TRIES = 3
 RETRY_PAUSE_S = 0.5
 REPUBLISH_AFTER = timedelta(seconds=2)
@@ -155,6 +156,7 @@ class Worker(threading.Thread):
         entries = self._decide(messages)
         self.client.ack(messages)  # committed: the broker may forget them now
         self.publisher(entries)
+        metrics.observe_decisions([m.arrived_s for m in messages], entries)
 
     def _decide(self, messages: list[Inbound]) -> Entries:
         batch = [(m.topic, m.payload) for m in messages]

@@ -18,6 +18,7 @@ from devices.contract import Reason, Result, Status
 from gateway.consent import store as consent_store
 from gateway.context import Context, OutboxEntry
 from gateway.errors import Conflict, NotFound
+from gateway.events.collect import approval_closed
 from gateway.orders import store as order_store
 from gateway.orders.batch import Batch, finish, load_state, order_audit
 from gateway.orders.decide import decide_order, declined
@@ -69,6 +70,7 @@ def _close(batch: Batch, approval_id: str, status: str, result: Result) -> None:
     order_store.update_order_result(
         batch.conn, result.device_id, str(result.order_id), result, batch.now
     )
+    approval_closed(batch, approval_id, result)  # owners' events, written at `finish`
     batch.answer(result)
 
 

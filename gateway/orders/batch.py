@@ -26,6 +26,7 @@ from gateway.consent.mandates import Mandate
 from gateway.consent.periods import period_keys
 from gateway.consent.rules import Rules, Usage
 from gateway.context import Context, OutboxEntry
+from gateway.events.collect import record_batch as record_events
 from gateway.orders import store as order_store
 
 AuditEntry = tuple[str, str, str | None, Any]  # (actor, action, device_id, data)
@@ -51,6 +52,8 @@ class Batch:
     new_scopes: list[dict[str, Any]] = field(default_factory=list)
     increments: dict[str, dict[str, Any]] = field(default_factory=dict)
     available: dict[str, int] = field(default_factory=dict)
+    # owners' and merchants' events beyond those `finish` reads off the batch: (about, type, data)
+    events: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
 
     @property
     def ts(self) -> int:
@@ -132,6 +135,7 @@ def finish(ctx: Context, batch: Batch) -> list[OutboxEntry]:
     ids = order_store.enqueue(batch.conn, signed, batch.now)
     if batch.audit:
         store.append_audit(batch.conn, batch.now, batch.audit)
+    record_events(batch)  # owners' and merchants' events: one insert, in this transaction
     return [(i, topic, token) for i, (topic, token) in zip(ids, signed, strict=True)]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -26,39 +27,64 @@ from gateway.context import Context, OutboxEntry
 from gateway.errors import ORDER_REFUSALS, reason_of
 from gateway.orders import adjustments, payments
 from gateway.orders import store as order_store
-from gateway.orders.batch import Batch, finish, load_state, order_audit
+from gateway.orders.batch import Batch, BulkRefused, finish, load_state, order_audit
 from gateway.orders.intake import Checked, KeyRing, check_messages
+from wallet import store as wallet_store
 
 FRESHNESS = timedelta(seconds=300)
+log = logging.getLogger("kym.orders")
 
 
 def decide_messages(
     ctx: Context, keyring: KeyRing, messages: Iterable[tuple[str, bytes]], now: datetime
 ) -> list[OutboxEntry]:
-    """Decide a batch of (topic, payload) in one transaction; the outbox entries to publish."""
-    grace = timedelta(seconds=ctx.settings.rotation_grace_s)
+    """Decide a batch of (topic, payload) in one transaction; the outbox entries to publish.
 
-    def work(conn: Connection) -> list[OutboxEntry]:
+    The batch's pays and holds are placed together at its end; should an account refuse the
+    sum, the transaction is rolled back and the batch decided again placing them one by one."""
+    grace = timedelta(seconds=ctx.settings.rotation_grace_s)
+    messages = list(messages)
+
+    def work(conn: Connection, bulk: bool) -> list[OutboxEntry]:
         checked = check_messages(conn, keyring, messages, now, grace)
         if not checked:
             return []
-        batch = load_batch(conn, checked, now)
+        batch = load_batch(conn, checked, now, bulk and placeable_together(checked))
         for serial in sorted({c.first_use for c in checked if c.first_use}):
             device_store.mark_certificate_used(conn, serial, now)
         for item in checked:
             decide_one(batch, item)
         return finish(ctx, batch)
 
-    return ctx.db.run(work)
+    try:
+        return ctx.db.run(lambda conn: work(conn, True))
+    except BulkRefused as refused:
+        log.info("placing %s one by one: %s", refused, "an account refused their sum")
+        return ctx.db.run(lambda conn: work(conn, False))
 
 
-def load_batch(conn: Connection, checked: list[Checked], now: datetime) -> Batch:
-    """Lock the senders and load their state, the payees and known orders in a few queries."""
+def placeable_together(checked: list[Checked]) -> bool:
+    """Whether the batch's pays and holds can be placed at its end as if one by one: only
+    pays and holds, and no payer paid within the batch (so each payer's wallet sees nothing but
+    its own debits, as when placed in order)."""
+    orders = [c.order for c in checked if c.order is not None]
+    if not all(isinstance(o, wire.PayOrder | wire.HoldOrder) for o in orders):
+        return False
+    return not {o.device_id for o in orders} & {getattr(o, "payee", None) for o in orders}
+
+
+def load_batch(conn: Connection, checked: list[Checked], now: datetime, bulk: bool) -> Batch:
+    """Lock the senders and load their state, the payees and known orders in a few queries;
+    `bulk`: place the pays and holds at `finish`, from the payers' wallets read here."""
     orders = [c.order for c in checked if c.order is not None]
     senders = {o.device_id for o in orders}
     payees = {o.payee for o in orders if isinstance(o, wire.PayOrder | wire.HoldOrder)}
     batch = load_state(conn, now, senders, payees)
     batch.known = order_store.known_orders(conn, [(o.device_id, o.order_id) for o in orders])
+    if bulk:
+        batch.placements = []
+        wallets = wallet_store.get_wallets(conn, senders)  # locked: only credits meanwhile
+        batch.available = {p: wallets[p].available_minor if p in wallets else 0 for p in senders}
     return batch
 
 
@@ -113,12 +139,28 @@ def reject(batch: Batch, device_id: str, order_id: str | None, reason: Reason) -
 
 def decide_order(batch: Batch, order: wire.Order, *, owner_approved: bool = False) -> Result:
     """Steps 2 to 6 for one order; a refusal becomes a `declined` result and leaves nothing of
-    the order behind. `owner_approved`: the owner approved this pay or hold just now."""
-    savepoint = batch.conn.begin_nested()
+    the order behind. `owner_approved`: the owner approved this pay or hold just now.
+
+    A pay or hold needs no savepoint: every refusal comes before its first write, except the
+    wallet's own, which takes back what it wrote (`wallet.payments.place`). A savepoint costs
+    two statements an order, a third of a batch's time on SQLite. Adjustments keep one."""
     try:
         match order:
             case wire.PayOrder() | wire.HoldOrder():
-                result = payments.decide_payment(batch, order, owner_approved=owner_approved)
+                return payments.decide_payment(batch, order, owner_approved=owner_approved)
+            case wire.CaptureOrder() | wire.VoidOrder() | wire.RefundOrder():
+                return adjust(batch, order)
+            case _:
+                assert_never(order)
+    except ORDER_REFUSALS as refusal:
+        return declined(batch, order, reason_of(refusal))
+
+
+def adjust(batch: Batch, order: wire.CaptureOrder | wire.VoidOrder | wire.RefundOrder) -> Result:
+    """A capture, void or refund inside a savepoint: a refusal rolls back what it wrote."""
+    savepoint = batch.conn.begin_nested()
+    try:
+        match order:
             case wire.CaptureOrder():
                 result = adjustments.capture(batch, order)
             case wire.VoidOrder():
@@ -127,9 +169,9 @@ def decide_order(batch: Batch, order: wire.Order, *, owner_approved: bool = Fals
                 result = adjustments.refund(batch, order)
             case _:
                 assert_never(order)
-    except ORDER_REFUSALS as refusal:
+    except ORDER_REFUSALS:
         savepoint.rollback()
-        return declined(batch, order, reason_of(refusal))
+        raise
     savepoint.commit()
     return result
 

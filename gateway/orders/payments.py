@@ -76,7 +76,10 @@ def move_payment(
         order.currency,
         expires_at,
     )
-    wallet_store.place(batch.conn, request, batch.now)
+    if batch.placements is None:
+        wallet_store.place(batch.conn, request, batch.now)
+    else:
+        batch.placements.append(request)  # funds checked above; placed at `finish`
     spend(batch, order.device_id, order.amount)
     for scope in [order.device_id] + ([mandate_id] if mandate_id else []):
         batch.count(scope, keys, order.amount)

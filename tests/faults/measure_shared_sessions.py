@@ -120,7 +120,9 @@ def one_member_offline() -> str:
     online = len(g0.got)
     back = Member(broker.port, "g1", subscribe=None)
     settle()
-    g0.close(), back.close(), broker.stop()
+    g0.close()
+    back.close()
+    broker.stop()
     return (
         f"a) one of two members offline: {acked} acknowledged, the online member got "
         f"{online}, the offline one {len(back.got)} when it came back"
@@ -137,7 +139,9 @@ def all_members_offline() -> str:
     settle()
     second = Member(broker.port, "g1", subscribe=None)
     settle()
-    first.close(), second.close(), broker.stop()
+    first.close()
+    second.close()
+    broker.stop()
     return (
         f"b) every member offline: {acked} acknowledged; g0 got {len(first.got)} when it "
         f"came back, then g1 {len(second.got)}"
@@ -158,7 +162,9 @@ def killed_with_unacknowledged(clean: bool) -> str:
     back = Member(broker.port, "g1", clean=clean, subscribe=None)
     settle()
     again, dup = len(back.got), sum(d for _, d in back.got)
-    g0.close(), back.close(), broker.stop()
+    g0.close()
+    back.close()
+    broker.stop()
     kind = "clean-session" if clean else "persistent"
     return (
         f"c) a {kind} member killed holding {held} unacknowledged: the other member got "
@@ -177,7 +183,8 @@ def broker_restart(persistence: bool, signum: int) -> str:
     broker.start()
     back = Member(broker.port, "g0", subscribe=None)
     settle()
-    back.close(), broker.stop()
+    back.close()
+    broker.stop()
     name = signal.Signals(signum).name
     return (
         f"d) persistence {str(persistence).lower()}, broker stopped by {name}: {acked} "
@@ -198,7 +205,8 @@ def retire_with_clean_session() -> str:
     settle()
     publish(broker.port)
     settle()
-    g0.close(), broker.stop()
+    g0.close()
+    broker.stop()
     return (
         f"e) with g1 offline g0 got {before}/100; after one clean-session connect as g1, "
         f"g0 got {len(g0.got) - before}/100 (g1's queued share is gone)"
@@ -214,7 +222,8 @@ def restart_then_publish(shared: bool) -> str:
     acked = publish(broker.port)
     back = Member(broker.port, "g0", subscribe=None)  # reconnects, does not subscribe again
     settle()
-    back.close(), broker.stop()
+    back.close()
+    broker.stop()
     kind = "shared" if shared else "plain"
     return (
         f"f) {kind} subscription of an offline persistent session, broker restarted "
@@ -230,7 +239,8 @@ def in_flight_window() -> str:
     publish(broker.port, 300)
     settle()
     held = len(g0.got)
-    g0.close(), broker.stop()
+    g0.close()
+    broker.stop()
     return f"g) a member that never acknowledges, max_inflight_messages 100: it got {held} of 300"
 
 

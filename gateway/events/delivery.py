@@ -1,0 +1,205 @@
+"""The webhook delivery worker: a thread of `kym serve`, apart from the order path.
+
+Every `interval_s` it makes an attempt row for each new event and matching webhook (`fan_out`),
+then takes the attempts that are due (leased, so that several `kym serve` processes never take
+the same one at once) and POSTs them from a small thread pool, signed under the Standard
+Webhooks specification (the `standardwebhooks` package). A 2xx within `TIMEOUT_S` delivers;
+anything else (redirects are not followed, and a URL that no longer passes the address check is
+not even tried) is logged as an attempt and tried again after the next of `RETRY_DELAYS_S`,
+until the attempts are used up. Every attempt is in the delivery log.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+from standardwebhooks.webhooks import Webhook
+
+from gateway.context import Context
+from gateway.events import metrics, ssrf
+from gateway.events import store as event_store
+from gateway.events.envelope import body_of
+
+log = logging.getLogger("kym.webhooks")
+# After attempt n fails, attempt n+1 comes RETRY_DELAYS_S[n-1] later: 9 attempts, the last
+# about 18.6 hours after the first (the events are kept 48 hours).
+RETRY_DELAYS_S: tuple[float, ...] = (5, 60, 300, 1800, 3600, 7200, 18000, 36000)
+TIMEOUT_S = 10.0
+LEASE_S = 30.0  # an attempt takes at most TIMEOUT_S; a crash frees it
+KEEP_EVENTS = timedelta(hours=48)
+
+
+def sign(secret: str, event: dict[str, Any], at: datetime) -> tuple[str, dict[str, str]]:
+    """The body and the Standard Webhooks headers for one attempt, signed at `at`."""
+    body = body_of(event)
+    signature = Webhook(secret).sign(event["id"], at, body)
+    headers = {
+        "webhook-id": event["id"],
+        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-signature": signature,
+        "content-type": "application/json",
+        "user-agent": "kym-webhooks/1",
+    }
+    return body, headers
+
+
+class DeliveryWorker(threading.Thread):
+    """Fans events out to webhooks and delivers them; `stop()` ends it within a second or so."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        *,
+        interval_s: float = 0.5,
+        retry_delays_s: Sequence[float] = RETRY_DELAYS_S,
+        resolver: ssrf.Resolver = ssrf.resolve,
+        public: Callable[[ssrf.IpAddress], bool] = ssrf.is_public,
+        concurrency: int = 8,
+    ) -> None:
+        super().__init__(name="kym-webhooks", daemon=True)
+        self.ctx, self.interval_s = ctx, interval_s
+        self.retry_delays_s = tuple(retry_delays_s)
+        self.resolver, self.public = resolver, public
+        self.stopping = threading.Event()
+        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="kym-webhook")
+        self._free = threading.Semaphore(concurrency)
+        self._concurrency = concurrency
+        self._client = httpx.Client(follow_redirects=False, timeout=TIMEOUT_S, trust_env=False)
+        self._last_prune = 0.0
+
+    def run(self) -> None:
+        while not self.stopping.wait(self.interval_s):
+            try:
+                self.tick()
+            except Exception:  # noqa: BLE001 - logged; the next round tries again
+                log.exception("webhook delivery round failed")
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._client.close()
+
+    def tick(self) -> int:
+        """One round: fan out new events, start the due attempts; how many were started."""
+        skip_locked = not self.ctx.db.is_sqlite
+        now = self.ctx.clock()
+        self.ctx.db.run(lambda conn: event_store.fan_out(conn, now, 500, skip_locked))
+        self._prune_now_and_then(now)
+        free = self._free_slots()
+        if not free:
+            return 0
+        lease = now + timedelta(seconds=LEASE_S)
+        claims = self.ctx.db.run(
+            lambda conn: event_store.claim_due(conn, now, lease, free, skip_locked)
+        )
+        for claim in claims:
+            self._free.acquire()
+            self._pool.submit(self._attempt_and_release, claim)
+        return len(claims)
+
+    def _free_slots(self) -> int:
+        free = 0
+        while free < self._concurrency and self._free.acquire(blocking=False):
+            free += 1
+        for _ in range(free):
+            self._free.release()
+        return free
+
+    def wait_idle(self, timeout_s: float = 30) -> None:
+        """Wait until no attempt is in flight (for tests, which run `tick` themselves)."""
+        deadline, taken = time.monotonic() + timeout_s, 0
+        while taken < self._concurrency:
+            if not self._free.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                break
+            taken += 1
+        for _ in range(taken):
+            self._free.release()
+
+    def _attempt_and_release(self, claim: dict[str, Any]) -> None:
+        try:
+            self.attempt(claim)
+        except Exception:  # noqa: BLE001 - the lease runs out and the attempt comes again
+            log.exception("could not record a webhook attempt")
+        finally:
+            self._free.release()
+
+    def attempt(self, claim: dict[str, Any]) -> None:
+        """POST one event to one webhook and write down what happened."""
+        started = self.ctx.clock()
+        status_code, error = self.post(claim["url"], claim["secret"], claim["event"], started)
+        delivered = status_code is not None and 200 <= status_code < 300 and error is None
+        metrics.webhook_delivery("delivered" if delivered else "failed")
+        ended = self.ctx.clock()
+        outcome = {
+            "status_code": status_code,
+            "error": error,
+            "at": started,
+            "delivered": delivered,
+        }
+        first_at = claim["first_at"] or started
+        last = claim["attempt"] > len(self.retry_delays_s)
+
+        def work(conn: Any) -> None:
+            event_store.log_attempt(conn, claim, outcome)
+            if delivered or last:
+                event_store.finish_task(conn, claim["task_seq"])
+            else:
+                delay = timedelta(seconds=self.retry_delays_s[claim["attempt"] - 1])
+                event_store.retry_task(
+                    conn, claim["task_seq"], claim["attempt"], first_at, ended + delay
+                )
+
+        self.ctx.db.run(work)
+        if last and not delivered:
+            log.warning("gave up on event %s for %s", claim["event"]["id"], claim["webhook_id"])
+
+    def post(
+        self, url: str, secret: str, event: dict[str, Any], at: datetime
+    ) -> tuple[int | None, str | None]:
+        """(status code, error) of one POST; the address is checked first, every time."""
+        try:
+            target = ssrf.check_url(
+                url,
+                allow_private=self.ctx.settings.webhook_allow_private,
+                resolver=self.resolver,
+                public=self.public,
+            )
+        except ssrf.UrlNotAllowed as refused:
+            return None, f"not delivered: {refused}"
+        body, headers = sign(secret, event, at)
+        extensions: dict[str, Any] = {}
+        if target.address is not None:
+            headers["host"] = target.url.netloc
+            if target.url.scheme == "https":
+                extensions["sni_hostname"] = target.host
+        began = time.monotonic()
+        try:
+            request = self._client.build_request(
+                "POST",
+                target.connect_url(),
+                content=body.encode(),
+                headers=headers,
+                extensions=extensions,
+            )
+            response = self._client.send(request, stream=True)
+            response.close()
+        except httpx.HTTPError as exc:
+            return None, f"{type(exc).__name__}: {exc}"[:500]
+        if time.monotonic() - began > TIMEOUT_S:
+            return response.status_code, f"answered after more than {TIMEOUT_S:g} s"
+        if response.is_redirect:
+            return response.status_code, "redirects are not followed"
+        return response.status_code, None
+
+    def _prune_now_and_then(self, now: datetime) -> None:
+        if time.monotonic() - self._last_prune < 600:
+            return
+        self._last_prune = time.monotonic()
+        self.ctx.db.run(lambda conn: event_store.prune(conn, now - KEEP_EVENTS))
+
+    def stop(self) -> None:
+        self.stopping.set()

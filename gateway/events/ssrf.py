@@ -1,0 +1,99 @@
+"""Which webhook URLs the gateway may POST to: never anything but http(s), and (unless
+`kym serve --webhook-allow-private`) only hosts whose every address is public, so that a webhook
+cannot make the gateway reach its own network. Checked when a webhook is added and again at
+every delivery, which then connects to the very address it checked (no second lookup that DNS
+could answer differently).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import SplitResult, urlsplit
+
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Resolver = Callable[[str, int], list[str]]
+
+
+class UrlNotAllowed(Exception):
+    """A webhook URL the gateway refuses (`webhook_url_not_allowed`)."""
+
+
+def resolve(host: str, port: int) -> list[str]:
+    """Every address the system resolver gives for the host."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def is_public(address: IpAddress) -> bool:
+    """A globally routable unicast address (not loopback, private, link-local, shared,
+    reserved, multicast or unspecified; IPv4 inside IPv6 is judged as IPv4)."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour or address.teredo
+        if isinstance(embedded, tuple):
+            embedded = embedded[1]
+        if embedded is not None:
+            return is_public(embedded)
+    return address.is_global and not address.is_multicast
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where to connect for a URL: the checked address (None: resolve as usual), and the URL."""
+
+    url: SplitResult
+    address: str | None
+
+    @property
+    def host(self) -> str:
+        return self.url.hostname or ""
+
+    def connect_url(self) -> str:
+        """The URL with the checked address in place of the host name."""
+        if self.address is None:
+            return self.url.geturl()
+        literal = f"[{self.address}]" if ":" in self.address else self.address
+        netloc = literal if self.url.port is None else f"{literal}:{self.url.port}"
+        return self.url._replace(netloc=netloc).geturl()
+
+
+def check_scheme(url: str) -> SplitResult:
+    """An absolute http(s) URL with a host, else `UrlNotAllowed`."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise UrlNotAllowed(f"not a valid URL: {exc}") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UrlNotAllowed("a webhook URL must be http:// or https:// with a host")
+    if parts.username or parts.password:
+        raise UrlNotAllowed("a webhook URL must not carry a user name or password")
+    return parts
+
+
+def check_url(
+    url: str,
+    *,
+    allow_private: bool,
+    resolver: Resolver = resolve,
+    public: Callable[[IpAddress], bool] = is_public,
+) -> Target:
+    """The target to connect to for this URL, or `UrlNotAllowed` saying why not."""
+    parts = check_scheme(url)
+    if allow_private:
+        return Target(parts, None)
+    host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        addresses = [ipaddress.ip_address(a.split("%")[0]) for a in resolver(host, port)]
+    except (OSError, ValueError) as exc:
+        raise UrlNotAllowed(f"the host {parts.hostname} does not resolve") from exc
+    if not addresses:
+        raise UrlNotAllowed(f"the host {parts.hostname} does not resolve")
+    refused = [a for a in addresses if not public(a)]
+    if refused:
+        raise UrlNotAllowed(
+            f"the host {parts.hostname} resolves to {refused[0]}, which is not a public address"
+        )
+    return Target(parts, str(addresses[0]))

@@ -1,0 +1,303 @@
+"""SQL for events: the events outbox, webhooks, the attempts still due and the delivery log.
+
+Functions take a Connection and never commit: events are written in the transaction of the
+change that causes them (`record`: one multi-row insert), so none is lost on a crash and none
+outlives a rollback.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+from devices.store import UtcDateTime
+from gateway.events.envelope import Draft, envelope, new_event_id
+
+_SEQ = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+metadata = sa.MetaData()
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("seq", _SEQ, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String),
+    sa.Column("recipient", sa.String),
+    sa.Column("type", sa.String),
+    sa.Column("created_at", UtcDateTime),
+    sa.Column("data_json", sa.Text),
+    sa.Column("fanned_out", sa.Boolean),
+)
+webhooks = sa.Table(
+    "webhooks",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("party_kind", sa.String),
+    sa.Column("party_id", sa.String),
+    sa.Column("url", sa.Text),
+    sa.Column("events_json", sa.Text),
+    sa.Column("secret", sa.String),
+    sa.Column("created_at", UtcDateTime),
+)
+tasks = sa.Table(
+    "webhook_tasks",
+    metadata,
+    sa.Column("seq", _SEQ, primary_key=True, autoincrement=True),
+    sa.Column("webhook_id", sa.String),
+    sa.Column("event_seq", _SEQ),
+    sa.Column("attempts", sa.Integer),
+    sa.Column("next_at", UtcDateTime),
+    sa.Column("first_at", UtcDateTime),
+)
+deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("seq", _SEQ, primary_key=True, autoincrement=True),
+    sa.Column("webhook_id", sa.String),
+    sa.Column("event_id", sa.String),
+    sa.Column("type", sa.String),
+    sa.Column("attempt", sa.Integer),
+    sa.Column("status_code", sa.Integer),
+    sa.Column("error", sa.Text),
+    sa.Column("at", UtcDateTime),
+    sa.Column("delivered", sa.Boolean),
+)
+
+
+# --- events ----------------------------------------------------------------------------------
+
+
+def record(conn: Connection, drafts: list[Draft], now: datetime) -> None:
+    """Write events in one statement, in the caller's transaction."""
+    if drafts:
+        conn.execute(
+            events.insert(),
+            [
+                {
+                    "id": new_event_id(),
+                    "recipient": d.recipient,
+                    "type": d.type,
+                    "created_at": now,
+                    "data_json": json.dumps(d.data, separators=(",", ":")),
+                    "fanned_out": False,
+                }
+                for d in drafts
+            ],
+        )
+
+
+def event_of(row: Any) -> dict[str, Any]:
+    """The envelope of an events row."""
+    return envelope(row.id, row.type, row.created_at, json.loads(row.data_json))
+
+
+def events_after(conn: Connection, recipient: str, after_seq: int, limit: int) -> list[Any]:
+    """The recipient's events after `after_seq`, oldest first."""
+    query = (
+        sa.select(events)
+        .where(events.c.recipient == recipient, events.c.seq > after_seq)
+        .order_by(events.c.seq)
+        .limit(limit)
+    )
+    return list(conn.execute(query))
+
+
+def seq_of(conn: Connection, recipient: str, event_id: str) -> int | None:
+    """Where one of the recipient's events stands, if it is still kept."""
+    query = sa.select(events.c.seq).where(events.c.id == event_id, events.c.recipient == recipient)
+    return conn.execute(query).scalar()
+
+
+def last_seq(conn: Connection) -> int:
+    """The newest event's position (0 without events)."""
+    return int(conn.execute(sa.select(sa.func.max(events.c.seq))).scalar() or 0)
+
+
+def prune(conn: Connection, older_than: datetime) -> int:
+    """Forget events older than this that no attempt still waits for."""
+    waiting = sa.select(tasks.c.event_seq)
+    result = conn.execute(
+        events.delete().where(events.c.created_at < older_than, events.c.seq.not_in(waiting))
+    )
+    return int(result.rowcount or 0)
+
+
+# --- webhooks --------------------------------------------------------------------------------
+
+
+def insert_webhook(conn: Connection, values: dict[str, Any]) -> None:
+    conn.execute(webhooks.insert().values(**values))
+
+
+def webhook_rows(
+    conn: Connection, party_id: str, limit: int, after: tuple[Any, ...] | None
+) -> list[Any]:
+    """The party's webhooks, newest first, after a (created_at, id) key."""
+    query = sa.select(webhooks).where(webhooks.c.party_id == party_id)
+    if after is not None:
+        at, webhook_id = after
+        query = query.where(
+            sa.or_(
+                webhooks.c.created_at < at,
+                sa.and_(webhooks.c.created_at == at, webhooks.c.id < webhook_id),
+            )
+        )
+    order = (webhooks.c.created_at.desc(), webhooks.c.id.desc())
+    return list(conn.execute(query.order_by(*order).limit(limit)))
+
+
+def get_webhook(conn: Connection, webhook_id: str) -> Any | None:
+    return conn.execute(sa.select(webhooks).where(webhooks.c.id == webhook_id)).first()
+
+
+def delete_webhook(conn: Connection, webhook_id: str) -> None:
+    """The webhook and the attempts still waiting for it (its log goes with it)."""
+    conn.execute(tasks.delete().where(tasks.c.webhook_id == webhook_id))
+    conn.execute(deliveries.delete().where(deliveries.c.webhook_id == webhook_id))
+    conn.execute(webhooks.delete().where(webhooks.c.id == webhook_id))
+
+
+def delivery_rows(conn: Connection, webhook_id: str, limit: int, after: int | None) -> list[Any]:
+    """A webhook's attempts, newest first."""
+    query = sa.select(deliveries).where(deliveries.c.webhook_id == webhook_id)
+    if after is not None:
+        query = query.where(deliveries.c.seq < after)
+    return list(conn.execute(query.order_by(deliveries.c.seq.desc()).limit(limit)))
+
+
+# --- the delivery worker ---------------------------------------------------------------------
+
+
+def fan_out(conn: Connection, now: datetime, limit: int, skip_locked: bool) -> int:
+    """Make an attempt row per matching webhook for events not fanned out yet; how many events."""
+    query = (
+        sa.select(events.c.seq, events.c.recipient, events.c.type, events.c.created_at)
+        .where(events.c.fanned_out.is_(False))
+        .order_by(events.c.seq)
+        .limit(limit)
+    )
+    if skip_locked:
+        query = query.with_for_update(skip_locked=True)
+    rows = list(conn.execute(query))
+    if not rows:
+        return 0
+    hooks = _hooks_of(conn, {r.recipient for r in rows})
+    new_tasks = [
+        {"webhook_id": hook_id, "event_seq": r.seq, "attempts": 0, "next_at": now}
+        for r in rows
+        for hook_id, types, since in hooks.get(r.recipient, [])
+        if r.type in types and since <= r.created_at  # a webhook gets the events after it
+    ]
+    if new_tasks:
+        conn.execute(tasks.insert(), new_tasks)
+    seqs = [r.seq for r in rows]
+    conn.execute(events.update().where(events.c.seq.in_(seqs)).values(fanned_out=True))
+    return len(rows)
+
+
+Hooks = dict[str, list[tuple[str, set[str], datetime]]]
+
+
+def _hooks_of(conn: Connection, parties: Iterable[str]) -> Hooks:
+    found: Hooks = {}
+    query = sa.select(
+        webhooks.c.id, webhooks.c.party_id, webhooks.c.events_json, webhooks.c.created_at
+    )
+    for hook_id, party_id, types, since in conn.execute(
+        query.where(webhooks.c.party_id.in_(parties))
+    ):
+        found.setdefault(party_id, []).append((hook_id, set(json.loads(types)), since))
+    return found
+
+
+def claim_due(
+    conn: Connection, now: datetime, lease_until: datetime, limit: int, skip_locked: bool
+) -> list[dict[str, Any]]:
+    """Take up to `limit` due attempts (nobody else takes them until `lease_until`), with
+    their webhook and event."""
+    query = (
+        sa.select(tasks.c.seq, tasks.c.attempts, tasks.c.first_at, tasks.c.webhook_id)
+        .where(tasks.c.next_at <= now)
+        .order_by(tasks.c.next_at)
+        .limit(limit)
+    )
+    if skip_locked:
+        query = query.with_for_update(skip_locked=True)
+    due = list(conn.execute(query))
+    if not due:
+        return []
+    conn.execute(
+        tasks.update().where(tasks.c.seq.in_([t.seq for t in due])).values(next_at=lease_until)
+    )
+    joined = (
+        sa.select(
+            tasks.c.seq.label("task_seq"),
+            webhooks.c.url,
+            webhooks.c.secret,
+            events.c.id,
+            events.c.type,
+            events.c.created_at,
+            events.c.data_json,
+        )
+        .join(webhooks, webhooks.c.id == tasks.c.webhook_id)
+        .join(events, events.c.seq == tasks.c.event_seq)
+        .where(tasks.c.seq.in_([t.seq for t in due]))
+    )
+    details = {row.task_seq: row for row in conn.execute(joined)}
+    claimed = []
+    for task in due:
+        row = details.get(task.seq)
+        if row is None:
+            conn.execute(tasks.delete().where(tasks.c.seq == task.seq))  # webhook or event gone
+            continue
+        claimed.append(
+            {
+                "task_seq": task.seq,
+                "attempt": task.attempts + 1,
+                "first_at": task.first_at,
+                "webhook_id": task.webhook_id,
+                "url": row.url,
+                "secret": row.secret,
+                "event": event_of(row),
+            }
+        )
+    return claimed
+
+
+def log_attempt(conn: Connection, claim: dict[str, Any], outcome: dict[str, Any]) -> None:
+    """Write one attempt to the log (if its webhook still exists)."""
+    if get_webhook(conn, claim["webhook_id"]) is None:
+        return
+    event = claim["event"]
+    conn.execute(
+        deliveries.insert().values(
+            webhook_id=claim["webhook_id"],
+            event_id=event["id"],
+            type=event["type"],
+            attempt=claim["attempt"],
+            **outcome,
+        )
+    )
+
+
+def finish_task(conn: Connection, task_seq: int) -> None:
+    conn.execute(tasks.delete().where(tasks.c.seq == task_seq))
+
+
+def retry_task(
+    conn: Connection, task_seq: int, attempts: int, first_at: datetime, next_at: datetime
+) -> None:
+    conn.execute(
+        tasks.update()
+        .where(tasks.c.seq == task_seq)
+        .values(attempts=attempts, first_at=first_at, next_at=next_at)
+    )
+
+
+def unfanned(conn: Connection) -> int:
+    """Events no webhook attempt was made for yet (for the metrics)."""
+    query = sa.select(sa.func.count()).select_from(events).where(events.c.fanned_out.is_(False))
+    return int(conn.execute(query).scalar() or 0)

@@ -1,0 +1,89 @@
+"""The Server-Sent Events stream of a party's events (`GET /v1/events/stream`), with sse-starlette.
+
+It reads the events table, not an in-process bus, so it sees the events of every worker and
+every `kym serve` process sharing the database: every `POLL_S` it asks for the party's events
+after the last one it saw. On PostgreSQL a transaction may commit an event with a lower
+position after one with a higher position was seen; the stream therefore looks back over what it
+saw in the last `OVERLAP_S` seconds and sends what it had not sent (receivers deduplicate on
+`id` anyway). A `Last-Event-ID` resumes after that event; one that is unknown or no longer kept
+replays every event still kept.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.concurrency import run_in_threadpool
+
+from gateway.context import Context
+from gateway.events import store as event_store
+from gateway.events.envelope import body_of
+
+POLL_S = 0.5
+PING_S = 10
+OVERLAP_S = 5.0
+PAGE = 500
+
+
+class Cursor:
+    """Which of a party's events the stream has sent (see the module's note on overlap)."""
+
+    def __init__(self, floor: int) -> None:
+        self.floor = floor
+        self.sent: dict[int, float] = {}  # position -> when it was sent (monotonic)
+
+    def fresh(self, rows: list[Any], now: float) -> list[Any]:
+        """The rows not sent yet; remembers them, and forgets what is older than the overlap."""
+        new = [row for row in rows if row.seq not in self.sent and row.seq > self.floor]
+        for row in new:
+            self.sent[row.seq] = now
+        settled = [seq for seq, at in self.sent.items() if now - at > OVERLAP_S]
+        if settled:
+            self.floor = max(self.floor, max(settled))
+            self.sent = {s: at for s, at in self.sent.items() if s > self.floor}
+        return new
+
+
+def start_position(ctx: Context, recipient: str, last_event_id: str | None) -> int:
+    """Where the stream starts: after `Last-Event-ID` if kept, at the start if not, else now."""
+    with ctx.db.read() as conn:
+        if last_event_id:
+            return event_store.seq_of(conn, recipient, last_event_id) or 0
+        return event_store.last_seq(conn)
+
+
+def read_after(ctx: Context, recipient: str, after: int) -> list[Any]:
+    with ctx.db.read() as conn:
+        return event_store.events_after(conn, recipient, after, PAGE)
+
+
+async def events_of(
+    ctx: Context, recipient: str, last_event_id: str | None, stopping: anyio.Event | None = None
+) -> AsyncIterator[ServerSentEvent]:
+    """The stream's messages: a comment once subscribed, then each event as it is recorded."""
+    cursor = Cursor(await run_in_threadpool(start_position, ctx, recipient, last_event_id))
+    yield ServerSentEvent(comment="subscribed")
+    while stopping is None or not stopping.is_set():
+        position, full = cursor.floor, True
+        while full:  # page on through a backlog before pausing
+            rows = await run_in_threadpool(read_after, ctx, recipient, position)
+            full, position = len(rows) == PAGE, rows[-1].seq if rows else position
+            for row in cursor.fresh(rows, time.monotonic()):
+                event = event_store.event_of(row)
+                yield ServerSentEvent(data=body_of(event), event=event["type"], id=event["id"])
+        await anyio.sleep(POLL_S)
+
+
+def event_stream(ctx: Context, recipient: str, last_event_id: str | None) -> EventSourceResponse:
+    """The SSE response for one owner's or merchant's events (the console may call this too)."""
+    stopping = anyio.Event()
+    return EventSourceResponse(
+        events_of(ctx, recipient, last_event_id, stopping),
+        ping=PING_S,
+        shutdown_event=stopping,
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,112 @@
+"""Webhooks of owners and merchants (contract section 7): add, list, delete, and the delivery log.
+
+The secret is `whsec_` and the base64 of 32 random bytes, shown only when the webhook is added
+(the delivery worker needs it in clear to sign, so it is stored as it is).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from typing import Any
+
+from sqlalchemy import Connection
+
+from gateway import paging
+from gateway.context import Context
+from gateway.errors import Invalid, NotFound
+from gateway.events import ssrf
+from gateway.events import store as event_store
+from gateway.events.envelope import check_subscription
+from gateway.paging import Page
+from gateway.parties import Party
+
+
+def new_secret() -> str:
+    """A webhook signing secret as the Standard Webhooks specification writes it."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def create_webhook(ctx: Context, party: Party, url: str, types: list[str] | None) -> dict[str, Any]:
+    """Add a webhook for the caller's events; 422 for a URL or event types it may not have."""
+    try:
+        subscribed = check_subscription(party.kind, types)
+    except ValueError as exc:
+        raise Invalid(str(exc)) from exc
+    try:
+        ssrf.check_url(url, allow_private=ctx.settings.webhook_allow_private)
+    except ssrf.UrlNotAllowed as refused:
+        raise Invalid(str(refused), reason="webhook_url_not_allowed") from refused
+    webhook = {
+        "id": f"whk_{secrets.token_hex(8)}",
+        "party_kind": party.kind,
+        "party_id": party.id,
+        "url": url,
+        "events_json": json.dumps(subscribed),
+        "secret": new_secret(),
+        "created_at": ctx.clock(),
+    }
+    ctx.db.run(lambda conn: event_store.insert_webhook(conn, webhook))
+    return {**_public(webhook), "secret": webhook["secret"]}
+
+
+def list_webhooks(
+    ctx: Context, party: Party, limit: int, cursor: str | None
+) -> Page[dict[str, Any]]:
+    """The caller's webhooks, newest first (never their secrets)."""
+    start = paging.after("webhooks", cursor, paging.TIME_THEN_ID)
+    with ctx.db.read() as conn:
+        rows = event_store.webhook_rows(conn, party.id, paging.check_limit(limit) + 1, start)
+    page, next_cursor = paging.page_of(rows, limit, "webhooks", lambda r: (r.created_at, r.id))
+    return Page([_public(row._asdict()) for row in page], next_cursor)
+
+
+def delete_webhook(ctx: Context, party: Party, webhook_id: str) -> None:
+    """Delete one of the caller's webhooks; attempts still waiting are dropped."""
+
+    def work(conn: Connection) -> None:
+        _own(conn, party, webhook_id)
+        event_store.delete_webhook(conn, webhook_id)
+
+    ctx.db.run(work)
+
+
+def list_deliveries(
+    ctx: Context, party: Party, webhook_id: str, limit: int, cursor: str | None
+) -> Page[dict[str, Any]]:
+    """Every attempt to deliver to one of the caller's webhooks, newest first."""
+    start = paging.after("deliveries", cursor, paging.SEQUENCE)
+    with ctx.db.read() as conn:
+        _own(conn, party, webhook_id)
+        after = None if start is None else int(str(start[0]))
+        rows = event_store.delivery_rows(conn, webhook_id, paging.check_limit(limit) + 1, after)
+    page, next_cursor = paging.page_of(rows, limit, "deliveries", lambda r: (r.seq,))
+    return Page([_attempt(row) for row in page], next_cursor)
+
+
+def _own(conn: Connection, party: Party, webhook_id: str) -> None:
+    row = event_store.get_webhook(conn, webhook_id)
+    if row is None or row.party_id != party.id:
+        raise NotFound("no such webhook")
+
+
+def _public(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "url": row["url"],
+        "events": json.loads(row["events_json"]),
+        "created_at": row["created_at"].isoformat(),
+    }
+
+
+def _attempt(row: Any) -> dict[str, Any]:
+    return {
+        "event_id": row.event_id,
+        "type": row.type,
+        "attempt": row.attempt,
+        "status_code": row.status_code,
+        "error": row.error,
+        "at": row.at.isoformat(),
+        "delivered": row.delivered,
+    }

@@ -1,0 +1,54 @@
+"""The event stream (contract section 7): an owner's or a merchant's events as Server-Sent
+Events. The console's session cookie stands in for the key here (and nowhere else in `/v1`)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.security import HTTPAuthorizationCredentials
+from sse_starlette import EventSourceResponse
+from starlette.concurrency import run_in_threadpool
+
+from gateway.console.auth import current_session
+from gateway.errors import Forbidden, Unauthorized
+from gateway.events.stream import event_stream
+from gateway.http.deps import Ctx, bearer, caller
+from gateway.parties import Party
+
+router = APIRouter(tags=["events"])
+STREAM: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Server-Sent Events: `id:` the event id, `event:` its type, `data:` the "
+        "event `{id, type, created_at, data}` as one line of JSON",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+}
+
+
+async def stream_caller(
+    request: Request,
+    ctx: Ctx,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Party:
+    """The key's party, or without a key the owner signed in to the console (its cookie)."""
+    if credentials is None:
+        session = await run_in_threadpool(current_session, request)
+        if session is None:
+            raise Unauthorized("send Authorization: Bearer <api_key>")
+        party = session.owner
+    else:
+        party = await run_in_threadpool(caller, ctx, credentials)
+    if party.kind not in ("owner", "merchant"):
+        raise Forbidden(f"{party.described} gets no events")
+    return party
+
+
+@router.get("/v1/events/stream", response_class=EventSourceResponse, responses=STREAM)
+def stream_events(
+    ctx: Ctx,
+    party: Annotated[Party, Depends(stream_caller)],
+    last_event_id: Annotated[str | None, Header(max_length=64)] = None,
+) -> EventSourceResponse:
+    """The caller's events as they happen; `Last-Event-ID` resumes after that event."""
+    return event_stream(ctx, party.id, last_event_id)

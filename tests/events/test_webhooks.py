@@ -1,0 +1,199 @@
+"""Webhooks received by a real HTTP server on loopback, signed under the Standard Webhooks
+specification and checked with the `standardwebhooks` package's own verifier."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from gateway.context import Context
+from gateway.events.delivery import RETRY_DELAYS_S, DeliveryWorker
+from tests.events.helpers import add_webhook, deliveries, eventually, run_rounds
+from tests.events.receiver import receiver
+from tests.support.world import ADMIN, World, bearer
+
+
+def test_a_payment_reaches_the_owner_and_the_merchant_signed(world: World, ctx: Context) -> None:
+    shop = world.merchant()
+    car = world.device("car", rules={"currency": "EUR"})
+    with receiver() as owner_hook, receiver() as shop_hook:
+        mine = add_webhook(world.api, car.owner, owner_hook.url, ["payment.approved"])
+        theirs = add_webhook(world.api, bearer(shop["api_key"]), shop_hook.url)
+        assert re.fullmatch(r"whsec_[A-Za-z0-9+/]{43}=", mine["secret"])
+        assert mine["events"] == ["payment.approved"] and "secret" in theirs
+        assert car.pay(shop["id"], 1250) == ("approved", None)
+        run_rounds(DeliveryWorker(ctx))
+        (got,) = owner_hook.wait_for(1)
+        (paid,) = shop_hook.wait_for(1)
+    event = Webhook(mine["secret"]).verify(got.body, got.headers)
+    assert event["type"] == "payment.approved" and got.headers["webhook-id"] == event["id"]
+    assert event["data"] | {"order_id": None, "payment_id": None} == {
+        "device_id": car.id,
+        "order_id": None,
+        "payment_id": None,
+        "amount": 1250,
+        "currency": "EUR",
+        "payee": shop["id"],
+        "reason": None,
+    }
+    received = Webhook(theirs["secret"]).verify(paid.body, paid.headers)
+    assert received["type"] == "payment.received"
+    assert received["data"]["payer_device_id"] == car.id
+    assert received["data"]["payment_id"] == event["data"]["payment_id"]
+    with pytest.raises(WebhookVerificationError):  # the other webhook's secret does not verify
+        Webhook(theirs["secret"]).verify(got.body, got.headers)
+    (attempt,) = deliveries(world.api, car.owner, mine["id"])
+    assert attempt | {"at": None} == {
+        "event_id": event["id"],
+        "type": "payment.approved",
+        "attempt": 1,
+        "status_code": 204,
+        "error": None,
+        "at": None,
+        "delivered": True,
+    }
+
+
+def test_a_failing_endpoint_is_tried_again_with_growing_delays(world: World, ctx: Context) -> None:
+    car = world.device("car")
+    answers: list[tuple[int, dict[str, str]]] = [(500, {}), (503, {}), (200, {})]
+    with receiver(answers=answers) as hook:
+        webhook = add_webhook(world.api, car.owner, hook.url, ["device.status_changed"])
+        assert car.act("suspend").status_code == 200
+        worker = DeliveryWorker(ctx, interval_s=0.05, retry_delays_s=(0.3, 0.9, 5))
+        worker.start()
+        try:
+            attempts = eventually(lambda: logged(world, car.owner, webhook["id"], 3))
+        finally:
+            worker.stop()
+            worker.join(5)
+    got = hook.received
+    assert len(got) == 3
+    assert len({g.headers["webhook-id"] for g in got}) == 1  # the same event id every time
+    for g in got:
+        assert Webhook(webhook["secret"]).verify(g.body, g.headers)["data"]["to"] == "suspended"
+    gaps = [b - a for a, b in zip(hook.times, hook.times[1:], strict=False)]
+    assert 0.3 <= gaps[0] < gaps[1] and gaps[1] >= 0.9  # growing delays
+    assert [(a["attempt"], a["status_code"], a["delivered"]) for a in reversed(attempts)] == [
+        (1, 500, False),
+        (2, 503, False),
+        (3, 200, True),
+    ]
+
+
+def logged(world: World, headers: dict[str, str], webhook_id: str, count: int) -> Any:
+    """The webhook's attempts once there are `count` of them, else None."""
+    attempts = deliveries(world.api, headers, webhook_id)
+    return attempts if len(attempts) >= count else None
+
+
+def test_attempts_stop_when_they_are_used_up(world: World, ctx: Context) -> None:
+    car = world.device("car")
+    with receiver(answers=[(500, {})]) as hook:
+        webhook = add_webhook(world.api, car.owner, hook.url, ["device.status_changed"])
+        assert car.act("suspend").status_code == 200
+        worker = DeliveryWorker(ctx, interval_s=0.02, retry_delays_s=(0.05,) * 5)
+        worker.start()
+        try:
+            eventually(lambda: logged(world, car.owner, webhook["id"], 6))
+            time.sleep(0.5)
+        finally:
+            worker.stop()
+            worker.join(5)
+        assert len(hook.received) == 6
+    attempts = deliveries(world.api, car.owner, webhook["id"])
+    assert [a["attempt"] for a in attempts] == [6, 5, 4, 3, 2, 1]
+
+
+def test_the_default_schedule_meets_the_contract() -> None:
+    assert RETRY_DELAYS_S[0] + 0.5 <= 10  # the first retry within 10 s (plus one round)
+    assert len(RETRY_DELAYS_S) + 1 >= 6
+    assert sum(RETRY_DELAYS_S) >= 3600
+    assert list(RETRY_DELAYS_S) == sorted(RETRY_DELAYS_S)
+
+
+def test_a_redirect_is_not_followed(world: World, ctx: Context) -> None:
+    car = world.device("car")
+    with receiver() as inside:
+        moved = [(307, {"location": inside.url})]
+        with receiver(answers=moved) as hook:
+            webhook = add_webhook(world.api, car.owner, hook.url, ["device.status_changed"])
+            assert car.act("suspend").status_code == 200
+            run_rounds(DeliveryWorker(ctx))
+            assert len(hook.received) == 1
+        assert inside.received == []
+    (attempt,) = deliveries(world.api, car.owner, webhook["id"])
+    assert attempt["status_code"] == 307 and not attempt["delivered"]
+    assert "redirect" in attempt["error"]
+
+
+def test_webhooks_are_listed_paged_and_deleted(world: World, api: TestClient) -> None:
+    owner = world.party("owners", {"name": "o", "timezone": "UTC"})
+    headers = bearer(owner["api_key"])
+    made = [add_webhook(api, headers, f"http://127.0.0.1:9/h{n}")["id"] for n in range(3)]
+    first = api.get("/v1/webhooks?limit=2", headers=headers).json()
+    assert [w["id"] for w in first["items"]] == made[::-1][:2] and "secret" not in str(first)
+    rest = api.get(f"/v1/webhooks?limit=2&cursor={first['next_cursor']}", headers=headers).json()
+    assert [w["id"] for w in rest["items"]] == [made[0]] and rest["next_cursor"] is None
+    other = bearer(world.party("owners", {"name": "p", "timezone": "UTC"})["api_key"])
+    assert api.delete(f"/v1/webhooks/{made[0]}", headers=other).status_code == 404
+    assert api.get(f"/v1/webhooks/{made[0]}/deliveries", headers=other).status_code == 404
+    assert api.delete(f"/v1/webhooks/{made[0]}", headers=headers).status_code == 204
+    assert api.delete(f"/v1/webhooks/{made[0]}", headers=headers).status_code == 404
+    assert api.post("/v1/webhooks", json={"url": "http://x"}, headers=ADMIN).status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("events", "kind"),
+    [([], "owners"), (["payment.teleported"], "owners"), (["approval.pending"], "merchants")],
+)
+def test_event_types_a_party_never_gets_are_refused(
+    world: World, api: TestClient, events: list[str], kind: str
+) -> None:
+    party = (
+        world.merchant()
+        if kind == "merchants"
+        else world.party(kind, {"name": "o", "timezone": "UTC"})
+    )
+    response = api.post(
+        "/v1/webhooks",
+        json={"url": "http://127.0.0.1:9/", "events": events},
+        headers=bearer(party["api_key"]),
+    )
+    assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_request"
+
+
+def test_deleting_a_webhook_drops_its_waiting_attempts(world: World, ctx: Context) -> None:
+    car = world.device("car")
+    with receiver(answers=[(500, {})]) as hook:
+        webhook = add_webhook(world.api, car.owner, hook.url, ["device.status_changed"])
+        assert car.act("suspend").status_code == 200
+        worker = DeliveryWorker(ctx, retry_delays_s=(0.05,) * 8)
+        run_rounds(worker, 1)
+        assert (
+            world.api.delete(f"/v1/webhooks/{webhook['id']}", headers=car.owner).status_code == 204
+        )
+        time.sleep(0.1)
+        run_rounds(worker, 3)
+        assert len(hook.received) == 1
+
+
+def test_a_webhook_url_is_checked_again_at_delivery(world: World, ctx: Context) -> None:
+    car = world.device("car")
+    with receiver() as hook:
+        webhook = add_webhook(world.api, car.owner, hook.url, ["device.status_changed"])
+        assert car.act("suspend").status_code == 200
+        strict = replace(
+            ctx, settings=ctx.settings.model_copy(update={"webhook_allow_private": False})
+        )
+        run_rounds(DeliveryWorker(strict))
+        assert hook.received == []
+    (attempt,) = deliveries(world.api, car.owner, webhook["id"])
+    assert attempt["status_code"] is None and not attempt["delivered"]
+    assert "not a public address" in attempt["error"]
