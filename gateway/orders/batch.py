@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -26,8 +27,11 @@ from gateway.consent.mandates import Mandate
 from gateway.consent.periods import period_keys
 from gateway.consent.rules import Rules, Usage
 from gateway.context import Context, OutboxEntry
+from gateway.evidence.record import attach_consents, subjects
 from gateway.events.collect import record_batch as record_events
 from gateway.orders import store as order_store
+from wallet.bulk import place_in_bulk
+from wallet.ledger import PaymentRequest
 
 AuditEntry = tuple[str, str, str | None, Any]  # (actor, action, device_id, data)
 
@@ -54,6 +58,8 @@ class Batch:
     available: dict[str, int] = field(default_factory=dict)
     # owners' and merchants' events beyond those `finish` reads off the batch: (about, type, data)
     events: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    # Pays and holds to place at `finish`, all at once (None: each is placed when decided).
+    placements: list[PaymentRequest] | None = None
 
     @property
     def ts(self) -> int:
@@ -120,19 +126,32 @@ def load_state(conn: Connection, now: datetime, senders: set[str], payees: set[s
 
 
 def period_keys_now(now: datetime, tz: ZoneInfo) -> dict[str, str]:
-    """The period keys an order placed now counts under, e.g. {"day": "day:2026-11-27"}."""
-    return {str(period): key for period, key in period_keys(now, tz).items()}
+    """The period keys an order placed now counts under, e.g. {"day": "day:2026-11-27"}
+    (a fresh dict each call: callers keep it in rows)."""
+    return dict(_period_keys(now, tz))
+
+
+@lru_cache(maxsize=256)  # a batch asks once per order with the same time and a few zones
+def _period_keys(now: datetime, tz: ZoneInfo) -> tuple[tuple[str, str], ...]:
+    return tuple((str(period), key) for period, key in period_keys(now, tz).items())
+
+
+class BulkRefused(Exception):
+    """An account refused the batch's summed moves: roll back and place them one by one."""
 
 
 def finish(ctx: Context, batch: Batch) -> list[OutboxEntry]:
     """Sign the batch's results into the outbox and chain its audit entries; same transaction."""
+    if batch.placements and not place_in_bulk(batch.conn, batch.placements, batch.now):
+        raise BulkRefused(f"{len(batch.placements)} payments")
     signer = ctx.pki.signer.private_key
     jose = ctx.signer_jose
     signed = [(topic, wire.sign(payload, signer, jose)) for topic, payload in batch.outgoing]
     order_store.record_orders(batch.conn, batch.new_orders)
+    attach_consents(batch)  # evidence: the consent in the decision's audit entry
     order_store.record_payment_scopes(batch.conn, batch.new_scopes)
     order_store.add_to_counters(batch.conn, list(batch.increments.values()))
-    ids = order_store.enqueue(batch.conn, signed, batch.now)
+    ids = order_store.enqueue(batch.conn, signed, batch.now, subjects(batch.outgoing))
     if batch.audit:
         store.append_audit(batch.conn, batch.now, batch.audit)
     record_events(batch)  # owners' and merchants' events: one insert, in this transaction
@@ -159,4 +178,6 @@ def scope_row(payment_id: str, payer_id: str, mandate_id: str | None, keys: dict
         "payer_id": payer_id,
         "mandate_id": mandate_id,
         "period_keys": json.dumps(keys),
+        "consent_json": None,  # gateway.evidence.record fills these in when it is decided
+        "rules_salt": None,
     }

@@ -35,6 +35,7 @@ orders = sa.Table(
     sa.Column("result_json", sa.Text),
     sa.Column("received_at", UtcDateTime),
     sa.Column("updated_at", UtcDateTime),
+    sa.Column("jws", sa.Text),  # the order as received (evidence)
 )
 outbox = sa.Table(
     "outbox",
@@ -44,6 +45,7 @@ outbox = sa.Table(
     sa.Column("jws", sa.Text),
     sa.Column("created_at", UtcDateTime),
     sa.Column("published_at", UtcDateTime),
+    sa.Column("subject", sa.String),  # the payment it names, or "<device>/<order>" (evidence)
 )
 _counter_columns = [
     sa.Column(f"{p}_{suffix}", sa.String if suffix == "key" else sa.BigInteger)
@@ -60,6 +62,8 @@ payment_scopes = sa.Table(
     sa.Column("payer_id", sa.String),
     sa.Column("mandate_id", sa.String),
     sa.Column("period_keys", sa.Text),
+    sa.Column("consent_json", sa.Text),  # the consent recorded at the decision (evidence)
+    sa.Column("rules_salt", sa.String),
 )
 
 
@@ -89,19 +93,20 @@ def known_orders(
     return {
         (d, o): KnownOrder(h, Result.from_payload(json.loads(r)))
         for d, o, h, r in conn.execute(query)
+        if (d, o) in keys
     }
 
 
 def order_row(
-        if (d, o) in keys
     device_id: str,
     order_id: str,
     payload_sha256: str,
     order_type: str,
     result: Result,
     now: datetime,
+    jws: str | None = None,
 ) -> dict[str, Any]:
-    """The row that remembers an order (forever) with its result."""
+    """The row that remembers an order (forever) with its result, and the order as received."""
     return {
         "device_id": device_id,
         "order_id": order_id,
@@ -112,6 +117,7 @@ def order_row(
         "result_json": json.dumps(result.to_payload()),
         "received_at": now,
         "updated_at": now,
+        "jws": jws,
     }
 
 
@@ -140,11 +146,21 @@ def update_order_result(
     )
 
 
-def enqueue(conn: Connection, items: list[tuple[str, str]], now: datetime) -> list[int]:
-    """Put (topic, jws) results in the outbox in one statement; returns their ids in order."""
+def enqueue(
+    conn: Connection,
+    items: list[tuple[str, str]],
+    now: datetime,
+    subjects: list[str | None] | None = None,
+) -> list[int]:
+    """Put (topic, jws) results in the outbox in one statement; returns their ids in order.
+    `subjects`: what each is about (`gateway.evidence.record.subjects`)."""
     if not items:
         return []
-    rows = [{"topic": topic, "jws": token, "created_at": now} for topic, token in items]
+    about = subjects or [None] * len(items)
+    rows = [
+        {"topic": topic, "jws": token, "created_at": now, "subject": subject}
+        for (topic, token), subject in zip(items, about, strict=True)
+    ]
     statement = outbox.insert().returning(outbox.c.id, sort_by_parameter_order=True)
     return [int(i) for i in conn.execute(statement, rows).scalars()]
 
