@@ -18,6 +18,7 @@ from devices.contract import Reason, Result, Status
 from gateway.consent import store as consent_store
 from gateway.context import Context, OutboxEntry
 from gateway.errors import Conflict, NotFound
+from gateway.evidence.record import owner_consent
 from gateway.events.collect import approval_closed
 from gateway.orders import store as order_store
 from gateway.orders.batch import Batch, finish, load_state, order_audit
@@ -45,6 +46,7 @@ def decide_approval(
         assert isinstance(order, wire.PayOrder | wire.HoldOrder)
         if decision == "approve":
             result = decide_order(batch, order, owner_approved=True)
+            owner_consent(batch, result, approval_id, owner_id)  # evidence: the owner's consent
         else:
             result = declined(batch, order, Reason.APPROVAL_DECLINED)
         _close(batch, approval_id, decision + "d", result)
@@ -77,6 +79,9 @@ def _close(batch: Batch, approval_id: str, status: str, result: Result) -> None:
 def expire_approvals(ctx: Context) -> int:
     """Decline approvals nobody decided in time (`approval_expired`); returns how many."""
     now = ctx.clock()
+    with ctx.db.read() as conn:  # most rounds end here, without taking the write lock
+        if not consent_store.due_approvals(conn, now, limit=1):
+            return 0
 
     def work(conn: Connection) -> list[OutboxEntry]:
         batch = Batch(conn, now)
