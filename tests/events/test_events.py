@@ -1,0 +1,148 @@
+"""Which events each decision records, for whom, with what data; and none for a rejected
+message, a replay, or a change that rolled back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from gateway.context import Context
+from gateway.orders.approvals import expire_approvals
+from gateway.orders.holds import expire_holds
+from tests.events.helpers import events_of, types_of
+from tests.support.world import Clock, Dev, World, bearer
+
+
+def owner_of(world: World, dev: Dev) -> str:
+    response = world.api.get(f"/v1/devices/{dev.id}", headers=dev.owner)
+    return str(response.json()["owner_id"])
+
+
+def last(ctx: Context, recipient: str, event_type: str) -> dict[str, Any]:
+    found = [e for e in events_of(ctx, recipient) if e["type"] == event_type]
+    assert found, (event_type, types_of(ctx, recipient))
+    return found[-1]
+
+
+def test_a_declined_pay_and_its_reason(world: World, ctx: Context) -> None:
+    shop = world.merchant()
+    car = world.device("car", rules={"currency": "EUR", "max_amount": 100})
+    assert car.pay(shop["id"], 500) == ("declined", "amount_over_limit")
+    event = last(ctx, owner_of(world, car), "payment.declined")
+    assert event["data"]["reason"] == "amount_over_limit" and event["data"]["payment_id"] is None
+    assert event["data"]["payee"] == shop["id"] and event["data"]["amount"] == 500
+    assert types_of(ctx, shop["id"]) == []  # the merchant hears of approved payments only
+    assert set(event) == {"id", "type", "created_at", "data"}
+
+
+def test_rejected_messages_and_replays_record_nothing(world: World, ctx: Context) -> None:
+    shop = world.merchant()
+    car = world.device("car", rules={"currency": "EUR"})
+    owner = owner_of(world, car)
+    before = len(events_of(ctx, owner))
+    assert car.send(b"not a jws")["status"] == "rejected"
+    order = car.order(type="pay", payee=shop["id"], amount=100, currency="EUR")
+    assert car.send(order)["status"] == "approved"
+    assert car.send(order).get("duplicate") is True
+    assert types_of(ctx, owner)[before:] == ["payment.approved"]
+    assert types_of(ctx, shop["id"]) == ["payment.received"]
+
+
+def test_approval_pending_then_decided(world: World, ctx: Context, api: TestClient) -> None:
+    shop = world.merchant()
+    car = world.device("car")  # no rules: every payment waits for its owner
+    owner = owner_of(world, car)
+    status, _ = car.pay(shop["id"], 900, description="milk")
+    assert status == "pending_approval"
+    pending = last(ctx, owner, "approval.pending")["data"]
+    assert pending["kind"] == "pay" and pending["why"] == "no_rules"
+    assert pending["description"] == "milk" and pending["payee_name"]
+    decided = api.post(
+        f"/v1/approvals/{pending['id']}", json={"decision": "approve"}, headers=car.owner
+    )
+    assert decided.status_code == 200, decided.text
+    data = last(ctx, owner, "approval.decided")["data"]
+    assert data["id"] == pending["id"] and data["status"] == "approved"
+    assert data["result"] == {"status": "approved", "reason": None}
+    approved = last(ctx, owner, "payment.approved")["data"]
+    assert approved["order_id"] == pending["order_id"] and approved["payment_id"]
+    assert last(ctx, shop["id"], "payment.received")["data"]["payment_id"] == approved["payment_id"]
+    again = api.post(
+        f"/v1/approvals/{pending['id']}", json={"decision": "decline"}, headers=car.owner
+    )
+    assert again.status_code == 409  # rolled back: no second decision event
+    assert types_of(ctx, owner).count("approval.decided") == 1
+
+
+def test_approval_expired_declines_the_payment(world: World, ctx: Context, clock: Clock) -> None:
+    shop = world.merchant()
+    car = world.device("car", rules={"currency": "EUR", "approval_above": 10})
+    owner = owner_of(world, car)
+    assert car.pay(shop["id"], 900)[0] == "pending_approval"
+    assert last(ctx, owner, "approval.pending")["data"]["why"] == "approval_above"
+    clock.advance(301)
+    assert expire_approvals(ctx) == 1
+    expired = last(ctx, owner, "approval.expired")["data"]
+    assert expired["status"] == "expired"
+    assert expired["result"] == {"status": "declined", "reason": "approval_expired"}
+    declined = last(ctx, owner, "payment.declined")["data"]
+    assert declined["reason"] == "approval_expired" and declined["amount"] == 900
+
+
+def test_a_hold_placed_captured_and_refunded(world: World, ctx: Context) -> None:
+    pump = world.device("pump", category="fuel", top_up=5000)
+    car = world.device("car", rules={"currency": "EUR"})
+    car_owner, pump_owner = owner_of(world, car), owner_of(world, pump)
+    hold = car.send(car.order(type="hold", payee=pump.id, amount=8000, currency="EUR"))
+    assert hold["status"] == "approved"
+    placed = last(ctx, pump_owner, "hold.placed")["data"]
+    assert placed["payer_device_id"] == car.id and placed["amount"] == 8000
+    pay_id = hold["payment_id"]
+    captured = pump.send(pump.order(type="capture", payment_id=pay_id, amount=6000))
+    assert captured["status"] == "captured"
+    for owner in (car_owner, pump_owner):
+        data = last(ctx, owner, "hold.captured")["data"]
+        assert data["amount"] == 6000 and data["captured_amount"] == 6000
+        assert data["payee"] == pump.id and data["device_id"] == car.id
+    refund = pump.send(pump.order(type="refund", payment_id=pay_id, amount=1000))
+    assert refund["status"] == "refunded"
+    refunded = last(ctx, car_owner, "payment.refunded")["data"]
+    assert refunded["amount"] == 1000 and refunded["refunded_amount"] == 1000
+
+
+def test_merchant_void_and_expiry(
+    world: World, ctx: Context, api: TestClient, clock: Clock
+) -> None:
+    shop = world.merchant()
+    car = world.device("car", rules={"currency": "EUR"})
+    owner = owner_of(world, car)
+    first = car.send(car.order(type="hold", payee=shop["id"], amount=300, currency="EUR"))
+    assert last(ctx, shop["id"], "hold.placed")["data"]["payment_id"] == first["payment_id"]
+    voided = api.post(
+        f"/v1/merchants/me/payments/{first['payment_id']}/void",
+        json={"idempotency_key": "v1"},
+        headers=bearer(shop["api_key"]),
+    )
+    assert voided.status_code == 200, voided.text
+    assert last(ctx, owner, "hold.voided")["data"]["payment_id"] == first["payment_id"]
+    assert last(ctx, shop["id"], "hold.voided")["data"]["payer_device_id"] == car.id
+    order = car.order(type="hold", payee=shop["id"], amount=200, currency="EUR", expires_in=60)
+    second = car.send(order)
+    clock.advance(61)
+    assert expire_holds(ctx) >= 1
+    for recipient in (owner, shop["id"]):
+        assert last(ctx, recipient, "hold.expired")["data"]["payment_id"] == second["payment_id"]
+
+
+def test_device_status_changes(world: World, ctx: Context) -> None:
+    car = world.device("car", approve=False, top_up=0)
+    owner = owner_of(world, car)
+    assert car.act("approve").status_code == 200
+    assert car.act("approve").status_code == 200  # already active: no change, no event
+    assert car.act("suspend").status_code == 200
+    changes = [e["data"] for e in events_of(ctx, owner) if e["type"] == "device.status_changed"]
+    assert [(c["from"], c["to"]) for c in changes] == [
+        ("pending", "active"),
+        ("active", "suspended"),
+    ]

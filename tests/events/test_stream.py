@@ -1,0 +1,185 @@
+"""The event stream over a real HTTP server (uvicorn on loopback): Server-Sent Events with
+`Last-Event-ID` resume, for owners, merchants and the console's session."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from gateway.console import sessions
+from gateway.context import Context
+from gateway.http.app import create_app
+from gateway.server import free_port
+from tests.events.helpers import events_of
+from tests.support.world import World, bearer
+
+
+@contextmanager
+def served(ctx: Context) -> Iterator[tuple[str, uvicorn.Server]]:
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(ctx),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        timeout_graceful_shutdown=3,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}", server
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+class Stream:
+    """One open event stream, read line by line in a thread."""
+
+    def __init__(self, url: str, headers: dict[str, str], cookies: dict[str, str] | None = None):
+        self.lines: list[str] = []
+        self.ended = threading.Event()
+        self.status = 0
+        self._client = httpx.Client(timeout=httpx.Timeout(5, read=30), cookies=cookies)
+        self._thread = threading.Thread(target=self._read, args=(url, headers), daemon=True)
+        self._thread.start()
+
+    def _read(self, url: str, headers: dict[str, str]) -> None:
+        try:
+            with self._client.stream("GET", url + "/v1/events/stream", headers=headers) as r:
+                self.status = r.status_code
+                for line in r.iter_lines():
+                    self.lines.append(line)
+        except httpx.HTTPError:
+            pass
+        finally:
+            self.ended.set()
+
+    def events(self) -> list[dict[str, Any]]:
+        """The events received so far, each as {"id", "event", "data"}."""
+        out, current = [], {}
+        for line in list(self.lines):
+            if not line.strip():
+                if "data" in current:
+                    out.append(current)
+                current = {}
+            elif not line.startswith(":"):
+                field, _, value = line.partition(":")
+                current[field] = value.strip()
+        return out
+
+    def wait(self, count: int, timeout_s: float = 10) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout_s
+        while len(self.events()) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.events()
+
+    def subscribed(self, timeout_s: float = 10) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.lines and self.lines[0].startswith(":"):
+                return True
+            time.sleep(0.02)
+        return False
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def test_an_owner_sees_events_as_they_happen_and_resumes(world: World, ctx: Context) -> None:
+    car = world.device("car")
+    with served(ctx) as (url, _):
+        stream = Stream(url, car.owner)
+        assert stream.subscribed() and stream.status == 200
+        assert car.act("suspend").status_code == 200
+        (first,) = stream.wait(1)
+        stream.close()
+        assert first["event"] == "device.status_changed"
+        event = json.loads(first["data"])
+        assert event["id"] == first["id"] and event["type"] == "device.status_changed"
+        assert event["data"] == {"device_id": car.id, "from": "active", "to": "suspended"}
+        assert car.act("resume").status_code == 200
+        resumed = Stream(url, {**car.owner, "Last-Event-ID": first["id"]})
+        (second,) = resumed.wait(1)
+        assert json.loads(second["data"])["data"]["to"] == "active"
+        time.sleep(0.6)
+        assert len(resumed.events()) == 1  # nothing from before the resume point
+        resumed.close()
+        unknown = Stream(url, {**car.owner, "Last-Event-ID": "evt_forgotten"})
+        replayed = unknown.wait(3)
+        unknown.close()
+    kept = [e["id"] for e in events_of(ctx, car_owner_id(ctx, car.id))]
+    assert [e["id"] for e in replayed] == kept  # approve, suspend, resume: everything kept
+
+
+def car_owner_id(ctx: Context, device_id: str) -> str:
+    from devices import store as device_store
+
+    with ctx.db.read() as conn:
+        device = device_store.get_device(conn, device_id)
+    assert device is not None
+    return device.owner_id
+
+
+def test_a_merchant_gets_its_own_events_only(world: World, ctx: Context) -> None:
+    shop, other = world.merchant(), world.merchant()
+    car = world.device("car", rules={"currency": "EUR"})
+    with served(ctx) as (url, _):
+        mine = Stream(url, bearer(shop["api_key"]))
+        theirs = Stream(url, bearer(other["api_key"]))
+        assert mine.subscribed() and theirs.subscribed()
+        assert car.pay(shop["id"], 700) == ("approved", None)
+        (received,) = mine.wait(1)
+        time.sleep(0.6)
+        assert theirs.events() == []
+        mine.close()
+        theirs.close()
+    data = json.loads(received["data"])["data"]
+    assert received["event"] == "payment.received"
+    assert data["payer_device_id"] == car.id and data["amount"] == 700
+
+
+def test_the_console_session_opens_the_stream(world: World, ctx: Context) -> None:
+    owner = world.party("owners", {"name": "o", "timezone": "UTC"})
+    session_id = sessions.sign_in(ctx, owner["api_key"])
+    assert session_id is not None
+    with served(ctx) as (url, _):
+        stream = Stream(url, {}, cookies={sessions.COOKIE: session_id})
+        assert stream.subscribed() and stream.status == 200
+        stream.close()
+        refused = httpx.get(url + "/v1/events/stream", timeout=5)
+        assert refused.status_code == 401
+        admin = httpx.get(url + "/v1/events/stream", headers=bearer("wrong"), timeout=5)
+        assert admin.status_code == 401
+
+
+def test_the_stream_ends_when_the_server_stops(world: World, ctx: Context) -> None:
+    car = world.device("car")
+    with served(ctx) as (url, server):
+        stream = Stream(url, car.owner)
+        assert stream.subscribed()
+        began = time.monotonic()
+        server.should_exit = True
+        assert stream.ended.wait(10)
+        assert time.monotonic() - began < 10
+        stream.close()
+
+
+@pytest.mark.parametrize("kind", ["integrators"])
+def test_parties_without_events_are_refused(world: World, ctx: Context, kind: str) -> None:
+    party = world.party(kind, {"name": "x"})
+    with served(ctx) as (url, _):
+        response = httpx.get(url + "/v1/events/stream", headers=bearer(party["api_key"]), timeout=5)
+    assert response.status_code == 403
