@@ -57,10 +57,13 @@ class GatewayClient:
         key: Path,
         ca_bundle: Path,
         inbox: queue.Queue[Inbound] | None = None,
+        *,
+        join: bool = True,
     ) -> None:
         self.host, self.port, self.identity = host, port, identity
         self.inbox: queue.Queue[Inbound] = inbox if inbox is not None else queue.Queue()
         self.subscribed = threading.Event()
+        self.join, self.left = join, threading.Event()  # join=False: leave the share group
         self._connection = 0  # bumped on every connect and disconnect, under _ack_lock
         self._ack_lock = threading.Lock()
         self._client = mqtt.Client(
@@ -80,6 +83,7 @@ class GatewayClient:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe
+        self._client.on_unsubscribe = lambda *_: self.left.set()
         self._client.on_message = self._on_message
         # Back within a second of a broker restart: Mosquitto 2.0.11 does not restore shared
         # subscriptions from its persistence file, and drops orders until we subscribe again.
@@ -129,7 +133,10 @@ class GatewayClient:
         sock = client.socket()
         if sock is not None:  # paho does not set TCP_NODELAY: 44 ms round trips without it
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        client.subscribe(ORDERS_SHARED, qos=1)
+        if self.join:
+            client.subscribe(ORDERS_SHARED, qos=1)
+        else:  # what is queued for this identity still arrives; nothing new is dealt to it
+            client.unsubscribe(ORDERS_SHARED)
 
     def _on_subscribe(self, _c: Any, _u: Any, _mid: Any, codes: list[ReasonCode], _p: Any) -> None:
         if all(not code.is_failure for code in codes):

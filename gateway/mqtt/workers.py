@@ -82,6 +82,10 @@ class Publisher:
         with self._lock:
             return outbox_id in self._pending
 
+    def has_pending(self) -> bool:
+        with self._lock:
+            return bool(self._pending)
+
 
 def broker_acknowledged(info: mqtt.MQTTMessageInfo) -> bool | None:
     """True once the broker acknowledged a QoS 1 publish, False while paho still holds it,
@@ -108,6 +112,7 @@ class Worker(threading.Thread):
         self.keyring = KeyRing()
         self.stopping = threading.Event()
         self._tries: dict[str, int] = {}
+        self.decided = 0  # messages committed and acknowledged so far
 
     def run(self) -> None:
         while not self.stopping.is_set():
@@ -155,6 +160,7 @@ class Worker(threading.Thread):
     def _commit(self, messages: list[Inbound]) -> None:
         entries = self._decide(messages)
         self.client.ack(messages)  # committed: the broker may forget them now
+        self.decided += len(messages)
         self.publisher(entries)
         metrics.observe_decisions([m.arrived_s for m in messages], entries)
 

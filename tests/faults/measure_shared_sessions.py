@@ -244,6 +244,32 @@ def in_flight_window() -> str:
     return f"g) a member that never acknowledges, max_inflight_messages 100: it got {held} of 300"
 
 
+def retire_by_unsubscribing() -> str:
+    broker = Broker()
+    g0, g1 = Member(broker.port, "g0"), Member(broker.port, "g1")
+    g1.close()
+    settle()
+    publish(broker.port)
+    settle()
+    back = Member(broker.port, "g1", subscribe=None)
+    unsubscribed = threading.Event()
+    back.client.on_unsubscribe = lambda *_: unsubscribed.set()
+    back.client.unsubscribe(SHARED)
+    unsubscribed.wait(5)
+    settle()
+    queued, before = len(back.got), len(g0.got)
+    publish(broker.port)
+    settle()
+    later = len(back.got) - queued
+    back.close()
+    g0.close()
+    broker.stop()
+    return (
+        f"h) g1 offline with its share queued: back as g1 (persistent) it got {queued} and "
+        f"unsubscribed; of 100 more, g0 got {len(g0.got) - before} and g1 {later}"
+    )
+
+
 EXPERIMENTS: dict[str, Callable[[], list[str]]] = {
     "a": lambda: [one_member_offline()],
     "b": lambda: [all_members_offline()],
@@ -255,6 +281,7 @@ EXPERIMENTS: dict[str, Callable[[], list[str]]] = {
     "e": lambda: [retire_with_clean_session()],
     "f": lambda: [restart_then_publish(True), restart_then_publish(False)],
     "g": lambda: [in_flight_window()],
+    "h": lambda: [retire_by_unsubscribing()],
 }
 
 if __name__ == "__main__":

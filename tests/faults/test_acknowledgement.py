@@ -18,6 +18,7 @@ from devices import keystore, wire
 from gateway.context import utcnow
 from gateway.http.app import create_app
 from gateway.mqtt.client import GatewayClient, Inbound
+from gateway.mqtt.retire import retire_identity
 from gateway.mqtt.workers import MAX_TRIES, Entries, Publisher, Worker
 from gateway.server import build_context, free_port, start_broker
 from gateway.settings import Settings
@@ -139,3 +140,25 @@ def test_a_message_that_keeps_failing_gets_one_final_rejection_and_is_acknowledg
     finally:
         again.stop()
     session.close()
+
+
+def test_a_retired_worker_identity_hands_over_its_queued_share_and_gets_no_more(
+    gateway: Gateway,
+) -> None:
+    car = gateway.stack.device("car")
+    session = car.connect()
+    orders = f"kym/v1/devices/{car.id}/orders"
+    staying = gateway.client(0)  # reads its share and never acknowledges
+    gateway.client(1).stop()  # identity 1 joined the share group, then nobody ran it
+    try:
+        for n in range(6):
+            session.publish(orders, f"before {n}".encode())
+        kept = _drain(staying.inbox, 2)
+        decided = retire_identity(gateway.stack.ctx, "127.0.0.1", gateway.stack.port, 1, idle_s=1)
+        assert len(kept) + decided == 6, (len(kept), decided)
+        for n in range(4):
+            session.publish(orders, f"after {n}".encode())
+        assert len(_drain(staying.inbox, 2)) == 4  # the retired identity is dealt nothing
+    finally:
+        staying.stop()
+        session.close()
