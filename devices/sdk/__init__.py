@@ -13,7 +13,8 @@ device), then connect over mutual TLS and send signed orders::
     # ... the owner approves the device (POST /v1/devices/{id}/approve) ...
     with DeviceClient.from_state_dir(state, "mqtt.kym.example", 8883) as car:
         car.connect()                 # mTLS, persistent session, results topic subscribed
-        car.resend_unfinished()       # orders journaled before a crash, byte for byte
+        # orders without a final result are re-sent by themselves, byte for byte, on
+        # reconnect and every `resend_after` seconds (DeviceClient(..., resend_after=10))
         order_id = car.pay("mer_parking", 350, "EUR", description="2 h parking")
         result = car.wait_for_result(order_id, timeout_s=30)   # waits past pending_approval
         print(result.status, result.reason)
