@@ -24,6 +24,8 @@ PURE_MODULES = [
     "devices/contract.py",
     "gateway/errors.py",
     "gateway/orders/ratelimit.py",
+    "gateway/paging.py",
+    "gateway/currencies.py",
 ]
 INFRASTRUCTURE = {
     "sqlalchemy",

@@ -247,3 +247,21 @@ def test_audit_trail_pages_newest_first(world: World) -> None:
             break
         car.pay(shop["id"], 5)  # entries appended meanwhile are not on later pages
     assert paged == seqs
+
+
+def test_lists_are_no_longer_cut_at_200(world: World) -> None:
+    shop = world.merchant("groceries")
+    fridge = world.device("fridge")  # no rules: each order waits for its owner
+    orders = [
+        fridge.order(type="pay", payee=shop["id"], amount=1, currency="EUR") for _ in range(205)
+    ]
+    out = world.deliver([(fridge.topic, fridge.sign(order)) for order in orders])
+    assert sum(m.get("status") == "pending_approval" for m in out) == 205
+    first = world.api.get("/v1/approvals", headers=fridge.owner).json()
+    assert len(first["items"]) == 200 and first["next_cursor"] is not None
+    rest = world.api.get(
+        "/v1/approvals", headers=fridge.owner, params={"cursor": first["next_cursor"]}
+    ).json()
+    assert len(rest["items"]) == 5 and rest["next_cursor"] is None
+    ids = [a["order_id"] for a in first["items"] + rest["items"]]
+    assert sorted(ids) == sorted(o["order_id"] for o in orders)
