@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, cast
 import click
 
 from devices.sdk.commands import device
+from gateway.evidence.command import evidence
 from gateway.settings import Settings, split_host_port
 from simulators.cli import bench_command, simulate
 
@@ -379,6 +380,7 @@ def demo_gateway(running: Running, home: Path) -> DemoGateway:
 
 
 main.add_command(device)
+main.add_command(evidence)
 main.add_command(simulate)
 main.add_command(bench_command([sys.executable, "-m", "gateway.cli", "serve"]))
 

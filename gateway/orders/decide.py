@@ -108,7 +108,7 @@ def decide_one(batch: Batch, item: Checked) -> None:
     result = decide_order(batch, order)
     batch.new_orders.append(
         order_store.order_row(
-            order.device_id, order.order_id, digest, order.type, result, batch.now
+            order.device_id, order.order_id, digest, order.type, result, batch.now, item.token
         )
     )
     batch.known[(order.device_id, order.order_id)] = order_store.KnownOrder(digest, result)

@@ -35,6 +35,7 @@ class Checked:
     payload: dict[str, Any] | None = None
     reason: Reason | None = None  # set when rejected
     first_use: str | None = None  # serial of a rotated-in certificate signing for the first time
+    token: str | None = None  # the order's JWS as received (kept for evidence)
 
 
 class KeyRing:
@@ -93,7 +94,8 @@ def check(
     first_use = None
     if signer is certificates[0] and signer.first_used_at is None and len(certificates) > 1:
         first_use = signer.serial  # the newer certificate's first use retires the older one
-    return Checked(device_id, order.order_id, order, payload, first_use=first_use)
+    token = raw.decode("ascii")  # verified above, so ASCII
+    return Checked(device_id, order.order_id, order, payload, first_use=first_use, token=token)
 
 
 def _signer(

@@ -26,6 +26,7 @@ from gateway.consent.rules import (
     evaluate,
 )
 from gateway.errors import Declined
+from gateway.evidence.record import gateway_consent
 from gateway.orders.batch import Batch, period_keys_now, scope_row
 from wallet import store as wallet_store
 from wallet.errors import InsufficientFunds
@@ -54,7 +55,9 @@ def decide_payment(batch: Batch, order: Payment, *, owner_approved: bool = False
     if choice.needs_approval:
         return ask_owner(batch, order, rules)
     mandate_id = choice.mandate.id if choice.mandate else None
-    return move_payment(batch, order, payee, mandate_id, keys)
+    result = move_payment(batch, order, payee, mandate_id, keys)
+    gateway_consent(batch, result, rules, mandate_id)  # evidence: why it needed no approval
+    return result
 
 
 def move_payment(

@@ -1,0 +1,97 @@
+"""Evidence bundles (contract section 9): every part, checked by a verifier written in the tests
+from the RFCs and by `kym evidence verify`; who may have one."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from devices import wire
+from gateway.cli import main
+from tests.evidence import independent
+from tests.evidence.scenes import ADMIN, SCENES, within_rules
+from tests.support.world import World, bearer
+
+
+def kym_verify(tmp: Path, bundle: dict[str, Any], ca: bytes) -> tuple[int, str]:
+    (tmp / "bundle.json").write_text(json.dumps(bundle))
+    (tmp / "ca.pem").write_bytes(ca)
+    args = ["evidence", "verify", str(tmp / "bundle.json"), "--ca", str(tmp / "ca.pem")]
+    run = CliRunner().invoke(main, args)
+    return run.exit_code, run.output
+
+
+@pytest.mark.parametrize("basis", sorted(SCENES))
+def test_bundle_verifies_independently_and_with_the_cli(
+    world: World, tmp_path: Path, basis: str
+) -> None:
+    scene = SCENES[basis](world)
+    bundle = scene.bundle()
+    independent.check(bundle, scene.ca())
+    code, output = kym_verify(tmp_path, bundle, scene.ca())
+    assert code == 0, output
+    assert bundle["consent"]["basis"] == basis
+    assert len(bundle["consent"]["rules_salt"]) == 64 if basis == "rules" else True
+
+
+def test_bundle_holds_the_order_as_received_and_every_result_about_it(world: World) -> None:
+    scene = SCENES["mandate"](world)
+    bundle = scene.bundle()
+    payloads = [wire.decode(token)[1] for token in bundle["results"]]
+    kinds = [p.get("status") or p.get("event") for p in payloads]
+    assert kinds == ["hold_placed", "approved", "hold_captured", "captured"], kinds
+    assert all(p["payment_id"] == scene.payment_id for p in payloads)
+    assert not any(p["device_id"] == scene.stranger.id for p in payloads)  # a stranger's refusal
+    order = wire.decode(bundle["order"]["jws"])[1]
+    assert (order["order_id"], order["device_id"]) == (scene.order_id, scene.payer.id)
+    actions = [e["content"]["action"] for e in bundle["audit"]["entries"]]
+    assert actions == ["order.approved", "order.captured"], actions
+    assert all(e["content"]["device_id"] != scene.stranger.id for e in bundle["audit"]["entries"])
+
+
+def test_an_approved_order_brings_its_pending_result_and_entries(world: World) -> None:
+    scene = SCENES["approval"](world)
+    bundle = scene.bundle()
+    statuses = [wire.decode(token)[1].get("status") for token in bundle["results"]]
+    assert statuses == ["pending_approval", "approved"]
+    actions = [e["content"]["action"] for e in bundle["audit"]["entries"]]
+    assert actions == ["order.pending_approval", "approval.approve"]
+    consent = wire.decode(bundle["consent"]["jws"])[1]
+    owner = world.api.get("/v1/owners/me", headers=scene.payer.owner).json()["id"]
+    assert consent["decided_by"] == owner and "rules_salt" not in bundle["consent"]
+
+
+def test_who_may_have_a_bundle_and_who_sees_the_salt(world: World) -> None:
+    scene = within_rules(world)
+    assert "rules_salt" in scene.bundle(scene.payer.owner)["consent"]
+    assert "rules_salt" in scene.bundle(ADMIN)["consent"]
+    assert "rules_salt" not in scene.bundle(scene.payee_key)["consent"]  # the merchant paid
+    url = f"/v1/payments/{scene.payment_id}/evidence"
+    assert world.api.get(url, headers=scene.stranger.owner).status_code == 404
+    assert world.api.get(url, headers=scene.payer.integrator).status_code == 403
+    assert world.api.get(url).status_code == 401
+    other_shop = world.party("merchants", {"name": "Other", "category": "retail"})
+    assert world.api.get(url, headers=bearer(other_shop["api_key"])).status_code == 404
+    missing = world.api.get("/v1/payments/pay_missing/evidence", headers=ADMIN)
+    assert missing.status_code == 404
+
+
+def test_payee_device_owner_may_have_the_bundle_without_the_salt(world: World) -> None:
+    scene = SCENES["mandate"](world)
+    bundle = scene.bundle(scene.payee_key)
+    assert "rules_salt" not in bundle["consent"]
+    independent.check(bundle, scene.ca())
+
+
+def test_salt_opens_the_rules_digest(world: World) -> None:
+    scene = within_rules(world)
+    bundle = scene.bundle()
+    consent = wire.decode(bundle["consent"]["jws"])[1]
+    rules = world.api.get(f"/v1/devices/{scene.payer.id}/rules", headers=scene.payer.owner).json()
+    opened = independent.jcs({"rules": rules, "salt": bundle["consent"]["rules_salt"]})
+    assert consent["rules_sha256"] == hashlib.sha256(opened).hexdigest()

@@ -1,0 +1,125 @@
+"""Tampering with any part of a bundle is caught, by `kym evidence verify` (naming the part)
+and by the verifier written in the tests."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.evidence import independent
+from tests.evidence.scenes import SCENES
+from tests.evidence.test_bundle import kym_verify
+from tests.support.pki import make_authorities, pem
+from tests.support.world import World
+
+Bundle = dict[str, Any]
+
+
+def b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def with_payload(token: str, change: Callable[[dict[str, Any]], None]) -> str:
+    """The same JWS with its payload changed and its signature kept."""
+    header, payload, signature = token.split(".")
+    body = json.loads(independent.b64url(payload))
+    change(body)
+    return f"{header}.{b64(json.dumps(body).encode())}.{signature}"
+
+
+def order(b: Bundle) -> None:
+    b["order"]["jws"] = with_payload(b["order"]["jws"], lambda p: p.update(amount=p["amount"] + 1))
+
+
+def certificate(b: Bundle) -> None:
+    b["order"]["certificate"] = b["gateway"]["certificate"]  # a real certificate, not the device's
+
+
+def consent(b: Bundle) -> None:
+    b["consent"]["jws"] = with_payload(b["consent"]["jws"], lambda p: p.update(decided_at=1))
+
+
+def result(b: Bundle) -> None:
+    b["results"][-1] = with_payload(b["results"][-1], lambda p: p.update(amount=1))
+
+
+def entry(b: Bundle) -> None:
+    b["audit"]["entries"][0]["content"]["data"]["amount"] += 1
+
+
+def proof(b: Bundle) -> None:
+    path = next(p for p in b["audit"]["proofs"] if p)
+    path[0] = ("0" if path[0][0] != "0" else "1") + path[0][1:]
+
+
+def tree_head(b: Bundle) -> None:
+    b["audit"]["tree_head"] = with_payload(
+        b["audit"]["tree_head"], lambda p: p.update(tree_size=p["tree_size"] + 1)
+    )
+
+
+def dropped_result(b: Bundle) -> None:
+    b["results"] = [
+        t for t in b["results"] if '"approved"' not in str(independent.b64url(t.split(".")[1]))
+    ]
+
+
+TAMPERINGS = {
+    "order": (order, "order"),
+    "certificate": (certificate, "order"),
+    "consent": (consent, "consent"),
+    "result": (result, "result"),
+    "entry": (entry, "audit entry"),
+    "proof": (proof, "audit entry"),
+    "tree head": (tree_head, "tree head"),
+    "no approved result": (dropped_result, "results"),
+}
+
+
+@pytest.fixture
+def signed(world: World) -> tuple[Bundle, bytes]:
+    scene = SCENES["rules"](world)
+    world.device("filler", rules={"currency": "EUR"})  # more entries: proofs of some length
+    return scene.bundle(), scene.ca()
+
+
+@pytest.mark.parametrize("part", sorted(TAMPERINGS))
+def test_tampering_is_caught(signed: tuple[Bundle, bytes], tmp_path: Path, part: str) -> None:
+    bundle, ca = signed
+    tamper, named = TAMPERINGS[part]
+    changed = copy.deepcopy(bundle)
+    tamper(changed)
+    assert changed != bundle
+    code, output = kym_verify(tmp_path, changed, ca)
+    assert code == 1, output
+    assert f"FAILED {named}" in output, output
+    with pytest.raises(Exception):  # noqa: B017, PT011 - any refusal of the independent check
+        independent.check(changed, ca)
+
+
+def test_a_foreign_ca_bundle_is_refused(signed: tuple[Bundle, bytes], tmp_path: Path) -> None:
+    bundle, _ca = signed
+    other = make_authorities(datetime.now(UTC))  # the same kinds of CA, not the gateway's
+    foreign = pem(
+        *(a.certificate for a in (other.device_root, other.device_issuing, other.service_root))
+    )
+    code, output = kym_verify(tmp_path, bundle, foreign)
+    assert code == 1 and "does not chain" in output, output
+
+
+def test_what_is_not_json_is_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "bundle.json").write_text("{not json")
+    (tmp_path / "ca.pem").write_text("")
+    from click.testing import CliRunner
+
+    from gateway.cli import main
+
+    args = ["evidence", "verify", str(tmp_path / "bundle.json"), "--ca", str(tmp_path / "ca.pem")]
+    assert CliRunner().invoke(main, args).exit_code == 2
