@@ -18,8 +18,8 @@ from devices.contract import Reason, Result, Status
 from gateway.consent import store as consent_store
 from gateway.context import Context, OutboxEntry
 from gateway.errors import Conflict, NotFound
-from gateway.evidence.record import owner_consent
 from gateway.events.collect import approval_closed
+from gateway.evidence.record import owner_consent
 from gateway.orders import store as order_store
 from gateway.orders.batch import Batch, finish, load_state, order_audit
 from gateway.orders.decide import decide_order, declined

@@ -27,8 +27,8 @@ from gateway.consent.mandates import Mandate
 from gateway.consent.periods import period_keys
 from gateway.consent.rules import Rules, Usage
 from gateway.context import Context, OutboxEntry
-from gateway.evidence.record import attach_consents, subjects
 from gateway.events.collect import record_batch as record_events
+from gateway.evidence.record import attach_consents, subjects
 from gateway.orders import store as order_store
 from wallet.bulk import place_in_bulk
 from wallet.ledger import PaymentRequest
