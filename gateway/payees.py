@@ -17,9 +17,12 @@ from devices.store import devices
 from gateway.store import integrators, merchants
 
 
-def disclosures(conn: Connection, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+def disclosures(
+    conn: Connection, ids: Iterable[str], *, any_device: bool = False
+) -> dict[str, dict[str, Any]]:
     """`{"id", "kind", "name", "legal_name", "category", "support": {"email", "url"}}` of these
-    payees, by id (two queries, whatever the number of ids); unknown ids are absent."""
+    payees, by id (two queries, whatever the number of ids); unknown ids are absent.
+    `any_device`: devices without a category too (as `other`: they were paid before)."""
     ids = sorted(set(ids))
     if not ids:
         return {}
@@ -36,23 +39,25 @@ def disclosures(conn: Connection, ids: Iterable[str]) -> dict[str, dict[str, Any
     query = (
         sa.select(d.id, d.model, d.category, i.name, i.legal_name, i.support_email, i.support_url)
         .select_from(devices.join(integrators, i.id == d.integrator_id))
-        .where(d.id.in_(rest), d.category.is_not(None))
+        .where(d.id.in_(rest))
     )
-    for row in conn.execute(query):
-        found[row.id] = _public(row.id, "device", f"{row.name} {row.model}", row, row.category)
+    for row in conn.execute(query if any_device else query.where(d.category.is_not(None))):
+        name = f"{row.name} {row.model}"
+        found[row.id] = _public(row.id, "device", name, row, row.category or "other")
     return found
 
 
 def support_of(conn: Connection, ids: Iterable[str]) -> dict[str, dict[str, str | None]]:
     """Each payee's support contact (`{"email", "url"}`), for list items; `null`s when the
     payee disclosed none or is not one."""
-    found = disclosures(conn, ids)
-    return {i: found[i]["support"] if i in found else _NO_SUPPORT for i in set(ids)}
+    ids = set(ids)
+    found = disclosures(conn, ids, any_device=True)
+    return {i: found[i]["support"] if i in found else dict(_NO_SUPPORT) for i in ids}
 
 
 def with_disclosure(conn: Connection, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Payment items with their payee's `payee_name` and `support` added."""
-    found = disclosures(conn, {item["payee"] for item in items})
+    found = disclosures(conn, {item["payee"] for item in items}, any_device=True)
     for item in items:
         payee = found.get(item["payee"])
         item["payee_name"] = payee["name"] if payee else item["payee"]

@@ -25,6 +25,7 @@ from gateway.context import Context
 from gateway.orders import store as order_store
 from gateway.paging import Page
 from gateway.parties import Party
+from gateway.payees import support_of
 from gateway.service import owned_device_id
 
 
@@ -53,6 +54,9 @@ def approval_items(conn: Connection, rows: list[dict[str, Any]]) -> list[dict[st
             "no_rules" if consent_rules(rules_now[row["device_id"]]) is None else "approval_above"
         )
         items.append(approval_item(row, payees.get(row["payee"]), why))
+    support = support_of(conn, {row["payee"] for row in rows})  # section 9: whom to contact
+    for item in items:
+        item["support"] = support[item["payee"]]
     return items
 
 

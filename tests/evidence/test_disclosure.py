@@ -100,3 +100,25 @@ def test_payment_items_name_the_payee_and_its_support(world: World) -> None:
 
 
 SHOP_SUPPORT = {"email": "help@cityparking.example", "url": "https://cityparking.example/help"}
+
+
+def test_approval_items_name_the_payee_and_its_support(world: World) -> None:
+    shop = world.party("merchants", SHOP)
+    fridge = world.device("fridge")  # no rules: the pay waits for the owner
+    assert fridge.pay(shop["id"], 4000) == ("pending_approval", None)
+    items = world.api.get("/v1/approvals", headers=fridge.owner).json()["items"]
+    assert items[0]["payee_name"] == "City Parking"
+    assert items[0]["support"] == SHOP_SUPPORT
+
+
+def test_a_device_payee_without_category_still_names_its_integrator(world: World) -> None:
+    integrator = {"support_email": "help@pumps.example"}
+    body = {"name": "Pumps", **integrator}
+    made = world.party("integrators", body)
+    assert made["id"]
+    car = world.device("car", rules={"currency": "EUR"})
+    peer = world.device("peer")
+    car.pay(peer.id, 100)
+    items = world.api.get(f"/v1/devices/{car.id}/payments", headers=car.owner).json()["items"]
+    assert items[0]["payee_name"] == "peer M"
+    assert items[0]["support"] == {"email": None, "url": None}

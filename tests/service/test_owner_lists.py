@@ -115,6 +115,7 @@ def test_approval_items_say_what_to_whom_why_and_until_when(world: World) -> Non
         "currency": "EUR",
         "payee": shop["id"],
         "payee_name": "Corner Shop",
+        "support": {"email": None, "url": None},  # section 9: none disclosed
         "category": "groceries",
         "description": "milk",
         "why": "no_rules",
