@@ -52,7 +52,8 @@ def receiver(
             body = self.rfile.read(int(self.headers.get("content-length", "0")))
             with recorder.arrived:
                 n = len(recorder.received)
-                recorder.received.append(Received(self.path, dict(self.headers), body))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                recorder.received.append(Received(self.path, headers, body))
                 recorder.times.append(time.monotonic())
                 recorder.arrived.notify_all()
             status, headers = recorder.answers[min(n, len(recorder.answers) - 1)]

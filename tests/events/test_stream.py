@@ -69,7 +69,8 @@ class Stream:
 
     def events(self) -> list[dict[str, Any]]:
         """The events received so far, each as {"id", "event", "data"}."""
-        out, current = [], {}
+        out: list[dict[str, Any]] = []
+        current: dict[str, Any] = {}
         for line in list(self.lines):
             if not line.strip():
                 if "data" in current:

@@ -1,0 +1,117 @@
+"""Webhook targets (contract section 7): never anything but http(s); without
+`--webhook-allow-private`, no host that does not resolve or resolves to any loopback, private,
+link-local or otherwise non-public address, checked when added and at every delivery, and the
+delivery connects to the address it checked."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+from fastapi.testclient import TestClient
+
+from gateway.context import Context
+from gateway.events import ssrf
+from gateway.events.delivery import DeliveryWorker
+from gateway.http.app import create_app
+from tests.events.helpers import add_webhook, deliveries, run_rounds
+from tests.events.receiver import receiver
+from tests.support.world import World
+
+
+@pytest.fixture
+def strict(ctx: Context) -> Context:
+    """The context as `kym serve` runs it without --webhook-allow-private."""
+    return replace(ctx, settings=ctx.settings.model_copy(update={"webhook_allow_private": False}))
+
+
+@pytest.fixture
+def strict_api(strict: Context) -> Iterator[TestClient]:
+    with TestClient(create_app(strict)) as client:
+        yield client
+
+
+def refusal(api: TestClient, headers: dict[str, str], url: str) -> str:
+    response = api.post("/v1/webhooks", json={"url": url}, headers=headers)
+    assert response.status_code == 422, response.text
+    return str(response.json()["error"]["code"])
+
+
+@pytest.mark.parametrize("url", ["ftp://example.com/x", "file:///etc/passwd", "gopher://a/", "//x"])
+def test_only_http_and_https_even_when_private_is_allowed(world: World, url: str) -> None:
+    car = world.device("car", top_up=0)
+    assert refusal(world.api, car.owner, url) == "webhook_url_not_allowed"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/hook",
+        "http://localhost:8080/hook",  # a DNS name that resolves to 127.0.0.1
+        "http://[::1]/hook",
+        "http://10.1.2.3/",
+        "http://192.168.0.1/",
+        "http://169.254.169.254/latest/meta-data/",  # the cloud metadata address
+        "http://100.64.0.1/",
+        "http://0.0.0.0/",
+        "http://[::ffff:127.0.0.1]/",
+        "https://no-such-host.invalid/hook",  # does not resolve
+    ],
+)
+def test_private_and_unresolvable_hosts_are_refused(
+    world: World, strict_api: TestClient, url: str
+) -> None:
+    car = world.device("car", top_up=0)
+    assert refusal(strict_api, car.owner, url) == "webhook_url_not_allowed"
+
+
+def test_every_address_of_a_name_must_be_public() -> None:
+    def resolver(addresses: list[str]) -> ssrf.Resolver:
+        return lambda host, port: addresses
+
+    public = ssrf.check_url(
+        "https://hooks.example.com/x", allow_private=False, resolver=resolver(["93.184.216.34"])
+    )
+    assert public.connect_url() == "https://93.184.216.34/x" and public.host == "hooks.example.com"
+    with pytest.raises(ssrf.UrlNotAllowed, match="127.0.0.1"):
+        ssrf.check_url(
+            "https://hooks.example.com/x",
+            allow_private=False,
+            resolver=resolver(["93.184.216.34", "127.0.0.1"]),
+        )
+
+
+def test_delivery_connects_to_the_address_it_checked(world: World, strict: Context) -> None:
+    """`hooks.test` resolves (for this worker) to 127.0.0.2, which this test counts as public:
+    the POST reaches the server there with the name in its Host header, and no second lookup."""
+    car = world.device("car")
+    with receiver(host="127.0.0.2") as hook:
+        lookups: list[str] = []
+
+        def resolver(host: str, port: int) -> list[str]:
+            lookups.append(host)
+            return ["127.0.0.2"] if host == "hooks.test" else []
+
+        url = f"http://hooks.test:{hook.port}/hook"
+        webhook = add_webhook(world.api, car.owner, url, ["device.status_changed"])
+        assert car.act("suspend").status_code == 200
+        only_127_0_0_2 = lambda a: a == ipaddress.ip_address("127.0.0.2")  # noqa: E731
+        run_rounds(DeliveryWorker(strict, resolver=resolver, public=only_127_0_0_2))
+        (got,) = hook.received
+    assert got.headers["host"] == f"hooks.test:{hook.port}" and lookups == ["hooks.test"]
+    assert deliveries(world.api, car.owner, webhook["id"])[0]["delivered"] is True
+
+
+def test_a_name_that_turns_private_is_refused_at_delivery(world: World, strict: Context) -> None:
+    car = world.device("car")
+    with receiver() as hook:
+        url = f"http://localhost:{hook.port}/hook"  # added while private targets were allowed
+        webhook = add_webhook(world.api, car.owner, url, ["device.status_changed"])
+        assert car.act("suspend").status_code == 200
+        run_rounds(DeliveryWorker(strict))
+        assert hook.received == []
+    (attempt,) = deliveries(world.api, car.owner, webhook["id"])
+    assert attempt["status_code"] is None and attempt["attempt"] == 1
+    assert "127.0.0.1" in attempt["error"] or "::1" in attempt["error"]
