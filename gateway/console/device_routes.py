@@ -195,6 +195,7 @@ def _device(
         mandates=views.mandates_of(ctx, session.owner, device_id),
         rules=views.rules_of(ctx, session.owner, device_id),
         audit=views.audit_of(ctx, session.owner, device_id),
+        spending=views.spending_of(ctx, session.owner, device_id),
         **view,
         **values,
     )

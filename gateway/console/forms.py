@@ -18,7 +18,7 @@ from gateway.http.schemas import MandateCreate, RulesIn, TopUpCreate
 
 PERIODS = ("day", "week", "month", "year")
 LISTS = ("allowed_categories", "blocked_categories", "allowed_payees", "blocked_payees")
-SCALARS = ("max_amount", "approval_above", "approval_ttl_seconds")
+SCALARS = ("max_amount", "approval_above", "approval_ttl_seconds", "low_balance_alert")
 FORM_ERROR = "_form"  # errors that belong to no single field
 MANAGED = {"currency", *SCALARS, "limits", "max_payments", *LISTS, "active_hours"}
 Errors = dict[str, str]

@@ -6,7 +6,8 @@ unit (2 unless listed here), so that 1250 EUR reads "€12.50" and 1250 JPY read
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 ZERO_DECIMALS = {"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX"}
 ZERO_DECIMALS |= {"UYI", "VND", "VUV", "XAF", "XOF", "XPF"}
@@ -36,9 +37,10 @@ def format_amount(amount_minor: int | None, currency: str | None) -> str:
     return f"{sign}{code} {number}".strip()
 
 
-def format_time(at: datetime | str | None) -> str:
-    """`2026-11-29 09:30 UTC` from a datetime or an RFC 3339 string."""
+def format_time(at: datetime | str | None, timezone: str | None = None) -> str:
+    """`2026-11-29 10:30 CET`: a datetime or RFC 3339 string in the owner's timezone (or UTC)."""
     if at is None:
         return "—"
     moment = datetime.fromisoformat(at) if isinstance(at, str) else at
-    return moment.strftime("%Y-%m-%d %H:%M %Z").strip()
+    local = moment.astimezone(ZoneInfo(timezone) if timezone else UTC)
+    return local.strftime("%Y-%m-%d %H:%M %Z").strip()

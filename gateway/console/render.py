@@ -11,15 +11,17 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
 from starlette.responses import HTMLResponse
 
+from gateway.console import views
 from gateway.console.money import format_amount, format_time
 from gateway.console.sessions import Session
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 templates.env.filters["money"] = lambda amount, currency: format_amount(amount, currency)
-templates.env.filters["when"] = format_time
+templates.env.filters["when"] = pass_context(lambda context, at: format_time(at, context.get("tz")))
 templates.env.tests["match_digits"] = lambda text: str(text).isdigit() and len(str(text)) < 17
 
 # The console's pages load nothing but their own files, run no inline script, cannot be framed
@@ -51,8 +53,11 @@ def page(
     **values: Any,
 ) -> HTMLResponse:
     """A rendered template; `values` fill it, `session` gives its owner and CSRF token."""
+    profile = views.owner_profile(request.app.state.ctx, session.owner) if session else {}
     context = {
         "nav": NAV,
+        "frozen": profile.get("frozen", False),
+        "tz": profile.get("timezone"),
         "owner_id": session.owner.id if session else None,
         "csrf_token": session.csrf_token if session else "",
         **values,

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from gateway import owners
 from gateway.consent import service as consent
 from gateway.console import sessions, views
 from gateway.console.auth import (
@@ -137,7 +138,19 @@ def decide(request: Request, approval_id: str, acting: Acting) -> HTMLResponse:
 @router.get("/console/freeze")
 def freeze_page(request: Request, session: SignedIn) -> HTMLResponse:
     """The freeze switch: stop every payment of every device at once."""
-    return page(request, "freeze.html", session, active="freeze", available=False)
+    return page(request, "freeze.html", session, active="freeze")
+
+
+@router.post("/console/freeze")
+def freeze(request: Request, acting: Acting) -> HTMLResponse:
+    """Freeze or unfreeze, as `POST /v1/owners/me/freeze` and `.../unfreeze` do."""
+    session, form = acting
+    action = form.get("action", "")
+    if action not in ("freeze", "unfreeze"):
+        return page(request, "freeze.html", session, 422, active="freeze", error="Choose one.")
+    owners.set_frozen(context(request), session.owner, action == "freeze")
+    notice = "Every payment is frozen." if action == "freeze" else "Payments flow again."
+    return page(request, "freeze.html", session, active="freeze", notice=notice)
 
 
 def _pending(request: Request, session: Session) -> list[dict[str, Any]]:

@@ -187,3 +187,46 @@ def test_odd_forms_are_refused_with_a_message_never_a_500(
     )
     assert answer.status_code == 403
     assert _status(world, car.id, car.owner) == "active"
+
+
+def test_the_freeze_switch_stops_approvals_until_unfrozen(
+    world: World, browser_like: TestClient
+) -> None:
+    shop = world.merchant("groceries")
+    fridge = world.device("fridge", rules={"currency": "EUR", "approval_above": 1000})
+    assert fridge.pay(shop["id"], 2500) == ("pending_approval", None)
+    csrf = sign_in(browser_like, fridge.owner["Authorization"].removeprefix("Bearer "))
+    assert browser_like.post("/console/freeze", data={"action": "freeze"}).status_code == 403
+    frozen = browser_like.post("/console/freeze", data={"action": "freeze", "csrf_token": csrf})
+    assert frozen.status_code == 200 and "All payments are frozen" in frozen.text
+    assert world.api.get("/v1/owners/me", headers=fridge.owner).json()["frozen"] is True
+    assert fridge.pay(shop["id"], 500) == ("declined", "owner_frozen")
+    approval_id = re.search(r'data-approval="([^"]+)"', browser_like.get("/console").text)
+    assert approval_id
+    path = f"/console/approvals/{approval_id.group(1)}"
+    refused = browser_like.post(path, data={"decision": "approve", "csrf_token": csrf})
+    assert refused.status_code == 409 and f'data-approval="{approval_id.group(1)}"' in refused.text
+    thawed = browser_like.post("/console/freeze", data={"action": "unfreeze", "csrf_token": csrf})
+    assert thawed.status_code == 200 and "All payments are frozen" not in thawed.text
+    approved = browser_like.post(path, data={"decision": "approve", "csrf_token": csrf})
+    assert approved.status_code == 200 and "approved" in approved.text
+
+
+def test_the_device_page_shows_spending_against_limits(
+    world: World, browser_like: TestClient
+) -> None:
+    shop = world.merchant()
+    rules = {
+        "currency": "EUR",
+        "limits": [{"period": "week", "amount": 8000}],
+        "max_payments": [{"period": "day", "count": 4}],
+    }
+    car = world.device("car", rules=rules)
+    assert car.pay(shop["id"], 2500) == ("approved", None)
+    sign_in(browser_like, car.owner["Authorization"].removeprefix("Bearer "))
+    page = browser_like.get(f"/console/devices/{car.id}").text
+    assert "€25.00 of €80.00" in page and "€55.00 left" in page
+    assert "1 of 4" in page and "3 left" in page
+    assert re.search(r'<meter min="0" max="8000" value="2500"', page)
+    payments = browser_like.get("/console/payments").text
+    assert "€25.00" in payments and "m-fuel" in payments  # the payee by name

@@ -1,9 +1,9 @@
-"""How the console writes amounts, and what its rules form sends."""
+"""How the console writes amounts and times, and what its rules form sends."""
 
 from __future__ import annotations
 
 from gateway.console.forms import rules_body
-from gateway.console.money import format_amount
+from gateway.console.money import format_amount, format_time
 
 
 def test_amounts_are_written_in_their_currencys_major_unit() -> None:
@@ -17,6 +17,12 @@ def test_amounts_are_written_in_their_currencys_major_unit() -> None:
 
 
 def test_saving_rules_keeps_those_the_form_has_no_field_for() -> None:
-    current = {"currency": "EUR", "max_amount": 900, "low_balance_alert": 500}
+    auto_top_up = {"below": 1000, "amount": 5000}  # section 8: set through the API only
+    current = {"currency": "EUR", "max_amount": 900, "auto_top_up": auto_top_up}
     body = rules_body({"currency": "EUR", "approval_above": "3000"}, current)
-    assert body == {"currency": "EUR", "approval_above": 3000, "low_balance_alert": 500}
+    assert body == {"currency": "EUR", "approval_above": 3000, "auto_top_up": auto_top_up}
+
+
+def test_times_are_written_in_the_owners_timezone() -> None:
+    assert format_time("2026-11-29T23:00:00+00:00", "Europe/Berlin") == "2026-11-30 00:00 CET"
+    assert format_time("2026-07-01T12:00:00+02:00", None) == "2026-07-01 10:00 UTC"
