@@ -42,7 +42,9 @@ class Receiver:
 
 @contextmanager
 def receiver(
-    host: str = "127.0.0.1", answers: list[tuple[int, dict[str, str]]] | None = None
+    host: str = "127.0.0.1",
+    answers: list[tuple[int, dict[str, str]]] | None = None,
+    port: int = 0,
 ) -> Iterator[Receiver]:
     """A receiving server in a thread, stopped when the block ends."""
     recorder = Receiver(host, answers=answers or [(204, {})])
@@ -66,7 +68,7 @@ def receiver(
         def log_message(self, *_: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer((host, 0), Handler)
+    server = ThreadingHTTPServer((host, port), Handler)
     recorder.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
