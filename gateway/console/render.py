@@ -58,6 +58,7 @@ def page(
         "nav": NAV,
         "frozen": profile.get("frozen", False),
         "tz": profile.get("timezone"),
+        "owner_name": profile.get("name"),
         "owner_id": session.owner.id if session else None,
         "csrf_token": session.csrf_token if session else "",
         **values,
