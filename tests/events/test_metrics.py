@@ -1,0 +1,78 @@
+"""`GET /metrics` (contract section 7): the admin's, in the Prometheus text format, counting
+what a real `kym serve` decided."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import httpx
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway.events import metrics
+from gateway.orders.decide import decide_messages
+from gateway.server import free_port
+from tests.e2e.serve_helpers import ADMIN, Car
+from tests.events.test_crash import start
+from tests.support.world import ADMIN as WORLD_ADMIN
+from tests.support.world import World
+
+NAMES = {
+    "kym_orders",
+    "kym_decision_seconds",
+    "kym_queue_depth",
+    "kym_outbox_unpublished",
+    "kym_broker_connected",
+    "kym_webhook_deliveries",
+}
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_metrics_are_the_admins(world: World, api: TestClient) -> None:
+    response = api.get("/metrics", headers=WORLD_ADMIN)
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    families = {f.name for f in text_string_to_metric_families(response.text)}
+    assert families >= NAMES
+    car = world.device("car", top_up=0)
+    assert api.get("/metrics", headers=car.owner).status_code == 403
+    assert api.get("/metrics").status_code == 401
+
+
+def test_a_served_gateway_counts_its_decisions(tmp_path: Path) -> None:
+    data, http, mqtt_port = tmp_path / "d", free_port(), free_port()
+    process = start(tmp_path, data, http, mqtt_port)
+    car = Car(http, tmp_path)
+    try:
+        car.connect(mqtt_port)
+        assert car.pay("o-metrics-1")["status"] == "approved"
+        text = httpx.get(f"http://127.0.0.1:{http}/metrics", headers=ADMIN, timeout=5).text
+    finally:
+        car.close()
+        process.send_signal(signal.SIGTERM)
+        process.wait(15)
+    found = samples(text)
+    assert found[("kym_orders_total", (("reason", ""), ("status", "approved")))] == 1
+    assert found[("kym_decision_seconds_count", ())] >= 1
+    assert found[("kym_broker_connected", ())] == 1
+    assert found[("kym_queue_depth", ())] == 0
+
+
+def test_replays_are_not_counted(world: World) -> None:
+    shop = world.merchant()
+    car = world.device("car", rules={"currency": "EUR"})
+    raw = car.sign(car.order(type="pay", payee=shop["id"], amount=10, currency="EUR"))
+    approved = metrics.ORDERS.labels(status="approved", reason="")
+    before = approved._value.get()
+    for _ in range(2):
+        entries = decide_messages(world.ctx, world.keyring, [(car.topic, raw)], world.ctx.clock())
+        metrics.observe_decisions([time.monotonic()], entries)
+    assert approved._value.get() == before + 1
