@@ -35,8 +35,8 @@ PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 _ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 _ES256 = ec.ECDSA(hashes.SHA256())
-_HEADERS = {  # the protected header of what the gateway and the SDK sign, base64url
-    alg: base64.urlsafe_b64encode(json.dumps({"alg": alg}).encode()).rstrip(b"=")
+_HEADERS = {  # the protected header of what the gateway and the SDK sign, as joserfc wrote it
+    alg: base64.urlsafe_b64encode(b'{"alg":"' + alg.encode() + b'"}').rstrip(b"=")
     for alg in ("ES256", "EdDSA")
 }
 Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
