@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import secrets
 import ssl
 import sys
@@ -27,7 +28,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from rich.console import Console
 from devices import wire
 from devices.contract import orders_topic, results_topic
 from devices.sdk import DeviceClient
+from simulators.bench.cpu import CpuMeter
 from simulators.bench.load import Load, presign, provision_fleet, send, wait_for_results
 from simulators.bench.run import served_gateway
 from simulators.bench.tally import Tally
@@ -46,47 +48,83 @@ SERVE = [sys.executable, "-m", "gateway.cli", "serve"]
 LIMITS = ["--device-rate", "10", "--device-burst", "50"]  # the contract's defaults, explicitly
 
 
-@dataclass
-class Flooder:
-    """One device's raw MQTT connection: publishes the flood, counts what comes back."""
+@dataclass(frozen=True)
+class FloodPlan:
+    """What the flooding process needs: the device's identity files, the broker and the flood."""
 
-    client: DeviceClient
-    answers: Counter[str] = field(default_factory=Counter)
-    published_s: float = 0.0
-    _mqtt: mqtt.Client | None = None
+    device_id: str
+    ca_bundle: str
+    certificate: str
+    key: str
+    host: str
+    port: int
+    messages: list[bytes]
 
-    def connect(self) -> None:
-        paths = self.client.identity.paths
-        self.client.close()  # one connection per certificate: the broker kicks the older one
-        raw = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client.device_id)
-        raw.tls_set(str(paths.ca_bundle), str(paths.certificate), str(paths.key), ssl.CERT_REQUIRED)
-        raw.max_inflight_messages_set(1000)
-        raw.max_queued_messages_set(0)
-        raw.on_message = self._on_message
-        raw.connect(self.client.broker_host, self.client.broker_port)
-        raw.subscribe(results_topic(self.client.device_id), qos=1)
-        raw.loop_start()
-        self._mqtt = raw
-        time.sleep(0.5)  # the SUBACK
 
-    def flood(self, messages: list[bytes]) -> None:
-        assert self._mqtt is not None
-        started = time.perf_counter()
-        infos = [
-            self._mqtt.publish(orders_topic(self.client.device_id), m, qos=1) for m in messages
-        ]
-        for info in infos:
-            info.wait_for_publish(60)
-        self.published_s = time.perf_counter() - started
+def flood_process(plan: FloodPlan, go: Any, out: Any) -> None:
+    """In a process of its own (so that its CPU does not slow the victims' clients): connect as
+    the flooder, wait for `go`, publish every message, collect the answers for 3 s more."""
+    answers: Counter[str] = Counter()
 
-    def _on_message(self, _c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
+    def on_message(_c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
         payload = wire.decode(message.payload)[1]
-        self.answers[f"{payload.get('status')}/{payload.get('reason')}"] += 1
+        answers[f"{payload.get('status')}/{payload.get('reason')}"] += 1
 
-    def close(self) -> None:
-        if self._mqtt is not None:
-            self._mqtt.disconnect()
-            self._mqtt.loop_stop()
+    raw = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=plan.device_id)
+    raw.tls_set(plan.ca_bundle, plan.certificate, plan.key, ssl.CERT_REQUIRED)
+    raw.max_inflight_messages_set(1000)
+    raw.max_queued_messages_set(0)
+    raw.on_message = on_message
+    raw.connect(plan.host, plan.port)
+    raw.subscribe(results_topic(plan.device_id), qos=1)
+    raw.loop_start()
+    time.sleep(0.5)  # the SUBACK
+    out.put("ready")
+    go.wait()
+    started = time.perf_counter()
+    infos = [raw.publish(orders_topic(plan.device_id), m, qos=1) for m in plan.messages]
+    for info in infos:
+        info.wait_for_publish(60)
+    published_s = time.perf_counter() - started
+    time.sleep(3)
+    raw.disconnect()
+    raw.loop_stop()
+    out.put((published_s, dict(answers)))
+
+
+class Flooder:
+    """The flooding device in a child process, connected and waiting for the signal."""
+
+    def __init__(self, plan: FloodPlan) -> None:
+        spawn = multiprocessing.get_context("spawn")
+        self.go, self.out = spawn.Event(), spawn.Queue()
+        self.process = spawn.Process(target=flood_process, args=(plan, self.go, self.out))
+        self.process.start()
+        assert self.out.get(timeout=60) == "ready"
+        self.published_s, self.answers = 0.0, dict[str, int]()
+
+    def flood(self) -> None:
+        self.go.set()
+
+    def join(self) -> None:
+        self.published_s, self.answers = self.out.get(timeout=120)
+        self.process.join(10)
+
+
+def flood_plan(client: DeviceClient, messages: list[bytes]) -> FloodPlan:
+    """The flooder's identity and its messages; its SDK connection is closed (the broker
+    allows one connection per certificate)."""
+    paths = client.identity.paths
+    client.close()
+    return FloodPlan(
+        client.device_id,
+        str(paths.ca_bundle),
+        str(paths.certificate),
+        str(paths.key),
+        client.broker_host,
+        client.broker_port,
+        messages,
+    )
 
 
 def run_phase(
@@ -94,7 +132,8 @@ def run_phase(
     shop: str,
     args: argparse.Namespace,
     console: Console,
-    flood: tuple[Flooder, list[bytes]] | None,
+    flooder: Flooder | None,
+    meter: CpuMeter,
 ) -> dict[str, Any]:
     """The victims' open-loop load, with the flood starting a second in when there is one."""
     tally = Tally()
@@ -102,23 +141,28 @@ def run_phase(
         client.on_result = partial(tally.result, client.device_id)
     per_device = int(args.rate_per_device * args.seconds)
     orders = presign(victims, shop, per_device)
-    flooding = None
-    if flood is not None:
-        flooding = threading.Timer(1.0, flood[0].flood, args=(flood[1],))
-        flooding.start()
+    meter.start()
+    if flooder is not None:
+        threading.Timer(1.0, flooder.flood).start()
     send(orders, tally, args.rate_per_device * len(victims))
     wait_for_results(tally, len(orders), console)
-    if flooding is not None:
-        flooding.join()
+    if flooder is not None:
+        flooder.join()
+    cpu_s = {k: None if v is None else round(v, 2) for k, v in meter.stop().items()}
     lat = tally.latencies()
     return {
         "orders": len(orders),
         "answered": tally.answered,
-        "p50_ms": lat.p50_ms,
-        "p99_ms": lat.p99_ms,
-        "max_ms": lat.max_ms,
+        "p50_ms": _round(lat.p50_ms),
+        "p99_ms": _round(lat.p99_ms),
+        "max_ms": _round(lat.max_ms),
         "statuses": tally.statuses,
+        "cpu_s": cpu_s,
     }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
 
 
 def flood_messages(flooder: DeviceClient, shop: str, count: int, junk: bool) -> list[bytes]:
@@ -134,6 +178,7 @@ def main() -> None:
     parser.add_argument("--rate-per-device", type=float, default=5.0)
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--flood", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=3, help="baseline and flood, alternating")
     parser.add_argument("--junk", action="store_true", help="flood with undecodable messages")
     parser.add_argument("--broker", choices=["auto", "mosquitto", "embedded"], default="auto")
     parser.add_argument("--database-url", default=None)
@@ -144,42 +189,63 @@ def main() -> None:
         flags += ["--database-url", args.database_url]
     with tempfile.TemporaryDirectory(prefix="kym-flood-") as tmp:
         home, token = Path(tmp), secrets.token_urlsafe(24)
-        with served_gateway(SERVE, home, token, flags, 0, console) as (api_url, broker, _pid):
+        with served_gateway(SERVE, home, token, flags, 0, console) as (api_url, broker, pid):
             clients: list[DeviceClient] = []
             load = Load(devices=args.victims + 1, orders=0)
             shop = provision_fleet(api_url, broker, token, load, home / "d", Tally(), clients)
-            *victims, flooding_device = clients
-            messages = flood_messages(flooding_device, shop, args.flood, args.junk)
-            flooder = Flooder(flooding_device)
-            flooder.connect()
+            *victims, flooding = clients
+            floods = [
+                flood_messages(flooding, shop, args.flood, args.junk) for _ in range(args.rounds)
+            ]
+            plan = flood_plan(flooding, [])
             try:
-                baseline = run_phase(victims, shop, args, console, None)
-                flooded = run_phase(victims, shop, args, console, (flooder, messages))
-                time.sleep(2)  # the flooder's last answers
+                rounds = [
+                    run_round(victims, shop, args, console, replace(plan, messages=m), pid)
+                    for m in floods
+                ]
             finally:
-                flooder.close()
                 for client in victims:
                     client.close()
-    print_numbers(args, baseline, flooded, flooder)
+    print(json.dumps(summary(args, rounds), indent=2))
 
 
-def print_numbers(
-    args: argparse.Namespace, baseline: dict[str, Any], flooded: dict[str, Any], flooder: Flooder
-) -> None:
+def run_round(
+    victims: list[DeviceClient],
+    shop: str,
+    args: argparse.Namespace,
+    console: Console,
+    plan: FloodPlan,
+    gateway_pid: int,
+) -> dict[str, Any]:
+    """A baseline phase, then the same load with a flood; the flooder's bucket fills meanwhile."""
+    meter = CpuMeter([gateway_pid])
+    baseline = run_phase(victims, shop, args, console, None, meter)
+    flooder = Flooder(plan)
+    try:
+        flooded = run_phase(victims, shop, args, console, flooder, meter)
+    finally:
+        flooder.process.kill()
     ratio = flooded["p99_ms"] / baseline["p99_ms"] if baseline["p99_ms"] else None
-    summary = {
+    return {
+        "baseline": baseline,
+        "flooded": flooded,
+        "p99_ratio": None if ratio is None else round(ratio, 2),
+        "flood_published_s": round(flooder.published_s, 2),
+        "flooder_answers": flooder.answers,
+    }
+
+
+def summary(args: argparse.Namespace, rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    ratios = sorted(r["p99_ratio"] for r in rounds if r["p99_ratio"] is not None)
+    return {
         "broker": args.broker,
         "victims": args.victims,
         "victim_rate_per_s": args.rate_per_device * args.victims,
         "flood": args.flood,
         "flood_kind": "junk" if args.junk else "signed orders",
-        "flood_published_s": round(flooder.published_s, 2),
-        "baseline": baseline,
-        "flooded": flooded,
-        "p99_ratio": None if ratio is None else round(ratio, 2),
-        "flooder_answers": dict(flooder.answers),
+        "rounds": rounds,
+        "median_p99_ratio": ratios[len(ratios) // 2] if ratios else None,
     }
-    print(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":

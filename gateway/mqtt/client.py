@@ -19,6 +19,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,9 @@ class GatewayClient:
         self.host, self.port, self.identity = host, port, identity
         self.inbox: queue.Queue[Inbound] = inbox if inbox is not None else queue.Queue()
         self.subscribed = threading.Event()
+        # A filter run on the network thread before queueing (the per-device rate limit), so
+        # that refusing a flood never waits for a busy worker; it acknowledges what it refuses.
+        self.admit: Callable[[Inbound], bool] | None = None
         self.join, self.left = join, threading.Event()  # join=False: leave the share group
         self._connection = 0  # bumped on every connect and disconnect, under _ack_lock
         self._ack_lock = threading.Lock()
@@ -154,6 +158,7 @@ class GatewayClient:
             )
 
     def _on_message(self, _c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
-        self.inbox.put(
-            Inbound(message.topic, message.payload, message.mid, message.qos, self._connection)
-        )
+        connection = self._connection
+        inbound = Inbound(message.topic, message.payload, message.mid, message.qos, connection)
+        if self.admit is None or self.admit(inbound):
+            self.inbox.put(inbound)

@@ -1,17 +1,18 @@
-"""The per-device rate limit in front of a worker's batches (CONTRACT.md section 10).
+"""The per-device rate limit on every message a gateway client receives (CONTRACT.md section 10).
 
-A worker passes every message it takes off its queue through `Throttle.admit` before batching,
-so a flood from one device costs a dictionary lookup per message, never a signature check, a
-database query or a place in a batch that another device's order is waiting for. A refused
-message is acknowledged to the broker at once (it is deliberately not decided); the first one
-refused in a second gets a signed `rejected`/`rate_limited` result, published directly: it is
-not a decision, so it is written neither to the orders, the outbox nor the audit trail.
+`Throttle.admit` runs on the MQTT client's network thread (`GatewayClient.admit`) before a
+message is queued for the worker: a flood from one device costs a dictionary lookup and a PUBACK
+per message, never a signature check, a database query or a place in a batch, and it is refused
+as fast as it arrives even while the worker is busy deciding, so that it never fills the broker's
+in-flight window (100 unacknowledged messages) that other devices' orders queue behind. A
+refused message is acknowledged at once (it is deliberately not decided); the first one refused
+in a second gets a signed `rejected`/`rate_limited` result, published directly: it is not a
+decision, so it is written neither to the orders, the outbox nor the audit trail.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -23,7 +24,6 @@ from gateway.mqtt.client import Inbound
 from gateway.orders.ratelimit import RateLimiter, Verdict
 
 log = logging.getLogger("kym.ratelimit")
-GATHER_S = 0.05  # how long admitted messages may wait for more to batch with during a flood
 
 
 class Acknowledger(Protocol):
@@ -47,30 +47,16 @@ class Throttle:
         self.limiter = RateLimiter(ctx.settings.device_rate, ctx.settings.device_burst)
         self.refused = 0
 
-    def gather(self, inbox: queue.Queue[Inbound], limit: int, wait_s: float = 0.2) -> list[Inbound]:
-        """Up to `limit` admitted messages to decide together: waits up to `wait_s` for the
-        first, then takes what is queued for at most GATHER_S, so that a flood refused as fast
-        as it arrives never holds back what was admitted."""
-        batch: list[Inbound] = []
-        deadline_s = self.monotonic() + wait_s
-        while len(batch) < limit:
-            try:
-                if batch:
-                    message = inbox.get_nowait()
-                else:
-                    message = inbox.get(timeout=max(0.0, deadline_s - self.monotonic()))
-            except queue.Empty:
-                break
-            if self.admit(message):
-                if not batch:
-                    deadline_s = self.monotonic() + GATHER_S
-                batch.append(message)
-            if self.monotonic() >= deadline_s:
-                break
-        return batch
-
     def admit(self, message: Inbound) -> bool:
-        """True when the message may be decided; else it is acknowledged and dealt with."""
+        """True when the message may be decided; else it is acknowledged and dealt with.
+        Never raises (an exception would stop paho's network thread): on a bug, it admits."""
+        try:
+            return self._admit(message)
+        except Exception:  # noqa: BLE001 - logged; deciding the message is the safe side
+            log.exception("the rate limit failed on a message on %s", message.topic)
+            return True
+
+    def _admit(self, message: Inbound) -> bool:
         device_id = device_of_orders_topic(message.topic)
         if device_id is None:
             return True  # not an order; intake ignores it

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import queue
 import threading
 from datetime import timedelta
 
@@ -108,7 +109,7 @@ class Worker(threading.Thread):
         super().__init__(name=f"kym-worker-{client.identity}", daemon=True)
         self.ctx, self.client, self.publisher = ctx, client, publisher
         self.inbox = client.inbox
-        self.throttle = Throttle(ctx, client)  # per-device rate limits, before any decoding
+        client.admit = Throttle(ctx, client).admit  # per-device rate limits, on receipt
         self.keyring = KeyRing()
         self.stopping = threading.Event()
         self._tries: dict[str, int] = {}
@@ -116,9 +117,17 @@ class Worker(threading.Thread):
 
     def run(self) -> None:
         while not self.stopping.is_set():
-            batch = self.throttle.gather(self.inbox, MAX_BATCH)  # over-rate messages left out
-            if batch:
-                self.process(batch)
+            try:
+                first = self.inbox.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            batch = [first]
+            while len(batch) < MAX_BATCH:
+                try:
+                    batch.append(self.inbox.get_nowait())
+                except queue.Empty:
+                    break
+            self.process(batch)
 
     def process(self, messages: list[Inbound]) -> None:
         """Decide a batch and acknowledge it; while the database is away, keep it and try
