@@ -32,7 +32,7 @@ from gateway.http.resources import owned_approval
 from gateway.orders.approvals import decide_approval
 
 router = APIRouter(include_in_schema=False)
-POLL_S = 3  # how often the inbox asks for news
+POLL_S = 30  # the inbox follows the event stream; this poll is only a safety net
 RECENT = 10  # decided approvals shown under the inbox
 
 

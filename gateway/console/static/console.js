@@ -1,5 +1,5 @@
 // KYM console: the approvals countdown and confirmations. Everything else works without JavaScript;
-// htmx (vendored beside this file) refreshes the inbox.
+// htmx (vendored beside this file) refreshes the inbox when the event stream says so.
 (function () {
   "use strict";
   function tick() {
@@ -28,7 +28,19 @@
     form.elements.token.value = token;
     form.submit();
   }
+  // The inbox follows the owner's event stream (the session cookie admits it) and refreshes
+  // itself whenever an approval appears, is decided or expires.
+  function follow() {
+    var inbox = document.querySelector("[data-events]");
+    if (!inbox || !window.EventSource || !window.htmx) { return; }
+    var source = new EventSource(inbox.getAttribute("data-events"));
+    ["approval.pending", "approval.decided", "approval.expired"].forEach(function (type) {
+      source.addEventListener(type, function () { htmx.trigger(inbox, "kym:refresh"); });
+    });
+    window.addEventListener("pagehide", function () { source.close(); });
+  }
   document.addEventListener("DOMContentLoaded", tick);
+  document.addEventListener("DOMContentLoaded", follow);
   document.addEventListener("DOMContentLoaded", redeemLink);
   document.addEventListener("htmx:afterSwap", tick);
   setInterval(tick, 1000);
