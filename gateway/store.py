@@ -144,12 +144,6 @@ def payees_by_id(conn: Connection, ids: Iterable[str]) -> dict[str, dict[str, st
     return found
 
 
-def owner_timezones(conn: Connection, ids: Iterable[str]) -> dict[str, str]:
-    """Each owner's IANA timezone."""
-    query = sa.select(owners.c.id, owners.c.timezone).where(owners.c.id.in_(list(ids)))
-    return {owner_id: tz for owner_id, tz in conn.execute(query)}
-
-
 def owner_settings(conn: Connection, ids: Iterable[str]) -> dict[str, tuple[str, bool]]:
     """Each owner's IANA timezone and whether they froze their devices' payments."""
     query = sa.select(owners.c.id, owners.c.timezone, owners.c.frozen).where(
