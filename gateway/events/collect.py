@@ -20,7 +20,7 @@ from sqlalchemy import Connection
 from devices import store as device_store
 from gateway import store as gateway_store
 from gateway.consent import store as consent_store
-from gateway.events import envelope
+from gateway.events import envelope, thresholds
 from gateway.events import store as event_store
 from gateway.events.envelope import Draft
 from wallet import schema as wallet_schema
@@ -36,6 +36,8 @@ def record_batch(batch: Batch) -> None:
     about: list[About] = [*batch.events, *_payment_results(batch.audit)]
     about += _approvals_pending(batch.conn, batch.outgoing)
     about += _adjustments(batch.conn, batch.outgoing)
+    about += thresholds.limit_events(batch, thresholds.approved_by_device(about))
+    about += thresholds.low_balance_events(batch, thresholds.balance_moves(about))
     if about:
         drafts = resolve(batch.conn, about, _known_recipients(batch))
         event_store.record(batch.conn, drafts, batch.now)

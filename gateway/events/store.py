@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -120,7 +120,14 @@ def prune(conn: Connection, older_than: datetime) -> int:
     """Forget events older than this that no attempt still waits for."""
     waiting = sa.select(tasks.c.event_seq)
     result = conn.execute(
-        events.delete().where(events.c.created_at < older_than, events.c.seq.not_in(waiting))
+        events.delete().where(
+            events.c.created_at < older_than,
+            events.c.seq.not_in(waiting),
+            sa.or_(  # a limit's event is the mark that it went: kept while its year lasts
+                events.c.type != "limit.nearly_reached",
+                events.c.created_at < older_than - timedelta(days=367),
+            ),
+        )
     )
     return int(result.rowcount or 0)
 

@@ -146,3 +146,38 @@ def test_device_status_changes(world: World, ctx: Context) -> None:
         ("pending", "active"),
         ("active", "suspended"),
     ]
+
+
+def test_a_limit_nearly_reached_once_per_period_and_amount(world: World, ctx: Context) -> None:
+    shop = world.merchant()
+    rules = {"currency": "EUR", "limits": [{"period": "day", "amount": 1000}]}
+    car = world.device("car", rules=rules)
+    owner = owner_of(world, car)
+    assert car.pay(shop["id"], 700) == ("approved", None)  # 70 %: not yet
+    assert types_of(ctx, owner).count("limit.nearly_reached") == 0
+    assert car.pay(shop["id"], 100) == ("approved", None)  # 80 %
+    assert car.pay(shop["id"], 100) == ("approved", None)  # 90 %: already said
+    nearly = [e["data"] for e in events_of(ctx, owner) if e["type"] == "limit.nearly_reached"]
+    assert nearly == [{"device_id": car.id, "period": "day", "spent": 800, "amount": 1000}]
+    car.put_rules({"currency": "EUR", "limits": [{"period": "day", "amount": 1100}]})
+    assert car.pay(shop["id"], 10) == ("approved", None)  # a changed amount starts afresh
+    nearly = [e["data"] for e in events_of(ctx, owner) if e["type"] == "limit.nearly_reached"]
+    assert nearly[-1] == {"device_id": car.id, "period": "day", "spent": 910, "amount": 1100}
+
+
+def test_a_low_balance_each_time_it_is_crossed(world: World, ctx: Context) -> None:
+    shop = world.merchant()
+    car = world.device("car", top_up=1000, rules={"currency": "EUR", "low_balance_alert": 500})
+    owner = owner_of(world, car)
+    assert car.pay(shop["id"], 400) == ("approved", None)  # 600: still above
+    assert car.pay(shop["id"], 200) == ("approved", None)  # 400: crossed
+    assert car.pay(shop["id"], 100) == ("approved", None)  # 300: still below, no new event
+    low = [e["data"] for e in events_of(ctx, owner) if e["type"] == "wallet.low_balance"]
+    assert low == [{"device_id": car.id, "balance": 400, "threshold": 500}]
+    top_up = {"amount": 700, "currency": "EUR", "idempotency_key": "again"}
+    response = world.api.post(
+        f"/v1/devices/{car.id}/wallet/top-ups", json=top_up, headers=car.owner
+    )
+    assert response.status_code == 201
+    assert car.pay(shop["id"], 600) == ("approved", None)  # 1000 -> 400: crossed again
+    assert types_of(ctx, owner).count("wallet.low_balance") == 2

@@ -1,0 +1,138 @@
+"""`limit.nearly_reached` and `wallet.low_balance` (contract section 7), read off a decision batch.
+
+A limit is nearly reached on the first approved payment that takes its period's spending to
+80 % of it or more; the event goes once per limit, amount and calendar period: the events already
+recorded for that device, period and amount within the current period say whether it went (a
+changed amount starts afresh). A wallet's balance is low each time a batch takes it from at or
+above the rules' `low_balance_alert` to below it: the balance after the batch, plus what the
+batch moved, is the balance before. Only batches that move money toward a threshold query
+anything (one query each for the markers, the rules not loaded yet and the balances).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from gateway.consent import store as consent_store
+from gateway.consent.periods import period_key, period_keys
+from gateway.consent.rules import NO_USAGE
+from gateway.events import store as event_store
+from wallet import store as wallet_store
+
+if TYPE_CHECKING:
+    from gateway.orders.batch import Batch
+
+About = tuple[str, str, dict[str, Any]]
+NEARLY = "limit.nearly_reached"
+
+
+def is_nearly(spent_minor: int, limit_minor: int) -> bool:
+    """80 % of the limit or more, in exact integers."""
+    return 5 * spent_minor >= 4 * limit_minor
+
+
+def approved_by_device(about: Iterable[About]) -> dict[str, int]:
+    """What each payer device had approved in this batch (pays and holds)."""
+    approved: dict[str, int] = {}
+    for _, event_type, data in about:
+        if event_type == "payment.approved":
+            device_id = data["device_id"]
+            approved[device_id] = approved.get(device_id, 0) + int(data["amount"] or 0)
+    return approved
+
+
+def balance_moves(about: Iterable[About]) -> dict[str, int]:
+    """How much each wallet's balance moved in this batch: pays, captures and refunds."""
+    moves: dict[str, int] = {}
+    seen: set[int] = set()
+    for _, event_type, data in about:
+        if id(data) in seen or event_type not in (
+            "payment.received",
+            "hold.captured",
+            "payment.refunded",
+        ):
+            continue
+        seen.add(id(data))
+        sign = 1 if event_type == "payment.refunded" else -1
+        payer, payee, amount = data["device_id"], data["payee"], int(data["amount"] or 0)
+        moves[payer] = moves.get(payer, 0) + sign * amount
+        moves[payee] = moves.get(payee, 0) - sign * amount
+    return moves
+
+
+def limit_events(batch: Batch, approved: dict[str, int]) -> list[About]:
+    """`limit.nearly_reached` for the limits this batch's approved payments took to 80 %."""
+    candidates = []
+    for device_id in approved:
+        rules, device = batch.rules.get(device_id), batch.devices.get(device_id)
+        tz = batch.timezones.get(device.owner_id) if device else None
+        if rules is None or device is None or tz is None or not rules.limits:
+            continue
+        keys, usage = period_keys(batch.now, tz), batch.usage.get(device_id, {})
+        for limit in rules.limits:
+            spent = usage.get(keys[limit.period], NO_USAGE).spent_minor
+            if is_nearly(spent, limit.amount_minor):
+                marker = (device_id, str(limit.period), limit.amount_minor, keys[limit.period])
+                candidates.append((marker, spent, device.owner_id))
+    if not candidates:
+        return []
+    sent = _sent_markers(batch, {owner for _, _, owner in candidates})
+    out: list[About] = []
+    for marker, spent, _ in candidates:
+        if marker not in sent:
+            sent.add(marker)
+            device_id, period, amount, _key = marker
+            data = {"device_id": device_id, "period": period, "spent": spent, "amount": amount}
+            out.append((device_id, NEARLY, data))
+    return out
+
+
+def _sent_markers(batch: Batch, owners: set[str]) -> set[tuple[str, str, int, str]]:
+    """(device, period, amount, period key) of the limit events already sent to these owners."""
+    events = event_store.events
+    query = sa.select(events.c.recipient, events.c.created_at, events.c.data_json).where(
+        events.c.type == NEARLY,
+        events.c.recipient.in_(owners),
+        events.c.created_at >= batch.now - timedelta(days=367),
+    )
+    sent = set()
+    for owner, created_at, data_json in batch.conn.execute(query):
+        data, tz = json.loads(data_json), batch.timezones.get(owner)
+        if tz is not None:
+            key = period_key(data["period"], created_at, tz)
+            sent.add((data["device_id"], data["period"], data["amount"], key))
+    return sent
+
+
+def low_balance_events(batch: Batch, moves: dict[str, int]) -> list[About]:
+    """`wallet.low_balance` for the wallets this batch took below their rules' alert."""
+    falling = [d for d, moved in moves.items() if moved < 0 and d not in batch.merchants]
+    if not falling:
+        return []
+    rules = {d: batch.rules[d] for d in falling if d in batch.rules}
+    missing = [d for d in falling if d not in batch.rules]
+    if missing:
+        rules |= consent_store.load_rules(batch.conn, missing)
+    alerts = {
+        d: r.low_balance_alert_minor
+        for d, r in rules.items()
+        if r is not None and r.low_balance_alert_minor is not None
+    }
+    if not alerts:
+        return []
+    wallets = wallet_store.get_wallets(batch.conn, alerts)
+    out: list[About] = []
+    for device_id, threshold in alerts.items():
+        wallet = wallets.get(device_id)
+        if wallet is None:
+            continue
+        before = wallet.balance_minor - moves[device_id]
+        if before >= threshold > wallet.balance_minor:
+            data = {"device_id": device_id, "balance": wallet.balance_minor, "threshold": threshold}
+            out.append((device_id, "wallet.low_balance", data))
+    return out
