@@ -26,6 +26,7 @@ PURE_MODULES = [
     "gateway/orders/ratelimit.py",
     "gateway/paging.py",
     "gateway/currencies.py",
+    "gateway/events/envelope.py",
 ]
 INFRASTRUCTURE = {
     "sqlalchemy",

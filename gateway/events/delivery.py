@@ -2,8 +2,9 @@
 
 Every `interval_s` it makes an attempt row for each new event and matching webhook (`fan_out`),
 then takes the attempts that are due (leased, so that several `kym serve` processes never take
-the same one at once) and POSTs them from a small thread pool, signed under the Standard
-Webhooks specification (the `standardwebhooks` package). A 2xx within `TIMEOUT_S` delivers;
+the same one at once) and POSTs them, at most `concurrency` at a time, each from a daemon thread
+(a slow endpoint holds up neither the others nor the process's exit), signed under the
+Standard Webhooks specification (the `standardwebhooks` package). A 2xx within `TIMEOUT_S` delivers;
 anything else (redirects are not followed, and a URL that no longer passes the address check is
 not even tried) is logged as an attempt and tried again after the next of `RETRY_DELAYS_S`,
 until the attempts are used up. Every attempt is in the delivery log.
@@ -15,7 +16,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -68,7 +68,6 @@ class DeliveryWorker(threading.Thread):
         self.retry_delays_s = tuple(retry_delays_s)
         self.resolver, self.public = resolver, public
         self.stopping = threading.Event()
-        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="kym-webhook")
         self._free = threading.Semaphore(concurrency)
         self._concurrency = concurrency
         self._client = httpx.Client(follow_redirects=False, timeout=TIMEOUT_S, trust_env=False)
@@ -80,8 +79,8 @@ class DeliveryWorker(threading.Thread):
                 self.tick()
             except Exception:  # noqa: BLE001 - logged; the next round tries again
                 log.exception("webhook delivery round failed")
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        self._client.close()
+        self.wait_idle(2)  # attempts still running are daemon threads: an exit cuts them short,
+        self._client.close()  # and their leases run out, so they are tried again later
 
     def tick(self) -> int:
         """One round: fan out new events, start the due attempts; how many were started."""
@@ -98,7 +97,10 @@ class DeliveryWorker(threading.Thread):
         )
         for claim in claims:
             self._free.acquire()
-            self._pool.submit(self._attempt_and_release, claim)
+            name = f"kym-webhook-{claim['task_seq']}"
+            threading.Thread(
+                target=self._attempt_and_release, args=(claim,), name=name, daemon=True
+            ).start()
         return len(claims)
 
     def _free_slots(self) -> int:
