@@ -157,6 +157,14 @@ def main(verbose: bool) -> None:
     "default 50].",
 )
 @click.option(
+    "--dispute-response-days",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="DAYS",
+    help="How long a payee has to answer a dispute before it is resolved for the owner "
+    "(fractions allowed) [env KYM_DISPUTE_RESPONSE_DAYS; default 7].",
+)
+@click.option(
     "--webhook-allow-private",
     is_flag=True,
     default=None,

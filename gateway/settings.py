@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     worker_index: int = Field(default=0, ge=0, le=15)  # first MQTT identity: kym-gateway-<n>
     device_rate: float = Field(default=10.0, gt=0)  # orders a second per device, sustained
     device_burst: int = Field(default=50, ge=1)  # orders per device at once, before the rate
+    dispute_response_days: float = Field(default=7.0, gt=0)  # a payee's time to answer a dispute
     webhook_allow_private: bool = False  # webhooks may reach loopback and private addresses
 
     def resolved_database_url(self) -> str:

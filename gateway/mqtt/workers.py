@@ -31,6 +31,7 @@ from devices.contract import Reason, Result, Status, device_of_orders_topic, res
 from gateway import store
 from gateway.audit.service import sign_tree_head_if_due
 from gateway.context import Context
+from gateway.disputes.service import settle_due as settle_due_disputes
 from gateway.events import metrics
 from gateway.mqtt.client import GatewayClient, Inbound
 from gateway.mqtt.throttle import Throttle
@@ -244,6 +245,7 @@ class Housekeeper(threading.Thread):
         outbox entries."""
         expire_approvals(self.ctx)
         expire_holds(self.ctx)
+        settle_due_disputes(self.ctx)  # silence resolves for the owner; pending refunds paid
         sign_tree_head_if_due(self.ctx)
         self.mark_published()
         publisher = next((p for p in self.publishers if p.client.is_connected), None)
