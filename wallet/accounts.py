@@ -108,19 +108,20 @@ def move(
     currency: str,
     amount_minor: int,
     held_minor: int = 0,
+    floor_minor: int = 0,
 ) -> Moved | None:
     """Apply a transfer to both accounts, or to neither (returns None).
 
     One single-row UPDATE per account, always in the same order (sorted ids), so that transfers
     in opposite directions cannot deadlock: a single UPDATE of both rows locks them in whatever
     order its plan scans them, and re-locking an old row version inside one statement can
-    deadlock against waiters queued on it.
+    deadlock against waiters queued on it. `floor_minor`: what the debited account must keep.
     """
     debit, credit = ledger.transfer_deltas(kind, amount_minor, held_minor)
     moved = Moved(currency, {debit_id: debit, credit_id: credit}, {})
     for account_id in sorted(moved.deltas):
         delta = moved.deltas[account_id]
-        need = ledger.required_available(delta) if account_id == debit_id else 0
+        need = ledger.required_available(delta) + floor_minor if account_id == debit_id else 0
         row = _MOVE_FAST.rows(
             conn,
             {

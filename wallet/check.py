@@ -23,7 +23,13 @@ from wallet.schema import COUNTERS, accounts, payments, top_ups, transfers
 
 _POSTING = [
     k.value
-    for k in (TransferKind.TOP_UP, TransferKind.PAY, TransferKind.CAPTURE, TransferKind.REFUND)
+    for k in (
+        TransferKind.TOP_UP,
+        TransferKind.PAY,
+        TransferKind.CAPTURE,
+        TransferKind.REFUND,
+        TransferKind.DRAW,
+    )
 ]
 _OPENING = [TransferKind.PAY.value, TransferKind.HOLD.value]
 _RESOLVING = [TransferKind.CAPTURE.value, TransferKind.VOID.value, TransferKind.EXPIRE.value]

@@ -43,10 +43,17 @@ class TransferKind(StrEnum):
     VOID = "void"
     EXPIRE = "expire"
     REFUND = "refund"
+    DRAW = "draw"  # an automatic top-up: a funding source into a wallet, for `payment_id`
 
 
 POSTING_KINDS = frozenset(
-    {TransferKind.TOP_UP, TransferKind.PAY, TransferKind.CAPTURE, TransferKind.REFUND}
+    {
+        TransferKind.TOP_UP,
+        TransferKind.PAY,
+        TransferKind.CAPTURE,
+        TransferKind.REFUND,
+        TransferKind.DRAW,
+    }
 )
 RESOLVING_KINDS = frozenset({TransferKind.CAPTURE, TransferKind.VOID, TransferKind.EXPIRE})
 

@@ -66,6 +66,14 @@ class Window:
 
 
 @dataclass(frozen=True)
+class AutoTopUp:
+    """Rules' `auto_top_up`: refill the wallet from the owner's sources (section 8)."""
+
+    below_minor: int
+    to_minor: int
+
+
+@dataclass(frozen=True)
 class Rules:
     """A device's rules; `None` in an optional field means that rule is not set."""
 
@@ -81,6 +89,7 @@ class Rules:
     approval_ttl_s: int = DEFAULT_APPROVAL_TTL_S
     active_hours: tuple[Window, ...] | None = None
     low_balance_alert_minor: int | None = None  # an alert only: never a consent (section 7)
+    auto_top_up: AutoTopUp | None = None  # funding only: never a consent (section 7)
 
 
 @dataclass(frozen=True)
@@ -123,9 +132,14 @@ NO_USAGE = Usage()
 def consent_rules(rules: Rules | None) -> Rules | None:
     """The rules as consent sees them: rules that hold only an alert (and the approval TTL,
     which every stored rule set shows) are no rules, so an alert never lets payments through."""
-    if rules is None or rules.low_balance_alert_minor is None:
+    if rules is None or (rules.low_balance_alert_minor is None and rules.auto_top_up is None):
         return rules
-    bare = replace(rules, low_balance_alert_minor=None, approval_ttl_s=DEFAULT_APPROVAL_TTL_S)
+    bare = replace(
+        rules,
+        low_balance_alert_minor=None,
+        auto_top_up=None,
+        approval_ttl_s=DEFAULT_APPROVAL_TTL_S,
+    )
     return None if bare == Rules() else rules
 
 
@@ -241,7 +255,12 @@ def rules_from_json(body: Mapping[str, Any]) -> Rules | None:
         approval_ttl_s=body.get("approval_ttl_seconds") or DEFAULT_APPROVAL_TTL_S,
         active_hours=None if hours is None else tuple(map(_window, hours["windows"])),
         low_balance_alert_minor=body.get("low_balance_alert"),
+        auto_top_up=_auto_top_up(body.get("auto_top_up")),
     )
+
+
+def _auto_top_up(body: Mapping[str, Any] | None) -> AutoTopUp | None:
+    return None if body is None else AutoTopUp(body["below"], body["to"])
 
 
 def _tuple_or_none(items: list[Any] | None) -> tuple[Any, ...] | None:
@@ -281,6 +300,9 @@ def rules_to_json(rules: Rules | None) -> dict[str, Any]:
             for w in rules.active_hours
         ]},
         "low_balance_alert": rules.low_balance_alert_minor,
+        "auto_top_up": None if rules.auto_top_up is None else {
+            "below": rules.auto_top_up.below_minor, "to": rules.auto_top_up.to_minor
+        },
     }  # fmt: skip
     body = {key: value for key, value in optional.items() if value is not None}
     # Always present, so that a GET answer PUT back is rules again, never "no rules".

@@ -146,6 +146,29 @@ class TopUpCreate(Body):
     idempotency_key: Id
 
 
+class FundingSourceCreate(StrictBody):
+    """POST /v1/owners/me/funding-sources: the fields of the other kind are refused."""
+
+    name: Name
+    kind: Literal["balance", "credit_line"]
+    currency: Currency
+    priority: Annotated[int, Field(strict=True, ge=-(10**9), le=10**9)] | None = None
+    floor: Annotated[int, Field(strict=True, ge=0, le=MAX_MINOR)] | None = None
+    credit_limit: Amount | None = None
+    apr_bps: Annotated[int, Field(strict=True, ge=0, le=10000)] | None = None
+
+    @model_validator(mode="after")
+    def _fields_of_its_kind(self) -> FundingSourceCreate:
+        line, given = self.kind == "credit_line", self.model_fields_set
+        if line and "floor" in given:
+            raise ValueError("`floor` applies to balance sources only")
+        if not line and given & {"credit_limit", "apr_bps"}:
+            raise ValueError("`credit_limit` and `apr_bps` apply to credit lines only")
+        if line and self.credit_limit is None:
+            raise ValueError("a credit line needs `credit_limit`")
+        return self
+
+
 class CaptureCreate(Body):
     amount: Annotated[int, Field(ge=1, le=10**12)]
     idempotency_key: Id
@@ -181,6 +204,17 @@ class ActiveHoursIn(StrictBody):
     windows: list[WindowIn] = Field(max_length=MAX_ITEMS)
 
 
+class AutoTopUpIn(StrictBody):
+    below: Annotated[int, Field(strict=True, ge=0, le=MAX_MINOR)]
+    to: Annotated[int, Field(strict=True, ge=1, le=MAX_MINOR)]
+
+    @model_validator(mode="after")
+    def _to_above_below(self) -> AutoTopUpIn:
+        if self.to <= self.below:
+            raise ValueError("`to` must be greater than `below`")
+        return self
+
+
 class RulesIn(StrictBody):
     """The body of PUT /v1/devices/{id}/rules (and its answer)."""
 
@@ -196,6 +230,7 @@ class RulesIn(StrictBody):
     approval_ttl_seconds: Annotated[int, Field(strict=True, ge=1, le=86400)] | None = None
     active_hours: ActiveHoursIn | None = None
     low_balance_alert: Annotated[int, Field(strict=True, ge=0, le=MAX_MINOR)] | None = None
+    auto_top_up: AutoTopUpIn | None = None
 
     def to_rules(self) -> Rules | None:
         """The rules, or `None` when the body sets nothing (`{}`): the device has no rules."""

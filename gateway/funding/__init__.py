@@ -1,0 +1,8 @@
+"""Funding (contract section 8): an owner's funding sources and automatic top-ups.
+
+plan     pure: a source's `available`, the draw order, and how much each source moves
+store    SQL: the sources' terms joined with their ledger balances
+service  the owner's use cases over HTTP: create, list, top up
+auto     steps 4 and 6 of a pay or hold: plan the draws, then move them with the payment
+check    `kym ledger check`'s invariants for sources
+"""

@@ -1,0 +1,35 @@
+"""An owner's funding sources (contract section 8): created, listed in draw order, topped up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from gateway.funding import service
+from gateway.http.deps import Ctx, Owner
+from gateway.http.schemas import FundingSourceCreate, TopUpCreate
+
+router = APIRouter(tags=["funding"])
+
+
+@router.post("/v1/owners/me/funding-sources", status_code=201)
+def create_funding_source(body: FundingSourceCreate, ctx: Ctx, caller: Owner) -> dict[str, Any]:
+    """Add a balance source or a credit line (owner)."""
+    return service.create_source(ctx, caller, body.model_dump(exclude_none=True))
+
+
+@router.get("/v1/owners/me/funding-sources")
+def list_funding_sources(ctx: Ctx, caller: Owner) -> dict[str, Any]:
+    """The owner's funding sources in the order they are drawn on (priority, then creation)."""
+    return {"items": service.list_sources(ctx, caller)}
+
+
+@router.post("/v1/funding-sources/{source_id}/top-ups", status_code=201)
+def top_up_funding_source(
+    source_id: str, body: TopUpCreate, ctx: Ctx, caller: Owner
+) -> dict[str, Any]:
+    """Top up a balance source (owner); idempotent by key, scoped to the source."""
+    return service.top_up_source(
+        ctx, caller, source_id, body.amount, body.currency, body.idempotency_key
+    )

@@ -1,0 +1,92 @@
+"""Contract section 8: an owner's funding sources over HTTP (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from tests.funding.conftest import fund, source
+from tests.support.world import World
+
+
+def test_sources_are_created_with_their_defaults_and_listed_in_draw_order(world: World) -> None:
+    car = world.device("car")
+    late = source(world, car.owner, name="late", priority=200)
+    first = source(world, car.owner, name="first")
+    source(world, car.owner, name="second")  # same priority: creation order
+    line = source(
+        world, car.owner, name="line", kind="credit_line", credit_limit=50_000, priority=5
+    )
+    assert first["priority"] == 100 and first["floor"] == 0
+    assert (first["balance"], first["available"]) == (0, 0)
+    assert first["id"].startswith("fs_") and "credit_limit" not in first
+    assert line["apr_bps"] == 0 and line["credit_limit"] == 50_000
+    assert (line["balance"], line["available"]) == (0, 50_000) and "floor" not in line
+    listed = world.api.get("/v1/owners/me/funding-sources", headers=car.owner).json()["items"]
+    assert [s["name"] for s in listed] == ["line", "first", "second", "late"]
+    assert listed[1] == first and late in listed
+    stranger = world.device("stranger")
+    theirs = world.api.get("/v1/owners/me/funding-sources", headers=stranger.owner).json()
+    assert theirs == {"items": []}
+
+
+def test_fields_of_the_other_kind_unknown_fields_and_bad_values_are_422(world: World) -> None:
+    car = world.device("car")
+    bad = [
+        {"kind": "balance", "credit_limit": 100},
+        {"kind": "balance", "apr_bps": 0},
+        {"kind": "credit_line", "credit_limit": 100, "floor": 0},
+        {"kind": "credit_line"},
+        {"kind": "credit_line", "credit_limit": 0},
+        {"kind": "credit_line", "credit_limit": 100, "apr_bps": 10_001},
+        {"kind": "balance", "floor": -1},
+        {"kind": "balance", "flor": 5},
+        {"kind": "savings"},
+        {"kind": "balance", "priority": 1.5},
+    ]
+    for body in bad:
+        full = {"name": "x", "currency": "EUR", **body}
+        response = world.api.post("/v1/owners/me/funding-sources", headers=car.owner, json=full)
+        assert response.status_code == 422, (body, response.text)
+    for code in ("XXX", "XAU", "ABC"):
+        body = {"name": "x", "kind": "balance", "currency": code}
+        response = world.api.post("/v1/owners/me/funding-sources", headers=car.owner, json=body)
+        assert response.status_code == 422, code
+        assert response.json()["error"]["code"] == "currency_not_allowed"
+    listed = world.api.get("/v1/owners/me/funding-sources", headers=car.owner).json()
+    assert listed == {"items": []}
+
+
+def test_top_ups_are_idempotent_per_source_and_respect_the_floor(world: World) -> None:
+    car = world.device("car")
+    account = source(world, car.owner, floor=1_000)
+    other = source(world, car.owner, name="other")
+    low = fund(world, car.owner, account["id"], 600, "k1")
+    assert low.status_code == 201, low.text
+    assert (low.json()["balance"], low.json()["available"]) == (600, 0)  # under the floor
+    exact = fund(world, car.owner, account["id"], 400, "k2").json()
+    assert (exact["balance"], exact["available"]) == (1_000, 0)  # the floor reached exactly
+    above = fund(world, car.owner, account["id"], 1, "k3").json()
+    assert (above["balance"], above["available"]) == (1_001, 1)
+    again = fund(world, car.owner, account["id"], 600, "k1")
+    assert again.status_code == 201 and again.json() == low.json()  # the first answer again
+    conflict = fund(world, car.owner, account["id"], 601, "k1")
+    assert conflict.status_code == 409
+    assert conflict.json()["error"]["code"] == "idempotency_conflict"
+    assert fund(world, car.owner, other["id"], 5, "k1").json()["balance"] == 5  # scoped
+    listed = world.api.get("/v1/owners/me/funding-sources", headers=car.owner).json()["items"]
+    assert listed[0]["balance"] == 1_001
+
+
+def test_credit_lines_take_no_top_ups_and_strangers_find_no_source(world: World) -> None:
+    car = world.device("car")
+    line = source(world, car.owner, kind="credit_line", credit_limit=100, apr_bps=1_999)
+    refused = fund(world, car.owner, line["id"], 10, "k")
+    assert refused.status_code == 409
+    assert refused.json()["error"]["code"] == "not_a_balance_source"
+    account = source(world, car.owner)
+    stranger = world.device("stranger")
+    assert fund(world, stranger.owner, account["id"], 10, "k").status_code == 404
+    wrong = world.api.post(
+        f"/v1/funding-sources/{account['id']}/top-ups",
+        headers=car.owner,
+        json={"amount": 10, "currency": "USD", "idempotency_key": "k"},
+    )
+    assert wrong.status_code == 422 and wrong.json()["error"]["code"] == "currency_not_allowed"
