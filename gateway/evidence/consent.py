@@ -30,6 +30,13 @@ def rules_sha256(rules: dict[str, Any], salt_hex: str) -> str:
     return hashlib.sha256(rfc8785.dumps({"rules": rules, "salt": salt_hex})).hexdigest()
 
 
+def rules_sha256_of_jcs(rules_jcs: bytes, salt_hex: str) -> str:
+    """`rules_sha256` from the rules' JCS already made: JCS({"rules", "salt"}) is that text
+    between `{"rules":` and `,"salt":"<salt>"}`, since "rules" sorts before "salt"."""
+    text = b'{"rules":' + rules_jcs + b',"salt":"' + salt_hex.encode() + b'"}'
+    return hashlib.sha256(text).hexdigest()
+
+
 def payload(
     payment_id: str,
     order_id: str,

@@ -15,9 +15,8 @@ import secrets
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-import rfc8785
-
 from devices.contract import Result
+from gateway.audit.entries import canonical
 from gateway.consent.rules import Rules, rules_to_json
 from gateway.evidence import consent
 
@@ -40,9 +39,25 @@ def gateway_consent(
         _keep(batch, result.payment_id, body, None)
         return
     salt = secrets.token_hex(32)
-    digest = consent.rules_sha256(rules_to_json(rules), salt)
+    digest = consent.rules_sha256_of_jcs(_rules_jcs(rules), salt)
     body = consent.payload(result.payment_id, result.order_id, "rules", digest, "gateway", batch.ts)
     _keep(batch, result.payment_id, body, salt)
+
+
+# The JCS of the rules objects a batch decides with, computed once per object, not per payment
+# (a batch loads each device's rules once). Holding the object keeps its id from being reused.
+_RULES_JCS: dict[int, tuple[Rules | None, bytes]] = {}
+
+
+def _rules_jcs(rules: Rules | None) -> bytes:
+    cached = _RULES_JCS.get(id(rules))
+    if cached is not None and cached[0] is rules:
+        return cached[1]
+    if len(_RULES_JCS) >= 1024:
+        _RULES_JCS.clear()
+    text = canonical(rules_to_json(rules))
+    _RULES_JCS[id(rules)] = (rules, text)
+    return text
 
 
 def owner_consent(batch: Batch, result: Result, approval_id: str, owner_id: str) -> None:
@@ -58,7 +73,7 @@ def owner_consent(batch: Batch, result: Result, approval_id: str, owner_id: str)
 def _keep(batch: Batch, payment_id: str, body: dict[str, Any], salt: str | None) -> None:
     for row in reversed(batch.new_scopes):
         if row["payment_id"] == payment_id:
-            row["consent_json"] = rfc8785.dumps(body).decode()
+            row["consent_json"] = canonical(body).decode()  # JCS (proven equal to rfc8785)
             row["rules_salt"] = salt
             return
     raise AssertionError(f"payment {payment_id} has no scope row in this batch")

@@ -95,3 +95,12 @@ def test_salt_opens_the_rules_digest(world: World) -> None:
     rules = world.api.get(f"/v1/devices/{scene.payer.id}/rules", headers=scene.payer.owner).json()
     opened = independent.jcs({"rules": rules, "salt": bundle["consent"]["rules_salt"]})
     assert consent["rules_sha256"] == hashlib.sha256(opened).hexdigest()
+
+
+def test_rules_digest_from_cached_jcs_equals_the_rfc8785_one() -> None:
+    from gateway.evidence import consent
+
+    rules = {"currency": "EUR", "limits": [{"period": "day", "amount": 20000}], "x": "é\u2028"}
+    salt = "ab" * 32
+    fast = consent.rules_sha256_of_jcs(independent.jcs(rules), salt)
+    assert fast == consent.rules_sha256(rules, salt)
