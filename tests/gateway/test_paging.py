@@ -34,7 +34,7 @@ def test_times_come_back_in_utc() -> None:
     berlin = datetime(2026, 3, 29, 3, 30, tzinfo=timezone(timedelta(hours=2)))
     cursor = paging.encode_cursor("mandates", (berlin, "man_1"))
     at, _ = paging.decode_cursor("mandates", cursor, paging.TIME_THEN_ID)
-    assert at == berlin and at.tzinfo == UTC
+    assert isinstance(at, datetime) and at == berlin and at.tzinfo == UTC
 
 
 def _raw(value: object) -> str:

@@ -57,7 +57,8 @@ def scene(sqlite_api: TestClient, tmp_path: Path) -> dict[str, Any]:
 
 
 def who_lists(path: str, scene: dict[str, Any]) -> dict[str, str]:
-    return scene["merchant"] if path.startswith("/v1/merchants") else scene["owner"]
+    headers: dict[str, str] = scene["merchant" if path.startswith("/v1/merchants") else "owner"]
+    return headers
 
 
 @pytest.mark.parametrize("path", LISTS)

@@ -194,7 +194,9 @@ def test_spending_counts_approved_payments_and_says_when_limits_reset(
     world: World, clock: Clock
 ) -> None:
     shop = world.merchant("fuel")
-    rules = {"limits": [{"period": "day", "amount": 2000}, {"period": "month", "amount": 5000}]}
+    rules: dict[str, Any] = {
+        "limits": [{"period": "day", "amount": 2000}, {"period": "month", "amount": 5000}]
+    }
     rules |= {"max_payments": [{"period": "week", "count": 3}], "approval_above": 1000}
     car = world.device("car", rules=rules)
     assert car.pay(shop["id"], 800) == ("approved", None)
