@@ -309,7 +309,8 @@ def demo(duration: float | None, broker: str) -> None:
     It runs a gateway of its own in a temp dir: KYM_DATA_DIR, KYM_DATABASE_URL, KYM_HTTP,
     KYM_MQTT, KYM_BROKER_URL, KYM_BROKER and KYM_ADMIN_TOKEN do not apply.
     """
-    if not click.get_current_context().find_root().params.get("verbose"):
+    verbose = bool(click.get_current_context().find_root().params.get("verbose"))
+    if not verbose:
         logging.getLogger().setLevel(logging.WARNING)  # the demo's own lines tell the story
     import tempfile
     from contextlib import ExitStack
@@ -328,8 +329,13 @@ def demo(duration: float | None, broker: str) -> None:
             with ExitStack() as stack:
                 with console.status("starting the gateway"):
                     running = stack.enter_context(
-                        running_gateway(demo_settings(Path(tmp), broker), quiet=True)
+                        running_gateway(demo_settings(Path(tmp), broker), quiet=not verbose)
                     )
+                if verbose:  # the gateway's access log too, on stderr with the other logs
+                    access = logging.getLogger("uvicorn.access")
+                    access.handlers.clear()
+                    access.setLevel(logging.INFO)
+                    access.propagate = True
                 code = run_demo(
                     demo_gateway(running, Path(tmp)), duration, console, started=started
                 )
@@ -359,9 +365,10 @@ def demo_settings(tmp: Path, broker: str) -> Settings:
 
 
 def demo_gateway(running: Running, home: Path) -> DemoGateway:
-    """What the demo needs of the running gateway: addresses, the admin token and a verdict
-    from the same checks as `kym ledger check` and `kym audit verify`."""
+    """What the demo needs of the running gateway: addresses, the admin token, a verdict from
+    the same checks as `kym ledger check` and `kym audit verify`, and console sign-in links."""
     from gateway.broker.mosquitto import ManagedMosquitto
+    from gateway.console import sign_in_link
     from gateway.service import verify_audit
     from simulators.demo.run import DemoGateway
     from simulators.demo.view import Verdict
@@ -384,6 +391,7 @@ def demo_gateway(running: Running, home: Path) -> DemoGateway:
         admin_token=running.ctx.settings.admin_token or "",
         home=home,
         verify=verify,
+        console_link=lambda api_key: sign_in_link(running.ctx, api_key, running.api_url),
     )
 
 

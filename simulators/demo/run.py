@@ -36,7 +36,8 @@ from rich.text import Text
 from devices.sdk import Event, GatewayApi, Result
 from simulators.backoffice import Balance
 from simulators.car import Car
-from simulators.demo.script import Desk, Script, Story, only, opening
+from simulators.demo.events import Inbox
+from simulators.demo.script import DECIDE_AFTER_S, Desk, Script, Story, only, opening
 from simulators.demo.view import (
     Verdict,
     View,
@@ -47,6 +48,7 @@ from simulators.demo.view import (
     print_verdict,
 )
 from simulators.fleet import MERCHANTS, RULES, Broker, Fleet, Mix, seed_fleet
+from simulators.household import Fridge
 from simulators.metrics import Recorder
 from simulators.misbehaving import MisbehavingDevice
 
@@ -69,6 +71,8 @@ class DemoGateway:
     admin_token: str
     home: Path  # the temp dir it runs in (removed afterwards)
     verify: Callable[[], Verdict]
+    # An owner's API key -> a one-time sign-in link to the console (None for a key it refuses).
+    console_link: Callable[[str], str | None]
 
 
 def run_demo(
@@ -98,6 +102,8 @@ def run_demo(
         stack.callback(fleet.close)
         demo = Demo(gateway, fleet, console, seed)
         stack.callback(demo.wallets.close)
+        stack.callback(demo.inbox.close)
+        demo.inbox.open()
         demo.introduce(time.monotonic() - started)
         demo.play(duration_s)
         return demo.report()
@@ -138,7 +144,9 @@ class Demo:
         self.started = time.monotonic()
         merchants = set(fleet.merchants.values())
         self.view = View(console, self.names, merchants, self.story, self.started, None)
-        self.desk = Desk(fleet, plan, random.Random(f"{seed}:owners"), self.view.say, self.names)
+        self.inbox = Inbox(gateway.api_url, [fleet.owners[s.device_id] for s in fleet.payers])
+        rng = random.Random(f"{seed}:owners")
+        self.desk = Desk(fleet, self.inbox, plan, rng, self.view.say, self.names)
         self.free = False  # whether the devices act by themselves yet
         self.stop = threading.Event()
         self._wallets_read_at = 0.0
@@ -154,6 +162,31 @@ class Demo:
             "themselves.",
         )
         self.console.print(text, soft_wrap=not self.console.is_terminal)
+        self.introduce_console()
+
+    def introduce_console(self) -> None:
+        """The console's sign-in link for the fridge's owner, on a line of its own."""
+        fridge = only(self.fleet, Fridge)
+        owner = self.fleet.owners[fridge.device_id]
+        link = self.gateway.console_link(owner.api_key)
+        if link is None:
+            raise RuntimeError("the gateway gave no console link for the demo's owner")
+        devices = ", ".join(
+            self.names[s.device_id]
+            for s in self.fleet.simulators
+            if self.fleet.owners.get(s.device_id) is owner
+        )
+        self.console.print(Text("Owner console", style="bold"), Text(f"(owner of {devices}):"))
+        self.console.print(Text(link, style="bold cyan"), soft_wrap=True)
+        self.console.print(
+            Text(
+                "Open it within ten minutes; it signs you in once. The demo plays this owner too:"
+                f" it decides each approval {DECIDE_AFTER_S:g} s after the owner's event stream"
+                " announces it.",
+                style="dim",
+            ),
+            soft_wrap=not self.console.is_terminal,
+        )
 
     def play(self, duration_s: float | None) -> None:
         """Until `duration_s` has passed, or Ctrl-C; then let what is in flight finish."""

@@ -2,7 +2,8 @@
 
 `opening` is the script that plays first, so that every outcome shows within seconds; `Story`
 keeps what each order was and what the devices were told, which the script's scenarios are
-checked against; `Desk` plays the owners, deciding approvals and topping up wallets.
+checked against; `Desk` plays the owners, deciding the approvals their event streams announce
+and topping up wallets.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from devices.sdk.messages import PENDING, pay_fields
 from simulators.backoffice import Balance, Owner
 from simulators.base import SimDevice
 from simulators.car import Car
+from simulators.demo.events import Inbox
 from simulators.fleet import CURRENCY, TOP_UPS, Fleet
 from simulators.household import Fridge, SmartMeter
 from simulators.misbehaving import MisbehavingDevice
@@ -189,32 +191,27 @@ class Script:
 
 
 class Desk:
-    """Plays the owners: decides each approval a moment after it shows; tops up low wallets."""
+    """Plays the owners: decides each approval a moment after its owner's event stream announced
+    it (`approval.pending`, through the `Inbox`); tops up low wallets."""
 
     def __init__(
         self,
         fleet: Fleet,
+        inbox: Inbox,
         plan: dict[str, bool],
         rng: random.Random,
         say: Callable[[str], None],
         names: dict[str, str],
     ) -> None:
-        self.fleet, self.plan, self.rng, self.say, self.names = fleet, plan, rng, say, names
+        self.fleet, self.inbox, self.plan, self.rng = fleet, inbox, plan, rng
+        self.say, self.names = say, names
         self.waiting: dict[str, tuple[float, Owner, dict[str, Any]]] = {}
         self.decided: Counter[str] = Counter()
         self.topped_up = 0
-        self._handled: dict[str, int] = {}
 
     def run(self, now: float) -> None:
-        owners: dict[str, Owner] = {}
-        for simulator in self.fleet.payers:
-            if simulator.pending_seen > self._handled.get(simulator.device_id, 0):
-                self._handled[simulator.device_id] = simulator.pending_seen
-                owner = self.fleet.owners[simulator.device_id]
-                owners[owner.id] = owner
-        for owner in owners.values():
-            for approval in owner.pending_approvals():
-                self.waiting.setdefault(approval["id"], (now + DECIDE_AFTER_S, owner, approval))
+        for owner, approval in self.inbox.pending():
+            self.waiting.setdefault(approval["id"], (now + DECIDE_AFTER_S, owner, approval))
         for approval_id, (at, owner, approval) in list(self.waiting.items()):
             if now >= at:
                 del self.waiting[approval_id]

@@ -196,6 +196,10 @@ def print_orders(
         f"{desk.topped_up} wallets"
     )
     console.print(
+        f"approvals decided from the owners' event streams: {desk.inbox.pending_events} "
+        f"approval.pending events over {desk.inbox.connections} connections, no polling"
+    )
+    console.print(
         f"latency to the first result: p50 {_ms(summary.latency_p50_ms)}, "
         f"p99 {_ms(summary.latency_p99_ms)}; unanswered {summary.unanswered}, "
         f"results the devices refused to believe {dropped}"
