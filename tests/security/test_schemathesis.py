@@ -102,6 +102,8 @@ def run_as(party: str, case: Any, seeded: Seeded) -> None:
         for name, value in (case.path_parameters or {}).items()
     }
     case.headers = {**(case.headers or {}), **seeded.headers[party]}
+    if case.operation.path == "/v1/events/stream" and party in ("owner", "other_owner", "merchant"):
+        return  # an event stream never ends in-process (tests/events runs it on a real server)
     response = case.call(app=seeded.api.app)
     method, path = case.method.upper(), case.operation.path
     where = (
