@@ -24,7 +24,8 @@ def evidence() -> None:
 def verify(bundle: Path, ca_bundle: Path) -> None:
     """Check a bundle against a CA bundle: exit 0 when every check holds, 1 naming each that
     fails, 2 when the file is not JSON. That the bundle holds every entry and result about the
-    payment cannot be checked offline."""
+    payment cannot be checked offline. It reads no KYM_* variable and no data dir: only the
+    two files."""
     try:
         value = json.loads(bundle.read_text())
     except (ValueError, UnicodeDecodeError) as exc:
