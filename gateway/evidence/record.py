@@ -70,6 +70,19 @@ def owner_consent(batch: Batch, result: Result, approval_id: str, owner_id: str)
     _keep(batch, result.payment_id, body, None)
 
 
+def instalments_consent(
+    batch: Batch, result: Result, approval_id: str, owner_id: str, plan_id: str
+) -> None:
+    """The owner approved a payment by instalments (section 8): the basis names the plan."""
+    if result.payment_id is None or result.order_id is None:
+        return
+    body = consent.payload(
+        result.payment_id, result.order_id, "instalments", approval_id, owner_id, batch.ts,
+        plan_id=plan_id,
+    )  # fmt: skip
+    _keep(batch, result.payment_id, body, None)
+
+
 def _keep(batch: Batch, payment_id: str, body: dict[str, Any], salt: str | None) -> None:
     for row in reversed(batch.new_scopes):
         if row["payment_id"] == payment_id:

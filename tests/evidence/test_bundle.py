@@ -104,3 +104,23 @@ def test_rules_digest_from_cached_jcs_equals_the_rfc8785_one() -> None:
     salt = "ab" * 32
     fast = consent.rules_sha256_of_jcs(independent.jcs(rules), salt)
     assert fast == consent.rules_sha256(rules, salt)
+
+
+def test_consent_payloads_name_their_basis_reference() -> None:
+    from gateway.evidence import consent
+
+    by = {
+        basis: consent.payload("pay_1", "o-1", basis, "ref", "own_1", 5, plan_id=plan)
+        for basis, plan in (
+            ("rules", None),
+            ("mandate", None),
+            ("approval", None),
+            ("instalments", "pln_1"),
+        )
+    }
+    assert by["rules"]["rules_sha256"] == by["mandate"]["mandate_id"] == "ref"
+    assert by["approval"]["approval_id"] == "ref"
+    assert (by["instalments"]["approval_id"], by["instalments"]["plan_id"]) == ("ref", "pln_1")
+    assert set(by["rules"]) == {
+        "payment_id", "order_id", "basis", "rules_sha256", "decided_by", "decided_at"
+    }  # fmt: skip
