@@ -123,3 +123,31 @@ def test_what_is_not_json_is_exit_2(tmp_path: Path) -> None:
 
     args = ["evidence", "verify", str(tmp_path / "bundle.json"), "--ca", str(tmp_path / "ca.pem")]
     assert CliRunner().invoke(main, args).exit_code == 2
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _paths(v, (*prefix, k))] + [prefix]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _paths(v, (*prefix, i))] + [prefix]
+    return [prefix]
+
+
+def test_any_part_replaced_by_anything_is_reported_not_a_crash(
+    signed: tuple[Bundle, bytes],
+) -> None:
+    from gateway.evidence.verify import verify_bundle
+
+    bundle, ca = signed
+    for path in _paths(bundle)[:400]:
+        if not path:
+            continue
+        for junk in (None, 7, "x", [], {}):
+            changed = copy.deepcopy(bundle)
+            target = changed
+            for key in path[:-1]:
+                target = target[key]
+            target[path[-1]] = junk
+            problems = verify_bundle(changed, ca)
+            if changed != bundle and path != ("consent", "rules_salt"):  # nothing signs the salt
+                assert problems, (path, junk)
