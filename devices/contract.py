@@ -114,6 +114,8 @@ class Result:
     expires_at: int | None = None  # an approved hold's end, Unix seconds
     approval_id: str | None = None  # a pending_approval's approval
     duplicate: bool = False  # a replay: the order's latest result again
+    # an approved pay's or hold's automatic top-ups: [{"source", "amount", "plan_id"?}]
+    funded_by: tuple[dict[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         assert (self.status in _REFUSALS) == (self.reason is not None), (self.status, self.reason)
@@ -135,6 +137,8 @@ class Result:
             payload["expires_at"] = self.expires_at
         if self.approval_id is not None:
             payload["approval_id"] = self.approval_id
+        if self.status is Status.APPROVED:
+            payload["funded_by"] = [dict(entry) for entry in self.funded_by]
         if self.duplicate:
             payload["duplicate"] = True
         return payload
@@ -155,6 +159,7 @@ class Result:
             expires_at=payload.get("expires_at"),
             approval_id=payload.get("approval_id"),
             duplicate=payload.get("duplicate") is True,
+            funded_by=tuple(payload.get("funded_by") or ()),
         )
 
 

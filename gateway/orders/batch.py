@@ -60,6 +60,8 @@ class Batch:
     events: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     # Pays and holds to place at `finish`, all at once (None: each is placed when decided).
     placements: list[PaymentRequest] | None = None
+    # gateway.funding.auto's working set: the owners' sources, draws planned and made
+    funding: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ts(self) -> int:

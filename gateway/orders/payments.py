@@ -27,6 +27,7 @@ from gateway.consent.rules import (
 )
 from gateway.errors import Declined
 from gateway.evidence.record import gateway_consent
+from gateway.funding import auto as auto_top_up
 from gateway.orders.batch import Batch, period_keys_now, scope_row
 from wallet import store as wallet_store
 from wallet.errors import InsufficientFunds
@@ -46,7 +47,7 @@ def decide_payment(batch: Batch, order: Payment, *, owner_approved: bool = False
     rules = batch.rules.get(device.id)
     evaluate(terms, payee, rules, batch.usage.get(device.id, {}), batch.now, tz)
     assert payee is not None, "evaluate refuses an unknown payee"
-    check_funds(batch, device.id, order.amount)
+    auto_top_up.check_funds(batch, device, rules, order.amount)  # step 4 (section 8)
     keys = period_keys_now(batch.now, tz)
     if owner_approved:
         return move_payment(batch, order, payee, None, keys)
@@ -79,6 +80,7 @@ def move_payment(
         order.currency,
         expires_at,
     )
+    funded_by = auto_top_up.top_up(batch, batch.devices[order.device_id], payment_id)
     if batch.placements is None:
         wallet_store.place(batch.conn, request, batch.now)
     else:
@@ -110,6 +112,7 @@ def move_payment(
         amount=order.amount,
         currency=order.currency,
         expires_at=int(expires_at.timestamp()) if expires_at else None,
+        funded_by=funded_by,
     )
 
 

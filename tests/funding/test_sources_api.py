@@ -29,7 +29,7 @@ def test_sources_are_created_with_their_defaults_and_listed_in_draw_order(world:
 
 def test_fields_of_the_other_kind_unknown_fields_and_bad_values_are_422(world: World) -> None:
     car = world.device("car")
-    bad = [
+    bad: list[dict[str, object]] = [
         {"kind": "balance", "credit_limit": 100},
         {"kind": "balance", "apr_bps": 0},
         {"kind": "credit_line", "credit_limit": 100, "floor": 0},
@@ -42,7 +42,7 @@ def test_fields_of_the_other_kind_unknown_fields_and_bad_values_are_422(world: W
         {"kind": "balance", "priority": 1.5},
     ]
     for body in bad:
-        full = {"name": "x", "currency": "EUR", **body}
+        full: dict[str, object] = {"name": "x", "currency": "EUR", **body}
         response = world.api.post("/v1/owners/me/funding-sources", headers=car.owner, json=full)
         assert response.status_code == 422, (body, response.text)
     for code in ("XXX", "XAU", "ABC"):

@@ -1,0 +1,57 @@
+"""`kym ledger check` for funding sources: each source has its ledger account, in its currency,
+no draw ever took a balance source below its floor (replayed from the journal: a source topped
+up to less than its floor is below it without a breach), a credit line never beyond its limit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from sqlalchemy import Connection, select
+
+from gateway.funding import store as funding_store
+from gateway.funding.plan import CREDIT_LINE
+from wallet.check import Breach
+from wallet.ledger import POSTING_KINDS
+from wallet.schema import accounts, transfers
+
+
+def check_sources(conn: Connection) -> list[Breach]:
+    """Every breach of the sources' invariants; empty when they hold."""
+    return list(_breaches(conn))
+
+
+def _breaches(conn: Connection) -> Iterator[Breach]:
+    found = {row.id: row for row in conn.execute(select(accounts.c.id, accounts.c.currency))}
+    for source in funding_store.all_sources(conn):
+        account = found.get(source.id)
+        if account is None or account.currency != source.currency:
+            yield Breach("funding", source.id, "no ledger account in the source's currency")
+        elif source.kind == CREDIT_LINE:
+            assert source.credit_limit_minor is not None
+            if -source.balance_minor > source.credit_limit_minor:
+                owed = -source.balance_minor
+                yield Breach(
+                    "credit_limit", source.id, f"owes {owed} > {source.credit_limit_minor}"
+                )
+        else:
+            yield from _draws_below_floor(conn, source.id, source.floor_minor)
+
+
+def _draws_below_floor(conn: Connection, source_id: str, floor_minor: int) -> Iterator[Breach]:
+    """Replay the source's journal in order: after each debit it keeps at least its floor."""
+    query = (
+        select(transfers.c.id, transfers.c.debit_account_id, transfers.c.amount_minor)
+        .where(
+            (transfers.c.debit_account_id == source_id)
+            | (transfers.c.credit_account_id == source_id),
+            transfers.c.kind.in_([k.value for k in POSTING_KINDS]),
+        )
+        .order_by(transfers.c.id)
+    )
+    balance = 0
+    for transfer_id, debit_id, amount_minor in conn.execute(query):
+        balance += -amount_minor if debit_id == source_id else amount_minor
+        if debit_id == source_id and balance < floor_minor:
+            yield Breach(
+                "floor", source_id, f"transfer {transfer_id} left {balance} < {floor_minor}"
+            )
