@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import queue
+import socket
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,13 +83,19 @@ class OwnerStream:
         self.connections = 0
         self.pending_events = 0
         self._seen: set[str] = set()
+        self._socket: socket.socket | None = None  # the open stream's, to end it from outside
         self._thread = threading.Thread(target=self._run, name=f"events {owner.id}", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
     def close(self, timeout_s: float = 2.0) -> None:
-        self._thread.join(timeout_s)  # `stop` is set: it ends at the next message or keep-alive
+        """With `stop` set: end the open stream at once (a blocked read returns) and wait."""
+        sock = self._socket
+        if sock is not None:
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        self._thread.join(timeout_s)
         if not self._thread.is_alive():
             self.http.close()
 
@@ -110,6 +118,9 @@ class OwnerStream:
         with self.http.stream("GET", "/v1/events/stream", headers=headers) as response:
             response.raise_for_status()
             self.connections += 1
+            self._socket = response.extensions["network_stream"].get_extra_info("socket")
+            if self.stop.is_set():  # closed while connecting
+                return
             for item in parse_sse(response.iter_lines()):
                 if self.stop.is_set():
                     return

@@ -1,5 +1,6 @@
 """The demo owners' event streams: SSE parsing, and a stream that drops resumes with
-Last-Event-ID (against a real HTTP server on loopback that drops the first connection)."""
+Last-Event-ID (against a real HTTP server on loopback that drops the first connection), and
+closing ends a silent open stream at once."""
 
 from __future__ import annotations
 
@@ -74,7 +75,7 @@ def flaky_stream() -> Iterator[tuple[str, Script]]:
                 self.wfile.write(sse("evt_2", "approval.pending", {"id": "apr_2"}))
                 self.wfile.write(sse("evt_3", "approval.decided", {"id": "apr_1"}))
             self.wfile.flush()
-            time.sleep(0.5)
+            time.sleep(30)  # open and silent: closing the inbox must not wait for it
 
         def log_message(self, *args: object) -> None:
             pass
@@ -103,8 +104,11 @@ def test_a_dropped_stream_resumes_after_the_last_event_and_nothing_repeats(
             found += [approval["id"] for _, approval in inbox.pending()]
             time.sleep(0.05)
     finally:
+        closing = time.monotonic()
         inbox.close()
+        closed_s = time.monotonic() - closing
         owner.close()
+    assert closed_s < 1.0 and not any(s._thread.is_alive() for s in inbox.streams)
     assert found == ["apr_1", "apr_2"]
     assert inbox.pending_events == 2 and inbox.connections >= 2
     assert script.requests[0]["authorization"] == "Bearer key_1"
