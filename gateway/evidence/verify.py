@@ -55,7 +55,9 @@ def verify_bundle(bundle: Any, ca_pem: bytes) -> list[str]:
     except ValueError as exc:
         return [f"CA bundle: not PEM certificates ({exc})"]
     order, device_root, domain = check_order(found, bundle.get("order"), authorities)
-    gateway_key = check_gateway(found, bundle.get("gateway"), authorities, device_root, domain)
+    signed_at = _head_ts(bundle.get("audit"))  # checked with the head's signature below
+    gateway = bundle.get("gateway")
+    gateway_key = check_gateway(found, gateway, authorities, device_root, domain, signed_at)
     if gateway_key is None or order is None:
         return found.problems
     payment_id = bundle["payment_id"]
@@ -120,12 +122,17 @@ def chain_root(
     refused_root: x509.Certificate | None,
 ) -> x509.Certificate | None:
     """The root of the CA bundle (other than `refused_root`) that `leaf` chains to at `at`."""
+    try:
+        when = datetime.fromtimestamp(at, UTC)
+    except (OverflowError, OSError, ValueError):
+        found.fail(what, f"cannot be checked at ts {at}")
+        return None
     roots = [c for c in authorities if c.issuer == c.subject and c != refused_root]
     intermediates = [c for c in chain + authorities if c.issuer != c.subject]
     verifier = (
         PolicyBuilder()
         .store(Store(roots))
-        .time(datetime.fromtimestamp(at, UTC))
+        .time(when)
         .extension_policies(
             ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=ExtensionPolicy.permit_all()
         )
@@ -149,8 +156,10 @@ def check_gateway(
     authorities: list[x509.Certificate],
     device_root: x509.Certificate | None,
     domain: str | None,
+    signed_at: int | None = None,
 ) -> wire.PublicKey | None:
-    """The gateway's public key when its certificate chains to the service root and names the
+    """The gateway's public key when its certificate chains to the service root at `signed_at`
+    (the tree head's time: the bundle's, when the certificate must be valid) and names the
     signer; problems otherwise."""
     try:
         leaf = x509.load_pem_x509_certificate(str(part["certificate"]).encode())
@@ -158,7 +167,7 @@ def check_gateway(
     except (TypeError, KeyError, ValueError) as exc:
         found.fail("gateway certificate", f"missing or not PEM ({exc})")
         return None
-    at = int(leaf.not_valid_before_utc.timestamp()) + 1
+    at = int(leaf.not_valid_before_utc.timestamp()) + 1 if signed_at is None else signed_at
     chain_root(found, "gateway certificate", leaf, chain, authorities, at, device_root)
     signer = [u for u in _uris(leaf) if u.startswith("spiffe://") and u.endswith("/gateway/signer")]
     wanted = f"spiffe://{domain}/gateway/signer" if domain else None
@@ -340,6 +349,14 @@ def _signed_payload(
         found.fail(what, "its payload is not a JSON object")
         return None
     return body
+
+
+def _head_ts(part: Any) -> int | None:
+    try:
+        ts = json.loads(_b64(str(part["tree_head"]).split(".")[1]))["ts"]
+    except (TypeError, KeyError, IndexError, ValueError):
+        return None
+    return ts if isinstance(ts, int) and not isinstance(ts, bool) and ts > 0 else None
 
 
 def _b64(segment: str) -> bytes:
