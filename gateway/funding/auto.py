@@ -10,6 +10,7 @@ below the floor; a draw that fails undoes the payment's other draws (a savepoint
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ from wallet.errors import InsufficientFunds
 
 FundedBy = tuple[dict[str, Any], ...]
 _ATTEMPTS = 3
+log = logging.getLogger("kym.funding")
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ def top_up(batch: Batch, device: Device, payment_id: str) -> FundedBy:
             break
         if _draw_all(batch, device, draws, payment_id):
             return tuple({"source": d.source_id, "amount": d.amount_minor} for d in draws)
+        log.info("a source of %s was drawn on meanwhile: planning %s again", device.id, payment_id)
         _forget_sources(batch, device.owner_id)
         draws = _plan(batch, device, planned.wallet_available, planned.amount_minor, planned.auto)
     raise InsufficientFunds("the owner's sources were drawn on meanwhile")
