@@ -45,7 +45,10 @@ log = logging.getLogger("kym.pipeline")
 MAX_BATCH = 100  # the broker's max_inflight_messages (200) lets the next batch arrive meanwhile
 MAX_TRIES = 3
 RETRY_PAUSE_S = 0.5
-REPUBLISH_AFTER = timedelta(seconds=2)
+# Another gateway process may still hold an entry unacknowledged: republishing sooner only
+# duplicates results under load. A crash's unpublished results go out this much later.
+REPUBLISH_AFTER = timedelta(seconds=10)
+MARK_EVERY_S = 0.1
 Entries = list[tuple[int, str, str]]
 
 
@@ -234,11 +237,21 @@ class Housekeeper(threading.Thread):
         self.stopping = threading.Event()
 
     def run(self) -> None:
+        marker = threading.Thread(target=self._mark_often, name="kym-outbox-marker", daemon=True)
+        marker.start()  # not behind the slower chores of `tick`
         while not self.stopping.wait(self.interval_s):
             try:
                 self.tick()
             except Exception:  # noqa: BLE001 - logged; the next tick tries again
                 log.exception("housekeeping failed")
+        marker.join(1)
+
+    def _mark_often(self) -> None:
+        while not self.stopping.wait(MARK_EVERY_S):
+            try:
+                self.mark_published()
+            except Exception:  # noqa: BLE001 - logged; the next round tries again
+                log.exception("marking published results failed")
 
     def tick(self) -> None:
         """One round: approvals, holds, a tree head when due, acknowledged results, then stale
