@@ -68,6 +68,19 @@ def list_sources(ctx: Context, owner: Party) -> list[dict[str, Any]]:
         return [source_public(s) for s in funding_store.owner_sources(conn, owner.id)]
 
 
+def owned_source(ctx: Context, owner: Party, source_id: str) -> Source:
+    """One of the owner's sources; another's, or none, is 404."""
+    with ctx.db.read() as conn:
+        return _owned(conn, owner, source_id)
+
+
+def _owned(conn: Connection, owner: Party, source_id: str) -> Source:
+    source = funding_store.get_source(conn, source_id)
+    if source is None or source.owner_id != owner.id:
+        raise NotFound("no such funding source")
+    return source
+
+
 def top_up_source(
     ctx: Context, owner: Party, source_id: str, amount: int, currency: str, idempotency_key: str
 ) -> dict[str, Any]:
@@ -75,9 +88,7 @@ def top_up_source(
     now = ctx.clock()
 
     def work(conn: Connection) -> dict[str, Any]:
-        source = funding_store.get_source(conn, source_id)
-        if source is None or source.owner_id != owner.id:
-            raise NotFound("no such funding source")
+        source = _owned(conn, owner, source_id)
         if source.kind != BALANCE:
             raise Conflict("a credit line takes no top-ups", reason="not_a_balance_source")
         result = wallet_store.top_up(

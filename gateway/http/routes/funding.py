@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from gateway.funding import service
 from gateway.http.deps import Ctx, Owner
 from gateway.http.schemas import FundingSourceCreate, TopUpCreate
 
 router = APIRouter(tags=["funding"])
+
+
+def owned_source(source_id: str, ctx: Ctx, caller: Owner) -> str:
+    """One of the caller's sources, checked before the body (see gateway.http.resources)."""
+    service.owned_source(ctx, caller, source_id)
+    return source_id
+
+
+OwnedSource = Annotated[str, Depends(owned_source)]
 
 
 @router.post("/v1/owners/me/funding-sources", status_code=201)
@@ -27,7 +36,7 @@ def list_funding_sources(ctx: Ctx, caller: Owner) -> dict[str, Any]:
 
 @router.post("/v1/funding-sources/{source_id}/top-ups", status_code=201)
 def top_up_funding_source(
-    source_id: str, body: TopUpCreate, ctx: Ctx, caller: Owner
+    source_id: OwnedSource, body: TopUpCreate, ctx: Ctx, caller: Owner
 ) -> dict[str, Any]:
     """Top up a balance source (owner); idempotent by key, scoped to the source."""
     return service.top_up_source(
