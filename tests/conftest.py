@@ -17,7 +17,6 @@ from sqlalchemy import create_engine, text
 
 from gateway.db import Database
 from tests.support.gateway import ADMIN_TOKEN
-from tests.support.openssl import make_openssl_csr
 from tests.support.services import PG_SERVER_URL, mosquitto_path, postgres_schema_url, unavailable
 
 if TYPE_CHECKING:
@@ -25,8 +24,8 @@ if TYPE_CHECKING:
 
     from gateway.context import Context
 
-# Until every importer reads them from tests.support (issue 8), they stay importable from here.
-__all__ = ["ADMIN_TOKEN", "make_openssl_csr", "postgres_schema_url", "unavailable"]
+# Fixtures that several directories share (the end-to-end stack and its API over HTTP).
+pytest_plugins = ["tests.support.fixtures"]
 
 
 @pytest.fixture(scope="session")

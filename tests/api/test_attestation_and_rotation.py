@@ -13,9 +13,9 @@ from fastapi.testclient import TestClient
 from devices import store as device_store
 from devices.registry import valid_certificates
 from gateway.context import Context
-from tests.api.test_identity import bearer, create, register
-from tests.conftest import make_openssl_csr
-from tests.devices.test_attestation import leaf_for, make_manufacturer, pem
+from tests.support.gateway import bearer, create, register
+from tests.support.openssl import make_openssl_csr
+from tests.support.pki import leaf_for, make_manufacturer, pem
 
 
 def test_attested_registration_needs_the_csr_key_in_the_chain(

@@ -8,39 +8,8 @@ from typing import Any
 from cryptography import x509
 from fastapi.testclient import TestClient
 
-from tests.conftest import ADMIN_TOKEN, make_openssl_csr
-
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
-def create(api: TestClient, kind: str, body: dict[str, Any]) -> dict[str, Any]:
-    response = api.post(f"/v1/{kind}", json=body, headers=ADMIN)
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-def register(
-    api: TestClient,
-    integrator: dict[str, Any],
-    owner_id: str,
-    csr: str,
-    serial: str = "SN-1",
-    **extra: Any,
-) -> Any:
-    body = {
-        "owner_id": owner_id,
-        "kind": "car",
-        "manufacturer": "ACME",
-        "model": "Roadster",
-        "serial_number": serial,
-        "csr": csr,
-        **extra,
-    }
-    return api.post("/v1/devices", json=body, headers=bearer(integrator["api_key"]))
+from tests.support.gateway import ADMIN, bearer, create, register
+from tests.support.openssl import make_openssl_csr
 
 
 def test_admin_creates_parties_with_keys_shown_once(api: TestClient) -> None:

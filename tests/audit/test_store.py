@@ -27,7 +27,7 @@ from gateway.audit import service as audit_service
 from gateway.audit.entries import InvalidContent, Record
 from gateway.db import MIGRATIONS, Database
 from gateway.errors import Invalid, NotFound
-from tests.conftest import postgres_schema_url
+from tests.support.services import postgres_schema_url
 
 NOW = datetime(2026, 11, 29, 9, 0, 0, 500_000, tzinfo=UTC)
 

@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.broker.conftest import Peer
 from tests.broker.rawmqtt import RawClient, publish_packet
 from tests.broker.testpki import Pki
+from tests.support.peers import Peer
 
 ORDERS, RESULTS = "kym/v1/devices/{}/orders", "kym/v1/devices/{}/results"
 

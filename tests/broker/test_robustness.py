@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from gateway.broker import Broker
-from tests.broker.conftest import Peer, broker_config, tls_client_context
 from tests.broker.rawmqtt import RawClient, connect_packet, packet, publish_packet
 from tests.broker.testpki import Identity, Pki
-from tests.conftest import unavailable
+from tests.support.peers import Peer, broker_config, tls_client_context
+from tests.support.services import unavailable
 
 ORDERS, RESULTS = "kym/v1/devices/{}/orders", "kym/v1/devices/{}/results"
 NOISE = random.Random(1).randbytes(600)  # fixed bytes that are no MQTT, so the test is repeatable

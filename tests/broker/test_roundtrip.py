@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tests.broker.conftest import Peer
 from tests.broker.testpki import Pki
+from tests.support.peers import Peer
 
 ORDERS, RESULTS = "kym/v1/devices/{}/orders", "kym/v1/devices/{}/results"
 

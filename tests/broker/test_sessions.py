@@ -6,9 +6,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gateway.broker import Broker
-from tests.broker.conftest import Peer, broker_config, tls_client_context
 from tests.broker.rawmqtt import RawClient, puback_packet, publish_packet
 from tests.broker.testpki import Pki
+from tests.support.peers import Peer, broker_config, tls_client_context
 
 ORDERS, RESULTS = "kym/v1/devices/{}/orders", "kym/v1/devices/{}/results"
 

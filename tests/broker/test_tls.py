@@ -11,9 +11,9 @@ import pytest
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from gateway.broker import Broker
-from tests.broker.conftest import WAIT_S, Peer, broker_config
 from tests.broker.rawmqtt import RawClient
 from tests.broker.testpki import Identity, Pki
+from tests.support.peers import WAIT_S, Peer, broker_config
 
 
 def refused(broker: Broker, pki: Pki, identity: Identity | None) -> bool:

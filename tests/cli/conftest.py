@@ -2,62 +2,25 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import unavailable
-
-BIN = Path(sys.executable).parent  # where `kym` is installed beside this interpreter
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The environment of a fresh shell: no KYM_* variable from ours, `kym` on the PATH."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KYM_")}
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    return {**env, **extra}
-
-
-def kym(
-    *args: str, cwd: Path | None = None, timeout_s: float = 60, **env: str
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / "kym"), *args],
-        cwd=cwd,
-        env=clean_env(**env),
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-    )
+from tests.support.cli import BIN, Served, clean_env
+from tests.support.services import unavailable
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-@dataclass(frozen=True)
-class Served:
-    """A `kym serve` started in `home` with `--data-dir ./kym-data`."""
-
-    home: Path
-    http_port: int
-    mqtt_port: int
-
-    @property
-    def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
 
 
 @pytest.fixture(params=["embedded", "mosquitto"])

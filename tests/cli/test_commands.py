@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from gateway.cli import main
 from gateway.settings import Settings
-from tests.cli.conftest import Served, kym
+from tests.support.cli import Served, kym
 
 
 def leaf_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from cryptography import x509
 
 from devices.sdk.trust import ResultVerifier
-from tests.cli.conftest import Served, clean_env
+from tests.support.cli import Served, clean_env
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -7,7 +7,7 @@ import re
 
 from fastapi.testclient import TestClient
 
-from tests.console.conftest import sign_in
+from tests.support.console import sign_in
 from tests.support.world import World
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from gateway.console.sessions import console_sessions
 from gateway.context import Context
 from gateway.http.app import create_app
-from tests.console.conftest import sign_in
+from tests.support.console import sign_in
 from tests.support.world import ADMIN, World, bearer
 
 

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ADMIN_TOKEN
-from tests.e2e.conftest import gateway  # noqa: F401 - the fixtures, reused
-from tests.sdk.conftest import Http, live  # noqa: F401
+from tests.support.gateway import ADMIN_TOKEN
+from tests.support.stack import Http  # noqa: F401
 
 
 def kym(*args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 
 from devices import wire
 from devices.contract import orders_topic, results_topic
-from tests.e2e.conftest import Device, Session, Stack
+from tests.support.stack import Device, Session, Stack
 
 _ids = itertools.count(1)
 

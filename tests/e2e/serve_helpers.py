@@ -17,7 +17,7 @@ import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives import serialization
 
 from devices import wire
-from tests.conftest import make_openssl_csr
+from tests.support.openssl import make_openssl_csr
 
 TOKEN = "serve-test-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}

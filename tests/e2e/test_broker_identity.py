@@ -19,7 +19,7 @@ from cryptography.x509.oid import NameOID
 
 from devices import ca
 from gateway.mqtt.client import Inbound
-from tests.e2e.conftest import Session, Stack
+from tests.support.stack import Session, Stack
 
 ORDERS = "kym/v1/devices/{}/orders"
 RESULTS = "kym/v1/devices/{}/results"

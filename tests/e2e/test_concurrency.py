@@ -23,12 +23,13 @@ from devices import wire
 from gateway.broker.mosquitto import ManagedMosquitto
 from gateway.context import utcnow
 from gateway.http.app import create_app
-from gateway.server import build_context
+from gateway.server import build_context, free_port
 from gateway.settings import Settings
-from tests.conftest import ADMIN_TOKEN, postgres_schema_url
 from tests.e2e.concurrency_helpers import wait_healthy
-from tests.e2e.conftest import Stack, free_port
 from tests.e2e.orders import Payer
+from tests.support.gateway import ADMIN_TOKEN
+from tests.support.services import postgres_schema_url
+from tests.support.stack import Stack
 
 pytestmark = [pytest.mark.postgres, pytest.mark.mosquitto, pytest.mark.slow]
 PROCESSES = 4

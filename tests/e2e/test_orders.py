@@ -10,8 +10,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from devices import wire
-from tests.e2e.conftest import Stack
 from tests.e2e.orders import setup_payer
+from tests.support.stack import Stack
 
 OPEN = {"currency": "EUR"}  # rules that let every payment within them through
 

@@ -23,8 +23,8 @@ from simulators.fleet import RULES, TOP_UPS, Broker, Fleet, Mix, seed_fleet
 from simulators.household import Fridge, SmartMeter
 from simulators.population import OwnerDesk
 from simulators.stations import EvCharger
-from tests.conftest import ADMIN_TOKEN
-from tests.sdk.conftest import Http, live  # noqa: F401 - the fixture, reused
+from tests.support.gateway import ADMIN_TOKEN
+from tests.support.stack import Http  # noqa: F401 - the fixture, reused
 
 T = TypeVar("T")
 MakeFleet = Callable[..., Fleet]

@@ -3,6 +3,6 @@ tests/service: orders are decided as a worker decides them, calls go through the
 
 from __future__ import annotations
 
-from tests.service.conftest import clock, ctx, world
+from tests.support.clocked import clock, ctx, world
 
 __all__ = ["clock", "ctx", "world"]

@@ -22,8 +22,8 @@ from gateway.mqtt.retire import retire_identity
 from gateway.mqtt.workers import MAX_TRIES, Entries, Publisher, Worker
 from gateway.server import build_context, free_port, start_broker
 from gateway.settings import Settings
-from tests.e2e.conftest import BROKERS, Stack
 from tests.support.gateway import ADMIN_TOKEN
+from tests.support.stack import BROKERS, Stack
 
 
 class Gateway:

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from devices import wire
 from gateway.context import Context
 from gateway.orders.intake import KeyRing
-from tests.conftest import make_openssl_csr
+from tests.support.openssl import make_openssl_csr
 from tests.support.world import Clock, Dev, World, bearer
 
 

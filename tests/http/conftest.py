@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -14,19 +13,7 @@ from gateway.db import Database
 from gateway.http.app import create_app
 from gateway.server import build_context
 from gateway.settings import Settings
-from tests.conftest import ADMIN_TOKEN
-
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
-def create(api: TestClient, kind: str, body: dict[str, Any]) -> dict[str, Any]:
-    response = api.post(f"/v1/{kind}", json=body, headers=ADMIN)
-    assert response.status_code == 201, response.text
-    return dict(response.json())
+from tests.support.gateway import ADMIN_TOKEN
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from gateway.server import free_port
-from tests.http.conftest import ADMIN, bearer, create
+from tests.support.gateway import ADMIN, bearer, create
 from tests.support.openssl import make_openssl_csr
 
 MIB = 1 << 20

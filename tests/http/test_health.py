@@ -12,14 +12,14 @@ from fastapi.testclient import TestClient
 from gateway.context import Context
 from gateway.db import Database
 from gateway.http.app import create_app
-from tests.http.conftest import ADMIN
 from tests.http.tcp_proxy import TcpProxy
+from tests.support.gateway import ADMIN
 
 
 @pytest.fixture
 def proxied_postgres(postgres_database: str) -> Iterator[tuple[str, TcpProxy]]:
     """The run's PostgreSQL database, reached through a proxy the test can cut."""
-    from tests.conftest import postgres_schema_url
+    from tests.support.services import postgres_schema_url
 
     url = postgres_schema_url(postgres_database)
     db = Database(url)
@@ -36,7 +36,7 @@ def test_healthz_is_503_while_the_database_is_away_and_200_once_back(
 ) -> None:
     from gateway.server import build_context
     from gateway.settings import Settings
-    from tests.conftest import ADMIN_TOKEN
+    from tests.support.gateway import ADMIN_TOKEN
 
     url, proxy = proxied_postgres
     settings = Settings(data_dir=tmp_path / "data", database_url=url, admin_token=ADMIN_TOKEN)

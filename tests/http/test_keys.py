@@ -16,7 +16,7 @@ from gateway.context import Context
 from gateway.errors import Conflict
 from gateway.http.app import create_app
 from gateway.parties import Party, hash_api_key
-from tests.http.conftest import ADMIN, bearer, create
+from tests.support.gateway import ADMIN, bearer, create
 
 
 def keys_of(api: TestClient, key: str, **params: Any) -> dict[str, Any]:

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import make_openssl_csr
-from tests.http.conftest import ADMIN, bearer, create
+from tests.support.gateway import ADMIN, bearer, create
+from tests.support.openssl import make_openssl_csr
 
 LISTS = [
     "/v1/devices",

@@ -14,7 +14,7 @@ from gateway.http import app as app_module
 from gateway.http.app import create_app
 from gateway.http.deps import Owner
 from gateway.http.public import Health
-from tests.conftest import ADMIN_TOKEN
+from tests.support.gateway import ADMIN_TOKEN
 
 ERROR_STATUSES = ("401", "403", "404", "409", "422")
 ERROR_REF = "#/components/schemas/ErrorBody"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from tests.http.conftest import ADMIN, bearer, create
+from tests.support.gateway import ADMIN, bearer, create
 from tests.support.openssl import make_openssl_csr
 
 

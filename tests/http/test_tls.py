@@ -17,7 +17,7 @@ import pytest
 from cryptography import x509
 
 from gateway.server import free_port
-from tests.conftest import ADMIN_TOKEN
+from tests.support.gateway import ADMIN_TOKEN
 from tests.support.openssl import openssl_ok
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

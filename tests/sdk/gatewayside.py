@@ -11,7 +11,7 @@ from devices import keystore, wire
 from devices.contract import Reason, Result, Status, results_topic
 from gateway.context import utcnow
 from gateway.mqtt.client import Inbound
-from tests.e2e.conftest import Session, Stack
+from tests.support.stack import Session, Stack
 
 
 class GatewaySide:

@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from devices import contract, wire
 from devices.sdk import ConnectFailed, DeviceClient, Event, ResultTimeout
-from tests.sdk.conftest import Http
 from tests.sdk.gatewayside import GatewaySide
+from tests.support.stack import Http
 
 
 @pytest.fixture

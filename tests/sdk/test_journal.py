@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from devices.sdk import Journal
-from tests.sdk.conftest import Http
 from tests.sdk.gatewayside import GatewaySide
+from tests.support.stack import Http
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -22,7 +22,7 @@ from devices.sdk import (
 )
 from devices.sdk.identity import load_certificates
 from devices.sdk.trust import check_gateway_certificate
-from tests.sdk.conftest import Http
+from tests.support.stack import Http
 
 
 @pytest.mark.parametrize("key_type", ["p256", "ed25519"])

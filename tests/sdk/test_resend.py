@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.sdk.conftest import Http
 from tests.sdk.gatewayside import GatewaySide
+from tests.support.stack import Http
 
 RESEND_AFTER_S = 0.5
 

@@ -19,8 +19,8 @@ from simulators.household import Fridge, SmartMeter
 from simulators.misbehaving import MISCHIEF, MisbehavingDevice
 from simulators.population import run_population
 from simulators.stations import FuelPump
-from tests.conftest import ADMIN_TOKEN
-from tests.sdk.conftest import Http
+from tests.support.gateway import ADMIN_TOKEN
+from tests.support.stack import Http
 
 T = TypeVar("T")
 

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from gateway.server import build_context
 from gateway.settings import Settings
-from tests.conftest import ADMIN_TOKEN
+from tests.support.gateway import ADMIN_TOKEN
 
 A, O, I, M = "admin", "owner", "integrator", "merchant"  # noqa: E741 - the contract's four kinds
 PUBLIC: tuple[str, ...] = ()  # no key needed

@@ -21,7 +21,6 @@ from typing import Any
 
 import pytest
 
-from tests.security.conftest import PARTIES, Seeded, seeded_gateway
 from tests.security.contract import (
     HOLD_PATHS,
     OWNED_BY_A,
@@ -31,6 +30,7 @@ from tests.security.contract import (
     live_document,
     operations,
 )
+from tests.support.seeded import PARTIES, Seeded, seeded_gateway
 
 FORBIDDEN_TO_OTHER_OWNER = "404: another owner's resource must look as if it did not exist"
 

@@ -24,8 +24,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from joserfc.jwk import ECKey
 
 from devices import wire
-from tests.e2e.conftest import BROKERS, Stack, _stack
 from tests.e2e.orders import Payer, setup_payer
+from tests.support.stack import BROKERS, Stack, run_stack
 
 Key = ec.EllipticCurvePrivateKey
 OPEN = {"currency": "EUR"}  # rules that let every payment within them through
@@ -37,7 +37,7 @@ def live(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
     """One whole gateway (broker, workers, API) per broker kind, shared by this module."""
-    yield from _stack(request, tmp_path_factory.mktemp("abuse"), pipeline=True)
+    yield from run_stack(request, tmp_path_factory.mktemp("abuse"), pipeline=True)
 
 
 class Scene:

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import BROKERS, Stack, _stack
 from tests.e2e.orders import Payer
 from tests.security.test_mqtt_abuse import Scene
+from tests.support.stack import BROKERS, Stack, run_stack
 
 FLOOD = 2_000
 RATE_PER_S, BURST = 10, 50  # the contract's defaults
@@ -24,7 +24,7 @@ RATE_PER_S, BURST = 10, 50  # the contract's defaults
 def live(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    yield from _stack(request, tmp_path_factory.mktemp("flood"), pipeline=True)
+    yield from run_stack(request, tmp_path_factory.mktemp("flood"), pipeline=True)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.security.conftest import seeded_gateway
+from tests.support.seeded import seeded_gateway
 
 
 @pytest.mark.parametrize("action", ["revoke", "suspend"])

@@ -26,8 +26,8 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from tests.security.conftest import Seeded
 from tests.security.contract import PARAMS, WHO, expected, live_document
+from tests.support.seeded import Seeded
 
 MAX_EXAMPLES = 12  # per operation and party: the whole file stays well under 90 s
 ERROR_CODE = re.compile(r"^[a-z][a-z0-9_]*$")

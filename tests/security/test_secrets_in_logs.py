@@ -30,10 +30,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from devices import wire
 from gateway.server import free_port
-from tests.conftest import ADMIN_TOKEN, make_openssl_csr
 from tests.e2e.concurrency_helpers import wait_healthy
-from tests.e2e.conftest import Stack, _stack
 from tests.e2e.orders import setup_payer
+from tests.support.gateway import ADMIN_TOKEN
+from tests.support.openssl import make_openssl_csr
+from tests.support.stack import Stack, run_stack
 
 PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
 
@@ -227,7 +228,7 @@ class MqttDevice:
 def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     """The whole gateway in process, on the embedded broker (so its logs are captured too)."""
     embedded = SimpleNamespace(param="embedded", getfixturevalue=request.getfixturevalue)
-    yield from _stack(embedded, tmp_path, pipeline=True)  # type: ignore[arg-type]
+    yield from run_stack(embedded, tmp_path, pipeline=True)  # type: ignore[arg-type]
 
 
 def test_gateway_in_process_logs_no_secret(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.conftest import make_openssl_csr
+from tests.support.openssl import make_openssl_csr
 from tests.support.world import ADMIN, World, bearer
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import event
 from devices.contract import orders_topic
 from gateway.orders.approvals import expire_approvals
 from gateway.orders.holds import expire_holds
-from tests.conftest import make_openssl_csr
+from tests.support.openssl import make_openssl_csr
 from tests.support.world import Clock, World
 
 OPEN = {"currency": "EUR"}  # rules that let every payment within them through

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from tests.conftest import make_openssl_csr
+from tests.support.openssl import make_openssl_csr
 from tests.support.world import ADMIN, Clock, World, bearer
 
 _serials = itertools.count(1)

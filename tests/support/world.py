@@ -22,7 +22,8 @@ from devices.contract import orders_topic
 from gateway.context import Context
 from gateway.orders.decide import decide_messages
 from gateway.orders.intake import KeyRing
-from tests.conftest import ADMIN_TOKEN, make_openssl_csr
+from tests.support.gateway import ADMIN_TOKEN
+from tests.support.openssl import make_openssl_csr
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 _ids = itertools.count(1)

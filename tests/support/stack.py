@@ -1,5 +1,5 @@
-"""A gateway with a real broker over mutual TLS: a Mosquitto started by the test, or the
-embedded broker (with Mosquitto hidden from it)."""
+"""A gateway with a real broker over mutual TLS, as the end-to-end tests drive it: the stack,
+its devices made with the openssl command line, their paho sessions, and its API over real HTTP."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from fastapi.testclient import TestClient
 
+from devices.sdk import DeviceClient, GatewayApi, Identity, KeyType, Registration, provision
 from gateway.context import Context
 from gateway.http.app import create_app
 from gateway.mqtt.workers import Publisher
@@ -27,7 +28,8 @@ from gateway.server import (
     start_pipeline,
 )
 from gateway.settings import Settings
-from tests.conftest import ADMIN_TOKEN, make_openssl_csr
+from tests.support.gateway import ADMIN_TOKEN
+from tests.support.openssl import make_openssl_csr
 
 
 @dataclass
@@ -174,7 +176,9 @@ class Session:
 BROKERS = [pytest.param("mosquitto", marks=pytest.mark.mosquitto), "embedded"]
 
 
-def _stack(request: pytest.FixtureRequest, tmp_path: Path, pipeline: bool) -> Iterator[Stack]:
+def run_stack(request: pytest.FixtureRequest, tmp_path: Path, pipeline: bool) -> Iterator[Stack]:
+    """A gateway with the broker `request.param` on a free port, for as long as the generator
+    runs; with `pipeline`, its MQTT workers decide orders, else they wait in the inbox."""
     if request.param == "mosquitto":
         request.getfixturevalue("mosquitto_binary")
     port = free_port()
@@ -199,13 +203,41 @@ def _stack(request: pytest.FixtureRequest, tmp_path: Path, pipeline: bool) -> It
         ctx.db.dispose()
 
 
-@pytest.fixture(params=BROKERS)
-def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
-    """A gateway's broker and MQTT client on a free port, orders left in `gateway_inbox`."""
-    yield from _stack(request, tmp_path, pipeline=False)
+@dataclass
+class Http:
+    """The API served over real HTTP, next to the in-process `stack.api`."""
 
+    url: str
+    stack: Stack
 
-@pytest.fixture(params=BROKERS)
-def gateway(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
-    """The whole gateway: broker, MQTT workers deciding orders, housekeeper, HTTP API."""
-    yield from _stack(request, tmp_path, pipeline=True)
+    def party(self, kind: str, name: str, **extra: Any) -> dict[str, Any]:
+        body = {"name": name, **extra}
+        if kind == "owners":
+            body.setdefault("timezone", "Europe/Berlin")
+        return self.stack.party(kind, body)
+
+    def provision(
+        self, name: str, key_type: KeyType = "p256", *, approve: bool = True, kind: str = "car"
+    ) -> tuple[Identity, dict[str, Any]]:
+        """A device made by the SDK in `tmp/name`; returns it and its owner."""
+        owner = self.party("owners", f"owner of {name}")
+        integrator = self.party("integrators", f"maker of {name}")
+        registration = Registration(
+            owner_id=owner["id"],
+            kind=kind,
+            manufacturer="ACME",
+            model="M1",
+            serial_number=f"SN-{name}",
+        )
+        with GatewayApi(self.url, integrator["api_key"]) as api:
+            identity = provision(self.stack.tmp / name, api, registration, key_type)
+        if approve:
+            answer = self.stack.api.post(
+                f"/v1/devices/{identity.device_id}/approve",
+                headers={"Authorization": f"Bearer {owner['api_key']}"},
+            )
+            assert answer.status_code == 200, answer.text
+        return identity, owner
+
+    def client(self, identity: Identity, **options: Any) -> DeviceClient:
+        return DeviceClient(identity, "127.0.0.1", self.stack.port, **options)
