@@ -81,8 +81,10 @@ def test_an_approved_result_has_the_contracts_payload() -> None:
         "amount": 1250,
         "currency": "EUR",
         "ts": 1795000001,
+        "funded_by": [],  # section 8: every approved pay or hold says what topped it up
     }
     assert json.loads(json.dumps(result.to_payload()))["status"] == "approved"
+    assert "funded_by" not in Result("d", "o", Status.PENDING_APPROVAL, 1).to_payload()
 
 
 def test_optional_fields_appear_only_when_set() -> None:
