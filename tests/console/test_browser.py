@@ -25,19 +25,9 @@ from gateway.context import Context
 from gateway.db import Database
 from gateway.server import free_port
 from tests.e2e.serve_helpers import ADMIN, healthz, serve
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.support.services import unavailable
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "run"
 pytestmark = pytest.mark.slow
 

@@ -15,34 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.demo import assert_tells_the_whole_story
+
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
-SCRIPTED = (  # a scenario's results, then its payer's events
-    "approved -> hold_captured -> refund_received",
-    "approved -> hold_voided",
-    "pending_approval -> approved",
-    "pending_approval -> declined approval_declined",
-    "declined category_not_allowed",
-)
-OUTCOMES = (  # (type, status, reason) rows of the summary's table of orders
-    ("hold", "approved", ""),
-    ("pay", "approved", ""),
-    ("pay", "approved", "after the owner approved"),
-    ("capture", "captured", ""),
-    ("void", "voided", ""),
-    ("refund", "refunded", ""),
-    ("pay", "declined", "approval_declined"),
-    ("pay", "declined", "category_not_allowed"),
-)
-TRICKS = {  # what the misbehaving device tried, and the answer the contract gives
-    "replay": "approved, duplicate",
-    "conflict": "rejected idempotency_conflict",
-    "forgery": "rejected invalid_signature",
-    "stale": "rejected stale_order",
-    "over_limit": "declined amount_over_limit",
-    "garbage": "rejected invalid_message",
-    "impersonation": "rejected invalid_message",
-}
 
 
 def run_kym_demo(command: list[str], cwd: Path, timeout_s: float = 150) -> str:
@@ -56,27 +32,6 @@ def run_kym_demo(command: list[str], cwd: Path, timeout_s: float = 150) -> str:
         f"exit {completed.returncode}\n{completed.stdout}\n{completed.stderr}"
     )
     return completed.stdout
-
-
-def assert_tells_the_whole_story(output: str) -> None:
-    live, found, summary = output.partition("Summary after")
-    assert found, output
-    # As it happens: the owner's decisions, after the orders waited for them.
-    assert "pending_approval (the owner decides)" in live
-    assert "the owner approves" in live and "the owner declines" in live
-    assert "The script: 10 of 10 scenarios as expected" in summary, summary
-    for seen in SCRIPTED:
-        assert seen in summary, (seen, summary)
-    for kind, status, reason in OUTCOMES:
-        row = rf"^\s*{kind}\s+{status}\s+{re.escape(reason)}\s+[1-9]\d*\s*$"
-        assert re.search(row, summary, re.MULTILINE), ((kind, status, reason), summary)
-    for trick, answer in TRICKS.items():
-        row = rf"^\s*{trick}\s+{re.escape(answer)}\s+[1-9]\d*\s*$"
-        assert re.search(row, summary, re.MULTILINE), (trick, summary)
-    assert "surprises of the misbehaving device: 0" in summary
-    assert "unanswered 0, results the devices refused to believe 0" in summary
-    assert "ledger: reconciled, every invariant holds" in summary
-    assert re.search(r"^audit chain: intact, [1-9]\d* entries$", summary, re.MULTILINE)
 
 
 def assert_left_nothing_behind(output: str) -> None:

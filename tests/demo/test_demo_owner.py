@@ -16,8 +16,8 @@ from typing import IO, Any
 import httpx
 import pytest
 
-from tests.console.test_browser import CHROMIUM, CHROMIUM_ARGS
-from tests.demo.test_demo import assert_tells_the_whole_story
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.support.demo import assert_tells_the_whole_story
 from tests.support.services import unavailable
 
 pytestmark = pytest.mark.slow

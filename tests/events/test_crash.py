@@ -4,38 +4,16 @@ change, so a `kym serve` killed with SIGKILL right after the change delivers it 
 from __future__ import annotations
 
 import signal
-import subprocess
-import time
 from pathlib import Path
 
 import httpx
 from standardwebhooks.webhooks import Webhook
 
 from gateway.server import free_port
-from tests.e2e.serve_helpers import Car, healthz, kym
+from tests.e2e.serve_helpers import Car
 from tests.events.helpers import eventually
 from tests.events.receiver import receiver
-
-
-def start(tmp_path: Path, data: Path, http: int, mqtt_port: int) -> subprocess.Popen[bytes]:
-    process = kym(
-        tmp_path / "serve.log",
-        "serve",
-        "--data-dir",
-        str(data),
-        "--http",
-        f"127.0.0.1:{http}",
-        "--mqtt",
-        f"127.0.0.1:{mqtt_port}",
-        "--broker",
-        "embedded",  # dies with the process: nothing outlives the SIGKILL
-        "--webhook-allow-private",
-    )
-    deadline = time.monotonic() + 30
-    while healthz(http) != 200:
-        assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()[-3000:]
-        time.sleep(0.2)
-    return process
+from tests.support.serve import start
 
 
 def test_a_change_survives_a_crash_before_its_webhook(tmp_path: Path) -> None:

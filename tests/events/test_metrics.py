@@ -15,7 +15,7 @@ from gateway.events import metrics
 from gateway.orders.decide import decide_messages
 from gateway.server import free_port
 from tests.e2e.serve_helpers import ADMIN, Car
-from tests.events.test_crash import start
+from tests.support.serve import start
 from tests.support.world import ADMIN as WORLD_ADMIN
 from tests.support.world import World
 

@@ -4,26 +4,15 @@ from the RFCs and by `kym evidence verify`; who may have one."""
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
-from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
 from devices import wire
-from gateway.cli import main
 from tests.evidence import independent
 from tests.evidence.scenes import ADMIN, SCENES, within_rules
+from tests.support.evidence import kym_verify
 from tests.support.world import World, bearer
-
-
-def kym_verify(tmp: Path, bundle: dict[str, Any], ca: bytes) -> tuple[int, str]:
-    (tmp / "bundle.json").write_text(json.dumps(bundle))
-    (tmp / "ca.pem").write_bytes(ca)
-    args = ["evidence", "verify", str(tmp / "bundle.json"), "--ca", str(tmp / "ca.pem")]
-    run = CliRunner().invoke(main, args)
-    return run.exit_code, run.output
 
 
 @pytest.mark.parametrize("basis", sorted(SCENES))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.evidence.scenes import SCENES
-from tests.evidence.test_tampering import entry
+from tests.support.evidence import entry
 from tests.support.world import World
 
 README = Path(__file__).parents[2] / "README.md"

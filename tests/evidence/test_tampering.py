@@ -15,11 +15,9 @@ import pytest
 
 from tests.evidence import independent
 from tests.evidence.scenes import SCENES
-from tests.evidence.test_bundle import kym_verify
+from tests.support.evidence import Bundle, entry, kym_verify
 from tests.support.pki import make_authorities, pem
 from tests.support.world import World
-
-Bundle = dict[str, Any]
 
 
 def b64(raw: bytes) -> str:
@@ -48,10 +46,6 @@ def consent(b: Bundle) -> None:
 
 def result(b: Bundle) -> None:
     b["results"][-1] = with_payload(b["results"][-1], lambda p: p.update(amount=1))
-
-
-def entry(b: Bundle) -> None:
-    b["audit"]["entries"][0]["content"]["data"]["amount"] += 1
 
 
 def proof(b: Bundle) -> None:

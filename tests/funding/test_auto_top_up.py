@@ -9,7 +9,7 @@ import pytest
 
 from gateway.context import Context
 from gateway.funding.check import check_sources
-from tests.funding.conftest import fund, sibling, source
+from tests.support.funding import fund, sibling, source
 from tests.support.world import Dev, World
 from wallet.check import check
 

@@ -7,7 +7,7 @@ from sqlalchemy import Connection
 
 from gateway.context import Context
 from gateway.funding.check import check_sources
-from tests.funding.conftest import fund, source
+from tests.support.funding import fund, source
 from tests.support.world import World
 from wallet import draws
 from wallet.check import check

@@ -15,7 +15,7 @@ from gateway.db import Database
 from gateway.funding.check import check_sources
 from gateway.orders.decide import decide_messages
 from gateway.orders.intake import KeyRing
-from tests.funding.conftest import fund, sibling, source
+from tests.support.funding import fund, sibling, source
 from tests.support.services import postgres_schema_url
 from tests.support.world import World
 from wallet.check import check

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.funding.conftest import fund, source
+from tests.support.funding import fund, source
 from tests.support.world import World
 
 

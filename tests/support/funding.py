@@ -1,0 +1,51 @@
+"""Funding as the funding tests set it up: sources, their top-ups, and more devices of one owner."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+
+from devices import wire
+from tests.support.openssl import make_openssl_csr
+from tests.support.world import Dev, World
+
+
+def source(world: World, owner: dict[str, str], **body: Any) -> dict[str, Any]:
+    """Create a funding source (201) and return it."""
+    body = {"name": "everyday", "kind": "balance", "currency": "EUR", **body}
+    response = world.api.post("/v1/owners/me/funding-sources", headers=owner, json=body)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def fund(world: World, owner: dict[str, str], source_id: str, amount: int, key: str) -> Any:
+    """Top up a source; the response."""
+    return world.api.post(
+        f"/v1/funding-sources/{source_id}/top-ups",
+        headers=owner,
+        json={"amount": amount, "currency": "EUR", "idempotency_key": key},
+    )
+
+
+def sibling(world: World, first: Dev, name: str, *, rules: dict[str, Any]) -> Dev:
+    """Another device of `first`'s owner (registered by `first`'s integrator), approved, with
+    an empty wallet and these rules."""
+    owner_id = world.api.get("/v1/owners/me", headers=first.owner).json()["id"]
+    key_path, csr = make_openssl_csr(world.tmp, f"{name}-{owner_id}")
+    body = {
+        "owner_id": owner_id,
+        "kind": "car",
+        "manufacturer": "ACME",
+        "model": "M",
+        "serial_number": f"SN-{name}-{owner_id}",
+        "csr": csr,
+    }
+    registered = world.api.post("/v1/devices", json=body, headers=first.integrator)
+    assert registered.status_code == 201, registered.text
+    key = serialization.load_pem_private_key(key_path.read_bytes(), None)
+    assert isinstance(key, wire.PrivateKey)
+    dev = Dev(world, registered.json()["id"], key, first.owner, first.integrator)
+    assert dev.act("approve").status_code == 200
+    dev.put_rules(rules)
+    return dev
