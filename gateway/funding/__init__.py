@@ -5,4 +5,6 @@ store    SQL: the sources' terms joined with their ledger balances
 service  the owner's use cases over HTTP: create, list, top up
 auto     steps 4 and 6 of a pay or hold: plan the draws, then move them with the payment
 check    `kym ledger check`'s invariants for sources
+policy   the owner's instalment policy (stored and shown; offers do not use it yet)
+instalments  pure: fees, totals, instalment amounts, offer options, schedules (not wired in)
 """

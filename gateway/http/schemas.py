@@ -169,6 +169,27 @@ class FundingSourceCreate(StrictBody):
         return self
 
 
+class InstalmentPolicyIn(StrictBody):
+    """PUT /v1/owners/me/instalment-policy (section 8)."""
+
+    source: Id
+    min_amount: Amount
+    max_amount: Amount
+    counts: Annotated[list[Annotated[int, Field(strict=True, ge=2, le=24)]], Field(min_length=1)]
+    interval_days: Annotated[int, Field(strict=True, ge=7, le=92)]
+    keep_at_least: Annotated[int, Field(strict=True, ge=0, le=MAX_MINOR)] = 0
+    categories: Annotated[list[Category], Items] | None = None
+    auto_accept_up_to: Annotated[int, Field(strict=True, ge=0, le=MAX_MINOR)] = 0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> InstalmentPolicyIn:
+        if self.min_amount > self.max_amount:
+            raise ValueError("`min_amount` must not be above `max_amount`")
+        if len(set(self.counts)) != len(self.counts):
+            raise ValueError("`counts` must be distinct")
+        return self
+
+
 class CaptureCreate(Body):
     amount: Annotated[int, Field(ge=1, le=10**12)]
     idempotency_key: Id

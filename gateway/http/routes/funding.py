@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
 
-from gateway.funding import service
+from gateway.funding import policy, service
 from gateway.http.deps import Ctx, Owner
-from gateway.http.schemas import FundingSourceCreate, TopUpCreate
+from gateway.http.schemas import FundingSourceCreate, InstalmentPolicyIn, TopUpCreate
 
 router = APIRouter(tags=["funding"])
 
@@ -42,3 +42,22 @@ def top_up_funding_source(
     return service.top_up_source(
         ctx, caller, source_id, body.amount, body.currency, body.idempotency_key
     )
+
+
+@router.put("/v1/owners/me/instalment-policy")
+def put_instalment_policy(body: InstalmentPolicyIn, ctx: Ctx, caller: Owner) -> dict[str, Any]:
+    """Set the owner's instalment policy (owner); answers it with its defaults."""
+    return policy.put_policy(ctx, caller, body.model_dump())
+
+
+@router.get("/v1/owners/me/instalment-policy")
+def get_instalment_policy(ctx: Ctx, caller: Owner) -> dict[str, Any]:
+    """The owner's instalment policy (404 without one)."""
+    return policy.get_policy(ctx, caller)
+
+
+@router.delete("/v1/owners/me/instalment-policy", status_code=204)
+def delete_instalment_policy(ctx: Ctx, caller: Owner) -> Response:
+    """Remove the owner's instalment policy."""
+    policy.delete_policy(ctx, caller)
+    return Response(status_code=204)
