@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.orders import Payer
-from tests.security.test_mqtt_abuse import Scene
+from tests.support.scene import Scene
 from tests.support.stack import BROKERS, Stack, run_stack
 
 FLOOD = 2_000
