@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.funding.conftest import source
+from tests.support.funding import source
 from tests.support.world import World
 
 URL = "/v1/owners/me/instalment-policy"
