@@ -1,4 +1,5 @@
-"""A random walk through top-ups, pays, holds, captures, voids, expiries and refunds.
+"""A random walk through top-ups, draws (automatic top-ups from a funding source that keeps a
+floor), pays, holds, captures, voids, expiries and refunds.
 
 Hypothesis drives the store on a real SQLite file and a real PostgreSQL schema (fresh for each
 example) and keeps a plain model of what every wallet should hold. After every step the books
@@ -40,7 +41,7 @@ from tests.wallet.ledger_model import (
     payee_names,
     ttls,
 )
-from wallet import schema, store
+from wallet import draws, schema, store
 from wallet.check import check
 from wallet.errors import (
     CurrencyNotAllowed,
@@ -128,6 +129,30 @@ class LedgerMachine(LedgerModel, RuleBasedStateMachine):
             holder, currency, amount, self.balance[holder], self.available(holder)
         )
         self.top_ups[holder, key] = (amount, currency, result)
+
+    @rule(pair=pairs, amount=st.integers(1, 5000), floor=st.integers(0, 3000))
+    def draw(self, pair: tuple[str, str], amount: int, floor: int) -> None:
+        """An automatic top-up: `pair[0]` as a funding source that must keep `floor`."""
+        source, wallet = pair
+        fits = HOLDERS[source] == HOLDERS[wallet] and self.available(source) - amount >= floor
+        moved = self.attempt(
+            lambda c: draws.draw(
+                c,
+                source_id=source,
+                wallet_id=wallet,
+                currency=HOLDERS[source],
+                amount_minor=amount,
+                floor_minor=floor,
+                payment_id=f"draw-{next(self.ids)}",
+                now=self.now,
+            ),
+            None,
+            changes=fits,
+        )
+        assert moved is fits
+        if fits:
+            self.balance[source] -= amount
+            self.balance[wallet] += amount
 
     @rule(pair=pairs, amount=amounts, currency=currencies)
     def pay(self, pair: tuple[str, str], amount: int, currency: str | None) -> None:
