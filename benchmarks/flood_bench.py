@@ -45,7 +45,6 @@ from simulators.bench.run import served_gateway
 from simulators.bench.tally import Tally
 
 SERVE = [sys.executable, "-m", "gateway.cli", "serve"]
-LIMITS = ["--device-rate", "10", "--device-burst", "50"]  # the contract's defaults, explicitly
 
 
 @dataclass(frozen=True)
@@ -182,9 +181,12 @@ def main() -> None:
     parser.add_argument("--junk", action="store_true", help="flood with undecodable messages")
     parser.add_argument("--broker", choices=["auto", "mosquitto", "embedded"], default="auto")
     parser.add_argument("--database-url", default=None)
+    parser.add_argument("--device-rate", default="10", help="the gateway's (contract default)")
+    parser.add_argument("--device-burst", default="50", help="the gateway's (contract default)")
     args = parser.parse_args()
     console = Console(stderr=True)
-    flags = ["--broker", args.broker, *LIMITS]
+    limits = ["--device-rate", args.device_rate, "--device-burst", args.device_burst]
+    flags = ["--broker", args.broker, *limits]
     if args.database_url:
         flags += ["--database-url", args.database_url]
     with tempfile.TemporaryDirectory(prefix="kym-flood-") as tmp:
