@@ -27,6 +27,8 @@ PURE_MODULES = [
     "gateway/paging.py",
     "gateway/currencies.py",
     "gateway/events/envelope.py",
+    "gateway/funding/plan.py",
+    "gateway/funding/instalments.py",
 ]
 INFRASTRUCTURE = {
     "sqlalchemy",
