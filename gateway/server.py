@@ -144,9 +144,7 @@ def external_broker(ctx: Context) -> mosquitto.ExternalMosquitto | None:
     return broker
 
 
-def start_embedded_broker(
-    ctx: Context, address: BrokerAddress, stack: ExitStack
-) -> BrokerControl:
+def start_embedded_broker(ctx: Context, address: BrokerAddress, stack: ExitStack) -> BrokerControl:
     """The pure-Python broker in `gateway.broker`, with the same ACL and identity rules."""
     from gateway.broker import Broker, BrokerConfig
 
@@ -257,9 +255,7 @@ class Running:
     broker: BrokerAddress
 
 
-def start_services(
-    settings: Settings, stack: ExitStack
-) -> tuple[Context, list[GatewayClient]]:
+def start_services(settings: Settings, stack: ExitStack) -> tuple[Context, list[GatewayClient]]:
     """Data dir, CRL, broker, MQTT clients, workers and housekeeper; stopped by `stack`."""
     base = build_context(settings)
     stack.callback(base.db.dispose)
