@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test bench lint typecheck-tests
+.PHONY: demo test bench lint
 PACKAGES = gateway devices wallet simulators
 
 $(BIN)/kym: pyproject.toml
@@ -21,11 +21,7 @@ test: $(BIN)/kym  ## the whole suite (PostgreSQL and Mosquitto tests skip locall
 bench: $(BIN)/kym
 	$(BIN)/python benchmarks/ledger_bench.py
 
-lint: $(BIN)/kym  ## ruff, the formatter's check, mypy --strict on the packages
+lint: $(BIN)/kym  ## ruff, the formatter's check, mypy --strict on the packages and the tests
 	$(BIN)/ruff check $(PACKAGES) tests benchmarks
 	$(BIN)/ruff format --check $(PACKAGES) tests benchmarks
-	$(BIN)/mypy --strict $(PACKAGES) benchmarks
-
-# mypy --strict on the tests joins `lint` once it passes; until then it runs on its own.
-typecheck-tests: $(BIN)/kym
-	$(BIN)/mypy --strict tests
+	$(BIN)/mypy --strict $(PACKAGES) benchmarks tests

@@ -25,7 +25,8 @@ from gateway.orders.decide import decide_messages
 from gateway.orders.intake import KeyRing
 from gateway.server import build_context
 from gateway.settings import Settings
-from tests.support.world import ADMIN_TOKEN, World
+from tests.support.gateway import ADMIN_TOKEN
+from tests.support.world import World
 
 
 def main() -> None:

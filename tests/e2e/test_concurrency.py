@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -143,7 +144,7 @@ def test_four_workers_never_exceed_limit_or_balance(cluster: Stack) -> None:
     car.close()
 
 
-def _final_results(car: Payer, order_ids: list[str], duplicates: int) -> dict[str, dict]:
+def _final_results(car: Payer, order_ids: list[str], duplicates: int) -> dict[str, dict[str, Any]]:
     wanted = set(order_ids)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -136,7 +136,8 @@ def test_any_part_replaced_by_anything_is_reported_not_a_crash(
     for path in _paths(bundle)[:400]:
         if not path:
             continue
-        for junk in (None, 7, "x", [], {}):
+        junks: tuple[object, ...] = (None, 7, "x", [], {})
+        for junk in junks:
             changed = copy.deepcopy(bundle)
             target = changed
             for key in path[:-1]:

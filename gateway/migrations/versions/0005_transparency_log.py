@@ -14,6 +14,7 @@ Revises: 0004
 
 import json
 import math
+from collections.abc import Sequence
 from datetime import UTC
 from typing import Any
 
@@ -99,7 +100,7 @@ def _node_columns() -> list[sa.Column[Any]]:
 
 
 def _as_leaves(
-    old: list[sa.RowMapping],
+    old: Sequence[sa.RowMapping],
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[bytes]]:
     rows: list[dict[str, Any]] = []
     nodes: list[dict[str, Any]] = []
