@@ -15,6 +15,7 @@ from joserfc.jwk import ECKey, OKPKey
 
 from devices import keystore, wire
 from gateway.db import Database
+from gateway.events import metrics
 from gateway.settings import Settings
 
 OutboxEntry = tuple[int, str, str]  # (outbox id, topic, signed JWS), committed, to publish
@@ -54,6 +55,9 @@ class Context:
         object.__setattr__(self, "signer_jose", wire.jose_key(self.pki.signer.private_key))
 
     def publish(self, entries: list[OutboxEntry]) -> None:
-        """Hand committed outbox entries to the MQTT publisher (the housekeeper retries)."""
+        """Count the decisions among committed outbox entries (owners' approvals and expiries
+        decide orders outside the MQTT worker), then hand them to the MQTT publisher (the
+        housekeeper retries)."""
+        metrics.observe_decisions([], entries)
         if entries and self.publisher is not None:
             self.publisher(entries)

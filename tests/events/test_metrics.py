@@ -12,12 +12,13 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.events import metrics
+from gateway.orders.approvals import expire_approvals
 from gateway.orders.decide import decide_messages
 from gateway.server import free_port
 from tests.e2e.serve_helpers import ADMIN, Car
 from tests.support.serve import start
 from tests.support.world import ADMIN as WORLD_ADMIN
-from tests.support.world import World
+from tests.support.world import Clock, World
 
 NAMES = {
     "kym_orders",
@@ -76,3 +77,16 @@ def test_replays_are_not_counted(world: World) -> None:
         entries = decide_messages(world.ctx, world.keyring, [(car.topic, raw)], world.ctx.clock())
         metrics.observe_decisions([time.monotonic()], entries)
     assert approved._value.get() == before + 1
+
+
+def test_orders_decided_outside_the_worker_are_counted(world: World, clock: Clock) -> None:
+    shop = world.merchant("groceries")
+    rules = {"currency": "EUR", "approval_above": 10, "approval_ttl_seconds": 60}
+    fridge = world.device("fridge", rules=rules)
+    order = fridge.order(type="pay", payee=shop["id"], amount=50, currency="EUR")
+    assert fridge.send(order)["status"] == "pending_approval"
+    expired = metrics.ORDERS.labels(status="declined", reason="approval_expired")
+    before = expired._value.get()
+    clock.advance(61)
+    assert expire_approvals(world.ctx) == 1
+    assert expired._value.get() == before + 1
