@@ -173,6 +173,13 @@ def bench_command(serve_command: Sequence[str]) -> click.Command:
         show_default=True,
         help="Gateway processes sharing the broker's subscription and the database.",
     )
+    @click.option(
+        "--connected",
+        type=click.IntRange(0, 100_000),
+        default=0,
+        show_default=True,
+        help="Idle devices holding mutual-TLS connections while the others pay.",
+    )
     @click.option("--json", "as_json", is_flag=True, help="Print the numbers as one JSON line.")
     def bench(
         devices: int,
@@ -182,6 +189,7 @@ def bench_command(serve_command: Sequence[str]) -> click.Command:
         broker: str,
         key_type: str,
         workers: int,
+        connected: int,
         as_json: bool,
     ) -> None:
         """Measure payments per second end to end: devices → broker → gateway → ledger → results.
@@ -198,7 +206,13 @@ def bench_command(serve_command: Sequence[str]) -> click.Command:
         console = Console(stderr=as_json)
         load = Load(devices, orders, rate, "ed25519" if key_type == "ed25519" else "p256")
         report = run_bench(
-            serve_command, load, console, database_url=database_url, broker=broker, workers=workers
+            serve_command,
+            load,
+            console,
+            database_url=database_url,
+            broker=broker,
+            workers=workers,
+            connected=connected,
         )
         label = f"{devices} devices, {key_type}, {broker} broker, {database_url or 'SQLite'}"
         print_report(report, label, console)

@@ -21,7 +21,15 @@ from typing import Any
 import httpx
 from rich.console import Console
 
-from simulators.bench.cpu import CpuMeter
+from simulators.backoffice import Admin
+from simulators.bench.cpu import CpuMeter, children_named
+from simulators.bench.idle import (
+    IdleDevice,
+    IdleFleet,
+    broker_rss_kb,
+    raise_open_files,
+    register_idle,
+)
 from simulators.bench.load import Load, run_load
 from simulators.bench.report import BenchReport
 from simulators.fleet import Broker
@@ -39,13 +47,25 @@ def run_bench(
     database_url: str | None = None,
     broker: str = "auto",
     workers: int = 1,
+    connected: int = 0,
 ) -> BenchReport:
     """Start `workers` gateways with `serve_command` (`kym serve`), the first with its broker
-    and the others sharing it and the database; run `load` against them; stop them."""
+    and the others sharing it and the database; run `load` against them; stop them.
+
+    With `connected`, that many idle devices are registered first (by a gateway run with the
+    embedded broker, so that Mosquitto's access rules for all of them are written once, at
+    its start, from the database) and hold their connections while `load` runs."""
     with tempfile.TemporaryDirectory(prefix="kym-bench-") as tmp:
         home = Path(tmp)
         token = secrets.token_urlsafe(24)
         db_flags = ["--database-url", database_url] if database_url else []
+        idle: tuple[list[IdleDevice], Path] | None = None
+        idle_numbers: dict[str, Any] = {}
+        if connected:
+            raise_open_files(connected + 4096)  # before any child: Mosquitto inherits it
+            started = time.perf_counter()
+            idle = register_offline(serve_command, home, token, db_flags, connected, console)
+            idle_numbers["idle_register_s"] = round(time.perf_counter() - started, 1)
         with ExitStack() as stack:
             first = stack.enter_context(
                 served_gateway(
@@ -67,8 +87,59 @@ def run_bench(
                         served_gateway(serve_command, home, token, flags, index, console)
                     )[2]
                 )
+            if idle is not None:
+                fleet = IdleFleet(mqtt, *idle)
+                stack.callback(fleet.close)
+                idle_numbers |= hold_idle(fleet, pid, console)
             report = run_load(api_url, mqtt, token, load, home / "devices", console, CpuMeter(pids))
-            return replace(report, settings=settings_of(load, database_url, broker, workers))
+            if idle is not None:
+                idle_numbers["idle_still_open"] = fleet.still_open()
+            settings = settings_of(load, database_url, broker, workers) | idle_numbers
+            return replace(report, settings=settings)
+
+
+def register_offline(
+    serve_command: Sequence[str],
+    home: Path,
+    token: str,
+    db_flags: list[str],
+    count: int,
+    console: Console,
+) -> tuple[list[IdleDevice], Path]:
+    """Register `count` idle devices through the API of a gateway on the embedded broker
+    (which keeps no per-device broker rules), then stop it; the devices and the CA bundle."""
+    flags = ["--broker", "embedded", *db_flags]
+    with served_gateway(serve_command, home, token, flags, 99, console) as (api_url, _, _):
+        admin = Admin(api_url, token)
+        try:
+            owner = admin.create_owner("bench-idle", timezone="UTC")
+            integrator = admin.create_integrator("bench-idle")
+        finally:
+            admin.close()
+        with console.status(f"registering {count} idle devices"):
+            return register_idle(api_url, integrator["api_key"], owner["id"], count, home / "idle")
+
+
+def hold_idle(fleet: IdleFleet, gateway_pid: int, console: Console) -> dict[str, Any]:
+    """Connect the idle devices; the broker's memory before and after, per connection."""
+    brokers = children_named(gateway_pid, "mosquitto")
+    broker_pid = brokers[0] if brokers else gateway_pid  # embedded: the gateway is the broker
+    before = broker_rss_kb(broker_pid)
+    seconds = fleet.connect_all(console)
+    time.sleep(2.0)  # let the broker settle its buffers
+    after = broker_rss_kb(broker_pid)
+    if fleet.failures:
+        console.print(f"{len(fleet.failures)} idle devices failed, e.g. {fleet.failures[0]}")
+    per = (after - before) / fleet.connected if before and after and fleet.connected else None
+    return {
+        "connected": fleet.connected,
+        "idle_failed": len(fleet.failures),
+        "idle_connect_s": round(seconds, 1),
+        "broker_process": "mosquitto" if brokers else "gateway (embedded broker)",
+        "broker_rss_kb_before": before,
+        "broker_rss_kb_after": after,
+        "broker_kb_per_connection": None if per is None else round(per, 2),
+    }
 
 
 def settings_of(load: Load, database_url: str | None, broker: str, workers: int) -> dict[str, Any]:

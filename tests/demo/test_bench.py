@@ -35,3 +35,25 @@ def test_bench_sends_every_order_and_reports_every_result(tmp_path: Path) -> Non
     assert 0 < numbers["p50_ms"] <= numbers["p95_ms"] <= numbers["p99_ms"] <= numbers["max_ms"]
     assert numbers["cpu_s"]["gateway"] > 0 and numbers["cpu_s"]["load"] > 0
     assert numbers["cpu_s"]["broker"] is None  # the embedded broker runs inside the gateway
+
+
+def test_bench_holds_idle_mutual_tls_connections_while_others_pay(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KYM_")}
+    env["COLUMNS"] = "200"
+    command = [sys.executable, "-m", "gateway.cli", "bench", "--devices", "2", "--orders", "40"]
+    completed = subprocess.run(
+        [*command, "--broker", "mosquitto", "--connected", "50", "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    numbers = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert (numbers["orders"], numbers["results"], numbers["lost"]) == (40, 40, 0)
+    assert (numbers["connected"], numbers["idle_failed"]) == (50, 0)
+    assert numbers["idle_still_open"] == 50  # none was dropped while the others paid
+    assert numbers["broker_process"] == "mosquitto"
+    assert numbers["broker_rss_kb_after"] > numbers["broker_rss_kb_before"] > 0
+    assert numbers["broker_kb_per_connection"] > 0
