@@ -255,7 +255,8 @@ class DeviceClient:
     # --- results ---------------------------------------------------------------------------
 
     def wait_for_result(self, order_id: str, timeout_s: float = 10.0, final: bool = True) -> Result:
-        """The order's result; with `final`, waits past `pending_approval` for the last word.
+        """The order's result; with `final`, waits past `pending_approval` and `rate_limited`
+        (re-sent by the client) for the last word.
 
         Raises ResultTimeout. A result that arrived before the call counts: nothing is missed.
         """
@@ -351,7 +352,7 @@ class DeviceClient:
                 self.on_event(Event.from_payload(payload))
             return
         result = Result.from_payload(payload)
-        if result.order_id is not None and result.is_final and result.reason != "rate_limited":
+        if result.order_id is not None and result.is_final:
             self.journal.record_final(result.order_id, result.status)
         self.results.post(result)
         if self.on_result is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from devices.contract import Status
+from devices.contract import Reason, Status
 
 PENDING = Status.PENDING_APPROVAL
 
@@ -26,8 +26,17 @@ class Result:
 
     @property
     def is_final(self) -> bool:
-        """Everything but `pending_approval` is the order's last word."""
-        return self.status != PENDING
+        """Everything but `pending_approval` and a `rate_limited` refusal is the order's last word.
+
+        A `rate_limited` order was not decided: sent again later, it is decided then (contract
+        section 10), and the client's re-sending sends it again.
+        """
+        return self.status != PENDING and not self.is_rate_limited
+
+    @property
+    def is_rate_limited(self) -> bool:
+        """The gateway refused the order unread because the device went over its rate."""
+        return self.status == Status.REJECTED and self.reason == Reason.RATE_LIMITED
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> Result:

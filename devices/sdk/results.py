@@ -11,7 +11,8 @@ from devices.sdk.messages import Result
 
 
 class ResultBoard:
-    """The latest result of each order; a final result is never replaced by a pending one."""
+    """The latest result of each order; a final result is never replaced by one that is not
+    (`pending_approval`, `rate_limited`)."""
 
     def __init__(self, unmatched_kept: int = 100) -> None:
         self._latest: dict[str, Result] = {}
@@ -23,7 +24,7 @@ class ResultBoard:
             if result.order_id is None:
                 self._unmatched.append(result)
             elif not (_fits(self._latest.get(result.order_id), True) and not result.is_final):
-                self._latest[result.order_id] = result  # a redelivered pending can't hide it
+                self._latest[result.order_id] = result  # a late non-final one can't hide it
             self._changed.notify_all()
 
     def latest(self, order_id: str) -> Result | None:
@@ -35,7 +36,7 @@ class ResultBoard:
             self._latest.pop(order_id, None)
 
     def wait_for(self, order_id: str, timeout_s: float, final: bool) -> Result:
-        """The order's result; with `final`, not a `pending_approval` one."""
+        """The order's result; with `final`, not a `pending_approval` or `rate_limited` one."""
 
         def found() -> Result | None:
             result = self._latest.get(order_id)

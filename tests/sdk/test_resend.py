@@ -4,11 +4,13 @@ and every `resend_after` seconds (contract section 6, "Delivery")."""
 from __future__ import annotations
 
 import queue
+import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 
+from devices.sdk import ResultTimeout
 from tests.sdk.gatewayside import GatewaySide
 from tests.support.stack import Http
 
@@ -72,6 +74,43 @@ def test_pending_approval_and_rate_limited_are_not_final_so_the_order_is_resent(
         again = gateway_side.next_order(timeout_s=3 * RESEND_AFTER_S + 1)
         assert again.payload.decode() == fridge.journal.jws_of(order_id)
         assert [o for o, _ in fridge.journal.unfinished()] == [order_id]
+
+
+def test_wait_for_result_waits_past_rate_limited_while_the_order_is_resent(
+    http: Http, gateway_side: GatewaySide
+) -> None:
+    """Contract section 10: `rate_limited` is not final; the order sent again is decided then."""
+    identity, _ = http.provision("charger", kind="ev_charger")
+    me = identity.device_id
+    with http.client(identity, resend_after=RESEND_AFTER_S) as charger:
+        charger.connect()
+        order_id = charger.pay("mer_x", 250)
+        first = gateway_side.next_order(timeout_s=5).payload
+        gateway_side.publish(
+            me, gateway_side.result(me, order_id, "rejected", reason="rate_limited")
+        )
+        limited = charger.wait_for_result(order_id, timeout_s=5, final=False)
+        assert (limited.status, limited.reason, limited.is_final) == (
+            "rejected",
+            "rate_limited",
+            False,
+        )
+        with pytest.raises(ResultTimeout):
+            charger.wait_for_result(order_id, timeout_s=0.3)
+        again = gateway_side.next_order(timeout_s=3 * RESEND_AFTER_S + 1).payload
+        assert again == first  # the journal's re-send, byte for byte
+        approved = gateway_side.result(me, order_id, "approved", payment_id="pay_9", amount=250)
+        later = threading.Timer(0.3, gateway_side.publish, (me, approved))
+        later.start()
+        final = charger.wait_for_result(order_id, timeout_s=5)
+        later.join()
+        assert (final.status, final.payment_id) == ("approved", "pay_9")
+        gateway_side.publish(
+            me, gateway_side.result(me, order_id, "rejected", reason="rate_limited")
+        )
+        time.sleep(0.3)  # a late refusal of a re-send does not hide the decision
+        assert charger.result_of(order_id) == final
+        assert charger.journal.unfinished() == []
 
 
 def test_with_resend_after_none_the_device_sends_an_order_once(

@@ -158,7 +158,10 @@ def send_and_show(
         click.echo(f"sent {fields['type']} order {order_id} (journaled in {state_dir}/)", err=True)
         result = client.wait_for_result(order_id, timeout_s, final=False)
         if not result.is_final:
-            click.echo(f"{result.status}: waiting for the owner to decide", err=True)
+            if result.is_rate_limited:
+                click.echo(f"{headline(result)}: over the device's rate; re-sending", err=True)
+            else:
+                click.echo(f"{result.status}: waiting for the owner to decide", err=True)
             result = client.wait_for_result(order_id, timeout_s, final=True)
     except SdkError as exc:
         raise Unable(f"{exc}; the order stays journaled and is re-sent next time") from exc
