@@ -175,7 +175,9 @@ class InstalmentPolicyIn(StrictBody):
     source: Id
     min_amount: Amount
     max_amount: Amount
-    counts: Annotated[list[Annotated[int, Field(strict=True, ge=2, le=24)]], Field(min_length=1)]
+    counts: Annotated[
+        list[Annotated[int, Field(strict=True, ge=2, le=24)]], Field(min_length=1, max_length=23)
+    ]
     interval_days: Annotated[int, Field(strict=True, ge=7, le=92)]
     keep_at_least: Annotated[int, Field(strict=True, ge=0, le=MAX_MINOR)] = 0
     categories: Annotated[list[Category], Items] | None = None
