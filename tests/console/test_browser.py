@@ -25,8 +25,7 @@ from gateway.context import Context
 from gateway.db import Database
 from gateway.server import free_port
 from tests.e2e.serve_helpers import ADMIN, healthz, serve
-from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
-from tests.support.services import unavailable
+from tests.support.browser import launched_chromium
 
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "run"
 pytestmark = pytest.mark.slow
@@ -46,16 +45,8 @@ class Household:
 @pytest.fixture
 def browser() -> Iterator[Any]:
     """Debian's chromium, headless, through Playwright."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("the playwright package")
-    if not Path(CHROMIUM).exists():
-        unavailable("chromium (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with launched_chromium() as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture

@@ -16,9 +16,8 @@ from typing import IO, Any
 import httpx
 import pytest
 
-from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.support.browser import launched_chromium
 from tests.support.demo import assert_tells_the_whole_story
-from tests.support.services import unavailable
 
 pytestmark = pytest.mark.slow
 LINK = re.compile(r"^(http://127\.0\.0\.1:\d+)/console/link#(\S+)$")
@@ -26,16 +25,8 @@ LINK = re.compile(r"^(http://127\.0\.0\.1:\d+)/console/link#(\S+)$")
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("the playwright package")
-    if not Path(CHROMIUM).exists():
-        unavailable("chromium (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with launched_chromium() as launched:
         yield launched
-        launched.close()
 
 
 def read_until_link(stdout: IO[str], seen: list[str]) -> str:
