@@ -11,6 +11,7 @@ Results come back through the SDK, their signatures verified, as for any device.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -49,13 +50,22 @@ def run_load(
     state_dir: Path,
     console: Console,
     meter: CpuMeter | None = None,
+    parties: Parties | None = None,
+    before_sending: Callable[[], None] | None = None,
 ) -> BenchReport:
-    """Provision and connect the devices, send every order, wait for every result."""
+    """Provision and connect the devices, send every order, wait for every result (with
+    `parties`, the owner and integrator who registered them already, see `register_payer`;
+    `before_sending` runs once they are connected: paho's select() loop cannot watch a
+    socket numbered above 1024, so thousands of idle connections must come after)."""
     tally = Tally()
     clients: list[DeviceClient] = []
     try:
         with console.status(f"registering {load.devices} devices"):
-            shop = provision_fleet(api_url, broker, admin_token, load, state_dir, tally, clients)
+            shop = provision_fleet(
+                api_url, broker, admin_token, load, state_dir, tally, clients, parties
+            )
+        if before_sending is not None:
+            before_sending()
         with console.status(f"signing {load.orders // load.devices * load.devices} orders"):
             orders = presign(clients, shop, load.orders // load.devices)
         if meter is not None:
@@ -81,29 +91,19 @@ def provision_fleet(
     state_dir: Path,
     tally: Tally,
     clients: list[DeviceClient],
+    parties: Parties | None = None,
 ) -> str:
     """Register, approve, fund and connect the devices (appended to `clients`); the shop's id."""
     admin = Admin(api_url, admin_token)
     try:
-        created = admin.create_owner("bench", timezone="UTC")
-        integrator = admin.create_integrator("bench")
+        parties = parties or make_parties(admin)
         shop: str = admin.create_merchant("shop", "retail", CURRENCY)["id"]
     finally:
         admin.close()
-    owner = Owner(api_url, created["id"], created["api_key"])
+    owner = Owner(api_url, parties.owner_id, parties.owner_key)
     try:
         for n in range(load.devices):
-            directory = provision_device(
-                state_dir / f"b{n}",
-                api_url,
-                integrator["api_key"],
-                owner.id,
-                "other",
-                f"bench-{n}",
-                manufacturer="bench",
-                model="b",
-                key_type=load.key_type,
-            )
+            directory = register_payer(api_url, parties, load, state_dir, n)
             client = DeviceClient.from_state_dir(
                 directory,
                 broker.host,
@@ -120,6 +120,36 @@ def provision_fleet(
     finally:
         owner.close()
     return shop
+
+
+@dataclass(frozen=True)
+class Parties:
+    """The bench's owner (who approves, funds and sets rules) and integrator (who registers)."""
+
+    owner_id: str
+    owner_key: str
+    integrator_key: str
+
+
+def make_parties(admin: Admin) -> Parties:
+    owner = admin.create_owner("bench", timezone="UTC")
+    integrator = admin.create_integrator("bench")
+    return Parties(owner["id"], owner["api_key"], integrator["api_key"])
+
+
+def register_payer(api_url: str, parties: Parties, load: Load, state_dir: Path, n: int) -> Path:
+    """Paying device `n`'s state dir, registered once (again: its stored identity)."""
+    return provision_device(
+        state_dir / f"b{n}",
+        api_url,
+        parties.integrator_key,
+        parties.owner_id,
+        "other",
+        f"bench-{n}",
+        manufacturer="bench",
+        model="b",
+        key_type=load.key_type,
+    )
 
 
 def presign(

@@ -30,7 +30,7 @@ from simulators.bench.idle import (
     raise_open_files,
     register_idle,
 )
-from simulators.bench.load import Load, run_load
+from simulators.bench.load import Load, Parties, make_parties, register_payer, run_load
 from simulators.bench.report import BenchReport
 from simulators.fleet import Broker
 
@@ -60,11 +60,15 @@ def run_bench(
         token = secrets.token_urlsafe(24)
         db_flags = ["--database-url", database_url] if database_url else []
         idle: tuple[list[IdleDevice], Path] | None = None
+        parties: Parties | None = None
         idle_numbers: dict[str, Any] = {}
         if connected:
             raise_open_files(connected + 4096)  # before any child: Mosquitto inherits it
             started = time.perf_counter()
-            idle = register_offline(serve_command, home, token, db_flags, connected, console)
+            parties, idle_devices, ca_bundle = register_offline(
+                serve_command, home, token, db_flags, load, connected, console
+            )
+            idle = (idle_devices, ca_bundle)
             idle_numbers["idle_register_s"] = round(time.perf_counter() - started, 1)
         with ExitStack() as stack:
             first = stack.enter_context(
@@ -87,12 +91,20 @@ def run_bench(
                         served_gateway(serve_command, home, token, flags, index, console)
                     )[2]
                 )
-            if idle is not None:
-                fleet = IdleFleet(mqtt, *idle)
+            fleet = IdleFleet(mqtt, *idle) if idle is not None else None
+            hold = None
+            if fleet is not None:
                 stack.callback(fleet.close)
-                idle_numbers |= hold_idle(fleet, pid, console)
-            report = run_load(api_url, mqtt, token, load, home / "devices", console, CpuMeter(pids))
-            if idle is not None:
+
+                def hold() -> None:  # once the paying devices are connected
+                    assert fleet is not None
+                    idle_numbers.update(hold_idle(fleet, pid, console))
+
+            meter = CpuMeter(pids)
+            report = run_load(
+                api_url, mqtt, token, load, home / "devices", console, meter, parties, hold
+            )
+            if fleet is not None:
                 idle_numbers["idle_still_open"] = fleet.still_open()
             settings = settings_of(load, database_url, broker, workers) | idle_numbers
             return replace(report, settings=settings)
@@ -103,21 +115,28 @@ def register_offline(
     home: Path,
     token: str,
     db_flags: list[str],
+    load: Load,
     count: int,
     console: Console,
-) -> tuple[list[IdleDevice], Path]:
-    """Register `count` idle devices through the API of a gateway on the embedded broker
-    (which keeps no per-device broker rules), then stop it; the devices and the CA bundle."""
+) -> tuple[Parties, list[IdleDevice], Path]:
+    """Register the paying devices of `load` and `count` idle devices through the API of a
+    gateway on the embedded broker (which keeps no per-device broker rules: adding them one
+    by one to Mosquitto's rewrites its whole file each time), then stop it; the owner and
+    integrator, the idle devices and the CA bundle."""
     flags = ["--broker", "embedded", *db_flags]
     with served_gateway(serve_command, home, token, flags, 99, console) as (api_url, _, _):
         admin = Admin(api_url, token)
         try:
-            owner = admin.create_owner("bench-idle", timezone="UTC")
-            integrator = admin.create_integrator("bench-idle")
+            parties = make_parties(admin)
         finally:
             admin.close()
-        with console.status(f"registering {count} idle devices"):
-            return register_idle(api_url, integrator["api_key"], owner["id"], count, home / "idle")
+        with console.status(f"registering {load.devices} + {count} devices"):
+            for n in range(load.devices):
+                register_payer(api_url, parties, load, home / "devices", n)
+            devices, ca_bundle = register_idle(
+                api_url, parties.integrator_key, parties.owner_id, count, home / "idle"
+            )
+        return parties, devices, ca_bundle
 
 
 def hold_idle(fleet: IdleFleet, gateway_pid: int, console: Console) -> dict[str, Any]:
