@@ -8,6 +8,8 @@ import random
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from sqlalchemy import create_engine, text
 
 from devices.sdk import DeviceClient, GatewayApi, Identity, Registration, Result, provision
 from gateway.mqtt.workers import broker_acknowledged
-from tests.faults.processes import ADMIN_TOKEN, kym
+from tests.faults.processes import ADMIN_TOKEN, Gateway, kym
 
 START_BALANCE = 10_000_000
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -116,6 +118,49 @@ def close_fleet(fleet: list[Device]) -> None:
     for device in fleet:
         if device.client is not None:
             device.client.close()
+
+
+@contextmanager
+def running_fleet(
+    gateway: Gateway, state_root: Path, count: int, port: int, resend_after: float | None
+) -> Iterator[tuple[list[Device], str]]:
+    """Start the gateway, register `count` devices and a merchant, connect the devices to the
+    broker on `port`; (the fleet, the merchant id). On exit the devices close and the gateway
+    stops, whatever happened."""
+    fleet: list[Device] = []
+    try:
+        gateway.start()
+        gateway.wait_healthy()
+        fleet, merchant = register_fleet(gateway.url, state_root, count)
+        connect_fleet(fleet, port, resend_after)
+        yield fleet, merchant
+    finally:
+        close_fleet(fleet)
+        gateway.stop()
+
+
+def all_acknowledged(fleet: list[Device], why: str) -> dict[str, set[str]]:
+    """device id -> its acknowledged orders, asserting (`why`) that every sent one was."""
+    orders = {d.id: acknowledged(d) for d in fleet}
+    assert all(len(orders[d.id]) == len(d.sent) for d in fleet), why
+    return orders
+
+
+def assert_decided_once(
+    fleet: list[Device],
+    gateway: Gateway,
+    database_url: str,
+    orders: dict[str, set[str]],
+    name: str,
+    timeout_s: float = 60,
+    **extra: Any,
+) -> None:
+    """Wait for the decisions, check the outcome, report its figures as `name`: none lost,
+    none decided twice."""
+    wait_until_decided(fleet, orders, timeout_s)
+    figures = check_outcome(fleet, gateway.url, gateway.data_dir, database_url, orders)
+    report(figures.line(name, **extra))
+    assert (figures.lost, figures.conflicting) == (0, 0), gateway.tail_of_log()
 
 
 def acknowledged(device: Device, timeout_s: float = 30) -> set[str]:

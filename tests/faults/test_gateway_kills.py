@@ -13,24 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.fleet import (
-    Device,
-    Stream,
-    acknowledged,
-    check_outcome,
-    close_fleet,
-    connect_fleet,
-    register_fleet,
-    report,
-    wait_until_decided,
-)
+from tests.faults.fleet import Device, Stream, all_acknowledged, assert_decided_once, running_fleet
 from tests.faults.processes import Gateway, Mosquitto
 
 pytestmark = [pytest.mark.slow, pytest.mark.mosquitto]
 DEVICES = 4
 PERIOD_S = 0.15
 KILLS = {"external": 7, "managed": 6}
-DECIDE_TIMEOUT_S = 60
 
 
 def kill_at_random_moments(gateway: Gateway, kills: int, rng: random.Random) -> None:
@@ -63,23 +52,13 @@ def test_a_sigkilled_gateway_behind_mosquitto_loses_no_acknowledged_order(
 ) -> None:
     seed, kills = random.randrange(1 << 30), KILLS["external"]
     gateway = Gateway(tmp_path / "data", database, broker_url=mosquitto.url)
-    fleet: list[Device] = []
-    try:
-        gateway.start()
-        gateway.wait_healthy()
-        fleet, merchant = register_fleet(gateway.url, tmp_path / "devices", DEVICES)
-        connect_fleet(fleet, mosquitto.port, resend_after=None)  # they never re-send
-        run_with_kills(gateway, fleet, merchant, kills, seed)
-        orders = {d.id: acknowledged(d) for d in fleet}
-        assert all(len(orders[d.id]) == len(d.sent) for d in fleet), "the broker stayed up"
-        wait_until_decided(fleet, orders, DECIDE_TIMEOUT_S)
-        figures = check_outcome(fleet, gateway.url, gateway.data_dir, database, orders)
+    devices = tmp_path / "devices"
+    with running_fleet(gateway, devices, DEVICES, mosquitto.port, None) as (fleet, merchant):
+        run_with_kills(gateway, fleet, merchant, kills, seed)  # the devices never re-send
+        orders = all_acknowledged(fleet, "the broker stayed up")
         db = database.split(":")[0].split("+")[0]
-        report(figures.line(f"sigkill external-mosquitto {db}", kills=kills, seed=seed))
-        assert (figures.lost, figures.conflicting) == (0, 0), gateway.tail_of_log()
-    finally:
-        close_fleet(fleet)
-        gateway.stop()
+        name = f"sigkill external-mosquitto {db}"
+        assert_decided_once(fleet, gateway, database, orders, name, kills=kills, seed=seed)
 
 
 def test_a_sigkilled_gateway_with_its_managed_mosquitto_loses_no_order(
@@ -88,18 +67,9 @@ def test_a_sigkilled_gateway_with_its_managed_mosquitto_loses_no_order(
     seed, kills = random.randrange(1 << 30), KILLS["managed"]
     database = f"sqlite:///{tmp_path / 'kym.db'}"
     gateway = Gateway(tmp_path / "data", database)
-    fleet: list[Device] = []
-    try:
-        gateway.start()
-        gateway.wait_healthy()
-        fleet, merchant = register_fleet(gateway.url, tmp_path / "devices", DEVICES)
-        connect_fleet(fleet, gateway.mqtt_port, resend_after=2.0)  # the SDK re-sends
-        run_with_kills(gateway, fleet, merchant, kills, seed)
+    devices, port = tmp_path / "devices", gateway.mqtt_port
+    with running_fleet(gateway, devices, DEVICES, port, 2.0) as (fleet, merchant):
+        run_with_kills(gateway, fleet, merchant, kills, seed)  # the SDK re-sends
         orders = {d.id: set(d.sent) for d in fleet}  # every journaled order
-        wait_until_decided(fleet, orders, DECIDE_TIMEOUT_S)
-        figures = check_outcome(fleet, gateway.url, gateway.data_dir, database, orders)
-        report(figures.line("sigkill managed-mosquitto sqlite", kills=kills, seed=seed))
-        assert (figures.lost, figures.conflicting) == (0, 0), gateway.tail_of_log()
-    finally:
-        close_fleet(fleet)
-        gateway.stop()
+        name = "sigkill managed-mosquitto sqlite"
+        assert_decided_once(fleet, gateway, database, orders, name, kills=kills, seed=seed)

@@ -17,17 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.fleet import (
-    Device,
-    Stream,
-    acknowledged,
-    check_outcome,
-    close_fleet,
-    connect_fleet,
-    register_fleet,
-    report,
-    wait_until_decided,
-)
+from tests.faults.fleet import Stream, all_acknowledged, assert_decided_once, running_fleet
 from tests.faults.processes import Gateway, Mosquitto, Postgres
 
 pytestmark = [pytest.mark.slow, pytest.mark.mosquitto]
@@ -47,12 +37,8 @@ def run_with_restarts(
 ) -> None:
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
-    fleet: list[Device] = []
-    try:
-        gateway.start()
-        gateway.wait_healthy()
-        fleet, merchant = register_fleet(gateway.url, tmp_path / "devices", DEVICES)
-        connect_fleet(fleet, mosquitto.port, resend_after=resend_after)
+    devices, port = tmp_path / "devices", mosquitto.port
+    with running_fleet(gateway, devices, DEVICES, port, resend_after) as (fleet, merchant):
         stream = Stream(fleet, merchant, PERIOD_S)
         stream.start()
         try:
@@ -62,15 +48,8 @@ def run_with_restarts(
             time.sleep(2.0)
         finally:
             stream.stop()
-        orders = {d.id: acknowledged(d) for d in fleet}
-        assert all(len(orders[d.id]) == len(d.sent) for d in fleet), "every device reconnects"
-        wait_until_decided(fleet, orders, 60)
-        figures = check_outcome(fleet, gateway.url, gateway.data_dir, database, orders)
-        report(figures.line(name, restarts=RESTARTS, seed=seed))
-        assert (figures.lost, figures.conflicting) == (0, 0), gateway.tail_of_log()
-    finally:
-        close_fleet(fleet)
-        gateway.stop()
+        orders = all_acknowledged(fleet, "every device reconnects")
+        assert_decided_once(fleet, gateway, database, orders, name, restarts=RESTARTS, seed=seed)
 
 
 def test_a_mosquitto_restart_loses_no_acknowledged_order(
