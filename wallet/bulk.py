@@ -39,18 +39,7 @@ def place_in_bulk(conn: Connection, requests: Sequence[PaymentRequest], now: dat
             totals[account_id] = _sum(totals.get(account_id), delta)
             currencies[account_id] = request.currency
         needs[request.payer_id] = needs.get(request.payer_id, 0) + ledger.required_available(debit)
-        entries.append(
-            journal.entry(
-                kind,
-                request.payer_id,
-                request.payee_id,
-                request.amount_minor,
-                request.currency,
-                now,
-                payment_id=request.payment_id,
-                expires_at=request.expires_at,
-            )
-        )
+        entries.append(journal.payment_entry(request, now))
     if not _one_currency_each(requests):
         return False
     if not apply_totals(conn, totals, needs, currencies):

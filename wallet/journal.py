@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert
 
-from wallet.ledger import TransferKind
+from wallet.ledger import PaymentRequest, TransferKind
 from wallet.prepared import Prepared
 from wallet.schema import transfers, utc
 
@@ -53,6 +53,20 @@ def entry(
         "created_at": utc(now),
         "expires_at": None if expires_at is None else utc(expires_at),
     }
+
+
+def payment_entry(request: PaymentRequest, now: datetime) -> dict[str, Any]:
+    """The journal row of a new pay or hold: payer to payee, the request's amount."""
+    return entry(
+        TransferKind(request.type.value),
+        request.payer_id,
+        request.payee_id,
+        request.amount_minor,
+        request.currency,
+        now,
+        payment_id=request.payment_id,
+        expires_at=request.expires_at,
+    )
 
 
 def append(conn: Connection, row: dict[str, Any]) -> None:

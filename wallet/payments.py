@@ -128,18 +128,7 @@ def _place(
             request.payer_id,
             request.amount_minor,
         )
-    entries.append(
-        journal.entry(
-            kind,
-            request.payer_id,
-            request.payee_id,
-            request.amount_minor,
-            request.currency,
-            now,
-            payment_id=request.payment_id,
-            expires_at=request.expires_at,
-        )
-    )
+    entries.append(journal.payment_entry(request, now))
     return payment
 
 
