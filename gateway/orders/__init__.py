@@ -2,6 +2,7 @@
 
 intake       step 1: decode, verify the signature, validate the schema (`Checked`, `KeyRing`)
 batch        one transaction's working set: locked senders, their state, what to write
+cache        a worker's copies of certificates, owners' settings, rules, mandates (`StateCache`)
 decide       `decide_messages`: a worker's batch in one transaction; one `match` on the type
 payments     pay and hold: device, rules, funds, consent, then the money
 adjustments  capture, void and refund by the payee

@@ -30,6 +30,7 @@ from gateway.context import Context, OutboxEntry
 from gateway.events.collect import record_batch as record_events
 from gateway.evidence.record import attach_consents, subjects
 from gateway.orders import store as order_store
+from gateway.orders.cache import StateCache
 from wallet.bulk import place_in_bulk
 from wallet.ledger import PaymentRequest
 
@@ -106,17 +107,29 @@ class Batch:
                 order_store.adjust_payment(self.conn, counted, keys, spent_delta, count_delta)
 
 
-def load_state(conn: Connection, now: datetime, senders: set[str], payees: set[str]) -> Batch:
-    """Lock the sender devices (in id order) and load what deciding for them needs."""
+def load_state(
+    conn: Connection,
+    now: datetime,
+    senders: set[str],
+    payees: set[str],
+    cache: StateCache | None = None,
+) -> Batch:
+    """Lock the sender devices (in id order) and load what deciding for them needs; owners'
+    settings, rules and mandates through `cache` when given (synced in this transaction)."""
     batch = Batch(conn, now)
     batch.devices = device_store.lock_devices(conn, senders | payees, lock=senders)
     batch.merchants = store.merchants_by_id(conn, (payees | senders) - set(batch.devices))
     owner_ids = {d.owner_id for d in batch.devices.values() if d.id in senders}
-    owners = store.owner_settings(conn, owner_ids)
+    if cache is None:
+        owners = store.owner_settings(conn, owner_ids)
+        batch.rules = consent_store.load_rules(conn, senders)
+        batch.mandates = consent_store.load_mandates(conn, senders)
+    else:
+        owners = cache.owner_settings(conn, owner_ids)
+        batch.rules = cache.rules(conn, senders)
+        batch.mandates = cache.mandates(conn, senders)
     batch.timezones = {k: ZoneInfo(tz) for k, (tz, _) in owners.items()}
     batch.frozen = {k for k, (_, frozen) in owners.items() if frozen}
-    batch.rules = consent_store.load_rules(conn, senders)
-    batch.mandates = consent_store.load_mandates(conn, senders)
     keys_now: dict[str, dict[str, str]] = {}
     for device_id in senders & set(batch.devices):
         keys = period_keys_now(now, batch.timezones[batch.devices[device_id].owner_id])

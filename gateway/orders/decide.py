@@ -28,6 +28,7 @@ from gateway.errors import ORDER_REFUSALS, reason_of
 from gateway.orders import adjustments, payments
 from gateway.orders import store as order_store
 from gateway.orders.batch import Batch, BulkRefused, finish, load_state, order_audit
+from gateway.orders.cache import StateCache
 from gateway.orders.intake import Checked, KeyRing, check_messages
 from wallet import store as wallet_store
 
@@ -46,10 +47,11 @@ def decide_messages(
     messages = list(messages)
 
     def work(conn: Connection, bulk: bool) -> list[OutboxEntry]:
+        keyring.state.sync(conn)  # first: drop the worker's copies if anything changed
         checked = check_messages(conn, keyring, messages, now, grace)
         if not checked:
             return []
-        batch = load_batch(conn, checked, now, bulk and placeable_together(checked))
+        batch = load_batch(conn, checked, now, bulk and placeable_together(checked), keyring.state)
         for serial in sorted({c.first_use for c in checked if c.first_use}):
             device_store.mark_certificate_used(conn, serial, now)
         for item in checked:
@@ -73,13 +75,15 @@ def placeable_together(checked: list[Checked]) -> bool:
     return not {o.device_id for o in orders} & {getattr(o, "payee", None) for o in orders}
 
 
-def load_batch(conn: Connection, checked: list[Checked], now: datetime, bulk: bool) -> Batch:
+def load_batch(
+    conn: Connection, checked: list[Checked], now: datetime, bulk: bool, cache: StateCache
+) -> Batch:
     """Lock the senders and load their state, the payees and known orders in a few queries;
     `bulk`: place the pays and holds at `finish`, from the payers' wallets read here."""
     orders = [c.order for c in checked if c.order is not None]
     senders = {o.device_id for o in orders}
     payees = {o.payee for o in orders if isinstance(o, wire.PayOrder | wire.HoldOrder)}
-    batch = load_state(conn, now, senders, payees)
+    batch = load_state(conn, now, senders, payees, cache)
     batch.known = order_store.known_orders(conn, [(o.device_id, o.order_id) for o in orders])
     if bulk:
         batch.placements = []

@@ -2,7 +2,8 @@
 
 Runs inside the batch's transaction (`gateway.orders.decide`): the certificates are read there,
 and a rotated-in certificate's first use is noted there. A certificate's key is parsed once per
-serial (`KeyRing`), so checking a signature costs one verification.
+serial (`KeyRing`), so checking a signature costs one verification, and the certificates
+are kept by the ring's `StateCache` until any certificate changes (`gateway.orders.cache`).
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from cryptography import x509
 from joserfc.jwk import ECKey, OKPKey
 from sqlalchemy import Connection
 
-from devices import store as device_store
 from devices import wire
 from devices.contract import Reason, device_of_orders_topic
 from devices.registry import DeviceCertificate, valid_certificates
+from gateway.orders.cache import StateCache
 
 log = logging.getLogger("kym.orders")
 
@@ -39,10 +40,12 @@ class Checked:
 
 
 class KeyRing:
-    """Parsed device keys by certificate serial: a certificate is parsed once, not per message."""
+    """Parsed device keys by certificate serial: a certificate is parsed once, not per message;
+    `state`: the worker's copies of certificates, owners' settings, rules and mandates."""
 
     def __init__(self) -> None:
         self._keys: dict[str, tuple[wire.PublicKey, ECKey | OKPKey]] = {}
+        self.state = StateCache()
 
     def key(self, serial: str, certificate_pem: str) -> tuple[wire.PublicKey, ECKey | OKPKey]:
         found = self._keys.get(serial)
@@ -69,7 +72,7 @@ def check_messages(
             continue
         decoded.append((device_id, raw))
     ids = {device_id for device_id, _ in decoded}
-    rows = device_store.certificates_of(conn, ids) if ids else {}
+    rows = keyring.state.certificates_of(conn, ids) if ids else {}
     valid = {device_id: valid_certificates(certs, now, grace) for device_id, certs in rows.items()}
     return [check(keyring, valid.get(device_id, []), device_id, raw) for device_id, raw in decoded]
 

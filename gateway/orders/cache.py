@@ -1,0 +1,87 @@
+"""A worker's copies of what rarely changes and every batch reads: device certificates,
+owners' settings (timezone, frozen), rules and active mandates.
+
+Every change to those tables moves the one `cache_versions` counter in its own transaction
+(database triggers, migration 0014), and a batch reads the counter once, first thing in its
+transaction (`sync`). When it moved, the copies are dropped, so a change committed before a
+batch begins is seen by that batch in every worker and process (contract section 5). What is
+loaded after the counter was read is at least as new as the counter, so nothing older than it
+is ever kept under it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+from devices import store as device_store
+from devices.registry import DeviceCertificate
+from gateway import store
+from gateway.consent import store as consent_store
+from gateway.consent.mandates import Mandate
+from gateway.consent.rules import Rules
+
+V = TypeVar("V")
+_VERSION = sa.text("SELECT version FROM cache_versions WHERE id = 1")
+
+
+class StateCache:
+    """Per worker, not shared between threads; valid while `cache_versions` stays put."""
+
+    def __init__(self) -> None:
+        self.version: int | None = None
+        self._certificates: dict[str, list[DeviceCertificate]] = {}
+        self._owners: dict[str, tuple[str, bool]] = {}
+        self._rules: dict[str, Rules | None] = {}
+        self._mandates: dict[str, list[Mandate]] = {}
+
+    def sync(self, conn: Connection) -> None:
+        """Read the counter (one statement) and drop every copy if it moved."""
+        version = conn.execute(_VERSION).scalar_one()
+        if version != self.version:
+            self._certificates, self._owners, self._rules, self._mandates = {}, {}, {}, {}
+            self.version = version
+
+    def certificates_of(
+        self, conn: Connection, ids: set[str]
+    ) -> dict[str, list[DeviceCertificate]]:
+        """The unrevoked certificates of these devices, oldest first."""
+        return _through(
+            self._certificates, ids, lambda m: device_store.certificates_of(conn, m), []
+        )
+
+    def owner_settings(self, conn: Connection, ids: set[str]) -> dict[str, tuple[str, bool]]:
+        """Each owner's timezone and whether they froze their devices' payments."""
+        return _through(self._owners, ids, lambda m: store.owner_settings(conn, m), None)
+
+    def rules(self, conn: Connection, ids: set[str]) -> dict[str, Rules | None]:
+        """Each device's rules (None: no rules)."""
+        return _through(self._rules, ids, lambda m: consent_store.load_rules(conn, m), None)
+
+    def mandates(self, conn: Connection, ids: set[str]) -> dict[str, list[Mandate]]:
+        """Each device's active mandates, oldest first (devices without any are left out)."""
+        found = _through(self._mandates, ids, lambda m: consent_store.load_mandates(conn, m), [])
+        return {k: v for k, v in found.items() if v}
+
+
+def _through(
+    kept: dict[str, V],
+    ids: Iterable[str],
+    load: Callable[[set[str]], dict[str, V]],
+    absent: V | None,
+) -> dict[str, V]:
+    """`kept` for the ids it has; the others loaded in one query and kept (an id the query
+    does not return is kept as `absent`, or not at all when `absent` is None)."""
+    ids = set(ids)
+    missing = ids - kept.keys()
+    if missing:
+        loaded = load(missing)
+        for key in missing:
+            if key in loaded:
+                kept[key] = loaded[key]
+            elif absent is not None:
+                kept[key] = absent
+    return {key: kept[key] for key in ids if key in kept}
