@@ -11,49 +11,26 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 
 from devices.sdk.commands import device
+from gateway.cli_checks import DATA_DIR, DATABASE_URL, audit, fail, ledger, settings_from
 from gateway.evidence.command import evidence
 from gateway.settings import Settings, split_host_port
 from simulators.cli import bench_command, simulate
 
 if TYPE_CHECKING:
-    from gateway.db import Database
     from gateway.server import Running
     from simulators.demo.run import DemoGateway
 
 BROKERS = click.Choice(["auto", "mosquitto", "embedded"])
-DATA_DIR = click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Where the database, CAs and admin token live [env KYM_DATA_DIR; default ./kym-data].",
-)
-DATABASE_URL = click.option(
-    "--database-url",
-    default=None,
-    metavar="URL",
-    help="e.g. postgresql+psycopg://user@host/db [env KYM_DATABASE_URL; default SQLite in DIR].",
-)
 
 
 def env_names() -> str:
     """Every KYM_* variable the settings read, for the help texts."""
     return ", ".join(f"KYM_{name.upper()}" for name in Settings.model_fields)
-
-
-def settings_from(**flags: Any) -> Settings:
-    """Settings from the flags that were given, then KYM_* variables, then defaults."""
-    return Settings(**{k: v for k, v in flags.items() if v is not None})
-
-
-def fail(message: str) -> NoReturn:
-    """One line on stderr and exit 2: the command could not even look (1 means "broken")."""
-    click.echo(f"kym: {message}", err=True)
-    sys.exit(2)
 
 
 @click.group(
@@ -208,87 +185,6 @@ def mosquitto_config(data_dir: Path | None, listen: str, outdir: Path) -> None:
     click.echo(f"wrote {conf}\nstart it with: mosquitto -c {conf}")
 
 
-@main.group()
-def audit() -> None:
-    """Inspect the tamper-evident audit trail."""
-
-
-@audit.command("verify")
-@DATA_DIR
-@DATABASE_URL
-def audit_verify(**flags: Any) -> None:
-    """Check the audit log (entries, Merkle tree, signed tree heads): exit 0 when intact,
-    1 naming the first bad entry, 2 when there is nothing to check (no data dir, no database)."""
-    from gateway.audit.service import signer_public_key
-    from gateway.service import verify_audit
-
-    settings = settings_from(**flags)
-    db = existing_database(settings)
-    signer = signer_public_key(settings.data_dir)
-    if signer is None:
-        fail(f"no gateway signing certificate in {settings.data_dir} to check tree heads with")
-    count, problem = readable(db, lambda: verify_audit(db, signer))
-    if problem is not None:
-        seq, why = problem
-        click.echo(f"audit chain BROKEN at entry {seq}: {why}", err=True)
-        sys.exit(1)
-    click.echo(f"audit chain intact: {count} entries")
-
-
-@main.group()
-def ledger() -> None:
-    """Reconcile the wallets' double-entry ledger."""
-
-
-@ledger.command("check")
-@DATA_DIR
-@DATABASE_URL
-def ledger_check(**flags: Any) -> None:
-    """Check every ledger invariant: exit 0 when they hold, 1 listing each breach, 2 when
-    there is nothing to check (no data dir, no database)."""
-    from gateway.funding.check import check_sources
-    from wallet.check import check
-
-    db = existing_database(settings_from(**flags))
-
-    def breaches() -> list[Any]:
-        with db.snapshot() as conn:
-            return check(conn) + check_sources(conn)
-
-    found = readable(db, breaches)
-    for breach in found:
-        click.echo(f"BREACH {breach}", err=True)
-    if found:
-        sys.exit(1)
-    click.echo("ledger reconciled: every invariant holds")
-
-
-def existing_database(settings: Settings) -> Database:
-    """The configured database, or exit 2 when the SQLite file in the data dir is missing."""
-    from gateway.db import Database
-
-    if not settings.database_url:
-        path = settings.data_dir / "kym.db"
-        if not settings.data_dir.is_dir():
-            fail(f"no data dir at {settings.data_dir} (give --data-dir or set KYM_DATA_DIR)")
-        if not path.is_file():
-            fail(f"no database in {settings.data_dir} (no {path.name}; has kym serve run?)")
-    return Database(settings.resolved_database_url())
-
-
-def readable(db: Database, read: Any) -> Any:
-    """`read()`, or exit 2 in one line when the database cannot be read at all."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import SQLAlchemyError
-
-    try:
-        return read()
-    except SQLAlchemyError as exc:
-        shown = make_url(db.url).render_as_string(hide_password=True)
-        cause = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-        fail(f"cannot read the database {shown}: {cause}")
-
-
 @main.command()
 @click.option(
     "--duration",
@@ -396,8 +292,10 @@ def demo_gateway(running: Running, home: Path) -> DemoGateway:
     )
 
 
+main.add_command(audit)
 main.add_command(device)
 main.add_command(evidence)
+main.add_command(ledger)
 main.add_command(simulate)
 main.add_command(bench_command([sys.executable, "-m", "gateway.cli", "serve"]))
 

@@ -1,0 +1,120 @@
+"""`kym audit verify` and `kym ledger check`, and what every `kym` command shares: the data
+dir and database options, settings from flags, and exit 2 for "could not even look"."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from gateway.settings import Settings
+
+if TYPE_CHECKING:
+    from gateway.db import Database
+
+DATA_DIR = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where the database, CAs and admin token live [env KYM_DATA_DIR; default ./kym-data].",
+)
+DATABASE_URL = click.option(
+    "--database-url",
+    default=None,
+    metavar="URL",
+    help="e.g. postgresql+psycopg://user@host/db [env KYM_DATABASE_URL; default SQLite in DIR].",
+)
+
+
+def settings_from(**flags: Any) -> Settings:
+    """Settings from the flags that were given, then KYM_* variables, then defaults."""
+    return Settings(**{k: v for k, v in flags.items() if v is not None})
+
+
+def fail(message: str) -> NoReturn:
+    """One line on stderr and exit 2: the command could not even look (1 means "broken")."""
+    click.echo(f"kym: {message}", err=True)
+    sys.exit(2)
+
+
+@click.group()
+def audit() -> None:
+    """Inspect the tamper-evident audit trail."""
+
+
+@audit.command("verify")
+@DATA_DIR
+@DATABASE_URL
+def audit_verify(**flags: Any) -> None:
+    """Check the audit log (entries, Merkle tree, signed tree heads): exit 0 when intact,
+    1 naming the first bad entry, 2 when there is nothing to check (no data dir, no database)."""
+    from gateway.audit.service import signer_public_key
+    from gateway.service import verify_audit
+
+    settings = settings_from(**flags)
+    db = existing_database(settings)
+    signer = signer_public_key(settings.data_dir)
+    if signer is None:
+        fail(f"no gateway signing certificate in {settings.data_dir} to check tree heads with")
+    count, problem = readable(db, lambda: verify_audit(db, signer))
+    if problem is not None:
+        seq, why = problem
+        click.echo(f"audit chain BROKEN at entry {seq}: {why}", err=True)
+        sys.exit(1)
+    click.echo(f"audit chain intact: {count} entries")
+
+
+@click.group()
+def ledger() -> None:
+    """Reconcile the wallets' double-entry ledger."""
+
+
+@ledger.command("check")
+@DATA_DIR
+@DATABASE_URL
+def ledger_check(**flags: Any) -> None:
+    """Check every ledger invariant: exit 0 when they hold, 1 listing each breach, 2 when
+    there is nothing to check (no data dir, no database)."""
+    from gateway.funding.check import check_sources
+    from wallet.check import check
+
+    db = existing_database(settings_from(**flags))
+
+    def breaches() -> list[Any]:
+        with db.snapshot() as conn:
+            return check(conn) + check_sources(conn)
+
+    found = readable(db, breaches)
+    for breach in found:
+        click.echo(f"BREACH {breach}", err=True)
+    if found:
+        sys.exit(1)
+    click.echo("ledger reconciled: every invariant holds")
+
+
+def existing_database(settings: Settings) -> Database:
+    """The configured database, or exit 2 when the SQLite file in the data dir is missing."""
+    from gateway.db import Database
+
+    if not settings.database_url:
+        path = settings.data_dir / "kym.db"
+        if not settings.data_dir.is_dir():
+            fail(f"no data dir at {settings.data_dir} (give --data-dir or set KYM_DATA_DIR)")
+        if not path.is_file():
+            fail(f"no database in {settings.data_dir} (no {path.name}; has kym serve run?)")
+    return Database(settings.resolved_database_url())
+
+
+def readable(db: Database, read: Any) -> Any:
+    """`read()`, or exit 2 in one line when the database cannot be read at all."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return read()
+    except SQLAlchemyError as exc:
+        shown = make_url(db.url).render_as_string(hide_password=True)
+        cause = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        fail(f"cannot read the database {shown}: {cause}")
