@@ -151,10 +151,10 @@ class IdleFleet:
         self._pinger = self._loop.create_task(self._ping())
 
     async def _hold(self, device: IdleDevice, gate: asyncio.Semaphore) -> None:
-        context = ssl.create_default_context(cafile=str(self.ca_bundle))
-        context.check_hostname = False  # the broker's certificate names the gateway's host
-        context.load_cert_chain(str(device.pem))
-        async with gate:
+        async with gate:  # the context too: made up front, 10,000 would stall the loop
+            context = ssl.create_default_context(cafile=str(self.ca_bundle))
+            context.check_hostname = False  # the broker's certificate names the gateway's host
+            context.load_cert_chain(str(device.pem))
             try:
                 await asyncio.wait_for(self._session(device, context), CONNECT_WITHIN_S)
             except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
