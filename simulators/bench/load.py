@@ -145,7 +145,7 @@ def register_payer(api_url: str, parties: Parties, load: Load, state_dir: Path, 
         parties.integrator_key,
         parties.owner_id,
         "other",
-        f"bench-{n}",
+        f"bench-{parties.owner_id}-{n}",  # unique per run: a database may be reused
         manufacturer="bench",
         model="b",
         key_type=load.key_type,
