@@ -2,14 +2,14 @@
 
     .venv/bin/python benchmarks/seed_scale.py URL --devices 100000 --payments 1000000
 
-URL: a database `kym serve` (or `kym bench --database-url`) has migrated. Rows are made by
-`INSERT ... SELECT generate_series(...)` inside PostgreSQL (no client round trips): devices
-(status active, under the first owner and integrator found: run a `kym bench` on it
-first), a wallet account per device and one merchant account, and per payment one `wallet_payments` row and its `pay` transfer (device
-wallet to merchant wallet, 1 minor unit), with the accounts' posted counters and a matching
-top-up per device, so that the ledger's balances agree with its journal. No certificates,
-orders or audit entries are made: the seeded devices never connect. PostgreSQL only; SQLite
-was not done.
+URL: a database `kym serve` (or `kym bench --database-url`) has migrated; run a `kym bench`
+on it first, whose owner and integrator the seeded devices get. Rows are made by `INSERT ...
+SELECT generate_series(...)` inside PostgreSQL (no client round trips): devices (status
+active), a wallet account per device and one merchant account, and per payment one
+`wallet_payments` row and its `pay` transfer (device wallet to merchant wallet, 1 minor
+unit), with the accounts' posted counters and one top-up per device set to match. No
+certificates, orders or audit entries are made: the seeded devices never connect.
+PostgreSQL only; SQLite was not done.
 """
 
 from __future__ import annotations
