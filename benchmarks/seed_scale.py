@@ -71,7 +71,7 @@ def main() -> None:
     with psycopg.connect(args.url) as conn:
         for statement in STATEMENTS:
             started = time.perf_counter()
-            conn.execute(statement, params)  # type: ignore[arg-type]
+            conn.execute(statement, params)
             head = " ".join(statement.split()[:3])
             print(f"{time.perf_counter() - started:8.1f} s  {head}", flush=True)
         started = time.perf_counter()
