@@ -143,44 +143,47 @@ def broker_address(url: str, flag: str) -> tuple[str, int]:
     return broker.hostname, broker.port or 8883
 
 
-def bench_command(serve_command: Sequence[str]) -> click.Command:
-    """`kym bench`, starting its gateway with `serve_command`."""
-
-    @click.command()
-    @click.option("--devices", default=20, show_default=True, help="Simulated devices.")
-    @click.option("--orders", default=5000, show_default=True, help="Orders in all.")
-    @click.option("--rate", type=float, default=None, help="Orders per second [flat out].")
-    @click.option(
+BENCH_OPTIONS = [
+    click.option("--devices", default=20, show_default=True, help="Simulated devices."),
+    click.option("--orders", default=5000, show_default=True, help="Orders in all."),
+    click.option("--rate", type=float, default=None, help="Orders per second [flat out]."),
+    click.option(
         "--database-url",
         envvar="KYM_DATABASE_URL",
         default=None,
         metavar="URL",
         help="The gateway's database [env KYM_DATABASE_URL; default SQLite in a temp dir].",
-    )
-    @click.option(
+    ),
+    click.option(
         "--broker",
         type=click.Choice(["auto", "mosquitto", "embedded"]),
         default="auto",
         show_default=True,
-    )
-    @click.option(
+    ),
+    click.option(
         "--key-type", type=click.Choice(["p256", "ed25519"]), default="p256", show_default=True
-    )
-    @click.option(
+    ),
+    click.option(
         "--workers",
         type=click.IntRange(1, 16),
         default=1,
         show_default=True,
         help="Gateway processes sharing the broker's subscription and the database.",
-    )
-    @click.option(
+    ),
+    click.option(
         "--connected",
         type=click.IntRange(0, 100_000),
         default=0,
         show_default=True,
         help="Idle devices holding mutual-TLS connections while the others pay.",
-    )
-    @click.option("--json", "as_json", is_flag=True, help="Print the numbers as one JSON line.")
+    ),
+    click.option("--json", "as_json", is_flag=True, help="Print the numbers as one JSON line."),
+]
+
+
+def bench_command(serve_command: Sequence[str]) -> click.Command:
+    """`kym bench`, starting its gateway with `serve_command`."""
+
     def bench(
         devices: int,
         orders: int,
@@ -221,4 +224,6 @@ def bench_command(serve_command: Sequence[str]) -> click.Command:
         if not report.complete:
             sys.exit(1)
 
-    return bench
+    for option in reversed(BENCH_OPTIONS):
+        bench = option(bench)
+    return click.command(name="bench")(bench)
