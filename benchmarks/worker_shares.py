@@ -13,7 +13,7 @@ PARTS = [
     ("savepoints", ["begin_nested", "_release_savepoint_impl", "NestedTransaction._do_commit"]),
     ("signature check (ES256 verify)", ["verify"]),
     ("signing results (ES256 sign)", ["sign"]),
-    ("audit chain (encode, hash, 4 statements)", ["append_audit"]),
+    ("audit chain (encode, hash, 4 statements)", ["append"]),
     ("wallet writes (payments, accounts, journal)", ["place", "place_in_bulk", "check_funds"]),
     (
         "other inserts (orders, scopes, counters, outbox)",

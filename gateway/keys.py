@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from gateway import paging, store
+from gateway.audit import store as audit_store
 from gateway.context import Context
 from gateway.errors import Conflict, NotFound
 from gateway.parties import Party, hash_api_key, new_api_key
@@ -42,7 +43,7 @@ def create_key(ctx: Context, party: Party) -> tuple[str, str]:
 
     def work(conn: Connection) -> str:
         key_id = store.insert_api_key(conn, api_key, party, now)
-        store.append_audit(conn, now, [(party.actor, "api_key.created", None, {"id": key_id})])
+        audit_store.append(conn, now, [(party.actor, "api_key.created", None, {"id": key_id})])
         return key_id
 
     return ctx.db.run(work), api_key
@@ -81,7 +82,7 @@ def delete_key(ctx: Context, party: Party, key_id: str) -> None:
                 "this is your last key: add another before deleting it", reason="last_key"
             )
         store.delete_api_key(conn, key_id)
-        store.append_audit(conn, now, [(party.actor, "api_key.deleted", None, {"id": key_id})])
+        audit_store.append(conn, now, [(party.actor, "api_key.deleted", None, {"id": key_id})])
 
     ctx.db.run(work)
     _touched.pop(key_id, None)

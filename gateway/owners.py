@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from gateway import store
+from gateway.audit import store as audit_store
 from gateway.context import Context
 from gateway.errors import NotFound
 from gateway.parties import Party
@@ -33,7 +34,7 @@ def set_frozen(ctx: Context, owner: Party, frozen: bool) -> dict[str, bool]:
         if _profile(conn, owner)["frozen"] != frozen:
             store.set_frozen(conn, owner.id, frozen)
             action = "owner.frozen" if frozen else "owner.unfrozen"
-            store.append_audit(conn, now, [(owner.actor, action, None, {"id": owner.id})])
+            audit_store.append(conn, now, [(owner.actor, action, None, {"id": owner.id})])
         return {"frozen": frozen}
 
     return ctx.db.run(work)

@@ -25,6 +25,7 @@ from devices.crl import build_crl
 from devices.registry import Device, DeviceCertificate, Status, new_device_id, transition
 from devices.wire import PublicKey
 from gateway import store
+from gateway.audit import store as audit_store
 from gateway.context import Context
 from gateway.db import Database
 from gateway.errors import Conflict, Forbidden, Invalid, NotFound
@@ -48,7 +49,7 @@ def create_party(ctx: Context, kind: str, values: dict[str, Any]) -> tuple[str, 
         store.insert_api_key(conn, api_key, party, now)
         if kind == "merchant":
             wallet_store.open_wallet(conn, holder_id=party.id, currency=values["currency"], now=now)
-        store.append_audit(
+        audit_store.append(
             conn, now, [(ADMIN.actor, f"{kind}.created", None, {"id": party.id, **values})]
         )
 
@@ -63,7 +64,7 @@ def add_attestation_ca(ctx: Context, integrator: Party, pem: str) -> str:
 
     def work(conn: Connection) -> None:
         device_store.add_attestation_ca(conn, ca_id, integrator.id, pem, now)
-        store.append_audit(
+        audit_store.append(
             conn, now, [(integrator.actor, "attestation_ca.added", None, {"id": ca_id})]
         )
 
@@ -120,7 +121,7 @@ def register_device(
         device_store.insert_device(conn, device)
         device_store.insert_certificate(conn, _record(device.id, certificate, now))
         wallet_store.open_wallet(conn, holder_id=device.id, currency=device.currency, now=now)
-        store.append_audit(
+        audit_store.append(
             conn,
             now,
             [
@@ -200,7 +201,7 @@ def change_device_status(ctx: Context, party: Party, device_id: str, action: str
         events.record_status_change(conn, device, target.value, now)
         if target == Status.REVOKED:
             device_store.revoke_certificates(conn, device_id, now)
-        store.append_audit(
+        audit_store.append(
             conn,
             now,
             [
@@ -237,7 +238,7 @@ def rotate_certificate(
             raise Conflict("the device is revoked", reason="invalid_state")
         certificate = _issue(ctx, device_id, csr, now)
         device_store.insert_certificate(conn, _record(device_id, certificate, now))
-        store.append_audit(
+        audit_store.append(
             conn,
             now,
             [
@@ -354,5 +355,5 @@ def device_audit(ctx: Context, owner: Party, device_id: str) -> list[dict[str, A
                 "data": json.loads(e.data),
                 "hash": e.hash,
             }
-            for e in store.iter_audit(conn, device_id)
+            for e in audit_store.iter_entries(conn, device_id=device_id)
         ]

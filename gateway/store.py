@@ -1,12 +1,9 @@
-"""SQL adapter for parties and API keys; functions never commit.
-
-The audit log's tables and functions live in `gateway.audit.store`; the old names below stay
-importable while callers move to it.
-"""
+"""SQL adapter for parties and API keys; functions never commit (the audit log's are in
+`gateway.audit.store`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -14,8 +11,6 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from devices.store import UtcDateTime, devices
-from gateway.audit import store as audit_store
-from gateway.audit.entries import AuditEntry, LegacyItem, Record
 from gateway.parties import KEY_PREFIX_CHARS, Party, hash_api_key, new_key_id
 
 metadata = sa.MetaData()
@@ -57,8 +52,6 @@ api_keys = sa.Table(
     sa.Column("created_at", UtcDateTime),
     sa.Column("last_used_at", UtcDateTime),
 )
-audit_log = audit_store.audit_log  # moved: gateway.audit.store
-chain_head = audit_store.chain_head  # moved: gateway.audit.store
 PARTY_TABLES = {"owner": owners, "integrator": integrators, "merchant": merchants}
 
 
@@ -97,24 +90,6 @@ def party_for_key_hash(conn: Connection, key_hash: str) -> tuple[Party, str] | N
     )
     row = conn.execute(query).first()
     return (Party(kind=row[0], id=row[1]), row[2]) if row else None
-
-
-def append_audit(
-    conn: Connection, at: datetime, items: Iterable[Record | LegacyItem]
-) -> list[AuditEntry]:
-    """Moved: `gateway.audit.store.append` (this name stays while callers move)."""
-    return audit_store.append(conn, at, items)
-
-
-def iter_audit(conn: Connection, device_id: str | None = None) -> Iterator[AuditEntry]:
-    """Moved: `gateway.audit.store.iter_entries` (this name stays while callers move)."""
-    return audit_store.iter_entries(conn, device_id=device_id)
-
-
-def audit_anchor(conn: Connection) -> tuple[int, str]:
-    """Moved: `gateway.audit.store.log_state` (this name stays while callers move)."""
-    size, root, _frontier = audit_store.log_state(conn)
-    return size, root
 
 
 def merchants_by_id(conn: Connection, ids: Iterable[str]) -> dict[str, dict[str, Any]]:

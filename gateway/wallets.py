@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, Row
 
 from gateway import paging, payees, store
+from gateway.audit import store as audit_store
 from gateway.context import Context
 from gateway.errors import NotFound
 from gateway.paging import Page
@@ -38,7 +39,7 @@ def top_up(
             idempotency_key=idempotency_key,
             now=now,
         )
-        store.append_audit(
+        audit_store.append(
             conn,
             now,
             [

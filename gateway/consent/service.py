@@ -17,6 +17,7 @@ from sqlalchemy import Connection
 
 from devices import store as device_store
 from gateway import store
+from gateway.audit import store as audit_store
 from gateway.consent import store as consent_store
 from gateway.consent import views
 from gateway.consent.rules import Rules, rules_to_json
@@ -34,7 +35,7 @@ def put_rules(ctx: Context, owner: Party, device_id: str, rules: Rules | None) -
     def work(conn: Connection) -> None:
         owned_device_id(conn, owner, device_id)
         consent_store.put_rules(conn, device_id, shown if rules is not None else None, now)
-        store.append_audit(conn, now, [(owner.actor, "rules.replaced", device_id, shown)])
+        audit_store.append(conn, now, [(owner.actor, "rules.replaced", device_id, shown)])
 
     ctx.db.run(work)
     return shown
@@ -71,7 +72,7 @@ def create_mandate(ctx: Context, owner: Party, device_id: str, body: dict[str, A
                 "created_at": now,
             },
         )
-        store.append_audit(
+        audit_store.append(
             conn,
             now,
             [(owner.actor, "mandate.created", device_id, {"id": mandate_id, **_jsonable(body)})],
@@ -91,7 +92,7 @@ def revoke_mandate(ctx: Context, owner: Party, mandate_id: str) -> dict[str, str
             raise NotFound("no such mandate")
         owned_device_id(conn, owner, row["device_id"])
         consent_store.revoke_mandate(conn, mandate_id, now)
-        store.append_audit(
+        audit_store.append(
             conn, now, [(owner.actor, "mandate.revoked", row["device_id"], {"id": mandate_id})]
         )
 

@@ -23,6 +23,7 @@ from sqlalchemy import Connection
 
 from devices.store import UtcDateTime
 from gateway import store
+from gateway.audit import store as audit_store
 from gateway.context import Context
 from gateway.parties import Party, hash_api_key
 
@@ -90,7 +91,7 @@ def sign_in(ctx: Context, api_key: str, purpose: str = "session") -> str | None:
         party, key_id = found
         session_id = _open(conn, key_id, party.id, purpose, now)
         record = (party.actor, f"console.{purpose}_opened", None, {"key": key_id})
-        store.append_audit(conn, now, [record])
+        audit_store.append(conn, now, [record])
         return session_id
 
     return ctx.db.run(work)

@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from gateway import store
+from gateway.audit import store as audit_store
 from gateway.context import Context
 from gateway.errors import Invalid, NotFound
 from gateway.funding import store as funding_store
@@ -59,7 +59,7 @@ def put_policy(ctx: Context, owner: Party, body: dict[str, Any]) -> dict[str, An
         conn.execute(sa.delete(policies).where(policies.c.owner_id == owner.id))
         conn.execute(sa.insert(policies).values(**row))
         data = {"source": body["source"], "counts": body["counts"]}
-        store.append_audit(conn, now, [(owner.actor, "funding.policy_set", None, data)])
+        audit_store.append(conn, now, [(owner.actor, "funding.policy_set", None, data)])
         return _public(row)
 
     return ctx.db.run(work)
@@ -80,7 +80,7 @@ def delete_policy(ctx: Context, owner: Party) -> None:
 
     def work(conn: Connection) -> None:
         conn.execute(sa.delete(policies).where(policies.c.owner_id == owner.id))
-        store.append_audit(conn, now, [(owner.actor, "funding.policy_deleted", None, {})])
+        audit_store.append(conn, now, [(owner.actor, "funding.policy_deleted", None, {})])
 
     ctx.db.run(work)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from gateway import store
+from gateway.audit import store as audit_store
 from gateway.context import Context
 from gateway.currencies import is_active_currency
 from gateway.errors import Conflict, Invalid, NotFound
@@ -54,7 +54,7 @@ def create_source(ctx: Context, owner: Party, body: dict[str, Any]) -> dict[str,
         else:
             wallet_store.open_wallet(conn, holder_id=source_id, currency=row["currency"], now=now)
         audit = {k: v for k, v in row.items() if k != "owner_id"}
-        store.append_audit(conn, now, [(owner.actor, "funding.source_created", None, audit)])
+        audit_store.append(conn, now, [(owner.actor, "funding.source_created", None, audit)])
         source = funding_store.get_source(conn, source_id)
         assert source is not None
         return source_public(source)
@@ -100,7 +100,7 @@ def top_up_source(
             now=now,
         )
         data = {"source": source_id, "amount": amount, "currency": currency}
-        store.append_audit(conn, now, [(owner.actor, "funding.top_up", None, data)])
+        audit_store.append(conn, now, [(owner.actor, "funding.top_up", None, data)])
         # The first answer again for a repeated key: the balance it reported then.
         return source_public(_with_balance(source, result.balance_minor))
 

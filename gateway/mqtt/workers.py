@@ -28,7 +28,7 @@ from sqlalchemy import Connection
 
 from devices import wire
 from devices.contract import Reason, Result, Status, device_of_orders_topic, results_topic
-from gateway import store
+from gateway.audit import store as audit_store
 from gateway.audit.service import sign_tree_head_if_due
 from gateway.context import Context
 from gateway.disputes.service import settle_due as settle_due_disputes
@@ -219,7 +219,7 @@ def reject_undecidable(ctx: Context, conn: Connection, message: Inbound) -> Entr
     signed = wire.sign(result, ctx.pki.signer.private_key, ctx.signer_jose)
     ids = order_store.enqueue(conn, [(topic, signed)], now)
     audit = (f"topic:{device_id}", "order.rejected", None, {"order_id": order_id, "detail": detail})
-    store.append_audit(conn, now, [audit])
+    audit_store.append(conn, now, [audit])
     return [(ids[0], topic, signed)]
 
 

@@ -22,6 +22,7 @@ from devices import wire
 from devices.contract import Result, Status, results_topic
 from devices.registry import Device
 from gateway import store
+from gateway.audit import store as audit_store
 from gateway.consent import store as consent_store
 from gateway.consent.mandates import Mandate
 from gateway.consent.periods import period_keys
@@ -168,7 +169,7 @@ def finish(ctx: Context, batch: Batch) -> list[OutboxEntry]:
     order_store.add_to_counters(batch.conn, list(batch.increments.values()))
     ids = order_store.enqueue(batch.conn, signed, batch.now, subjects(batch.outgoing))
     if batch.audit:
-        store.append_audit(batch.conn, batch.now, batch.audit)
+        audit_store.append(batch.conn, batch.now, batch.audit)
     record_events(batch)  # owners' and merchants' events: one insert, in this transaction
     return [(i, topic, token) for i, (topic, token) in zip(ids, signed, strict=True)]
 
