@@ -59,6 +59,7 @@ approvals = sa.Table(
     sa.Column("result_status", sa.String),
     sa.Column("result_reason", sa.String),
     sa.Column("why", sa.String),  # approval_above | no_rules (null before revision 0007)
+    sa.Column("offer_json", sa.Text),  # the instalment offer (why = instalment_offer), 0015
 )
 
 # --- rules and mandates ----------------------------------------------------------------------
