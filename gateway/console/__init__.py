@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from gateway.console import device_routes, routes, sessions
+from gateway.console import device_routes, funding_routes, recourse_routes, routes, sessions
 from gateway.console.auth import CrossSite, SignedOut, current_session
 from gateway.console.render import HERE, page
 from gateway.context import Context
@@ -32,6 +32,8 @@ def mount(app: FastAPI) -> None:
     """Serve the console under /console on this app."""
     app.include_router(routes.router)
     app.include_router(device_routes.router)
+    app.include_router(funding_routes.router)
+    app.include_router(recourse_routes.router)
     app.mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static")
     app.add_exception_handler(SignedOut, _signed_out)
     app.add_exception_handler(CrossSite, _cross_site)

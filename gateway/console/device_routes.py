@@ -152,8 +152,12 @@ def top_up(request: Request, device_id: str, acting: Acting) -> HTMLResponse:
 @router.get("/console/payments")
 def payments_page(request: Request, session: SignedIn) -> HTMLResponse:
     """Every payment of the owner's devices, newest first."""
-    payments = views.payments_view(context(request), session.owner)
-    return page(request, "payments.html", session, active="payments", payments=payments)
+    ctx = context(request)
+    payments = views.payments_view(ctx, session.owner)
+    disputed = {d["payment_id"] for d in views.disputes_view(ctx, session.owner)}
+    return page(
+        request, "payments.html", session, active="payments", payments=payments, disputed=disputed
+    )
 
 
 def _devices(request: Request, session: Session, status: int = 200, **values: Any) -> HTMLResponse:

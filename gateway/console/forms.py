@@ -1,9 +1,10 @@
-"""The console's forms for rules and mandates, validated by the API's own schemas.
+"""The console's forms, validated by the API's own schemas.
 
 A form becomes the JSON body the API would receive and goes through the same pydantic model
-(`RulesIn`, `MandateCreate`), so an owner sees the API's own message next to the field that
-caused it. Numbers are passed on as typed: "12.5" stays a string and the API says it wants an
-integer, rather than the console guessing what was meant.
+(`RulesIn`, `MandateCreate`, `TopUpCreate`, `DisputeCreate`, `ResponseCreate`), so an owner
+sees the API's own message next to the field that caused it. Numbers are passed on as typed:
+"12.5" stays a string and the API says it wants an integer, rather than the console guessing
+what was meant.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from gateway.http.routes.disputes import DisputeCreate, ResponseCreate
 from gateway.http.schemas import MandateCreate, RulesIn, TopUpCreate
 
 PERIODS = ("day", "week", "month", "year")
@@ -112,6 +114,26 @@ def validate_top_up(form: dict[str, str]) -> tuple[TopUpCreate | None, Errors]:
     }
     try:
         return TopUpCreate.model_validate(body), {}
+    except ValidationError as exc:
+        return None, _by_field(exc, body)
+
+
+def validate_dispute(form: dict[str, str]) -> tuple[dict[str, Any] | None, Errors]:
+    """The body of `POST /v1/payments/{id}/disputes`, or the API's messages by form field."""
+    body: dict[str, Any] = {"reason": form.get("reason", ""), "message": form.get("message", "")}
+    if form.get("amount", "").strip():
+        body["amount"] = _number(form["amount"].strip())
+    try:
+        return DisputeCreate.model_validate(body).model_dump(), {}
+    except ValidationError as exc:
+        return None, _by_field(exc, body)
+
+
+def validate_response(form: dict[str, str]) -> tuple[ResponseCreate | None, Errors]:
+    """The body of `POST /v1/disputes/{id}/response`, or the API's messages by form field."""
+    body = {"decision": form.get("decision", ""), "message": form.get("message", "")}
+    try:
+        return ResponseCreate.model_validate(body), {}
     except ValidationError as exc:
         return None, _by_field(exc, body)
 

@@ -40,7 +40,10 @@ NAV = [
     ("approvals", "/console", "Approvals"),
     ("devices", "/console/devices", "Devices"),
     ("wallets", "/console/wallets", "Wallets"),
+    ("funding", "/console/funding", "Funding"),
     ("payments", "/console/payments", "Payments"),
+    ("disputes", "/console/disputes", "Disputes"),
+    ("audit", "/console/audit", "Audit trail"),
     ("freeze", "/console/freeze", "Freeze"),
 ]
 

@@ -7,14 +7,21 @@ cursor does.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from devices.registry import Device
 from gateway import fleet, owners, service, wallets
+from gateway.audit import heads
+from gateway.audit import service as audit_service
 from gateway.consent import service as consent
 from gateway.consent import views as consent_views
 from gateway.context import Context
-from gateway.errors import NotFound
+from gateway.disputes import rules as dispute_rules
+from gateway.disputes import service as disputes
+from gateway.errors import Conflict, NotFound
+from gateway.funding import policy as instalment_policy
+from gateway.funding import service as funding
 from gateway.parties import Party
 
 PAGE = 200
@@ -70,8 +77,8 @@ def rules_of(ctx: Context, owner: Party, device_id: str) -> dict[str, Any]:
 
 def audit_of(ctx: Context, owner: Party, device_id: str, last: int = 50) -> list[dict[str, Any]]:
     """The device's latest audit entries, newest first, each with a one-line summary."""
-    entries = fleet.audit_page(ctx, owner, device_id, last, None).items
-    return [{**entry, "summary": _summary(entry["data"])} for entry in entries]
+    entries: list[dict[str, Any]] = audit_trail(ctx, owner, device_id, None, last)["entries"]
+    return entries
 
 
 def _summary(data: Any, width: int = 140) -> str:
@@ -92,3 +99,53 @@ def payments_view(ctx: Context, owner: Party) -> list[dict[str, Any]]:
 def owner_profile(ctx: Context, owner: Party) -> dict[str, Any]:
     """The owner's name, timezone and whether their payments are frozen."""
     return owners.owner_profile(ctx, owner)
+
+
+def funding_view(ctx: Context, owner: Party) -> dict[str, Any]:
+    """The owner's funding sources in draw order, and their instalment policy (None without)."""
+    sources = funding.list_sources(ctx, owner)
+    try:
+        policy: dict[str, Any] | None = instalment_policy.get_policy(ctx, owner)
+    except NotFound:
+        policy = None
+    names = {source["id"]: source["name"] for source in sources}
+    return {"sources": sources, "policy": policy, "source_names": names}
+
+
+def disputes_view(ctx: Context, owner: Party) -> list[dict[str, Any]]:
+    """The owner's disputes, newest first: those they opened and those about their payee devices,
+    each marked with the side the owner is on (`payer` or `payee`)."""
+    mine = device_labels(ctx, owner)
+    items = disputes.list_page(ctx, owner, PAGE, None).items
+    return [{**d, "side": "payer" if d["payer_device_id"] in mine else "payee"} for d in items]
+
+
+def disputable_payment(ctx: Context, owner: Party, payment_id: str) -> dict[str, Any] | None:
+    """One of the owner's devices' payments that may be disputed now, or None."""
+    for payment in payments_view(ctx, owner):
+        if payment["payment_id"] != payment_id or payment["payer"] != payment["device_id"]:
+            continue
+        try:
+            dispute_rules.check_disputable(payment["type"], payment["status"])
+        except Conflict:
+            return None
+        return payment
+    return None
+
+
+def audit_trail(
+    ctx: Context, owner: Party, device_id: str, cursor: str | None, limit: int = 50
+) -> dict[str, Any]:
+    """A page of the device's audit entries (newest first) and the cursor of the next."""
+    page = fleet.audit_page(ctx, owner, device_id, limit, cursor)
+    entries = [{**entry, "summary": _summary(entry["data"])} for entry in page.items]
+    return {"entries": entries, "next_cursor": page.next_cursor}
+
+
+def tree_head(ctx: Context) -> dict[str, Any]:
+    """The latest signed tree head of the transparency log, its signature checked with the
+    gateway's signing key, as `GET /v1/audit/tree-head` serves it."""
+    token = audit_service.latest_tree_head(ctx)
+    head = heads.verify(token, ctx.pki.signer.private_key.public_key(), ctx.signer_jose)
+    signed_at = datetime.fromtimestamp(head.ts, UTC)
+    return {"tree_size": head.tree_size, "root_hash": head.root_hash, "at": signed_at, "jws": token}

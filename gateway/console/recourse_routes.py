@@ -1,0 +1,113 @@
+"""The console's disputes and audit trail pages.
+
+Opening and answering a dispute call the use cases behind `POST /v1/payments/{id}/disputes`
+and `POST /v1/disputes/{id}/response`, with the bodies validated by the API's own models; the
+audit trail is the use case behind `GET /v1/devices/{id}/audit`, beside the transparency log's
+latest signed tree head (`GET /v1/audit/tree-head`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import HTMLResponse
+
+from gateway.console import forms, views
+from gateway.console.auth import Acting, SignedIn, context
+from gateway.console.money import format_amount
+from gateway.console.render import page
+from gateway.console.sessions import Session
+from gateway.disputes import service as disputes
+from gateway.disputes.rules import REASONS
+from gateway.errors import REFUSAL_TYPES, refusal_of
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/console/disputes")
+def disputes_page(request: Request, session: SignedIn, payment: str = "") -> HTMLResponse:
+    """The owner's disputes; with `?payment=`, the form that disputes that payment."""
+    return _disputes(request, session, payment_id=payment)
+
+
+@router.post("/console/payments/{payment_id}/disputes")
+def open_dispute(request: Request, payment_id: str, acting: Acting) -> HTMLResponse:
+    """Dispute a payment, as `POST /v1/payments/{id}/disputes` does."""
+    session, form = acting
+    body, errors = forms.validate_dispute(form)
+    if body is None:
+        return _disputes(request, session, 422, payment_id, form=form, errors=errors)
+    try:
+        dispute = disputes.open_dispute(context(request), session.owner, payment_id, body)
+    except REFUSAL_TYPES as exc:
+        errors = {forms.FORM_ERROR: str(exc)}
+        status = refusal_of(exc)[0]
+        return _disputes(request, session, status, payment_id, form=form, errors=errors)
+    amount = format_amount(dispute["amount"], dispute["currency"])
+    notice = f"Your dispute of {amount} is open: the payee must answer by the date shown below."
+    return _disputes(request, session, notice=notice)
+
+
+@router.post("/console/disputes/{dispute_id}/response")
+def answer_dispute(request: Request, dispute_id: str, acting: Acting) -> HTMLResponse:
+    """Accept or contest a dispute about a payment to one of the owner's devices, as
+    `POST /v1/disputes/{id}/response` does."""
+    session, form = acting
+    body, errors = forms.validate_response(form)
+    if body is None:
+        message = "; ".join(f"{field}: {text}" for field, text in errors.items())
+        return _disputes(request, session, 422, error=message)
+    try:
+        answered = disputes.respond(
+            context(request), session.owner, dispute_id, body.decision, body.message
+        )
+    except REFUSAL_TYPES as exc:
+        return _disputes(request, session, refusal_of(exc)[0], error=str(exc))
+    status = answered["status"].replace("_", " ")
+    return _disputes(request, session, notice=f"The dispute is now {status}.")
+
+
+@router.get("/console/audit")
+def audit_page(
+    request: Request, session: SignedIn, device: str = "", cursor: str = ""
+) -> HTMLResponse:
+    """A device's audit trail, newest first and paged, beside the latest signed tree head."""
+    ctx = context(request)
+    labels = views.device_labels(ctx, session.owner)
+    device_id = device or next(iter(labels), "")
+    values: dict[str, Any] = {"labels": labels, "device_id": device_id, "cursor": cursor}
+    status = 200
+    if device_id:
+        try:
+            values.update(views.audit_trail(ctx, session.owner, device_id, cursor or None))
+        except REFUSAL_TYPES as exc:
+            status, values["error"] = refusal_of(exc)[0], str(exc)
+    head = views.tree_head(ctx)
+    return page(request, "audit.html", session, status, active="audit", head=head, **values)
+
+
+def _disputes(
+    request: Request, session: Session, status: int = 200, payment_id: str = "", **values: Any
+) -> HTMLResponse:
+    ctx = context(request)
+    mine = views.disputes_view(ctx, session.owner)
+    payment = None
+    if payment_id and payment_id not in {d["payment_id"] for d in mine}:
+        payment = views.disputable_payment(ctx, session.owner, payment_id)
+    if payment_id and payment is None and status == 200:
+        status, values["error"] = 404, "That payment cannot be disputed (again) from here."
+    values.setdefault("form", {})
+    values.setdefault("errors", {})
+    return page(
+        request,
+        "disputes.html",
+        session,
+        status,
+        active="disputes",
+        disputes=mine,
+        labels=views.device_labels(ctx, session.owner),
+        payment=payment,
+        reasons=REASONS,
+        **values,
+    )

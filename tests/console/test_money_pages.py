@@ -1,0 +1,164 @@
+"""The console's funding, disputes and audit trail pages on the real app and database: what an
+owner sees there, what their forms change, and that nothing changes without the CSRF token."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi.testclient import TestClient
+
+from gateway.http.app import create_app
+from tests.support.console import sign_in
+from tests.support.funding import source
+from tests.support.world import World
+
+KEY = re.compile(r'name="idempotency_key" value="([^"]+)"')
+
+
+def _key(dev_owner: dict[str, str]) -> str:
+    return dev_owner["Authorization"].removeprefix("Bearer ")
+
+
+def _sources(world: World, owner: dict[str, str]) -> dict[str, dict[str, object]]:
+    items = world.api.get("/v1/owners/me/funding-sources", headers=owner).json()["items"]
+    return {s["id"]: s for s in items}
+
+
+def test_an_owner_sees_their_funding_sources_and_tops_one_up_once(
+    world: World, browser_like: TestClient
+) -> None:
+    car = world.device("car", rules={"currency": "EUR"})
+    savings = source(world, car.owner, name="Savings", floor=2000, priority=10)
+    line = source(
+        world, car.owner, name="Card", kind="credit_line", credit_limit=50_000, apr_bps=1250
+    )
+    policy = {"source": line["id"], "min_amount": 1000, "max_amount": 40_000, "counts": [3, 6]}
+    policy |= {"interval_days": 30, "auto_accept_up_to": 5000}
+    assert world.api.put(
+        "/v1/owners/me/instalment-policy", json=policy, headers=car.owner
+    ).is_success
+    csrf = sign_in(browser_like, _key(car.owner))
+
+    shown = browser_like.get("/console/funding")
+    assert shown.status_code == 200
+    text = shown.text
+    assert "Savings" in text and "€20.00" in text  # the floor
+    assert "Card" in text and "€500.00" in text and "12.50 %" in text  # limit and APR
+    assert "3, 6, every 30 days" in text and "up to €50.00, on 3 instalments" in text
+    assert text.index("Savings") < text.index("Card")  # the order they are drawn on
+    key = KEY.search(text)
+    assert key
+
+    form = {"amount": "7500", "currency": "EUR", "idempotency_key": key.group(1)}
+    path = f"/console/funding-sources/{savings['id']}/top-ups"
+    assert browser_like.post(path, data=form).status_code == 403  # no CSRF token
+    assert _sources(world, car.owner)[savings["id"]]["balance"] == 0
+    topped = browser_like.post(path, data={**form, "csrf_token": csrf})
+    assert topped.status_code == 200, topped.text
+    assert "Savings topped up by €75.00: its balance is €75.00." in topped.text
+    again = browser_like.post(path, data={**form, "csrf_token": csrf})  # sent twice: once
+    assert again.status_code == 200
+    listed = _sources(world, car.owner)[savings["id"]]
+    assert (listed["balance"], listed["available"]) == (7500, 5500)
+
+    line_path = f"/console/funding-sources/{line['id']}/top-ups"
+    refused = browser_like.post(
+        line_path, data={**form, "idempotency_key": "k2", "csrf_token": csrf}
+    )
+    assert refused.status_code == 409 and "credit line takes no top-ups" in refused.text
+    bad = browser_like.post(
+        path, data={**form, "amount": "0", "idempotency_key": "k3", "csrf_token": csrf}
+    )
+    assert (
+        bad.status_code == 422 and "amount: Input should be greater than or equal to 1" in bad.text
+    )
+
+
+def test_another_owners_source_is_not_found(world: World, browser_like: TestClient) -> None:
+    mine, theirs = world.device("mine"), world.device("theirs")
+    their_source = source(world, theirs.owner, name="Theirs")
+    csrf = sign_in(browser_like, _key(mine.owner))
+    assert "Theirs" not in browser_like.get("/console/funding").text
+    form = {"amount": "100", "currency": "EUR", "idempotency_key": "k", "csrf_token": csrf}
+    answer = browser_like.post(f"/console/funding-sources/{their_source['id']}/top-ups", data=form)
+    assert answer.status_code == 404
+    assert _sources(world, theirs.owner)[their_source["id"]]["balance"] == 0
+
+
+def test_a_payer_disputes_in_the_console_and_the_payee_device_owner_accepts(
+    world: World, browser_like: TestClient
+) -> None:
+    payer_browser, payee_browser = (
+        browser_like,
+        TestClient(create_app(world.ctx), follow_redirects=False),
+    )
+    pump = world.device("pump", top_up=0, category="fuel")
+    car = world.device("car", rules={"currency": "EUR"})
+    assert car.pay(pump.id, 3000) == ("approved", None)
+    payment_id = world.api.get(f"/v1/devices/{car.id}/payments", headers=car.owner).json()["items"][
+        0
+    ]["payment_id"]
+    csrf = sign_in(payer_browser, _key(car.owner))
+    payments = payer_browser.get("/console/payments").text
+    assert f'href="/console/disputes?payment={payment_id}"' in payments
+    form_page = payer_browser.get(f"/console/disputes?payment={payment_id}")
+    assert form_page.status_code == 200 and "Open the dispute" in form_page.text
+
+    path = f"/console/payments/{payment_id}/disputes"
+    body = {"reason": "not_received", "message": "No fuel came out", "amount": "5000"}
+    assert payer_browser.post(path, data=body).status_code == 403  # no CSRF token
+    too_much = payer_browser.post(path, data={**body, "csrf_token": csrf})
+    assert too_much.status_code == 422 and "amount must be 1 to 3000" in too_much.text
+    opened = payer_browser.post(path, data={**body, "amount": "", "csrf_token": csrf})
+    assert opened.status_code == 200, opened.text
+    assert "Your dispute of €30.00 is open" in opened.text and "status-open" in opened.text
+    listed = world.api.get("/v1/disputes", headers=car.owner).json()["items"]
+    assert [(d["payment_id"], d["status"], d["amount"]) for d in listed] == [
+        (payment_id, "open", 3000)
+    ]
+    assert "disputed" in payer_browser.get("/console/payments").text
+    again = payer_browser.get(f"/console/disputes?payment={payment_id}")
+    assert again.status_code == 404 and "Open the dispute" not in again.text
+
+    payee_csrf = sign_in(payee_browser, _key(pump.owner))
+    seen = payee_browser.get("/console/disputes").text
+    assert "No fuel came out" in seen and "Accept and refund" in seen
+    dispute_id = listed[0]["id"]
+    answer = {"decision": "accept", "message": "Sorry, refunded", "csrf_token": payee_csrf}
+    assert (
+        payer_browser.post(  # the payer cannot answer their own dispute
+            f"/console/disputes/{dispute_id}/response", data={**answer, "csrf_token": csrf}
+        ).status_code
+        == 404
+    )
+    accepted = payee_browser.post(f"/console/disputes/{dispute_id}/response", data=answer)
+    assert accepted.status_code == 200, accepted.text
+    assert "The dispute is now resolved for owner." in accepted.text
+    assert world.balance(car) == 10_000  # refunded to the car's wallet
+    assert "status-resolved_for_owner" in payer_browser.get("/console/disputes").text
+
+
+def test_the_audit_trail_pages_through_a_devices_entries_beside_the_signed_head(
+    world: World, browser_like: TestClient
+) -> None:
+    car = world.device("car", rules={"currency": "EUR", "max_amount": 100})
+    shop = world.merchant("groceries")
+    for _ in range(52):
+        assert car.pay(shop["id"], 500) == ("declined", "amount_over_limit")
+    sign_in(browser_like, _key(car.owner))
+    everything = world.api.get(f"/v1/devices/{car.id}/audit", headers=car.owner).json()["items"]
+    assert len(everything) > 50
+    trail = browser_like.get(f"/console/audit?device={car.id}")
+    assert trail.status_code == 200
+    assert "Latest signed tree head" in trail.text and "order.declined" in trail.text
+    shown = [int(n) for n in re.findall(r">#(\d+)", trail.text)]
+    older = re.search(r'href="(/console/audit\?device=[^"]+&amp;cursor=[^"]+)">Older', trail.text)
+    assert older, trail.text
+    rest = browser_like.get(older.group(1).replace("&amp;", "&"))
+    assert rest.status_code == 200 and "Older entries" not in rest.text
+    shown += [int(n) for n in re.findall(r">#(\d+)", rest.text)]
+    assert shown == [e["seq"] for e in everything]  # every entry once, newest first
+    size = re.search(r"data-tree-size>(\d+) ", trail.text)
+    assert size and int(size.group(1)) > everything[0]["seq"]  # signed on first demand
+    other = world.device("other")
+    assert browser_like.get(f"/console/audit?device={other.id}").status_code == 404
