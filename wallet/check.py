@@ -18,19 +18,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection, select
 
-from wallet.ledger import FUNDING_PREFIX, PaymentStatus, PaymentType, TransferKind
+from wallet.ledger import FUNDING_PREFIX, POSTING_KINDS, PaymentStatus, PaymentType, TransferKind
 from wallet.schema import COUNTERS, accounts, payments, top_ups, transfers
 
-_POSTING = [
-    k.value
-    for k in (
-        TransferKind.TOP_UP,
-        TransferKind.PAY,
-        TransferKind.CAPTURE,
-        TransferKind.REFUND,
-        TransferKind.DRAW,
-    )
-]
+_POSTING = sorted(k.value for k in POSTING_KINDS)
 _OPENING = [TransferKind.PAY.value, TransferKind.HOLD.value]
 _RESOLVING = [TransferKind.CAPTURE.value, TransferKind.VOID.value, TransferKind.EXPIRE.value]
 _STATUS_AFTER = {
@@ -143,6 +134,7 @@ _MALFORMED = select(transfers).where(
             ),
         ),
         sa.and_(_t.kind != TransferKind.TOP_UP.value, _t.payment_id.is_(None)),
+        sa.and_(_t.kind == TransferKind.COLLECT.value, _t.idempotency_key.is_(None)),
         sa.and_(_t.kind.in_(_RESOLVING), _t.pending_id.is_distinct_from(_t.payment_id)),
         sa.and_(_t.kind.not_in(_RESOLVING), _t.pending_id.is_not(None)),
         sa.and_(_t.kind == TransferKind.HOLD.value, _t.expires_at.is_(None)),

@@ -5,6 +5,11 @@ ledger's ordinary keyed top-ups); a credit line is a `contra` account whose bala
 is owed on it. A draw moves money from a balance source into a wallet for one payment, and the
 debit matches only while the source keeps at least its floor afterwards (one conditional UPDATE,
 as `wallet.accounts.move`), so concurrent draws never take a source below its floor.
+
+A plan paid by instalments (`lend`) moves its payment's amount from a credit line into the
+wallet and its fee to the fee account; the line's debit matches only while what it owes stays
+within its limit. A collection (`collect`) moves an instalment from a balance source back to the
+line, keyed so that the same collection can never move twice from one source.
 """
 
 from __future__ import annotations
@@ -12,12 +17,33 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import Connection, select
+import sqlalchemy as sa
+from sqlalchemy import Connection, bindparam, select, update
 
 from wallet import journal, ledger
 from wallet.accounts import _INSERT_ACCOUNT, _account_row, move
 from wallet.ledger import TransferKind
 from wallet.schema import accounts
+
+# A credit line owes more only while what it owes afterwards stays within its limit.
+_OWE = (
+    update(accounts)
+    .where(
+        accounts.c.id == bindparam("p_id"),
+        accounts.c.currency == bindparam("p_currency"),
+        accounts.c.kind == "contra",
+        accounts.c.credits_posted - accounts.c.debits_posted - bindparam("p_amount")
+        >= -bindparam("p_limit", type_=sa.BigInteger),
+    )
+    .values(debits_posted=accounts.c.debits_posted + bindparam("p_amount", type_=sa.BigInteger))
+    .returning(accounts.c.id)
+)
+_CREDIT = (
+    update(accounts)
+    .where(accounts.c.id == bindparam("p_id"), accounts.c.currency == bindparam("p_currency"))
+    .values(credits_posted=accounts.c.credits_posted + bindparam("p_amount", type_=sa.BigInteger))
+    .returning(accounts.c.id)
+)
 
 
 def open_credit_account(conn: Connection, *, account_id: str, currency: str, now: datetime) -> None:
@@ -78,6 +104,89 @@ def draw(
             currency,
             now,
             payment_id=payment_id,
+        ),
+    )
+    return True
+
+
+def lend(
+    conn: Connection,
+    *,
+    line_id: str,
+    limit_minor: int,
+    wallet_id: str,
+    currency: str,
+    amount_minor: int,
+    fee_minor: int,
+    payment_id: str,
+    now: datetime,
+) -> bool:
+    """Move a plan's amount from a credit line into a wallet and its fee to the currency's fee
+    account (opened on first use), keeping what the line owes within `limit_minor`; False (and
+    nothing moved) when the line cannot."""
+    ledger.assert_amount(amount_minor)
+    assert fee_minor >= 0 and limit_minor >= 1
+    owed = {"p_id": line_id, "p_currency": currency, "p_limit": limit_minor}
+    if not conn.execute(_OWE, {**owed, "p_amount": amount_minor + fee_minor}).first():
+        return False
+    fees_id = ledger.fee_account_id(currency)
+    legs = [(TransferKind.LEND, wallet_id, amount_minor), (TransferKind.FEE, fees_id, fee_minor)]
+    if fee_minor:
+        conn.execute(
+            _INSERT_ACCOUNT[conn.dialect.name], _account_row(fees_id, "wallet", currency, now)
+        )
+    for kind, credit_id, moved in legs:
+        if not moved:
+            continue
+        credited = conn.execute(
+            _CREDIT, {"p_id": credit_id, "p_currency": currency, "p_amount": moved}
+        ).first()
+        assert credited is not None, f"no {currency} account {credit_id}"
+        journal.append(
+            conn,
+            journal.entry(kind, line_id, credit_id, moved, currency, now, payment_id=payment_id),
+        )
+    return True
+
+
+def collect(
+    conn: Connection,
+    *,
+    source_id: str,
+    line_id: str,
+    currency: str,
+    amount_minor: int,
+    floor_minor: int,
+    payment_id: str,
+    collection_id: str,
+    now: datetime,
+) -> bool:
+    """Move part of a collection from a balance source to the credit line it repays, keeping the
+    source at or above `floor_minor`; False (and nothing moved) when the source cannot."""
+    ledger.assert_amount(amount_minor)
+    ledger.assert_id(collection_id)
+    moved = move(
+        conn,
+        TransferKind.COLLECT,
+        source_id,
+        line_id,
+        currency,
+        amount_minor,
+        floor_minor=floor_minor,
+    )
+    if moved is None:
+        return False
+    journal.append(
+        conn,
+        journal.entry(
+            TransferKind.COLLECT,
+            source_id,
+            line_id,
+            amount_minor,
+            currency,
+            now,
+            payment_id=payment_id,
+            idempotency_key=collection_id,
         ),
     )
     return True

@@ -31,6 +31,7 @@ from wallet.errors import (
 
 MAX_AMOUNT_MINOR = 10**15  # far above any payment, far below BIGINT when summed
 FUNDING_PREFIX = "@funding/"
+FEES_PREFIX = "@fees/"
 _ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _CURRENCY = re.compile(r"[A-Z]{3}")
 
@@ -44,6 +45,9 @@ class TransferKind(StrEnum):
     EXPIRE = "expire"
     REFUND = "refund"
     DRAW = "draw"  # an automatic top-up: a funding source into a wallet, for `payment_id`
+    LEND = "lend"  # a credit line into a wallet: the amount of a plan's payment `payment_id`
+    FEE = "fee"  # a credit line to the fee account: the fee of a plan's payment `payment_id`
+    COLLECT = "collect"  # a balance source to a credit line: instalments, keyed per collection
 
 
 POSTING_KINDS = frozenset(
@@ -53,6 +57,9 @@ POSTING_KINDS = frozenset(
         TransferKind.CAPTURE,
         TransferKind.REFUND,
         TransferKind.DRAW,
+        TransferKind.LEND,
+        TransferKind.FEE,
+        TransferKind.COLLECT,
     }
 )
 RESOLVING_KINDS = frozenset({TransferKind.CAPTURE, TransferKind.VOID, TransferKind.EXPIRE})
@@ -172,6 +179,12 @@ def funding_account_id(currency: str) -> str:
     """The contra account that top-ups in `currency` are debited from ('@' is not in ids)."""
     assert_currency(currency)
     return FUNDING_PREFIX + currency
+
+
+def fee_account_id(currency: str) -> str:
+    """The account that instalment fees in `currency` are paid into (fee income)."""
+    assert_currency(currency)
+    return FEES_PREFIX + currency
 
 
 def assert_amount(amount_minor: int) -> None:

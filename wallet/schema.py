@@ -76,6 +76,14 @@ transfers = sa.Table(
         sqlite_where=sa.text("kind = 'top_up'"),
         postgresql_where=sa.text("kind = 'top_up'"),
     ),
+    sa.Index(  # an instalment collection moves once per source (migration 0015)
+        "ux_wallet_transfers_collect",
+        "debit_account_id",
+        "idempotency_key",
+        unique=True,
+        sqlite_where=sa.text("kind = 'collect'"),
+        postgresql_where=sa.text("kind = 'collect'"),
+    ),
 )
 
 payments = sa.Table(

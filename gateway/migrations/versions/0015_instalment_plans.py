@@ -3,8 +3,9 @@ scheduled instalments, and the offer an approval carries when an instalment offe
 
 A plan owes its whole total from the moment it opens (the credit line's balance moves by the
 amount paid and the fee); each instalment is collected on its due date from the owner's balance
-sources, whole or not at all. `collected_transfer_id` ties a paid instalment to its ledger
-transfer, so `kym ledger check` can match them and a collection is never done twice.
+sources, whole or not at all. `collection_id` ties a paid instalment to its ledger transfers
+(their `idempotency_key`, unique per debited account for `collect` transfers), so `kym ledger
+check` can match them and a collection is never done twice.
 
 Revision ID: 0015_instalment_plans
 Revises: 0014_cache_versions
@@ -19,13 +20,14 @@ branch_labels = None
 depends_on = None
 
 _TIME = sa.DateTime(timezone=True)
+_SEQ = sa.BigInteger().with_variant(sa.Integer, "sqlite")  # SQLite autoincrements INTEGER only
 
 
 def upgrade() -> None:
     op.create_table(
         "instalment_plans",
-        sa.Column("id", sa.String(64), primary_key=True),
-        sa.Column("seq", sa.Integer, nullable=False),  # creation order: listed newest first
+        sa.Column("seq", _SEQ, primary_key=True),  # creation order: listed newest first
+        sa.Column("id", sa.String(64), nullable=False, unique=True),
         sa.Column("owner_id", sa.String(64), nullable=False),
         sa.Column("device_id", sa.String(64), nullable=False),
         sa.Column("payment_id", sa.String(64), nullable=False, unique=True),
@@ -55,6 +57,14 @@ def upgrade() -> None:
         sa.Column("collection_id", sa.String(64), nullable=True),  # the ledger transfers' key
     )
     op.create_index("ix_instalments_next_try", "instalments", ["status", "next_try_at"])
+    op.create_index(
+        "ux_wallet_transfers_collect",
+        "wallet_transfers",
+        ["debit_account_id", "idempotency_key"],
+        unique=True,
+        sqlite_where=sa.text("kind = 'collect'"),
+        postgresql_where=sa.text("kind = 'collect'"),
+    )
     with op.batch_alter_table("approvals") as batch:
         batch.add_column(sa.Column("offer_json", sa.Text, nullable=True))
 
@@ -62,6 +72,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("approvals") as batch:
         batch.drop_column("offer_json")
+    op.drop_index("ux_wallet_transfers_collect", "wallet_transfers")
     op.drop_index("ix_instalments_next_try", "instalments")
     op.drop_table("instalments")
     op.drop_index("ix_instalment_plans_owner", "instalment_plans")
