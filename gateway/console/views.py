@@ -117,7 +117,15 @@ def disputes_view(ctx: Context, owner: Party) -> list[dict[str, Any]]:
     each marked with the side the owner is on (`payer` or `payee`)."""
     mine = device_labels(ctx, owner)
     items = disputes.list_page(ctx, owner, PAGE, None).items
-    return [{**d, "side": "payer" if d["payer_device_id"] in mine else "payee"} for d in items]
+    paid = {p["payment_id"]: p for p in payments_view(ctx, owner)} if items else {}
+    return [
+        {
+            **d,
+            "side": "payer" if d["payer_device_id"] in mine else "payee",
+            "payee_name": paid.get(d["payment_id"], {}).get("payee_name") or d["payee"],
+        }
+        for d in items
+    ]
 
 
 def disputable_payment(ctx: Context, owner: Party, payment_id: str) -> dict[str, Any] | None:
@@ -138,8 +146,22 @@ def audit_trail(
 ) -> dict[str, Any]:
     """A page of the device's audit entries (newest first) and the cursor of the next."""
     page = fleet.audit_page(ctx, owner, device_id, limit, cursor)
-    entries = [{**entry, "summary": _summary(entry["data"])} for entry in page.items]
+    labels = device_labels(ctx, owner)
+    entries = [
+        {**e, "summary": _summary(e["data"]), "who": actor_label(e["actor"], owner, labels)}
+        for e in page.items
+    ]
     return {"entries": entries, "next_cursor": page.next_cursor}
+
+
+def actor_label(actor: str, owner: Party, labels: dict[str, str]) -> str:
+    """Who an audit entry's actor (`owner:own_...`, `device:dev_...`) is, as the owner knows it."""
+    kind, _, party_id = actor.partition(":")
+    if actor == owner.actor:
+        return "you"
+    if kind == "device" and party_id in labels:
+        return labels[party_id]
+    return {"integrator": "the integrator", "merchant": "the merchant"}.get(kind, kind or actor)
 
 
 def tree_head(ctx: Context) -> dict[str, Any]:

@@ -1,0 +1,101 @@
+"""The console's funding, disputes and audit trail pages in a real headless Chromium, against a
+real `kym serve` whose fridge pays through the device SDK over mutual TLS.
+
+Screenshots go to `docs/screenshots/run/` (ignored by git); those kept in the repository
+(`docs/screenshots/console-funding.png`, `console-disputes.png`, `console-audit.png`) are
+copies of them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.console.test_browser import SHOTS, Household, browser, household
+
+__all__ = ["browser", "household"]  # the fixtures, shared with the approvals test
+pytestmark = pytest.mark.slow
+
+
+def _funded(household: Household) -> dict[str, Any]:
+    """A balance source and a credit line with an instalment policy; the balance source."""
+    owner = {"Authorization": f"Bearer {household.owner_key}"}
+    with httpx.Client(base_url=household.base, headers=owner, timeout=10) as api:
+        savings = {"name": "Savings account", "kind": "balance", "currency": "EUR", "floor": 2000}
+        made = api.post("/v1/owners/me/funding-sources", json=savings)
+        assert made.status_code == 201, made.text
+        card = {"name": "Household card", "kind": "credit_line", "currency": "EUR"}
+        line = api.post("/v1/owners/me/funding-sources", json={**card, "credit_limit": 100_000})
+        assert line.status_code == 201, line.text
+        terms = {"source": line.json()["id"], "min_amount": 5000, "max_amount": 60_000}
+        terms |= {"counts": [3, 6, 12], "interval_days": 30, "keep_at_least": 2000}
+        assert api.put("/v1/owners/me/instalment-policy", json=terms).status_code == 200
+    return dict(made.json())
+
+
+def _balance_shown(page: Any, source_id: str) -> str:
+    return str(page.locator(f"[data-source='{source_id}'] [data-balance]").inner_text())
+
+
+def test_an_owner_tops_up_disputes_and_reads_the_audit_trail_in_the_browser(
+    browser: Any, household: Household
+) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    savings = _funded(household)
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(f"{household.base}/console")
+    page.fill("#api_key", household.owner_key)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{household.base}/console")
+
+    page.click("nav >> text=Funding")
+    assert _balance_shown(page, savings["id"]) == "€0.00"
+    assert page.locator("#policy").inner_text().count("3, 6, 12, every 30 days") == 1
+    refused = page.request.post(  # the session cookie alone is not enough to move money
+        f"{household.base}/console/funding-sources/{savings['id']}/top-ups",
+        form={"amount": "9999", "currency": "EUR", "idempotency_key": "forged"},
+    )
+    assert refused.status == 403
+    card = page.locator(f"[data-source='{savings['id']}']")
+    card.locator("input[name=amount]").fill("12500")
+    card.locator("button", has_text="Top up").click()
+    page.wait_for_selector("text=Savings account topped up by €125.00")
+    assert _balance_shown(page, savings["id"]) == "€125.00"
+    assert "€105.00 available to draw" in card.inner_text()  # less the €20.00 floor
+    page.screenshot(path=str(SHOTS / "console-funding.png"), full_page=True)
+
+    order_id = household.fridge.pay(household.shop_id, 640, "EUR", description="Yoghurt")
+    assert household.fridge.wait_for_result(order_id, timeout_s=15).status == "approved"
+    page.click("nav >> text=Payments")
+    page.screenshot(path=str(SHOTS / "console-payments-dispute.png"), full_page=True)
+    page.click("a.button:has-text('Dispute')")
+    page.select_option("#f-reason", "defective")
+    page.fill("#f-message", "The yoghurt was two weeks past its date")
+    page.locator("#open-dispute").screenshot(path=str(SHOTS / "console-dispute-form.png"))
+    page.click("text=Open the dispute")
+    page.wait_for_selector("text=Your dispute of €6.40 is open")
+    row = page.locator("[data-dispute]")
+    assert row.count() == 1 and "open" in row.locator(".status").inner_text().lower()
+    assert "two weeks past its date" in row.inner_text()
+    page.screenshot(path=str(SHOTS / "console-disputes.png"), full_page=True)
+
+    page.click("nav >> text=Audit trail")
+    table = page.locator("table.audit")
+    assert table.locator("text=dispute.opened").count() == 1
+    assert table.locator("text=order.approved").count() >= 1
+    head = page.locator("#tree-head").inner_text()
+    assert "signature checked" in head
+    page.screenshot(path=str(SHOTS / "console-audit.png"), full_page=True)
+    assert errors == []
+
+    phone = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
+    phone.context.add_cookies(page.context.cookies())
+    for name in ("funding", "disputes", "audit"):
+        phone.goto(f"{household.base}/console/{name}")
+        width = phone.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"the {name} page scrolls sideways on a phone"
+        phone.screenshot(path=str(SHOTS / f"console-{name}-phone.png"), full_page=True)
