@@ -79,9 +79,34 @@ class Owner:
         items: list[dict[str, Any]] = self._call("GET", "/v1/approvals?status=pending")["items"]
         return items
 
-    def decide(self, approval_id: str, approve: bool) -> dict[str, Any]:
-        body = {"decision": "approve" if approve else "decline"}
+    def decide(
+        self, approval_id: str, approve: bool, instalments: int | None = None
+    ) -> dict[str, Any]:
+        """Approve or decline; approving an instalment offer names one of its counts."""
+        body: dict[str, Any] = {"decision": "approve" if approve else "decline"}
+        if instalments is not None:
+            body["instalments"] = instalments
         return self._call("POST", f"/v1/approvals/{approval_id}", body)
+
+    def add_funding_source(self, source: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", "/v1/owners/me/funding-sources", source, expect=201)
+
+    def funding_sources(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self._call("GET", "/v1/owners/me/funding-sources")["items"]
+        return items
+
+    def top_up_source(
+        self, source_id: str, amount_minor: int, currency: str, idempotency_key: str
+    ) -> dict[str, Any]:
+        body = {"amount": amount_minor, "currency": currency, "idempotency_key": idempotency_key}
+        return self._call("POST", f"/v1/funding-sources/{source_id}/top-ups", body, expect=201)
+
+    def set_instalment_policy(self, policy: dict[str, Any]) -> dict[str, Any]:
+        return self._call("PUT", "/v1/owners/me/instalment-policy", policy)
+
+    def instalment_plans(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self._call("GET", "/v1/owners/me/instalment-plans")["items"]
+        return items
 
     def close(self) -> None:
         self.api.close()

@@ -31,14 +31,22 @@ MERCHANTS = {
     "insurance": "Car Insurer",
     "groceries": "Corner Grocer",
     "utilities": "City Power",
+    "maintenance": "Town Garage",
 }
 MISBEHAVING_MAX_AMOUNT = 1000
 RULES: dict[str, dict[str, Any]] = {
     "car": {
         "currency": CURRENCY,
-        "max_amount": 20000,
+        "max_amount": 60000,
         "limits": [{"period": "day", "amount": 500000}],
-        "allowed_categories": ["fuel", "ev_charging", "parking", "tolls", "insurance"],
+        "allowed_categories": [
+            "fuel",
+            "ev_charging",
+            "parking",
+            "tolls",
+            "insurance",
+            "maintenance",
+        ],
         "approval_above": 15000,
     },
     "fridge": {
@@ -56,6 +64,15 @@ RULES: dict[str, dict[str, Any]] = {
     "other": {"currency": CURRENCY, "max_amount": MISBEHAVING_MAX_AMOUNT},
 }
 TOP_UPS = {"car": 2_000_000, "fridge": 500_000, "smart_meter": 1_000_000, "other": 5_000}
+# A funded car starts nearly empty: its owner's everyday account tops it up as it pays (rules'
+# `auto_top_up`, contract section 8), so nobody tops it up by hand.
+FUNDED_CAR_WALLET = 3_000
+AUTO_TOP_UP = {"below": 5_000, "to": 30_000}
+
+
+def rules_for(kind: str, funded: bool = False) -> dict[str, Any]:
+    """The rules a payer of `kind` gets; a funded one also tops itself up automatically."""
+    return {**RULES[kind], "auto_top_up": AUTO_TOP_UP} if funded else RULES[kind]
 
 
 @dataclass(frozen=True)
@@ -68,6 +85,7 @@ class Mix:
     misbehaving: int = 0
     pumps: int = 0
     chargers: int = 0
+    funded_cars: int = 0  # the first cars, paid for from their owner's funding sources
 
     @classmethod
     def for_total(cls, devices: int) -> Mix:
@@ -99,6 +117,7 @@ class Fleet:
     operators: list[Owner] = field(default_factory=list)
     merchant_keys: dict[str, str] = field(default_factory=dict)  # merchant id -> its API key
     clients: list[DeviceClient] = field(default_factory=list)  # every one connected, to close
+    funded: set[str] = field(default_factory=set)  # devices topped up by `auto_top_up`
 
     @property
     def payers(self) -> list[SimDevice]:
@@ -197,7 +216,7 @@ class _Seeder:
         households = max(mix.cars, mix.fridges, mix.meters, 1)
         homes = [self._owner(f"household {n}") for n in range(households)]
         for n in range(mix.cars):
-            client, rng = self._payer(fleet, homes[n], "car", f"car-{n}")
+            client, rng = self._payer(fleet, homes[n], "car", f"car-{n}", n < mix.funded_cars)
             fleet.simulators.append(
                 Car(
                     client,
@@ -257,11 +276,11 @@ class _Seeder:
         return station
 
     def _payer(
-        self, fleet: Fleet, owner: Owner, kind: str, name: str
+        self, fleet: Fleet, owner: Owner, kind: str, name: str, funded: bool = False
     ) -> tuple[DeviceClient, random.Random]:
         client, rng = self._device(fleet, owner, kind, name, None)
         device_id = client.device_id
-        owner.set_rules(device_id, RULES[kind])
+        owner.set_rules(device_id, rules_for(kind, funded))
         if kind == "car":
             owner.add_mandate(
                 device_id, {"payee": self.merchants["insurance"], "max_amount": 20000}
@@ -275,7 +294,10 @@ class _Seeder:
                     "max_amount": 20000,
                 },
             )
-        owner.top_up(device_id, TOP_UPS[kind], CURRENCY, f"seed-{device_id}")
+        seed = FUNDED_CAR_WALLET if funded else TOP_UPS[kind]
+        owner.top_up(device_id, seed, CURRENCY, f"seed-{device_id}")
+        if funded:
+            fleet.funded.add(device_id)
         return client, rng
 
     def _device(

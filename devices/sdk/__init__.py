@@ -46,13 +46,14 @@ from devices.sdk.identity import (
     save_private_key,
 )
 from devices.sdk.journal import Journal
-from devices.sdk.messages import Event, Result
+from devices.sdk.messages import Event, Funding, Result
 
 __all__ = [
     "ApiError",
     "ConnectFailed",
     "DeviceClient",
     "Event",
+    "Funding",
     "GatewayApi",
     "Identity",
     "IdentityMissing",

@@ -11,6 +11,16 @@ PENDING = Status.PENDING_APPROVAL
 
 
 @dataclass(frozen=True)
+class Funding:
+    """What one of the owner's funding sources moved for an approved pay or hold (section 8):
+    an automatic top-up from a balance source, or a credit line's payment with its plan."""
+
+    source: str
+    amount: int
+    plan_id: str | None = None
+
+
+@dataclass(frozen=True)
 class Result:
     """The gateway's verified answer to one order (`order_id` is None for unparseable ones)."""
 
@@ -23,6 +33,7 @@ class Result:
     ts: int
     duplicate: bool
     payload: dict[str, Any] = field(compare=False, repr=False)
+    funded_by: tuple[Funding, ...] = ()  # `[]` on the wire when the wallet alone paid
 
     @property
     def is_final(self) -> bool:
@@ -50,6 +61,11 @@ class Result:
             ts=int(payload.get("ts") or 0),
             duplicate=payload.get("duplicate") is True,
             payload=payload,
+            funded_by=tuple(
+                Funding(str(f["source"]), int(f["amount"]), f.get("plan_id"))
+                for f in payload.get("funded_by") or ()
+                if isinstance(f, dict) and "source" in f and "amount" in f
+            ),
         )
 
 

@@ -37,6 +37,8 @@ from devices.sdk import Event, GatewayApi, Result
 from simulators.backoffice import Balance
 from simulators.car import Car
 from simulators.demo.events import Inbox
+from simulators.demo.funding import funding_table
+from simulators.demo.funding import set_up as set_up_funding
 from simulators.demo.script import DECIDE_AFTER_S, Desk, Script, Story, only, opening
 from simulators.demo.view import (
     Verdict,
@@ -47,12 +49,12 @@ from simulators.demo.view import (
     print_scenarios,
     print_verdict,
 )
-from simulators.fleet import MERCHANTS, RULES, Broker, Fleet, Mix, seed_fleet
+from simulators.fleet import MERCHANTS, Broker, Fleet, Mix, rules_for, seed_fleet
 from simulators.household import Fridge
 from simulators.metrics import Recorder
 from simulators.misbehaving import MisbehavingDevice
 
-MIX = Mix(cars=2, fridges=1, meters=1, misbehaving=1, pumps=1, chargers=1)
+MIX = Mix(cars=2, fridges=1, meters=1, misbehaving=1, pumps=1, chargers=1, funded_cars=1)
 CAR_DAY_LIMIT_MINOR = 10_000_000  # a car drives days' worth in minutes of compressed time
 INTERVAL_S = {"car": 5.0, "fridge": 6.0, "smart_meter": 20.0, "other": 4.0}  # meter: its month
 STEP_S = 0.05
@@ -137,8 +139,12 @@ class Demo:
             self.story.watch(client)
         self.rogue = only(fleet, MisbehavingDevice)
         for car in (s for s in fleet.simulators if isinstance(s, Car)):
-            rules = {**RULES["car"], "limits": [{"period": "day", "amount": CAR_DAY_LIMIT_MINOR}]}
+            rules = rules_for("car", car.device_id in fleet.funded)
+            rules = {**rules, "limits": [{"period": "day", "amount": CAR_DAY_LIMIT_MINOR}]}
             fleet.owners[car.device_id].set_rules(car.device_id, rules)
+        self.household = set_up_funding(fleet)
+        if self.household is not None:
+            self.names.update(self.household.sources)
         plan: dict[str, bool] = {}
         self.script = Script(opening(fleet), self.rogue, plan)
         self.started = time.monotonic()
@@ -250,6 +256,10 @@ class Demo:
         print_orders(self.console, self.story, self.desk, summary, dropped)
         self.console.print("Balances", style="bold")
         self.console.print(balances_table(self.wallets.read(), self.names))
+        if self.household is not None:
+            car = self.names[self.household.car_id]
+            self.console.print(f"Funding of {car}'s owner", style="bold")
+            self.console.print(funding_table(self.household))
         print_rogue(self.console, self.rogue, self.names)
         problems = [f"ledger breach: {breach}" for breach in verdict.breaches]
         if verdict.audit_problem is not None:

@@ -30,6 +30,7 @@ ROGUE_EVERY_S = 0.7  # the misbehaving device's pace while the script plays
 DECIDE_AFTER_S = 1.5  # the owner reads an approval before deciding, so that it shows
 APPROVE_PROBABILITY = 0.75
 TOP_UP_BELOW = 0.25  # of the device's first top-up
+REPAIR_BILL = 48_000  # above what the funded car's owner keeps: an instalment offer
 
 T = TypeVar("T")
 
@@ -158,7 +159,11 @@ def opening(fleet: Fleet) -> list[Scenario]:
                  shop(18990, "party"), (PENDING, "declined approval_declined"), decision=False),
         Scenario(5.4, "pays a motorway toll", car,
                  lambda _now: car.pay_merchant("tolls", 820, "motorway toll"), ("approved",)),
-    ]
+    ] + ([
+        Scenario(6.0, "repair bill: an instalment offer, which the owner accepts", car,
+                 lambda _now: car.pay_merchant("maintenance", REPAIR_BILL, "brake repair"),
+                 (PENDING, "approved"), decision=True),
+    ] if car.device_id in fleet.funded else [])
     # fmt: on
 
 
@@ -221,14 +226,22 @@ class Desk:
         approve = self.plan.pop(approval["order_id"], None)
         if approve is None:
             approve = self.rng.random() < APPROVE_PROBABILITY
+        offer = approval.get("offer") if approve else None
+        option = choose(offer) if offer else None
         try:
-            owner.decide(approval["id"], approve)
+            owner.decide(approval["id"], approve, option["count"] if option else None)
         except ApiError as exc:
             if exc.status != 409:  # 409: decided or expired meanwhile
                 raise
             return
         self.decided["approved" if approve else "declined"] += 1
         device = self.names.get(approval["device_id"], approval["device_id"])
+        if offer and option:
+            self.say(
+                f"the owner accepts the instalment offer for {device}'s "
+                f"{money(approval['amount'])}: {offer_text(offer, option)}"
+            )
+            return
         self.say(
             f"the owner {'approves' if approve else 'declines'} {device}'s order of "
             f"{money(approval['amount'])}"
@@ -236,6 +249,8 @@ class Desk:
 
     def top_up(self, wallets: dict[str, Balance]) -> None:
         for simulator in self.fleet.payers:
+            if simulator.device_id in self.fleet.funded:
+                continue  # its owner's everyday account tops it up, with each payment
             full = TOP_UPS[simulator.kind]
             wallet = wallets.get(simulator.device_id)
             if wallet is None or wallet.available_minor >= full * TOP_UP_BELOW:
@@ -245,6 +260,21 @@ class Desk:
             owner = self.fleet.owners[simulator.device_id]
             owner.top_up(simulator.device_id, amount, CURRENCY, f"demo-{self.topped_up}")
             self.say(f"the owner tops up {self.names[simulator.device_id]} with {money(amount)}")
+
+
+def choose(offer: dict[str, Any]) -> dict[str, Any]:
+    """The instalment option the demo's owner takes: the middle one (6 of 3, 6 and 12)."""
+    options: list[dict[str, Any]] = offer["options"]
+    return options[len(options) // 2]
+
+
+def offer_text(offer: dict[str, Any], option: dict[str, Any]) -> str:
+    """What the owner read before accepting: the count, each instalment, the fee, the total."""
+    return (
+        f"{option['count']} of {money(option['instalment_amount'])} every "
+        f"{offer['interval_days']} days, fee {money(option['fee'])}, total "
+        f"{money(option['total'])}, first due {option['first_due'][:10]}"
+    )
 
 
 def only(fleet: Fleet, cls: type[T]) -> T:

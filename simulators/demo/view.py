@@ -19,6 +19,7 @@ from rich.text import Text
 from devices.sdk import Result
 from devices.sdk.messages import PENDING
 from simulators.backoffice import Balance
+from simulators.demo.funding import funded_note
 from simulators.demo.script import Desk, Scenario, Story, decision_of, money
 from simulators.metrics import Summary
 from simulators.misbehaving import MisbehavingDevice
@@ -82,6 +83,8 @@ class View:
         decision = Text(
             decision_of(result.status, result.reason), style=STYLES.get(result.status, "")
         )
+        if result.funded_by and not result.duplicate:
+            decision.append(f" ({funded_note(result.funded_by, self.names)})", style="dim")
         if result.duplicate:
             decision.append(" (a replay: the first answer again)", style="dim")
         elif result.status == PENDING:

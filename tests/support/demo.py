@@ -42,7 +42,10 @@ def assert_tells_the_whole_story(output: str) -> None:
     # As it happens: the owner's decisions, after the orders waited for them.
     assert "pending_approval (the owner decides)" in live
     assert "the owner approves" in live and "the owner declines" in live
-    assert "The script: 10 of 10 scenarios as expected" in summary, summary
+    assert "The script: 11 of 11 scenarios as expected" in summary, summary
+    # The funded car: its wallet topped up from the owner's everyday account as it pays.
+    assert re.search(r"approved \(wallet topped up with [\d,.]+ EUR from Everyday account\)", live)
+    assert re.search(r"^\s*Everyday account\s+[\d,.]+ EUR\s+[\d,.]+ EUR", summary, re.MULTILINE)
     for seen in SCRIPTED:
         assert seen in summary, (seen, summary)
     for kind, status, reason in OUTCOMES:
