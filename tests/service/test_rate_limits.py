@@ -1,9 +1,9 @@
 """Per-device rate limits and the JOSE header (CONTRACT.md section 10) on a real database.
 
 A gateway client's `Throttle` runs on every message it receives, before the worker's queue; here
-it is handed the messages and a recording MQTT client (what it acknowledged and published), and
-what it admits is decided as a worker would. The real brokers are in
-tests/security/test_mqtt_flood.py.
+it is handed the messages and a recording MQTT client (what it published); the client
+acknowledges at once what it refuses, and what it admits is decided as a worker would. The real
+brokers are in tests/security/test_mqtt_flood.py.
 """
 
 from __future__ import annotations
@@ -26,12 +26,7 @@ from tests.support.world import Dev, World
 
 @dataclass
 class RecordingClient:
-    acked: list[Inbound] = field(default_factory=list)
     published: list[tuple[str, bytes]] = field(default_factory=list)
-
-    def ack(self, messages: list[Inbound]) -> int:
-        self.acked.extend(messages)
-        return len(messages)
 
     def publish(self, topic: str, payload: bytes) -> None:
         self.published.append((topic, payload))
@@ -53,10 +48,17 @@ def throttled(ctx: Context, rate: float = 10, burst: int = 50) -> tuple[Throttle
     return Throttle(replace(ctx, settings=settings), client, Ticks()), client
 
 
-def admitted(throttle: Throttle, messages: list[tuple[str, bytes]]) -> list[Inbound]:
-    """What the throttle lets through to the worker's queue, in order."""
+def sort_out(
+    throttle: Throttle, messages: list[tuple[str, bytes]]
+) -> tuple[list[Inbound], list[Inbound]]:
+    """What the throttle lets through to the worker's queue and what it refuses, in order."""
     inbound = [Inbound(topic, payload, mid, 1) for mid, (topic, payload) in enumerate(messages, 1)]
-    return [message for message in inbound if throttle.admit(message)]
+    verdicts = [(m, throttle.admit(m.topic, m.payload)) for m in inbound]
+    return [m for m, ok in verdicts if ok], [m for m, ok in verdicts if not ok]
+
+
+def admitted(throttle: Throttle, messages: list[tuple[str, bytes]]) -> list[Inbound]:
+    return sort_out(throttle, messages)[0]
 
 
 def pays(dev: Dev, payee: str, count: int) -> list[dict[str, Any]]:
@@ -82,12 +84,12 @@ def test_a_flood_beyond_the_burst_is_not_decided_and_leaves_no_trace(
     orders = pays(car, shop["id"], 80)
     throttle, client = throttled(ctx)
     audit_before = rows(ctx, audit_log)
-    batch = admitted(throttle, [(car.topic, car.sign(order)) for order in orders])
+    batch, refused = sort_out(throttle, [(car.topic, car.sign(order)) for order in orders])
     results = world.deliver([(m.topic, m.payload) for m in batch])
 
     assert [m.mid for m in batch] == list(range(1, 51))
     assert [r["status"] for r in results if "status" in r] == ["approved"] * 50
-    assert [m.mid for m in client.acked] == list(range(51, 81))  # refused, so acknowledged now
+    assert [m.mid for m in refused] == list(range(51, 81))  # acknowledged at once, not queued
     [(topic, token)] = client.published
     notice = gateway_verified(ctx, token)
     assert topic == f"kym/v1/devices/{car.id}/results"
@@ -119,17 +121,18 @@ def test_one_notice_a_second_naming_null_when_the_first_refused_does_not_decode(
     car = world.device("junk")
     throttle, client = throttled(ctx, rate=1, burst=1)
     junk = [(car.topic, b"junk %d" % n) for n in range(500)]
-    assert len(admitted(throttle, junk)) == 1
+    passed, refused = sort_out(throttle, junk)
+    assert len(passed) == 1
     [(_topic, token)] = client.published
     assert gateway_verified(ctx, token)["order_id"] is None
-    assert len(client.acked) == 499
+    assert len(refused) == 499
 
 
 def test_a_failing_refusal_admits_rather_than_stopping_the_network_thread(
     ctx: Context, world: World
 ) -> None:
     class Broken(RecordingClient):
-        def ack(self, messages: list[Inbound]) -> int:
+        def publish(self, topic: str, payload: bytes) -> None:
             raise RuntimeError("the connection is gone")
 
     car = world.device("broken")

@@ -1,0 +1,187 @@
+"""paho's MQTT client with a receive path of its own for PUBLISH packets (issue 10's flood).
+
+paho reads a packet with one `recv` for its first byte, one per byte of its length and one for
+the rest, after a `select`; it then builds an `MQTTMessage`, runs the callback under two locks,
+and queues each PUBACK as a packet of its own, waking its loop through a socket pair and writing
+one TLS record per acknowledgement. That is about 45 µs per message, and a flood of 10,000 from
+one device spends it all on the network thread, holding the GIL against the order worker.
+
+`ReceivingClient` reads what the socket has in large pieces and splits it into packets itself;
+a QoS 0 or 1 PUBLISH (MQTT 3.1.1) goes to `on_publish_packet(topic, payload, mid, qos)` without a
+message object, and the ones it refuses (it returns False) are acknowledged together: one
+buffer of PUBACKs queued once per read. `ack_many` sends the acknowledgements of a worker's batch
+the same way. Every other packet (CONNACK, SUBACK, PUBACK, PINGRESP, QoS 2, MQTT 5) is handed to
+paho's own `_packet_handle`, as paho's reader would.
+
+These are paho's private members (checked for paho-mqtt 2.1 and 2.2); with a paho that lacks
+them, `ReceivingClient` reads with paho's own reader and hands each message over from
+`on_message` (`PAHO_READER_USABLE`).
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+log = logging.getLogger("kym.mqtt")
+
+READ_SIZE = 65_536
+MAX_READS = 64  # per call: then paho's loop gets to write (PUBACKs, results) before reading on
+_PRIVATE = ("_packet_read", "_packet_handle", "_packet_queue", "_sock_recv")
+PAHO_READER_USABLE = all(hasattr(mqtt.Client, name) for name in _PRIVATE)
+_PUBLISH, _PUBACK = 0x30, 0x40
+_PUBACK_OF = struct.Struct("!BBH")
+
+# (topic, payload, mid, qos) -> True when taken, False when it is to be acknowledged at once
+PublishHandler = Callable[[str, bytes, int, int], bool]
+
+
+def pubacks(mids: Iterable[int]) -> bytes:
+    """The PUBACK packets of these message ids, back to back."""
+    return b"".join(_PUBACK_OF.pack(_PUBACK, 2, mid) for mid in mids)
+
+
+class ReceivingClient(mqtt.Client):  # type: ignore[misc]  # paho is not followed (pyproject)
+    """A paho client whose network thread splits PUBLISH packets itself (module docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.on_publish_packet: PublishHandler | None = None
+        self._rbuf = bytearray()
+        self._rbuf_sock: object = None  # the socket _rbuf's bytes came from
+        self._refused: list[int] = []
+        if not PAHO_READER_USABLE:
+            log.warning("paho %s: reading with paho's own reader", mqtt.__name__)
+            self.on_message = self._on_paho_message
+
+    def ack_many(self, mids: list[int]) -> None:
+        """PUBACK these QoS 1 messages of the current connection, in one write."""
+        if not mids:
+            return
+        if not PAHO_READER_USABLE:
+            for mid in mids:
+                self.ack(mid, 1)
+            return
+        self._packet_queue(_PUBACK, pubacks(mids), 0, 0)
+
+    def _on_paho_message(self, _c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
+        handler = self.on_publish_packet
+        if handler is not None and not handler(
+            message.topic, message.payload, message.mid, message.qos
+        ):
+            self.ack(message.mid, message.qos)
+
+    def _packet_read(self) -> mqtt.MQTTErrorCode:
+        if not PAHO_READER_USABLE:
+            return super()._packet_read()
+        if self._rbuf_sock is not self._sock:  # a new connection: no bytes of the old one
+            self._rbuf_sock, self._rbuf, self._refused = self._sock, bytearray(), []
+        for _ in range(MAX_READS):
+            try:
+                data = self._sock_recv(READ_SIZE)
+            except BlockingIOError:
+                break
+            except OSError as err:
+                log.warning("failed to receive on the broker socket: %s", err)
+                return mqtt.MQTTErrorCode.MQTT_ERR_CONN_LOST
+            if not data:
+                return mqtt.MQTTErrorCode.MQTT_ERR_CONN_LOST
+            with self._msgtime_mutex:
+                self._last_bytes_received = mqtt.time_func()
+            self._rbuf += data
+            rc = self._split_packets()
+            if self._sock is None or self._sock is not self._rbuf_sock:
+                return mqtt.MQTTErrorCode.MQTT_ERR_CONN_LOST  # a handler closed the connection
+            self._flush_refused()
+            if rc > 0:
+                return rc
+        return mqtt.MQTTErrorCode.MQTT_ERR_AGAIN
+
+    def _split_packets(self) -> mqtt.MQTTErrorCode:
+        """Handle every whole packet in the buffer; keep the partial one at its end."""
+        buf, pos, end = self._rbuf, 0, len(self._rbuf)
+        rc = mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+        while rc <= 0 and self._sock is self._rbuf_sock:  # paho's reader goes on after AGAIN
+            header = _fixed_header(buf, pos, end)
+            if header is None:
+                break
+            if header < 0:
+                rc = mqtt.MQTTErrorCode.MQTT_ERR_PROTOCOL
+                break
+            body, after = divmod(header, 1 << 32)
+            command = buf[pos]
+            if (command & 0xF6) in (_PUBLISH, _PUBLISH | 2) and self._protocol != mqtt.MQTTv5:
+                rc = self._publish(command, bytes(buf[body:after]))
+            else:
+                rc = self._paho_packet(command, bytes(buf[body:after]))
+            pos = after
+        del buf[:pos]
+        return rc
+
+    def _publish(self, command: int, packet: bytes) -> mqtt.MQTTErrorCode:
+        """A QoS 0 or 1 PUBLISH: topic length, topic, message id (QoS 1), payload."""
+        qos = (command & 6) >> 1
+        if len(packet) < 2:
+            return mqtt.MQTTErrorCode.MQTT_ERR_PROTOCOL
+        topic_end = 2 + (packet[0] << 8 | packet[1])
+        if topic_end + 2 * qos > len(packet):
+            return mqtt.MQTTErrorCode.MQTT_ERR_PROTOCOL
+        mid = packet[topic_end] << 8 | packet[topic_end + 1] if qos else 0
+        try:
+            topic = packet[2:topic_end].decode()
+        except UnicodeDecodeError:  # paho's reader logs it and refuses the topic
+            return self._paho_packet(command, packet)
+        handler = self.on_publish_packet
+        taken = handler is None or handler(topic, packet[topic_end + 2 * qos :], mid, qos)
+        if qos and not taken:
+            self._refused.append(mid)
+        return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _paho_packet(self, command: int, packet: bytes) -> mqtt.MQTTErrorCode:
+        """Any other packet, through paho's own handling."""
+        self._in_packet = {
+            "command": command,
+            "have_remaining": 1,
+            "remaining_count": [],
+            "remaining_mult": 1,
+            "remaining_length": len(packet),
+            "packet": bytearray(packet),
+            "to_process": 0,
+            "pos": 0,
+        }
+        try:
+            rc: mqtt.MQTTErrorCode = self._packet_handle()
+        except mqtt.MalformedPacket as exc:
+            log.warning("malformed packet from the broker: %s", exc)
+            rc = mqtt.MQTTErrorCode.MQTT_ERR_PROTOCOL
+        self._in_packet["command"], self._in_packet["packet"] = 0, bytearray()
+        self._in_packet["have_remaining"] = 0
+        return rc
+
+    def _flush_refused(self) -> None:
+        if self._refused:
+            refused, self._refused = self._refused, []
+            self._packet_queue(_PUBACK, pubacks(refused), 0, 0)
+
+
+def _fixed_header(buf: bytearray, pos: int, end: int) -> int | None:
+    """Where the packet at `pos` has its body and where it ends (body << 32 | after), None when
+    it is not all in the buffer yet, -1 when its remaining length is malformed."""
+    length, shift, at = 0, 0, pos + 1
+    while True:
+        if at >= end:
+            return None
+        byte = buf[at]
+        length |= (byte & 0x7F) << shift
+        at += 1
+        if byte < 0x80:
+            break
+        shift += 7
+        if shift > 21:
+            return -1
+    after = at + length
+    return None if after > end else at << 32 | after
