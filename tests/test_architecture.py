@@ -29,6 +29,7 @@ PURE_MODULES = [
     "gateway/events/envelope.py",
     "gateway/funding/plan.py",
     "gateway/funding/instalments.py",
+    "gateway/funding/dues.py",
 ]
 INFRASTRUCTURE = {
     "sqlalchemy",

@@ -33,6 +33,7 @@ from gateway.audit.service import sign_tree_head_if_due
 from gateway.context import Context
 from gateway.disputes.service import settle_due as settle_due_disputes
 from gateway.events import metrics
+from gateway.funding.collect import collect_due as collect_due_instalments
 from gateway.mqtt.client import GatewayClient, Inbound
 from gateway.mqtt.throttle import Throttle
 from gateway.orders import store as order_store
@@ -259,6 +260,7 @@ class Housekeeper(threading.Thread):
         expire_approvals(self.ctx)
         expire_holds(self.ctx)
         settle_due_disputes(self.ctx)  # silence resolves for the owner; pending refunds paid
+        collect_due_instalments(self.ctx)  # instalments on their due dates, overdue ones daily
         sign_tree_head_if_due(self.ctx)
         self.mark_published()
         publisher = next((p for p in self.publishers if p.client.is_connected), None)

@@ -3,21 +3,23 @@ way the approval path opens them (`open_plan` then the payment from the wallet),
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from devices import store as device_store
+from gateway.events import store as event_store
 from gateway.funding import plan_store
 from gateway.funding.check import check_sources
-from gateway.funding.plans import list_plans, open_plan
+from gateway.funding.plans import open_plan
 from gateway.orders.batch import Batch, finish
-from gateway.parties import Party
 from tests.support.funding import fund, source
-from tests.support.world import Dev, World
+from tests.support.world import Clock, Dev, World
 from wallet import store as wallet_store
 from wallet.check import check
 from wallet.ledger import fee_account_id
@@ -72,8 +74,17 @@ class Owner:
         return ctx.db.run(work)
 
     def plans(self) -> list[dict[str, Any]]:
-        owner_id = self.world.api.get("/v1/owners/me", headers=self.car.owner).json()["id"]
-        return list_plans(self.world.ctx, Party("owner", owner_id), 200, None)[0]
+        response = self.world.api.get("/v1/owners/me/instalment-plans", headers=self.car.owner)
+        assert response.status_code == 200, response.text
+        return list(response.json()["items"])
+
+    def plan(self, plan_id: str) -> dict[str, Any]:
+        return next(p for p in self.plans() if p["id"] == plan_id)
+
+    def repay(self, plan_id: str, headers: dict[str, str] | None = None) -> Any:
+        return self.world.api.post(
+            f"/v1/instalment-plans/{plan_id}/repay", headers=headers or self.car.owner
+        )
 
     def source(self, source_id: str) -> dict[str, Any]:
         items = self.world.api.get("/v1/owners/me/funding-sources", headers=self.car.owner)
@@ -118,3 +129,22 @@ def books(world: World) -> list[Any]:
 
 def at(world: World) -> datetime:
     return world.ctx.clock()
+
+
+def events_of(world: World, owner: Owner, event_type: str) -> list[dict[str, Any]]:
+    """The data of the owner's events of this type, oldest first."""
+    owner_id = world.api.get("/v1/owners/me", headers=owner.car.owner).json()["id"]
+    table = event_store.events
+    query = (
+        sa.select(table.c.data_json)
+        .where(table.c.recipient == owner_id, table.c.type == event_type)
+        .order_by(table.c.seq)
+    )
+    with world.ctx.db.read() as conn:
+        return [json.loads(data) for (data,) in conn.execute(query)]
+
+
+def advance_days(world: World, days: float) -> None:
+    clock = world.ctx.clock
+    assert isinstance(clock, Clock)
+    clock.advance(days * 86_400)
