@@ -13,6 +13,7 @@ usage: .venv/bin/python benchmarks/decide_bench.py [--devices 20] [--orders 2000
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import tempfile
 import time
@@ -49,14 +50,21 @@ def main() -> None:
                     for n in range(args.devices)
                 ]
                 for size in (1, 10, 100):
+                    pay = {"type": "pay", "payee": shop, "amount": 1, "currency": "EUR"}
                     orders = [
-                        (dev.topic, dev.sign(dev.order(type="pay", payee=shop, amount=1)))
+                        (dev.topic, dev.sign(dev.order(**pay)))
                         for _ in range(args.orders // len(devices))
                         for dev in devices
                     ]
                     print(json.dumps({"batch": size, **measure(world, orders, size)}))
         finally:
             ctx.db.dispose()
+
+
+def token_payload(token: str) -> str:
+    """A result JWS's payload as JSON text (to see that every order was approved)."""
+    segment = token.split(".")[1]
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)).decode()
 
 
 def measure(world: World, orders: list[tuple[str, bytes]], size: int) -> dict[str, float]:
@@ -66,6 +74,7 @@ def measure(world: World, orders: list[tuple[str, bytes]], size: int) -> dict[st
         batch = orders[start : start + size]
         decided = decide_messages(world.ctx, world.keyring, batch, world.ctx.clock())
         assert len(decided) == len(batch)
+        assert all('"status":"approved"' in token_payload(t) for _, _, t in decided), decided[0]
     cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
     return {
         "orders": len(orders),
