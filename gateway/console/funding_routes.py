@@ -1,7 +1,9 @@
-"""The console's funding page: the owner's funding sources, their top-ups, the instalment policy.
+"""The console's funding pages: the owner's funding sources, their top-ups, the instalment
+policy, and the instalment plans with their schedules.
 
-Each action calls the use case that `POST /v1/funding-sources/{id}/top-ups` calls; the form
-carries an idempotency key that the page made, so sending it twice moves the money once.
+Each action calls the use case that the API's call for it calls (`POST /v1/funding-sources/{id}
+/top-ups`, `POST /v1/instalment-plans/{id}/repay`); a top-up form carries an idempotency key
+that the page made, so sending it twice moves the money once.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from gateway.console.money import format_amount
 from gateway.console.render import page
 from gateway.console.sessions import Session
 from gateway.errors import REFUSAL_TYPES, refusal_of
+from gateway.funding import collect
 from gateway.funding import service as funding
 
 router = APIRouter(include_in_schema=False)
@@ -52,6 +55,38 @@ def top_up_source(request: Request, source_id: str, acting: Acting) -> HTMLRespo
     balance = format_amount(source["balance"], source["currency"])
     notice = f"{source['name']} topped up by {amount}: its balance is {balance}."
     return _funding(request, session, notice=notice)
+
+
+@router.get("/console/instalment-plans")
+def plans_page(request: Request, session: SignedIn) -> HTMLResponse:
+    """The owner's instalment plans, newest first, with their schedules."""
+    return _plans(request, session)
+
+
+@router.post("/console/instalment-plans/{plan_id}/repay")
+def repay_plan(request: Request, plan_id: str, acting: Acting) -> HTMLResponse:
+    """Repay what a plan has left now, as `POST /v1/instalment-plans/{id}/repay` does."""
+    session, _ = acting
+    ctx = context(request)
+    try:
+        before = {p["id"]: p for p in views.plans_view(ctx, session.owner)}.get(plan_id)
+        plan = collect.repay(ctx, session.owner, plan_id)
+    except REFUSAL_TYPES as exc:
+        return _plans(request, session, refusal_of(exc)[0], error=str(exc))
+    if before is None or before["left"] == 0:
+        return _plans(request, session, notice="This plan was repaid already.")
+    left = format_amount(before["left"], plan["currency"])
+    notice = f"Plan repaid: {left} collected from your balance sources, no fee added."
+    return _plans(request, session, notice=notice)
+
+
+def _plans(request: Request, session: Session, status: int = 200, **values: Any) -> HTMLResponse:
+    ctx = context(request)
+    plans = views.plans_view(ctx, session.owner)
+    labels = views.device_labels(ctx, session.owner)
+    return page(
+        request, "plans.html", session, status, active="plans", plans=plans, labels=labels, **values
+    )
 
 
 def _funding(request: Request, session: Session, status: int = 200, **values: Any) -> HTMLResponse:

@@ -41,6 +41,7 @@ NAV = [
     ("devices", "/console/devices", "Devices"),
     ("wallets", "/console/wallets", "Wallets"),
     ("funding", "/console/funding", "Funding"),
+    ("plans", "/console/instalment-plans", "Instalments"),
     ("payments", "/console/payments", "Payments"),
     ("disputes", "/console/disputes", "Disputes"),
     ("audit", "/console/audit", "Audit trail"),

@@ -20,6 +20,7 @@ from gateway.context import Context
 from gateway.disputes import rules as dispute_rules
 from gateway.disputes import service as disputes
 from gateway.errors import Conflict, NotFound
+from gateway.funding import plans as instalment_plans
 from gateway.funding import policy as instalment_policy
 from gateway.funding import service as funding
 from gateway.parties import Party
@@ -171,3 +172,27 @@ def tree_head(ctx: Context) -> dict[str, Any]:
     head = heads.verify(token, ctx.pki.signer.private_key.public_key(), ctx.signer_jose)
     signed_at = datetime.fromtimestamp(head.ts, UTC)
     return {"tree_size": head.tree_size, "root_hash": head.root_hash, "at": signed_at, "jws": token}
+
+
+def plans_view(ctx: Context, owner: Party) -> list[dict[str, Any]]:
+    """The owner's instalment plans, newest first, each with what is paid and left, whom the
+    payment went to and the credit line's name."""
+    items, _ = instalment_plans.list_plans(ctx, owner, PAGE, None)
+    if not items:
+        return []
+    paid = {p["payment_id"]: p for p in payments_view(ctx, owner)}
+    lines = {s["id"]: s["name"] for s in funding.list_sources(ctx, owner)}
+    shown = []
+    for plan in items:
+        done = sum(i["amount"] for i in plan["instalments"] if i["status"] == "paid")
+        payment = paid.get(plan["payment_id"], {})
+        shown.append(
+            {
+                **plan,
+                "paid": done,
+                "left": plan["total"] - done,
+                "payee_name": payment.get("payee_name") or payment.get("payee"),
+                "source_name": lines.get(plan["source"], plan["source"]),
+            }
+        )
+    return shown
