@@ -63,9 +63,10 @@ def approval_items(conn: Connection, rows: list[dict[str, Any]]) -> list[dict[st
 def approval_item(
     row: Mapping[str, Any], payee: Mapping[str, str] | None, why: str
 ) -> dict[str, Any]:
-    """One approval: the order it holds, its payee's name and category, why it waits."""
+    """One approval: the order it holds, its payee's name and category, why it waits, and
+    the instalment offer it carries when that is why (section 8)."""
     order = json.loads(row["order_json"])
-    return {
+    item = {
         "id": row["id"],
         "device_id": row["device_id"],
         "order_id": row["order_id"],
@@ -81,6 +82,9 @@ def approval_item(
         "expires_at": row["expires_at"].isoformat(),
         "created_at": row["created_at"].isoformat(),
     }
+    if row.get("offer_json") is not None:
+        item["offer"] = json.loads(row["offer_json"])
+    return item
 
 
 def mandates_page(

@@ -32,16 +32,33 @@ def gateway_consent(
     """The gateway let a payment through: under a mandate, or within the owner's rules."""
     if result.payment_id is None or result.order_id is None:
         return
-    if mandate_id is not None:
-        body = consent.payload(
-            result.payment_id, result.order_id, "mandate", mandate_id, "gateway", batch.ts
-        )
-        _keep(batch, result.payment_id, body, None)
+    body, salt = _gateway_body(batch, result.payment_id, result.order_id, rules, mandate_id)
+    _keep(batch, result.payment_id, body, salt)
+
+
+def instalments_agreed(
+    batch: Batch, result: Result, rules: Rules | None, mandate_id: str | None
+) -> None:
+    """The gateway converted a pay to instalments the owner agreed to in advance (section 8,
+    `auto_accept_up_to`): basis `instalments`, naming the plan and, as for any payment the
+    gateway let through, the mandate or the rules under which no approval was needed."""
+    if result.payment_id is None or result.order_id is None:
         return
+    [plan_id] = [f["plan_id"] for f in result.funded_by if "plan_id" in f]
+    body, salt = _gateway_body(batch, result.payment_id, result.order_id, rules, mandate_id)
+    body = {**body, "basis": "instalments", "plan_id": plan_id}
+    _keep(batch, result.payment_id, body, salt)
+
+
+def _gateway_body(
+    batch: Batch, payment_id: str, order_id: str, rules: Rules | None, mandate_id: str | None
+) -> tuple[dict[str, Any], str | None]:
+    if mandate_id is not None:
+        body = consent.payload(payment_id, order_id, "mandate", mandate_id, "gateway", batch.ts)
+        return body, None
     salt = secrets.token_hex(32)
     digest = consent.rules_sha256_of_jcs(_rules_jcs(rules), salt)
-    body = consent.payload(result.payment_id, result.order_id, "rules", digest, "gateway", batch.ts)
-    _keep(batch, result.payment_id, body, salt)
+    return consent.payload(payment_id, order_id, "rules", digest, "gateway", batch.ts), salt
 
 
 # The JCS of the rules objects a batch decides with, computed once per object, not per payment

@@ -42,16 +42,35 @@ class _Planned:
 def check_funds(batch: Batch, device: Device, rules: Rules | None, amount_minor: int) -> None:
     """Step 4: the wallet's `available` plus what automatic top-ups could add covers the
     amount; the draws that would be needed are kept for `top_up`."""
+    if not covers(batch, device, rules, amount_minor):
+        raise InsufficientFunds("the wallet and the owner's sources cannot cover the amount")
+
+
+def covers(batch: Batch, device: Device, rules: Rules | None, amount_minor: int) -> bool:
+    """`check_funds` without the refusal: whether they cover it (the draws kept when so)."""
     wallet_available = _wallet_available(batch, device.id)
     auto = None if rules is None or device.owner_id in batch.frozen else rules.auto_top_up
-    plans = batch.funding.setdefault("plans", {})
-    plans.pop(device.id, None)
-    if plan.wanted(wallet_available, amount_minor, auto)[1] == 0:
-        return  # the wallet alone pays, and no top-up is due
+    forget_plan(batch, device.id)
+    least, most = plan.wanted(wallet_available, amount_minor, auto)
+    if most == 0:
+        return least == 0  # no top-up is due or possible: the wallet alone pays, or nothing
     draws = _plan(batch, device, wallet_available, amount_minor, auto)
     if draws is None:
-        raise InsufficientFunds("the wallet and the owner's sources cannot cover the amount")
-    plans[device.id] = _Planned(draws, wallet_available, amount_minor, auto)
+        return False
+    batch.funding["plans"][device.id] = _Planned(draws, wallet_available, amount_minor, auto)
+    return True
+
+
+def forget_plan(batch: Batch, device_id: str) -> None:
+    """Drop the draws step 4 planned for the device's order (it will not move them)."""
+    batch.funding.setdefault("plans", {}).pop(device_id, None)
+
+
+def source_balances(batch: Batch, device: Device) -> list[int]:
+    """The balances of the owner's balance sources of the wallet's currency, as this batch
+    leaves them (floors not subtracted)."""
+    drawn: dict[str, int] = batch.funding.get("drawn", {})
+    return [s.balance_minor - drawn.get(s.id, 0) for s in _sources(batch, device)]
 
 
 def _plan(

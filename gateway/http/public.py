@@ -136,6 +136,25 @@ class MandatePage(Public):
     next_cursor: str | None
 
 
+class OfferOption(Public):
+    """One allowed count of an instalment offer; the last instalment takes the remainder."""
+
+    count: int
+    instalment_amount: int
+    fee: int
+    total: int
+    first_due: str
+
+
+class OfferPublic(Public):
+    """An instalment offer (section 8): the credit line, its terms, the options it covers."""
+
+    source: str
+    apr_bps: int
+    interval_days: int
+    options: list[OfferOption]
+
+
 class ApprovalPublic(Public):
     """An order waiting for (or decided by) its owner: what, to whom, why and until when."""
 
@@ -153,6 +172,7 @@ class ApprovalPublic(Public):
     status: Literal["pending", "approved", "declined", "expired"]
     expires_at: str
     created_at: str
+    offer: OfferPublic | None = None  # only when `why` is instalment_offer
 
 
 class ApprovalList(Public):

@@ -283,3 +283,5 @@ class MandateCreate(Input):
 
 class DecisionCreate(Body):
     decision: Literal["approve", "decline"]
+    # approve by instalments (section 8): one of the counts the approval's offer shows
+    instalments: Annotated[int, Field(strict=True, ge=1, le=MAX_MINOR)] | None = None

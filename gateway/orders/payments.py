@@ -8,6 +8,7 @@ raised (see `gateway.errors`) and becomes a `declined` result in `gateway.orders
 
 from __future__ import annotations
 
+import json
 import secrets
 from datetime import timedelta
 
@@ -25,9 +26,11 @@ from gateway.consent.rules import (
     consent_rules,
     evaluate,
 )
-from gateway.errors import Declined
-from gateway.evidence.record import gateway_consent
+from gateway.errors import Conflict, Declined
+from gateway.evidence.record import gateway_consent, instalments_agreed
 from gateway.funding import auto as auto_top_up
+from gateway.funding import conversion, offers
+from gateway.funding.offers import Offer, Terms
 from gateway.orders.batch import Batch, period_keys_now, scope_row
 from wallet import store as wallet_store
 from wallet.errors import InsufficientFunds
@@ -36,35 +39,79 @@ from wallet.ledger import PaymentRequest, PaymentType
 Payment = wire.PayOrder | wire.HoldOrder
 
 
-def decide_payment(batch: Batch, order: Payment, *, owner_approved: bool = False) -> Result:
-    """Steps 2 to 6; when the owner has approved the order, step 5 is theirs and is skipped."""
+def decide_payment(
+    batch: Batch, order: Payment, *, owner_approved: bool = False, terms: Terms | None = None
+) -> Result:
+    """Steps 2 to 6; when the owner has approved the order, step 5 is theirs and is skipped,
+    and step 4 makes no offer. `terms`: the owner approved it by instalments (section 8), so
+    after steps 2 and 3 the credit line pays on those terms (`Conflict` when it cannot)."""
     device = active_sender(batch, order.device_id)
     if device.owner_id in batch.frozen:
         raise Declined(Reason.OWNER_FROZEN)  # section 7: right after the device, step 2
-    terms = OrderTerms(device.id, device.currency, order.payee, order.amount, order.currency)
+    terms_of_order = OrderTerms(
+        device.id, device.currency, order.payee, order.amount, order.currency
+    )
     payee = payee_of(batch, order.payee)
     tz = batch.timezones[device.owner_id]
     rules = batch.rules.get(device.id)
-    evaluate(terms, payee, rules, batch.usage.get(device.id, {}), batch.now, tz)
+    evaluate(terms_of_order, payee, rules, batch.usage.get(device.id, {}), batch.now, tz)
     assert payee is not None, "evaluate refuses an unknown payee"
-    auto_top_up.check_funds(batch, device, rules, order.amount)  # step 4 (section 8)
     keys = period_keys_now(batch.now, tz)
+    if terms is not None:
+        return move_payment(batch, order, payee, None, keys, terms)
     if owner_approved:
+        auto_top_up.check_funds(batch, device, rules, order.amount)  # step 4, without offers
         return move_payment(batch, order, payee, None, keys)
+    covered = auto_top_up.covers(batch, device, rules, order.amount)  # step 4 (section 8)
+    offered = conversion.offer_for(batch, device, order, payee, covered)
+    if offered is None and not covered:
+        raise InsufficientFunds("the wallet and the owner's sources cannot cover the amount")
     mandates = batch.mandates.get(device.id, [])
-    choice = decide_consent(terms, payee, rules, mandates, batch.usage, batch.now, tz)
+    choice = decide_consent(terms_of_order, payee, rules, mandates, batch.usage, batch.now, tz)
+    mandate_id = choice.mandate.id if choice.mandate else None
+    if offered is not None:
+        agreed = offers.accepted_in_advance(
+            offered.policy, offered.offer, order.amount, step5_asks=choice.needs_approval
+        )
+        if agreed is not None:
+            paid = pay_agreed(batch, order, payee, mandate_id, keys, agreed)
+            if paid is not None:
+                instalments_agreed(batch, paid, rules, mandate_id)  # evidence: agreed in advance
+                return paid
+        return ask_owner(batch, order, rules, offered.offer)
     if choice.needs_approval:
         return ask_owner(batch, order, rules)
-    mandate_id = choice.mandate.id if choice.mandate else None
     result = move_payment(batch, order, payee, mandate_id, keys)
     gateway_consent(batch, result, rules, mandate_id)  # evidence: why it needed no approval
     return result
 
 
+def pay_agreed(
+    batch: Batch,
+    order: Payment,
+    payee: Payee,
+    mandate_id: str | None,
+    keys: dict[str, str],
+    terms: Terms,
+) -> Result | None:
+    """A conversion the owner agreed to in advance; None when the line can no longer pay it
+    (another transaction drew on it meanwhile): then it is offered."""
+    try:
+        return move_payment(batch, order, payee, mandate_id, keys, terms)
+    except Conflict:
+        return None
+
+
 def move_payment(
-    batch: Batch, order: Payment, payee: Payee, mandate_id: str | None, keys: dict[str, str]
+    batch: Batch,
+    order: Payment,
+    payee: Payee,
+    mandate_id: str | None,
+    keys: dict[str, str],
+    terms: Terms | None = None,
 ) -> Result:
-    """Step 6: move (or reserve) the money, count it, and tell the payee device."""
+    """Step 6: move (or reserve) the money, count it, and tell the payee device; with `terms`
+    the credit line lends the amount into the wallet first (a plan), else automatic top-ups."""
     payment_id = f"pay_{secrets.token_hex(8)}"
     is_hold = isinstance(order, wire.HoldOrder)
     expires_at = None
@@ -80,7 +127,11 @@ def move_payment(
         order.currency,
         expires_at,
     )
-    funded_by = auto_top_up.top_up(batch, batch.devices[order.device_id], payment_id)
+    device = batch.devices[order.device_id]
+    if terms is None:
+        funded_by = auto_top_up.top_up(batch, device, payment_id)
+    else:
+        funded_by = conversion.pay_from_line(batch, device, payment_id, order.amount, terms)
     if batch.placements is None:
         wallet_store.place(batch.conn, request, batch.now)
     else:
@@ -116,9 +167,14 @@ def move_payment(
     )
 
 
-def ask_owner(batch: Batch, order: Payment, rules: Rules | None) -> Result:
-    """Step 5: store the order for its owner; a pending approval reserves nothing."""
+def ask_owner(
+    batch: Batch, order: Payment, rules: Rules | None, offer: Offer | None = None
+) -> Result:
+    """Step 5: store the order for its owner; a pending approval reserves nothing. With an
+    instalment offer, the offer is why it waits, whatever else would have asked."""
+    auto_top_up.forget_plan(batch, order.device_id)
     approval_id = f"apr_{secrets.token_hex(8)}"
+    why = "no_rules" if consent_rules(rules) is None else "approval_above"
     consent_store.insert_approval(
         batch.conn,
         {
@@ -131,7 +187,8 @@ def ask_owner(batch: Batch, order: Payment, rules: Rules | None) -> Result:
             "currency": order.currency,
             "created_at": batch.now,
             "expires_at": batch.now + timedelta(seconds=approval_ttl_s(rules)),
-            "why": "no_rules" if consent_rules(rules) is None else "approval_above",
+            "why": why if offer is None else "instalment_offer",
+            "offer_json": None if offer is None else json.dumps(offers.offer_to_json(offer)),
         },
     )
     return batch.result(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter
 
@@ -19,7 +19,7 @@ router = APIRouter(tags=["approvals"])
 ApprovalStatus = Literal["pending", "approved", "declined", "expired"]
 
 
-@router.get("/v1/approvals")
+@router.get("/v1/approvals", response_model_exclude_unset=True)  # `offer` only with one
 def list_approvals(
     ctx: Ctx,
     caller: Owner,
@@ -32,16 +32,17 @@ def list_approvals(
     return ApprovalList.model_validate(asdict(page))
 
 
-@router.post("/v1/approvals/{approval_id}")
+@router.post("/v1/approvals/{approval_id}", response_model_exclude_unset=True)
 def decide_approval(
     approval_id: OwnedApproval, body: DecisionCreate, ctx: Ctx, caller: Owner
 ) -> ApprovalDecided:
-    """Approve or decline a waiting payment (owner); approving runs steps 2-4 again."""
-    approval, result = decide(ctx, caller.id, approval_id, body.decision)
+    """Approve (optionally by instalments) or decline a waiting payment (owner)."""
+    approval, result = decide(ctx, caller.id, approval_id, body.decision, body.instalments)
     reason = None if result.reason is None else result.reason.value
+    decided: dict[str, Any] = {"status": result.status.value, "reason": reason}
+    plans = [f["plan_id"] for f in result.funded_by if "plan_id" in f]
+    if plans:
+        decided["plan_id"] = plans[0]  # paid by instalments: the plan it opened
     return ApprovalDecided.model_validate(
-        {
-            **consent.approval_public(ctx, approval),
-            "result": {"status": result.status.value, "reason": reason},
-        }
+        {**consent.approval_public(ctx, approval), "result": decided}
     )
