@@ -42,7 +42,7 @@ class Crash(Exception):
 
 def collect_transfers(world: World) -> list[Any]:
     with world.ctx.db.read() as conn:
-        return conn.execute(transfers.select().where(transfers.c.kind == "collect")).all()
+        return list(conn.execute(transfers.select().where(transfers.c.kind == "collect")))
 
 
 def test_a_collector_killed_before_its_commit_moves_nothing_and_the_next_collects_once(
