@@ -6,7 +6,9 @@ two phases of the same open-loop load from the victims (each well under its own 
 
 - baseline: the load alone;
 - flood: the same load while the flooder publishes `--flood` messages (signed, valid orders by
-  default; `--junk` for undecodable ones) as fast as its connection takes them.
+  default; `--junk` for undecodable ones) as fast as its connection takes them, with paho or,
+  with `--raw`, as packets encoded up front and written in 64 kB pieces (benchmarks/raw_flood.py:
+  a flooder that costs this shared machine little CPU, as one across a network would).
 
 It prints the victims' p50/p99/max latency in both phases, their ratio (the issue asks for a
 flood's p99 within 2 × the baseline's), and what the flooder got back (the burst decided, about
@@ -44,6 +46,9 @@ from simulators.bench.load import Load, presign, provision_fleet, send, wait_for
 from simulators.bench.run import served_gateway
 from simulators.bench.tally import Tally
 
+sys.path.insert(0, str(Path(__file__).parent))  # run as a script: its sibling module
+from raw_flood import RawFlooder  # noqa: E402
+
 SERVE = [sys.executable, "-m", "gateway.cli", "serve"]
 
 
@@ -58,11 +63,15 @@ class FloodPlan:
     host: str
     port: int
     messages: list[bytes]
+    raw: bool = False
 
 
 def flood_process(plan: FloodPlan, go: Any, out: Any) -> None:
     """In a process of its own (so that its CPU does not slow the victims' clients): connect as
     the flooder, wait for `go`, publish every message, collect the answers for 3 s more."""
+    if plan.raw:
+        raw_flood_process(plan, go, out)
+        return
     answers: Counter[str] = Counter()
 
     def on_message(_c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
@@ -89,6 +98,18 @@ def flood_process(plan: FloodPlan, go: Any, out: Any) -> None:
     raw.disconnect()
     raw.loop_stop()
     out.put((published_s, dict(answers)))
+
+
+def raw_flood_process(plan: FloodPlan, go: Any, out: Any) -> None:
+    """`flood_process` with benchmarks/raw_flood.py's flooder."""
+    context = ssl.create_default_context(cafile=plan.ca_bundle)
+    context.load_cert_chain(plan.certificate, plan.key)
+    flooder = RawFlooder(plan.host, plan.port, context, plan.device_id)
+    out.put("ready")
+    go.wait()
+    published_s = flooder.flood(plan.messages, linger_s=3)
+    flooder.close()
+    out.put((published_s, dict(flooder.answers)))
 
 
 class Flooder:
@@ -179,6 +200,7 @@ def main() -> None:
     parser.add_argument("--flood", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3, help="baseline and flood, alternating")
     parser.add_argument("--junk", action="store_true", help="flood with undecodable messages")
+    parser.add_argument("--raw", action="store_true", help="flood with pre-encoded packets")
     parser.add_argument("--broker", choices=["auto", "mosquitto", "embedded"], default="auto")
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--device-rate", default="10", help="the gateway's (contract default)")
@@ -199,7 +221,7 @@ def main() -> None:
             floods = [
                 flood_messages(flooding, shop, args.flood, args.junk) for _ in range(args.rounds)
             ]
-            plan = flood_plan(flooding, [])
+            plan = replace(flood_plan(flooding, []), raw=args.raw)
             try:
                 rounds = [
                     run_round(victims, shop, args, console, replace(plan, messages=m), pid)
@@ -245,6 +267,7 @@ def summary(args: argparse.Namespace, rounds: list[dict[str, Any]]) -> dict[str,
         "victim_rate_per_s": args.rate_per_device * args.victims,
         "flood": args.flood,
         "flood_kind": "junk" if args.junk else "signed orders",
+        "flooder": "raw" if args.raw else "paho",
         "rounds": rounds,
         "median_p99_ratio": ratios[len(ratios) // 2] if ratios else None,
     }

@@ -31,7 +31,7 @@ log = logging.getLogger("kym.mqtt")
 
 READ_SIZE = 65_536
 MAX_READS = 64  # per call: then paho's loop gets to write (PUBACKs, results) before reading on
-_PRIVATE = ("_packet_read", "_packet_handle", "_packet_queue", "_sock_recv")
+_PRIVATE = ("_packet_read", "_packet_handle", "_packet_queue", "_packet_write", "_sock_recv")
 PAHO_READER_USABLE = all(hasattr(mqtt.Client, name) for name in _PRIVATE)
 _PUBLISH, _PUBACK = 0x30, 0x40
 _PUBACK_OF = struct.Struct("!BBH")
@@ -96,9 +96,9 @@ class ReceivingClient(mqtt.Client):  # type: ignore[misc]  # paho is not followe
             rc = self._split_packets()
             if self._sock is None or self._sock is not self._rbuf_sock:
                 return mqtt.MQTTErrorCode.MQTT_ERR_CONN_LOST  # a handler closed the connection
-            self._flush_refused()
             if rc > 0:
                 return rc
+        self._flush_refused()
         return mqtt.MQTTErrorCode.MQTT_ERR_AGAIN
 
     def _split_packets(self) -> mqtt.MQTTErrorCode:
@@ -163,9 +163,23 @@ class ReceivingClient(mqtt.Client):  # type: ignore[misc]  # paho is not followe
         return rc
 
     def _flush_refused(self) -> None:
+        """Queue the refused messages' PUBACKs and write them now: `_packet_queue` would wake
+        paho's loop through its socket pair for another round of `select` first."""
         if self._refused:
             refused, self._refused = self._refused, []
-            self._packet_queue(_PUBACK, pubacks(refused), 0, 0)
+            blob = pubacks(refused)
+            self._out_packet.append(
+                {
+                    "command": _PUBACK,
+                    "mid": 0,
+                    "qos": 0,
+                    "pos": 0,
+                    "to_process": len(blob),
+                    "packet": blob,
+                    "info": None,
+                }
+            )
+            self._packet_write()  # what it cannot write now, paho's loop writes when it can
 
 
 def _fixed_header(buf: bytearray, pos: int, end: int) -> int | None:
