@@ -1,6 +1,10 @@
-"""`kym ledger check` for funding sources: each source has its ledger account, in its currency,
-no draw ever took a balance source below its floor (replayed from the journal: a source topped
-up to less than its floor is below it without a breach), a credit line never beyond its limit."""
+"""`kym ledger check` for funding sources and instalment plans: each source has its ledger
+account, in its currency; no draw or collection ever took a balance source below its floor
+(replayed from the journal: a source topped up to less than its floor is below it without a
+breach) and no plan ever took a credit line beyond its limit (replayed too); each plan's
+instalments sum to its total, its opening moved its amount and fee, its paid instalments match
+their collections' transfers (amounts and count), what a line owes is what its plans still owe,
+and each currency's fee account holds the sum of its plans' fees."""
 
 from __future__ import annotations
 
@@ -10,14 +14,15 @@ from sqlalchemy import Connection, select
 
 from gateway.funding import store as funding_store
 from gateway.funding.plan import CREDIT_LINE
+from gateway.funding.plan_check import check_plans
 from wallet.check import Breach
 from wallet.ledger import POSTING_KINDS
 from wallet.schema import accounts, transfers
 
 
 def check_sources(conn: Connection) -> list[Breach]:
-    """Every breach of the sources' invariants; empty when they hold."""
-    return list(_breaches(conn))
+    """Every breach of the sources' and plans' invariants; empty when they hold."""
+    return [*_breaches(conn), *check_plans(conn)]
 
 
 def _breaches(conn: Connection) -> Iterator[Breach]:
@@ -28,17 +33,14 @@ def _breaches(conn: Connection) -> Iterator[Breach]:
             yield Breach("funding", source.id, "no ledger account in the source's currency")
         elif source.kind == CREDIT_LINE:
             assert source.credit_limit_minor is not None
-            if -source.balance_minor > source.credit_limit_minor:
-                owed = -source.balance_minor
-                yield Breach(
-                    "credit_limit", source.id, f"owes {owed} > {source.credit_limit_minor}"
-                )
+            yield from _draws_below_floor(conn, source.id, -source.credit_limit_minor)
         else:
             yield from _draws_below_floor(conn, source.id, source.floor_minor)
 
 
 def _draws_below_floor(conn: Connection, source_id: str, floor_minor: int) -> Iterator[Breach]:
-    """Replay the source's journal in order: after each debit it keeps at least its floor."""
+    """Replay the source's journal in order: after each debit it keeps at least its floor (a
+    credit line: minus its limit)."""
     query = (
         select(transfers.c.id, transfers.c.debit_account_id, transfers.c.amount_minor)
         .where(
@@ -52,6 +54,5 @@ def _draws_below_floor(conn: Connection, source_id: str, floor_minor: int) -> It
     for transfer_id, debit_id, amount_minor in conn.execute(query):
         balance += -amount_minor if debit_id == source_id else amount_minor
         if debit_id == source_id and balance < floor_minor:
-            yield Breach(
-                "floor", source_id, f"transfer {transfer_id} left {balance} < {floor_minor}"
-            )
+            rule = "credit_limit" if floor_minor < 0 else "floor"
+            yield Breach(rule, source_id, f"transfer {transfer_id} left {balance} < {floor_minor}")

@@ -12,9 +12,9 @@ this up: a collection's transfers carry its key, unique per source.
 from __future__ import annotations
 
 import logging
-from functools import partial
 from collections.abc import Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Connection

@@ -43,7 +43,12 @@ def test_breaches_of_floors_and_credit_limits_are_reported(world: World, ctx: Co
     with ctx.db.read() as conn:
         found = {(b.rule, b.subject) for b in check_sources(conn)}
         assert check(conn) == []  # the double entry itself still balances
-    assert found == {("floor", account["id"]), ("credit_limit", line["id"])}
+    # the line also owes what no plan accounts for
+    assert found == {
+        ("floor", account["id"]),
+        ("credit_limit", line["id"]),
+        ("credit_line", line["id"]),
+    }
 
 
 def test_draws_refuse_to_cross_a_floor(world: World, ctx: Context) -> None:
