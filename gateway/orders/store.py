@@ -153,7 +153,12 @@ def enqueue(
     subjects: list[str | None] | None = None,
 ) -> list[int]:
     """Put (topic, jws) results in the outbox in one statement; returns their ids in order.
-    `subjects`: what each is about (`gateway.evidence.record.subjects`)."""
+    `subjects`: what each is about (`gateway.evidence.record.subjects`).
+
+    The ids come back with their rows' topic and token and are matched to the items by them:
+    asking for them in parameter order makes SQLAlchemy insert row by row on SQLite (one
+    statement per result). Equal items (an Ed25519 signature is deterministic) are
+    interchangeable, so each takes the next id returned for its (topic, token)."""
     if not items:
         return []
     about = subjects or [None] * len(items)
@@ -161,8 +166,11 @@ def enqueue(
         {"topic": topic, "jws": token, "created_at": now, "subject": subject}
         for (topic, token), subject in zip(items, about, strict=True)
     ]
-    statement = outbox.insert().returning(outbox.c.id, sort_by_parameter_order=True)
-    return [int(i) for i in conn.execute(statement, rows).scalars()]
+    statement = outbox.insert().returning(outbox.c.id, outbox.c.topic, outbox.c.jws)
+    ids: dict[tuple[str, str], list[int]] = {}
+    for outbox_id, topic, token in conn.execute(statement, rows):
+        ids.setdefault((topic, token), []).append(int(outbox_id))
+    return [ids[item].pop(0) for item in items]
 
 
 def unpublished(
