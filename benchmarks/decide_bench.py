@@ -6,7 +6,7 @@ It builds a gateway context on a fresh data dir (SQLite, or `--database-url`), r
 devices through the API in process (the service tests' `World`), signs every order first and
 then decides them in batches of 1, 10 and 100, as a worker would.
 
-usage: .venv/bin/python benchmarks/decide_bench.py [--devices 20] [--orders 2000]
+usage: .venv/bin/python benchmarks/decide_bench.py [--devices 20] [--orders 2000] [--repeat 3]
        [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/kym_decide]
 """
 
@@ -35,6 +35,9 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=20)
     parser.add_argument("--orders", type=int, default=2000, help="per batch size")
     parser.add_argument("--database-url", default=None)
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="rounds of every size; the least CPU is printed"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="kym-decide-") as tmp:
         settings = Settings(
@@ -49,14 +52,23 @@ def main() -> None:
                     world.device(f"d{n}", top_up=10**9, rules={"currency": "EUR"})
                     for n in range(args.devices)
                 ]
-                for size in (1, 10, 100):
-                    pay = {"type": "pay", "payee": shop, "amount": 1, "currency": "EUR"}
-                    orders = [
-                        (dev.topic, dev.sign(dev.order(**pay)))
-                        for _ in range(args.orders // len(devices))
-                        for dev in devices
-                    ]
-                    print(json.dumps({"batch": size, **measure(world, orders, size)}))
+                pay = {"type": "pay", "payee": shop, "amount": 1, "currency": "EUR"}
+                best: dict[int, dict[str, float]] = {}
+                for _ in range(args.repeat):  # rounds interleave the sizes: load drifts
+                    for size in (1, 10, 100):
+                        orders = [
+                            (dev.topic, dev.sign(dev.order(**pay)))
+                            for _ in range(args.orders // len(devices))
+                            for dev in devices
+                        ]
+                        found = measure(world, orders, size)
+                        if (
+                            size not in best
+                            or found["cpu_us_per_payment"] < best[size]["cpu_us_per_payment"]
+                        ):
+                            best[size] = found
+                for size, found in best.items():
+                    print(json.dumps({"batch": size, **found}))
         finally:
             ctx.db.dispose()
 
