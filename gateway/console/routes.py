@@ -115,19 +115,26 @@ def pending_fragment(request: Request, session: SignedIn) -> HTMLResponse:
 
 @router.post("/console/approvals/{approval_id}")
 def decide(request: Request, approval_id: str, acting: Acting) -> HTMLResponse:
-    """Approve or decline a waiting payment, as `POST /v1/approvals/{id}` does."""
+    """Approve (on a number of instalments when the approval offers them) or decline a waiting
+    payment, as `POST /v1/approvals/{id}` does."""
     session, form = acting
-    decision = form.get("decision", "")
-    if decision not in ("approve", "decline"):
+    decision, count = form.get("decision", ""), form.get("instalments", "").strip()
+    if decision not in ("approve", "decline") or not (count == "" or count.isdigit()):
         return _inbox(request, session, 422, error="Choose approve or decline.")
+    instalments = int(count) if count else None
     ctx = context(request)
     try:
         owned_approval(approval_id, ctx, session.owner)
-        approval, result = decide_approval(ctx, session.owner.id, approval_id, decision)
+        approval, result = decide_approval(
+            ctx, session.owner.id, approval_id, decision, instalments
+        )
     except REFUSAL_TYPES as exc:
         return _inbox(request, session, refusal_of(exc)[0], error=str(exc))
     amount = format_amount(approval["amount_minor"], approval["currency"])
-    if result.status.value == "approved":
+    if result.status.value == "approved" and instalments:
+        notice = f"{amount} to {approval['payee']} paid from your credit line: {instalments} "
+        notice += "instalments, scheduled under Instalments. The device has been told."
+    elif result.status.value == "approved":
         notice = f"{amount} to {approval['payee']} approved: the device has been told."
     else:
         reason = result.reason.value if result.reason is not None else result.status.value
