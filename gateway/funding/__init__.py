@@ -5,6 +5,8 @@ store    SQL: the sources' terms joined with their ledger balances
 service  the owner's use cases over HTTP: create, list, top up
 auto     steps 4 and 6 of a pay or hold: plan the draws, then move them with the payment
 check    `kym ledger check`'s invariants for sources
-policy   the owner's instalment policy (stored and shown; offers do not use it yet)
-instalments  pure: fees, totals, instalment amounts, offer options, schedules (not wired in)
+policy   the owner's instalment policy (stored and shown)
+instalments  pure: fees, totals, instalment amounts, offer options, schedules
+offers   pure: whether a pay gets an instalment offer, its options, agreed in advance or not
+conversion  step 4's offer and the credit line paying a plan, inside the decision
 """
