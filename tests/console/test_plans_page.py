@@ -1,10 +1,14 @@
-"""The console's instalment plans page on the real app and database: the schedule an owner
-sees, and the Repay button (the CSRF token, not enough money, repaid, repaid again)."""
+"""The console's instalment plans page and the inbox's instalment offers on the real app and
+database: the schedule an owner sees, the Repay button (the CSRF token, not enough money, repaid,
+repaid again), and an offer taken on one of its counts."""
 
 from __future__ import annotations
 
+import re
+
 from fastapi.testclient import TestClient
 
+from tests.funding.offer_setup import TOTALS, line_for, pay, plans_of, put_policy
 from tests.funding.plans_support import owner_with_line, top_up
 from tests.support.console import sign_in
 from tests.support.world import World
@@ -59,3 +63,36 @@ def test_another_owners_plan_is_not_found(world: World, browser_like: TestClient
     )
     assert answer.status_code == 404
     assert owner.plan(plan_id)["status"] == "active"
+
+
+def test_an_owner_takes_an_instalment_offer_from_the_inbox(
+    world: World, browser_like: TestClient
+) -> None:
+    shop = world.merchant("groceries")
+    car = world.device("car", top_up=0, rules={"currency": "EUR"})
+    line = line_for(world, car)
+    put_policy(world, car, line["id"])
+    result = pay(car, shop["id"], 10_000)
+    assert (result["status"], result["reason"]) == ("pending_approval", None)
+    csrf = sign_in(browser_like, car.owner["Authorization"].removeprefix("Bearer "))
+    inbox = browser_like.get("/console").text
+    assert 'data-count="3"' in inbox and 'data-count="6"' in inbox
+    assert f"total €{TOTALS[3] / 100:,.2f}" in inbox and "Pay from the wallet" in inbox
+    approval_id = re.search(r'data-approval="([^"]+)"', inbox)
+    assert approval_id
+    path = f"/console/approvals/{approval_id.group(1)}"
+
+    for count, status in (("three", 422), ("12", 422)):
+        form = {"decision": "approve", "instalments": count, "csrf_token": csrf}
+        refused = browser_like.post(path, data=form)
+        assert refused.status_code == status, (count, refused.text)
+        assert 'data-count="3"' in refused.text  # still waiting, with its offer
+    taken = browser_like.post(
+        path, data={"decision": "approve", "instalments": "3", "csrf_token": csrf}
+    )
+    assert taken.status_code == 200, taken.text
+    assert "€100.00 to" in taken.text and "paid from your credit line: 3 instalments" in taken.text
+    [plan] = plans_of(world.ctx, car.id)
+    assert (plan["count"], plan["total_minor"]) == (3, TOTALS[3])
+    plans = browser_like.get("/console/instalment-plans").text
+    assert f'data-plan="{plan["id"]}"' in plans and plans.count("status-scheduled") == 3
