@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, insert
 
 from wallet.ledger import PaymentRequest, TransferKind
-from wallet.prepared import Prepared
+from wallet.prepared import Prepared, insert_many
 from wallet.schema import transfers, utc
 
 _TRANSFER_KEYS = (
@@ -76,5 +76,4 @@ def append(conn: Connection, row: dict[str, Any]) -> None:
 
 def append_all(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     """Append a batch of rows with one multi-row INSERT; nothing when `rows` is empty."""
-    if rows:
-        conn.execute(insert(transfers), list(rows))
+    insert_many(conn, transfers, rows)

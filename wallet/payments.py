@@ -20,7 +20,7 @@ from wallet import journal, ledger
 from wallet.accounts import move, refusal
 from wallet.errors import WalletRefusal
 from wallet.ledger import Payment, PaymentRequest, PaymentStatus, PaymentType, TransferKind
-from wallet.prepared import Prepared, ignoring_duplicates
+from wallet.prepared import Prepared, ignoring_duplicates, insert_many
 from wallet.schema import aware, payments, utc
 
 _PAYMENT_KEYS = (
@@ -146,7 +146,7 @@ def insert_payments(conn: Connection, requests: Sequence[PaymentRequest], now: d
                 )
             )
         )
-    conn.execute(sa.insert(payments), rows)
+    insert_many(conn, payments, rows)
 
 
 def place_payments(

@@ -83,6 +83,41 @@ class Prepared:
             for cursor in cursors:
                 cursor.close()
 
+    def many(self, conn: Connection, params: Sequence[dict[str, Any]]) -> None:
+        """Execute once per item of `params` with the DBAPI's `executemany` (no rows back).
+
+        A bind processor runs once per value object in a call (a batch's rows share their
+        timestamp), not once per row."""
+        if not params:
+            return
+        sql, positions, processors = self._plans.get(conn.dialect.name) or self._compile(
+            conn.dialect
+        )
+        memo: dict[tuple[str, int], Any] = {}  # by identity: the rows outlive the call
+
+        def processed(key: str, value: Any) -> Any:
+            processor = processors.get(key)
+            if processor is None:
+                return value
+            found = memo.get((key, id(value)), memo)
+            if found is memo:
+                found = memo[(key, id(value))] = processor(value)
+            return found
+
+        if positions is None:
+            values: list[Any] = [{k: processed(k, v) for k, v in p.items()} for p in params]
+        else:
+            values = [tuple(processed(k, p[k]) for k in positions) for p in params]
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(sql, values)
+        except conn.dialect.loaded_dbapi.Error as error:
+            raise sa.exc.DBAPIError.instance(
+                sql, params, error, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
+            ) from error
+        finally:
+            cursor.close()
+
     def _compile(self, dialect: sa.Dialect) -> tuple[str, tuple[str, ...] | None, dict[str, Any]]:
         statement = self._statements.get(dialect.name, self._statements.get("*"))
         assert statement is not None, f"no statement for {dialect.name}"
@@ -93,5 +128,23 @@ class Prepared:
             if processor is not None:
                 processors[key] = processor
         positions = tuple(compiled.positiontup) if dialect.positional else None
+        if self._column_keys is not None:  # every column bound from the rows, no defaults
+            assert set(compiled.binds) == set(self._column_keys), (set(compiled.binds), self)
         self._plans[dialect.name] = (compiled.string, positions, processors)
         return self._plans[dialect.name]
+
+
+_INSERTS: dict[tuple[sa.Table, tuple[str, ...]], Prepared] = {}
+
+
+def insert_many(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert rows that all have the same keys (every column they set, and no other column
+    with a default) with one `executemany` on the DBAPI cursor: what `conn.execute(insert,
+    rows)` stores, without Core's work per row (about 40 % of a batch's inserts)."""
+    if not rows:
+        return
+    keys = tuple(rows[0])
+    prepared = _INSERTS.get((table, keys))
+    if prepared is None:
+        prepared = _INSERTS[(table, keys)] = Prepared({"*": sa.insert(table)}, keys)
+    prepared.many(conn, rows)

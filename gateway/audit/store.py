@@ -21,6 +21,7 @@ from sqlalchemy import Connection
 from gateway.audit import entries, log
 from gateway.audit.entries import AuditEntry, LegacyItem, Record
 from gateway.audit.heads import TreeHead
+from wallet.prepared import insert_many
 
 T = TypeVar("T")
 # Inner nodes are stored from this level up (about one row per 16 entries); a proof computes the
@@ -95,10 +96,9 @@ def append(
             )
         )  # fmt: skip
         size += 1
-    conn.execute(audit_log.insert(), [_row_of(entry) for entry in rows])
+    insert_many(conn, audit_log, [_row_of(entry) for entry in rows])
     kept = [{"level": lv, "node_index": i, "hash": h.hex()} for lv, i, h in nodes if lv >= LOW]
-    if kept:
-        conn.execute(merkle_nodes.insert(), kept)
+    insert_many(conn, merkle_nodes, kept)
     conn.execute(
         chain_head.update()
         .where(_STATE)

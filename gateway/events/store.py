@@ -17,6 +17,7 @@ from sqlalchemy import Connection
 
 from devices.store import UtcDateTime
 from gateway.events.envelope import Draft, envelope, new_event_id
+from wallet.prepared import insert_many
 
 _SEQ = sa.BigInteger().with_variant(sa.Integer, "sqlite")
 metadata = sa.MetaData()
@@ -73,8 +74,9 @@ deliveries = sa.Table(
 def record(conn: Connection, drafts: list[Draft], now: datetime) -> None:
     """Write events in one statement, in the caller's transaction."""
     if drafts:
-        conn.execute(
-            events.insert(),
+        insert_many(
+            conn,
+            events,
             [
                 {
                     "id": new_event_id(),

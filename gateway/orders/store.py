@@ -21,6 +21,7 @@ from devices.contract import Result
 from devices.store import UtcDateTime
 from gateway.consent.periods import PERIODS
 from gateway.consent.rules import Usage
+from wallet.prepared import insert_many
 
 metadata = sa.MetaData()
 orders = sa.Table(
@@ -123,8 +124,7 @@ def order_row(
 
 def record_orders(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Insert order rows in one statement."""
-    if rows:
-        conn.execute(orders.insert(), rows)
+    insert_many(conn, orders, rows)
 
 
 def update_order_result(
@@ -262,8 +262,7 @@ def adjust_payment(
 def record_payment_scopes(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Remember which counters payments went into (rows of payment_id, payer_id, mandate_id,
     period_keys as JSON)."""
-    if rows:
-        conn.execute(payment_scopes.insert(), rows)
+    insert_many(conn, payment_scopes, rows)
 
 
 def payment_scope(
