@@ -78,8 +78,7 @@ def pay_from_line(
     payment is then placed from the wallet as any other); the result's `funded_by`. Raises
     `Conflict` (`credit_limit_exceeded`, `offer_withdrawn`) having moved nothing."""
     auto.forget_plan(batch, device.id)  # the line pays: no automatic top-up with it
-    savepoint = batch.conn.begin_nested()
-    try:
+    with batch.conn.begin_nested():  # a refusal takes back whatever it wrote
         plan_id = plans.open_plan(
             batch,
             device=device,
@@ -90,10 +89,6 @@ def pay_from_line(
             apr_bps=terms.apr_bps,
             interval_days=terms.interval_days,
         )
-    except Exception:
-        savepoint.rollback()
-        raise
-    savepoint.commit()
     return ({"source": terms.source_id, "amount": amount_minor, "plan_id": plan_id},)
 
 

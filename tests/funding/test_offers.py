@@ -21,7 +21,7 @@ from tests.funding.offer_setup import (
     put_policy,
     sources_by_id,
 )
-from tests.support.funding import fund, source
+from tests.support.funding import fund, sibling, source
 from tests.support.world import World
 from wallet.check import check
 
@@ -198,3 +198,38 @@ def test_a_frozen_owner_gets_no_conversion(world: World, ctx: Context) -> None:
     assert world.api.post("/v1/owners/me/freeze", headers=car.owner).status_code == 200
     assert car.pay(shop["id"], 1_000) == ("declined", "owner_frozen")
     assert plans_of(ctx, car.id) == []
+
+
+def test_two_devices_in_one_batch_share_the_line(world: World, ctx: Context) -> None:
+    shop = world.merchant("maintenance")
+    car = world.device("car", top_up=0, rules=OPEN)
+    van = sibling(world, car, "van", rules=OPEN)
+    line = line_for(world, car, credit_limit=TOTALS[3] + TOTALS[3] - 1)  # one plan, not two
+    put_policy(world, car, line["id"], counts=[3], auto_accept_up_to=10_000)
+    orders = [
+        (d.topic, d.sign(d.order(type="pay", payee=shop["id"], amount=10_000, currency="EUR")))
+        for d in (car, van)
+    ]
+    results = {m["device_id"]: m for m in world.deliver(orders) if "status" in m}
+    assert results[car.id]["status"] == "approved"
+    assert results[car.id]["funded_by"][0]["plan_id"] == plans_of(ctx, car.id)[0]["id"]
+    assert (results[van.id]["status"], results[van.id]["reason"]) == (
+        "declined",
+        "insufficient_funds",
+    )
+    assert sources_by_id(world, car)[line["id"]]["balance"] == -TOTALS[3]
+
+
+def test_pays_earlier_in_the_batch_count_against_keep_at_least(world: World) -> None:
+    shop = world.merchant("maintenance")
+    car = world.device("car", top_up=5_000, rules=OPEN)
+    line = line_for(world, car)
+    put_policy(world, car, line["id"], min_amount=1, keep_at_least=3_000)
+    amounts = [1_000, 1_000, 1]  # leaves 4,000, then 3,000 (kept exactly), then 2,999
+    orders = [
+        (car.topic, car.sign(car.order(type="pay", payee=shop["id"], amount=a, currency="EUR")))
+        for a in amounts
+    ]
+    results = [m for m in world.deliver(orders) if "status" in m]
+    assert [r["status"] for r in results] == ["approved", "approved", "pending_approval"]
+    assert car.wallet()["balance"] == 3_000
