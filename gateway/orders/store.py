@@ -85,17 +85,21 @@ def known_orders(
     keys = set(keys)
     if not keys:
         return {}
-    query = sa.select(
-        orders.c.device_id, orders.c.order_id, orders.c.payload_sha256, orders.c.result_json
-    ).where(
-        orders.c.device_id.in_(sorted({d for d, _ in keys})),
-        orders.c.order_id.in_(sorted({o for _, o in keys})),
-    )
+    params = {"devices": sorted({d for d, _ in keys}), "orders": sorted({o for _, o in keys})}
     return {
         (d, o): KnownOrder(h, Result.from_payload(json.loads(r)))
-        for d, o, h, r in conn.execute(query)
+        for d, o, h, r in conn.execute(_KNOWN_ORDERS, params)
         if (d, o) in keys
     }
+
+
+# Built once: every order batch runs it, and building a statement costs more than running it.
+_KNOWN_ORDERS = sa.select(
+    orders.c.device_id, orders.c.order_id, orders.c.payload_sha256, orders.c.result_json
+).where(
+    orders.c.device_id.in_(sa.bindparam("devices", expanding=True)),
+    orders.c.order_id.in_(sa.bindparam("orders", expanding=True)),
+)
 
 
 def order_row(
@@ -203,13 +207,16 @@ def usage(
     found: dict[str, dict[str, Usage]] = {scope: {} for scope in scopes}
     if not scopes:
         return found
-    for row in conn.execute(
-        spend_counters.select().where(spend_counters.c.scope.in_(scopes))
-    ).mappings():
+    for row in conn.execute(_COUNTERS_IN, {"scopes": scopes}).mappings():
         for period, key in keys_now[row["scope"]].items():
             if row[f"{period}_key"] == key:
                 found[row["scope"]][key] = Usage(row[f"{period}_spent"], row[f"{period}_count"])
     return found
+
+
+_COUNTERS_IN = spend_counters.select().where(
+    spend_counters.c.scope.in_(sa.bindparam("scopes", expanding=True))
+)
 
 
 # Adds what a batch approved to each scope's current periods; a period that has rolled over
