@@ -1,9 +1,11 @@
 """A `pay` or `hold`: steps 2 to 6 of the contract's decision, and the money.
 
 2. the sender is active; 3. the owner's rules (`gateway.consent.rules.evaluate`); 4. the
-funds; 5. the consent (`gateway.consent.mandates.decide_consent`), which may store an approval
-and answer `pending_approval`; 6. the money moves (or is reserved) and is counted. A refusal is
-raised (see `gateway.errors`) and becomes a `declined` result in `gateway.orders.decide`.
+funds, with automatic top-ups, or else an instalment offer (`gateway.funding.conversion`);
+5. the consent (`gateway.consent.mandates.decide_consent`), which may store an approval and
+answer `pending_approval`; an offer always waits for its owner, unless they agreed to it in
+advance; 6. the money moves (or is reserved) and is counted. A refusal is raised (see
+`gateway.errors`) and becomes a `declined` result in `gateway.orders.decide`.
 """
 
 from __future__ import annotations
