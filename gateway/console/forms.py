@@ -1,10 +1,10 @@
 """The console's forms, validated by the API's own schemas.
 
 A form becomes the JSON body the API would receive and goes through the same pydantic model
-(`RulesIn`, `MandateCreate`, `TopUpCreate`, `DisputeCreate`, `ResponseCreate`), so an owner
-sees the API's own message next to the field that caused it. Numbers are passed on as typed:
-"12.5" stays a string and the API says it wants an integer, rather than the console guessing
-what was meant.
+(`RulesIn`, `MandateCreate`, `TopUpCreate`, `FundingSourceCreate`, `InstalmentPolicyIn`,
+`DisputeCreate`, `ResponseCreate`), so an owner sees the API's own message next to the field
+that caused it. Numbers are passed on as typed: "12.5" stays a string and the API says it wants
+an integer, rather than the console guessing what was meant.
 """
 
 from __future__ import annotations
@@ -16,7 +16,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from gateway.http.routes.disputes import DisputeCreate, ResponseCreate
-from gateway.http.schemas import MandateCreate, RulesIn, TopUpCreate
+from gateway.http.schemas import (
+    FundingSourceCreate,
+    InstalmentPolicyIn,
+    MandateCreate,
+    RulesIn,
+    TopUpCreate,
+)
 
 PERIODS = ("day", "week", "month", "year")
 LISTS = ("allowed_categories", "blocked_categories", "allowed_payees", "blocked_payees")
@@ -116,6 +122,50 @@ def validate_top_up(form: dict[str, str]) -> tuple[TopUpCreate | None, Errors]:
         return TopUpCreate.model_validate(body), {}
     except ValidationError as exc:
         return None, _by_field(exc, body)
+
+
+SOURCE_FIELDS = ("priority", "floor", "credit_limit", "apr_bps")
+POLICY_AMOUNTS = ("min_amount", "max_amount", "interval_days", "keep_at_least", "auto_accept_up_to")
+
+
+def validate_source(form: dict[str, str]) -> tuple[dict[str, Any] | None, Errors]:
+    """The body of `POST /v1/owners/me/funding-sources` (blank fields left out), or the API's
+    messages by form field."""
+    body: dict[str, Any] = {
+        name: form.get(name, "").strip() for name in ("name", "kind", "currency")
+    }
+    for name in SOURCE_FIELDS:
+        if form.get(name, "").strip():
+            body[name] = _number(form[name].strip())
+    try:
+        return FundingSourceCreate.model_validate(body).model_dump(exclude_none=True), {}
+    except ValidationError as exc:
+        return None, _by_field(exc, body)
+
+
+def validate_policy(form: dict[str, str]) -> tuple[dict[str, Any] | None, Errors]:
+    """The body of `PUT /v1/owners/me/instalment-policy`, or the API's messages by form field."""
+    body: dict[str, Any] = {"source": form.get("source", "")}
+    for name in POLICY_AMOUNTS:
+        if form.get(name, "").strip():
+            body[name] = _number(form[name].strip())
+    body["counts"] = [_number(part) for part in _split(form.get("counts", ""))]
+    if form.get("categories", "").strip():
+        body["categories"] = _split(form["categories"])
+    try:
+        return InstalmentPolicyIn.model_validate(body).model_dump(), {}
+    except ValidationError as exc:
+        return None, _by_field(exc, body)
+
+
+def policy_form(policy: dict[str, Any] | None) -> dict[str, str]:
+    """The policy form's fields for a policy as the API shows it (empty without one)."""
+    if policy is None:
+        return {}
+    form = {name: str(policy[name]) for name in ("source", *POLICY_AMOUNTS)}
+    form["counts"] = ", ".join(str(count) for count in policy["counts"])
+    form["categories"] = ", ".join(policy["categories"] or [])
+    return form
 
 
 def validate_dispute(form: dict[str, str]) -> tuple[dict[str, Any] | None, Errors]:

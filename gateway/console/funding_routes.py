@@ -21,6 +21,7 @@ from gateway.console.render import page
 from gateway.console.sessions import Session
 from gateway.errors import REFUSAL_TYPES, refusal_of
 from gateway.funding import collect
+from gateway.funding import policy as instalment_policy
 from gateway.funding import service as funding
 
 router = APIRouter(include_in_schema=False)
@@ -57,6 +58,45 @@ def top_up_source(request: Request, source_id: str, acting: Acting) -> HTMLRespo
     return _funding(request, session, notice=notice)
 
 
+@router.post("/console/funding-sources")
+def create_source(request: Request, acting: Acting) -> HTMLResponse:
+    """Add a balance source or a credit line, as `POST /v1/owners/me/funding-sources` does."""
+    session, form = acting
+    body, errors = forms.validate_source(form)
+    if body is None:
+        return _funding(request, session, 422, source_form=form, source_errors=errors)
+    try:
+        source = funding.create_source(context(request), session.owner, body)
+    except REFUSAL_TYPES as exc:
+        field = "currency" if getattr(exc, "reason", "") == "currency_not_allowed" else "_form"
+        errors = {field: str(exc)}
+        status = refusal_of(exc)[0]
+        return _funding(request, session, status, source_form=form, source_errors=errors)
+    kind = "credit line" if source["kind"] == "credit_line" else "balance source"
+    return _funding(request, session, notice=f"{source['name']} added as a {kind}.")
+
+
+@router.post("/console/instalment-policy")
+def put_policy(request: Request, acting: Acting) -> HTMLResponse:
+    """Set or remove the instalment policy, as `PUT` and `DELETE /v1/owners/me/instalment-policy`
+    do."""
+    session, form = acting
+    ctx = context(request)
+    if form.get("action") == "remove":
+        instalment_policy.delete_policy(ctx, session.owner)
+        notice = "Instalment policy removed: a pay your balances cannot cover is declined."
+        return _funding(request, session, notice=notice)
+    body, errors = forms.validate_policy(form)
+    if body is None:
+        return _funding(request, session, 422, policy_form=form, policy_errors=errors)
+    try:
+        instalment_policy.put_policy(ctx, session.owner, body)
+    except REFUSAL_TYPES as exc:
+        errors, status = {"source": str(exc)}, refusal_of(exc)[0]
+        return _funding(request, session, status, policy_form=form, policy_errors=errors)
+    return _funding(request, session, notice="Instalment policy saved.")
+
+
 @router.get("/console/instalment-plans")
 def plans_page(request: Request, session: SignedIn) -> HTMLResponse:
     """The owner's instalment plans, newest first, with their schedules."""
@@ -91,6 +131,8 @@ def _plans(request: Request, session: Session, status: int = 200, **values: Any)
 
 def _funding(request: Request, session: Session, status: int = 200, **values: Any) -> HTMLResponse:
     view = views.funding_view(context(request), session.owner)
+    values.setdefault("policy_form", forms.policy_form(view["policy"]))
+    values.setdefault("source_form", {"kind": "balance", "currency": "EUR"})
     return page(
         request,
         "funding.html",

@@ -56,8 +56,8 @@ def test_an_owner_takes_an_instalment_offer_and_repays_it_in_the_browser(
     order_id = household.fridge.pay(household.shop_id, 6000, "EUR", description="New shelves")
     waiting = household.fridge.wait_for_result(order_id, timeout_s=15, final=False)
     assert waiting.status == "pending_approval"
+    page.goto(f"{household.base}/console")  # the live refresh is the approvals test's subject
     card = page.locator("[data-approval]")
-    card.wait_for(timeout=8_000)  # from the event stream
     offer = card.locator(".offer").inner_text()
     assert "3 × €20.98" in offer and "fee €2.94 · total €62.94" in offer
     assert "6 × " in offer

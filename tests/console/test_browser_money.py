@@ -67,6 +67,9 @@ def test_an_owner_tops_up_disputes_and_reads_the_audit_trail_in_the_browser(
     assert _balance_shown(page, savings["id"]) == "€125.00"
     assert "€105.00 available to draw" in card.inner_text()  # less the €20.00 floor
     page.screenshot(path=str(SHOTS / "console-funding.png"), full_page=True)
+    page.click("#new-source summary")
+    page.click("#policy summary")
+    page.screenshot(path=str(SHOTS / "console-funding-forms.png"), full_page=True)
 
     order_id = household.fridge.pay(household.shop_id, 640, "EUR", description="Yoghurt")
     assert household.fridge.wait_for_result(order_id, timeout_s=15).status == "approved"

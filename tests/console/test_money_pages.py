@@ -162,3 +162,49 @@ def test_the_audit_trail_pages_through_a_devices_entries_beside_the_signed_head(
     assert size and int(size.group(1)) > everything[0]["seq"]  # signed on first demand
     other = world.device("other")
     assert browser_like.get(f"/console/audit?device={other.id}").status_code == 404
+
+
+def test_an_owner_adds_sources_and_sets_the_instalment_policy_with_the_apis_messages(
+    world: World, browser_like: TestClient
+) -> None:
+    car = world.device("car")
+    csrf = sign_in(browser_like, _key(car.owner))
+    add = "/console/funding-sources"
+    balance = {"name": "Savings", "kind": "balance", "currency": "EUR", "csrf_token": csrf}
+    assert browser_like.post(add, data={**balance, "csrf_token": ""}).status_code == 403
+    wrong = browser_like.post(add, data={**balance, "credit_limit": "5000"})
+    assert wrong.status_code == 422
+    assert "`credit_limit` and `apr_bps` apply to credit lines only" in wrong.text
+    odd = browser_like.post(add, data={**balance, "currency": "XXX"})
+    assert odd.status_code == 422 and 'id="e-currency"' in odd.text
+    assert _sources(world, car.owner) == {}
+    assert browser_like.post(add, data={**balance, "floor": "1000"}).status_code == 200
+    line = {**balance, "name": "Card", "kind": "credit_line", "credit_limit": "80000"}
+    added = browser_like.post(add, data={**line, "apr_bps": "1200"})
+    assert added.status_code == 200 and "Card added as a credit line." in added.text
+    made = {s["name"]: s for s in _sources(world, car.owner).values()}
+    assert (made["Savings"]["floor"], made["Card"]["credit_limit"]) == (1000, 80_000)
+    assert made["Card"]["apr_bps"] == 1200
+
+    put = "/console/instalment-policy"
+    terms = {"source": made["Card"]["id"], "min_amount": "1000", "max_amount": "50000"}
+    terms |= {"counts": "3, 3", "interval_days": "30", "csrf_token": csrf}
+    twice = browser_like.post(put, data=terms)
+    assert twice.status_code == 422 and "`counts` must be distinct" in twice.text
+    not_a_line = browser_like.post(
+        put, data={**terms, "counts": "3", "source": made["Savings"]["id"]}
+    )
+    assert not_a_line.status_code == 422 and "must be one of your credit lines" in not_a_line.text
+    saved = browser_like.post(put, data={**terms, "counts": "3, 6", "categories": "fuel"})
+    assert saved.status_code == 200 and "Instalment policy saved." in saved.text
+    assert "3, 6, every 30 days" in saved.text and 'value="3, 6"' in saved.text
+    policy = world.api.get("/v1/owners/me/instalment-policy", headers=car.owner).json()
+    assert (policy["counts"], policy["categories"], policy["keep_at_least"]) == (
+        [3, 6],
+        ["fuel"],
+        0,
+    )
+    removed = browser_like.post(put, data={"action": "remove", "csrf_token": csrf})
+    assert removed.status_code == 200 and "Instalment policy removed" in removed.text
+    answer = world.api.get("/v1/owners/me/instalment-policy", headers=car.owner)
+    assert answer.status_code == 404
