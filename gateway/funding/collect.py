@@ -76,26 +76,27 @@ def repay(ctx: Context, owner: Party, plan_id: str) -> dict[str, Any]:
     """Collect the plan's unpaid rest now, all or nothing (409 `insufficient_funds`); the plan.
     Another owner's plan is 404; a plan already repaid answers as it is."""
     now = ctx.clock()
+    return ctx.db.run(partial(repay_plan, owner=owner, plan_id=plan_id, now=now))
 
-    def work(conn: Connection) -> dict[str, Any]:
-        plan = owned_plan(conn, owner, plan_id, lock=True)
-        unpaid = [i["n"] for i in plan_store.plan_instalments(conn, [plan_id])[plan_id]]
-        claimed = plan_store.claim(conn, plan_id, unpaid, None)
-        if claimed:
-            rest = sum(i["amount_minor"] for i in claimed)
-            key = dues.collection_id(plan_id, [i["n"] for i in claimed])
-            moved = take(conn, plan, rest, key, now)
-            if moved is None:
-                raise Conflict(
-                    f"your balance sources cannot cover the {rest} {plan['currency']} left",
-                    reason="insufficient_funds",
-                )
-            _paid(conn, owner.actor, plan, claimed, moved, now)
-        found = plan_store.get_plan(conn, plan_id)
-        assert found is not None
-        return plan_public(conn, found)
 
-    return ctx.db.run(work)
+def repay_plan(conn: Connection, owner: Party, plan_id: str, now: datetime) -> dict[str, Any]:
+    """`repay` in the caller's transaction."""
+    plan = owned_plan(conn, owner, plan_id, lock=True)
+    unpaid = [i["n"] for i in plan_store.plan_instalments(conn, [plan_id])[plan_id]]
+    claimed = plan_store.claim(conn, plan_id, unpaid, None)
+    if claimed:
+        rest = sum(i["amount_minor"] for i in claimed)
+        key = dues.collection_id(plan_id, [i["n"] for i in claimed])
+        moved = take(conn, plan, rest, key, now)
+        if moved is None:
+            raise Conflict(
+                f"your balance sources cannot cover the {rest} {plan['currency']} left",
+                reason="insufficient_funds",
+            )
+        _paid(conn, owner.actor, plan, claimed, moved, now)
+    found = plan_store.get_plan(conn, plan_id)
+    assert found is not None
+    return plan_public(conn, found)
 
 
 def owned_plan(
