@@ -74,17 +74,23 @@ def funded_note(funded_by: tuple[Funded, ...], names: dict[str, str]) -> str:
     for funded in funded_by:
         source = names.get(funded.source, funded.source)
         if funded.plan_id:
-            parts.append(f"paid from {source}, in instalments ({funded.plan_id})")
+            parts.append(f"paid from {source} by instalments, plan {funded.plan_id}")
         else:
             parts.append(f"wallet topped up with {money(funded.amount)} from {source}")
     return "; ".join(parts)
 
 
 def funding_table(household: Household) -> Table:
-    """The household's sources after the run."""
+    """The household's sources after the run, each with the instalment plans it lent for."""
     table = Table(box=None)
-    for column in ("source", "balance", "available"):
-        table.add_column(column, justify="left" if column == "source" else "right")
+    for column in ("source", "balance", "available", "instalment plans"):
+        table.add_column(column, justify="right" if column in ("balance", "available") else "left")
+    plans = household.owner.instalment_plans()
     for source in household.owner.funding_sources():
-        table.add_row(source["name"], money(source["balance"]), money(source["available"]))
+        lent = ", ".join(
+            f"{p['status']}: {money(p['total'])} in {len(p['instalments'])} instalments"
+            for p in plans
+            if p["source"] == source["id"]
+        )
+        table.add_row(source["name"], money(source["balance"]), money(source["available"]), lent)
     return table

@@ -160,7 +160,7 @@ def opening(fleet: Fleet) -> list[Scenario]:
         Scenario(5.4, "pays a motorway toll", car,
                  lambda _now: car.pay_merchant("tolls", 820, "motorway toll"), ("approved",)),
     ] + ([
-        Scenario(6.0, "repair bill: an instalment offer, which the owner accepts", car,
+        Scenario(6.0, "repair bill: the owner takes an instalment offer", car,
                  lambda _now: car.pay_merchant("maintenance", REPAIR_BILL, "brake repair"),
                  (PENDING, "approved"), decision=True),
     ] if car.device_id in fleet.funded else [])

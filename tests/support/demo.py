@@ -46,6 +46,12 @@ def assert_tells_the_whole_story(output: str) -> None:
     # The funded car: its wallet topped up from the owner's everyday account as it pays.
     assert re.search(r"approved \(wallet topped up with [\d,.]+ EUR from Everyday account\)", live)
     assert re.search(r"^\s*Everyday account\s+[\d,.]+ EUR\s+[\d,.]+ EUR", summary, re.MULTILINE)
+    # Its repair bill: an offer the owner reads (count, instalment, fee, total) and takes.
+    offer = r"the owner accepts the instalment offer for car-0's 480\.00 EUR: 6 of [\d.]+ EUR every"
+    assert re.search(offer + r" 30 days, fee [\d.]+ EUR, total [\d,.]+ EUR, first due", live)
+    assert re.search(r"approved \(paid from Car credit line by instalments, plan plan_\w+\)", live)
+    line = r"^\s*Car credit line\s+-[\d,.]+ EUR\s+[\d,.]+ EUR\s+active: [\d,.]+ EUR in 6 inst"
+    assert re.search(line, summary, re.MULTILINE), summary
     for seen in SCRIPTED:
         assert seen in summary, (seen, summary)
     for kind, status, reason in OUTCOMES:
