@@ -30,6 +30,7 @@ PURE_MODULES = [
     "gateway/funding/plan.py",
     "gateway/funding/instalments.py",
     "gateway/funding/dues.py",
+    "gateway/funding/offers.py",
 ]
 INFRASTRUCTURE = {
     "sqlalchemy",

@@ -1,7 +1,8 @@
 """Instalment offers and schedules, pure (contract section 8): the fee, the total, each
 instalment's amount and due date, exactly as the contract computes them. No I/O, no clock.
 
-Not wired in yet: no policy endpoints, offers, plans or collection use this module so far.
+`gateway.funding.offers` builds an offer's options from it, `gateway.funding.plans` a plan's
+schedule.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """An owner's instalment policy (contract section 8): stored, shown and removed.
 
-Offers, plans and their collection do not use it yet (see gateway.funding.instalments).
+The decision reads it at step 4 (`gateway.funding.conversion`) to make an instalment offer or,
+up to `auto_accept_up_to`, to convert a pay the owner agreed to in advance.
 """
 
 from __future__ import annotations
