@@ -166,12 +166,21 @@ def actor_label(actor: str, owner: Party, labels: dict[str, str]) -> str:
 
 
 def tree_head(ctx: Context) -> dict[str, Any]:
-    """The latest signed tree head of the transparency log, its signature checked with the
-    gateway's signing key, as `GET /v1/audit/tree-head` serves it."""
+    """The latest signed tree head of the transparency log, as `GET /v1/audit/tree-head` serves
+    it, with its signature checked against the gateway's signing key (`verified`)."""
     token = audit_service.latest_tree_head(ctx)
-    head = heads.verify(token, ctx.pki.signer.private_key.public_key(), ctx.signer_jose)
+    try:
+        head = heads.verify(token, ctx.pki.signer.private_key.public_key(), ctx.signer_jose)
+    except heads.InvalidTreeHead as exc:  # shown as such: the page is where to notice it
+        return {"verified": False, "problem": str(exc), "jws": token}
     signed_at = datetime.fromtimestamp(head.ts, UTC)
-    return {"tree_size": head.tree_size, "root_hash": head.root_hash, "at": signed_at, "jws": token}
+    return {
+        "verified": True,
+        "tree_size": head.tree_size,
+        "root_hash": head.root_hash,
+        "at": signed_at,
+        "jws": token,
+    }
 
 
 def plans_view(ctx: Context, owner: Party) -> list[dict[str, Any]]:

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import re
 
+from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
 
+from gateway.audit import heads
+from gateway.audit import store as audit_store
+from gateway.audit.heads import TreeHead
 from gateway.http.app import create_app
 from tests.support.console import sign_in
 from tests.support.funding import source
@@ -208,3 +212,17 @@ def test_an_owner_adds_sources_and_sets_the_instalment_policy_with_the_apis_mess
     assert removed.status_code == 200 and "Instalment policy removed" in removed.text
     answer = world.api.get("/v1/owners/me/instalment-policy", headers=car.owner)
     assert answer.status_code == 404
+
+
+def test_a_tree_head_whose_signature_does_not_verify_is_shown_as_such(
+    world: World, browser_like: TestClient
+) -> None:
+    car = world.device("car")
+    forger = ec.generate_private_key(ec.SECP256R1())
+    forged = TreeHead(tree_size=10**6, root_hash="ab" * 32, ts=1_800_000_000)
+    world.ctx.db.run(lambda conn: audit_store.insert_head(conn, forged, heads.sign(forged, forger)))
+    sign_in(browser_like, _key(car.owner))
+    page = browser_like.get(f"/console/audit?device={car.id}")
+    assert page.status_code == 200
+    assert "does not verify with the gateway" in page.text and "data-tree-size" not in page.text
+    assert "device.registered" in page.text  # the entries are still shown
