@@ -148,3 +148,33 @@ def insert_many(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]
     if prepared is None:
         prepared = _INSERTS[(table, keys)] = Prepared({"*": sa.insert(table)}, keys)
     prepared.many(conn, rows)
+
+
+_RETURNING: dict[tuple[sa.Table, tuple[str, ...], tuple[str, ...], int], Prepared] = {}
+RETURNING_CHUNK = 128  # rows per statement: at most this many statements compiled per shape
+
+
+def insert_returning(
+    conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]], returning: Sequence[str]
+) -> list[tuple[Any, ...]]:
+    """Insert rows that all have the same keys with multi-row INSERT ... RETURNING statements
+    on the DBAPI cursor (one per RETURNING_CHUNK rows); the `returning` columns of every row
+    inserted, in no promised order."""
+    if not rows:
+        return []
+    keys, found = tuple(rows[0]), []
+    for start in range(0, len(rows), RETURNING_CHUNK):
+        chunk = rows[start : start + RETURNING_CHUNK]
+        shape = (table, keys, tuple(returning), len(chunk))
+        prepared = _RETURNING.get(shape)
+        if prepared is None:
+            values = [
+                {k: sa.bindparam(f"{k}_{i}", type_=table.c[k].type) for k in keys}
+                for i in range(len(chunk))
+            ]
+            statement = sa.insert(table).values(values).returning(*(table.c[c] for c in returning))
+            prepared = _RETURNING[shape] = Prepared({"*": statement})
+        found += prepared.rows(
+            conn, {f"{k}_{i}": row[k] for i, row in enumerate(chunk) for k in keys}
+        )
+    return found

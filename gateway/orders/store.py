@@ -21,7 +21,7 @@ from devices.contract import Result
 from devices.store import UtcDateTime
 from gateway.consent.periods import PERIODS
 from gateway.consent.rules import Usage
-from wallet.prepared import insert_many
+from wallet.prepared import insert_many, insert_returning
 
 metadata = sa.MetaData()
 orders = sa.Table(
@@ -156,13 +156,13 @@ def enqueue(
     now: datetime,
     subjects: list[str | None] | None = None,
 ) -> list[int]:
-    """Put (topic, jws) results in the outbox in one statement; returns their ids in order.
+    """Put (topic, jws) results in the outbox, 128 a statement; returns their ids in order.
     `subjects`: what each is about (`gateway.evidence.record.subjects`).
 
-    The ids come back with their rows' topic and token and are matched to the items by them:
-    asking for them in parameter order makes SQLAlchemy insert row by row on SQLite (one
-    statement per result). Equal items (an Ed25519 signature is deterministic) are
-    interchangeable, so each takes the next id returned for its (topic, token)."""
+    The ids come back with their rows' topic and token and are matched to the items by them
+    (asking SQLAlchemy for them in parameter order makes it insert row by row on SQLite).
+    Equal items (an Ed25519 signature is deterministic) are interchangeable, so each takes the
+    next id returned for its (topic, token)."""
     if not items:
         return []
     about = subjects or [None] * len(items)
@@ -170,9 +170,8 @@ def enqueue(
         {"topic": topic, "jws": token, "created_at": now, "subject": subject}
         for (topic, token), subject in zip(items, about, strict=True)
     ]
-    statement = outbox.insert().returning(outbox.c.id, outbox.c.topic, outbox.c.jws)
     ids: dict[tuple[str, str], list[int]] = {}
-    for outbox_id, topic, token in conn.execute(statement, rows):
+    for outbox_id, topic, token in insert_returning(conn, outbox, rows, ("id", "topic", "jws")):
         ids.setdefault((topic, token), []).append(int(outbox_id))
     return [ids[item].pop(0) for item in items]
 
