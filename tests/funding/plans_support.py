@@ -92,13 +92,13 @@ class Owner:
 
 
 def owner_with_line(
-    world: World, *, limit: int = 100_000, apr_bps: int = 1_000, wallet: int = 0
+    world: World, *, limit: int = 100_000, apr_bps: int = 1_000, wallet: int = 0, floor: int = 0
 ) -> Owner:
     car = world.device("car", top_up=wallet, rules={"currency": "EUR"})
     line = source(
         world, car.owner, name="card", kind="credit_line", credit_limit=limit, apr_bps=apr_bps
     )
-    everyday = source(world, car.owner, name="everyday", priority=10)
+    everyday = source(world, car.owner, name="everyday", priority=10, floor=floor)
     return Owner(world, car, line, everyday, world.merchant())
 
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from gateway.errors import Conflict
+from gateway.errors import Conflict, Invalid
 from tests.funding.plans_support import (
     at,
     balance_of,
@@ -73,7 +73,7 @@ def test_a_line_exactly_at_its_limit_lends_and_one_minor_unit_more_is_refused(
     assert owner.source(owner.line["id"])["available"] == 0
     assert fees_of(world) == 0
     with pytest.raises(Conflict) as again:
-        owner.open(1, count=2, apr_bps=0)
+        owner.open(2, count=2, apr_bps=0)  # one more instalment of 1 each: beyond the limit
     assert again.value.reason == "credit_limit_exceeded"
     assert balance_of(world, owner.line["id"]) == -10_000
     assert books(world) == []
@@ -86,4 +86,38 @@ def test_the_fee_counts_against_the_limit(world: World) -> None:
         owner.open(9_900, count=2, apr_bps=10_000)
     owner.open(8_000, count=2, apr_bps=10_000)  # fee 1,315 -> 9,315
     assert balance_of(world, owner.line["id"]) == -9_315 and fees_of(world) == 1_315
+    assert books(world) == []
+
+
+def test_a_fee_of_exactly_half_a_cent_rounds_up_and_one_below_half_rounds_to_nothing(
+    world: World,
+) -> None:
+    owner = owner_with_line(world, limit=100_000, apr_bps=500)
+    half = owner.open(25, count=2, apr_bps=500, interval_days=73)  # 25 x 5 % x 146 days = 0.5
+    shown = next(p for p in owner.plans() if p["id"] == half)
+    assert (shown["fee"], shown["total"]) == (1, 26)
+    assert [i["amount"] for i in shown["instalments"]] == [13, 13]
+    assert fees_of(world) == 1
+    nothing = owner.open(10_000, count=2, apr_bps=1, interval_days=7)  # 0.038: no fee at all
+    shown = next(p for p in owner.plans() if p["id"] == nothing)
+    assert (shown["fee"], shown["total"]) == (0, 10_000)
+    assert fees_of(world) == 1  # no fee transfer for a fee of 0
+    assert balance_of(world, owner.line["id"]) == -(26 + 10_000)
+    assert books(world) == []
+
+
+def test_the_last_instalment_takes_the_remainder(world: World) -> None:
+    owner = owner_with_line(world, apr_bps=0)
+    plan_id = owner.open(1_000, count=3, apr_bps=0)
+    assert [i["amount_minor"] for i in instalment_rows(world, plan_id)] == [333, 333, 334]
+    seven = owner.open(100, count=7, apr_bps=0)
+    assert [i["amount_minor"] for i in instalment_rows(world, seven)] == [14] * 6 + [16]
+    assert books(world) == []
+
+
+def test_a_total_below_the_count_is_refused_and_moves_nothing(world: World) -> None:
+    owner = owner_with_line(world, apr_bps=0)
+    with pytest.raises(Invalid):
+        owner.open(3, count=4, apr_bps=0)  # an instalment would be 0
+    assert owner.plans() == [] and balance_of(world, owner.line["id"]) == 0
     assert books(world) == []
