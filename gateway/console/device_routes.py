@@ -155,9 +155,9 @@ def payments_page(request: Request, session: SignedIn) -> HTMLResponse:
     ctx = context(request)
     payments = views.payments_view(ctx, session.owner)
     disputed = {d["payment_id"] for d in views.disputes_view(ctx, session.owner)}
-    return page(
-        request, "payments.html", session, active="payments", payments=payments, disputed=disputed
-    )
+    labels = views.device_labels(ctx, session.owner)
+    values = {"payments": payments, "disputed": disputed, "labels": labels}
+    return page(request, "payments.html", session, active="payments", **values)
 
 
 def _devices(request: Request, session: Session, status: int = 200, **values: Any) -> HTMLResponse:

@@ -89,3 +89,9 @@ def test_an_owner_takes_an_instalment_offer_and_repays_it_in_the_browser(
     assert balance == "€62.06"  # 125.00 less the 62.94 repaid
     page.screenshot(path=str(SHOTS / "console-instalments-repaid.png"), full_page=True)
     assert errors == []
+    phone = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
+    phone.context.add_cookies(page.context.cookies())
+    phone.goto(f"{household.base}/console/instalment-plans")
+    width = phone.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, "the instalments page scrolls sideways on a phone"
+    phone.screenshot(path=str(SHOTS / "console-instalments-phone.png"), full_page=True)
