@@ -71,7 +71,7 @@ def test_every_transfer_conserves_money(kind: TransferKind, amount: int, extra: 
     assert ledger.required_available(debit) == (
         amount
         if kind in (TransferKind.TOP_UP, TransferKind.PAY, TransferKind.HOLD, TransferKind.REFUND)
-        or kind is TransferKind.DRAW
+        or kind in (TransferKind.DRAW, TransferKind.LEND, TransferKind.FEE, TransferKind.COLLECT)
         else 0
     )
     assert ledger.required_available(credit) == 0
