@@ -156,7 +156,7 @@ def payments_page(request: Request, session: SignedIn) -> HTMLResponse:
     payments = views.payments_view(ctx, session.owner)
     disputed = {d["payment_id"] for d in views.disputes_view(ctx, session.owner)}
     labels = views.device_labels(ctx, session.owner)
-    values = {"payments": payments, "disputed": disputed, "labels": labels}
+    values: dict[str, Any] = {"payments": payments, "disputed": disputed, "labels": labels}
     return page(request, "payments.html", session, active="payments", **values)
 
 
