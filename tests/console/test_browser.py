@@ -138,7 +138,7 @@ def test_an_owner_approves_the_fridges_order_in_the_browser(
     waiting = household.fridge.wait_for_result(order_id, timeout_s=15, final=False)
     assert waiting.status == "pending_approval"
     card = page.locator("[data-approval]")
-    card.wait_for(timeout=8_000)  # from the event stream: the safety-net poll is every 30 s
+    card.wait_for(timeout=20_000)  # from the event stream: the safety-net poll is every 30 s
     assert "€25.00" in card.inner_text() and "Corner Grocer" in card.inner_text()
     access_log = (household.data_dir.parent / "serve.log").read_text()
     assert '"GET /v1/events/stream HTTP/1.1" 200' in access_log  # with the session cookie
