@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import resource
 import ssl
-import struct
 import threading
 import time
 from collections.abc import Sequence
@@ -28,11 +27,11 @@ from rich.console import Console
 from devices.contract import results_topic
 from devices.sdk.api import GatewayApi, Registration, refresh_trust
 from devices.sdk.identity import generate_key, make_csr
+from simulators.bench.packets import DISCONNECT, PINGREQ, connect_packet, subscribe_packet
 from simulators.fleet import Broker
 
 REGISTER_THREADS = 8
 CONNECT_AT_ONCE = 64
-KEEPALIVE_S = 600
 PING_EVERY_S = 240.0
 CONNECT_WITHIN_S = 30.0
 
@@ -92,33 +91,6 @@ def broker_rss_kb(pid: int) -> int | None:
     except OSError:
         return None
     return None
-
-
-def _string(text: str) -> bytes:
-    raw = text.encode()
-    return struct.pack("!H", len(raw)) + raw
-
-
-def _packet(kind: int, body: bytes) -> bytes:
-    """A fixed header (packet type and flags, then the remaining length) and `body`."""
-    length, encoded = len(body), bytearray()
-    while True:
-        byte, length = length % 128, length // 128
-        encoded.append(byte | (0x80 if length else 0))
-        if not length:
-            return bytes([kind]) + bytes(encoded) + body
-
-
-def connect_packet(client_id: str) -> bytes:
-    """MQTT 3.1.1 CONNECT, clean session, no credentials (the certificate is the identity)."""
-    return _packet(
-        0x10,
-        _string("MQTT") + bytes([4, 0x02]) + struct.pack("!H", KEEPALIVE_S) + _string(client_id),
-    )
-
-
-def subscribe_packet(topic: str) -> bytes:
-    return _packet(0x82, struct.pack("!H", 1) + _string(topic) + bytes([1]))
 
 
 class IdleFleet:
@@ -181,7 +153,7 @@ class IdleFleet:
         while True:
             await asyncio.sleep(PING_EVERY_S)
             for _, writer in self._streams:
-                writer.write(b"\xc0\x00")  # PINGREQ
+                writer.write(PINGREQ)
 
     def still_open(self) -> int:
         """Connections the broker has not closed."""
@@ -192,7 +164,7 @@ class IdleFleet:
             if self._pinger is not None:
                 self._pinger.cancel()
             for _, writer in self._streams:
-                writer.write(b"\xe0\x00")  # DISCONNECT
+                writer.write(DISCONNECT)
                 writer.close()
 
         if self._thread.is_alive():

@@ -1,45 +1,62 @@
-"""The load generator of `kym bench`: SDK devices paying one shop, flat out or at a rate.
+"""The load generator of `kym bench`: devices paying one shop, flat out or at a rate.
 
 Every device is provisioned through the API (its own key and certificate), approved, funded
-and given rules that let every payment through. Every order is signed before the clock starts
-(`DeviceClient.prepare`), so that the run measures the gateway, not the signing; sending one
-journals it (unsynced: the bench measures the gateway, not the device's disk) and publishes it;
-the SDK's re-sending of unanswered orders is off, so that queueing never turns into replays.
-Results come back through the SDK, their signatures verified, as for any device.
+and given rules that let every payment through. Every order is signed and framed before the
+clock starts, so that the run measures the gateway, not the signing. All the paying devices'
+connections, each its own mutual-TLS MQTT session, are held by one asyncio loop
+(`simulators.bench.paying`): sending an order is a socket write; every result is
+acknowledged, its signature verified as firmware would, and counted. Flat out, each device
+keeps at most a window of orders unanswered (WINDOW in all, shared among the devices).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 from rich.console import Console
 
-from devices.sdk import DeviceClient, KeyType, PreparedOrder
 from devices.sdk.messages import pay_fields
 from simulators.backoffice import Admin, Owner
-from simulators.base import provision_device
 from simulators.bench.cpu import CpuMeter
+from simulators.bench.paying import PayingDevice, PayingFleet
+from simulators.bench.provision import (
+    CURRENCY,
+    Load,
+    Parties,
+    allow_to_pay,
+    make_parties,
+    register_payer,
+)
 from simulators.bench.report import BenchReport
+from simulators.bench.sdk_load import presign, provision_fleet, send, wait_for_results
 from simulators.bench.tally import Tally
 from simulators.fleet import Broker
 
-CURRENCY = "EUR"
-FUNDS_MINOR = 10**9
+__all__ = [  # with the SDK devices' load, which benchmarks/flood_bench.py's victims use
+    "Load",
+    "Parties",
+    "await_results",
+    "drive",
+    "presign",
+    "provision_fleet",
+    "provision_payers",
+    "report",
+    "run_load",
+    "send",
+    "wait_for_results",
+    "window_per_device",
+]
+
 QUIET_LIMIT_S = 30.0  # give up waiting when no result arrived for this long
+WINDOW = 256  # flat out: orders without their final result, in all (the floor keeps 200)
 
 
-@dataclass(frozen=True)
-class Load:
-    """What to send: `orders` in all, spread evenly over `devices`."""
-
-    devices: int
-    orders: int
-    rate: float | None = None  # orders per second; None: as fast as the broker takes them
-    key_type: KeyType = "p256"
+def window_per_device(devices: int) -> int:
+    """Flat out: each device's share of WINDOW, at least one."""
+    return max(1, -(-WINDOW // devices))
 
 
 def run_load(
@@ -53,47 +70,62 @@ def run_load(
     parties: Parties | None = None,
     before_sending: Callable[[], None] | None = None,
 ) -> BenchReport:
-    """Provision and connect the devices, send every order, wait for every result (with
-    `parties`, the owner and integrator who registered them already, see `register_payer`;
-    `before_sending` runs once they are connected: paho's select() loop cannot watch a
-    socket numbered above 1024, so thousands of idle connections must come after)."""
+    """Provision the devices, sign their orders, connect them, send every order and wait for
+    every result (with `parties`, the owner and integrator who registered them already, see
+    `register_payer`; `before_sending` runs in a thread once they are connected)."""
+    with console.status(f"registering {load.devices} devices"):
+        shop, devices = provision_payers(api_url, admin_token, load, state_dir, parties)
+    per_device = load.orders // load.devices
+    with console.status(f"signing {per_device * load.devices} orders"):
+        for device in devices:
+            device.presign(pay_fields(shop, 1, CURRENCY), per_device)
+    return asyncio.run(drive(broker, devices, load, console, meter, before_sending))
+
+
+async def drive(
+    broker: Broker,
+    devices: list[PayingDevice],
+    load: Load,
+    console: Console,
+    meter: CpuMeter | None,
+    before_sending: Callable[[], None] | None,
+) -> BenchReport:
+    """Connect, send (open loop with a rate, else flat out in windows), wait, count."""
     tally = Tally()
-    clients: list[DeviceClient] = []
+    window = None if load.rate else window_per_device(load.devices)
+    fleet = PayingFleet(broker, devices, tally, window)
+    total = sum(len(device.orders) for device in devices)
     try:
-        with console.status(f"registering {load.devices} devices"):
-            shop = provision_fleet(
-                api_url, broker, admin_token, load, state_dir, tally, clients, parties
-            )
+        with console.status(f"connecting {len(devices)} devices"):
+            await fleet.connect_all()
         if before_sending is not None:
-            before_sending()
-        with console.status(f"signing {load.orders // load.devices * load.devices} orders"):
-            orders = presign(clients, shop, load.orders // load.devices)
+            await asyncio.to_thread(before_sending)
         if meter is not None:
             meter.start()
         started = time.perf_counter()
-        with console.status(f"sending {len(orders)} orders"):
-            send(orders, tally, load.rate)
-        sent_s = time.perf_counter() - started
-        wait_for_results(tally, len(orders), console)
+        with console.status(f"sending {total} orders"):
+            if load.rate:
+                await fleet.send_at(load.rate)
+            else:
+                fleet.start_flat_out()
+        await await_results(tally, total, console)
         cpu = meter.stop() if meter is not None else {}
-        ended = max(tally.last_result_at, started + sent_s)
-        return report(tally, len(orders), ended - started, sent_s, cpu)
+        sent_s = fleet.last_sent_at - started
+        ended = max(tally.last_result_at, fleet.last_sent_at)
+        return report(tally, total, ended - started, sent_s, cpu, total - fleet.sent)
     finally:
-        for client in clients:
-            client.close()
+        await fleet.close()
 
 
-def provision_fleet(
+def provision_payers(
     api_url: str,
-    broker: Broker,
     admin_token: str,
     load: Load,
     state_dir: Path,
-    tally: Tally,
-    clients: list[DeviceClient],
     parties: Parties | None = None,
-) -> str:
-    """Register, approve, fund and connect the devices (appended to `clients`); the shop's id."""
+) -> tuple[str, list[PayingDevice]]:
+    """Register (or reload), approve, fund and set rules for the devices; the shop's id and
+    the devices."""
     admin = Admin(api_url, admin_token)
     try:
         parties = parties or make_parties(admin)
@@ -101,87 +133,18 @@ def provision_fleet(
     finally:
         admin.close()
     owner = Owner(api_url, parties.owner_id, parties.owner_key)
+    devices = []
     try:
         for n in range(load.devices):
-            directory = register_payer(api_url, parties, load, state_dir, n)
-            client = DeviceClient.from_state_dir(
-                directory,
-                broker.host,
-                broker.port,
-                fsync=False,
-                resend_after=None,  # a replay would count as load; every order here is new
-            )
-            client.on_result = partial(tally.result, client.device_id)
-            clients.append(client)
-            owner.approve_device(client.device_id)
-            owner.top_up(client.device_id, FUNDS_MINOR, CURRENCY, "bench")
-            owner.set_rules(client.device_id, {"currency": CURRENCY})
-            client.connect()
+            device = PayingDevice.load(register_payer(api_url, parties, load, state_dir, n))
+            devices.append(device)
+            allow_to_pay(owner, device.device_id)
     finally:
         owner.close()
-    return shop
+    return shop, devices
 
 
-@dataclass(frozen=True)
-class Parties:
-    """The bench's owner (who approves, funds and sets rules) and integrator (who registers)."""
-
-    owner_id: str
-    owner_key: str
-    integrator_key: str
-
-
-def make_parties(admin: Admin) -> Parties:
-    owner = admin.create_owner("bench", timezone="UTC")
-    integrator = admin.create_integrator("bench")
-    return Parties(owner["id"], owner["api_key"], integrator["api_key"])
-
-
-def register_payer(api_url: str, parties: Parties, load: Load, state_dir: Path, n: int) -> Path:
-    """Paying device `n`'s state dir, registered once (again: its stored identity)."""
-    return provision_device(
-        state_dir / f"b{n}",
-        api_url,
-        parties.integrator_key,
-        parties.owner_id,
-        "other",
-        f"bench-{parties.owner_id}-{n}",  # unique per run: a database may be reused
-        manufacturer="bench",
-        model="b",
-        key_type=load.key_type,
-    )
-
-
-def presign(
-    clients: list[DeviceClient], shop: str, per_device: int
-) -> list[tuple[DeviceClient, PreparedOrder]]:
-    """Every order, signed, interleaved across devices."""
-    return [
-        (client, client.prepare(pay_fields(shop, 1, CURRENCY)))
-        for _ in range(per_device)
-        for client in clients
-    ]
-
-
-def send(
-    orders: list[tuple[DeviceClient, PreparedOrder]], tally: Tally, rate: float | None
-) -> None:
-    """Journal and publish each order; with a `rate`, on an open-loop schedule: each order is
-    due at its slot, and its latency counts from there however late it actually went out."""
-    interval_s = 1.0 / rate if rate else 0.0
-    started = time.perf_counter()
-    for index, (client, order) in enumerate(orders):
-        due = time.perf_counter()
-        if interval_s:
-            due = started + index * interval_s
-            delay_s = due - time.perf_counter()
-            if delay_s > 0:
-                time.sleep(delay_s)
-        tally.sent(client.device_id, order.order_id, due)
-        client.submit(order)
-
-
-def wait_for_results(tally: Tally, expected: int, console: Console) -> None:
+async def await_results(tally: Tally, expected: int, console: Console) -> None:
     """Until every order has its final result, or none arrived for QUIET_LIMIT_S."""
     last, last_change = -1, time.monotonic()
     with console.status("waiting for results") as status:
@@ -191,13 +154,20 @@ def wait_for_results(tally: Tally, expected: int, console: Console) -> None:
                 last, last_change = got, time.monotonic()
             elif time.monotonic() - last_change > QUIET_LIMIT_S:
                 return
-            time.sleep(0.01)
+            await asyncio.sleep(0.05)
 
 
 def report(
-    tally: Tally, orders: int, seconds: float, sent_s: float, cpu: dict[str, float | None]
+    tally: Tally,
+    orders: int,
+    seconds: float,
+    sent_s: float,
+    cpu: dict[str, float | None],
+    unsent: int = 0,
 ) -> BenchReport:
-    """The run's numbers; every order here is final at its first result (no approvals)."""
+    """The run's numbers; every order here is final at its first result (no approvals).
+    Lost: orders sent without a final result, and orders a window never let out because
+    earlier results of their device never came."""
     latencies = tally.latencies()
     return BenchReport(
         orders=orders,
@@ -209,7 +179,7 @@ def report(
         reasons=tally.reasons,
         p95_ms=latencies.p95_ms,
         max_ms=latencies.max_ms,
-        lost=tally.lost(),
+        lost=tally.lost() + unsent,
         duplicated=tally.duplicated,
         cpu_s=cpu,
         offered_per_s=orders / sent_s if sent_s else None,

@@ -30,7 +30,8 @@ from simulators.bench.idle import (
     raise_open_files,
     register_idle,
 )
-from simulators.bench.load import Load, Parties, make_parties, register_payer, run_load
+from simulators.bench.load import run_load
+from simulators.bench.provision import Load, Parties, make_parties, register_payer
 from simulators.bench.report import BenchReport
 from simulators.fleet import Broker
 

@@ -1,9 +1,9 @@
 """What `kym bench` counts: when each order was due, its first result, replays and losses.
 
-Thread-safe: results arrive on the SDK's dispatcher threads. Latency runs from the order's
-due time (the open-loop schedule's slot, or the moment it was handed to the SDK when sending
-flat out) to its verified result, so a gateway that falls behind shows as latency, never as
-a lower offered rate.
+Thread-safe (results arrive on the bench's asyncio loop; progress may be read elsewhere).
+Latency runs from the order's due time (the open-loop schedule's slot, or the moment it was
+written to its connection when sending flat out) to its verified result, so a gateway that
+falls behind shows as latency, never as a lower offered rate.
 """
 
 from __future__ import annotations
@@ -47,6 +47,11 @@ class Tally:
             self._due[(device_id, order_id)] = due
 
     def result(self, device_id: str, result: Result) -> None:
+        """Record a verified result."""
+        self.record(device_id, result)
+
+    def record(self, device_id: str, result: Result) -> bool:
+        """Record a verified result; whether it is its order's first final one."""
         now = self.clock()
         key = (device_id, result.order_id or "")
         with self._lock:
@@ -62,6 +67,8 @@ class Tally:
                 self._statuses[result.status] += 1
                 if result.reason:
                     self._reasons[result.reason] += 1
+                return True
+        return False
 
     @property
     def answered(self) -> int:
