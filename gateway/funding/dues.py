@@ -18,8 +18,11 @@ RETRY_EVERY = timedelta(days=1)
 
 def cover(amount_minor: int, offered: Iterable[tuple[str, int]]) -> list[Draw] | None:
     """Draws from (source id, available) in draw order that make up exactly `amount_minor`,
-    each source giving what it can; None when together they cannot (all or nothing)."""
-    assert amount_minor >= 1
+    each source giving what it can; None when together they cannot (all or nothing). An
+    instalment of 0 (a total below its count) needs no draw."""
+    assert amount_minor >= 0
+    if amount_minor == 0:
+        return []
     draws: list[Draw] = []
     left = amount_minor
     for source_id, can in offered:

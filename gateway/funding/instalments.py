@@ -43,7 +43,7 @@ def fee(amount_minor: int, apr_bps: int, count: int, interval_days: int) -> int:
 
 def amounts(total_minor: int, count: int) -> list[int]:
     """Each instalment's amount: ⌊total / count⌋, the last taking the remainder."""
-    assert count >= 1 and total_minor >= count
+    assert count >= 1 and total_minor >= 1  # below `count`, the first instalments are 0
     each = total_minor // count
     return [each] * (count - 1) + [total_minor - (count - 1) * each]
 

@@ -80,7 +80,7 @@ def _collections(
     plan: dict[str, Any], schedule: list[dict[str, Any]], moves: list[Any]
 ) -> Iterator[Breach]:
     """Paid instalments, grouped by collection, equal the `collect` transfers, key for key."""
-    owed: dict[str, int] = defaultdict(int)
+    owed: dict[str, int] = defaultdict(int)  # collection key -> what it paid
     for i in schedule:
         if (i["status"] == dues.PAID) != (i["collection_id"] is not None):
             yield Breach("instalment", f"{plan['id']}/{i['n']}", "paid without a collection")
@@ -93,8 +93,9 @@ def _collections(
         moved[m.idempotency_key] += m.amount_minor
         if m.credit_account_id != plan["source_id"] or m.currency != plan["currency"]:
             yield Breach("instalment", plan["id"], f"collect {m.id} does not repay its line")
-    if dict(owed) != dict(moved):
-        yield Breach("instalment", plan["id"], f"paid {dict(owed)} but collected {dict(moved)}")
+    paid = {key: amount for key, amount in owed.items() if amount}  # 0 moves nothing
+    if paid != dict(moved):
+        yield Breach("instalment", plan["id"], f"paid {paid} but collected {dict(moved)}")
 
 
 def _lines(

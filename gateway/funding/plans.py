@@ -17,7 +17,7 @@ from sqlalchemy import Connection
 from devices.registry import Device
 from gateway import paging
 from gateway.context import Context
-from gateway.errors import Conflict, Invalid
+from gateway.errors import Conflict
 from gateway.events import store as event_store
 from gateway.events.envelope import Draft
 from gateway.funding import dues, instalments, plan_store
@@ -43,8 +43,8 @@ def open_plan(
 ) -> str:
     """Lend `amount_minor` from the owner's credit line `source_id` into the device's wallet for
     `payment_id` and open its plan (fee and schedule as the contract computes them); the plan's
-    id. 409 `credit_limit_exceeded` when the line's available is less than the plan's total;
-    422 when the total is less than `count` (an instalment would be 0: never offer that count)."""
+    id. 409 `credit_limit_exceeded` when the line's available is less than the plan's total. (A
+    total below `count` makes its first instalments 0, as the contract's formula says.)"""
     line = funding_store.get_source(batch.conn, source_id)
     if (
         line is None
@@ -56,8 +56,6 @@ def open_plan(
     assert line.credit_limit_minor is not None
     fee = instalments.fee(amount_minor, apr_bps, count, interval_days)
     total = amount_minor + fee
-    if total < count:
-        raise Invalid(f"{total} cannot be split into {count} instalments of at least 1")
     lent = total <= available(line) and draws.lend(
         batch.conn,
         line_id=line.id,

@@ -7,14 +7,17 @@ from datetime import timedelta
 
 import pytest
 
-from gateway.errors import Conflict, Invalid
+from gateway.errors import Conflict
+from gateway.funding.collect import collect_due
 from tests.funding.plans_support import (
+    advance_days,
     at,
     balance_of,
     books,
     fees_of,
     instalment_rows,
     owner_with_line,
+    top_up,
 )
 from tests.support.world import World
 
@@ -115,9 +118,20 @@ def test_the_last_instalment_takes_the_remainder(world: World) -> None:
     assert books(world) == []
 
 
-def test_a_total_below_the_count_is_refused_and_moves_nothing(world: World) -> None:
+def test_a_total_below_the_count_starts_with_instalments_of_zero_that_move_nothing(
+    world: World,
+) -> None:
     owner = owner_with_line(world, apr_bps=0)
-    with pytest.raises(Invalid):
-        owner.open(3, count=4, apr_bps=0)  # an instalment would be 0
-    assert owner.plans() == [] and balance_of(world, owner.line["id"]) == 0
+    plan_id = owner.open(3, count=4, apr_bps=0, interval_days=7)  # the contract's formula
+    assert [i["amount_minor"] for i in instalment_rows(world, plan_id)] == [0, 0, 0, 3]
+    advance_days(world, 7)
+    assert collect_due(world.ctx) == 1  # paid, though no source holds anything
+    assert [i["status"] for i in owner.plan(plan_id)["instalments"]][:2] == ["paid", "scheduled"]
+    top_up(owner, owner.everyday["id"], 3, "a")
+    repaid = owner.repay(plan_id)
+    assert repaid.status_code == 200 and repaid.json()["status"] == "repaid"
+    assert (
+        balance_of(world, owner.line["id"]) == 0
+        and owner.source(owner.everyday["id"])["balance"] == 0
+    )
     assert books(world) == []

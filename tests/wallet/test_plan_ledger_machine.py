@@ -24,7 +24,7 @@ from sqlalchemy import Connection
 
 from devices.registry import Device, Status
 from gateway import store as gateway_store
-from gateway.errors import Conflict, Invalid
+from gateway.errors import Conflict
 from gateway.funding import plan_store
 from gateway.funding import store as funding_store
 from gateway.funding.check import check_sources
@@ -142,13 +142,10 @@ class PlanLedgerMachine(LedgerMachine):
                     apr_bps=apr_bps,
                     interval_days=interval_days,
                 )
-            except Invalid:
-                assert total < count  # an instalment of 0 is never offered
-                return
             except Conflict as refused:
                 assert refused.reason == "credit_limit_exceeded" and not fits
                 return
-        assert fits and total >= count
+        assert fits
         self.owed += total
         self.fees += fee
         self.balance[device] += amount
