@@ -134,19 +134,8 @@ def _place(
 
 def insert_payments(conn: Connection, requests: Sequence[PaymentRequest], now: datetime) -> None:
     """Insert new payments' rows in one statement (their ids must be new)."""
-    rows = []
-    for request in requests:
-        payment = ledger.open_payment(request, now)
-        rows.append(
-            _payment_row(
-                replace(
-                    payment,
-                    created_at=utc(payment.created_at),
-                    expires_at=None if request.expires_at is None else utc(request.expires_at),
-                )
-            )
-        )
-    insert_many(conn, payments, rows)
+    rows = [_payment_row(ledger.open_payment(request, now)) for request in requests]
+    insert_many(conn, payments, rows)  # _payment_row stores its times in UTC
 
 
 def place_payments(

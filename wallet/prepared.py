@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -93,17 +93,7 @@ class Prepared:
         sql, positions, processors = self._plans.get(conn.dialect.name) or self._compile(
             conn.dialect
         )
-        memo: dict[tuple[str, int], Any] = {}  # by identity: the rows outlive the call
-
-        def processed(key: str, value: Any) -> Any:
-            processor = processors.get(key)
-            if processor is None:
-                return value
-            found = memo.get((key, id(value)), memo)
-            if found is memo:
-                found = memo[(key, id(value))] = processor(value)
-            return found
-
+        processed = memoized(processors)
         if positions is None:
             values: list[Any] = [{k: processed(k, v) for k, v in p.items()} for p in params]
         else:
@@ -117,6 +107,10 @@ class Prepared:
             ) from error
         finally:
             cursor.close()
+
+    def plan(self, conn: Connection) -> tuple[str, tuple[str, ...] | None, dict[str, Any]]:
+        """(SQL, bind names in order when the dialect is positional, bind processors)."""
+        return self._plans.get(conn.dialect.name) or self._compile(conn.dialect)
 
     def _compile(self, dialect: sa.Dialect) -> tuple[str, tuple[str, ...] | None, dict[str, Any]]:
         statement = self._statements.get(dialect.name, self._statements.get("*"))
@@ -134,47 +128,105 @@ class Prepared:
         return self._plans[dialect.name]
 
 
+def memoized(processors: dict[str, Any]) -> Callable[[str, Any], Any]:
+    """`processed(key, value)`: the key's bind processor applied to the value, once per value
+    object (a batch's rows share their timestamp); for one call's rows, which outlive it."""
+    memo: dict[tuple[str, int], Any] = {}
+
+    def processed(key: str, value: Any) -> Any:
+        processor = processors.get(key)
+        if processor is None:
+            return value
+        found = memo.get((key, id(value)), memo)
+        if found is memo:
+            found = memo[(key, id(value))] = processor(value)
+        return found
+
+    return processed
+
+
 _INSERTS: dict[tuple[sa.Table, tuple[str, ...]], Prepared] = {}
+CHUNK = 128  # rows per multi-row statement
+
+
+def _single_row(table: sa.Table, keys: tuple[str, ...]) -> Prepared:
+    prepared = _INSERTS.get((table, keys))
+    if prepared is None:
+        prepared = _INSERTS[(table, keys)] = Prepared({"*": sa.insert(table)}, keys)
+    return prepared
 
 
 def insert_many(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
     """Insert rows that all have the same keys (every column they set, and no other column
-    with a default) with one `executemany` on the DBAPI cursor: what `conn.execute(insert,
-    rows)` stores, without Core's work per row (about 40 % of a batch's inserts)."""
+    with a default) on the DBAPI cursor: what `conn.execute(insert, rows)` stores, without
+    Core's work per row (about 40 % of a batch's inserts). SQLite: one `executemany` (its loop
+    is in C); PostgreSQL: one INSERT ... SELECT FROM unnest(<one array per column>)."""
     if not rows:
         return
-    keys = tuple(rows[0])
-    prepared = _INSERTS.get((table, keys))
-    if prepared is None:
-        prepared = _INSERTS[(table, keys)] = Prepared({"*": sa.insert(table)}, keys)
-    prepared.many(conn, rows)
-
-
-_RETURNING: dict[tuple[sa.Table, tuple[str, ...], tuple[str, ...], int], Prepared] = {}
-RETURNING_CHUNK = 128  # rows per statement: at most this many statements compiled per shape
+    if conn.dialect.name == "postgresql":
+        insert_returning(conn, table, rows, ())
+    else:
+        _single_row(table, tuple(rows[0])).many(conn, rows)
 
 
 def insert_returning(
     conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]], returning: Sequence[str]
 ) -> list[tuple[Any, ...]]:
-    """Insert rows that all have the same keys with multi-row INSERT ... RETURNING statements
-    on the DBAPI cursor (one per RETURNING_CHUNK rows); the `returning` columns of every row
-    inserted, in no promised order."""
+    """Insert rows that all have the same keys on the DBAPI cursor (SQLite: multi-row INSERTs
+    of CHUNK rows; PostgreSQL: one INSERT ... SELECT FROM unnest, an array a column); the
+    `returning` columns of every row inserted, in no promised order. The values pass through
+    the columns' bind processors, as Core's would."""
     if not rows:
         return []
-    keys, found = tuple(rows[0]), []
-    for start in range(0, len(rows), RETURNING_CHUNK):
-        chunk = rows[start : start + RETURNING_CHUNK]
-        shape = (table, keys, tuple(returning), len(chunk))
-        prepared = _RETURNING.get(shape)
-        if prepared is None:
-            values = [
-                {k: sa.bindparam(f"{k}_{i}", type_=table.c[k].type) for k in keys}
-                for i in range(len(chunk))
-            ]
-            statement = sa.insert(table).values(values).returning(*(table.c[c] for c in returning))
-            prepared = _RETURNING[shape] = Prepared({"*": statement})
-        found += prepared.rows(
-            conn, {f"{k}_{i}": row[k] for i, row in enumerate(chunk) for k in keys}
-        )
+    keys = tuple(rows[0])
+    processed = memoized(_single_row(table, keys).plan(conn)[2])
+    head, one, tail = _insert_sql(conn.dialect, table, keys, tuple(returning))
+    statements: list[tuple[str, list[Any]]] = []
+    if conn.dialect.name == "postgresql":
+        statements.append((head + tail, [[processed(k, row[k]) for row in rows] for k in keys]))
+    else:
+        for start in range(0, len(rows), CHUNK):
+            chunk = rows[start : start + CHUNK]
+            values = [processed(k, row[k]) for row in chunk for k in keys]
+            statements.append((head + ", ".join([one] * len(chunk)) + tail, values))
+    found: list[tuple[Any, ...]] = []
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        for sql, params in statements:
+            cursor.execute(sql, params)
+            if returning:
+                found += cursor.fetchall()
+    except conn.dialect.loaded_dbapi.Error as error:
+        raise sa.exc.DBAPIError.instance(
+            head, rows, error, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
+        ) from error
+    finally:
+        cursor.close()
+    return found
+
+
+_SQL: dict[tuple[str, sa.Table, tuple[str, ...], tuple[str, ...]], tuple[str, str, str]] = {}
+
+
+def _insert_sql(
+    dialect: sa.Dialect, table: sa.Table, keys: tuple[str, ...], returning: tuple[str, ...]
+) -> tuple[str, str, str]:
+    """(head, one row's placeholders, tail) of a multi-row insert; on PostgreSQL the head
+    selects from unnest of one typed array per column and takes no rows' placeholders."""
+    found = _SQL.get((dialect.name, table, keys, returning))
+    if found is not None:
+        return found
+    quote = dialect.identifier_preparer
+    columns = ", ".join(quote.format_column(table.c[k]) for k in keys)
+    head = f"INSERT INTO {quote.format_table(table)} ({columns}) "
+    back = ", ".join(quote.format_column(table.c[c]) for c in returning)
+    tail = f" RETURNING {back}" if returning else ""
+    if dialect.name == "postgresql":
+        # %b: binary arrays (psycopg escapes every element of a text array in Python)
+        arrays = ", ".join(f"%b::{table.c[k].type.compile(dialect=dialect)}[]" for k in keys)
+        found = (f"{head}SELECT * FROM unnest({arrays})", "", tail)
+    else:
+        mark = "?" if dialect.paramstyle == "qmark" else "%s"
+        found = (head + "VALUES ", "(" + ", ".join([mark] * len(keys)) + ")", tail)
+    _SQL[(dialect.name, table, keys, returning)] = found
     return found
