@@ -88,11 +88,18 @@ async def drive(
     load: Load,
     console: Console,
     meter: CpuMeter | None,
-    before_sending: Callable[[], None] | None,
+    before_sending: Callable[[], None] | None = None,
+    window: int | None = None,
+    quiet_s: float = QUIET_LIMIT_S,
 ) -> BenchReport:
-    """Connect, send (open loop with a rate, else flat out in windows), wait, count."""
+    """Connect, send (open loop with a rate, else flat out, `window` orders unanswered per
+    device, by default its share of WINDOW), wait until all are answered or `quiet_s` passed
+    without a result, count."""
     tally = Tally()
-    window = None if load.rate else window_per_device(load.devices)
+    if load.rate:
+        window = None
+    elif window is None:
+        window = window_per_device(load.devices)
     fleet = PayingFleet(broker, devices, tally, window)
     total = sum(len(device.orders) for device in devices)
     try:
@@ -108,7 +115,7 @@ async def drive(
                 await fleet.send_at(load.rate)
             else:
                 fleet.start_flat_out()
-        await await_results(tally, total, console)
+        await await_results(tally, total, console, quiet_s)
         cpu = meter.stop() if meter is not None else {}
         sent_s = fleet.last_sent_at - started
         ended = max(tally.last_result_at, fleet.last_sent_at)
@@ -144,15 +151,17 @@ def provision_payers(
     return shop, devices
 
 
-async def await_results(tally: Tally, expected: int, console: Console) -> None:
-    """Until every order has its final result, or none arrived for QUIET_LIMIT_S."""
+async def await_results(
+    tally: Tally, expected: int, console: Console, quiet_s: float = QUIET_LIMIT_S
+) -> None:
+    """Until every order has its final result, or none arrived for `quiet_s`."""
     last, last_change = -1, time.monotonic()
     with console.status("waiting for results") as status:
         while (got := tally.answered) < expected:
             status.update(f"results: {got}/{expected}")
             if got != last:
                 last, last_change = got, time.monotonic()
-            elif time.monotonic() - last_change > QUIET_LIMIT_S:
+            elif time.monotonic() - last_change > quiet_s:
                 return
             await asyncio.sleep(0.05)
 

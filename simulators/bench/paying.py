@@ -100,6 +100,7 @@ class Connection(asyncio.Protocol):
         self.last_sent_at = 0.0
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self.closing = False  # set by PayingFleet.close
         self._reader = packets.PacketReader()
         self._out: list[bytes] = []
         loop = asyncio.get_running_loop()
@@ -114,6 +115,8 @@ class Connection(asyncio.Protocol):
         transport.write(packets.connect_packet(self.device_id))
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closing:  # its unanswered orders will count as lost: say why
+            log.warning("%s: the broker closed the connection (%r)", self.device_id, exc)
         self.closed = True
         for waiter in (self._connack, self._suback):
             if not waiter.done():
@@ -264,11 +267,19 @@ class PayingFleet:
             for connection in self.connections:
                 connection.write(packets.PINGREQ)
 
-    async def close(self) -> None:
+    async def close(self, within_s: float = 5.0) -> None:
+        """DISCONNECT and close every connection; abort those not closed `within_s`."""
         if self._pinger is not None:
             self._pinger.cancel()
         for connection in self.connections:
+            connection.closing = True
             connection.write(packets.DISCONNECT)
             if connection.transport is not None:
                 connection.transport.close()
-        await asyncio.sleep(0)  # let the transports start closing
+        deadline = time.monotonic() + within_s
+        while any(not c.closed for c in self.connections) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        for connection in self.connections:
+            if not connection.closed and connection.transport is not None:
+                connection.transport.abort()
+        await asyncio.sleep(0)  # let the aborted transports close
