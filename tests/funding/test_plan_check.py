@@ -12,6 +12,7 @@ from gateway.funding import plan_store
 from gateway.funding.check import check_sources
 from gateway.funding.collect import collect_due
 from tests.funding.plans_support import advance_days, books, owner_with_line, top_up
+from tests.support.cli import kym
 from tests.support.world import World
 from wallet.check import check
 
@@ -55,3 +56,23 @@ def test_sound_plans_pass_and_each_tampering_is_reported(world: World, ctx: Cont
         ("credit_line", line),  # the line owes what the plans no longer say
         ("fees", fees),  # the fee account lacks the extra fee
     }
+
+
+def test_kym_ledger_check_reports_a_broken_plan(world: World, ctx: Context) -> None:
+    owner = owner_with_line(world, apr_bps=1_000)
+    plan_id = owner.open(3_000, count=3)
+    top_up(owner, owner.everyday["id"], 5_000, "a")
+    advance_days(world, 30)
+    assert collect_due(ctx) == 1
+    where = ("--data-dir", str(ctx.settings.data_dir), "--database-url", ctx.db.url)
+    sound = kym("ledger", "check", *where)
+    assert sound.returncode == 0, sound.stdout + sound.stderr
+
+    def tamper(conn: Connection) -> None:
+        change = sa.update(plan_store.instalments).where(_i.plan_id == plan_id, _i.n == 2)
+        conn.execute(change.values(status="paid", collection_id=f"{plan_id}.2"))
+
+    ctx.db.run(tamper)
+    broken = kym("ledger", "check", *where)
+    assert broken.returncode == 1
+    assert f"instalment: {plan_id}" in broken.stdout + broken.stderr
