@@ -93,3 +93,38 @@ def test_collections_and_payments_never_take_a_source_below_its_floor(
         ]
     assert sorted(keys) == sorted(row["collection_id"] for row in paid)  # once each
     assert books(world) == []
+
+
+def test_repaying_while_housekeepers_collect_never_collects_an_instalment_twice(
+    world: World, ctx: Context
+) -> None:
+    owner = owner_with_line(world, apr_bps=0)
+    plan_ids = [owner.open(3_000, count=3, apr_bps=0, interval_days=7) for _ in range(3)]
+    fund_source(owner, owner.everyday["id"], 9_000, "k")  # exactly what the plans owe
+    advance_days(world, 14)  # two of each plan's three instalments are due
+    start = threading.Barrier(len(plan_ids) + COLLECTORS)
+
+    def repay(plan_id: str) -> Callable[[], Any]:
+        def run() -> Any:
+            start.wait()
+            return owner.repay(plan_id).status_code
+
+        return run
+
+    def collector() -> Any:
+        start.wait()
+        return collect_due(ctx)
+
+    jobs = [repay(p) for p in plan_ids] + [collector] * COLLECTORS
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        outcomes = [f.result() for f in [pool.submit(job) for job in jobs]]
+    assert outcomes[: len(plan_ids)] == [200] * len(plan_ids)
+    assert all(p["status"] == "repaid" for p in owner.plans())
+    with ctx.db.read() as conn:
+        moved = [
+            row.amount_minor
+            for row in conn.execute(transfers.select().where(transfers.c.kind == "collect"))
+        ]
+    assert sum(moved) == 9_000  # each instalment once, by a housekeeper or by the repayment
+    assert owner.source(owner.everyday["id"])["balance"] == 0
+    assert books(world) == []
