@@ -31,7 +31,7 @@ from gateway.context import Context, OutboxEntry
 from gateway.events.collect import record_batch as record_events
 from gateway.evidence.record import attach_consents, subjects
 from gateway.orders import store as order_store
-from gateway.orders.cache import StateCache
+from gateway.orders.cache import StateCache, known_merchants
 from wallet.bulk import place_in_bulk
 from wallet.ledger import PaymentRequest
 
@@ -118,8 +118,13 @@ def load_state(
     """Lock the sender devices (in id order) and load what deciding for them needs; owners'
     settings, rules and mandates through `cache` when given (synced in this transaction)."""
     batch = Batch(conn, now)
-    batch.devices = device_store.lock_devices(conn, senders | payees, lock=senders)
-    batch.merchants = store.merchants_by_id(conn, (payees | senders) - set(batch.devices))
+    merchants = known_merchants(cache, payees)  # not devices: no need to look for them there
+    batch.devices = device_store.lock_devices(conn, senders | payees - merchants, lock=senders)
+    others = (payees | senders) - set(batch.devices)
+    if cache is None:
+        batch.merchants = store.merchants_by_id(conn, others)
+    else:
+        batch.merchants = cache.merchants(conn, others)
     owner_ids = {d.owner_id for d in batch.devices.values() if d.id in senders}
     if cache is None:
         owners = store.owner_settings(conn, owner_ids)

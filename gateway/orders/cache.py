@@ -1,5 +1,5 @@
 """A worker's copies of what rarely changes and every batch reads: device certificates,
-owners' settings (timezone, frozen), rules and active mandates.
+owners' settings (timezone, frozen), rules and active mandates, and merchants.
 
 Every change to those tables moves the one `cache_versions` counter in its own transaction
 (database triggers, migration 0014), and a batch reads the counter once, first thing in its
@@ -7,12 +7,15 @@ transaction (`sync`). When it moved, the copies are dropped, so a change committ
 batch begins is seen by that batch in every worker and process (contract section 5). What is
 loaded after the counter was read is at least as new as the counter, so nothing older than it
 is ever kept under it.
+
+Merchants are never updated nor deleted (only `gateway.service.create_party` writes them), so
+a merchant once read is kept as it is; should merchants ever change, they need a trigger too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
@@ -37,12 +40,14 @@ class StateCache:
         self._owners: dict[str, tuple[str, bool]] = {}
         self._rules: dict[str, Rules | None] = {}
         self._mandates: dict[str, list[Mandate]] = {}
+        self._merchants: dict[str, dict[str, Any]] = {}
 
     def sync(self, conn: Connection) -> None:
         """Read the counter (one statement) and drop every copy if it moved."""
         version = conn.execute(_VERSION).scalar_one()
         if version != self.version:
             self._certificates, self._owners, self._rules, self._mandates = {}, {}, {}, {}
+            self._merchants = {}
             self.version = version
 
     def certificates_of(
@@ -65,6 +70,15 @@ class StateCache:
         """Each device's active mandates, oldest first (devices without any are left out)."""
         found = _through(self._mandates, ids, lambda m: consent_store.load_mandates(conn, m), [])
         return {k: v for k, v in found.items() if v}
+
+    def merchants(self, conn: Connection, ids: set[str]) -> dict[str, dict[str, Any]]:
+        """The merchants among these ids (rows by id)."""
+        return _through(self._merchants, ids, lambda m: store.merchants_by_id(conn, m), None)
+
+
+def known_merchants(cache: StateCache | None, ids: Iterable[str]) -> set[str]:
+    """Which of these ids are merchants the cache holds already."""
+    return set() if cache is None else set(ids) & cache._merchants.keys()
 
 
 def _through(
