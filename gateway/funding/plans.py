@@ -92,7 +92,15 @@ def open_plan(
         "opened_at": batch.now,
         "repaid_at": None,
     }
-    schedule = instalments.schedule(total, count, interval_days, batch.now)
+    _record(batch, row)
+    return plan_id
+
+
+def _record(batch: Batch, row: dict[str, Any]) -> None:
+    """Store the plan with its schedule; its owner's event and its audit entry."""
+    schedule = instalments.schedule(
+        row["total_minor"], row["count"], row["interval_days"], batch.now
+    )
     plan_store.insert_plan(
         batch.conn,
         row,
@@ -100,11 +108,10 @@ def open_plan(
     )
     shown = plan_public(batch.conn, row)
     event_store.record(
-        batch.conn, [Draft(device.owner_id, "instalment.plan_opened", shown)], batch.now
+        batch.conn, [Draft(row["owner_id"], "instalment.plan_opened", shown)], batch.now
     )
-    audit = {**{k: v for k, v in shown.items() if k != "instalments"}, "count": count}
-    batch.audit.append(("gateway", "instalment.plan_opened", device.id, audit))
-    return plan_id
+    audit = {**{k: v for k, v in shown.items() if k != "instalments"}, "count": row["count"]}
+    batch.audit.append(("gateway", "instalment.plan_opened", row["device_id"], audit))
 
 
 def plan_public(conn: Connection, row: dict[str, Any]) -> dict[str, Any]:
