@@ -158,12 +158,12 @@ async def await_results(
     last, last_change = -1, time.monotonic()
     with console.status("waiting for results") as status:
         while (got := tally.answered) < expected:
-            status.update(f"results: {got}/{expected}")
             if got != last:
+                status.update(f"results: {got}/{expected}")
                 last, last_change = got, time.monotonic()
             elif time.monotonic() - last_change > quiet_s:
                 return
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.1)
 
 
 def report(
