@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import invariant, precondition, rule, run_state_machine_as_test
 from sqlalchemy import Connection
@@ -288,4 +289,4 @@ def test_plans_never_lose_or_invent_a_cent_on_postgres(postgres_database: str) -
         _migrate(url)
         return url
 
-    run_state_machine_as_test(machine_for(make_url), settings=SETTINGS)
+    run_state_machine_as_test(machine_for(make_url), settings=settings(SETTINGS, max_examples=30))
