@@ -117,8 +117,8 @@ async def drive(
                 fleet.start_flat_out()
         await await_results(tally, total, console, quiet_s)
         cpu = meter.stop() if meter is not None else {}
-        sent_s = fleet.last_sent_at - started
-        ended = max(tally.last_result_at, fleet.last_sent_at)
+        sent_s = max(fleet.last_sent_at - started, 0.0)  # 0: nothing to send
+        ended = max(tally.last_result_at, fleet.last_sent_at, started)
         return report(tally, total, ended - started, sent_s, cpu, total - fleet.sent)
     finally:
         await fleet.close()
