@@ -21,7 +21,7 @@ from sqlalchemy import Connection
 from gateway.audit import entries, log
 from gateway.audit.entries import AuditEntry, LegacyItem, Record
 from gateway.audit.heads import TreeHead
-from wallet.prepared import insert_many
+from wallet.prepared import Prepared, insert_many
 
 T = TypeVar("T")
 # Inner nodes are stored from this level up (about one row per 16 entries); a proof computes the
@@ -65,17 +65,22 @@ tree_heads = sa.Table(
     sa.Column("jws", sa.Text),
 )
 _STATE = chain_head.c.name == "audit"
-# Built once: every order batch runs them, and building a statement costs more than running it.
-_READ_STATE = sa.select(chain_head.c.seq, chain_head.c.hash, chain_head.c.frontier).where(_STATE)
-_LOCK_STATE = _READ_STATE.with_for_update()
-_SET_STATE = (
-    chain_head.update()
-    .where(_STATE)
-    .values(
-        seq=sa.bindparam("new_seq"),
-        hash=sa.bindparam("new_hash"),
-        frontier=sa.bindparam("new_frontier"),
-    )
+# Compiled once and run on the DBAPI cursor: every order batch runs them, and Core's work per
+# statement costs more than running it on SQLite.
+_NAMED = chain_head.c.name == sa.bindparam("state_name")
+_READ = sa.select(chain_head.c.seq, chain_head.c.hash, chain_head.c.frontier).where(_NAMED)
+_READ_STATE = Prepared({"*": _READ})
+_LOCK_STATE = Prepared({"*": _READ.with_for_update()})
+_SET_STATE = Prepared(
+    {
+        "*": chain_head.update()
+        .where(_NAMED)
+        .values(
+            seq=sa.bindparam("new_seq"),
+            hash=sa.bindparam("new_hash"),
+            frontier=sa.bindparam("new_frontier"),
+        )
+    }
 )
 
 
@@ -112,16 +117,17 @@ def append(
     kept = [{"level": lv, "node_index": i, "hash": h.hex()} for lv, i, h in nodes if lv >= LOW]
     insert_many(conn, merkle_nodes, kept)
     root, text = log.root_of_frontier(frontier).hex(), "".join(h.hex() for h in frontier)
-    conn.execute(_SET_STATE, {"new_seq": size, "new_hash": root, "new_frontier": text})
+    state = {"state_name": "audit", "new_seq": size, "new_hash": root, "new_frontier": text}
+    _SET_STATE.rows(conn, state)
     return rows
 
 
 def log_state(conn: Connection, *, lock: bool = False) -> tuple[int, str, list[bytes]]:
     """(tree size, root hash hex, frontier) from the log's state row."""
-    row = conn.execute(_LOCK_STATE if lock else _READ_STATE).one()
-    text = row.frontier or ""
+    [(seq, root, text)] = (_LOCK_STATE if lock else _READ_STATE).rows(conn, {"state_name": "audit"})
+    text = text or ""
     frontier = [bytes.fromhex(text[i : i + 64]) for i in range(0, len(text), 64)]
-    return int(row.seq), str(row.hash), frontier
+    return int(seq), str(root), frontier
 
 
 def iter_entries(

@@ -21,7 +21,7 @@ from devices.contract import Result
 from devices.store import UtcDateTime
 from gateway.consent.periods import PERIODS
 from gateway.consent.rules import Usage
-from wallet.prepared import insert_many, insert_returning
+from wallet.prepared import Prepared, insert_many, insert_returning
 
 metadata = sa.MetaData()
 orders = sa.Table(
@@ -239,13 +239,13 @@ def _add_to_counters_sql() -> str:
     )
 
 
-_ADD_TO_COUNTERS = sa.text(_add_to_counters_sql())
+_ADD_TO_COUNTERS = Prepared({"*": sa.text(_add_to_counters_sql())})
 
 
 def add_to_counters(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """Add per-scope increments: rows of scope, <period>_key, <period>_spent, <period>_count."""
-    if rows:
-        conn.execute(_ADD_TO_COUNTERS, rows)
+    """Add per-scope increments: rows of scope, <period>_key, <period>_spent, <period>_count
+    (all of them in every row; on the DBAPI cursor)."""
+    _ADD_TO_COUNTERS.many(conn, rows)
 
 
 def adjust_payment(
