@@ -133,10 +133,12 @@ class ReceivingClient(mqtt.Client):  # type: ignore[misc]  # paho is not followe
         mid = packet[topic_end] << 8 | packet[topic_end + 1] if qos else 0
         try:
             topic = packet[2:topic_end].decode()
-        except UnicodeDecodeError:  # paho's reader logs it and refuses the topic
-            return self._paho_packet(command, packet)
-        handler = self.on_publish_packet
-        taken = handler is None or handler(topic, packet[topic_end + 2 * qos :], mid, qos)
+        except UnicodeDecodeError:  # not an order's topic; acknowledged so as not to stay in flight
+            log.warning("dropped a message whose topic is not UTF-8")
+            taken = False
+        else:
+            handler = self.on_publish_packet
+            taken = handler is None or handler(topic, packet[topic_end + 2 * qos :], mid, qos)
         if qos and not taken:
             self._refused.append(mid)
         return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS

@@ -133,3 +133,14 @@ def test_a_malformed_remaining_length_is_a_protocol_error(connected_pair: Connec
     client.on_publish_packet = recorder([])
     broker.sendall(b"\x32\xff\xff\xff\xff\x01")
     assert client._packet_read() == mqtt.MQTTErrorCode.MQTT_ERR_PROTOCOL
+
+
+def test_a_topic_that_is_not_utf8_is_acknowledged_and_dropped(connected_pair: Connect) -> None:
+    client, broker = connected_pair()
+    got: list[Got] = []
+    client.on_publish_packet = recorder(got)
+    broker.sendall(publish_packet(b"kym/v1/devices/\xff/orders", b"x", 1, 9))
+    broker.sendall(publish_packet(TOPIC.format("a"), b"y", 1, 10))
+    client._packet_read()
+    assert got == [(TOPIC.format("a"), b"y", 10, 1)]
+    assert received(broker) == puback_packet(9)
