@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -143,6 +144,20 @@ def memoized(processors: dict[str, Any]) -> Callable[[str, Any], Any]:
         return found
 
     return processed
+
+
+def any_of(column: str, name: str) -> dict[str, Any]:
+    """`column` in the list bound as `name` (see `as_list`), as a fixed statement per dialect:
+    `IN (SELECT value FROM json_each(:name))` on SQLite, `= ANY(:name)` on PostgreSQL."""
+    return {
+        "sqlite": f"{column} IN (SELECT value FROM json_each(:{name}))",
+        "postgresql": f"{column} = ANY(:{name})",
+    }
+
+
+def as_list(conn: Connection, values: Sequence[Any]) -> Any:
+    """A list bound for `any_of`: JSON text on SQLite, a list (an array) on PostgreSQL."""
+    return list(values) if conn.dialect.name == "postgresql" else json.dumps(list(values))
 
 
 _INSERTS: dict[tuple[sa.Table, tuple[str, ...]], Prepared] = {}

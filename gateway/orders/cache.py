@@ -26,9 +26,10 @@ from gateway import store
 from gateway.consent import store as consent_store
 from gateway.consent.mandates import Mandate
 from gateway.consent.rules import Rules
+from wallet.prepared import Prepared
 
 V = TypeVar("V")
-_VERSION = sa.text("SELECT version FROM cache_versions WHERE id = 1")
+_VERSION = Prepared({"*": sa.text("SELECT version FROM cache_versions WHERE id = 1")})
 
 
 class StateCache:
@@ -44,7 +45,7 @@ class StateCache:
 
     def sync(self, conn: Connection) -> None:
         """Read the counter (one statement) and drop every copy if it moved."""
-        version = conn.execute(_VERSION).scalar_one()
+        [(version,)] = _VERSION.rows(conn, {})
         if version != self.version:
             self._certificates, self._owners, self._rules, self._mandates = {}, {}, {}, {}
             self._merchants = {}

@@ -21,7 +21,7 @@ from devices.contract import Result
 from devices.store import UtcDateTime
 from gateway.consent.periods import PERIODS
 from gateway.consent.rules import Usage
-from wallet.prepared import Prepared, insert_many, insert_returning
+from wallet.prepared import Prepared, any_of, as_list, insert_many, insert_returning
 
 metadata = sa.MetaData()
 orders = sa.Table(
@@ -85,20 +85,31 @@ def known_orders(
     keys = set(keys)
     if not keys:
         return {}
-    params = {"devices": sorted({d for d, _ in keys}), "orders": sorted({o for _, o in keys})}
+    params = {
+        "devices": as_list(conn, sorted({d for d, _ in keys})),
+        "orders": as_list(conn, sorted({o for _, o in keys})),
+    }
     return {
         (d, o): KnownOrder(h, Result.from_payload(json.loads(r)))
-        for d, o, h, r in conn.execute(_KNOWN_ORDERS, params)
+        for d, o, h, r in _KNOWN_ORDERS.rows(conn, params)
         if (d, o) in keys
     }
 
 
-# Built once: every order batch runs it, and building a statement costs more than running it.
-_KNOWN_ORDERS = sa.select(
-    orders.c.device_id, orders.c.order_id, orders.c.payload_sha256, orders.c.result_json
-).where(
-    orders.c.device_id.in_(sa.bindparam("devices", expanding=True)),
-    orders.c.order_id.in_(sa.bindparam("orders", expanding=True)),
+# Compiled once and run on the DBAPI cursor: every order batch runs them, and Core's work per
+# statement costs more than running it on SQLite.
+_KNOWN_ORDERS = Prepared(
+    {
+        dialect: sa.text(
+            "SELECT device_id, order_id, payload_sha256, result_json FROM orders"
+            f" WHERE {devices} AND {orders}"
+        )
+        for (dialect, devices), orders in zip(
+            any_of("device_id", "devices").items(),
+            any_of("order_id", "orders").values(),
+            strict=True,
+        )
+    }
 )
 
 
@@ -206,15 +217,23 @@ def usage(
     found: dict[str, dict[str, Usage]] = {scope: {} for scope in scopes}
     if not scopes:
         return found
-    for row in conn.execute(_COUNTERS_IN, {"scopes": scopes}).mappings():
+    names = ["scope", *(c.name for c in _counter_columns)]
+    for values in _COUNTERS_IN.rows(conn, {"scopes": as_list(conn, scopes)}):
+        row = dict(zip(names, values, strict=True))
         for period, key in keys_now[row["scope"]].items():
             if row[f"{period}_key"] == key:
                 found[row["scope"]][key] = Usage(row[f"{period}_spent"], row[f"{period}_count"])
     return found
 
 
-_COUNTERS_IN = spend_counters.select().where(
-    spend_counters.c.scope.in_(sa.bindparam("scopes", expanding=True))
+_COUNTERS_IN = Prepared(
+    {
+        dialect: sa.text(
+            f"SELECT scope, {', '.join(c.name for c in _counter_columns)} FROM spend_counters"
+            f" WHERE {where}"
+        )
+        for dialect, where in any_of("scope", "scopes").items()
+    }
 )
 
 
