@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -97,8 +98,17 @@ class Prepared:
         processed = memoized(processors)
         if positions is None:
             values: list[Any] = [{k: processed(k, v) for k, v in p.items()} for p in params]
-        else:
-            values = [tuple(processed(k, p[k]) for k in positions) for p in params]
+        else:  # the columns without a processor copied in C, the others set after
+            take, process = (
+                itemgetter(*positions),
+                [(i, k) for i, k in enumerate(positions) if k in processors],
+            )
+            values = []
+            for p in params:
+                row = list(take(p)) if len(positions) > 1 else [take(p)]
+                for i, k in process:
+                    row[i] = processed(k, row[i])
+                values.append(row)
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
             cursor.executemany(sql, values)
