@@ -12,6 +12,7 @@ from gateway.context import Context
 from gateway.funding.check import check_sources
 from gateway.funding.collect import collect_due
 from gateway.orders.approvals import expire_approvals
+from tests.events.helpers import events_of
 from tests.funding.offer_setup import (
     OPEN,
     POLICY_URL,
@@ -229,3 +230,41 @@ def test_an_offer_past_its_expiry_cannot_be_approved_and_expires_without_a_plan(
     assert (final["status"], final["reason"]) == ("declined", "approval_expired")
     assert approval(world, car, waiting["approval_id"])["status"] == "expired"
     assert plans_of(ctx, car.id) == [] and sources_by_id(world, car)[line["id"]]["balance"] == 0
+
+
+def test_instalment_payments_tell_the_owner_and_the_payee_like_any_other(
+    world: World, ctx: Context
+) -> None:
+    shop = world.merchant("maintenance")
+    car = world.device("car", top_up=0, rules=OPEN)
+    line = line_for(world, car)
+    put_policy(world, car, line["id"], counts=[3], auto_accept_up_to=10_000)
+    agreed = pay(car, shop["id"], 10_000)  # agreed in advance
+    waiting = pay(car, shop["id"], 20_000)  # an offer, approved with instalments
+    decided = world.api.post(
+        f"/v1/approvals/{waiting['approval_id']}",
+        headers=car.owner,
+        json={"decision": "approve", "instalments": 3},
+    )
+    assert decided.status_code == 200, decided.text
+    payments = {p["payment_id"] for p in plans_of(ctx, car.id)}
+    assert agreed["payment_id"] in payments and len(payments) == 2
+    owner_id = world.api.get("/v1/owners/me", headers=car.owner).json()["id"]
+    mine = events_of(ctx, owner_id)
+    approved = [e["data"] for e in mine if e["type"] == "payment.approved"]
+    assert {d["payment_id"] for d in approved} == payments
+    assert all(d["reason"] is None and d["payee"] == shop["id"] for d in approved)
+    opened = [e["data"] for e in mine if e["type"] == "instalment.plan_opened"]
+    assert {d["payment_id"] for d in opened} == payments
+    received = [e["data"] for e in events_of(ctx, shop["id"]) if e["type"] == "payment.received"]
+    assert {d["payment_id"] for d in received} == payments
+
+
+def test_a_deleted_policy_makes_no_more_offers(world: World) -> None:
+    shop = world.merchant("maintenance")
+    car = world.device("car", top_up=0, rules=OPEN)
+    line = line_for(world, car)
+    put_policy(world, car, line["id"])
+    assert car.pay(shop["id"], 10_000)[0] == "pending_approval"
+    assert world.api.delete(POLICY_URL, headers=car.owner).status_code == 204
+    assert car.pay(shop["id"], 10_000) == ("declined", "insufficient_funds")
