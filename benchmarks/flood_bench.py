@@ -35,6 +35,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import httpx
 import paho.mqtt.client as mqtt
 from rich.console import Console
 
@@ -179,6 +180,27 @@ def timeline(timed: list[tuple[float, float]], started: float) -> list[str]:
     return lines
 
 
+def decision_counts(api: tuple[str, str]) -> dict[str, float]:
+    """kym_decision_seconds's cumulative buckets (arrival at the gateway to committed result)."""
+    url, token = api
+    text = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {token}"}).text
+    counts = {}
+    for line in text.splitlines():
+        if line.startswith("kym_decision_seconds_bucket{"):
+            labels, value = line.rsplit(" ", 1)
+            counts[labels.split('le="')[1].split('"')[0]] = float(value)
+    return counts
+
+
+def slow_decisions(before: dict[str, float], after: dict[str, float]) -> dict[str, int]:
+    """How many orders of a phase took over 25, 50, 100 and 250 ms inside the gateway."""
+    total = after["+Inf"] - before["+Inf"]
+    return {
+        f">{float(le) * 1000:g}ms": int(total - (after[le] - before[le]))
+        for le in ("0.025", "0.05", "0.1", "0.25")
+    }
+
+
 def run_phase(
     victims: list[DeviceClient],
     shop: str,
@@ -193,6 +215,7 @@ def run_phase(
         client.on_result = partial(tally.result, client.device_id)
     per_device = int(args.rate_per_device * args.seconds)
     orders = presign(victims, shop, per_device)
+    decided = decision_counts(args.api)
     meter.start()
     started = time.perf_counter()
     if flooder is not None:
@@ -202,6 +225,7 @@ def run_phase(
     if flooder is not None:
         flooder.join()
     cpu_s = {k: None if v is None else round(v, 2) for k, v in meter.stop().items()}
+    in_gateway = slow_decisions(decided, decision_counts(args.api))
     lat = tally.latencies()
     return {
         "orders": len(orders),
@@ -211,6 +235,7 @@ def run_phase(
         "max_ms": _round(lat.max_ms),
         "statuses": tally.statuses,
         "cpu_s": cpu_s,
+        "slow_in_gateway": in_gateway,
         **({"timeline": timeline(tally.timed, started)} if args.timeline else {}),
     }
 
@@ -249,6 +274,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="kym-flood-") as tmp:
         home, token = Path(tmp), secrets.token_urlsafe(24)
         with served_gateway(SERVE, home, token, flags, 0, console) as (api_url, broker, pid):
+            args.api = (api_url, token)
             clients: list[DeviceClient] = []
             load = Load(devices=args.victims + 1, orders=0)
             shop = provision_fleet(api_url, broker, token, load, home / "d", Tally(), clients)
