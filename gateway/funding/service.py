@@ -22,6 +22,7 @@ from gateway.funding.plan import BALANCE, CREDIT_LINE, Source, available
 from gateway.parties import Party
 from wallet import draws
 from wallet import store as wallet_store
+from wallet.errors import CurrencyNotAllowed
 
 DEFAULT_PRIORITY = 100
 
@@ -89,6 +90,8 @@ def top_up_source(
 
     def work(conn: Connection) -> dict[str, Any]:
         source = _owned(conn, owner, source_id)
+        if currency != source.currency:  # 422 before 409 (section 2)
+            raise CurrencyNotAllowed(f"this source holds {source.currency}, not {currency}")
         if source.kind != BALANCE:
             raise Conflict("a credit line takes no top-ups", reason="not_a_balance_source")
         result = wallet_store.top_up(
