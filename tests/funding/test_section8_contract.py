@@ -211,3 +211,16 @@ def test_a_frozen_owner_gets_no_automatic_top_up_but_captures_go_on(world: World
     capture = pump.send(pump.order(type="capture", payment_id=held["payment_id"], amount=800))
     assert capture["status"] == "captured"
     assert car.wallet() == {"currency": "EUR", "balance": 5_200, "available": 5_200}
+
+
+def test_a_credit_line_top_up_in_another_currency_is_422_before_409(world: World) -> None:
+    car = world.device("car")
+    line = source(world, car.owner, kind="credit_line", credit_limit=1_000)
+    body = {"amount": 5, "currency": "USD", "idempotency_key": "k"}
+    wrong = world.api.post(
+        f"/v1/funding-sources/{line['id']}/top-ups", headers=car.owner, json=body
+    )
+    assert wrong.status_code == 422, wrong.text  # section 2: 422 comes before 409
+    assert wrong.json()["error"]["code"] == "currency_not_allowed"
+    right = fund(world, car.owner, line["id"], 5, "k")
+    assert right.status_code == 409 and right.json()["error"]["code"] == "not_a_balance_source"
