@@ -4,6 +4,7 @@ what a body may hold, mandates and counts with instalments, and automatic top-up
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -29,6 +30,13 @@ from tests.support.world import Clock, World, bearer
 from wallet.check import check
 
 AUTO = {"currency": "EUR", "auto_top_up": {"below": 1_000, "to": 5_000}}
+
+
+@pytest.fixture
+def ctx(ctx: Context) -> Context:
+    """The funding tests' context, with webhooks allowed to name loopback (as
+    `kym serve --webhook-allow-private`): the webhook test only subscribes."""
+    return replace(ctx, settings=ctx.settings.model_copy(update={"webhook_allow_private": True}))
 
 
 @pytest.fixture(autouse=True)
@@ -229,6 +237,9 @@ def test_an_offer_past_its_expiry_cannot_be_approved_and_expires_without_a_plan(
     final = car.send(order)
     assert (final["status"], final["reason"]) == ("declined", "approval_expired")
     assert approval(world, car, waiting["approval_id"])["status"] == "expired"
+    owner_id = world.api.get("/v1/owners/me", headers=car.owner).json()["id"]
+    [expired] = [e for e in events_of(ctx, owner_id) if e["type"] == "approval.expired"]
+    assert expired["data"]["why"] == "instalment_offer" and expired["data"]["offer"]["options"]
     assert plans_of(ctx, car.id) == [] and sources_by_id(world, car)[line["id"]]["balance"] == 0
 
 
@@ -268,3 +279,17 @@ def test_a_deleted_policy_makes_no_more_offers(world: World) -> None:
     assert car.pay(shop["id"], 10_000)[0] == "pending_approval"
     assert world.api.delete(POLICY_URL, headers=car.owner).status_code == 204
     assert car.pay(shop["id"], 10_000) == ("declined", "insufficient_funds")
+
+
+def test_owners_subscribe_to_the_instalment_events_and_merchants_cannot(world: World) -> None:
+    car = world.device("car")
+    types = ["instalment.plan_opened", "instalment.paid", "instalment.overdue"]
+    body = {"url": "http://127.0.0.1:9/hook", "events": types}
+    made = world.api.post("/v1/webhooks", headers=car.owner, json=body)
+    assert made.status_code == 201, made.text
+    assert made.json()["events"] == types
+    shop = bearer(world.merchant()["api_key"])
+    for event_type in types:
+        one = {**body, "events": [event_type]}
+        refused = world.api.post("/v1/webhooks", headers=shop, json=one)
+        assert refused.status_code == 422, event_type
