@@ -67,6 +67,11 @@ def plans(world: World, dev: Dev) -> list[dict[str, Any]]:
     return list(response.json()["items"])
 
 
+def spent(world: World, dev: Dev) -> int:
+    shown = world.api.get(f"/v1/devices/{dev.id}/spending", headers=dev.owner).json()
+    return int(shown["limits"][0]["spent"])
+
+
 def test_an_offer_is_the_approvals_why_even_when_the_device_has_no_rules(world: World) -> None:
     shop = world.merchant("maintenance")
     car = world.device("car", top_up=0)  # no rules: step 5 would ask with `no_rules`
@@ -182,7 +187,8 @@ def test_a_refund_or_dispute_of_an_instalment_payment_goes_to_the_wallet_the_pla
 ) -> None:
     shop = world.merchant("maintenance")
     merchant = bearer(shop["api_key"])
-    car = world.device("car", top_up=0, rules=OPEN)
+    rules = {**OPEN, "limits": [{"period": "day", "amount": 50_000}]}
+    car = world.device("car", top_up=0, rules=rules)
     line = line_for(world, car)
     put_policy(world, car, line["id"], counts=[3], auto_accept_up_to=10_000)
     paid = pay(car, shop["id"], 10_000)
@@ -194,6 +200,7 @@ def test_a_refund_or_dispute_of_an_instalment_payment_goes_to_the_wallet_the_pla
     )
     assert refund.status_code == 200, refund.text
     assert car.wallet()["balance"] == 4_000
+    assert spent(world, car) == 6_000  # counted at its amount, less the refund
     dispute = world.api.post(
         f"/v1/payments/{paid['payment_id']}/disputes",
         headers=car.owner,
@@ -207,6 +214,7 @@ def test_a_refund_or_dispute_of_an_instalment_payment_goes_to_the_wallet_the_pla
     )
     assert accepted.status_code == 200, accepted.text
     assert car.wallet()["balance"] == 10_000
+    assert spent(world, car) == 0
     [plan] = plans(world, car)
     assert (plan["status"], plan["total"]) == ("active", TOTALS[3])
     assert [i["status"] for i in plan["instalments"]] == ["scheduled"] * 3
@@ -257,3 +265,21 @@ def test_an_overdue_plan_can_be_repaid_and_its_overdue_instalments_are_paid(
     owner_id = world.api.get("/v1/owners/me", headers=car.owner).json()["id"]
     types = [e["type"] for e in events_of(ctx, owner_id)]
     assert types.count("instalment.overdue") == 1 and types.count("instalment.paid") == 2
+
+
+def test_a_pay_by_instalments_moves_no_automatic_top_up_with_it(world: World, ctx: Context) -> None:
+    shop = world.merchant("maintenance")
+    rules = {**OPEN, "auto_top_up": {"below": 1_000, "to": 5_000}}
+    car = world.device("car", top_up=0, rules=rules)
+    account = source(world, car.owner)
+    fund(world, car.owner, account["id"], 20_000, "a")
+    line = line_for(world, car)
+    put_policy(world, car, line["id"], counts=[3, 6], keep_at_least=15_000, auto_accept_up_to=6_000)
+    agreed = pay(car, shop["id"], 6_000)  # 20,000 - 6,000 < 15,000: converted as agreed
+    [plan] = plans_of(ctx, car.id)
+    assert agreed["funded_by"] == [{"source": line["id"], "amount": 6_000, "plan_id": plan["id"]}]
+    waiting = pay(car, shop["id"], 10_000)
+    decided = decide(world, car, waiting["approval_id"], decision="approve", instalments=3)
+    assert decided.json()["result"]["status"] == "approved", decided.text
+    assert sources_by_id(world, car)[account["id"]]["balance"] == 20_000  # never drawn
+    assert car.wallet() == {"currency": "EUR", "balance": 0, "available": 0}
