@@ -283,3 +283,18 @@ def test_a_pay_by_instalments_moves_no_automatic_top_up_with_it(world: World, ct
     assert decided.json()["result"]["status"] == "approved", decided.text
     assert sources_by_id(world, car)[account["id"]]["balance"] == 20_000  # never drawn
     assert car.wallet() == {"currency": "EUR", "balance": 0, "available": 0}
+
+
+def test_an_offer_approved_once_cannot_open_a_second_plan(world: World, ctx: Context) -> None:
+    shop = world.merchant("maintenance")
+    car = world.device("car", top_up=0, rules=OPEN)
+    line = line_for(world, car)
+    put_policy(world, car, line["id"])
+    waiting = pay(car, shop["id"], 10_000)
+    first = decide(world, car, waiting["approval_id"], decision="approve", instalments=3)
+    assert first.status_code == 200, first.text
+    for body in ({"instalments": 3}, {"instalments": 6}, {}):
+        again = decide(world, car, waiting["approval_id"], decision="approve", **body)
+        assert again.status_code == 409, (body, again.text)
+    assert len(plans_of(ctx, car.id)) == 1
+    assert sources_by_id(world, car)[line["id"]]["balance"] == -TOTALS[3]
