@@ -3,17 +3,19 @@
 paho reads a packet with one `recv` for its first byte, one per byte of its length and one for
 the rest, after a `select`; it then builds an `MQTTMessage`, runs the callback under two locks,
 and queues each PUBACK as a packet of its own, waking its loop through a socket pair and writing
-one TLS record per acknowledgement. That is about 45 µs per message, and a flood of 10,000 from
-one device spends it all on the network thread, holding the GIL against the order worker.
+one TLS record per acknowledgement. That is about 30 µs per message (benchmarks/receive_bench.py),
+and a flood of 10,000 from one device spends it all on the network thread, holding the GIL
+against the order worker.
 
 `ReceivingClient` reads what the socket has in large pieces and splits it into packets itself;
 a QoS 0 or 1 PUBLISH (MQTT 3.1.1) goes to `on_publish_packet(topic, payload, mid, qos)` without a
 message object, and the ones it refuses (it returns False) are acknowledged together: one
-buffer of PUBACKs queued once per read. `ack_many` sends the acknowledgements of a worker's batch
-the same way. Every other packet (CONNACK, SUBACK, PUBACK, PINGRESP, QoS 2, MQTT 5) is handed to
-paho's own `_packet_handle`, as paho's reader would.
+buffer of PUBACKs written once per round of reads (about 6 µs a message in all). `ack_many`
+sends the acknowledgements of a worker's batch in one buffer too. Every other packet (CONNACK,
+SUBACK, PUBACK, PINGRESP, QoS 2, MQTT 5) is handed to paho's own `_packet_handle`, as paho's
+reader would.
 
-These are paho's private members (checked for paho-mqtt 2.1 and 2.2); with a paho that lacks
+These are paho's private members (written against paho-mqtt 2.2); with a paho that lacks
 them, `ReceivingClient` reads with paho's own reader and hands each message over from
 `on_message` (`PAHO_READER_USABLE`).
 """
@@ -55,7 +57,7 @@ class ReceivingClient(mqtt.Client):  # type: ignore[misc]  # paho is not followe
         self._rbuf_sock: object = None  # the socket _rbuf's bytes came from
         self._refused: list[int] = []
         if not PAHO_READER_USABLE:
-            log.warning("paho %s: reading with paho's own reader", mqtt.__name__)
+            log.warning("this paho-mqtt lacks what our reader uses: reading with paho's own")
             self.on_message = self._on_paho_message
 
     def ack_many(self, mids: list[int]) -> None:
@@ -106,13 +108,13 @@ class ReceivingClient(mqtt.Client):  # type: ignore[misc]  # paho is not followe
         buf, pos, end = self._rbuf, 0, len(self._rbuf)
         rc = mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
         while rc <= 0 and self._sock is self._rbuf_sock:  # paho's reader goes on after AGAIN
-            header = _fixed_header(buf, pos, end)
-            if header is None:
+            frame = _frame(buf, pos, end)
+            if frame is None:
                 break
-            if header < 0:
+            body, after = frame
+            if body < 0:
                 rc = mqtt.MQTTErrorCode.MQTT_ERR_PROTOCOL
                 break
-            body, after = divmod(header, 1 << 32)
             command = buf[pos]
             if (command & 0xF6) in (_PUBLISH, _PUBLISH | 2) and self._protocol != mqtt.MQTTv5:
                 rc = self._publish(command, bytes(buf[body:after]))
@@ -184,9 +186,9 @@ class ReceivingClient(mqtt.Client):  # type: ignore[misc]  # paho is not followe
             self._packet_write()  # what it cannot write now, paho's loop writes when it can
 
 
-def _fixed_header(buf: bytearray, pos: int, end: int) -> int | None:
-    """Where the packet at `pos` has its body and where it ends (body << 32 | after), None when
-    it is not all in the buffer yet, -1 when its remaining length is malformed."""
+def _frame(buf: bytearray, pos: int, end: int) -> tuple[int, int] | None:
+    """Where the packet at `pos` has its body and where it ends, None when it is not all in the
+    buffer yet, (-1, -1) when its remaining length is malformed."""
     length, shift, at = 0, 0, pos + 1
     while True:
         if at >= end:
@@ -198,6 +200,6 @@ def _fixed_header(buf: bytearray, pos: int, end: int) -> int | None:
             break
         shift += 7
         if shift > 21:
-            return -1
+            return -1, -1
     after = at + length
-    return None if after > end else at << 32 | after
+    return None if after > end else (at, after)
