@@ -16,6 +16,7 @@ from gateway.funding.collect import collect_due
 from tests.events.helpers import events_of
 from tests.funding.offer_setup import (
     OPEN,
+    POLICY_URL,
     TOTALS,
     approval,
     decide,
@@ -298,3 +299,22 @@ def test_an_offer_approved_once_cannot_open_a_second_plan(world: World, ctx: Con
         assert again.status_code == 409, (body, again.text)
     assert len(plans_of(ctx, car.id)) == 1
     assert sources_by_id(world, car)[line["id"]]["balance"] == -TOTALS[3]
+
+
+def test_a_plan_is_collected_after_its_policy_is_deleted_and_its_device_revoked(
+    world: World, ctx: Context
+) -> None:
+    shop = world.merchant("maintenance")
+    car = world.device("car", top_up=0, rules=OPEN)
+    line = line_for(world, car, apr_bps=0)
+    put_policy(world, car, line["id"], counts=[2], interval_days=7, auto_accept_up_to=1_000)
+    assert pay(car, shop["id"], 1_000)["status"] == "approved"
+    account = source(world, car.owner)
+    fund(world, car.owner, account["id"], 1_000, "a")
+    assert world.api.delete(POLICY_URL, headers=car.owner).status_code == 204
+    assert car.act("revoke").status_code == 200
+    assert isinstance(ctx.clock, Clock)
+    ctx.clock.advance(14 * 86_400)
+    assert collect_due(ctx) == 2  # the owner still owes what the plan says
+    [plan] = plans(world, car)
+    assert plan["status"] == "repaid" and sources_by_id(world, car)[account["id"]]["balance"] == 0
