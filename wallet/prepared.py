@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from operator import itemgetter
 from typing import Any
 
@@ -137,6 +138,24 @@ class Prepared:
             assert set(compiled.binds) == set(self._column_keys), (set(compiled.binds), self)
         self._plans[dialect.name] = (compiled.string, positions, processors)
         return self._plans[dialect.name]
+
+
+@contextmanager
+def pipelined(conn: Connection) -> Iterator[None]:
+    """On PostgreSQL, the statements run inside go in one round trip (psycopg's pipeline mode):
+    only for statements that return no rows, or whose rows are read with `fetchall` (a
+    pipelined cursor has no `description` until the pipeline syncs). A no-op elsewhere."""
+    if conn.dialect.name != "postgresql":
+        yield
+        return
+    driver = conn.connection.driver_connection
+    try:
+        with driver.pipeline():  # type: ignore[union-attr]
+            yield
+    except conn.dialect.loaded_dbapi.Error as error:  # as Core would raise it (retries)
+        raise sa.exc.DBAPIError.instance(
+            "pipeline", {}, error, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
+        ) from error
 
 
 def memoized(processors: dict[str, Any]) -> Callable[[str, Any], Any]:

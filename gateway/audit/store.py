@@ -21,7 +21,7 @@ from sqlalchemy import Connection
 from gateway.audit import entries, log
 from gateway.audit.entries import AuditEntry, LegacyItem, Record
 from gateway.audit.heads import TreeHead
-from wallet.prepared import Prepared, insert_many
+from wallet.prepared import Prepared, insert_many, pipelined
 
 T = TypeVar("T")
 # Inner nodes are stored from this level up (about one row per 16 entries); a proof computes the
@@ -113,12 +113,13 @@ def append(
             )
         )  # fmt: skip
         size += 1
-    insert_many(conn, audit_log, [_row_of(entry) for entry in rows])
     kept = [{"level": lv, "node_index": i, "hash": h.hex()} for lv, i, h in nodes if lv >= LOW]
-    insert_many(conn, merkle_nodes, kept)
     root, text = log.root_of_frontier(frontier).hex(), "".join(h.hex() for h in frontier)
     state = {"state_name": "audit", "new_seq": size, "new_hash": root, "new_frontier": text}
-    _SET_STATE.rows(conn, state)
+    with pipelined(conn):  # three writes, one round trip on PostgreSQL
+        insert_many(conn, audit_log, [_row_of(entry) for entry in rows])
+        insert_many(conn, merkle_nodes, kept)
+        _SET_STATE.rows(conn, state)
     return rows
 
 

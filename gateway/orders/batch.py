@@ -34,6 +34,7 @@ from gateway.orders import store as order_store
 from gateway.orders.cache import StateCache, known_merchants
 from wallet.bulk import place_in_bulk
 from wallet.ledger import PaymentRequest
+from wallet.prepared import pipelined
 
 AuditEntry = tuple[str, str, str | None, Any]  # (actor, action, device_id, data)
 
@@ -168,11 +169,12 @@ def finish(ctx: Context, batch: Batch) -> list[OutboxEntry]:
     signer = ctx.pki.signer.private_key
     jose = ctx.signer_jose
     signed = [(topic, wire.sign(payload, signer, jose)) for topic, payload in batch.outgoing]
-    order_store.record_orders(batch.conn, batch.new_orders)
-    attach_consents(batch)  # evidence: the consent in the decision's audit entry
-    order_store.record_payment_scopes(batch.conn, batch.new_scopes)
-    order_store.add_to_counters(batch.conn, list(batch.increments.values()))
-    ids = order_store.enqueue(batch.conn, signed, batch.now, subjects(batch.outgoing))
+    with pipelined(batch.conn):  # inserts only: one round trip on PostgreSQL
+        order_store.record_orders(batch.conn, batch.new_orders)
+        attach_consents(batch)  # evidence: the consent in the decision's audit entry
+        order_store.record_payment_scopes(batch.conn, batch.new_scopes)
+        order_store.add_to_counters(batch.conn, list(batch.increments.values()))
+        ids = order_store.enqueue(batch.conn, signed, batch.now, subjects(batch.outgoing))
     if batch.audit:
         audit_store.append(batch.conn, batch.now, batch.audit)
     record_events(batch)  # owners' and merchants' events: one insert, in this transaction
