@@ -19,14 +19,14 @@ from wallet import journal, ledger
 from wallet.accounts import apply_totals
 from wallet.ledger import Delta, PaymentRequest, TransferKind
 from wallet.payments import insert_payments
+from wallet.prepared import pipelined
 
 
 def place_in_bulk(conn: Connection, requests: Sequence[PaymentRequest], now: datetime) -> bool:
-    """Insert the payments, move their money and append their journal rows; False (with the
-    transaction to roll back) when an account refuses its total."""
+    """Move the payments' money, then insert them and append their journal rows; False (with
+    the transaction to roll back) when an account refuses its total."""
     if not requests:
         return True
-    insert_payments(conn, requests, now)
     totals: dict[str, Delta] = {}
     needs: dict[str, int] = {}
     currencies: dict[str, str] = {}
@@ -44,7 +44,9 @@ def place_in_bulk(conn: Connection, requests: Sequence[PaymentRequest], now: dat
         return False
     if not apply_totals(conn, totals, needs, currencies):
         return False
-    journal.append_all(conn, entries)
+    with pipelined(conn):  # one round trip on PostgreSQL; the same transaction either way
+        insert_payments(conn, requests, now)
+        journal.append_all(conn, entries)
     return True
 
 
