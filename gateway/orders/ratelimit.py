@@ -1,6 +1,6 @@
 """Per-device rate limits (CONTRACT.md section 10): a token bucket per device id.
 
-Every message on a device's orders topic takes a token when a worker takes it, valid or not;
+Every message on a device's orders topic takes a token when the gateway receives it, valid or not;
 the bucket holds `burst` tokens and refills at `rate_per_s`. A message without a token is not
 decided: the first one refused in a second gets the device's one `rate_limited` result of that
 second (`NOTIFY`), the others nothing (`DROP`). Each worker keeps its own limiter, so a device
