@@ -2,7 +2,10 @@
 
 SQLite runs in WAL mode with `synchronous=NORMAL`: a commit survives a crash of the process, and
 the last commits before a power loss may be lost (never half-applied). Writes open with
-`BEGIN IMMEDIATE`, so a check and the write that depends on it are serialised.
+`BEGIN IMMEDIATE`, so a check and the write that depends on it are serialised. `kym serve`
+checkpoints the WAL from a thread of its own (`checkpoint_in_background`), so that no commit of
+the order path pays for a checkpoint (which syncs the database file: 5-9 ms in about one
+commit in ten of small batches).
 PostgreSQL runs at READ COMMITTED; money moves with conditional updates, and a transaction that
 fails with a serialization failure or deadlock (SQLSTATE 40001, 40P01) is retried.
 """
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,6 +30,7 @@ log = logging.getLogger("kym.db")
 T = TypeVar("T")
 
 RETRYABLE_SQLSTATES = {"40001", "40P01"}
+CHECKPOINT_EVERY_S = 0.2
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -36,6 +41,7 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self.engine = _create_engine(url, echo=echo)
+        self._checkpointing: threading.Event | None = None  # set to stop the thread
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -81,8 +87,24 @@ class Database:
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
 
+    def checkpoint_in_background(self, every_s: float = CHECKPOINT_EVERY_S) -> None:
+        """SQLite: connections stop checkpointing the WAL when a commit fills it, and a daemon
+        thread checkpoints it (PASSIVE: never waits for writers) every `every_s`, until
+        `dispose`. Nothing on PostgreSQL."""
+        if not self.is_sqlite or self._checkpointing is not None:
+            return
+        stop = self._checkpointing = threading.Event()
+        event.listen(self.engine, "connect", _no_autocheckpoint)
+        self.engine.dispose()  # pooled connections reopen without it
+        threading.Thread(
+            target=_checkpoint_until, args=(self.engine, stop, every_s), daemon=True,
+            name="kym-sqlite-checkpoint",
+        ).start()  # fmt: skip
+
     def dispose(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection (and stop the checkpoints)."""
+        if self._checkpointing is not None:
+            self._checkpointing.set()
         self.engine.dispose()
 
 
@@ -114,6 +136,22 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     ):
         cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
+
+
+def _no_autocheckpoint(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
+
+
+def _checkpoint_until(engine: Engine, stop: threading.Event, every_s: float) -> None:
+    while not stop.wait(every_s):
+        try:
+            raw = engine.raw_connection()
+            try:  # autocommit (isolation_level None): outside any transaction
+                raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
+            finally:
+                raw.close()
+        except Exception:  # noqa: BLE001 - logged; the next round tries again
+            log.warning("WAL checkpoint failed", exc_info=True)
 
 
 def _sqlite_on_begin(conn: Connection) -> None:

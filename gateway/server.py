@@ -259,6 +259,7 @@ def start_services(settings: Settings, stack: ExitStack) -> tuple[Context, list[
     """Data dir, CRL, broker, MQTT clients, workers and housekeeper; stopped by `stack`."""
     base = build_context(settings)
     stack.callback(base.db.dispose)
+    base.db.checkpoint_in_background()  # SQLite: no checkpoint in the order path's commits
     service.publish_crl(base)  # no broker yet: the CRL file it will read
     broker = start_broker(base, stack)
     clients = start_gateway_clients(base, stack)
