@@ -2,10 +2,11 @@
 
     python tests/wallet/crash_worker.py DATABASE_URL TOTAL
 
-`test_crash.py` kills it with SIGKILL at random moments and starts it again; every run begins at
-0, so everything done before the kill is sent again and must not move money twice. Step i:
-i % 10 == 9: a batch of three pays in one transaction; i % 3 == 0: a hold, then its capture in
-another transaction; else a pay. The plan is in `plan()` so that the test can compute the books.
+`test_crash.py` kills it with SIGKILL at random moments (a random few milliseconds after a
+random step it printed) and starts it again; every run begins at 0, so everything done before
+the kill is sent again and must not move money twice. Step i: i % 10 == 9: a batch of three
+pays in one transaction; i % 3 == 0: a hold, then its capture in another transaction; else a
+pay. The plan is in `plan()` so that the test can compute the books.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ def main() -> None:
     print("ready", flush=True)
     for i in range(total):
         step(db, i)
+        print(f"step {i}", flush=True)  # the test kills it somewhere after a step it chose
     print("done", flush=True)
 
 
