@@ -13,6 +13,7 @@ import base64
 import binascii
 import json
 import re
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 from cryptography.exceptions import InvalidSignature as CryptoInvalidSignature
@@ -172,13 +173,13 @@ def verify(token: str, alg: str, key: PublicKey, jose: ECKey | OKPKey | None = N
         raise InvalidSignature(f"alg {alg!r} is not allowed for this device's key")
     try:
         header_b64, payload_b64, signature_b64 = token.split(".")
-        header = _json_segment(header_b64)
+        is_object, header_alg, members = _header(header_b64)
         signature = _b64decode(signature_b64)
     except (ValueError, InvalidMessage) as exc:
         raise InvalidSignature("the signature does not verify") from exc
-    if not isinstance(header, dict) or header.get("alg") != alg:
+    if not is_object or header_alg != alg:
         raise InvalidSignature("the JOSE header's alg is not the one checked")
-    extra = header.keys() - HEADER_MEMBERS
+    extra = members - HEADER_MEMBERS
     if extra:  # crit, jwk, x5c, jku, kid...: nothing a verifier here would honour
         raise InvalidSignature(f"the JOSE header may hold only alg and typ, not {sorted(extra)}")
     signing_input = f"{header_b64}.{payload_b64}".encode("ascii")
@@ -192,6 +193,16 @@ def verify(token: str, alg: str, key: PublicKey, jose: ECKey | OKPKey | None = N
             key.verify(signature, signing_input)
     except (CryptoInvalidSignature, ValueError) as exc:
         raise InvalidSignature("the signature does not verify") from exc
+
+
+@lru_cache(maxsize=64)  # the same few headers on every order; a failure is not cached
+def _header(segment: str) -> tuple[bool, object, frozenset[str]]:
+    """(whether the JOSE header is a JSON object, its `alg`, its member names); raises
+    InvalidMessage when the segment is not base64url JSON."""
+    header = _json_segment(segment)
+    if not isinstance(header, dict):
+        return False, None, frozenset()
+    return True, header.get("alg"), frozenset(header)
 
 
 def algorithm_family(alg: str) -> str:
