@@ -38,6 +38,9 @@ MAX_INFLIGHT = 200  # two batches of 100 per gateway worker: one committing, one
 MAX_QUEUED = 100_000  # a backlog for workers that are away; beyond it Mosquitto drops
 AUTOSAVE_INTERVAL_S = 5  # a crash of the broker loses at most this much of its queues
 SESSION_EXPIRY = "1d"  # a retired worker's session stops taking its share of the orders
+# How long a broker that runs but does not listen yet is waited for: it reads the whole
+# dynsec.json (about 557 bytes per device) before it listens, minutes for a million devices.
+START_PATIENCE_S, START_PATIENCE_S_PER_MB = 60.0, 1.0
 
 
 def find_mosquitto() -> str | None:
@@ -165,6 +168,7 @@ class ManagedMosquitto:
             self.workdir,
             prepare=self._prepare,
             guard=self._changes,
+            patience=self._start_patience,
         )
         self._supervisor.start(timeout_s)
         log.info("mosquitto %s listening on %s:%d", self.binary, self.host, self.port)
@@ -179,6 +183,14 @@ class ManagedMosquitto:
             datetime.now().astimezone(),
             devices=self._devices(),
         )
+
+    def _start_patience(self) -> float:
+        """How long to wait in all for a live broker to listen, by the size of its dynsec.json."""
+        try:
+            size_mb = (self.workdir / "dynsec.json").stat().st_size / 1e6
+        except OSError:
+            size_mb = 0.0
+        return START_PATIENCE_S + START_PATIENCE_S_PER_MB * size_mb
 
     def stop(self) -> None:
         """Stop the broker (SIGTERM, so that it saves its queues; SIGKILL after 5 seconds)."""

@@ -13,6 +13,10 @@
 - Restart: when the child exits and `stop` was not asked, it is started again after 0.5 s,
   doubling up to 10 s, back to 0.5 s once a run lasted 30 s. `prepare` runs before every start
   (the configuration is rewritten then, with the current CRL and devices).
+- Start wait: a child that exits before it listens fails the start at once. One that is alive
+  and not listening yet after `timeout_s` is still loading (Mosquitto reads its whole
+  dynsec.json before it opens its listener: minutes for a million devices), so it is waited
+  for up to `patience()` seconds in all, with a log line saying so, then killed.
 """
 
 from __future__ import annotations
@@ -76,11 +80,12 @@ class Supervisor:
         *,
         prepare: Callable[[], None],
         guard: AbstractContextManager[object],
+        patience: Callable[[], float] = lambda: 0.0,
     ) -> None:
         self.argv, self.host, self.port = argv, host, port
         self.pidfile = workdir / "mosquitto.pid"
         self.logfile = workdir / "mosquitto.log"
-        self._prepare, self._guard = prepare, guard
+        self._prepare, self._guard, self._patience = prepare, guard, patience
         self.process: subprocess.Popen[bytes] | None = None
         self.restarts = 0
         self._listening = False
@@ -94,7 +99,7 @@ class Supervisor:
             target=self._run, args=(ready, timeout_s), name="kym-mosquitto", daemon=True
         )
         self._thread.start()
-        ready.result(timeout_s + 10)
+        ready.result()  # `_run` always settles it: every step of `_spawn` is bounded
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop supervising and stop the child (SIGTERM, SIGKILL after `timeout_s`)."""
@@ -175,17 +180,28 @@ class Supervisor:
             self._wait_listening(self.process, timeout_s)
 
     def _wait_listening(self, process: subprocess.Popen[bytes], timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        started = time.monotonic()
+        deadline, extended = started + timeout_s, False
+        while True:
             if process.poll() is not None:
                 raise RuntimeError(f"mosquitto exited at start; see {self.logfile}")
             if port_open(self.host, self.port):
                 self._listening = True
                 return
+            if time.monotonic() >= deadline:
+                if extended or (limit := max(timeout_s, self._patience())) <= timeout_s:
+                    break
+                deadline, extended = started + limit, True
+                log.warning(
+                    "mosquitto (pid %d) runs but does not listen on %s:%d after %.0f s: "
+                    "waiting up to %.0f s in all while it loads its configuration and dynsec.json",
+                    process.pid, self.host, self.port, timeout_s, limit,
+                )  # fmt: skip
             time.sleep(0.05)
         process.kill()
         process.wait()
-        raise RuntimeError(f"mosquitto did not listen on {self.host}:{self.port}")
+        waited = time.monotonic() - started
+        raise RuntimeError(f"mosquitto did not listen on {self.host}:{self.port} in {waited:.0f} s")
 
     def _stop_leftover(self) -> None:
         """Stop the process the pidfile names if it runs our command line."""
