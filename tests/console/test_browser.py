@@ -25,7 +25,7 @@ from gateway.context import Context
 from gateway.db import Database
 from gateway.server import free_port
 from tests.e2e.serve_helpers import ADMIN, healthz, serve
-from tests.support.browser import launched_chromium
+from tests.support.browser import fits_a_phone, launched_chromium, phone_of
 
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "run"
 pytestmark = pytest.mark.slow
@@ -178,9 +178,6 @@ def test_a_wrong_rules_value_shows_the_message_in_the_browser(
     assert message.inner_text() == "Input should be greater than or equal to 1"
     assert page.get_attribute("#f-approval_ttl_seconds", "aria-invalid") == "true"
     page.locator("#rules").screenshot(path=str(SHOTS / "console-rules-error.png"))
-    phone = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
-    phone.context.add_cookies(page.context.cookies())
-    phone.goto(f"{household.base}/console/devices")
-    width = phone.evaluate("document.documentElement.scrollWidth")
-    assert width <= 390, "the devices page scrolls sideways on a phone"
-    phone.screenshot(path=str(SHOTS / "console-devices-phone.png"), full_page=True)
+    phone = phone_of(browser, page)
+    url = f"{household.base}/console/devices"
+    fits_a_phone(phone, url, "devices", SHOTS / "console-devices-phone.png")

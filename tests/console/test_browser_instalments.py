@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.console.test_browser import SHOTS, Household, browser, household
+from tests.support.browser import fits_a_phone, phone_of, signed_in_page
+from tests.support.funding import savings_and_policy
 
 __all__ = ["browser", "household"]  # the fixtures, shared with the approvals test
 pytestmark = pytest.mark.slow
@@ -23,21 +24,10 @@ APR_BPS = 1990  # a 60.00 pay on 3 instalments every 30 days: fee 2.94, total 62
 def _offering(household: Household) -> dict[str, Any]:
     """A savings account of 125.00 and a credit line whose policy offers instalments for any
     pay of 50.00 to 600.00 that would leave less than 300.00 in the owner's balances."""
-    owner = {"Authorization": f"Bearer {household.owner_key}"}
-    with httpx.Client(base_url=household.base, headers=owner, timeout=10) as api:
-        savings = {"name": "Savings account", "kind": "balance", "currency": "EUR", "floor": 2000}
-        made = api.post("/v1/owners/me/funding-sources", json=savings)
-        assert made.status_code == 201, made.text
-        money = {"amount": 12_500, "currency": "EUR", "idempotency_key": "salary"}
-        assert api.post(f"/v1/funding-sources/{made.json()['id']}/top-ups", json=money).is_success
-        card: dict[str, Any] = {"name": "Household card", "kind": "credit_line"}
-        card |= {"currency": "EUR", "credit_limit": 100_000, "apr_bps": APR_BPS}
-        line = api.post("/v1/owners/me/funding-sources", json=card)
-        assert line.status_code == 201, line.text
-        terms = {"source": line.json()["id"], "min_amount": 5000, "max_amount": 60_000}
-        terms |= {"counts": [3, 6], "interval_days": 30, "keep_at_least": 30_000}
-        assert api.put("/v1/owners/me/instalment-policy", json=terms).status_code == 200
-    return dict(made.json())
+    policy = {"counts": [3, 6], "keep_at_least": 30_000}
+    return savings_and_policy(
+        household.base, household.owner_key, policy, top_up=12_500, apr_bps=APR_BPS
+    )
 
 
 def test_an_owner_takes_an_instalment_offer_and_repays_it_in_the_browser(
@@ -45,13 +35,7 @@ def test_an_owner_takes_an_instalment_offer_and_repays_it_in_the_browser(
 ) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     savings = _offering(household)
-    page = browser.new_page(viewport={"width": 1100, "height": 900})
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.goto(f"{household.base}/console")
-    page.fill("#api_key", household.owner_key)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{household.base}/console")
+    page, errors = signed_in_page(browser, household.base, household.owner_key)
 
     order_id = household.fridge.pay(household.shop_id, 6000, "EUR", description="New shelves")
     waiting = household.fridge.wait_for_result(order_id, timeout_s=15, final=False)
@@ -89,9 +73,6 @@ def test_an_owner_takes_an_instalment_offer_and_repays_it_in_the_browser(
     assert balance == "€62.06"  # 125.00 less the 62.94 repaid
     page.screenshot(path=str(SHOTS / "console-instalments-repaid.png"), full_page=True)
     assert errors == []
-    phone = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
-    phone.context.add_cookies(page.context.cookies())
-    phone.goto(f"{household.base}/console/instalment-plans")
-    width = phone.evaluate("document.documentElement.scrollWidth")
-    assert width <= 390, "the instalments page scrolls sideways on a phone"
-    phone.screenshot(path=str(SHOTS / "console-instalments-phone.png"), full_page=True)
+    phone = phone_of(browser, page)
+    plans_url = f"{household.base}/console/instalment-plans"
+    fits_a_phone(phone, plans_url, "instalments", SHOTS / "console-instalments-phone.png")

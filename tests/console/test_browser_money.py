@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.console.test_browser import SHOTS, Household, browser, household
+from tests.support.browser import fits_a_phone, phone_of, signed_in_page
+from tests.support.funding import savings_and_policy
 
 __all__ = ["browser", "household"]  # the fixtures, shared with the approvals test
 pytestmark = pytest.mark.slow
@@ -21,18 +22,8 @@ pytestmark = pytest.mark.slow
 
 def _funded(household: Household) -> dict[str, Any]:
     """A balance source and a credit line with an instalment policy; the balance source."""
-    owner = {"Authorization": f"Bearer {household.owner_key}"}
-    with httpx.Client(base_url=household.base, headers=owner, timeout=10) as api:
-        savings = {"name": "Savings account", "kind": "balance", "currency": "EUR", "floor": 2000}
-        made = api.post("/v1/owners/me/funding-sources", json=savings)
-        assert made.status_code == 201, made.text
-        card = {"name": "Household card", "kind": "credit_line", "currency": "EUR"}
-        line = api.post("/v1/owners/me/funding-sources", json={**card, "credit_limit": 100_000})
-        assert line.status_code == 201, line.text
-        terms = {"source": line.json()["id"], "min_amount": 5000, "max_amount": 60_000}
-        terms |= {"counts": [3, 6, 12], "interval_days": 30, "keep_at_least": 2000}
-        assert api.put("/v1/owners/me/instalment-policy", json=terms).status_code == 200
-    return dict(made.json())
+    policy = {"counts": [3, 6, 12], "keep_at_least": 2000}
+    return savings_and_policy(household.base, household.owner_key, policy)
 
 
 def _balance_shown(page: Any, source_id: str) -> str:
@@ -44,13 +35,7 @@ def test_an_owner_tops_up_disputes_and_reads_the_audit_trail_in_the_browser(
 ) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     savings = _funded(household)
-    page = browser.new_page(viewport={"width": 1100, "height": 900})
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.goto(f"{household.base}/console")
-    page.fill("#api_key", household.owner_key)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{household.base}/console")
+    page, errors = signed_in_page(browser, household.base, household.owner_key)
 
     page.click("nav >> text=Funding")
     assert _balance_shown(page, savings["id"]) == "€0.00"
@@ -95,10 +80,7 @@ def test_an_owner_tops_up_disputes_and_reads_the_audit_trail_in_the_browser(
     page.screenshot(path=str(SHOTS / "console-audit.png"), full_page=True)
     assert errors == []
 
-    phone = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
-    phone.context.add_cookies(page.context.cookies())
+    phone = phone_of(browser, page)
     for name in ("funding", "disputes", "audit"):
-        phone.goto(f"{household.base}/console/{name}")
-        width = phone.evaluate("document.documentElement.scrollWidth")
-        assert width <= 390, f"the {name} page scrolls sideways on a phone"
-        phone.screenshot(path=str(SHOTS / f"console-{name}-phone.png"), full_page=True)
+        url = f"{household.base}/console/{name}"
+        fits_a_phone(phone, url, name, SHOTS / f"console-{name}-phone.png")

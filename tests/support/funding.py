@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 from cryptography.hazmat.primitives import serialization
 
 from devices import wire
@@ -49,3 +50,30 @@ def sibling(world: World, first: Dev, name: str, *, rules: dict[str, Any]) -> De
     assert dev.act("approve").status_code == 200
     dev.put_rules(rules)
     return dev
+
+
+def savings_and_policy(
+    base: str, owner_key: str, policy: dict[str, Any], top_up: int = 0, **line: Any
+) -> dict[str, Any]:
+    """Over HTTP against a served gateway at `base`: a savings account (floor 20.00, topped up by
+    `top_up` if any) and a credit line of 1,000.00 (with `line`'s terms), with an instalment
+    policy on that line for pays of 50.00 to 600.00 every 30 days (and `policy`'s counts and
+    keep_at_least); the savings account."""
+    owner = {"Authorization": f"Bearer {owner_key}"}
+    with httpx.Client(base_url=base, headers=owner, timeout=10) as api:
+        savings = {"name": "Savings account", "kind": "balance", "currency": "EUR", "floor": 2000}
+        made = api.post("/v1/owners/me/funding-sources", json=savings)
+        assert made.status_code == 201, made.text
+        if top_up:
+            money = {"amount": top_up, "currency": "EUR", "idempotency_key": "salary"}
+            url = f"/v1/funding-sources/{made.json()['id']}/top-ups"
+            assert api.post(url, json=money).is_success
+        card = {"name": "Household card", "kind": "credit_line", "currency": "EUR"}
+        created = api.post(
+            "/v1/owners/me/funding-sources", json={**card, "credit_limit": 100_000, **line}
+        )
+        assert created.status_code == 201, created.text
+        terms = {"source": created.json()["id"], "min_amount": 5000, "max_amount": 60_000}
+        terms |= {"interval_days": 30, **policy}
+        assert api.put("/v1/owners/me/instalment-policy", json=terms).status_code == 200
+    return dict(made.json())
