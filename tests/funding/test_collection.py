@@ -7,13 +7,11 @@ from typing import Any
 
 import pytest
 
-from gateway.context import Context
 from gateway.funding.collect import collect_due
 from gateway.mqtt.workers import Housekeeper
 from tests.funding.plans_support import (
     advance_days,
     balance_of,
-    books,
     events_of,
     fees_of,
     instalment_rows,
@@ -23,11 +21,7 @@ from tests.funding.plans_support import (
 from tests.support.funding import source
 from tests.support.world import World
 
-
-@pytest.fixture(autouse=True)
-def books_balance(ctx: Context, world: World) -> Any:
-    yield
-    assert books(world) == []
+pytestmark = pytest.mark.usefixtures("books_balance")
 
 
 def statuses(plan: dict[str, Any]) -> list[str]:

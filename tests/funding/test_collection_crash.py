@@ -13,12 +13,10 @@ from typing import Any
 
 import pytest
 
-from gateway.context import Context
 from gateway.funding.collect import collect_due, collect_instalment
 from tests.funding.plans_support import (
     advance_days,
     balance_of,
-    books,
     instalment_rows,
     owner_with_line,
     top_up,
@@ -30,10 +28,7 @@ from wallet.schema import transfers
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def books_balance(ctx: Context, world: World) -> Any:
-    yield
-    assert books(world) == []
+pytestmark = pytest.mark.usefixtures("books_balance")
 
 
 class Crash(Exception):

@@ -4,12 +4,10 @@ on a real database (SQLite and PostgreSQL), with `kym ledger check`'s invariants
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
 import pytest
 
 from gateway.context import Context
-from gateway.funding.check import check_sources
 from tests.events.helpers import events_of
 from tests.funding.offer_setup import (
     OPEN,
@@ -23,14 +21,8 @@ from tests.funding.offer_setup import (
 )
 from tests.support.funding import fund, sibling, source
 from tests.support.world import World
-from wallet.check import check
 
-
-@pytest.fixture(autouse=True)
-def books_balance(ctx: Context) -> Any:
-    yield
-    with ctx.db.read() as conn:
-        assert check(conn) == [] and check_sources(conn) == []
+pytestmark = pytest.mark.usefixtures("books_balance")
 
 
 def test_keep_at_least_reached_exactly_pays_and_one_below_is_an_offer(world: World) -> None:

@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from gateway.context import Context
-from gateway.funding.check import check_sources
 from tests.events.helpers import events_of
 from tests.funding.offer_setup import (
     OPEN,
@@ -24,14 +23,8 @@ from tests.funding.offer_setup import (
 )
 from tests.support.funding import fund, source
 from tests.support.world import Dev, World
-from wallet.check import check
 
-
-@pytest.fixture(autouse=True)
-def books_balance(ctx: Context) -> Any:
-    yield
-    with ctx.db.read() as conn:
-        assert check(conn) == [] and check_sources(conn) == []
+pytestmark = pytest.mark.usefixtures("books_balance")
 
 
 def offered(world: World, car: Dev, payee: str, amount: int = 10_000) -> str:

@@ -3,14 +3,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from gateway.context import Context
 from tests.funding.plans_support import (
     balance_of,
-    books,
     events_of,
     fees_of,
     owner_with_line,
@@ -19,11 +15,7 @@ from tests.funding.plans_support import (
 from tests.support.funding import source
 from tests.support.world import World
 
-
-@pytest.fixture(autouse=True)
-def books_balance(ctx: Context, world: World) -> Any:
-    yield
-    assert books(world) == []
+pytestmark = pytest.mark.usefixtures("books_balance")
 
 
 def test_plans_list_newest_first_and_page_with_a_cursor(world: World) -> None:

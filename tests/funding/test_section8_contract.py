@@ -13,23 +13,17 @@ import pytest
 from devices import wire
 from devices.contract import results_topic
 from gateway.context import Context
-from gateway.funding.check import check_sources
 from gateway.orders import store as order_store
 from gateway.orders.holds import expire_holds
 from tests.support.funding import fund, source
 from tests.support.openssl import make_openssl_csr
 from tests.support.world import ADMIN, Clock, Dev, World
-from wallet.check import check
 
 AUTO = {"currency": "EUR", "auto_top_up": {"below": 1_000, "to": 5_000}}
 SOURCES = "/v1/owners/me/funding-sources"
 
 
-@pytest.fixture(autouse=True)
-def books_balance(ctx: Context) -> Any:
-    yield
-    with ctx.db.read() as conn:
-        assert check(conn) == [] and check_sources(conn) == []
+pytestmark = pytest.mark.usefixtures("books_balance")
 
 
 def listed(world: World, dev: Dev) -> dict[str, dict[str, Any]]:

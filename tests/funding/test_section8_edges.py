@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from gateway.context import Context
-from gateway.funding.check import check_sources
 from gateway.funding.collect import collect_due
 from gateway.orders.approvals import expire_approvals
 from tests.events.helpers import events_of
@@ -27,7 +26,6 @@ from tests.funding.offer_setup import (
 )
 from tests.support.funding import fund, sibling, source
 from tests.support.world import Clock, World, bearer
-from wallet.check import check
 
 AUTO = {"currency": "EUR", "auto_top_up": {"below": 1_000, "to": 5_000}}
 
@@ -39,11 +37,7 @@ def ctx(ctx: Context) -> Context:
     return replace(ctx, settings=ctx.settings.model_copy(update={"webhook_allow_private": True}))
 
 
-@pytest.fixture(autouse=True)
-def books_balance(ctx: Context) -> Any:
-    yield
-    with ctx.db.read() as conn:
-        assert check(conn) == [] and check_sources(conn) == []
+pytestmark = pytest.mark.usefixtures("books_balance")
 
 
 def test_only_owners_call_the_funding_endpoints(world: World) -> None:

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from gateway.context import Context
-from gateway.funding.check import check_sources
 from gateway.funding.collect import collect_due
 from tests.events.helpers import events_of
 from tests.funding.offer_setup import (
@@ -28,7 +27,6 @@ from tests.funding.offer_setup import (
 )
 from tests.support.funding import fund, source
 from tests.support.world import Clock, Dev, World, bearer
-from wallet.check import check
 
 APPROVAL_KEYS = {
     "id",
@@ -48,11 +46,7 @@ APPROVAL_KEYS = {
 PLAN_KEYS = {"id", "payment_id", "device_id", "source", "amount", "fee", "total", "status"}
 
 
-@pytest.fixture(autouse=True)
-def books_balance(ctx: Context) -> Any:
-    yield
-    with ctx.db.read() as conn:
-        assert check(conn) == [] and check_sources(conn) == []
+pytestmark = pytest.mark.usefixtures("books_balance")
 
 
 def rfc3339_utc(text: str) -> datetime:
