@@ -132,8 +132,7 @@ def top_up(request: Request, device_id: str, acting: Acting) -> HTMLResponse:
     session, form = acting
     body, errors = forms.validate_top_up(form)
     if body is None:
-        message = "; ".join(f"{field}: {text}" for field, text in errors.items())
-        return _wallets(request, session, 422, error=message)
+        return _wallets(request, session, 422, error=forms.one_line(errors))
     try:
         wallets.top_up(
             context(request),

@@ -124,6 +124,11 @@ def validate_top_up(form: dict[str, str]) -> tuple[TopUpCreate | None, Errors]:
         return None, _by_field(exc, body)
 
 
+def one_line(errors: Errors) -> str:
+    """The messages by field as one line, for a form whose page shows a single error."""
+    return "; ".join(f"{field}: {text}" for field, text in errors.items())
+
+
 SOURCE_FIELDS = ("priority", "floor", "credit_limit", "apr_bps")
 POLICY_AMOUNTS = ("min_amount", "max_amount", "interval_days", "keep_at_least", "auto_accept_up_to")
 

@@ -39,8 +39,7 @@ def top_up_source(request: Request, source_id: str, acting: Acting) -> HTMLRespo
     session, form = acting
     body, errors = forms.validate_top_up(form)
     if body is None:
-        message = "; ".join(f"{field}: {text}" for field, text in errors.items())
-        return _funding(request, session, 422, error=message)
+        return _funding(request, session, 422, error=forms.one_line(errors))
     try:
         source = funding.top_up_source(
             context(request),

@@ -56,8 +56,7 @@ def answer_dispute(request: Request, dispute_id: str, acting: Acting) -> HTMLRes
     session, form = acting
     body, errors = forms.validate_response(form)
     if body is None:
-        message = "; ".join(f"{field}: {text}" for field, text in errors.items())
-        return _disputes(request, session, 422, error=message)
+        return _disputes(request, session, 422, error=forms.one_line(errors))
     try:
         answered = disputes.respond(
             context(request), session.owner, dispute_id, body.decision, body.message
