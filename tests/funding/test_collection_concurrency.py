@@ -14,14 +14,12 @@ import pytest
 
 from devices import wire
 from gateway.context import Context
-from gateway.db import Database
 from gateway.funding.collect import collect_due
 from gateway.orders.decide import decide_messages
 from gateway.orders.intake import KeyRing
 from tests.funding.plans_support import advance_days, books, instalment_rows, owner_with_line
 from tests.funding.plans_support import top_up as fund_source
-from tests.support.funding import sibling
-from tests.support.services import postgres_schema_url
+from tests.support.funding import migrated_postgres_url, sibling
 from tests.support.world import World
 from wallet.schema import transfers
 
@@ -34,11 +32,7 @@ FLOOR = 1_000
 @pytest.fixture
 def database_url(postgres_database: str) -> str:
     """PostgreSQL only: SQLite serialises writers, so there is no race to test there."""
-    url = postgres_schema_url(postgres_database)
-    db = Database(url)
-    db.migrate()
-    db.dispose()
-    return url
+    return migrated_postgres_url(postgres_database)
 
 
 def test_collections_and_payments_never_take_a_source_below_its_floor(

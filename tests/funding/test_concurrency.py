@@ -11,12 +11,10 @@ import pytest
 
 from devices import wire
 from gateway.context import Context
-from gateway.db import Database
 from gateway.funding.check import check_sources
 from gateway.orders.decide import decide_messages
 from gateway.orders.intake import KeyRing
-from tests.support.funding import fund, sibling, source
-from tests.support.services import postgres_schema_url
+from tests.support.funding import fund, migrated_postgres_url, sibling, source
 from tests.support.world import World
 from wallet.check import check
 
@@ -28,11 +26,7 @@ DEVICES = 6
 @pytest.fixture
 def database_url(postgres_database: str) -> str:
     """PostgreSQL only: SQLite serialises writers, so there is no race to test there."""
-    url = postgres_schema_url(postgres_database)
-    db = Database(url)
-    db.migrate()
-    db.dispose()
-    return url
+    return migrated_postgres_url(postgres_database)
 
 
 def test_devices_of_one_owner_never_draw_a_source_below_its_floor(

@@ -8,7 +8,9 @@ import httpx
 from cryptography.hazmat.primitives import serialization
 
 from devices import wire
+from gateway.db import Database
 from tests.support.openssl import make_openssl_csr
+from tests.support.services import postgres_schema_url
 from tests.support.world import Dev, World
 
 
@@ -18,6 +20,16 @@ def source(world: World, owner: dict[str, str], **body: Any) -> dict[str, Any]:
     response = world.api.post("/v1/owners/me/funding-sources", headers=owner, json=body)
     assert response.status_code == 201, response.text
     return dict(response.json())
+
+
+def migrated_postgres_url(postgres_database: str) -> str:
+    """A fresh schema of the PostgreSQL test database, migrated; its URL (for a module whose
+    races only PostgreSQL can show: SQLite serialises writers)."""
+    url = postgres_schema_url(postgres_database)
+    db = Database(url)
+    db.migrate()
+    db.dispose()
+    return url
 
 
 def fund(world: World, owner: dict[str, str], source_id: str, amount: int, key: str) -> Any:
