@@ -83,30 +83,17 @@ def draw(
     source at or above `floor_minor`; False (and nothing moved) when the source cannot."""
     ledger.assert_amount(amount_minor)
     assert floor_minor >= 0
-    moved = move(
+    return _move_and_record(
         conn,
         TransferKind.DRAW,
         source_id,
         wallet_id,
         currency,
         amount_minor,
-        floor_minor=floor_minor,
+        floor_minor,
+        now,
+        payment_id=payment_id,
     )
-    if moved is None:
-        return False
-    journal.append(
-        conn,
-        journal.entry(
-            TransferKind.DRAW,
-            source_id,
-            wallet_id,
-            amount_minor,
-            currency,
-            now,
-            payment_id=payment_id,
-        ),
-    )
-    return True
 
 
 def lend(
@@ -165,28 +152,47 @@ def collect(
     source at or above `floor_minor`; False (and nothing moved) when the source cannot."""
     ledger.assert_amount(amount_minor)
     ledger.assert_id(collection_id)
-    moved = move(
+    return _move_and_record(
         conn,
         TransferKind.COLLECT,
         source_id,
         line_id,
         currency,
         amount_minor,
-        floor_minor=floor_minor,
+        floor_minor,
+        now,
+        payment_id=payment_id,
+        idempotency_key=collection_id,
     )
+
+
+def _move_and_record(
+    conn: Connection,
+    kind: TransferKind,
+    debit_id: str,
+    credit_id: str,
+    currency: str,
+    amount_minor: int,
+    floor_minor: int,
+    now: datetime,
+    *,
+    payment_id: str,
+    idempotency_key: str | None = None,
+) -> bool:
+    """Move `amount_minor` from `debit_id` to `credit_id`, keeping the debit account at or above
+    `floor_minor`, and journal it; False (and nothing moved or journalled) when it cannot."""
+    moved = move(conn, kind, debit_id, credit_id, currency, amount_minor, floor_minor=floor_minor)
     if moved is None:
         return False
-    journal.append(
-        conn,
-        journal.entry(
-            TransferKind.COLLECT,
-            source_id,
-            line_id,
-            amount_minor,
-            currency,
-            now,
-            payment_id=payment_id,
-            idempotency_key=collection_id,
-        ),
+    row = journal.entry(
+        kind,
+        debit_id,
+        credit_id,
+        amount_minor,
+        currency,
+        now,
+        payment_id=payment_id,
+        idempotency_key=idempotency_key,
     )
+    journal.append(conn, row)
     return True
