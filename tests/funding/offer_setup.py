@@ -38,6 +38,24 @@ def line_for(world: World, dev: Dev, credit_limit: int = 100_000, **terms: Any) 
     return source(world, dev.owner, name=f"line-{credit_limit}", **body)
 
 
+def offering(
+    world: World,
+    *,
+    top_up: int = 0,
+    rules: dict[str, Any] | None = OPEN,
+    line: dict[str, Any] | None = None,
+    **policy: Any,
+) -> tuple[dict[str, Any], Dev, dict[str, Any]]:
+    """A maintenance shop, and a car (its wallet topped up by `top_up`, with `rules`) whose owner
+    has a credit line (`line`'s terms, as `line_for`'s) and a policy on it (`policy`'s changes,
+    as `put_policy`'s): the shop, the car and the line."""
+    shop = world.merchant("maintenance")
+    car = world.device("car", top_up=top_up, rules=rules)
+    credit_line = line_for(world, car, **(line or {}))
+    put_policy(world, car, credit_line["id"], **policy)
+    return shop, car, credit_line
+
+
 def pay(dev: Dev, payee: str, amount: int, kind: str = "pay") -> dict[str, Any]:
     """The result of a pay (or hold) in EUR."""
     return dev.send(dev.order(type=kind, payee=payee, amount=amount, currency="EUR"))

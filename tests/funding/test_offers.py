@@ -14,6 +14,7 @@ from tests.funding.offer_setup import (
     TOTALS,
     approval,
     line_for,
+    offering,
     pay,
     plans_of,
     put_policy,
@@ -85,10 +86,9 @@ def test_an_offer_states_each_count_the_line_covers_exactly(world: World, ctx: C
 
 
 def test_without_an_option_the_line_covers_step_4_declines(world: World) -> None:
-    shop = world.merchant("maintenance")
-    car = world.device("car", top_up=100, rules=OPEN)
-    line = line_for(world, car, credit_limit=TOTALS[3] - 1)
-    put_policy(world, car, line["id"], counts=[3, 6])
+    shop, car, line = offering(
+        world, top_up=100, line={"credit_limit": TOTALS[3] - 1}, counts=[3, 6]
+    )
     assert car.pay(shop["id"], 10_000) == ("declined", "insufficient_funds")
     put_policy(world, car, line["id"], counts=[2, 3, 6])  # 10,197 fits
     offered = pay(car, shop["id"], 10_000)
@@ -164,10 +164,9 @@ def test_agreed_in_advance_it_is_paid_at_once_on_the_smallest_count(
 
 
 def test_above_auto_accept_or_when_step_5_would_ask_it_is_an_offer(world: World) -> None:
-    shop = world.merchant("maintenance")
-    car = world.device("car", top_up=0, rules={**OPEN, "approval_above": 5_000})
-    line = line_for(world, car)
-    put_policy(world, car, line["id"], auto_accept_up_to=10_000)
+    shop, car, line = offering(
+        world, rules={**OPEN, "approval_above": 5_000}, auto_accept_up_to=10_000
+    )
     paid = pay(car, shop["id"], 5_000)
     assert paid["status"] == "approved" and paid["funded_by"][0]["plan_id"]
     asks = pay(car, shop["id"], 5_001)  # step 5 would ask: an offer, not a conversion
@@ -183,10 +182,7 @@ def test_above_auto_accept_or_when_step_5_would_ask_it_is_an_offer(world: World)
 
 
 def test_a_frozen_owner_gets_no_conversion(world: World, ctx: Context) -> None:
-    shop = world.merchant("maintenance")
-    car = world.device("car", top_up=0, rules=OPEN)
-    line = line_for(world, car)
-    put_policy(world, car, line["id"], auto_accept_up_to=10_000)
+    shop, car, line = offering(world, auto_accept_up_to=10_000)
     assert world.api.post("/v1/owners/me/freeze", headers=car.owner).status_code == 200
     assert car.pay(shop["id"], 1_000) == ("declined", "owner_frozen")
     assert plans_of(ctx, car.id) == []
@@ -213,10 +209,7 @@ def test_two_devices_in_one_batch_share_the_line(world: World, ctx: Context) -> 
 
 
 def test_pays_earlier_in_the_batch_count_against_keep_at_least(world: World) -> None:
-    shop = world.merchant("maintenance")
-    car = world.device("car", top_up=5_000, rules=OPEN)
-    line = line_for(world, car)
-    put_policy(world, car, line["id"], min_amount=1, keep_at_least=3_000)
+    shop, car, line = offering(world, top_up=5_000, min_amount=1, keep_at_least=3_000)
     amounts = [1_000, 1_000, 1]  # leaves 4,000, then 3,000 (kept exactly), then 2,999
     orders = [
         (car.topic, car.sign(car.order(type="pay", payee=shop["id"], amount=a, currency="EUR")))

@@ -16,6 +16,7 @@ from tests.funding.offer_setup import (
     approval,
     decide,
     line_for,
+    offering,
     pay,
     plans_of,
     put_policy,
@@ -74,10 +75,7 @@ def test_approving_with_instalments_pays_from_the_line_and_opens_the_plan(
 
 
 def test_a_409_leaves_the_approval_pending(world: World, ctx: Context) -> None:
-    shop = world.merchant("maintenance")
-    car = world.device("car", top_up=0, rules=OPEN)
-    line = line_for(world, car, credit_limit=16_000, apr_bps=0)
-    put_policy(world, car, line["id"], counts=[2])
+    shop, car, line = offering(world, line={"credit_limit": 16_000, "apr_bps": 0}, counts=[2])
     first, second = offered(world, car, shop["id"]), offered(world, car, shop["id"])
     assert decide(world, car, first, decision="approve", instalments=2).status_code == 200
     short = decide(world, car, second, decision="approve", instalments=2)
@@ -101,10 +99,9 @@ def test_a_409_leaves_the_approval_pending(world: World, ctx: Context) -> None:
 
 
 def test_instalments_that_do_not_fit_the_approval_are_422(world: World) -> None:
-    shop = world.merchant("maintenance")
-    car = world.device("car", top_up=0, rules={**OPEN, "approval_above": 10})
-    line = line_for(world, car)
-    put_policy(world, car, line["id"], counts=[3, 6], max_amount=5_000)
+    shop, car, line = offering(
+        world, rules={**OPEN, "approval_above": 10}, counts=[3, 6], max_amount=5_000
+    )
     with_offer = offered(world, car, shop["id"], 5_000)
     without = pay(car, shop["id"], 5_001)  # above the policy: no offer
     assert (without["status"], without["reason"]) == ("declined", "insufficient_funds")
@@ -149,10 +146,7 @@ def test_approving_without_instalments_pays_below_keep_at_least(world: World) ->
 
 
 def test_approving_with_instalments_runs_steps_2_and_3_again(world: World, ctx: Context) -> None:
-    shop = world.merchant("maintenance")
-    car = world.device("car", top_up=0, rules=OPEN)
-    line = line_for(world, car)
-    put_policy(world, car, line["id"])
+    shop, car, line = offering(world)
     waiting = offered(world, car, shop["id"])
     car.put_rules({**OPEN, "max_amount": 9_999})
     decided = decide(world, car, waiting, decision="approve", instalments=3)

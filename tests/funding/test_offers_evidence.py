@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from devices import wire
-from tests.funding.offer_setup import OPEN, decide, line_for, pay, put_policy
+from tests.funding.offer_setup import decide, offering, pay
 from tests.support.evidence import kym_verify
 from tests.support.world import Dev, World
 
@@ -26,10 +26,7 @@ def consent_of(world: World, car: Dev, payment_id: str) -> dict[str, Any]:
 def test_agreed_in_advance_the_gateway_decided_under_the_rules_and_the_plan(
     world: World,
 ) -> None:
-    shop = world.merchant("maintenance")
-    car = world.device("car", top_up=0, rules=OPEN)
-    line = line_for(world, car)
-    put_policy(world, car, line["id"], auto_accept_up_to=5_000)
+    shop, car, line = offering(world, auto_accept_up_to=5_000)
     paid = pay(car, shop["id"], 5_000)
     assert paid["status"] == "approved"
     [funded] = paid["funded_by"]
@@ -39,10 +36,7 @@ def test_agreed_in_advance_the_gateway_decided_under_the_rules_and_the_plan(
 
 
 def test_approved_with_instalments_the_owner_decided_on_the_approval(world: World) -> None:
-    shop = world.merchant("maintenance")
-    car = world.device("car", top_up=0, rules=OPEN)
-    line = line_for(world, car)
-    put_policy(world, car, line["id"])
+    shop, car, line = offering(world)
     order = car.order(type="pay", payee=shop["id"], amount=5_000, currency="EUR")
     waiting = car.send(order)
     decided = decide(world, car, waiting["approval_id"], decision="approve", instalments=3)

@@ -19,6 +19,7 @@ from tests.funding.offer_setup import (
     TOTALS,
     approval,
     line_for,
+    offering,
     pay,
     plans_of,
     put_policy,
@@ -168,10 +169,7 @@ def test_an_agreed_in_advance_pay_counts_against_max_payments(world: World) -> N
 def test_a_pay_the_wallet_covers_below_keep_at_least_is_agreed_in_advance(
     world: World, ctx: Context
 ) -> None:
-    shop = world.merchant("maintenance")
-    car = world.device("car", top_up=5_000, rules=OPEN)
-    line = line_for(world, car)
-    put_policy(world, car, line["id"], keep_at_least=3_000, auto_accept_up_to=10_000)
+    shop, car, line = offering(world, top_up=5_000, keep_at_least=3_000, auto_accept_up_to=10_000)
     paid = pay(car, shop["id"], 2_001)  # 5,000 - 2,001 < 3,000: converted as agreed
     assert paid["status"] == "approved" and paid["funded_by"][0]["plan_id"]
     assert car.wallet()["balance"] == 5_000  # the line paid, the wallet kept
@@ -183,10 +181,7 @@ def test_a_pay_the_wallet_covers_below_keep_at_least_is_agreed_in_advance(
 def test_above_the_policys_max_amount_nothing_is_agreed_in_advance(
     world: World, ctx: Context
 ) -> None:
-    shop = world.merchant("maintenance")
-    car = world.device("car", top_up=0, rules=OPEN)
-    line = line_for(world, car)
-    put_policy(world, car, line["id"], max_amount=5_000, auto_accept_up_to=10_000)
+    shop, car, line = offering(world, max_amount=5_000, auto_accept_up_to=10_000)
     assert car.pay(shop["id"], 6_000) == ("declined", "insufficient_funds")
     assert plans_of(ctx, car.id) == []
 
@@ -194,10 +189,13 @@ def test_above_the_policys_max_amount_nothing_is_agreed_in_advance(
 def test_a_credit_lines_balance_and_available_follow_what_is_owed(
     world: World, ctx: Context
 ) -> None:
-    shop = world.merchant("maintenance")
-    car = world.device("car", top_up=0, rules=OPEN)
-    line = line_for(world, car, credit_limit=50_000, apr_bps=0)
-    put_policy(world, car, line["id"], counts=[2], interval_days=7, auto_accept_up_to=10_000)
+    shop, car, line = offering(
+        world,
+        line={"credit_limit": 50_000, "apr_bps": 0},
+        counts=[2],
+        interval_days=7,
+        auto_accept_up_to=10_000,
+    )
     paid = pay(car, shop["id"], 10_000)
     shown = sources_by_id(world, car)[line["id"]]
     assert (shown["balance"], shown["available"]) == (-10_000, 40_000)
@@ -213,10 +211,7 @@ def test_a_credit_lines_balance_and_available_follow_what_is_owed(
 def test_an_offer_past_its_expiry_cannot_be_approved_and_expires_without_a_plan(
     world: World, ctx: Context
 ) -> None:
-    shop = world.merchant("maintenance")
-    car = world.device("car", top_up=0, rules={**OPEN, "approval_ttl_seconds": 60})
-    line = line_for(world, car)
-    put_policy(world, car, line["id"])
+    shop, car, line = offering(world, rules={**OPEN, "approval_ttl_seconds": 60})
     order = car.order(type="pay", payee=shop["id"], amount=10_000, currency="EUR")
     waiting = car.send(order)
     assert isinstance(ctx.clock, Clock)
@@ -240,10 +235,7 @@ def test_an_offer_past_its_expiry_cannot_be_approved_and_expires_without_a_plan(
 def test_instalment_payments_tell_the_owner_and_the_payee_like_any_other(
     world: World, ctx: Context
 ) -> None:
-    shop = world.merchant("maintenance")
-    car = world.device("car", top_up=0, rules=OPEN)
-    line = line_for(world, car)
-    put_policy(world, car, line["id"], counts=[3], auto_accept_up_to=10_000)
+    shop, car, line = offering(world, counts=[3], auto_accept_up_to=10_000)
     agreed = pay(car, shop["id"], 10_000)  # agreed in advance
     waiting = pay(car, shop["id"], 20_000)  # an offer, approved with instalments
     decided = world.api.post(
@@ -266,10 +258,7 @@ def test_instalment_payments_tell_the_owner_and_the_payee_like_any_other(
 
 
 def test_a_deleted_policy_makes_no_more_offers(world: World) -> None:
-    shop = world.merchant("maintenance")
-    car = world.device("car", top_up=0, rules=OPEN)
-    line = line_for(world, car)
-    put_policy(world, car, line["id"])
+    shop, car, line = offering(world)
     assert car.pay(shop["id"], 10_000)[0] == "pending_approval"
     assert world.api.delete(POLICY_URL, headers=car.owner).status_code == 204
     assert car.pay(shop["id"], 10_000) == ("declined", "insufficient_funds")

@@ -20,6 +20,7 @@ from tests.funding.offer_setup import (
     approval,
     decide,
     line_for,
+    offering,
     pay,
     plans_of,
     put_policy,
@@ -89,10 +90,7 @@ def test_an_offer_is_the_approvals_why_even_when_the_device_has_no_rules(world: 
 
 
 def test_a_hold_or_a_pay_refused_at_step_3_is_never_offered(world: World) -> None:
-    shop = world.merchant("maintenance")
-    car = world.device("car", top_up=0, rules={**OPEN, "blocked_categories": ["fuel"]})
-    line = line_for(world, car)
-    put_policy(world, car, line["id"])
+    shop, car, line = offering(world, rules={**OPEN, "blocked_categories": ["fuel"]})
     held = pay(car, shop["id"], 10_000, kind="hold")
     assert (held["status"], held["reason"]) == ("declined", "insufficient_funds")
     fuel = world.merchant("fuel")
@@ -125,10 +123,7 @@ def test_keep_at_least_sums_the_wallet_and_the_balance_sources_of_its_currency_o
 def test_first_due_is_rfc3339_utc_interval_days_after_the_approval_was_created(
     world: World, ctx: Context
 ) -> None:
-    shop = world.merchant("maintenance")
-    car = world.device("car", top_up=0, rules=OPEN)
-    line = line_for(world, car)
-    put_policy(world, car, line["id"], interval_days=92)
+    shop, car, line = offering(world, interval_days=92)
     assert isinstance(ctx.clock, Clock)
     ctx.clock.advance(40 * 86_400)  # the gateway's clock, not the machine's, decides
     before = ctx.clock().replace(microsecond=0)
@@ -144,10 +139,9 @@ def test_first_due_is_rfc3339_utc_interval_days_after_the_approval_was_created(
 def test_a_plan_opened_by_an_approval_is_listed_with_its_instalments_due_from_that_moment(
     world: World, ctx: Context
 ) -> None:
-    shop = world.merchant("maintenance")
-    car = world.device("car", top_up=0, rules={**OPEN, "approval_ttl_seconds": 7_200})
-    line = line_for(world, car)
-    put_policy(world, car, line["id"], counts=[3], interval_days=7)
+    shop, car, line = offering(
+        world, rules={**OPEN, "approval_ttl_seconds": 7_200}, counts=[3], interval_days=7
+    )
     order = car.order(type="pay", payee=shop["id"], amount=10_000, currency="EUR")
     waiting = car.send(order)
     assert isinstance(ctx.clock, Clock)
@@ -239,10 +233,9 @@ def test_approving_an_offer_without_instalments_tops_up_from_the_sources(
 def test_an_overdue_plan_can_be_repaid_and_its_overdue_instalments_are_paid(
     world: World, ctx: Context
 ) -> None:
-    shop = world.merchant("maintenance")
-    car = world.device("car", top_up=0, rules=OPEN)
-    line = line_for(world, car, apr_bps=0)
-    put_policy(world, car, line["id"], counts=[2], interval_days=7, auto_accept_up_to=10_000)
+    shop, car, line = offering(
+        world, line={"apr_bps": 0}, counts=[2], interval_days=7, auto_accept_up_to=10_000
+    )
     paid = pay(car, shop["id"], 1_000)
     plan_id = paid["funded_by"][0]["plan_id"]
     assert isinstance(ctx.clock, Clock)
@@ -281,10 +274,7 @@ def test_a_pay_by_instalments_moves_no_automatic_top_up_with_it(world: World, ct
 
 
 def test_an_offer_approved_once_cannot_open_a_second_plan(world: World, ctx: Context) -> None:
-    shop = world.merchant("maintenance")
-    car = world.device("car", top_up=0, rules=OPEN)
-    line = line_for(world, car)
-    put_policy(world, car, line["id"])
+    shop, car, line = offering(world)
     waiting = pay(car, shop["id"], 10_000)
     first = decide(world, car, waiting["approval_id"], decision="approve", instalments=3)
     assert first.status_code == 200, first.text
@@ -298,10 +288,9 @@ def test_an_offer_approved_once_cannot_open_a_second_plan(world: World, ctx: Con
 def test_a_plan_is_collected_after_its_policy_is_deleted_and_its_device_revoked(
     world: World, ctx: Context
 ) -> None:
-    shop = world.merchant("maintenance")
-    car = world.device("car", top_up=0, rules=OPEN)
-    line = line_for(world, car, apr_bps=0)
-    put_policy(world, car, line["id"], counts=[2], interval_days=7, auto_accept_up_to=1_000)
+    shop, car, line = offering(
+        world, line={"apr_bps": 0}, counts=[2], interval_days=7, auto_accept_up_to=1_000
+    )
     assert pay(car, shop["id"], 1_000)["status"] == "approved"
     account = source(world, car.owner)
     fund(world, car.owner, account["id"], 1_000, "a")
