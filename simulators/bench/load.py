@@ -19,7 +19,7 @@ from pathlib import Path
 from rich.console import Console
 
 from devices.sdk.messages import pay_fields
-from simulators.backoffice import Admin, Owner
+from simulators.backoffice import Owner
 from simulators.bench.cpu import CpuMeter
 from simulators.bench.paying import PayingDevice, PayingFleet
 from simulators.bench.provision import (
@@ -27,11 +27,17 @@ from simulators.bench.provision import (
     Load,
     Parties,
     allow_to_pay,
-    make_parties,
+    parties_and_shop,
     register_payer,
 )
 from simulators.bench.report import BenchReport
-from simulators.bench.sdk_load import presign, provision_fleet, send, wait_for_results
+from simulators.bench.sdk_load import (
+    QUIET_LIMIT_S,
+    presign,
+    provision_fleet,
+    send,
+    wait_for_results,
+)
 from simulators.bench.tally import Tally
 from simulators.fleet import Broker
 
@@ -50,7 +56,6 @@ __all__ = [  # with the SDK devices' load, which benchmarks/flood_bench.py's vic
     "window_per_device",
 ]
 
-QUIET_LIMIT_S = 30.0  # give up waiting when no result arrived for this long
 WINDOW = 256  # flat out: orders without their final result, in all (the floor keeps 200)
 
 
@@ -133,12 +138,7 @@ def provision_payers(
 ) -> tuple[str, list[PayingDevice]]:
     """Register (or reload), approve, fund and set rules for the devices; the shop's id and
     the devices."""
-    admin = Admin(api_url, admin_token)
-    try:
-        parties = parties or make_parties(admin)
-        shop: str = admin.create_merchant("shop", "retail", CURRENCY)["id"]
-    finally:
-        admin.close()
+    parties, shop = parties_and_shop(api_url, admin_token, parties)
     owner = Owner(api_url, parties.owner_id, parties.owner_key)
     devices = []
     try:

@@ -39,6 +39,19 @@ def make_parties(admin: Admin) -> Parties:
     return Parties(owner["id"], owner["api_key"], integrator["api_key"])
 
 
+def parties_and_shop(
+    api_url: str, admin_token: str, parties: Parties | None = None
+) -> tuple[Parties, str]:
+    """The bench's owner and integrator (`parties`, else new ones) and a new shop's id."""
+    admin = Admin(api_url, admin_token)
+    try:
+        parties = parties or make_parties(admin)
+        shop: str = admin.create_merchant("shop", "retail", CURRENCY)["id"]
+    finally:
+        admin.close()
+    return parties, shop
+
+
 def register_payer(api_url: str, parties: Parties, load: Load, state_dir: Path, n: int) -> Path:
     """Paying device `n`'s state dir, registered once (again: its stored identity)."""
     return provision_device(

@@ -12,13 +12,13 @@ from rich.console import Console
 
 from devices.sdk import DeviceClient, PreparedOrder
 from devices.sdk.messages import pay_fields
-from simulators.backoffice import Admin, Owner
+from simulators.backoffice import Owner
 from simulators.bench.provision import (
     CURRENCY,
     Load,
     Parties,
     allow_to_pay,
-    make_parties,
+    parties_and_shop,
     register_payer,
 )
 from simulators.bench.tally import Tally
@@ -38,12 +38,7 @@ def provision_fleet(
     parties: Parties | None = None,
 ) -> str:
     """Register, approve, fund and connect the devices (appended to `clients`); the shop's id."""
-    admin = Admin(api_url, admin_token)
-    try:
-        parties = parties or make_parties(admin)
-        shop: str = admin.create_merchant("shop", "retail", CURRENCY)["id"]
-    finally:
-        admin.close()
+    parties, shop = parties_and_shop(api_url, admin_token, parties)
     owner = Owner(api_url, parties.owner_id, parties.owner_key)
     try:
         for n in range(load.devices):
