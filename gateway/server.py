@@ -27,7 +27,7 @@ from gateway.events.delivery import DeliveryWorker
 from gateway.http.app import create_app
 from gateway.http.tls import http_tls
 from gateway.mqtt.client import GatewayClient
-from gateway.mqtt.workers import Housekeeper, Publisher, Worker
+from gateway.mqtt.workers import Housekeeper, Publisher, Worker, settle_heap
 from gateway.settings import Settings, split_host_port
 
 log = logging.getLogger("kym.serve")
@@ -288,6 +288,7 @@ def serve(settings: Settings) -> None:
     with ExitStack() as stack:
         ctx, clients = start_services(settings, stack)
         app = app_for(ctx, clients)
+        settle_heap()  # started: no full collection walks the start-up's objects again
         host, port = split_host_port(settings.http, 8080)
         tls = http_tls(settings, ctx.pki, ctx.clock())
         config = uvicorn.Config(
