@@ -51,6 +51,24 @@ def main(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+DEVICE_RATE = click.option(
+    "--device-rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="N",
+    help="Orders a second each device may send, sustained; more are not decided "
+    "(rate_limited) [env KYM_DEVICE_RATE; default 10].",
+)
+DEVICE_BURST = click.option(
+    "--device-burst",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="M",
+    help="Orders a device may send at once before its rate applies [env KYM_DEVICE_BURST; "
+    "default 50].",
+)
+
+
 @main.command(epilog=f"Reads {env_names()} (a flag wins over its variable).")
 @DATA_DIR
 @DATABASE_URL
@@ -117,22 +135,8 @@ def main(verbose: bool) -> None:
     help="First gateway identity of this process (kym-gateway-<n>), so that several "
     "processes sharing a broker each have their own [env KYM_WORKER_INDEX; default 0].",
 )
-@click.option(
-    "--device-rate",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    metavar="N",
-    help="Orders a second each device may send, sustained; more are not decided "
-    "(rate_limited) [env KYM_DEVICE_RATE; default 10].",
-)
-@click.option(
-    "--device-burst",
-    type=click.IntRange(min=1),
-    default=None,
-    metavar="M",
-    help="Orders a device may send at once before its rate applies [env KYM_DEVICE_BURST; "
-    "default 50].",
-)
+@DEVICE_RATE
+@DEVICE_BURST
 @click.option(
     "--dispute-response-days",
     type=click.FloatRange(min=0, min_open=True),
@@ -163,6 +167,8 @@ def serve(**flags: Any) -> None:
 @main.command("mosquitto-config", epilog=f"Reads {env_names()}.")
 @DATA_DIR
 @click.option("--listen", required=True, metavar="HOST:PORT", help="The broker's TLS listener.")
+@DEVICE_RATE
+@DEVICE_BURST
 @click.option(
     "--out",
     "outdir",
@@ -170,18 +176,26 @@ def serve(**flags: Any) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Directory for mosquitto.conf and the files it names.",
 )
-def mosquitto_config(data_dir: Path | None, listen: str, outdir: Path) -> None:
-    """Write a Mosquitto 2.0 configuration that admits only certified devices and gateways."""
+def mosquitto_config(data_dir: Path | None, listen: str, outdir: Path, **limit_flags: Any) -> None:
+    """Write a Mosquitto 2.0 configuration that admits only certified devices and gateways.
+
+    With a C compiler installed, it also builds the kym_ratelimit plugin beside it: the broker
+    then drops a device's orders beyond twice its rate (give the same --device-rate and
+    --device-burst as to `kym serve`), so that a flood never queues ahead of other devices.
+    """
     from gateway.broker import mosquitto
     from gateway.context import utcnow
     from gateway.server import build_context
     from gateway.service import publish_crl
 
-    ctx = build_context(settings_from(data_dir=data_dir))
+    ctx = build_context(settings_from(data_dir=data_dir, **limit_flags))
     publish_crl(ctx)
     host, port = split_host_port(listen, 8883)
     devices = mosquitto.registered_devices(ctx.db)  # each gets its dynsec entry
-    conf = mosquitto.write_config(ctx.pki, host, port, outdir, utcnow(), devices=devices)
+    limits = (ctx.settings.device_rate, ctx.settings.device_burst)
+    conf = mosquitto.write_config(
+        ctx.pki, host, port, outdir, utcnow(), devices=devices, device_limits=limits
+    )
     click.echo(f"wrote {conf}\nstart it with: mosquitto -c {conf}")
 
 

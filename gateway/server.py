@@ -19,7 +19,7 @@ from fastapi import FastAPI
 
 from devices import keystore
 from gateway import service
-from gateway.broker import dynsec, mosquitto
+from gateway.broker import dynsec, mosquitto, plugin
 from gateway.context import BrokerControl, Context, utcnow
 from gateway.db import Database
 from gateway.events import metrics
@@ -103,6 +103,7 @@ def start_broker(ctx: Context, stack: ExitStack) -> BrokerControl | None:
             ctx.settings.data_dir / "mosquitto",
             devices=lambda: mosquitto.registered_devices(ctx.db),
             admin_index=ctx.settings.worker_index,
+            device_limits=(ctx.settings.device_rate, ctx.settings.device_burst),
         )
         broker.start(utcnow())
         stack.callback(broker.stop)
@@ -157,6 +158,7 @@ def start_embedded_broker(ctx: Context, address: BrokerAddress, stack: ExitStack
             crlfile=ctx.pki.paths.crl,
             host=address.host,
             port=address.port,
+            device_limits=plugin.broker_limits(ctx.settings.device_rate, ctx.settings.device_burst),
         )
     )
     broker.start()

@@ -27,3 +27,6 @@ class BrokerConfig:
     max_subscriptions: int = 100
     handshake_timeout_s: float = 10.0
     connect_timeout_s: float = 10.0
+    # Orders a second and burst per device beyond which the broker drops orders before they
+    # reach the gateway (None: no limit here). `kym serve` sets twice the gateway's own limits.
+    device_limits: tuple[float, int] | None = None

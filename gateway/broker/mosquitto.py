@@ -19,7 +19,7 @@ import os
 import shutil
 import signal
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -27,7 +27,7 @@ import sqlalchemy as sa
 
 from devices import keystore
 from devices import store as device_store
-from gateway.broker import dynsec
+from gateway.broker import dynsec, plugin
 from gateway.broker.dynsec import GATEWAY_IDENTITIES
 from gateway.broker.supervisor import Supervisor
 from gateway.db import Database
@@ -69,10 +69,12 @@ def config_text(
     server: tuple[Path, Path],
     outdir: Path,
     log_dest: str,
+    limits: Sequence[str] = (),
 ) -> str:
-    """mosquitto.conf: absolute paths, the dynsec plugin, persistence in OUTDIR."""
-    plugin = dynsec.find_plugin()
-    if plugin is None:
+    """mosquitto.conf: absolute paths, the dynsec plugin (and `limits`, the lines of the rate
+    limit plugin), persistence in OUTDIR."""
+    access = dynsec.find_plugin()
+    if access is None:
         raise RuntimeError("Mosquitto's dynamic-security plugin is not installed")
     (host, port), (cert_path, key_path) = listen, server
     lines = [
@@ -81,8 +83,9 @@ def config_text(
         f"user {getpass.getuser()}",
         "per_listener_settings false",
         "allow_anonymous false",
-        f"plugin {plugin}",
+        f"plugin {access}",
         f"plugin_opt_config_file {outdir / 'dynsec.json'}",
+        *limits,
         "persistence true",
         f"persistence_location {outdir}/",
         f"autosave_interval {AUTOSAVE_INTERVAL_S}",
@@ -119,8 +122,10 @@ def write_config(
     *,
     devices: Iterable[str] = (),
     log_dest: str = "stderr",
+    device_limits: tuple[float, int] = (10.0, 50),
 ) -> Path:
-    """Write OUTDIR/mosquitto.conf, dynsec.json (admitting `devices`) and the admin identity
+    """Write OUTDIR/mosquitto.conf, dynsec.json (admitting `devices`), the rate limit plugin
+    (for the gateway's `device_limits`, rate and burst; see `plugin`) and the admin identity
     in DIR; returns the configuration's path."""
     outdir = outdir.resolve()
     outdir.mkdir(parents=True, exist_ok=True)
@@ -128,7 +133,8 @@ def write_config(
     dynsec.ensure_admin_identity(pki, 0, now)
     dynsec.write_document(outdir / "dynsec.json", devices)
     conf = outdir / "mosquitto.conf"
-    conf.write_text(config_text(pki, (host, port), server, outdir, log_dest))
+    limits = plugin.config_lines(plugin.build(outdir), *device_limits)
+    conf.write_text(config_text(pki, (host, port), server, outdir, log_dest, limits))
     return conf
 
 
@@ -145,8 +151,10 @@ class ManagedMosquitto:
         *,
         devices: Callable[[], Iterable[str]] = tuple,
         admin_index: int = 0,
+        device_limits: tuple[float, int] = (10.0, 50),
     ) -> None:
         self.binary, self.pki, self.host, self.port = binary, pki, host, port
+        self.device_limits = device_limits
         self.workdir = workdir.resolve()
         self._devices = devices
         self._admin = dynsec.DynsecAdmin(pki, host, port, admin_index)
@@ -182,6 +190,7 @@ class ManagedMosquitto:
             self.workdir,
             datetime.now().astimezone(),
             devices=self._devices(),
+            device_limits=self.device_limits,
         )
 
     def _start_patience(self) -> float:

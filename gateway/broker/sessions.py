@@ -9,13 +9,16 @@ test can drive it with a recording transport. What the broker guarantees is desc
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 
+from devices.contract import device_of_orders_topic
 from gateway.broker import codec
 from gateway.broker.acl import Acl
 from gateway.broker.config import BrokerConfig
 from gateway.broker.routing import Delivery, Message, Router, SharedGroup
 from gateway.broker.state import Connection, Session
+from gateway.orders.ratelimit import RateLimiter, Verdict
 
 __all__ = ["BrokerCore", "Connection", "Session"]
 
@@ -38,6 +41,9 @@ class BrokerCore:
         self.sessions: dict[str, Session] = {}
         self.live: dict[str, Connection] = {}
         self.stopping = False
+        limits = config.device_limits
+        self.limiter = RateLimiter(*limits) if limits else None
+        self.dropped = 0  # orders dropped by the rate limit
 
     # --- connecting and leaving -------------------------------------------------------------
 
@@ -185,6 +191,20 @@ class BrokerCore:
             conn.send(codec.encode_puback(packet.packet_id))  # even when dropped, as Mosquitto
         return True
 
+    def _within_rate(self, topic: str) -> bool:
+        """False for an order beyond its device's broker limit (`BrokerConfig.device_limits`,
+        looser than the gateway's), which is acknowledged and dropped here, before it queues for
+        the gateway ahead of other devices' orders; every other message is within."""
+        device_id = device_of_orders_topic(topic) if self.limiter is not None else None
+        if device_id is None or self.limiter is None:
+            return True
+        if self.limiter.take(device_id, time.monotonic()) is Verdict.ADMIT:
+            return True
+        self.dropped += 1
+        if self.dropped % 10_000 == 1:
+            log.info("dropping orders of %s beyond the broker's rate limit", device_id)
+        return False
+
     def _subscribe(self, session: Session, packet: codec.Subscribe) -> list[int]:
         codes = []
         for subscription, qos in packet.requests:
@@ -208,6 +228,8 @@ class BrokerCore:
         """Route a message from `sender` if the ACL lets it publish there; True if routed."""
         if not self.acl.may_publish(sender, topic):
             log.info("dropped a message from %s to %s: not authorized", sender, topic)
+            return False
+        if not self._within_rate(topic):  # after the ACL: only a device's own orders count
             return False
         message = Message(topic, payload, qos)
         for identity, granted in self.router.subscribers(topic).items():

@@ -23,12 +23,14 @@ from cryptography.x509.oid import NameOID
 from devices import ca, keystore
 from gateway.broker import Broker, BrokerConfig
 from gateway.broker.mosquitto import ManagedMosquitto
+from gateway.broker.plugin import broker_limits
 from gateway.server import free_port
 from tests.broker.rawmqtt import RawClient
 
 ORDERS, RESULTS = "kym/v1/devices/{}/orders", "kym/v1/devices/{}/results"
 SHARED_ORDERS = "$share/kym/kym/v1/devices/+/orders"
 REGISTERED = ("dev-a", "dev-b", "dev-c")
+GATEWAY_LIMITS = (10.0, 50)  # the gateway's default rate and burst; the brokers allow twice
 WAIT_S = 5.0
 
 
@@ -170,6 +172,7 @@ def start_kym_broker(kind: str, tmp_path: Path, binary: str | None) -> KymBroker
                 cafile=pki.paths.device_cafile,
                 crlfile=pki.paths.crl,
                 port=0,
+                device_limits=broker_limits(*GATEWAY_LIMITS),  # as `kym serve` sets them
             )
         )
         control.start()

@@ -72,6 +72,7 @@ def external(tmp_path: Path, mosquitto_binary: str) -> Iterator[tuple[int, int, 
         "allow_anonymous false",
         "plugin /",
         "persistence true",
+        f"plugin {out.resolve()}/kym_ratelimit.so\nplugin_opt_rate 20\nplugin_opt_burst 100\n",
     ):
         assert needed in conf
     assert '"subscribe": false' in (out / "dynsec.json").read_text()
