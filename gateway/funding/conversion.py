@@ -1,19 +1,18 @@
-"""Instalment offers inside the decision (contract section 8): step 4 asks whether an offer
-applies to a pay, and the money comes from the credit line when the owner takes one (in
-advance, up to `auto_accept_up_to`, or by approving with `instalments`).
+"""Instalment offers inside the decision (contract section 8): step 4 asks whether an offer applies
+to a pay, and the money comes from the credit line when the owner takes one (in advance, up to
+`auto_accept_up_to`, or by approving with `instalments`).
 
 The arithmetic and the conditions are pure (`gateway.funding.offers`); this module reads what
-they need within the decision's transaction: the owner's policy (once per batch, for every
-owner in it), the credit line, and the balances `keep_at_least` is compared with. Nothing is
-read unless the owner has a policy and the pay is within its amounts and categories.
+they need within the decision's transaction: the owner's policy (kept by the worker's cache,
+which every change to a policy invalidates, `gateway.orders.cache`), the credit line, and the
+balances `keep_at_least` is compared with. Nothing is read unless the owner has a policy and the
+pay is within its amounts and categories.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
-import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from devices import wire
@@ -24,8 +23,8 @@ from gateway.funding import store as funding_store
 from gateway.funding.auto import FundedBy
 from gateway.funding.offers import Offer, Policy, Terms
 from gateway.funding.plan import CREDIT_LINE, available
-from gateway.funding.policy import policies
 from gateway.orders.batch import Batch
+from gateway.orders.cache import load_policies
 from wallet import store as wallet_store
 from wallet.ledger import PaymentType
 
@@ -94,28 +93,21 @@ def pay_from_line(
 
 def current_policy(conn: Connection, owner_id: str) -> Policy | None:
     """The owner's policy as stored now, or None."""
-    return _load(conn, [owner_id]).get(owner_id)
+    return load_policies(conn, [owner_id]).get(owner_id)
 
 
 def _policy_of(batch: Batch, owner_id: str) -> Policy | None:
-    """The owner's policy, read once per batch for every owner of its devices."""
+    """The owner's policy: from the worker's cache (synced at the batch's start) when the
+    batch has one, else read once per batch for every owner of its devices."""
+    if batch.cache is not None:
+        others = (device.owner_id for device in batch.devices.values())
+        return batch.cache.policy(batch.conn, owner_id, others)
     loaded: dict[str, Policy | None] = batch.funding.setdefault("policies", {})
     if owner_id not in loaded:
         owners = {d.owner_id for d in batch.devices.values()} | {owner_id}
-        found = _load(batch.conn, owners - set(loaded))
+        found = load_policies(batch.conn, owners - set(loaded))
         loaded.update({o: found.get(o) for o in owners - set(loaded)})
     return loaded[owner_id]
-
-
-# Built once: every order batch runs it, and building a statement costs more than running it.
-_POLICIES_IN = sa.select(policies).where(
-    policies.c.owner_id.in_(sa.bindparam("ids", expanding=True))
-)
-
-
-def _load(conn: Connection, owner_ids: Iterable[str]) -> dict[str, Policy]:
-    rows = conn.execute(_POLICIES_IN, {"ids": sorted(set(owner_ids))}).mappings()
-    return {row["owner_id"]: offers.policy_from_row(dict(row)) for row in rows}
 
 
 def _wallet_balance(batch: Batch, device_id: str) -> int:

@@ -65,6 +65,8 @@ class Batch:
     placements: list[PaymentRequest] | None = None
     # gateway.funding.auto's working set: the owners' sources, draws planned and made
     funding: dict[str, Any] = field(default_factory=dict)
+    # the worker's copies (synced first in this transaction), None when deciding without one
+    cache: StateCache | None = None
 
     @property
     def ts(self) -> int:
@@ -118,7 +120,7 @@ def load_state(
 ) -> Batch:
     """Lock the sender devices (in id order) and load what deciding for them needs; owners'
     settings, rules and mandates through `cache` when given (synced in this transaction)."""
-    batch = Batch(conn, now)
+    batch = Batch(conn, now, cache=cache)
     merchants = known_merchants(cache, payees)  # not devices: no need to look for them there
     batch.devices = device_store.lock_devices(conn, senders | payees - merchants, lock=senders)
     others = (payees | senders) - set(batch.devices)

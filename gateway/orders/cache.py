@@ -1,5 +1,6 @@
 """A worker's copies of what rarely changes and every batch reads: device certificates,
-owners' settings (timezone, frozen), rules and active mandates, and merchants.
+owners' settings (timezone, frozen), rules and active mandates, owners' instalment policies
+(or that they have none), and merchants.
 
 Every change to those tables moves the one `cache_versions` counter in its own transaction
 (database triggers, migration 0014), and a batch reads the counter once, first thing in its
@@ -26,10 +27,16 @@ from gateway import store
 from gateway.consent import store as consent_store
 from gateway.consent.mandates import Mandate
 from gateway.consent.rules import Rules
+from gateway.funding.offers import Policy, policy_from_row
+from gateway.funding.policy import policies as policies_table
 from wallet.prepared import Prepared
 
 V = TypeVar("V")
 _VERSION = Prepared({"*": sa.text("SELECT version FROM cache_versions WHERE id = 1")})
+# Built once: building a statement costs more than running it.
+_POLICIES_IN = sa.select(policies_table).where(
+    policies_table.c.owner_id.in_(sa.bindparam("ids", expanding=True))
+)
 
 
 class StateCache:
@@ -41,6 +48,7 @@ class StateCache:
         self._owners: dict[str, tuple[str, bool]] = {}
         self._rules: dict[str, Rules | None] = {}
         self._mandates: dict[str, list[Mandate]] = {}
+        self._policies: dict[str, Policy | None] = {}  # None: the owner has no policy
         self._merchants: dict[str, dict[str, Any]] = {}
 
     def sync(self, conn: Connection) -> None:
@@ -48,7 +56,7 @@ class StateCache:
         [(version,)] = _VERSION.rows(conn, {})
         if version != self.version:
             self._certificates, self._owners, self._rules, self._mandates = {}, {}, {}, {}
-            self._merchants = {}
+            self._policies, self._merchants = {}, {}
             self.version = version
 
     def certificates_of(
@@ -72,9 +80,25 @@ class StateCache:
         found = _through(self._mandates, ids, lambda m: consent_store.load_mandates(conn, m), [])
         return {k: v for k, v in found.items() if v}
 
+    def policy(self, conn: Connection, owner_id: str, others: Iterable[str] = ()) -> Policy | None:
+        """The owner's instalment policy, or None. On a miss, the policies of `others` (the
+        batch's other owners, read lazily) are loaded in the same query. An owner without a
+        policy is kept too: most have none, and not asking every batch is what this saves."""
+        if owner_id not in self._policies:
+            missing = ({owner_id} | set(others)) - self._policies.keys()
+            loaded = load_policies(conn, missing)
+            self._policies.update({owner: loaded.get(owner) for owner in missing})
+        return self._policies[owner_id]
+
     def merchants(self, conn: Connection, ids: set[str]) -> dict[str, dict[str, Any]]:
         """The merchants among these ids (rows by id)."""
         return _through(self._merchants, ids, lambda m: store.merchants_by_id(conn, m), None)
+
+
+def load_policies(conn: Connection, owner_ids: Iterable[str]) -> dict[str, Policy]:
+    """The instalment policies these owners have (owners without one are left out)."""
+    rows = conn.execute(_POLICIES_IN, {"ids": sorted(set(owner_ids))}).mappings()
+    return {row["owner_id"]: policy_from_row(dict(row)) for row in rows}
 
 
 def known_merchants(cache: StateCache | None, ids: Iterable[str]) -> set[str]:

@@ -1,6 +1,6 @@
-"""Contract sections 5 and 7: a change made through the API applies to the very next batch of
-every worker, although each worker keeps copies of certificates, owners' settings, rules and
-mandates (`gateway.orders.cache`). Two contexts on one database stand for two gateway
+"""Contract sections 5 and 7: a change made through the API applies to the very next batch of every
+worker, although each worker keeps copies of certificates, owners' settings, rules, mandates and
+instalment policies (`gateway.orders.cache`). Two contexts on one database stand for two gateway
 processes: changes go through one's API, orders through the other's worker (SQLite and
 PostgreSQL)."""
 
@@ -15,6 +15,7 @@ import pytest
 from gateway.context import Context
 from gateway.orders.intake import KeyRing
 from gateway.server import build_context
+from tests.funding.offer_setup import POLICY_URL, line_for, put_policy
 from tests.support.world import Dev, World
 
 
@@ -75,3 +76,22 @@ def test_a_worker_reads_its_copies_only_while_nothing_changed(world: World) -> N
     car.put_rules({"currency": "EUR", "max_amount": 1})
     assert pay(world, car, shop, 5) == ("declined", "amount_over_limit")
     assert cache.version is not None and cache.version > version
+
+
+def test_another_worker_sees_an_instalment_policy_put_changed_and_deleted_at_once(
+    world: World, other: World
+) -> None:
+    shop = world.merchant("maintenance")["id"]
+    car = world.device("car", top_up=0, rules={"currency": "EUR"})
+    line = line_for(world, car)
+    uncovered = ("declined", "insufficient_funds")
+    assert pay(other, car, shop, 1_000) == uncovered  # the other worker keeps "no policy"
+    put_policy(world, car, line["id"])
+    assert pay(other, car, shop, 1_000) == ("pending_approval", None)  # an instalment offer
+    put_policy(world, car, line["id"], max_amount=500)
+    assert pay(other, car, shop, 1_000) == uncovered  # above the policy's amounts now
+    put_policy(world, car, line["id"], max_amount=5_000)
+    assert pay(other, car, shop, 1_000) == ("pending_approval", None)
+    deleted = world.api.delete(POLICY_URL, headers=car.owner)
+    assert deleted.status_code in (200, 204), deleted.text
+    assert pay(other, car, shop, 1_000) == uncovered
