@@ -7,7 +7,7 @@ devices through the API in process (the service tests' `World`), signs every ord
 then decides them in batches of 1, 10 and 100, as a worker would.
 
 usage: .venv/bin/python benchmarks/decide_bench.py [--devices 20] [--orders 2000] [--repeat 3]
-       [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/kym_decide]
+       [--sizes 1,10,100] [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/kym_decide]
 """
 
 from __future__ import annotations
@@ -38,7 +38,11 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=1, help="rounds of every size; the least CPU is printed"
     )
+    parser.add_argument(
+        "--sizes", default="1,10,100", help="batch sizes, comma-separated (default 1,10,100)"
+    )
     args = parser.parse_args()
+    sizes = [int(size) for size in args.sizes.split(",")]
     with tempfile.TemporaryDirectory(prefix="kym-decide-") as tmp:
         settings = Settings(
             data_dir=Path(tmp) / "data", database_url=args.database_url, admin_token=ADMIN_TOKEN
@@ -55,7 +59,7 @@ def main() -> None:
                 pay = {"type": "pay", "payee": shop, "amount": 1, "currency": "EUR"}
                 best: dict[int, dict[str, float]] = {}
                 for _ in range(args.repeat):  # rounds interleave the sizes: load drifts
-                    for size in (1, 10, 100):
+                    for size in sizes:
                         orders = [
                             (dev.topic, dev.sign(dev.order(**pay)))
                             for _ in range(args.orders // len(devices))
