@@ -15,12 +15,14 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from devices import store as device_store
 from devices import wire
 from devices.contract import Result, Status, results_topic
 from devices.registry import Device
+from devices.registry import Status as DeviceStatus
 from gateway import store
 from gateway.audit import store as audit_store
 from gateway.consent import store as consent_store
@@ -34,7 +36,7 @@ from gateway.orders import store as order_store
 from gateway.orders.cache import StateCache, known_merchants
 from wallet.bulk import place_in_bulk
 from wallet.ledger import PaymentRequest
-from wallet.prepared import pipelined
+from wallet.prepared import Prepared, any_of, as_list, pipelined
 
 AuditEntry = tuple[str, str, str | None, Any]  # (actor, action, device_id, data)
 
@@ -122,7 +124,7 @@ def load_state(
     settings, rules and mandates through `cache` when given (synced in this transaction)."""
     batch = Batch(conn, now, cache=cache)
     merchants = known_merchants(cache, payees)  # not devices: no need to look for them there
-    batch.devices = device_store.lock_devices(conn, senders | payees - merchants, lock=senders)
+    batch.devices = lock_devices(conn, senders, payees - merchants - senders)
     others = (payees | senders) - set(batch.devices)
     if cache is None:
         batch.merchants = store.merchants_by_id(conn, others)
@@ -147,6 +149,52 @@ def load_state(
             keys_now[mandate.id] = keys
     batch.usage = order_store.usage(conn, keys_now, keys_now)
     return batch
+
+
+# The senders locked in id order (FOR UPDATE on PostgreSQL; SQLite's write transaction holds
+# the whole database), and payee devices read, on the DBAPI cursor: Core's expanding IN cost
+# about 6 % of a one-order batch. The same rows and Device values as `devices.store`.
+_DEVICE_COLUMNS = [c for c in device_store.devices.c if c.name != "updated_at"]
+_DEVICES_SELECT = f"SELECT {', '.join(c.name for c in _DEVICE_COLUMNS)} FROM devices WHERE "
+_LOCK_DEVICES = Prepared(
+    {
+        "sqlite": sa.text(_DEVICES_SELECT + any_of("id", "ids")["sqlite"] + " ORDER BY id"),
+        "postgresql": sa.text(
+            _DEVICES_SELECT + any_of("id", "ids")["postgresql"] + " ORDER BY id FOR UPDATE"
+        ),
+    }
+)
+_READ_DEVICES = Prepared(
+    {dialect: sa.text(_DEVICES_SELECT + where) for dialect, where in any_of("id", "ids").items()}
+)
+_RESULT_PROCESSORS: dict[str, list[tuple[int, Any]]] = {}
+
+
+def lock_devices(conn: Connection, senders: set[str], others: set[str]) -> dict[str, Device]:
+    """The senders (locked, in id order) and the `others` that are devices, by id."""
+    found: dict[str, Device] = {}
+    for prepared, ids in ((_LOCK_DEVICES, senders), (_READ_DEVICES, others)):
+        if ids:
+            rows = prepared.rows(conn, {"ids": as_list(conn, sorted(ids))})
+            found.update((row[0], _device(conn.dialect, row)) for row in rows)
+    return found
+
+
+def _device(dialect: sa.Dialect, row: tuple[Any, ...]) -> Device:
+    """A Device from a raw row, its values processed as Core would (SQLite's datetime text,
+    its 0/1 booleans)."""
+    processors = _RESULT_PROCESSORS.get(dialect.name)
+    if processors is None:
+        processors = _RESULT_PROCESSORS[dialect.name] = [
+            (i, processor)
+            for i, column in enumerate(_DEVICE_COLUMNS)
+            if (processor := column.type.dialect_impl(dialect).result_processor(dialect, None))
+        ]
+    values = list(row)
+    for i, processor in processors:
+        values[i] = processor(values[i])
+    fields = dict(zip((c.name for c in _DEVICE_COLUMNS), values, strict=True))
+    return Device(**{**fields, "status": DeviceStatus(fields["status"])})
 
 
 def period_keys_now(now: datetime, tz: ZoneInfo) -> dict[str, str]:
