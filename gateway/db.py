@@ -155,7 +155,13 @@ def _checkpoint_until(engine: Engine, stop: threading.Event, every_s: float) -> 
 
 
 def _sqlite_on_begin(conn: Connection) -> None:
-    if conn.get_execution_options().get("kym_read"):
-        conn.exec_driver_sql("BEGIN")
-    else:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    """BEGIN (reads) or BEGIN IMMEDIATE (writes) on the DBAPI connection itself: Core's
+    execution around it cost more than the statement, once per order batch. A failure is
+    raised as Core would raise it (so `Database.run` still retries "database is locked")."""
+    statement = "BEGIN" if conn.get_execution_options().get("kym_read") else "BEGIN IMMEDIATE"
+    dbapi = conn.dialect.loaded_dbapi
+    try:
+        conn.connection.driver_connection.execute(statement)  # type: ignore[union-attr]
+    except dbapi.Error as error:
+        dialect = conn.dialect
+        raise DBAPIError.instance(statement, None, error, dbapi.Error, dialect=dialect) from error
