@@ -12,6 +12,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from gateway.mqtt.receive import PAHO_READER_USABLE, ReceivingClient, pubacks
+from gateway.mqtt.workers import broker_acknowledged
 from tests.broker.rawmqtt import packet, puback_packet, publish_packet
 
 TOPIC = "kym/v1/devices/{}/orders"
@@ -144,3 +145,22 @@ def test_a_topic_that_is_not_utf8_is_acknowledged_and_dropped(connected_pair: Co
     client._packet_read()
     assert got == [(TOPIC.format("a"), b"y", 10, 1)]
     assert received(broker) == puback_packet(9)
+
+
+def test_pubacks_of_our_publishes_are_handled_as_paho_would(connected_pair: Connect) -> None:
+    client, broker = connected_pair()
+    client._state = mqtt._ConnectionState.MQTT_CS_CONNECTED
+    first = client.publish("kym/v1/devices/a/results", b"r1", qos=1)
+    second = client.publish("kym/v1/devices/b/results", b"r2", qos=1)
+    assert (broker_acknowledged(first), broker_acknowledged(second)) == (False, False)
+    inflight = client._inflight_messages
+    broker.sendall(puback_packet(first.mid) + puback_packet(999))  # 999: none of ours, ignored
+    client._packet_read()  # our reader's own PUBACK path: no on_publish callback
+    assert (broker_acknowledged(first), broker_acknowledged(second)) == (True, False)
+    assert first.mid not in client._out_messages and second.mid in client._out_messages
+    assert client._inflight_messages == inflight - 1
+    acknowledged: list[tuple[int, bool]] = []
+    client.on_publish = lambda _c, _u, mid, code, _p: acknowledged.append((mid, code.is_failure))
+    broker.sendall(puback_packet(second.mid))
+    client._packet_read()  # with a callback: paho's own handling, which hands it a reason code
+    assert acknowledged == [(second.mid, False)] and broker_acknowledged(second)
