@@ -1,12 +1,17 @@
-"""`kym_ratelimit.so`: the per-device rate limit inside Mosquitto, built from the C source shipped
-in this package (`kym_ratelimit.c`, which says why the limit belongs in the broker).
+"""KYM's Mosquitto plugins, built from the C sources shipped in this package:
 
-Mosquitto 2.0.11 has no per-client publish rate of its own, and a plugin is a shared object, so
-it is compiled here with the system's C compiler (`cc`, or `$CC`) the first time a configuration
-is written, into the configuration's directory beside `mosquitto.conf`, and again only when the
-source changes. Where no compiler is installed the broker runs without it: the gateway's own limit
-still holds for every device (it refuses a flood cheaply), but a flood then waits in Mosquitto's
-queue for the gateway ahead of other devices' orders (see benchmarks/README.md, "A flood").
+- `kym_ratelimit.so`, the per-device rate limit inside Mosquitto (`kym_ratelimit.c` says why the
+  limit belongs in the broker). Without it, the gateway's own limit still holds for every device
+  (it refuses a flood cheaply), but a flood then waits in Mosquitto's queue for the gateway ahead
+  of other devices' orders (see benchmarks/README.md, "A flood").
+- `kym_access.so`, the access rules as patterns on the certificate's identity, for the managed
+  Mosquitto (`kym_access.c` says why): no entry per device, so registering the millionth device
+  costs the broker nothing. Without it, the managed Mosquitto uses the dynamic-security plugin,
+  as `kym mosquitto-config` always does (the contract names it there).
+
+A plugin is a shared object, so each is compiled here with the system's C compiler (`cc`, or
+`$CC`) the first time a configuration is written, into the configuration's directory beside
+`mosquitto.conf`, and again only when its source changes.
 """
 
 from __future__ import annotations
@@ -15,19 +20,28 @@ import hashlib
 import logging
 import os
 import shutil
+import ssl
 import subprocess
+import threading
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
+
+from devices import keystore
+from gateway.broker import dynsec
+
 log = logging.getLogger("kym.mosquitto")
-NAME = "kym_ratelimit"
+RATE_LIMIT, ACCESS = "kym_ratelimit", "kym_access"
+KICK_TOPIC = "$CONTROL/kym/v1/kick"  # kym_access: a device id as payload ends its sessions
 BROKER_FACTOR = 2  # the broker's limit is this many times the gateway's: it drops only what
 # the gateway would refuse anyway, and the gateway still sees enough of a flood to answer it
 
 
-def source() -> bytes:
-    """The plugin's C source, as shipped in the package."""
-    return resources.files("gateway.broker").joinpath(f"{NAME}.c").read_bytes()
+def source(name: str) -> bytes:
+    """A plugin's C source, as shipped in the package."""
+    return resources.files("gateway.broker").joinpath(f"{name}.c").read_bytes()
 
 
 def find_compiler() -> str | None:
@@ -36,25 +50,26 @@ def find_compiler() -> str | None:
     return next((found for c in candidates if c and (found := shutil.which(c))), None)
 
 
-def build(outdir: Path) -> Path | None:
-    """OUTDIR/kym_ratelimit.so, compiled now unless already built from this source; None (with a
+def build(outdir: Path, name: str = RATE_LIMIT) -> Path | None:
+    """OUTDIR/<name>.so, compiled now unless already built from this source; None (with a
     warning) when there is no compiler or the build fails."""
-    text = source()
+    text = source(name)
     digest = hashlib.sha256(text).hexdigest()[:16]
-    target, stamp = outdir / f"{NAME}.so", outdir / f"{NAME}.sha256"
+    target, stamp = outdir / f"{name}.so", outdir / f"{name}.sha256"
     if target.exists() and stamp.exists() and stamp.read_text() == digest:
         return target
     compiler = find_compiler()
     if compiler is None:
         log.warning(
-            "no C compiler (cc) found: Mosquitto runs without the kym_ratelimit plugin, so a "
-            "device's flood waits in the broker ahead of other devices' orders; install gcc"
+            "no C compiler (cc) found: Mosquitto runs without the %s plugin (see "
+            "docs/mosquitto.md); install gcc",
+            name,
         )
         return None
     outdir.mkdir(parents=True, exist_ok=True)
-    src = outdir / f"{NAME}.c"
+    src = outdir / f"{name}.c"
     src.write_bytes(text)
-    partial = outdir / f"{NAME}.so.partial"
+    partial = outdir / f"{name}.so.partial"
     command = [compiler, "-shared", "-fPIC", "-O2", "-o", str(partial), str(src)]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -77,3 +92,46 @@ def config_lines(plugin: Path | None, rate_per_s: float, burst: int) -> list[str
         return []
     rate, depth = broker_limits(rate_per_s, burst)
     return [f"plugin {plugin}", f"plugin_opt_rate {rate:g}", f"plugin_opt_burst {depth}"]
+
+
+def access_lines(plugin: Path) -> list[str]:
+    """The mosquitto.conf line that gives the broker KYM's access rules by `kym_access`."""
+    return [f"plugin {plugin}"]
+
+
+def kick(
+    pki: keystore.Pki, host: str, port: int, n: int, device_id: str, timeout_s: float = 5.0
+) -> None:
+    """End `device_id`'s live sessions on a broker running `kym_access`, as admin identity `n`
+    (a short connection: the identity is the client id, so a standing one would be taken over
+    by the next). Raises DynsecError when the broker does not acknowledge it."""
+    cert, key = dynsec.ensure_admin_identity(pki, n, datetime.now().astimezone())
+    connected = threading.Event()
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2,
+        client_id=dynsec.admin_identity(n),
+        protocol=mqtt.MQTTv311,
+        reconnect_on_failure=False,
+    )
+    client.tls_set(
+        ca_certs=str(pki.paths.bundle),
+        certfile=str(cert),
+        keyfile=str(key),
+        cert_reqs=ssl.CERT_REQUIRED,
+    )
+    client.on_connect = lambda *_: connected.set()
+    try:
+        client.connect(host, port, keepalive=10)
+        client.loop_start()
+        if not connected.wait(timeout_s):
+            raise dynsec.DynsecError(f"no CONNACK from the broker to end {device_id}'s session")
+        sent = client.publish(KICK_TOPIC, device_id.encode(), qos=1)
+        sent.wait_for_publish(timeout_s)  # acknowledged once the plugin has kicked
+        if not sent.is_published():
+            raise dynsec.DynsecError(f"no PUBACK from the broker for ending {device_id}'s session")
+    except OSError as exc:
+        raise dynsec.DynsecError(f"could not end {device_id}'s session: {exc}") from exc
+    finally:
+        client.disconnect()
+        client.loop_stop()
+        client._reset_sockets()  # paho keeps them until garbage collection otherwise

@@ -16,7 +16,11 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from gateway.broker import Broker
-from tests.broker.kym_brokers import kym_broker, mosquitto_broker  # noqa: F401 - fixtures
+from tests.broker.kym_brokers import (  # noqa: F401 - fixtures
+    dynsec_broker,
+    kym_broker,
+    mosquitto_broker,
+)
 from tests.broker.rawmqtt import RawClient
 from tests.broker.testpki import Identity, Pki, issue_client, leaf, make_ca, new_key, save
 from tests.support.peers import WAIT_S, Peer, broker_config, tls_client_context

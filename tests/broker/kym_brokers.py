@@ -156,11 +156,17 @@ def start_kym_broker(kind: str, tmp_path: Path, binary: str | None) -> KymBroker
     now = datetime.now(UTC)
     pki = keystore.load_or_create_pki(tmp_path / "data", "kym.local", now)
     control: ManagedMosquitto | Broker
-    if kind == "mosquitto":
+    if kind.startswith("mosquitto"):  # "mosquitto-dynsec": access rules by dynsec.json
         assert binary is not None
         port = free_port()
         control = ManagedMosquitto(
-            binary, pki, "127.0.0.1", port, tmp_path / "mq", devices=lambda: REGISTERED
+            binary,
+            pki,
+            "127.0.0.1",
+            port,
+            tmp_path / "mq",
+            devices=lambda: REGISTERED,
+            patterns=kind == "mosquitto",
         )
         control.start(now)
     else:
@@ -181,12 +187,13 @@ def start_kym_broker(kind: str, tmp_path: Path, binary: str | None) -> KymBroker
 
 
 BROKER_KINDS = [pytest.param("mosquitto", marks=pytest.mark.mosquitto), "embedded"]
+# The access rules' tests also run on the managed Mosquitto without kym_access (no compiler):
+ACCESS_KINDS = [*BROKER_KINDS, pytest.param("mosquitto-dynsec", marks=pytest.mark.mosquitto)]
 
 
-@pytest.fixture(params=BROKER_KINDS)
-def kym_broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KymBroker]:
-    """The managed Mosquitto and the embedded broker, each in turn."""
-    binary = request.getfixturevalue("mosquitto_binary") if request.param == "mosquitto" else None
+def running(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KymBroker]:
+    """The broker of kind `request.param`, stopped after the test."""
+    binary = request.getfixturevalue("mosquitto_binary") if request.param != "embedded" else None
     broker = start_kym_broker(request.param, tmp_path, binary)
     try:
         yield broker
@@ -194,10 +201,26 @@ def kym_broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KymBr
         broker.control.stop()
 
 
+@pytest.fixture(params=BROKER_KINDS)
+def kym_broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KymBroker]:
+    """The managed Mosquitto and the embedded broker, each in turn."""
+    yield from running(request, tmp_path)
+
+
 @pytest.fixture
 def mosquitto_broker(tmp_path: Path, mosquitto_binary: str) -> Iterator[KymBroker]:
-    """The managed Mosquitto alone."""
+    """The managed Mosquitto alone (access rules by kym_access, as `kym serve` runs it)."""
     broker = start_kym_broker("mosquitto", tmp_path, mosquitto_binary)
+    try:
+        yield broker
+    finally:
+        broker.control.stop()
+
+
+@pytest.fixture
+def dynsec_broker(tmp_path: Path, mosquitto_binary: str) -> Iterator[KymBroker]:
+    """The managed Mosquitto with its access rules by dynsec.json (as without a compiler)."""
+    broker = start_kym_broker("mosquitto-dynsec", tmp_path, mosquitto_binary)
     try:
         yield broker
     finally:

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from gateway.broker.mosquitto import ExternalMosquitto
+from tests.broker import kym_brokers
 from tests.broker.kym_brokers import (
     ORDERS,
     REGISTERED,
@@ -40,6 +43,12 @@ REFUSED = [
     "$CONTROL/dynamic-security/#",
     "$CONTROL/dynamic-security/v1/response",
 ]
+
+
+@pytest.fixture(params=kym_brokers.ACCESS_KINDS)
+def kym_broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KymBroker]:
+    """Both brokers, and the managed Mosquitto with kym_access and with dynsec."""
+    yield from kym_brokers.running(request, tmp_path)
 
 
 def test_a_device_gets_0x80_for_every_subscription_but_its_own_results(
@@ -125,17 +134,17 @@ def test_forgetting_a_device_ends_its_live_session(kym_broker: KymBroker) -> Non
     device.close()
 
 
-def test_on_mosquitto_a_device_without_an_entry_may_do_nothing_until_admitted(
-    mosquitto_broker: KymBroker,
+def test_on_dynsec_a_device_without_an_entry_may_do_nothing_until_admitted(
+    dynsec_broker: KymBroker,
 ) -> None:
-    gateway = mosquitto_broker.paho("kym-gateway-0")
+    gateway = dynsec_broker.paho("kym-gateway-0")
     assert gateway.subscribe(SHARED_ORDERS) == 1
-    newcomer = mosquitto_broker.raw("dev-new")
+    newcomer = dynsec_broker.raw("dev-new")
     assert newcomer.connect(client_id="dev-new") == (False, 0)  # a valid certificate
     assert newcomer.subscribe(1, RESULTS.format("dev-new")) == [0x80]
     newcomer.send(publish_packet(ORDERS.format("dev-new"), b"too early", qos=0))
 
-    mosquitto_broker.control.allow_device("dev-new")
+    dynsec_broker.control.allow_device("dev-new")
     assert newcomer.subscribe(2, RESULTS.format("dev-new"), "#") == [1, 0x80]
     newcomer.send(publish_packet(ORDERS.format("dev-new"), b"admitted", qos=0))
     assert gateway.messages.get(timeout=5).payload == b"admitted"
@@ -144,21 +153,48 @@ def test_on_mosquitto_a_device_without_an_entry_may_do_nothing_until_admitted(
     gateway.close()
 
 
-def test_on_mosquitto_a_forgotten_device_keeps_no_rights(mosquitto_broker: KymBroker) -> None:
-    mosquitto_broker.control.forget_device("dev-b")
-    again = mosquitto_broker.raw("dev-b")  # the certificate itself is not revoked here
+def test_on_dynsec_a_forgotten_device_keeps_no_rights(dynsec_broker: KymBroker) -> None:
+    dynsec_broker.control.forget_device("dev-b")
+    again = dynsec_broker.raw("dev-b")  # the certificate itself is not revoked here
     assert again.connect(client_id="dev-b") == (False, 0)
     assert again.subscribe(1, RESULTS.format("dev-b")) == [0x80]
     again.close()
 
 
 def test_an_external_broker_gets_entries_for_devices_it_lacks_at_gateway_start(
-    mosquitto_broker: KymBroker,
+    dynsec_broker: KymBroker,
 ) -> None:
-    external = ExternalMosquitto(mosquitto_broker.pki, "127.0.0.1", mosquitto_broker.port, 1)
+    external = ExternalMosquitto(dynsec_broker.pki, "127.0.0.1", dynsec_broker.port, 1)
     assert external.sync([*REGISTERED, "dev-late"]) == 1
     assert external.sync([*REGISTERED, "dev-late"]) == 0
-    late = mosquitto_broker.raw("dev-late")
+    late = dynsec_broker.raw("dev-late")
     assert late.connect(client_id="dev-late") == (False, 0)
     assert late.subscribe(1, RESULTS.format("dev-late"), "#") == [1, 0x80]
     late.close()
+
+
+def test_on_kym_access_a_new_device_needs_no_entry_and_a_kicked_one_keeps_no_rights(
+    mosquitto_broker: KymBroker,
+) -> None:
+    """kym_access: any certified device may use its own topics at once (nothing is written per
+    device, so registering the millionth costs the broker nothing); one whose session was ended
+    for its revocation may do nothing more, even if it reconnects before the CRL is reloaded."""
+    gateway = mosquitto_broker.paho("kym-gateway-0")
+    assert gateway.subscribe(SHARED_ORDERS) == 1
+    newcomer = mosquitto_broker.raw("dev-new")
+    assert newcomer.connect(client_id="dev-new") == (False, 0)
+    assert newcomer.subscribe(1, RESULTS.format("dev-new"), "#") == [1, 0x80]
+    newcomer.send(publish_packet(ORDERS.format("dev-new"), b"at once", qos=0))
+    assert gateway.messages.get(timeout=5).payload == b"at once"
+    mosquitto_broker.control.forget_device("dev-new")
+    assert newcomer.closed_by_broker()
+    newcomer.close()
+    again = mosquitto_broker.raw("dev-new")  # the certificate itself is not revoked here
+    assert again.connect(client_id="dev-new") == (False, 0)
+    assert again.subscribe(1, RESULTS.format("dev-new")) == [0x80]
+    again.send(publish_packet(ORDERS.format("dev-new"), b"after", qos=0))
+    again.send(publish_packet(ORDERS.format("dev-a"), b"marker", qos=0))  # denied too: not its own
+    time.sleep(0.5)
+    assert gateway.messages.empty()
+    again.close()
+    gateway.close()

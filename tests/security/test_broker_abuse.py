@@ -1,5 +1,6 @@
 """Hostile devices with valid certificates against both brokers `kym serve` runs (the managed
-Mosquitto with `kym mosquitto-config`'s configuration, and the embedded broker): they cannot
+Mosquitto with its access rules by kym_access, and by dynsec as `kym mosquitto-config` writes
+them, and the embedded broker): they cannot
 take other devices' orders, act as another identity, rewrite the access rules, or stop the
 broker serving others by flooding it or sending oversize packets."""
 
@@ -13,26 +14,21 @@ from pathlib import Path
 import pytest
 
 from tests.broker.kym_brokers import (
-    BROKER_KINDS,
+    ACCESS_KINDS,
     ORDERS,
     RESULTS,
     KymBroker,
     echo_gateway,
-    start_kym_broker,
+    running,
 )
 from tests.broker.rawmqtt import publish_packet
 
 FLOOD = 10_000
 
 
-@pytest.fixture(params=BROKER_KINDS)
+@pytest.fixture(params=ACCESS_KINDS)
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KymBroker]:
-    binary = request.getfixturevalue("mosquitto_binary") if request.param == "mosquitto" else None
-    broker = start_kym_broker(request.param, tmp_path, binary)
-    try:
-        yield broker
-    finally:
-        broker.control.stop()
+    yield from running(request, tmp_path)
 
 
 def answers(target: KymBroker, device: str, count: int) -> set[str]:
@@ -86,6 +82,12 @@ def test_a_device_cannot_rewrite_the_access_rules_through_control_topics(
     assert attacker.receive() is not None  # the PUBACK: acknowledged, and dropped
     time.sleep(0.3)
     assert attacker.subscribe(2, "#", ORDERS.format("dev-a")) == [0x80, 0x80]
+    victim = target.raw("dev-a")
+    assert victim.connect(client_id="dev-a") == (False, 0)
+    attacker.send(publish_packet("$CONTROL/kym/v1/kick", b"dev-a", qos=1))  # kym_access's
+    assert attacker.receive() is not None  # acknowledged, and dropped: only an admin may kick
+    assert victim.subscribe(1, RESULTS.format("dev-a")) == [1]  # still connected, still allowed
+    victim.close()
     attacker.close()
 
 
