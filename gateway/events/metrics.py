@@ -12,7 +12,7 @@ import base64
 import binascii
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -78,21 +78,41 @@ def webhook_delivery(outcome: str) -> None:
     WEBHOOK_DELIVERIES.labels(outcome=outcome).inc()
 
 
-def observe_decisions(arrivals: Iterable[float], entries: Iterable[tuple[int, str, str]]) -> None:
-    """Count a committed batch: its results by status and reason (not duplicates, not events),
-    and the time from each message's arrival (`time.monotonic()`) until now."""
-    now = time.monotonic()
-    for arrived in arrivals:
-        if arrived:
-            DECISION_SECONDS.observe(max(0.0, now - arrived))
-    for _, _, token in entries:
-        payload = _payload(token)
-        if payload is None or "status" not in payload or payload.get("duplicate"):
+Outcomes = dict[tuple[str, str], int]  # (status, reason or "") -> how many
+
+
+def outcomes_of(payloads: Iterable[Mapping[str, Any]]) -> Outcomes:
+    """What a batch's results count for: by status and reason, leaving out duplicates (a
+    replay's answer), events (no status) and rate-limit refusals (counted where refused)."""
+    counted: Outcomes = {}
+    for payload in payloads:
+        if "status" not in payload or payload.get("duplicate"):
             continue
         reason = payload.get("reason") or ""
         if reason == "rate_limited":
             continue
-        ORDERS.labels(status=str(payload["status"]), reason=str(reason)).inc()
+        key = (str(payload["status"]), str(reason))
+        counted[key] = counted.get(key, 0) + 1
+    return counted
+
+
+def observe_decisions(arrivals: Iterable[float], entries: Iterable[tuple[int, str, str]]) -> None:
+    """Count committed outbox entries: their results by status and reason (read back from
+    the signed tokens; `observe_outcomes` when the payloads are at hand), and the time from
+    each message's arrival (`time.monotonic()`) until now."""
+    payloads = (_payload(token) for _, _, token in entries)
+    observe_outcomes(arrivals, outcomes_of(p for p in payloads if p is not None))
+
+
+def observe_outcomes(arrivals: Iterable[float], outcomes: Outcomes) -> None:
+    """Count a committed batch's `outcomes` (`outcomes_of` its results' payloads), and the time
+    from each message's arrival (`time.monotonic()`) until now."""
+    now = time.monotonic()
+    for arrived in arrivals:
+        if arrived:
+            DECISION_SECONDS.observe(max(0.0, now - arrived))
+    for (status, reason), count in outcomes.items():
+        ORDERS.labels(status=status, reason=reason).inc(count)
 
 
 def _payload(token: str) -> dict[str, Any] | None:

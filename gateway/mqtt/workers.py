@@ -135,6 +135,7 @@ class Worker(threading.Thread):
         self.keyring = KeyRing()
         self.stopping = threading.Event()
         self._tries: dict[str, int] = {}
+        self._outcomes: metrics.Outcomes = {}  # the last batch's results, for the metrics
         self.decided = 0  # messages committed and acknowledged so far
 
     def run(self) -> None:
@@ -189,15 +190,17 @@ class Worker(threading.Thread):
                 self.stopping.wait(RETRY_PAUSE_S * tries)
 
     def _commit(self, messages: list[Inbound]) -> None:
+        self._outcomes = {}
         entries = self._decide(messages)
         self.client.ack(messages)  # committed: the broker may forget them now
         self.decided += len(messages)
         self.publisher(entries)
-        metrics.observe_decisions([m.arrived_s for m in messages], entries)
+        metrics.observe_outcomes([m.arrived_s for m in messages], self._outcomes)
 
     def _decide(self, messages: list[Inbound]) -> Entries:
+        """Decide in one transaction; what the results count for in `self._outcomes`."""
         batch = [(m.topic, m.payload) for m in messages]
-        return decide_messages(self.ctx, self.keyring, batch, self.ctx.clock())
+        return decide_messages(self.ctx, self.keyring, batch, self.ctx.clock(), self._outcomes)
 
     def _give_up(self, message: Inbound, key: str) -> None:
         """A final `rejected` result (in the outbox, with an audit entry) and the PUBACK."""

@@ -25,6 +25,7 @@ from devices import wire
 from devices.contract import Reason, Result, Status
 from gateway.context import Context, OutboxEntry
 from gateway.errors import ORDER_REFUSALS, reason_of
+from gateway.events import metrics
 from gateway.orders import adjustments, payments
 from gateway.orders import store as order_store
 from gateway.orders.batch import Batch, BulkRefused, finish, load_state, order_audit
@@ -37,9 +38,16 @@ log = logging.getLogger("kym.orders")
 
 
 def decide_messages(
-    ctx: Context, keyring: KeyRing, messages: Iterable[tuple[str, bytes]], now: datetime
+    ctx: Context,
+    keyring: KeyRing,
+    messages: Iterable[tuple[str, bytes]],
+    now: datetime,
+    outcomes: metrics.Outcomes | None = None,
 ) -> list[OutboxEntry]:
     """Decide a batch of (topic, payload) in one transaction; the outbox entries to publish.
+    `outcomes`, when given, is filled with what the results count for in the metrics
+    (`metrics.outcomes_of`, by the transaction that returns), for the caller to observe once
+    it has committed.
 
     The batch's pays and holds are placed together at its end; should an account refuse the
     sum, the transaction is rolled back and the batch decided again placing them one by one."""
@@ -56,7 +64,11 @@ def decide_messages(
             device_store.mark_certificate_used(conn, serial, now)
         for item in checked:
             decide_one(batch, item)
-        return finish(ctx, batch)
+        entries = finish(ctx, batch)
+        if outcomes is not None:  # this attempt's, not a rolled-back one's
+            outcomes.clear()
+            outcomes.update(metrics.outcomes_of(payload for _, payload in batch.outgoing))
+        return entries
 
     try:
         return ctx.db.run(lambda conn: work(conn, True))

@@ -90,3 +90,18 @@ def test_orders_decided_outside_the_worker_are_counted(world: World, clock: Cloc
     clock.advance(61)
     assert expire_approvals(world.ctx) == 1
     assert expired._value.get() == before + 1
+
+
+def test_a_batch_fills_in_what_its_results_count_for(world: World) -> None:
+    shop = world.merchant()
+    car = world.device("car", rules={"currency": "EUR"})
+    raw = car.sign(car.order(type="pay", payee=shop["id"], amount=10, currency="EUR"))
+    batch = [(car.topic, raw), (car.topic, b"not a JWS")]
+    outcomes: metrics.Outcomes = {("stale", "from an earlier batch"): 1}
+    entries = decide_messages(world.ctx, world.keyring, batch, world.ctx.clock(), outcomes)
+    assert outcomes == {("approved", ""): 1, ("rejected", "invalid_message"): 1}
+    assert outcomes == metrics.outcomes_of(
+        p for p in map(metrics._payload, [t for _, _, t in entries]) if p is not None
+    )
+    decide_messages(world.ctx, world.keyring, [(car.topic, raw)], world.ctx.clock(), outcomes)
+    assert outcomes == {}  # a replay's answer counts for nothing
