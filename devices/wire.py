@@ -36,6 +36,7 @@ PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 _ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 _ES256 = ec.ECDSA(hashes.SHA256())
+_SORTED_JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True)  # json.dumps's, made once
 _HEADERS = {  # the protected header of what the gateway and the SDK sign, as joserfc wrote it
     alg: base64.urlsafe_b64encode(b'{"alg":"' + alg.encode() + b'"}').rstrip(b"=")
     for alg in ("ES256", "EdDSA")
@@ -132,7 +133,7 @@ def sign(payload: dict[str, Any], key: PrivateKey, jose: ECKey | OKPKey | None =
     `jose` is accepted for callers that cache it and no longer needed."""
     del jose
     alg = algorithm_for(key)
-    body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+    body = _SORTED_JSON.encode(payload).encode()
     signing_input = _HEADERS[alg] + b"." + _b64(body)
     if isinstance(key, ec.EllipticCurvePrivateKey):
         r, s = decode_dss_signature(key.sign(signing_input, _ES256))

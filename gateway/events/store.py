@@ -20,6 +20,7 @@ from gateway.events.envelope import Draft, envelope, new_event_id
 from wallet.prepared import insert_many
 
 _SEQ = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))  # json.dumps's, made once
 metadata = sa.MetaData()
 events = sa.Table(
     "events",
@@ -83,7 +84,7 @@ def record(conn: Connection, drafts: list[Draft], now: datetime) -> None:
                     "recipient": d.recipient,
                     "type": d.type,
                     "created_at": now,
-                    "data_json": json.dumps(d.data, separators=(",", ":")),
+                    "data_json": _COMPACT_JSON.encode(d.data),
                     "fanned_out": False,
                 }
                 for d in drafts

@@ -35,6 +35,7 @@ from wallet import store as wallet_store
 
 FRESHNESS = timedelta(seconds=300)
 log = logging.getLogger("kym.orders")
+_SORTED_JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True)  # json.dumps's, made once
 
 
 def decide_messages(
@@ -207,6 +208,4 @@ def declined(batch: Batch, order: wire.Order, reason: Reason) -> Result:
 
 def payload_digest(payload: dict[str, Any]) -> str:
     """SHA-256 of the payload as parsed JSON (key order and spacing do not matter)."""
-    return hashlib.sha256(
-        json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
-    ).hexdigest()
+    return hashlib.sha256(_SORTED_JSON.encode(payload).encode()).hexdigest()
