@@ -263,6 +263,7 @@ def main() -> None:
     parser.add_argument("--timeline", action="store_true", help="latency by half second")
     parser.add_argument("--broker", choices=["auto", "mosquitto", "embedded"], default="auto")
     parser.add_argument("--database-url", default=None)
+    parser.add_argument("--keep", default=None, help="a directory for the data and logs, kept")
     parser.add_argument("--device-rate", default="10", help="the gateway's (contract default)")
     parser.add_argument("--device-burst", default="50", help="the gateway's (contract default)")
     args = parser.parse_args()
@@ -272,7 +273,7 @@ def main() -> None:
     if args.database_url:
         flags += ["--database-url", args.database_url]
     with tempfile.TemporaryDirectory(prefix="kym-flood-") as tmp:
-        home, token = Path(tmp), secrets.token_urlsafe(24)
+        home, token = Path(args.keep or tmp), secrets.token_urlsafe(24)
         with served_gateway(SERVE, home, token, flags, 0, console) as (api_url, broker, pid):
             args.api = (api_url, token)
             clients: list[DeviceClient] = []
