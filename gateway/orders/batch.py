@@ -28,7 +28,7 @@ from gateway.audit import store as audit_store
 from gateway.consent import store as consent_store
 from gateway.consent.mandates import Mandate
 from gateway.consent.periods import period_keys
-from gateway.consent.rules import Rules, Usage
+from gateway.consent.rules import NO_USAGE, Rules, Usage
 from gateway.context import Context, OutboxEntry
 from gateway.events.collect import record_batch as record_events
 from gateway.evidence.record import attach_consents, subjects
@@ -91,11 +91,12 @@ class Batch:
         current = self.usage.setdefault(scope, {})
         row = self.increments.setdefault(scope, {"scope": scope})
         for period, key in keys.items():
-            used = current.get(key, Usage())
+            used = current.get(key, NO_USAGE)
             current[key] = Usage(used.spent_minor + amount_minor, used.count + 1)
-            row[f"{period}_key"] = key
-            row[f"{period}_spent"] = row.get(f"{period}_spent", 0) + amount_minor
-            row[f"{period}_count"] = row.get(f"{period}_count", 0) + 1
+            key_column, spent, count = _counter_columns(period)
+            row[key_column] = key
+            row[spent] = row.get(spent, 0) + amount_minor
+            row[count] = row.get(count, 0) + 1
 
     def give_back(self, payment_id: str, spent_delta: int, count_delta: int) -> None:
         """A capture, void, expiry or refund changes what its payment counts in its periods."""
@@ -111,6 +112,12 @@ class Batch:
                     pending[f"{period}_count"] += count_delta
             else:
                 order_store.adjust_payment(self.conn, counted, keys, spent_delta, count_delta)
+
+
+@lru_cache(maxsize=16)  # a few periods; their names formatted once, not three times an order
+def _counter_columns(period: str) -> tuple[str, str, str]:
+    """The spend counters' columns of a period: its key, spent and count."""
+    return f"{period}_key", f"{period}_spent", f"{period}_count"
 
 
 def load_state(
