@@ -198,6 +198,26 @@ def is_configured(pki: keystore.Pki) -> bool:
     return all(p.exists() for p in admin_paths(pki, 0))
 
 
+def admin_client(pki: keystore.Pki, n: int) -> mqtt.Client:
+    """A paho client (not yet connected) as admin identity `n`, over mutual TLS; connect it for
+    one batch of commands only (the identity is the client id: a standing connection would be
+    taken over by the next)."""
+    cert, key = ensure_admin_identity(pki, n, datetime.now().astimezone())
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2,
+        client_id=admin_identity(n),
+        protocol=mqtt.MQTTv311,
+        reconnect_on_failure=False,
+    )
+    client.tls_set(
+        ca_certs=str(pki.paths.bundle),
+        certfile=str(cert),
+        keyfile=str(key),
+        cert_reqs=ssl.CERT_REQUIRED,
+    )
+    return client
+
+
 class DynsecAdmin:
     """Sends `$CONTROL` commands as one admin identity, one connection per batch.
 
@@ -249,23 +269,11 @@ class DynsecAdmin:
         raise AssertionError("unreachable")
 
     def _run_once(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        cert, key = ensure_admin_identity(self.pki, self.n, datetime.now().astimezone())
         correlation = uuid.uuid4().hex
         tagged = [{**c, "correlationData": f"{correlation}:{i}"} for i, c in enumerate(commands)]
         answers: queue.Queue[bytes] = queue.Queue()
         ready = threading.Event()
-        client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=admin_identity(self.n),
-            protocol=mqtt.MQTTv311,
-            reconnect_on_failure=False,
-        )
-        client.tls_set(
-            ca_certs=str(self.pki.paths.bundle),
-            certfile=str(cert),
-            keyfile=str(key),
-            cert_reqs=ssl.CERT_REQUIRED,
-        )
+        client = admin_client(self.pki, self.n)
         client.on_connect = lambda c, *_: c.subscribe(RESPONSE_TOPIC, qos=1)
         client.on_subscribe = lambda c, u, mid, codes, p: ready.set()
         client.on_message = lambda c, u, message: answers.put(message.payload)

@@ -20,14 +20,10 @@ import hashlib
 import logging
 import os
 import shutil
-import ssl
 import subprocess
 import threading
-from datetime import datetime
 from importlib import resources
 from pathlib import Path
-
-import paho.mqtt.client as mqtt
 
 from devices import keystore
 from gateway.broker import dynsec
@@ -105,20 +101,8 @@ def kick(
     """End `device_id`'s live sessions on a broker running `kym_access`, as admin identity `n`
     (a short connection: the identity is the client id, so a standing one would be taken over
     by the next). Raises DynsecError when the broker does not acknowledge it."""
-    cert, key = dynsec.ensure_admin_identity(pki, n, datetime.now().astimezone())
     connected = threading.Event()
-    client = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2,
-        client_id=dynsec.admin_identity(n),
-        protocol=mqtt.MQTTv311,
-        reconnect_on_failure=False,
-    )
-    client.tls_set(
-        ca_certs=str(pki.paths.bundle),
-        certfile=str(cert),
-        keyfile=str(key),
-        cert_reqs=ssl.CERT_REQUIRED,
-    )
+    client = dynsec.admin_client(pki, n)
     client.on_connect = lambda *_: connected.set()
     try:
         client.connect(host, port, keepalive=10)
