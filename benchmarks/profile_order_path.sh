@@ -13,7 +13,7 @@ for _ in $(seq 200); do
   [ -n "$serve" ] && break
   sleep 0.1
 done
-.venv/bin/py-spy record -p "$serve" -r 200 -f raw -t -o "$out.raw" > "$out.py-spy.log" 2>&1 &
+.venv/bin/py-spy record -p "$serve" -r 200 ${SPY_FLAGS:-} -f raw -t -o "$out.raw" > "$out.py-spy.log" 2>&1 &
 spy=$!
 wait $bench
 sleep 1
