@@ -66,6 +66,7 @@ class RawFlooder:
         self.device_id = device_id
         self.answers: Counter[str] = Counter()
         self.acked = 0
+        self.disconnected = False  # the broker closed the connection (kym_ratelimit's cut-off)
         self._buf = b""
         self.sock.sendall(connect_packet(device_id))
         self.sock.sendall(subscribe_packet(f"kym/v1/devices/{device_id}/results"))
@@ -85,11 +86,19 @@ class RawFlooder:
         return published_s
 
     def close(self) -> None:
-        self.sock.setblocking(True)
-        self.sock.sendall(b"\xe0\x00")  # DISCONNECT
+        if not self.disconnected:
+            self.sock.setblocking(True)
+            with contextlib.suppress(OSError):
+                self.sock.sendall(b"\xe0\x00")  # DISCONNECT
         self.sock.close()
 
     def _pump(self, out: bytes, deadline: float, until_acked: int = 0) -> None:
+        try:
+            self._pump_until(out, deadline, until_acked)
+        except OSError:  # ConnectionError included: the broker cut the flooder off
+            self.disconnected = True
+
+    def _pump_until(self, out: bytes, deadline: float, until_acked: int) -> None:
         view, sent = memoryview(out), 0
         while time.monotonic() < deadline and not (until_acked and self.acked >= until_acked):
             writing = [self.sock] if sent < len(out) else []

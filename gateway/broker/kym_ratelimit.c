@@ -13,7 +13,13 @@
  * dropped message is acknowledged (PUBACK) and discarded, as Mosquitto does with a publish its
  * access rules deny.
  *
- * Options (plugin_opt_*): rate (tokens a second, default 20), burst (default 100), slots (size of
+ * A device that keeps on is disconnected: once the messages dropped from it, less `rate` for
+ * every second since, exceed `disconnect_after`, the broker closes its connection, and what it
+ * had written into the socket beyond is never read. A device within twice this limit is never
+ * disconnected; a flood costs the broker `burst + disconnect_after` messages, not all of them.
+ *
+ * Options (plugin_opt_*): rate (tokens a second, default 20), burst (default 100),
+ * disconnect_after (messages beyond the limit, default 500; 0: never), slots (size of
  * the table of buckets, a power of two, default 65536). The table is fixed: when a device's slot
  * and its neighbours are taken, the bucket used longest ago is reused (that device starts again
  * with a full burst, and the gateway's own limit still holds).
@@ -33,6 +39,7 @@
 #define MOSQ_ERR_SUCCESS 0
 #define MOSQ_ERR_NOMEM 1
 #define MOSQ_ERR_ACL_DENIED 12
+#define MOSQ_ERR_ADMINISTRATIVE_ACTION 30
 #define MOSQ_LOG_NOTICE 0x02
 
 typedef struct mosquitto_plugin_id_t mosquitto_plugin_id_t;
@@ -70,14 +77,15 @@ void mosquitto_log_printf(int level, const char *fmt, ...);
 struct bucket {
 	char id[ID_MAX + 1];
 	double tokens;
+	double over; /* dropped, less `rate` a second since */
 	double updated;
 };
 
 static mosquitto_plugin_id_t *plugin_id;
 static struct bucket *table;
 static size_t slots = 65536;
-static double rate = 20.0, burst = 100.0;
-static unsigned long dropped;
+static double rate = 20.0, burst = 100.0, disconnect_after = 500.0;
+static unsigned long dropped, disconnected;
 
 static double now_s(void)
 {
@@ -122,6 +130,7 @@ static struct bucket *bucket_of(const char *id, size_t len, double now)
 				memcpy(b->id, id, len);
 				b->id[len] = '\0';
 				b->tokens = burst;
+				b->over = 0.0;
 				b->updated = now;
 			}
 			return b;
@@ -133,6 +142,7 @@ static struct bucket *bucket_of(const char *id, size_t len, double now)
 	memcpy(oldest->id, id, len);
 	oldest->id[len] = '\0';
 	oldest->tokens = burst;
+	oldest->over = 0.0;
 	oldest->updated = now;
 	return oldest;
 }
@@ -152,10 +162,9 @@ static int on_message(int event, void *event_data, void *userdata)
 	double now = now_s();
 	struct bucket *b = bucket_of(id, len, now);
 	if(now > b->updated){
-		b->tokens += (now - b->updated) * rate;
-		if(b->tokens > burst){
-			b->tokens = burst;
-		}
+		double refill = (now - b->updated) * rate;
+		b->tokens = b->tokens + refill > burst ? burst : b->tokens + refill;
+		b->over = b->over - refill < 0.0 ? 0.0 : b->over - refill;
 		b->updated = now;
 	}
 	if(b->tokens >= 1.0){
@@ -166,6 +175,15 @@ static int on_message(int event, void *event_data, void *userdata)
 		mosquitto_log_printf(MOSQ_LOG_NOTICE,
 				"kym_ratelimit: dropping orders beyond %.1f a second (bursts of %.0f) from %s; "
 				"%lu dropped in all", rate, burst, b->id, dropped);
+	}
+	b->over += 1.0;
+	if(disconnect_after > 0.0 && b->over > disconnect_after){
+		b->over = 0.0;
+		mosquitto_log_printf(MOSQ_LOG_NOTICE,
+				"kym_ratelimit: disconnecting %s: more than %.0f orders beyond its limit "
+				"(%lu devices disconnected in all)", b->id, disconnect_after, ++disconnected);
+		return MOSQ_ERR_ADMINISTRATIVE_ACTION; /* handle__publish returns it: the broker
+		                                         * closes the connection, unread bytes and all */
 	}
 	return MOSQ_ERR_ACL_DENIED;
 }
@@ -189,6 +207,8 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 			rate = atof(options[i].value);
 		}else if(!strcmp(options[i].key, "burst") && atof(options[i].value) >= 1){
 			burst = atof(options[i].value);
+		}else if(!strcmp(options[i].key, "disconnect_after") && atof(options[i].value) >= 0){
+			disconnect_after = atof(options[i].value);
 		}else if(!strcmp(options[i].key, "slots") && atol(options[i].value) >= PROBES){
 			slots = PROBES;
 			while(slots < (size_t)atol(options[i].value)){
@@ -202,7 +222,8 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 	}
 	plugin_id = identifier;
 	mosquitto_log_printf(MOSQ_LOG_NOTICE,
-			"kym_ratelimit: at most %.1f orders a second per device, bursts of %.0f", rate, burst);
+			"kym_ratelimit: at most %.1f orders a second per device, bursts of %.0f; "
+			"disconnected after %.0f beyond (0: never)", rate, burst, disconnect_after);
 	return mosquitto_callback_register(plugin_id, MOSQ_EVT_MESSAGE, on_message, NULL, NULL);
 }
 

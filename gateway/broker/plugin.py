@@ -33,6 +33,9 @@ RATE_LIMIT, ACCESS = "kym_ratelimit", "kym_access"
 KICK_TOPIC = "$CONTROL/kym/v1/kick"  # kym_access: a device id as payload ends its sessions
 BROKER_FACTOR = 2  # the broker's limit is this many times the gateway's: it drops only what
 # the gateway would refuse anyway, and the gateway still sees enough of a flood to answer it
+# A device whose dropped orders (less the rate since) exceed this many of the broker's bursts is
+# disconnected: a flood then costs the broker about six bursts, however long it is.
+DISCONNECT_AFTER_BURSTS = 5
 
 
 def source(name: str) -> bytes:
@@ -81,13 +84,23 @@ def broker_limits(rate_per_s: float, burst: int) -> tuple[float, int]:
     return rate_per_s * BROKER_FACTOR, burst * BROKER_FACTOR
 
 
+def disconnect_after(broker_burst: int) -> int:
+    """Orders beyond the broker's limit (less its rate since) that disconnect a device."""
+    return broker_burst * DISCONNECT_AFTER_BURSTS
+
+
 def config_lines(plugin: Path | None, rate_per_s: float, burst: int) -> list[str]:
     """The mosquitto.conf lines that load the plugin with the broker's limits for a gateway's
     `--device-rate` and `--device-burst`; none without a plugin."""
     if plugin is None:
         return []
     rate, depth = broker_limits(rate_per_s, burst)
-    return [f"plugin {plugin}", f"plugin_opt_rate {rate:g}", f"plugin_opt_burst {depth}"]
+    return [
+        f"plugin {plugin}",
+        f"plugin_opt_rate {rate:g}",
+        f"plugin_opt_burst {depth}",
+        f"plugin_opt_disconnect_after {disconnect_after(depth)}",
+    ]
 
 
 def access_lines(plugin: Path) -> list[str]:

@@ -16,6 +16,7 @@ from devices.contract import device_of_orders_topic
 from gateway.broker import codec
 from gateway.broker.acl import Acl
 from gateway.broker.config import BrokerConfig
+from gateway.broker.plugin import disconnect_after
 from gateway.broker.routing import Delivery, Message, Router, SharedGroup
 from gateway.broker.state import Connection, Session
 from gateway.orders.ratelimit import RateLimiter, Verdict
@@ -25,6 +26,7 @@ __all__ = ["BrokerCore", "Connection", "Session"]
 log = logging.getLogger("kym.broker")
 
 
+OVER_TRACKED = 100_000  # devices whose dropped orders are counted at once
 _READY, _ONLINE, _ANY = 0, 1, 2  # how available a shared-group member must be to be chosen
 
 
@@ -44,6 +46,10 @@ class BrokerCore:
         limits = config.device_limits
         self.limiter = RateLimiter(*limits) if limits else None
         self.dropped = 0  # orders dropped by the rate limit
+        # Devices' dropped orders less the rate since: beyond `disconnect_after(burst)` the
+        # device is disconnected (as kym_ratelimit does), and its flood read no further.
+        self._over: dict[str, tuple[float, float]] = {}  # device id -> (count, at)
+        self._flooding: set[str] = set()
 
     # --- connecting and leaving -------------------------------------------------------------
 
@@ -187,6 +193,10 @@ class BrokerCore:
             )
             return False
         self.publish(session.identity, packet.topic, packet.payload, packet.qos)
+        if session.identity in self._flooding:
+            self._flooding.discard(session.identity)
+            log.warning("disconnecting %s: too many orders beyond its rate limit", session.identity)
+            return False
         if packet.qos == 1:
             conn.send(codec.encode_puback(packet.packet_id))  # even when dropped, as Mosquitto
         return True
@@ -203,7 +213,21 @@ class BrokerCore:
         self.dropped += 1
         if self.dropped % 10_000 == 1:
             log.info("dropping orders of %s beyond the broker's rate limit", device_id)
+        self._count_over(device_id, time.monotonic())
         return False
+
+    def _count_over(self, device_id: str, now_s: float) -> None:
+        """One more order of `device_id` dropped: past `disconnect_after` (less the rate since
+        the last), the device is to be disconnected."""
+        assert self.limiter is not None
+        count, at = self._over.get(device_id, (0.0, now_s))
+        count = max(0.0, count - (now_s - at) * self.limiter.rate_per_s) + 1
+        if count > disconnect_after(self.limiter.burst):
+            self._flooding.add(device_id)
+            count = 0.0
+        if len(self._over) > OVER_TRACKED and device_id not in self._over:
+            self._over.clear()  # a bound on memory; those devices start again from nothing
+        self._over[device_id] = (count, now_s)
 
     def _subscribe(self, session: Session, packet: codec.Subscribe) -> list[int]:
         codes = []

@@ -2,7 +2,9 @@
 before queueing them for the gateway (CONTRACT.md section 10): on Mosquitto through the
 `kym_ratelimit` plugin that `kym` compiles, on the embedded broker in its session core. So a
 flood from one device never fills the gateway's queue ahead of other devices' orders, while
-everything within the rate, and a burst, still reaches the gateway, acknowledged or not."""
+everything within the rate, and a burst, still reaches the gateway, acknowledged or not. A
+device that goes on far beyond (`disconnect_after` orders dropped, less the rate since) is
+disconnected, so that the broker reads no more of its flood."""
 
 from __future__ import annotations
 
@@ -14,12 +16,13 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from gateway.broker import plugin
-from gateway.broker.plugin import broker_limits
+from gateway.broker.plugin import broker_limits, disconnect_after
 from tests.broker.kym_brokers import GATEWAY_LIMITS, ORDERS, SHARED_ORDERS, KymBroker
 from tests.broker.rawmqtt import publish_packet
 
 FLOOD = 3_000
 RATE_PER_S, BURST = broker_limits(*GATEWAY_LIMITS)
+CUT_OFF = disconnect_after(BURST)
 
 
 def _drain(messages: queue.Queue[mqtt.MQTTMessage], quiet_s: float) -> list[mqtt.MQTTMessage]:
@@ -32,9 +35,9 @@ def _drain(messages: queue.Queue[mqtt.MQTTMessage], quiet_s: float) -> list[mqtt
             return got
 
 
-def _flood(broker: KymBroker, cn: str, count: int) -> float:
-    """Publish `count` QoS 1 orders as `cn` in one write; return once every one is acknowledged,
-    with the seconds it took from the first byte."""
+def _flood(broker: KymBroker, cn: str, count: int) -> tuple[float, int, bool]:
+    """Publish `count` QoS 1 orders as `cn` in one write; once every one is acknowledged or
+    the broker closed the connection: (seconds from the first byte, PUBACKs, whether closed)."""
     flooder = broker.raw(cn)
     assert flooder.connect(client_id=cn) == (False, 0)
     topic = ORDERS.format(cn)
@@ -42,19 +45,23 @@ def _flood(broker: KymBroker, cn: str, count: int) -> float:
     started = time.monotonic()
     flooder.send(packets)
     acked: set[int] = set()
-    while len(acked) < count:
+    closed = False
+    while len(acked) < count and not closed:
         received = flooder.receive()
-        assert received is not None, f"the broker closed the flooder after {len(acked)} PUBACKs"
-        if received.kind == 4:
+        closed = received is None
+        if received is not None and received.kind == 4:
             acked.add(int.from_bytes(received.body[:2], "big"))
     flooder.close()
-    return time.monotonic() - started
+    return time.monotonic() - started, len(acked), closed
 
 
-def test_a_flood_is_cut_at_the_broker_and_the_others_pass(kym_broker: KymBroker) -> None:
+def test_a_flood_is_cut_at_the_broker_and_the_flooder_disconnected(kym_broker: KymBroker) -> None:
     gateway = kym_broker.paho("kym-gateway-0")
     assert gateway.subscribe(SHARED_ORDERS) == 1
-    elapsed_s = _flood(kym_broker, "dev-a", FLOOD)
+    elapsed_s, acked, closed = _flood(kym_broker, "dev-a", FLOOD)
+    assert closed, "the flooder was never disconnected"
+    most = BURST + RATE_PER_S * elapsed_s + 1
+    assert acked <= most + CUT_OFF + RATE_PER_S * elapsed_s, (acked, elapsed_s)  # read no further
     victim = kym_broker.paho("dev-b")
     for i in range(5):
         victim.publish(ORDERS.format("dev-b"), b"order %d" % i)
@@ -62,11 +69,21 @@ def test_a_flood_is_cut_at_the_broker_and_the_others_pass(kym_broker: KymBroker)
     from_victim = sorted(m.payload for m in got if m.topic == ORDERS.format("dev-b"))
     assert from_victim == [b"order %d" % i for i in range(5)]
     from_flooder = [m.payload for m in got if m.topic == ORDERS.format("dev-a")]
-    most = BURST + RATE_PER_S * elapsed_s + 1
     assert BURST <= len(from_flooder) <= most, (len(from_flooder), elapsed_s)
     assert from_flooder[:BURST] == [b"flood %d" % i for i in range(BURST)]  # the burst, in order
+    again = kym_broker.paho("dev-a")  # back at once, within its limit again later
+    time.sleep(2 / RATE_PER_S)
+    again.publish(ORDERS.format("dev-a"), b"later")
+    assert [m.payload for m in _drain(gateway.messages, quiet_s=1.0)] == [b"later"]
+    again.close()
     victim.close()
     gateway.close()
+
+
+def test_a_device_a_little_over_its_limit_stays_connected(kym_broker: KymBroker) -> None:
+    """Dropped orders short of the cut-off only cost the device those orders."""
+    elapsed_s, acked, closed = _flood(kym_broker, "dev-a", BURST + CUT_OFF // 2)
+    assert not closed and acked == BURST + CUT_OFF // 2, (acked, elapsed_s)
 
 
 def test_orders_within_the_rate_all_pass(kym_broker: KymBroker) -> None:
@@ -95,7 +112,12 @@ def test_the_plugin_is_built_once_per_source(tmp_path: Path) -> None:
     (tmp_path / "kym_ratelimit.sha256").write_text("an older source")
     assert plugin.build(tmp_path) == built and built.stat().st_mtime_ns != made
     lines = plugin.config_lines(built, 2.5, 7)
-    assert lines == [f"plugin {built}", "plugin_opt_rate 5", "plugin_opt_burst 14"]
+    assert lines == [
+        f"plugin {built}",
+        "plugin_opt_rate 5",
+        "plugin_opt_burst 14",
+        "plugin_opt_disconnect_after 70",
+    ]
 
 
 def test_without_a_compiler_there_is_no_plugin(
