@@ -86,7 +86,7 @@ def flood_process(plan: FloodPlan, go: Any, out: Any) -> None:
     raw.max_queued_messages_set(0)
     raw.on_message = on_message
     disconnects = [0]
-    raw.on_disconnect = lambda *_: disconnects.__setitem__(0, disconnects[0] + 1)
+    raw.on_disconnect = lambda *a: disconnects.__setitem__(0, disconnects[0] + a[3].is_failure)
     raw.connect(plan.host, plan.port)
     raw.subscribe(results_topic(plan.device_id), qos=1)
     raw.loop_start()
