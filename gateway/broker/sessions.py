@@ -26,7 +26,8 @@ __all__ = ["BrokerCore", "Connection", "Session"]
 log = logging.getLogger("kym.broker")
 
 
-OVER_TRACKED = 100_000  # devices whose dropped orders are counted at once
+OVER_TRACKED = 100_000  # devices whose dropped orders (or denied publishes) are counted at once
+DENIED_LOG_EVERY_S = 1.0
 _READY, _ONLINE, _ANY = 0, 1, 2  # how available a shared-group member must be to be chosen
 
 
@@ -50,6 +51,7 @@ class BrokerCore:
         # device is disconnected (as kym_ratelimit does), and its flood read no further.
         self._over: dict[str, tuple[float, float]] = {}  # device id -> (count, at)
         self._flooding: set[str] = set()
+        self._denied: dict[str, tuple[float | None, int]] = {}  # sender -> (logged at, since)
 
     # --- connecting and leaving -------------------------------------------------------------
 
@@ -216,6 +218,20 @@ class BrokerCore:
         self._count_over(device_id, time.monotonic())
         return False
 
+    def _note_denied(self, sender: str, topic: str) -> None:
+        """Log a publish the access rules denied: once a second per sender at most, with how
+        many more there were, so that a device publishing where it may not cannot flood the log."""
+        now_s = time.monotonic()
+        logged_s, more = self._denied.get(sender, (None, 0))
+        if logged_s is not None and now_s - logged_s < DENIED_LOG_EVERY_S:
+            self._denied[sender] = (logged_s, more + 1)
+            return
+        if len(self._denied) >= OVER_TRACKED:
+            self._denied.clear()
+        self._denied[sender] = (now_s, 0)
+        extra = f" ({more} more since the last of these)" if more else ""
+        log.info("dropped a message from %s to %s: not authorized%s", sender, topic, extra)
+
     def _count_over(self, device_id: str, now_s: float) -> None:
         """One more order of `device_id` dropped: past `disconnect_after` (less the rate since
         the last), the device is to be disconnected."""
@@ -251,7 +267,7 @@ class BrokerCore:
     def publish(self, sender: str, topic: str, payload: bytes, qos: int) -> bool:
         """Route a message from `sender` if the ACL lets it publish there; True if routed."""
         if not self.acl.may_publish(sender, topic):
-            log.info("dropped a message from %s to %s: not authorized", sender, topic)
+            self._note_denied(sender, topic)
             return False
         if not self._within_rate(topic):  # after the ACL: only a device's own orders count
             return False
