@@ -178,6 +178,13 @@ BENCH_OPTIONS = [
         help="Idle devices holding mutual-TLS connections while the others pay.",
     ),
     click.option("--json", "as_json", is_flag=True, help="Print the numbers as one JSON line."),
+    click.option(
+        "--latencies",
+        type=click.Path(dir_okay=False, writable=True, path_type=Path),
+        default=None,
+        help="Also write every order's send time and latency to this CSV file "
+        "(seconds from the first order, milliseconds): where in the run the slow ones were.",
+    ),
 ]
 
 
@@ -194,6 +201,7 @@ def bench_command(serve_command: Sequence[str]) -> click.Command:
         workers: int,
         connected: int,
         as_json: bool,
+        latencies: Path | None,
     ) -> None:
         """Measure payments per second end to end: devices → broker → gateway → ledger → results.
 
@@ -219,6 +227,9 @@ def bench_command(serve_command: Sequence[str]) -> click.Command:
         )
         label = f"{devices} devices, {key_type}, {broker} broker, {database_url or 'SQLite'}"
         print_report(report, label, console)
+        if latencies is not None:
+            report.write_timeline(latencies)
+            console.print(f"latencies of {len(report.timeline)} orders written to {latencies}")
         if as_json:
             click.echo(report.to_json())
         if not report.complete:

@@ -189,6 +189,7 @@ def report(
         p95_ms=latencies.p95_ms,
         max_ms=latencies.max_ms,
         lost=tally.lost() + unsent,
+        timeline=tally.timeline(),
         duplicated=tally.duplicated,
         cpu_s=cpu,
         offered_per_s=orders / sent_s if sent_s else None,

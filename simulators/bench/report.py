@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -29,6 +30,8 @@ class BenchReport:
     offered_per_s: float | None = None  # orders sent per second over the sending window
     settings: dict[str, Any] = field(default_factory=dict)  # what was run
     reasons: dict[str, int] = field(default_factory=dict)  # declined and rejected, by reason
+    # (seconds from the first order, latency in ms) per answered order; not in the JSON line
+    timeline: list[tuple[float, float]] = field(default_factory=list, repr=False)
 
     @property
     def per_second(self) -> float:
@@ -38,6 +41,12 @@ class BenchReport:
     def complete(self) -> bool:
         """Whether every order got its final result."""
         return self.results >= self.orders
+
+    def write_timeline(self, path: Path) -> None:
+        """Every answered order's send time and latency as CSV (`kym bench --latencies`)."""
+        with path.open("w") as out:
+            out.write("sent_s,latency_ms\n")
+            out.writelines(f"{sent:.4f},{latency:.3f}\n" for sent, latency in self.timeline)
 
     def to_json(self) -> str:
         """One line for scripts (`kym bench --json`)."""

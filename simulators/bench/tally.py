@@ -36,6 +36,7 @@ class Tally:
         self._due: dict[tuple[str, str], float] = {}
         self._answered: set[tuple[str, str]] = set()
         self._latencies_s: list[float] = []
+        self._timeline: list[tuple[float, float]] = []  # (due, latency) of each first result
         self._statuses: Counter[str] = Counter()
         self._reasons: Counter[str] = Counter()
         self.duplicated = 0  # results beyond the first for one order
@@ -64,6 +65,7 @@ class Tally:
             elif result.is_final:
                 self._answered.add(key)
                 self._latencies_s.append(now - due)
+                self._timeline.append((due, now - due))
                 self._statuses[result.status] += 1
                 if result.reason:
                     self._reasons[result.reason] += 1
@@ -98,6 +100,16 @@ class Tally:
         return Latencies(
             _rank(ordered, 50), _rank(ordered, 95), _rank(ordered, 99), ordered[-1] * 1000
         )
+
+    def timeline(self) -> list[tuple[float, float]]:
+        """(seconds from the first order due, latency in ms) of every answered order, in the
+        order they were due: where in a run the slow ones were."""
+        with self._lock:
+            ordered = sorted(self._timeline)
+        if not ordered:
+            return []
+        first = ordered[0][0]
+        return [(due - first, latency * 1000) for due, latency in ordered]
 
 
 def _rank(ordered: list[float], p: float) -> float:

@@ -18,7 +18,8 @@ def test_bench_sends_every_order_and_reports_every_result(tmp_path: Path) -> Non
     env["COLUMNS"] = "200"
     command = [sys.executable, "-m", "gateway.cli", "bench", "--devices", "2", "--orders", "40"]
     completed = subprocess.run(
-        [*command, "--broker", "embedded", "--key-type", "ed25519", "--json"],
+        [*command, "--broker", "embedded", "--key-type", "ed25519", "--json"]
+        + ["--latencies", "latencies.csv"],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -35,6 +36,12 @@ def test_bench_sends_every_order_and_reports_every_result(tmp_path: Path) -> Non
     assert 0 < numbers["p50_ms"] <= numbers["p95_ms"] <= numbers["p99_ms"] <= numbers["max_ms"]
     assert numbers["cpu_s"]["gateway"] > 0 and numbers["cpu_s"]["load"] > 0
     assert numbers["cpu_s"]["broker"] is None  # the embedded broker runs inside the gateway
+    lines = (tmp_path / "latencies.csv").read_text().splitlines()
+    assert lines[0] == "sent_s,latency_ms" and len(lines) == 1 + 40  # one row per result
+    rows = [tuple(map(float, line.split(","))) for line in lines[1:]]
+    assert rows[0][0] == 0 and [r[0] for r in rows] == sorted(r[0] for r in rows)
+    assert all(latency > 0 for _, latency in rows)
+    assert max(latency for _, latency in rows) == pytest.approx(numbers["max_ms"], abs=0.01)
 
 
 def test_bench_holds_idle_mutual_tls_connections_while_others_pay(tmp_path: Path) -> None:
