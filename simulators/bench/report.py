@@ -30,8 +30,8 @@ class BenchReport:
     offered_per_s: float | None = None  # orders sent per second over the sending window
     settings: dict[str, Any] = field(default_factory=dict)  # what was run
     reasons: dict[str, int] = field(default_factory=dict)  # declined and rejected, by reason
-    # (seconds from the first order, latency in ms) per answered order; not in the JSON line
-    timeline: list[tuple[float, float]] = field(default_factory=list, repr=False)
+    # (seconds from the first order, latency in ms, Unix time) per answered order; not in JSON
+    timeline: list[tuple[float, float, float]] = field(default_factory=list, repr=False)
 
     @property
     def per_second(self) -> float:
@@ -45,8 +45,8 @@ class BenchReport:
     def write_timeline(self, path: Path) -> None:
         """Every answered order's send time and latency as CSV (`kym bench --latencies`)."""
         with path.open("w") as out:
-            out.write("sent_s,latency_ms\n")
-            out.writelines(f"{sent:.4f},{latency:.3f}\n" for sent, latency in self.timeline)
+            out.write("sent_s,latency_ms,sent_unix\n")
+            out.writelines(f"{s:.4f},{ms:.3f},{unix:.4f}\n" for s, ms, unix in self.timeline)
 
     def to_json(self) -> str:
         """One line for scripts (`kym bench --json`)."""

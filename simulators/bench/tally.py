@@ -101,15 +101,16 @@ class Tally:
             _rank(ordered, 50), _rank(ordered, 95), _rank(ordered, 99), ordered[-1] * 1000
         )
 
-    def timeline(self) -> list[tuple[float, float]]:
-        """(seconds from the first order due, latency in ms) of every answered order, in the
-        order they were due: where in a run the slow ones were."""
+    def timeline(self) -> list[tuple[float, float, float]]:
+        """(seconds from the first order due, latency in ms, Unix time due) of every answered
+        order, in the order they were due: where in a run the slow ones were (the Unix time to
+        set beside other records, e.g. `benchmarks/cpu_probe.py --epoch`)."""
         with self._lock:
             ordered = sorted(self._timeline)
         if not ordered:
             return []
-        first = ordered[0][0]
-        return [(due - first, latency * 1000) for due, latency in ordered]
+        first, to_unix = ordered[0][0], time.time() - self.clock()
+        return [(due - first, latency * 1000, due + to_unix) for due, latency in ordered]
 
 
 def _rank(ordered: list[float], p: float) -> float:

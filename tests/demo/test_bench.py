@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ def test_bench_sends_every_order_and_reports_every_result(tmp_path: Path) -> Non
     env = {k: v for k, v in os.environ.items() if not k.startswith("KYM_")}
     env["COLUMNS"] = "200"
     command = [sys.executable, "-m", "gateway.cli", "bench", "--devices", "2", "--orders", "40"]
+    started = time.time()
     completed = subprocess.run(
         [*command, "--broker", "embedded", "--key-type", "ed25519", "--json"]
         + ["--latencies", "latencies.csv"],
@@ -37,11 +39,13 @@ def test_bench_sends_every_order_and_reports_every_result(tmp_path: Path) -> Non
     assert numbers["cpu_s"]["gateway"] > 0 and numbers["cpu_s"]["load"] > 0
     assert numbers["cpu_s"]["broker"] is None  # the embedded broker runs inside the gateway
     lines = (tmp_path / "latencies.csv").read_text().splitlines()
-    assert lines[0] == "sent_s,latency_ms" and len(lines) == 1 + 40  # one row per result
+    assert lines[0] == "sent_s,latency_ms,sent_unix" and len(lines) == 1 + 40  # one per result
     rows = [tuple(map(float, line.split(","))) for line in lines[1:]]
     assert rows[0][0] == 0 and [r[0] for r in rows] == sorted(r[0] for r in rows)
-    assert all(latency > 0 for _, latency in rows)
-    assert max(latency for _, latency in rows) == pytest.approx(numbers["max_ms"], abs=0.01)
+    assert all(latency > 0 for _, latency, _ in rows)
+    assert max(latency for _, latency, _ in rows) == pytest.approx(numbers["max_ms"], abs=0.01)
+    assert all(abs(unix - (rows[0][2] + sent)) < 0.01 for sent, _, unix in rows)
+    assert started < rows[0][2] < time.time()
 
 
 def test_bench_holds_idle_mutual_tls_connections_while_others_pay(tmp_path: Path) -> None:
