@@ -35,7 +35,6 @@ class Tally:
         self._lock = threading.Lock()
         self._due: dict[tuple[str, str], float] = {}
         self._answered: set[tuple[str, str]] = set()
-        self._latencies_s: list[float] = []
         self._timeline: list[tuple[float, float]] = []  # (due, latency) of each first result
         self._statuses: Counter[str] = Counter()
         self._reasons: Counter[str] = Counter()
@@ -64,7 +63,6 @@ class Tally:
                 self.duplicated += 1
             elif result.is_final:
                 self._answered.add(key)
-                self._latencies_s.append(now - due)
                 self._timeline.append((due, now - due))
                 self._statuses[result.status] += 1
                 if result.reason:
@@ -94,7 +92,7 @@ class Tally:
 
     def latencies(self) -> Latencies:
         with self._lock:
-            ordered = sorted(self._latencies_s)
+            ordered = sorted(latency for _, latency in self._timeline)
         if not ordered:
             return Latencies(None, None, None, None)
         return Latencies(
