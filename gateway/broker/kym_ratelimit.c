@@ -181,7 +181,7 @@ static int on_message(int event, void *event_data, void *userdata)
 		b->over = 0.0;
 		mosquitto_log_printf(MOSQ_LOG_NOTICE,
 				"kym_ratelimit: disconnecting %s: more than %.0f orders beyond its limit "
-				"(%lu devices disconnected in all)", b->id, disconnect_after, ++disconnected);
+				"(%lu disconnections in all)", b->id, disconnect_after, ++disconnected);
 		return MOSQ_ERR_ADMINISTRATIVE_ACTION; /* handle__publish returns it: the broker
 		                                         * closes the connection, unread bytes and all */
 	}
