@@ -5,10 +5,11 @@ envelope `{"id", "type", "created_at", "data"}`. Pure: ids and times are handed 
 from __future__ import annotations
 
 import json
-import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from gateway.ids import random_hex
 
 DISPUTES = ("dispute.opened", "dispute.answered", "dispute.resolved")
 MERCHANT_TYPES = (
@@ -61,7 +62,7 @@ class Draft:
 
 def new_event_id() -> str:
     """An opaque event id (`evt_` and 96 random bits)."""
-    return f"evt_{secrets.token_hex(12)}"
+    return f"evt_{random_hex(12)}"
 
 
 def envelope(event_id: str, event_type: str, created_at: datetime, data: Any) -> dict[str, Any]:

@@ -11,7 +11,6 @@ about (`subject`), so that a bundle finds every result and event it must hold.
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +18,7 @@ from devices.contract import Result
 from gateway.audit.entries import canonical
 from gateway.consent.rules import Rules, rules_to_json
 from gateway.evidence import consent
+from gateway.ids import random_hex
 
 if TYPE_CHECKING:
     from gateway.orders.batch import Batch
@@ -56,7 +56,7 @@ def _gateway_body(
     if mandate_id is not None:
         body = consent.payload(payment_id, order_id, "mandate", mandate_id, "gateway", batch.ts)
         return body, None
-    salt = secrets.token_hex(32)
+    salt = random_hex(32)
     digest = consent.rules_sha256_of_jcs(_rules_jcs(rules), salt)
     return consent.payload(payment_id, order_id, "rules", digest, "gateway", batch.ts), salt
 

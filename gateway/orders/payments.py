@@ -11,7 +11,6 @@ advance; 6. the money moves (or is reserved) and is counted. A refusal is raised
 from __future__ import annotations
 
 import json
-import secrets
 from datetime import timedelta
 
 from devices import wire
@@ -33,6 +32,7 @@ from gateway.evidence.record import gateway_consent, instalments_agreed
 from gateway.funding import auto as auto_top_up
 from gateway.funding import conversion, offers
 from gateway.funding.offers import Offer, Terms
+from gateway.ids import random_hex
 from gateway.orders.batch import Batch, period_keys_now, scope_row
 from wallet import store as wallet_store
 from wallet.errors import InsufficientFunds
@@ -114,7 +114,7 @@ def move_payment(
 ) -> Result:
     """Step 6: move (or reserve) the money, count it, and tell the payee device; with `terms`
     the credit line lends the amount into the wallet first (a plan), else automatic top-ups."""
-    payment_id = f"pay_{secrets.token_hex(8)}"
+    payment_id = f"pay_{random_hex(8)}"
     is_hold = isinstance(order, wire.HoldOrder)
     expires_at = None
     if isinstance(order, wire.HoldOrder):
@@ -175,7 +175,7 @@ def ask_owner(
     """Step 5: store the order for its owner; a pending approval reserves nothing. With an
     instalment offer, the offer is why it waits, whatever else would have asked."""
     auto_top_up.forget_plan(batch, order.device_id)
-    approval_id = f"apr_{secrets.token_hex(8)}"
+    approval_id = f"apr_{random_hex(8)}"
     why = "no_rules" if consent_rules(rules) is None else "approval_above"
     consent_store.insert_approval(
         batch.conn,
