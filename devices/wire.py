@@ -196,6 +196,16 @@ def verify(token: str, alg: str, key: PublicKey, jose: ECKey | OKPKey | None = N
         raise InvalidSignature("the signature does not verify") from exc
 
 
+def header_alg(token: str) -> str | None:
+    """The JOSE header's `alg`, without decoding the rest (None when the header is not an
+    object with a string `alg`)."""
+    try:
+        is_object, alg, _ = _header(token.partition(".")[0])
+    except InvalidMessage:
+        return None
+    return alg if is_object and isinstance(alg, str) else None
+
+
 @lru_cache(maxsize=64)  # the same few headers on every order; a failure is not cached
 def _header(segment: str) -> tuple[bool, object, frozenset[str]]:
     """(whether the JOSE header is a JSON object, its `alg`, its member names); raises

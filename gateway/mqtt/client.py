@@ -33,6 +33,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from devices.contract import ORDERS_SHARED, results_topic
 from gateway.mqtt.receive import ReceivingClient
+from gateway.orders.verifier import Verifier
 
 __all__ = ["ORDERS_SHARED", "GatewayClient", "Inbound", "results_topic"]
 
@@ -49,6 +50,7 @@ class Inbound:
     qos: int = 0
     connection: int = 0  # which connection of its client delivered it (see GatewayClient.ack)
     arrived_s: float = field(default_factory=time.monotonic)  # for kym_decision_seconds
+    ticket: int | None = None  # its signature's check ahead (`gateway.orders.verifier`)
 
 
 class GatewayClient:
@@ -73,6 +75,9 @@ class GatewayClient:
         # a message's topic and payload, so that refusing a flood never waits for a busy worker;
         # what it refuses (False) is acknowledged at once and never queued.
         self.admit: Callable[[str, bytes], bool] | None = None
+        # Then what it admits is handed on for its signature to be checked ahead, and the
+        # handed-on orders are sent after each read (`gateway.orders.verifier.Verifier`).
+        self.verifier: Verifier | None = None
         self.join, self.left = join, threading.Event()  # join=False: leave the share group
         self._connection = 0  # bumped on every connect and disconnect, under _ack_lock
         self._ack_lock = threading.Lock()
@@ -95,6 +100,7 @@ class GatewayClient:
         self._client.on_subscribe = self._on_subscribe
         self._client.on_unsubscribe = lambda *_: self.left.set()
         self._client.on_publish_packet = self._on_publish
+        self._client.after_read = self._after_read
         # Back within a second of a broker restart: Mosquitto 2.0.11 does not restore shared
         # subscriptions from its persistence file, and drops orders until we subscribe again.
         self._client.reconnect_delay_set(0.2, 1)
@@ -167,5 +173,10 @@ class GatewayClient:
         """On the network thread: queue an admitted message; False has it acknowledged now."""
         if self.admit is not None and not self.admit(topic, payload):
             return False
-        self.inbox.put(Inbound(topic, payload, mid, qos, self._connection))
+        ticket = self.verifier.submit(topic, payload) if self.verifier is not None else None
+        self.inbox.put(Inbound(topic, payload, mid, qos, self._connection, ticket=ticket))
         return True
+
+    def _after_read(self) -> None:
+        if self.verifier is not None:
+            self.verifier.flush()

@@ -67,6 +67,7 @@ class ReceivingClient(mqtt.Client):  # type: ignore[misc]  # paho is not followe
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.on_publish_packet: PublishHandler | None = None
+        self.after_read: Callable[[], None] | None = None  # once a read's packets are handled
         self._rbuf = bytearray()
         self._rbuf_sock: object = None  # the socket _rbuf's bytes came from
         self._refused: list[int] = []
@@ -90,6 +91,8 @@ class ReceivingClient(mqtt.Client):  # type: ignore[misc]  # paho is not followe
             message.topic, message.payload, message.mid, message.qos
         ):
             self.ack(message.mid, message.qos)
+        if self.after_read is not None:
+            self.after_read()
 
     def _packet_read(self) -> mqtt.MQTTErrorCode:
         if not PAHO_READER_USABLE:
@@ -112,6 +115,8 @@ class ReceivingClient(mqtt.Client):  # type: ignore[misc]  # paho is not followe
             rc = self._split_packets()
             if self._sock is None or self._sock is not self._rbuf_sock:
                 return mqtt.MQTTErrorCode.MQTT_ERR_CONN_LOST  # a handler closed the connection
+            if self.after_read is not None:
+                self.after_read()
             if rc > 0:
                 return rc
         self._flush_refused()

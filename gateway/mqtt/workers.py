@@ -42,6 +42,7 @@ from gateway.orders.approvals import expire_approvals
 from gateway.orders.decide import decide_messages
 from gateway.orders.holds import expire_holds
 from gateway.orders.intake import KeyRing
+from gateway.orders.verifier import Verifier
 
 log = logging.getLogger("kym.pipeline")
 MAX_BATCH = 100  # the broker's max_inflight_messages (200) lets the next batch arrive meanwhile
@@ -133,6 +134,7 @@ class Worker(threading.Thread):
         self.inbox = client.inbox
         client.admit = Throttle(ctx, client).admit  # per-device rate limits, on receipt
         self.keyring = KeyRing()
+        self.verifier: Verifier | None = None
         self.stopping = threading.Event()
         self._tries: dict[str, int] = {}
         self._outcomes: metrics.Outcomes = {}  # the last batch's results, for the metrics
@@ -151,6 +153,13 @@ class Worker(threading.Thread):
                 except queue.Empty:
                     break
             self.process(batch)
+
+    def verify_ahead(self) -> Verifier:
+        """Have a child process check the signatures of the orders as they arrive."""
+        self.verifier = Verifier(self.keyring)
+        self.verifier.start()
+        self.client.verifier = self.verifier
+        return self.verifier
 
     def process(self, messages: list[Inbound]) -> None:
         """Decide a batch and acknowledge it; while the database is away, keep it and try
@@ -200,7 +209,9 @@ class Worker(threading.Thread):
     def _decide(self, messages: list[Inbound]) -> Entries:
         """Decide in one transaction; what the results count for in `self._outcomes`."""
         batch = [(m.topic, m.payload) for m in messages]
-        return decide_messages(self.ctx, self.keyring, batch, self.ctx.clock(), self._outcomes)
+        ahead = self.verifier.found([m.ticket for m in messages]) if self.verifier else None
+        now = self.ctx.clock()
+        return decide_messages(self.ctx, self.keyring, batch, now, self._outcomes, ahead)
 
     def _give_up(self, message: Inbound, key: str) -> None:
         """A final `rejected` result (in the outbox, with an audit entry) and the PUBACK."""

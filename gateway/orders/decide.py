@@ -30,7 +30,7 @@ from gateway.orders import adjustments, payments
 from gateway.orders import store as order_store
 from gateway.orders.batch import Batch, BulkRefused, finish, load_state, order_audit
 from gateway.orders.cache import StateCache
-from gateway.orders.intake import Checked, KeyRing, check_messages
+from gateway.orders.intake import Checked, KeyRing, Verified, check_messages
 from wallet import store as wallet_store
 
 FRESHNESS = timedelta(seconds=300)
@@ -44,11 +44,13 @@ def decide_messages(
     messages: Iterable[tuple[str, bytes]],
     now: datetime,
     outcomes: metrics.Outcomes | None = None,
+    ahead: list[Verified | None] | None = None,
 ) -> list[OutboxEntry]:
     """Decide a batch of (topic, payload) in one transaction; the outbox entries to publish.
     `outcomes`, when given, is filled with what the results count for in the metrics
     (`metrics.outcomes_of`, by the transaction that returns), for the caller to observe once
-    it has committed.
+    it has committed. `ahead`: what was found of each message's signature before, if it was
+    checked ahead (`gateway.orders.verifier`).
 
     The batch's pays and holds are placed together at its end; should an account refuse the
     sum, the transaction is rolled back and the batch decided again placing them one by one."""
@@ -57,7 +59,7 @@ def decide_messages(
 
     def work(conn: Connection, bulk: bool) -> list[OutboxEntry]:
         keyring.state.sync(conn)  # first: drop the worker's copies if anything changed
-        checked = check_messages(conn, keyring, messages, now, grace)
+        checked = check_messages(conn, keyring, messages, now, grace, ahead)
         if not checked:
             return []
         batch = load_batch(conn, checked, now, bulk and placeable_together(checked), keyring.state)

@@ -4,6 +4,12 @@ Runs inside the batch's transaction (`gateway.orders.decide`): the certificates 
 and a rotated-in certificate's first use is noted there. A certificate's key is parsed once per
 serial (`KeyRing`), so checking a signature costs one verification, and the certificates
 are kept by the ring's `StateCache` until any certificate changes (`gateway.orders.cache`).
+
+Most signatures are checked ahead, outside the transaction, by a helper process
+(`gateway.orders.verifier`) with the keys of the certificates the ring last saw valid for the
+device (`KeyRing.serials_of`). What it found (`Verified`) is taken only for certificates that
+are still valid in the transaction; any other is verified here, as is every order it did not
+get to in time.
 """
 
 from __future__ import annotations
@@ -39,13 +45,59 @@ class Checked:
     token: str | None = None  # the order's JWS as received (kept for evidence)
 
 
+@dataclass(frozen=True)
+class Verified:
+    """An order's signature checked ahead: the certificate serials whose keys were tried with
+    the JOSE header's `alg`, and those of them that verified it."""
+
+    alg: str
+    tried: frozenset[str]
+    good: frozenset[str]
+
+
+def verify_against(raw: bytes, keys: list[tuple[str, wire.PublicKey]]) -> Verified | None:
+    """Try each (serial, key) on a JWS (what `gateway.orders.verifier`'s process runs); None
+    when the token has no usable header, which the transaction then rejects itself."""
+    try:
+        token = raw.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    alg = wire.header_alg(token)
+    if alg is None:
+        return None
+    good = []
+    for serial, public in keys:
+        try:
+            wire.verify(token, alg, public)
+        except wire.InvalidSignature:
+            continue
+        good.append(serial)
+    return Verified(alg, frozenset(s for s, _ in keys), frozenset(good))
+
+
 class KeyRing:
     """Parsed device keys by certificate serial: a certificate is parsed once, not per message;
-    `state`: the worker's copies of certificates, owners' settings, rules and mandates."""
+    `state`: the worker's copies of certificates, owners' settings, rules and mandates.
+
+    The worker's thread fills it; the MQTT network thread reads `serials_of` and `public_key`
+    for the verifier (whole values in dictionaries: no lock needed)."""
 
     def __init__(self) -> None:
         self._keys: dict[str, tuple[wire.PublicKey, ECKey | OKPKey]] = {}
+        self._serials: dict[str, tuple[str, ...]] = {}  # device id -> keys parsed, valid when seen
         self.state = StateCache()
+
+    def serials_of(self, device_id: str) -> tuple[str, ...]:
+        """The device's certificates that were valid at its last order, with their keys here."""
+        return self._serials.get(device_id, ())
+
+    def public_key(self, serial: str) -> wire.PublicKey:
+        return self._keys[serial][0]
+
+    def remember(self, device_id: str, certificates: list[DeviceCertificate]) -> None:
+        serials = tuple(c.serial for c in certificates if c.serial in self._keys)
+        if self._serials.get(device_id) != serials:
+            self._serials[device_id] = serials
 
     def key(self, serial: str, certificate_pem: str) -> tuple[wire.PublicKey, ECKey | OKPKey]:
         found = self._keys.get(serial)
@@ -62,32 +114,47 @@ def check_messages(
     messages: Iterable[tuple[str, bytes]],
     now: datetime,
     grace: timedelta,
+    ahead: list[Verified | None] | None = None,
 ) -> list[Checked]:
-    """Step 1 for a batch of (topic, payload); messages on other topics are dropped."""
+    """Step 1 for a batch of (topic, payload); messages on other topics are dropped. `ahead`:
+    what was found of each message's signature ahead (`verify_against`), in the same order."""
+    messages = list(messages)
+    found = ahead if ahead is not None else [None] * len(messages)
     decoded = []
-    for topic, raw in messages:
+    for (topic, raw), verified in zip(messages, found, strict=True):
         device_id = device_of_orders_topic(topic)
         if device_id is None:
             log.warning("ignoring a message on %r", topic)
             continue
-        decoded.append((device_id, raw))
-    ids = {device_id for device_id, _ in decoded}
+        decoded.append((device_id, raw, verified))
+    ids = {device_id for device_id, _, _ in decoded}
     rows = keyring.state.certificates_of(conn, ids) if ids else {}
     valid = {device_id: valid_certificates(certs, now, grace) for device_id, certs in rows.items()}
-    return [check(keyring, valid.get(device_id, []), device_id, raw) for device_id, raw in decoded]
+    checked = [
+        check(keyring, valid.get(device_id, []), device_id, raw, verified)
+        for device_id, raw, verified in decoded
+    ]
+    for device_id, certificates in valid.items():
+        keyring.remember(device_id, certificates)  # the keys to verify its next orders ahead with
+    return checked
 
 
 def check(
-    keyring: KeyRing, certificates: list[DeviceCertificate], device_id: str, raw: bytes
+    keyring: KeyRing,
+    certificates: list[DeviceCertificate],
+    device_id: str,
+    raw: bytes,
+    verified: Verified | None = None,
 ) -> Checked:
-    """Decoding, the signature against one of the device's valid certificates, the schema."""
+    """Decoding, the signature against one of the device's valid certificates (taking what
+    was `verified` ahead for the certificates it tried), the schema."""
     try:
         alg, payload = wire.decode(raw)
     except wire.InvalidMessage:
         order_id = wire.order_id_of(wire.payload_of(raw))
         return Checked(device_id, order_id, reason=Reason.INVALID_MESSAGE)
     order_id = wire.order_id_of(payload)
-    signer = _signer(keyring, certificates, raw, alg)
+    signer = _signer(keyring, certificates, raw, alg, verified)
     if signer is None:
         return Checked(device_id, order_id, reason=Reason.INVALID_SIGNATURE)
     try:
@@ -102,9 +169,17 @@ def check(
 
 
 def _signer(
-    keyring: KeyRing, certificates: list[DeviceCertificate], raw: bytes, alg: str
+    keyring: KeyRing,
+    certificates: list[DeviceCertificate],
+    raw: bytes,
+    alg: str,
+    verified: Verified | None,
 ) -> DeviceCertificate | None:
-    for certificate in certificates:
+    for certificate in certificates:  # in order: the first that verifies signed it
+        if verified is not None and verified.alg == alg and certificate.serial in verified.tried:
+            if certificate.serial in verified.good:
+                return certificate
+            continue
         public, jose = keyring.key(certificate.serial, certificate.certificate_pem)
         try:
             wire.verify(raw.decode("ascii"), alg, public, jose)

@@ -1,7 +1,8 @@
 """CPU seconds of the processes in a `kym bench` run, read from /proc (Linux).
 
-The gateway is the `kym serve` processes; the broker is a Mosquitto they started (none with
-the embedded broker, whose CPU is the gateway's); the load is this process.
+The gateway is the `kym serve` processes with their signature verifiers
+(`gateway.orders.verifier`); the broker is a Mosquitto they started (none with the embedded
+broker, whose CPU is the gateway's); the load is this process.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ def process_cpu_s(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime
 
 
-def children_named(parent: int, name: str) -> list[int]:
-    """Pids of the parent's direct children whose command is `name`."""
+def children_named(parent: int, name: str | None) -> list[int]:
+    """Pids of the parent's direct children whose command is `name` (None: any)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -33,8 +34,21 @@ def children_named(parent: int, name: str) -> list[int]:
             comm, rest = (entry / "stat").read_text().rsplit(")", 1)
         except OSError:
             continue
-        if comm.split("(", 1)[1] == name and int(rest.split()[1]) == parent:
+        if name in (None, comm.split("(", 1)[1]) and int(rest.split()[1]) == parent:
             found.append(int(entry.name))
+    return found
+
+
+def children_running(parent: int, module: str) -> list[int]:
+    """Pids of the parent's direct children running `python -m module`."""
+    found = []
+    for pid in children_named(parent, None):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if module.encode() in argv:
+            found.append(pid)
     return found
 
 
@@ -47,7 +61,8 @@ class CpuMeter:
     """CPU seconds spent between `start` and `stop` by gateway, broker and load."""
 
     def __init__(self, gateways: Sequence[int]) -> None:
-        self.gateways = list(gateways)
+        verifiers = [v for g in gateways for v in children_running(g, "gateway.orders.verifier")]
+        self.gateways = list(gateways) + verifiers
         self.brokers = [b for g in self.gateways for b in children_named(g, "mosquitto")]
         self._start: dict[str, float | None] = {}
 
