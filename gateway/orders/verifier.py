@@ -54,7 +54,6 @@ FRAME_BYTES = select.PIPE_BUF
 RESTART_AFTER_S = 5.0
 MAX_KEPT = 50_000  # findings kept for tickets no batch has taken yet
 _LENGTH, _RECORD = struct.Struct(">I"), struct.Struct(">H")
-Job = tuple[int, bytes, tuple[str, ...], tuple[tuple[str, bytes], ...]]
 
 
 class Verifier:
@@ -63,13 +62,15 @@ class Verifier:
     def __init__(self, keyring: KeyRing) -> None:
         self.keyring = keyring
         self._child: subprocess.Popen[bytes] | None = None
+        self._stopped = True  # until `start`, and after `stop`
         self._down_since = 0.0
         self._next_ticket = 0
-        self._jobs: list[bytes] = []  # records not written yet (network thread)
+        self._jobs: list[tuple[int, bytes, tuple[str, ...]]] = []  # (network thread)
         self._sent_keys: set[str] = set()  # keys the current child holds (network thread)
         self._lock = threading.Lock()  # the findings and the child's stdout (worker, stop)
         self._findings: dict[int, Verified] = {}
         self._unread = bytearray()
+        self.answered = 0  # orders the worker got the child's finding for
 
     def start(self) -> None:
         command = [sys.executable, "-m", "gateway.orders.verifier"]
@@ -77,11 +78,16 @@ class Verifier:
         assert self._child.stdin is not None and self._child.stdout is not None
         os.set_blocking(self._child.stdin.fileno(), False)
         os.set_blocking(self._child.stdout.fileno(), False)
+        self._stopped = False
         self._sent_keys = set()
         with self._lock:
             self._unread = bytearray()
 
     def stop(self) -> None:
+        self._stopped = True
+        self._end_child()
+
+    def _end_child(self) -> None:
         child, self._child = self._child, None
         if child is None:
             return
@@ -96,40 +102,50 @@ class Verifier:
             child.wait()
 
     def submit(self, topic: str, raw: bytes) -> int | None:
-        """Queue an arriving order for the child; its ticket, or None when it is not sent (no
-        key known yet for its device, too large, no child)."""
+        """Queue an arriving order for the child; its ticket, or None when it is not sent (its
+        device has no key here yet, or the verifier is stopped)."""
         device_id = device_of_orders_topic(topic)
         serials = self.keyring.serials_of(device_id) if device_id is not None else ()
-        if not serials or self._child is None:
+        if not serials or self._stopped:
             return None
-        new_keys = tuple(
-            (serial, _der(self.keyring.public_key(serial)))
-            for serial in serials
-            if serial not in self._sent_keys
-        )
         self._next_ticket += 1
-        record = marshal.dumps((self._next_ticket, raw, serials, new_keys))
-        if _RECORD.size + len(record) > FRAME_BYTES - _LENGTH.size:
-            return None
-        self._jobs.append(record)
-        self._sent_keys.update(serial for serial, _ in new_keys)  # forgotten if dropped below
+        self._jobs.append((self._next_ticket, raw, serials))
         return self._next_ticket
 
     def flush(self) -> None:
-        """Write the queued orders to the child, in frames a full pipe refuses whole."""
+        """Write the queued orders to the child, with the keys it lacks, in frames that a full
+        pipe refuses whole (those orders are then the transaction's to verify)."""
         jobs, self._jobs = self._jobs, []
-        if not jobs or not self._running():
+        if not jobs or self._stopped or not self._running():
             return
-        for frame in _frames(jobs):
+        records = []
+        for ticket, raw, serials in jobs:
+            keys = tuple(
+                (serial, _der(self.keyring.public_key(serial)))
+                for serial in serials
+                if serial not in self._sent_keys
+            )
+            record = marshal.dumps((ticket, raw, serials, keys))
+            if _RECORD.size + len(record) <= FRAME_BYTES - _LENGTH.size:  # else: too large
+                records.append(record)
+                self._sent_keys.update(serial for serial, _ in keys)
+        for frame in _frames(records):
             if not self._write(frame):
-                self._sent_keys.clear()  # a dropped record may have carried a key: send all again
+                self._sent_keys.clear()  # a dropped frame may have carried keys: send all again
                 return
 
-    def found(self, tickets: list[int | None]) -> list[Verified | None]:
-        """What the child found for these tickets so far; forgets those and any older."""
+    def found(self, tickets: list[int | None], wait_s: float = 0.0) -> list[Verified | None]:
+        """What the child found for these tickets, waiting up to `wait_s` for all of them (the
+        worker never waits); forgets those and any older."""
         with self._lock:
             self._read()
+            deadline = time.monotonic() + wait_s
+            while not all(t is None or t in self._findings for t in tickets):
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._readable(left) or not self._read():
+                    break
             findings = [None if t is None else self._findings.pop(t, None) for t in tickets]
+            self.answered += sum(f is not None for f in findings)
             newest = max((t for t in tickets if t is not None), default=None)
             if newest is not None:
                 for ticket in [t for t in self._findings if t <= newest]:
@@ -144,7 +160,7 @@ class Verifier:
         if self._child is not None:
             code = self._child.returncode
             log.warning("the signature verifier exited (%s); the worker verifies orders", code)
-            self.stop()
+            self._end_child()
             self._down_since = time.monotonic()
         if time.monotonic() - self._down_since < RESTART_AFTER_S:
             return False
@@ -168,17 +184,32 @@ class Verifier:
             return False
         return True
 
-    def _read(self) -> None:
+    def _readable(self, timeout_s: float) -> bool:
         child = self._child
         if child is None or child.stdout is None:
-            return
+            return False
+        try:
+            return bool(select.select([child.stdout.fileno()], [], [], timeout_s)[0])
+        except (OSError, ValueError):
+            return False
+
+    def _read(self) -> bool:
+        """Take in what the child wrote; False once it has closed its end."""
+        child = self._child
+        if child is None or child.stdout is None:
+            return False
+        open_ = True
         try:
             while chunk := os.read(child.stdout.fileno(), 65536):
                 self._unread += chunk
-        except (BlockingIOError, OSError, ValueError):
+            open_ = False
+        except BlockingIOError:
             pass
+        except (OSError, ValueError):
+            open_ = False
         for ticket, alg, tried, good in _records(self._unread):
             self._findings[ticket] = Verified(alg, frozenset(tried), frozenset(good))
+        return open_
 
 
 def _der(key: wire.PublicKey) -> bytes:
