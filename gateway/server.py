@@ -193,8 +193,8 @@ def start_pipeline(
     """A worker per MQTT client, and one housekeeper for expiries and the outbox."""
     for client, publisher in zip(clients, publishers, strict=True):
         worker = Worker(ctx, client, publisher)
-        if ctx.settings.verify_ahead:
-            stack.callback(worker.verify_ahead().stop)  # after the worker has stopped
+        if ctx.settings.crypto_helpers:
+            stack.callback(worker.start_helpers())  # stops them after the worker has stopped
         worker.start()
         stack.callback(worker.join, 5)
         stack.callback(worker.stop)

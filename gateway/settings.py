@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     device_burst: int = Field(default=50, ge=1)  # orders per device at once, before the rate
     dispute_response_days: float = Field(default=7.0, gt=0)  # a payee's time to answer a dispute
     webhook_allow_private: bool = False  # webhooks may reach loopback and private addresses
-    verify_ahead: bool = True  # order signatures checked in a helper process as orders arrive
+    crypto_helpers: bool = True  # child processes verify orders and sign results (orders/)
 
     def resolved_database_url(self) -> str:
         """The database to use: the flag or variable, else SQLite in the data dir."""

@@ -22,6 +22,7 @@ import hashlib
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 
 import paho.mqtt.client as mqtt
@@ -42,6 +43,7 @@ from gateway.orders.approvals import expire_approvals
 from gateway.orders.decide import decide_messages
 from gateway.orders.holds import expire_holds
 from gateway.orders.intake import KeyRing
+from gateway.orders.signer import Signer
 from gateway.orders.verifier import Verifier
 
 log = logging.getLogger("kym.pipeline")
@@ -135,6 +137,7 @@ class Worker(threading.Thread):
         client.admit = Throttle(ctx, client).admit  # per-device rate limits, on receipt
         self.keyring = KeyRing()
         self.verifier: Verifier | None = None
+        self.signer: Signer | None = None
         self.stopping = threading.Event()
         self._tries: dict[str, int] = {}
         self._outcomes: metrics.Outcomes = {}  # the last batch's results, for the metrics
@@ -154,12 +157,21 @@ class Worker(threading.Thread):
                     break
             self.process(batch)
 
-    def verify_ahead(self) -> Verifier:
-        """Have a child process check the signatures of the orders as they arrive."""
+    def start_helpers(self) -> Callable[[], None]:
+        """Child processes that check the orders' signatures as they arrive and sign the
+        results while the worker writes; the returned function stops them."""
         self.verifier = Verifier(self.keyring)
         self.verifier.start()
         self.client.verifier = self.verifier
-        return self.verifier
+        self.signer = Signer(self.ctx.pki.signer.private_key)
+        self.signer.start()
+        verifier, signer = self.verifier, self.signer
+
+        def stop() -> None:
+            verifier.stop()
+            signer.stop()
+
+        return stop
 
     def process(self, messages: list[Inbound]) -> None:
         """Decide a batch and acknowledge it; while the database is away, keep it and try
@@ -211,7 +223,9 @@ class Worker(threading.Thread):
         batch = [(m.topic, m.payload) for m in messages]
         ahead = self.verifier.found([m.ticket for m in messages]) if self.verifier else None
         now = self.ctx.clock()
-        return decide_messages(self.ctx, self.keyring, batch, now, self._outcomes, ahead)
+        return decide_messages(
+            self.ctx, self.keyring, batch, now, self._outcomes, ahead, self.signer
+        )
 
     def _give_up(self, message: Inbound, key: str) -> None:
         """A final `rejected` result (in the outbox, with an audit entry) and the PUBACK."""

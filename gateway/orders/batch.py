@@ -34,6 +34,7 @@ from gateway.events.collect import record_batch as record_events
 from gateway.evidence.record import attach_consents, subjects
 from gateway.orders import store as order_store
 from gateway.orders.cache import StateCache, known_merchants
+from gateway.orders.signer import Signer
 from wallet.bulk import place_in_bulk
 from wallet.ledger import PaymentRequest
 from wallet.prepared import Prepared, any_of, as_list, pipelined
@@ -219,22 +220,27 @@ class BulkRefused(Exception):
     """An account refused the batch's summed moves: roll back and place them one by one."""
 
 
-def finish(ctx: Context, batch: Batch) -> list[OutboxEntry]:
-    """Sign the batch's results into the outbox and chain its audit entries; same transaction."""
+def finish(ctx: Context, batch: Batch, signer: Signer | None = None) -> list[OutboxEntry]:
+    """Sign the batch's results into the outbox and chain its audit entries; same transaction.
+    With a `signer`, its child signs the results while the other rows are written."""
     if batch.placements and not place_in_bulk(batch.conn, batch.placements, batch.now):
         raise BulkRefused(f"{len(batch.placements)} payments")
-    signer = ctx.pki.signer.private_key
-    jose = ctx.signer_jose
-    signed = [(topic, wire.sign(payload, signer, jose)) for topic, payload in batch.outgoing]
+    payloads = [payload for _, payload in batch.outgoing]
+    if signer is not None:
+        tokens = signer.sign_all(payloads)
+    else:
+        key, jose = ctx.pki.signer.private_key, ctx.signer_jose
+        tokens = lambda: [wire.sign(payload, key, jose) for payload in payloads]  # noqa: E731
     with pipelined(batch.conn):  # inserts only: one round trip on PostgreSQL
         order_store.record_orders(batch.conn, batch.new_orders)
         attach_consents(batch)  # evidence: the consent in the decision's audit entry
         order_store.record_payment_scopes(batch.conn, batch.new_scopes)
         order_store.add_to_counters(batch.conn, list(batch.increments.values()))
-        ids = order_store.enqueue(batch.conn, signed, batch.now, subjects(batch.outgoing))
     if batch.audit:
         audit_store.append(batch.conn, batch.now, batch.audit)
     record_events(batch)  # owners' and merchants' events: one insert, in this transaction
+    signed = [(topic, token) for (topic, _), token in zip(batch.outgoing, tokens(), strict=True)]
+    ids = order_store.enqueue(batch.conn, signed, batch.now, subjects(batch.outgoing))
     return [(i, topic, token) for i, (topic, token) in zip(ids, signed, strict=True)]
 
 

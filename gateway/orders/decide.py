@@ -31,6 +31,7 @@ from gateway.orders import store as order_store
 from gateway.orders.batch import Batch, BulkRefused, finish, load_state, order_audit
 from gateway.orders.cache import StateCache
 from gateway.orders.intake import Checked, KeyRing, Verified, check_messages
+from gateway.orders.signer import Signer
 from wallet import store as wallet_store
 
 FRESHNESS = timedelta(seconds=300)
@@ -45,12 +46,14 @@ def decide_messages(
     now: datetime,
     outcomes: metrics.Outcomes | None = None,
     ahead: list[Verified | None] | None = None,
+    signer: Signer | None = None,
 ) -> list[OutboxEntry]:
     """Decide a batch of (topic, payload) in one transaction; the outbox entries to publish.
     `outcomes`, when given, is filled with what the results count for in the metrics
     (`metrics.outcomes_of`, by the transaction that returns), for the caller to observe once
     it has committed. `ahead`: what was found of each message's signature before, if it was
-    checked ahead (`gateway.orders.verifier`).
+    checked ahead (`gateway.orders.verifier`); `signer`: the child that signs the results
+    meanwhile (`gateway.orders.signer`), else they are signed here.
 
     The batch's pays and holds are placed together at its end; should an account refuse the
     sum, the transaction is rolled back and the batch decided again placing them one by one."""
@@ -67,7 +70,7 @@ def decide_messages(
             device_store.mark_certificate_used(conn, serial, now)
         for item in checked:
             decide_one(batch, item)
-        entries = finish(ctx, batch)
+        entries = finish(ctx, batch, signer)
         if outcomes is not None:  # this attempt's, not a rolled-back one's
             outcomes.clear()
             outcomes.update(metrics.outcomes_of(payload for _, payload in batch.outgoing))

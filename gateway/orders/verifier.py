@@ -18,25 +18,19 @@ pipe was full, the transaction verifies itself, as it does every order while the
 (it is started again after RESTART_AFTER_S). What the child found is a hint, never a decision:
 `intake.check` takes a key's verdict only for a certificate still valid in the transaction.
 
-Frames, both ways: a 4-byte big-endian length, then records of a 2-byte length and a `marshal`
-of a tuple (plain values only). The gateway's frames are at most PIPE_BUF bytes, which a pipe
-takes whole or not at all, so a write to a full pipe never blocks the network thread.
+Both ways, frames of records as `gateway.orders.child` writes them. The gateway's frames are at
+most PIPE_BUF bytes, which a pipe takes whole or not at all, so a write to a full pipe never
+blocks the network thread.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import marshal
 import os
 import select
-import signal
-import struct
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from cryptography.hazmat.primitives.serialization import (
@@ -47,13 +41,13 @@ from cryptography.hazmat.primitives.serialization import (
 
 from devices import wire
 from devices.contract import device_of_orders_topic
+from gateway.orders import child as pipes
 from gateway.orders.intake import KeyRing, Verified, verify_against
 
 log = logging.getLogger("kym.verifier")
 FRAME_BYTES = select.PIPE_BUF
 RESTART_AFTER_S = 5.0
 MAX_KEPT = 50_000  # findings kept for tickets no batch has taken yet
-_LENGTH, _RECORD = struct.Struct(">I"), struct.Struct(">H")
 
 
 class Verifier:
@@ -73,11 +67,7 @@ class Verifier:
         self.answered = 0  # orders the worker got the child's finding for
 
     def start(self) -> None:
-        command = [sys.executable, "-m", "gateway.orders.verifier"]
-        self._child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        assert self._child.stdin is not None and self._child.stdout is not None
-        os.set_blocking(self._child.stdin.fileno(), False)
-        os.set_blocking(self._child.stdout.fileno(), False)
+        self._child = pipes.spawn("gateway.orders.verifier")
         self._stopped = False
         self._sent_keys = set()
         with self._lock:
@@ -92,14 +82,7 @@ class Verifier:
         if child is None:
             return
         with self._lock:
-            for pipe in (child.stdin, child.stdout):
-                if pipe is not None:
-                    pipe.close()
-        try:
-            child.wait(2)  # its stdin closed: it exits
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+            pipes.end(child)
 
     def submit(self, topic: str, raw: bytes) -> int | None:
         """Queue an arriving order for the child; its ticket, or None when it is not sent (its
@@ -125,11 +108,11 @@ class Verifier:
                 for serial in serials
                 if serial not in self._sent_keys
             )
-            record = marshal.dumps((ticket, raw, serials, keys))
-            if _RECORD.size + len(record) <= FRAME_BYTES - _LENGTH.size:  # else: too large
+            record = pipes.record(ticket, raw, serials, keys)
+            if len(record) <= FRAME_BYTES - 8:  # the frame's length and this one (else too large)
                 records.append(record)
                 self._sent_keys.update(serial for serial, _ in keys)
-        for frame in _frames(records):
+        for frame in pipes.frames(records, FRAME_BYTES):
             if not self._write(frame):
                 self._sent_keys.clear()  # a dropped frame may have carried keys: send all again
                 return
@@ -198,16 +181,8 @@ class Verifier:
         child = self._child
         if child is None or child.stdout is None:
             return False
-        open_ = True
-        try:
-            while chunk := os.read(child.stdout.fileno(), 65536):
-                self._unread += chunk
-            open_ = False
-        except BlockingIOError:
-            pass
-        except (OSError, ValueError):
-            open_ = False
-        for ticket, alg, tried, good in _records(self._unread):
+        open_ = pipes.read_available(child.stdout.fileno(), self._unread)
+        for ticket, alg, tried, good in pipes.records(self._unread):
             self._findings[ticket] = Verified(alg, frozenset(tried), frozenset(good))
         return open_
 
@@ -216,60 +191,21 @@ def _der(key: wire.PublicKey) -> bytes:
     return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
 
 
-def _frames(records: list[bytes]) -> Iterator[bytes]:
-    """Records packed into frames of at most FRAME_BYTES."""
-    body = bytearray()
-    for record in records:
-        if _LENGTH.size + len(body) + _RECORD.size + len(record) > FRAME_BYTES:
-            yield _LENGTH.pack(len(body)) + body
-            body = bytearray()
-        body += _RECORD.pack(len(record)) + record
-    if body:
-        yield _LENGTH.pack(len(body)) + body
+_KEYS: dict[str, wire.PublicKey] = {}  # the child's: by certificate serial
 
 
-def _records(buffer: bytearray) -> Iterator[tuple[Any, ...]]:
-    """The records of the whole frames at the start of `buffer`, which loses them."""
-    while len(buffer) >= _LENGTH.size:
-        (size,) = _LENGTH.unpack_from(buffer)
-        if len(buffer) < _LENGTH.size + size:
-            return
-        body = bytes(buffer[_LENGTH.size : _LENGTH.size + size])
-        del buffer[: _LENGTH.size + size]
-        at = 0
-        while at < len(body):
-            (length,) = _RECORD.unpack_from(body, at)
-            yield marshal.loads(body[at + _RECORD.size : at + _RECORD.size + length])
-            at += _RECORD.size + length
-
-
-def serve(read_fd: int = 0, write_fd: int = 1) -> None:
-    """The child: verify what the gateway writes until it closes the pipe (or dies)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the gateway's to handle
-    keys: dict[str, wire.PublicKey] = {}
-    unread = bytearray()
-    while chunk := os.read(read_fd, 65536):
-        unread += chunk
-        answers = []
-        for ticket, raw, serials, new_keys in _records(unread):
-            for serial, der in new_keys:
-                key = load_der_public_key(der)
-                assert isinstance(key, wire.PublicKey)
-                keys[serial] = key
-            verified = verify_against(raw, [(s, keys[s]) for s in serials if s in keys])
-            if verified is not None and verified.tried:
-                found = (ticket, verified.alg, tuple(verified.tried), tuple(verified.good))
-                answers.append(marshal.dumps(found))
-        for frame in _frames(answers):
-            _write_all(write_fd, frame)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+def answer(job: tuple[Any, ...]) -> bytes | None:
+    """The child's part: one order's finding, as a record (None when there is nothing to say)."""
+    ticket, raw, serials, new_keys = job
+    for serial, der in new_keys:
+        key = load_der_public_key(der)
+        assert isinstance(key, wire.PublicKey)
+        _KEYS[serial] = key
+    verified = verify_against(raw, [(s, _KEYS[s]) for s in serials if s in _KEYS])
+    if verified is None or not verified.tried:
+        return None
+    return pipes.record(ticket, verified.alg, tuple(verified.tried), tuple(verified.good))
 
 
 if __name__ == "__main__":
-    with contextlib.suppress(BrokenPipeError):  # the gateway is gone
-        serve()
+    pipes.serve(answer)
