@@ -1,7 +1,7 @@
 """CPU seconds of the processes in a `kym bench` run, read from /proc (Linux).
 
-The gateway is the `kym serve` processes with their signature verifiers
-(`gateway.orders.verifier`); the broker is a Mosquitto they started (none with the embedded
+The gateway is the `kym serve` processes with their helper processes (`gateway.orders.verifier`
+and `signer`); the broker is a Mosquitto they started (none with the embedded
 broker, whose CPU is the gateway's); the load is this process.
 """
 
@@ -12,6 +12,7 @@ import resource
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+HELPERS = ("gateway.orders.verifier", "gateway.orders.signer")  # `kym serve`'s child processes
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -61,8 +62,13 @@ class CpuMeter:
     """CPU seconds spent between `start` and `stop` by gateway, broker and load."""
 
     def __init__(self, gateways: Sequence[int]) -> None:
-        verifiers = [v for g in gateways for v in children_running(g, "gateway.orders.verifier")]
-        self.gateways = list(gateways) + verifiers
+        helpers = [
+            pid
+            for gateway in gateways
+            for module in HELPERS
+            for pid in children_running(gateway, module)
+        ]
+        self.gateways = list(gateways) + helpers
         self.brokers = [b for g in self.gateways for b in children_named(g, "mosquitto")]
         self._start: dict[str, float | None] = {}
 
