@@ -30,8 +30,9 @@ from gateway.orders import adjustments, payments
 from gateway.orders import store as order_store
 from gateway.orders.batch import Batch, BulkRefused, finish, load_state, order_audit
 from gateway.orders.cache import StateCache
-from gateway.orders.intake import Checked, KeyRing, Verified, check_messages
+from gateway.orders.intake import Checked, KeyRing, check_messages
 from gateway.orders.signer import Signer
+from gateway.orders.verified import Verified
 from wallet import store as wallet_store
 
 FRESHNESS = timedelta(seconds=300)

@@ -28,6 +28,7 @@ from devices import wire
 from devices.contract import Reason, device_of_orders_topic
 from devices.registry import DeviceCertificate, valid_certificates
 from gateway.orders.cache import StateCache
+from gateway.orders.verified import Verified
 
 log = logging.getLogger("kym.orders")
 
@@ -43,36 +44,6 @@ class Checked:
     reason: Reason | None = None  # set when rejected
     first_use: str | None = None  # serial of a rotated-in certificate signing for the first time
     token: str | None = None  # the order's JWS as received (kept for evidence)
-
-
-@dataclass(frozen=True)
-class Verified:
-    """An order's signature checked ahead: the certificate serials whose keys were tried with
-    the JOSE header's `alg`, and those of them that verified it."""
-
-    alg: str
-    tried: frozenset[str]
-    good: frozenset[str]
-
-
-def verify_against(raw: bytes, keys: list[tuple[str, wire.PublicKey]]) -> Verified | None:
-    """Try each (serial, key) on a JWS (what `gateway.orders.verifier`'s process runs); None
-    when the token has no usable header, which the transaction then rejects itself."""
-    try:
-        token = raw.decode("ascii")
-    except UnicodeDecodeError:
-        return None
-    alg = wire.header_alg(token)
-    if alg is None:
-        return None
-    good = []
-    for serial, public in keys:
-        try:
-            wire.verify(token, alg, public)
-        except wire.InvalidSignature:
-            continue
-        good.append(serial)
-    return Verified(alg, frozenset(s for s, _ in keys), frozenset(good))
 
 
 class KeyRing:

@@ -31,7 +31,7 @@ import select
 import subprocess
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
@@ -42,7 +42,10 @@ from cryptography.hazmat.primitives.serialization import (
 from devices import wire
 from devices.contract import device_of_orders_topic
 from gateway.orders import child as pipes
-from gateway.orders.intake import KeyRing, Verified, verify_against
+from gateway.orders.verified import Verified, verify_against
+
+if TYPE_CHECKING:  # the child process imports no more than it needs
+    from gateway.orders.intake import KeyRing
 
 log = logging.getLogger("kym.verifier")
 FRAME_BYTES = select.PIPE_BUF

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from devices import wire
 from gateway.orders import verifier as verifier_module
 from gateway.orders.decide import decide_messages
-from gateway.orders.intake import Verified
+from gateway.orders.verified import Verified
 from gateway.orders.verifier import Verifier
 from tests.support.openssl import make_openssl_csr
 from tests.support.world import Dev, World
