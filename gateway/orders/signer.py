@@ -91,10 +91,13 @@ class Signer:
                     self.signed_by_child += len(tokens)
                     return list(tokens)
             left = deadline - time.monotonic()
-            if not open_ or left <= 0:
+            if not open_:
+                self._give_up("the signer closed its pipe")
+                break
+            if left <= 0:
+                self._give_up(f"the signer did not answer within {ANSWER_WITHIN_S} s")
                 break
             select.select([child.stdout.fileno()], [], [], left)
-        self._give_up(f"the signer did not answer within {ANSWER_WITHIN_S} s")
         return self._sign_here(payloads)
 
     def _ready(self) -> bool:
@@ -118,6 +121,8 @@ class Signer:
             written = os.write(child.stdin.fileno(), frame)
         except (OSError, ValueError):
             return False
+        if 0 < written < len(frame):  # its pipe was not empty after all: the stream is broken
+            self._give_up("the signer's pipe took part of a request")
         return written == len(frame)
 
     def _running(self) -> bool:
