@@ -24,9 +24,10 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
@@ -118,6 +119,10 @@ class GatewayClient:
     def publish(self, topic: str, payload: bytes) -> mqtt.MQTTMessageInfo:
         """Publish with QoS 1 (paho keeps it and sends it again after a reconnect)."""
         return self._client.publish(topic, payload, qos=1)
+
+    def publishing_many(self) -> AbstractContextManager[None]:
+        """Publish several without waking the network thread for each (once, at the end)."""
+        return cast(AbstractContextManager[None], self._client.one_wakeup())
 
     def ack(self, messages: list[Inbound]) -> int:
         """PUBACK these messages (their decisions are committed); returns how many were sent.

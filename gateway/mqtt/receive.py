@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import logging
 import struct
-from collections.abc import Callable, Iterable
-from typing import Any
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
+from typing import Any, cast
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -68,12 +70,41 @@ class ReceivingClient(mqtt.Client):  # type: ignore[misc]  # paho is not followe
         super().__init__(*args, **kwargs)
         self.on_publish_packet: PublishHandler | None = None
         self.after_read: Callable[[], None] | None = None  # once a read's packets are handled
+        self._held = threading.local()  # `one_wakeup`: the threads queueing without waking
         self._rbuf = bytearray()
         self._rbuf_sock: object = None  # the socket _rbuf's bytes came from
         self._refused: list[int] = []
         if not PAHO_READER_USABLE:
             log.warning("this paho-mqtt lacks what our reader uses: reading with paho's own")
             self.on_message = self._on_paho_message
+
+    @contextmanager
+    def one_wakeup(self) -> Iterator[None]:
+        """Queue this thread's packets without waking paho's network loop for each, and wake it
+        once at the end: paho writes a byte to its socket pair per packet, a system call and a
+        GIL hand-off to the network thread for every result of a batch."""
+        self._held.active = True
+        try:
+            yield
+        finally:
+            self._held.active = False
+            wake = self._sockpairW
+            if wake is not None:
+                with suppress(OSError):  # BlockingIOError included: it is awake already
+                    wake.send(mqtt.sockpair_data)
+
+    def _packet_queue(
+        self,
+        command: int,
+        packet: bytes | bytearray,
+        mid: int,
+        qos: int,
+        info: mqtt.MQTTMessageInfo | None = None,
+    ) -> mqtt.MQTTErrorCode:
+        if not getattr(self._held, "active", False) or self._thread is None:
+            return cast(mqtt.MQTTErrorCode, super()._packet_queue(command, packet, mid, qos, info))
+        self._out_packet.append(_out_packet(command, packet, mid, qos, info))
+        return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def ack_many(self, mids: list[int]) -> None:
         """PUBACK these QoS 1 messages of the current connection, in one write."""
@@ -207,19 +238,23 @@ class ReceivingClient(mqtt.Client):  # type: ignore[misc]  # paho is not followe
         paho's loop through its socket pair for another round of `select` first."""
         if self._refused:
             refused, self._refused = self._refused, []
-            blob = pubacks(refused)
-            self._out_packet.append(
-                {
-                    "command": _PUBACK,
-                    "mid": 0,
-                    "qos": 0,
-                    "pos": 0,
-                    "to_process": len(blob),
-                    "packet": blob,
-                    "info": None,
-                }
-            )
+            self._out_packet.append(_out_packet(_PUBACK, pubacks(refused), 0, 0, None))
             self._packet_write()  # what it cannot write now, paho's loop writes when it can
+
+
+def _out_packet(
+    command: int, packet: bytes | bytearray, mid: int, qos: int, info: mqtt.MQTTMessageInfo | None
+) -> dict[str, Any]:
+    """A packet for paho's write queue, as its own `_packet_queue` makes it."""
+    return {
+        "command": command,
+        "mid": mid,
+        "qos": qos,
+        "pos": 0,
+        "to_process": len(packet),
+        "packet": packet,
+        "info": info,
+    }
 
 
 def _frame(buf: bytearray, pos: int, end: int) -> tuple[int, int] | None:

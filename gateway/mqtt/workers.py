@@ -83,13 +83,14 @@ class Publisher:
         self._pending: dict[int, mqtt.MQTTMessageInfo] = {}  # outbox id -> paho's handle
 
     def __call__(self, entries: Entries) -> None:
-        for outbox_id, topic, token in entries:
-            with self._lock:
-                if outbox_id in self._pending:  # paho still holds it and re-sends it itself
-                    continue
-            info = self.client.publish(topic, token.encode())
-            with self._lock:
-                self._pending[outbox_id] = info
+        with self.client.publishing_many():
+            for outbox_id, topic, token in entries:
+                with self._lock:
+                    if outbox_id in self._pending:  # paho still holds it and re-sends it itself
+                        continue
+                info = self.client.publish(topic, token.encode())
+                with self._lock:
+                    self._pending[outbox_id] = info
 
     def settled(self) -> list[int]:
         """Outbox ids the broker acknowledged since the last call (forgets paho's refusals,

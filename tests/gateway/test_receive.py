@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import threading
 from collections.abc import Callable, Iterator
 
 import paho.mqtt.client as mqtt
@@ -164,3 +165,39 @@ def test_pubacks_of_our_publishes_are_handled_as_paho_would(connected_pair: Conn
     broker.sendall(puback_packet(second.mid))
     client._packet_read()  # with a callback: paho's own handling, which hands it a reason code
     assert acknowledged == [(second.mid, False)] and broker_acknowledged(second)
+
+
+class CountingWake:
+    """Stands for paho's socket pair end that wakes its network loop: counts the wake-ups."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+    def send(self, data: bytes) -> int:
+        self.sent += 1
+        return len(data)
+
+    def close(self) -> None:
+        pass
+
+
+def test_publishes_in_one_wakeup_wake_the_network_loop_once_and_all_go_out(
+    connected_pair: Connect,
+) -> None:
+    client, broker = connected_pair()
+    client._state = mqtt._ConnectionState.MQTT_CS_CONNECTED
+    client.max_inflight_messages_set(100)  # paho's 20 would hold the 21st back
+    wake = CountingWake()
+    client._sockpairW, client._thread = wake, threading.Thread()  # as if loop_start had run
+    client.publish("kym/v1/devices/a/results", b"alone", qos=1)
+    assert wake.sent == 1  # paho's own way: a wake-up per packet
+    with client.one_wakeup():
+        infos = [client.publish(f"kym/v1/devices/d{i}/results", b"r", qos=1) for i in range(20)]
+        assert wake.sent == 1
+    assert wake.sent == 2  # once, at the end
+    client._thread = None
+    while client._out_packet:
+        client.loop_write()  # what the woken network loop does
+    data = received(broker)
+    assert data.count(b"/results") == 21
+    assert all(info.rc == mqtt.MQTT_ERR_SUCCESS for info in infos)
