@@ -185,8 +185,8 @@ def test_publishes_in_one_wakeup_wake_the_network_loop_once_and_all_go_out(
     connected_pair: Connect,
 ) -> None:
     client, broker = connected_pair()
-    client._state = mqtt._ConnectionState.MQTT_CS_CONNECTED
     client.max_inflight_messages_set(100)  # paho's 20 would hold the 21st back
+    client._state = mqtt._ConnectionState.MQTT_CS_CONNECTED
     wake = CountingWake()
     client._sockpairW, client._thread = wake, threading.Thread()  # as if loop_start had run
     client.publish("kym/v1/devices/a/results", b"alone", qos=1)
