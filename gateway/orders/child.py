@@ -14,6 +14,7 @@ import signal
 import struct
 import subprocess
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -99,14 +100,28 @@ def write_all(fd: int, data: bytes) -> None:
 
 def serve(answer: Callable[[tuple[Any, ...]], bytes | None]) -> None:
     """The child's loop: each record read through `answer`, whose records are written back a
-    frame per read, until the gateway closes the pipe."""
+    frame per read, until the gateway closes the pipe. A record `answer` fails on goes
+    unanswered (the gateway then does that work itself) and is reported on stderr."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the gateway's to handle
     unread = bytearray()
     try:
         while chunk := os.read(0, 65536):
             unread += chunk
-            answers = [a for a in map(answer, records(unread)) if a is not None]
+            answers = [a for a in map(_guarded(answer), records(unread)) if a is not None]
             for frame in frames(answers):
                 write_all(1, frame)
     except BrokenPipeError:  # the gateway is gone
         pass
+
+
+def _guarded(
+    answer: Callable[[tuple[Any, ...]], bytes | None],
+) -> Callable[[tuple[Any, ...]], bytes | None]:
+    def guarded(request: tuple[Any, ...]) -> bytes | None:
+        try:
+            return answer(request)
+        except Exception:  # noqa: BLE001 - one record must not end the helper for all
+            traceback.print_exc(file=sys.stderr)
+            return None
+
+    return guarded

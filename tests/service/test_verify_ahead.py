@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from devices import wire
+from gateway.orders import child as pipes
 from gateway.orders import verifier as verifier_module
 from gateway.orders.decide import decide_messages
 from gateway.orders.verified import Verified
@@ -108,6 +109,21 @@ def test_a_finding_counts_only_for_a_certificate_still_valid(world: World) -> No
     assert decide(world, [(car.topic, pay(car, shop, new_key))], [other_alg]) == [
         ("approved", None)
     ]
+
+
+def test_a_record_the_child_fails_on_goes_unanswered_and_the_child_goes_on(
+    world: World, verifier: Verifier
+) -> None:
+    shop = world.merchant()["id"]
+    car = known_device(world, shop)
+    child = verifier._child
+    assert child is not None and child.stdin is not None
+    os.write(child.stdin.fileno(), next(pipes.frames([pipes.record("not", "a job")])))
+    ticket = verifier.submit(car.topic, pay(car, shop))
+    verifier.flush()
+    (found,) = verifier.found([ticket], wait_s=WAIT_S)
+    assert found is not None and found.good == frozenset(world.keyring.serials_of(car.id))
+    assert child.poll() is None
 
 
 def test_when_the_child_dies_the_worker_verifies_and_a_new_child_is_started(
