@@ -50,11 +50,16 @@ def record(*values: Any) -> bytes:
     return _LENGTH.pack(len(body)) + body
 
 
+def fits(record: bytes, limit: int) -> bool:
+    """Whether a frame of at most `limit` bytes can hold this record."""
+    return _LENGTH.size + len(record) <= limit
+
+
 def frames(records: list[bytes], limit: int | None = None) -> Iterator[bytes]:
-    """The records in frames of at most `limit` bytes (a longer record is left out)."""
+    """The records in frames of at most `limit` bytes (a record no frame can hold is left out)."""
     body = bytearray()
     for one in records:
-        if limit is not None and 2 * _LENGTH.size + len(one) > limit:
+        if limit is not None and not fits(one, limit):
             continue
         if limit is not None and _LENGTH.size + len(body) + len(one) > limit:
             yield _LENGTH.pack(len(body)) + body

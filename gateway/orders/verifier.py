@@ -112,7 +112,7 @@ class Verifier:
                 if serial not in self._sent_keys
             )
             record = pipes.record(ticket, raw, serials, keys)
-            if len(record) <= FRAME_BYTES - 8:  # the frame's length and this one (else too large)
+            if pipes.fits(record, FRAME_BYTES):  # else too large: verified in the transaction
                 records.append(record)
                 self._sent_keys.update(serial for serial, _ in keys)
         for frame in pipes.frames(records, FRAME_BYTES):
