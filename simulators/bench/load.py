@@ -2,10 +2,10 @@
 
 Every device is provisioned through the API (its own key and certificate), approved, funded
 and given rules that let every payment through. Every order is signed and framed before the
-clock starts, so that the run measures the gateway, not the signing. All the paying devices'
-connections, each its own mutual-TLS MQTT session, are held by one asyncio loop
-(`simulators.bench.paying`): sending an order is a socket write; every result is
-acknowledged, its signature verified as firmware would, and counted. Flat out, each device
+clock starts, and every result's signature is checked after it stops, so that the run measures
+the gateway, not the devices' cryptography. All the paying devices' connections, each its own
+mutual-TLS MQTT session, are held by one asyncio loop (`simulators.bench.paying`): sending an
+order is a socket write; every result is acknowledged and counted. Flat out, each device
 keeps at most a window of orders unanswered (WINDOW in all, shared among the devices).
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
@@ -124,7 +125,10 @@ async def drive(
         cpu = meter.stop() if meter is not None else {}
         sent_s = max(fleet.last_sent_at - started, 0.0)  # 0: nothing to send
         ended = max(tally.last_result_at, fleet.last_sent_at, started)
-        return report(tally, total, ended - started, sent_s, cpu, total - fleet.sent)
+        with console.status(f"checking the signatures of {tally.answered} results"):
+            forged = fleet.check_signatures()
+        numbers = report(tally, total, ended - started, sent_s, cpu, total - fleet.sent)
+        return replace(numbers, forged=forged)
     finally:
         await fleet.close()
 

@@ -26,6 +26,7 @@ class BenchReport:
     max_ms: float | None = None
     lost: int = 0  # orders sent that never got a result
     duplicated: int = 0  # results beyond the first for one order
+    forged: int = 0  # results and events whose signature did not verify (checked after the run)
     cpu_s: dict[str, float | None] = field(default_factory=dict)  # process -> CPU seconds
     offered_per_s: float | None = None  # orders sent per second over the sending window
     settings: dict[str, Any] = field(default_factory=dict)  # what was run
@@ -39,8 +40,8 @@ class BenchReport:
 
     @property
     def complete(self) -> bool:
-        """Whether every order got its final result."""
-        return self.results >= self.orders
+        """Whether every order got its final result, and every message was the gateway's."""
+        return self.results >= self.orders and self.forged == 0
 
     def write_timeline(self, path: Path) -> None:
         """Every answered order's send time and latency as CSV (`kym bench --latencies`)."""
@@ -61,6 +62,7 @@ class BenchReport:
                 "results": self.results,
                 "lost": self.lost,
                 "duplicated": self.duplicated,
+                "forged": self.forged,
                 "statuses": self.statuses,
                 "reasons": self.reasons,
                 "cpu_s": {k: _round(v) for k, v in self.cpu_s.items()},
@@ -75,7 +77,18 @@ class BenchReport:
 def print_report(report: BenchReport, label: str, console: Console) -> None:
     """A table of the run's numbers."""
     table = Table(title=f"kym bench: {label}")
-    columns = ("orders", "results", "lost", "dup", "seconds", "payments/s", "p50", "p95", "p99")
+    columns = (
+        "orders",
+        "results",
+        "lost",
+        "dup",
+        "forged",
+        "seconds",
+        "payments/s",
+        "p50",
+        "p95",
+        "p99",
+    )
     for column in (*columns, "max ms", "CPU s", "statuses"):
         table.add_column(column)
     table.add_row(
@@ -83,6 +96,7 @@ def print_report(report: BenchReport, label: str, console: Console) -> None:
         str(report.results),
         str(report.lost),
         str(report.duplicated),
+        str(report.forged),
         f"{report.seconds:.2f}",
         f"{report.per_second:.0f}",
         _ms(report.p50_ms),

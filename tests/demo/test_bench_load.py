@@ -1,6 +1,7 @@
 """`kym bench`'s load counts exactly against a real `kym serve` and Mosquitto: an order the
-broker never delivers is lost, a replayed order's second result is a duplicate, and orders a
-device's window never let out (its earlier results never came) are lost too."""
+broker never delivers is lost, a replayed order's second result is a duplicate, orders a
+device's window never let out (its earlier results never came) are lost too, and a result
+whose signature does not verify (checked once the clock has stopped) is counted as forged."""
 
 from __future__ import annotations
 
@@ -9,12 +10,18 @@ import secrets
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from rich.console import Console
 
 from devices.contract import orders_topic
+from devices.sdk.trust import ResultVerifier
 from simulators.bench import packets
 from simulators.bench.load import drive, provision_payers
 from simulators.bench.paying import PayingDevice
@@ -97,3 +104,36 @@ def test_orders_a_stalled_window_never_sent_count_as_lost(gateway: Gateway) -> N
     assert (report.orders, report.results, report.duplicated) == (12, 4, 1)
     assert report.lost == 12 - 4
     assert report.statuses == {"approved": 4}
+
+
+def test_results_another_key_signed_are_forged_and_the_run_incomplete(gateway: Gateway) -> None:
+    load = Load(devices=2, orders=2 * PER_DEVICE)
+    shop, devices = provision_payers(gateway.api_url, gateway.token, load, gateway.home / "f", None)
+    for device in devices:
+        device.presign(
+            {"type": "pay", "payee": shop, "amount": 1, "currency": CURRENCY}, PER_DEVICE
+        )
+    first, second = devices
+    # The second device trusts another signer: every result it gets is then a forgery to it.
+    second.verifier = ResultVerifier(another_signer(), second.device_id)
+    report = run(gateway, devices, None, None)
+    assert (report.orders, report.results, report.lost) == (12, 12, 0)  # counted on receipt
+    assert report.forged == PER_DEVICE
+    assert not report.complete
+    assert '"forged": 6' in report.to_json()
+
+
+def another_signer() -> x509.Certificate:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "not the gateway")])
+    now = datetime.now(UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
