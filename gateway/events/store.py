@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
@@ -20,7 +21,6 @@ from gateway.events.envelope import Draft, envelope, new_event_id
 from wallet.prepared import insert_many
 
 _SEQ = sa.BigInteger().with_variant(sa.Integer, "sqlite")
-_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))  # json.dumps's, made once
 metadata = sa.MetaData()
 events = sa.Table(
     "events",
@@ -84,7 +84,7 @@ def record(conn: Connection, drafts: list[Draft], now: datetime) -> None:
                     "recipient": d.recipient,
                     "type": d.type,
                     "created_at": now,
-                    "data_json": _COMPACT_JSON.encode(d.data),
+                    "data_json": orjson.dumps(d.data, option=orjson.OPT_NON_STR_KEYS).decode(),
                     "fanned_out": False,
                 }
                 for d in drafts

@@ -8,13 +8,13 @@ signs the messages into the outbox and writes the rest, in the same transaction.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
@@ -263,7 +263,7 @@ def scope_row(payment_id: str, payer_id: str, mandate_id: str | None, keys: dict
         "payment_id": payment_id,
         "payer_id": payer_id,
         "mandate_id": mandate_id,
-        "period_keys": json.dumps(keys),
+        "period_keys": orjson.dumps(keys).decode(),
         "consent_json": None,  # gateway.evidence.record fills these in when it is decided
         "rules_salt": None,
     }

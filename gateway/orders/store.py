@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
@@ -130,7 +131,7 @@ def order_row(
         "type": order_type,
         "status": result.status.value,
         "payment_id": result.payment_id,
-        "result_json": json.dumps(result.to_payload()),
+        "result_json": orjson.dumps(result.to_payload()).decode(),
         "received_at": now,
         "updated_at": now,
         "jws": jws,
@@ -155,7 +156,7 @@ def update_order_result(
         .values(
             status=result.status.value,
             payment_id=result.payment_id,
-            result_json=json.dumps(result.to_payload()),
+            result_json=orjson.dumps(result.to_payload()).decode(),
             updated_at=now,
         )
     )
