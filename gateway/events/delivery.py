@@ -1,7 +1,6 @@
 """The webhook delivery worker: a thread of `kym serve`, apart from the order path.
 
-Every `interval_s` it makes an attempt row for each new event and matching webhook (`fan_out`,
-which moves a cursor over the events that are certainly committed: `committed_horizon`),
+Every `interval_s` it makes an attempt row for each new event and matching webhook (`fan_out`),
 then takes the attempts that are due (leased, so that several `kym serve` processes never take
 the same one at once) and POSTs them, at most `concurrency` at a time, each from a daemon thread
 (a slow endpoint holds up neither the others nor the process's exit), signed under the
@@ -87,8 +86,7 @@ class DeliveryWorker(threading.Thread):
         """One round: fan out new events, start the due attempts; how many were started."""
         skip_locked = not self.ctx.db.is_sqlite
         now = self.ctx.clock()
-        horizon = None if self.ctx.db.is_sqlite else self.ctx.db.run(event_store.committed_horizon)
-        self.ctx.db.run(lambda conn: event_store.fan_out(conn, now, 500, skip_locked, horizon))
+        self.ctx.db.run(lambda conn: event_store.fan_out(conn, now, 500, skip_locked))
         self._prune_now_and_then(now)
         free = self._free_slots()
         if not free:

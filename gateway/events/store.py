@@ -18,7 +18,7 @@ from sqlalchemy import Connection
 
 from devices.store import UtcDateTime
 from gateway.events.envelope import Draft, envelope, new_event_id
-from wallet.prepared import Prepared, insert_many, pipelined
+from wallet.prepared import insert_many
 
 _SEQ = sa.BigInteger().with_variant(sa.Integer, "sqlite")
 metadata = sa.MetaData()
@@ -31,17 +31,7 @@ events = sa.Table(
     sa.Column("type", sa.String),
     sa.Column("created_at", UtcDateTime),
     sa.Column("data_json", sa.Text),
-)
-# The last event the webhook fan-out handled (one row, id 1; migration 0017).
-fan_out_cursor = sa.Table(
-    "events_fan_out", metadata, sa.Column("id", sa.Integer), sa.Column("seq", _SEQ)
-)
-# PostgreSQL: every transaction that writes events holds this advisory lock shared until it
-# ends; the fan-out takes it alone for a moment, so that the events it then sees are all the
-# events up to the newest (no transaction still holds a smaller seq uncommitted).
-EVENT_WRITERS_LOCK = 0x6B796D5F6576  # "kym_ev"
-_SHARE_WRITERS_LOCK = Prepared(
-    {"postgresql": sa.text(f"SELECT pg_advisory_xact_lock_shared({EVENT_WRITERS_LOCK})")}
+    sa.Column("fanned_out", sa.Boolean),
 )
 webhooks = sa.Table(
     "webhooks",
@@ -83,24 +73,23 @@ deliveries = sa.Table(
 
 
 def record(conn: Connection, drafts: list[Draft], now: datetime) -> None:
-    """Write events in one statement, in the caller's transaction (on PostgreSQL holding the
-    event writers' lock shared until it ends, see `committed_horizon`)."""
-    if not drafts:
-        return
-    rows = [
-        {
-            "id": new_event_id(),
-            "recipient": d.recipient,
-            "type": d.type,
-            "created_at": now,
-            "data_json": orjson.dumps(d.data, option=orjson.OPT_NON_STR_KEYS).decode(),
-        }
-        for d in drafts
-    ]
-    with pipelined(conn):  # one round trip on PostgreSQL
-        if conn.dialect.name == "postgresql":
-            _SHARE_WRITERS_LOCK.rows(conn, {})
-        insert_many(conn, events, rows)
+    """Write events in one statement, in the caller's transaction."""
+    if drafts:
+        insert_many(
+            conn,
+            events,
+            [
+                {
+                    "id": new_event_id(),
+                    "recipient": d.recipient,
+                    "type": d.type,
+                    "created_at": now,
+                    "data_json": orjson.dumps(d.data, option=orjson.OPT_NON_STR_KEYS).decode(),
+                    "fanned_out": False,
+                }
+                for d in drafts
+            ],
+        )
 
 
 def event_of(row: Any) -> dict[str, Any]:
@@ -131,17 +120,11 @@ def last_seq(conn: Connection) -> int:
 
 
 def prune(conn: Connection, older_than: datetime) -> int:
-    """Forget events older than this that no attempt still waits for, that the fan-out has
-    handled, and that are not the newest (on SQLite a new event's seq follows the newest one
-    kept, which must stay after the fan-out's cursor)."""
+    """Forget events older than this that no attempt still waits for."""
     waiting = sa.select(tasks.c.event_seq)
-    handled = sa.select(fan_out_cursor.c.seq).where(fan_out_cursor.c.id == 1).scalar_subquery()
-    newest = sa.select(sa.func.max(events.c.seq)).scalar_subquery()
     result = conn.execute(
         events.delete().where(
             events.c.created_at < older_than,
-            events.c.seq <= handled,
-            events.c.seq < newest,
             events.c.seq.not_in(waiting),
             sa.or_(  # a limit's event is the mark that it went: kept while its year lasts
                 events.c.type != "limit.nearly_reached",
@@ -198,39 +181,16 @@ def delivery_rows(conn: Connection, webhook_id: str, limit: int, after: int | No
 # --- the delivery worker ---------------------------------------------------------------------
 
 
-def committed_horizon(conn: Connection) -> int:
-    """The newest event's seq, such that every event up to it is committed (or rolled back):
-    on PostgreSQL, a transaction that took a seq may commit after one that took a later one,
-    so this waits for the event writers' lock alone (every writer of events holds it shared
-    until it ends), which only the transactions writing events right now delay, and for at
-    most 5 s (then it raises, and the fan-out tries again on its next round). Run it in its
-    own transaction: the lock is released when it ends. On SQLite, whose writers take turns,
-    it is the newest event's seq."""
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql("SET LOCAL lock_timeout = '5s'")
-        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({EVENT_WRITERS_LOCK})")
-    return int(conn.execute(sa.select(sa.func.max(events.c.seq))).scalar() or 0)
-
-
-def fan_out(
-    conn: Connection, now: datetime, limit: int, skip_locked: bool, horizon: int | None = None
-) -> int:
-    """Make an attempt row per matching webhook for up to `limit` events after the fan-out's
-    cursor and no later than `horizon` (default: `committed_horizon` in this transaction,
-    which is right on SQLite only), and move the cursor past them; how many events.
-    With `skip_locked`, a round another process is doing already is left to it."""
-    cursor = sa.select(fan_out_cursor.c.seq).where(fan_out_cursor.c.id == 1)
-    after = conn.execute(cursor.with_for_update(skip_locked=skip_locked)).scalar()
-    if after is None:
-        return 0  # another process holds the cursor
-    if horizon is None:
-        horizon = committed_horizon(conn)
+def fan_out(conn: Connection, now: datetime, limit: int, skip_locked: bool) -> int:
+    """Make an attempt row per matching webhook for events not fanned out yet; how many events."""
     query = (
         sa.select(events.c.seq, events.c.recipient, events.c.type, events.c.created_at)
-        .where(events.c.seq > after, events.c.seq <= horizon)
+        .where(events.c.fanned_out.is_(False))
         .order_by(events.c.seq)
         .limit(limit)
     )
+    if skip_locked:
+        query = query.with_for_update(skip_locked=True)
     rows = list(conn.execute(query))
     if not rows:
         return 0
@@ -243,8 +203,8 @@ def fan_out(
     ]
     if new_tasks:
         conn.execute(tasks.insert(), new_tasks)
-    moved = fan_out_cursor.update().where(fan_out_cursor.c.id == 1)
-    conn.execute(moved.values(seq=rows[-1].seq))
+    seqs = [r.seq for r in rows]
+    conn.execute(events.update().where(events.c.seq.in_(seqs)).values(fanned_out=True))
     return len(rows)
 
 
@@ -348,7 +308,6 @@ def retry_task(
 
 
 def unfanned(conn: Connection) -> int:
-    """Events the webhook fan-out has not handled yet (for the metrics)."""
-    after = sa.select(fan_out_cursor.c.seq).where(fan_out_cursor.c.id == 1).scalar_subquery()
-    query = sa.select(sa.func.count()).select_from(events).where(events.c.seq > after)
+    """Events no webhook attempt was made for yet (for the metrics)."""
+    query = sa.select(sa.func.count()).select_from(events).where(events.c.fanned_out.is_(False))
     return int(conn.execute(query).scalar() or 0)
