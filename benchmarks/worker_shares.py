@@ -19,6 +19,7 @@ PARTS = [
         "other inserts (orders, scopes, counters, outbox)",
         ["record_orders", "record_payment_scopes", "add_to_counters", "enqueue"],
     ),  # noqa: E501
+    ("events (derived, encoded, one insert)", ["record_batch"]),
     ("loading state (devices, rules, mandates, counters, known orders)", ["load_batch"]),
     ("decoding, schema (pydantic), certificates", ["check_messages"]),
     ("deciding (rules, consent, results, digests)", ["decide_one"]),
