@@ -57,9 +57,13 @@ class ResultVerifier:
         return payload
 
     def check_signature(self, raw: bytes) -> None:
-        """Raises wire.InvalidMessage or wire.InvalidSignature unless the gateway signed it."""
-        alg, _ = wire.decode(raw)
-        wire.verify(raw.decode("ascii"), alg, self._key, self._jose)
+        """Raises wire.InvalidSignature unless the gateway signed it (the header's `alg` read
+        alone: `read` has decoded the payload already)."""
+        token = raw.decode("ascii", errors="replace")  # a non-ASCII byte fails verification
+        alg = wire.header_alg(token)
+        if alg is None:
+            raise wire.InvalidSignature("the JOSE header holds no alg")
+        wire.verify(token, alg, self._key, self._jose)
 
     def read(self, raw: bytes) -> dict[str, Any]:
         """The payload, its version, recipient and status checked but NOT its signature: for

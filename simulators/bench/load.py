@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
@@ -127,8 +126,7 @@ async def drive(
         ended = max(tally.last_result_at, fleet.last_sent_at, started)
         with console.status(f"checking the signatures of {tally.answered} results"):
             forged = fleet.check_signatures()
-        numbers = report(tally, total, ended - started, sent_s, cpu, total - fleet.sent)
-        return replace(numbers, forged=forged)
+        return report(tally, total, ended - started, sent_s, cpu, total - fleet.sent, forged)
     finally:
         await fleet.close()
 
@@ -177,6 +175,7 @@ def report(
     sent_s: float,
     cpu: dict[str, float | None],
     unsent: int = 0,
+    forged: int = 0,
 ) -> BenchReport:
     """The run's numbers; every order here is final at its first result (no approvals).
     Lost: orders sent without a final result, and orders a window never let out because
@@ -195,6 +194,7 @@ def report(
         lost=tally.lost() + unsent,
         timeline=tally.timeline(),
         duplicated=tally.duplicated,
+        forged=forged,
         cpu_s=cpu,
         offered_per_s=orders / sent_s if sent_s else None,
     )
