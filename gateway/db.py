@@ -31,6 +31,11 @@ T = TypeVar("T")
 
 RETRYABLE_SQLSTATES = {"40001", "40P01"}
 CHECKPOINT_EVERY_S = 0.2
+# Past this many frames (pages of 4 KiB: 128 MB) in the WAL, the checkpointer restarts it; at
+# 1,600 orders a second that is every 2.5 s or so.
+RESTART_WAL_FRAMES = 32768
+RESTART_WAIT_MS = 20  # for readers of older snapshots, the writers held off meanwhile
+RESTART_BACKOFF_S = 5.0  # after such a reader kept the WAL from restarting
 WRITER_WAIT_S = 30.0  # as SQLite's busy_timeout
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -112,7 +117,7 @@ class Database:
         event.listen(self.engine, "connect", _no_autocheckpoint)
         self.engine.dispose()  # pooled connections reopen without it
         threading.Thread(
-            target=_checkpoint_until, args=(self.engine, stop, every_s), daemon=True,
+            target=_checkpoint_until, args=(self.engine, self._writer, stop, every_s), daemon=True,
             name="kym-sqlite-checkpoint",
         ).start()  # fmt: skip
 
@@ -157,16 +162,50 @@ def _no_autocheckpoint(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
 
 
-def _checkpoint_until(engine: Engine, stop: threading.Event, every_s: float) -> None:
+def _checkpoint_until(
+    engine: Engine, writer: threading.RLock | None, stop: threading.Event, every_s: float
+) -> None:
+    restart_after = 0.0  # monotonic time before which no RESTART is tried again
     while not stop.wait(every_s):
         try:
             raw = engine.raw_connection()
             try:  # autocommit (isolation_level None): outside any transaction
-                raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
+                due = writer is not None and time.monotonic() >= restart_after
+                frames = _checkpoint_passive(raw.driver_connection)
+                if due and frames >= RESTART_WAL_FRAMES and not _restart_wal(raw, writer):
+                    restart_after = time.monotonic() + RESTART_BACKOFF_S
             finally:
                 raw.close()
         except Exception:  # noqa: BLE001 - logged; the next round tries again
             log.warning("WAL checkpoint failed", exc_info=True)
+
+
+def _checkpoint_passive(connection: Any) -> int:
+    """Copy the WAL's frames into the database file without waiting for anyone; the frames
+    the WAL holds."""
+    _, frames, _ = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    return int(frames)
+
+
+def _restart_wal(raw: Any, writer: threading.RLock | None) -> bool:
+    """Make the next write start the WAL over, between two of this process's writes; False if
+    a reader of an older snapshot (another process's, say) kept it from happening.
+
+    A PASSIVE checkpoint never ends with the WAL wholly copied while a writer keeps writing,
+    and only then may the next write start the WAL over: under a steady stream of orders it
+    grew without bound (2 GB in 60,000 orders, the gateway slowing by half as it grew). RESTART
+    holds the writers off while it copies what the last PASSIVE round left and syncs the file
+    (3-25 ms at 1,600 orders/s), and waits RESTART_WAIT_MS at most for older readers."""
+    if writer is None or not writer.acquire(timeout=WRITER_WAIT_S):  # between two batches
+        return False
+    connection = raw.driver_connection
+    try:
+        connection.execute(f"PRAGMA busy_timeout={RESTART_WAIT_MS}")
+        busy, _, _ = connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+    finally:
+        connection.execute(f"PRAGMA busy_timeout={int(WRITER_WAIT_S * 1000)}")
+        writer.release()
+    return not busy
 
 
 def _sqlite_on_begin(conn: Connection) -> None:

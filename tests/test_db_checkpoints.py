@@ -1,10 +1,13 @@
 """SQLite's WAL checkpoints from a thread of their own (`Database.checkpoint_in_background`)."""
 
+import sqlite3
 import threading
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 
+import gateway.db
 from gateway.db import Database
 
 ROWS = 50
@@ -51,3 +54,69 @@ def test_one_thread_per_database_until_it_is_disposed(tmp_path: Path) -> None:
     db.dispose()
     started[0].join(5)
     assert not started[0].is_alive()
+
+
+def _write_steadily(db: Database, rows: int) -> int:
+    """One writer that never pauses (as the order worker flat out); the WAL's largest size."""
+    with db.transaction() as conn:
+        conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)"))
+    wal, largest = Path(f"{db.engine.url.database}-wal"), 0
+    for _ in range(rows):
+        with db.transaction() as conn:
+            conn.execute(text("INSERT INTO t (body) VALUES (:b)"), {"b": "x" * 8000})
+        largest = max(largest, wal.stat().st_size)
+    return largest
+
+
+@pytest.mark.parametrize("restart", [True, False])
+def test_a_writer_that_never_pauses_does_not_grow_the_wal_for_ever(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, restart: bool
+) -> None:
+    # 64 frames (256 KiB) before a restart; without restarts (False) the WAL only grows, so
+    # that the bound below is shown to mean something.
+    monkeypatch.setattr(gateway.db, "RESTART_WAL_FRAMES", 64 if restart else 10**9)
+    db = Database(f"sqlite:///{tmp_path / 'kym.db'}")
+    try:
+        db.checkpoint_in_background(every_s=0.005)
+        largest = _write_steadily(db, 4000)  # 3 pages a row: about 48 MB through the WAL
+        with db.read() as conn:
+            assert conn.execute(text("SELECT count(*) FROM t")).scalar_one() == 4000
+    finally:
+        db.dispose()
+    if restart:  # 8-10 MB measured, whether 36, 72 or 144 MB went through
+        assert largest < 16 * 2**20, largest
+    else:
+        assert largest > 40 * 2**20, largest
+
+
+def test_a_reader_of_an_older_snapshot_puts_the_restart_off_without_holding_writers(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "kym.db"
+    db = Database(f"sqlite:///{path}")
+    try:
+        db.checkpoint_in_background(every_s=3600)  # no autocheckpoints; no round meanwhile
+        with db.transaction() as conn:
+            conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY)"))
+            conn.execute(text("INSERT INTO t (id) VALUES (1)"))
+        reader = sqlite3.connect(path, isolation_level=None)  # another process's, say
+        reader.execute("BEGIN")
+        assert reader.execute("SELECT count(*) FROM t").fetchone() == (1,)  # in the WAL
+        with db.transaction() as conn:
+            conn.execute(text("INSERT INTO t (id) VALUES (2)"))
+        raw = db.engine.raw_connection()
+        try:
+            assert not gateway.db._restart_wal(raw, db._writer)
+            with db.transaction() as conn:  # the writers' lock was given back
+                conn.execute(text("INSERT INTO t (id) VALUES (3)"))
+            reader.execute("COMMIT")
+            reader.close()
+            assert gateway.db._restart_wal(raw, db._writer)
+            timeout = raw.cursor().execute("PRAGMA busy_timeout").fetchone()
+            assert timeout == (int(gateway.db.WRITER_WAIT_S * 1000),)  # as it was
+        finally:
+            raw.close()
+        with db.read() as conn:
+            assert conn.execute(text("SELECT count(*) FROM t")).scalar_one() == 3
+    finally:
+        db.dispose()
