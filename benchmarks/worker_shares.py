@@ -13,13 +13,19 @@ PARTS = [
     ("savepoints", ["begin_nested", "_release_savepoint_impl", "NestedTransaction._do_commit"]),
     ("signature check (ES256 verify)", ["verify"]),
     ("signing results (ES256 sign)", ["sign"]),
-    ("audit chain (encode, hash, 4 statements)", ["append"]),
-    ("wallet writes (payments, accounts, journal)", ["place", "place_in_bulk", "check_funds"]),
+    ("audit chain (encode, hash, 4 statements)", ["append", "append_to", "lock_state_later"]),
+    (
+        "wallet writes (payments, accounts, journal)",
+        ["place", "place_in_bulk", "move_in_bulk", "record_in_bulk", "check_funds"],
+    ),
     (
         "other inserts (orders, scopes, counters, outbox)",
-        ["record_orders", "record_payment_scopes", "add_to_counters", "enqueue"],
+        ["record_orders", "record_payment_scopes", "add_to_counters", "enqueue", "enqueue_later"],
     ),  # noqa: E501
-    ("events (derived, encoded, one insert)", ["record_batch"]),
+    (
+        "events (derived, encoded; the insert counts in begin and commit)",
+        ["record_batch", "batch_events"],
+    ),
     ("loading state (devices, rules, mandates, counters, known orders)", ["load_batch"]),
     ("decoding, schema (pydantic), certificates", ["check_messages"]),
     ("deciding (rules, consent, results, digests)", ["decide_one"]),

@@ -10,7 +10,7 @@ cannot be made undoes the account it already moved and returns None; `refusal` t
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Row, bindparam, select, update
 from wallet import ledger
 from wallet.errors import CurrencyNotAllowed, WalletRefusal
 from wallet.ledger import Account, Delta, TransferKind, Wallet
-from wallet.prepared import Prepared, any_of, as_list, ignoring_duplicates
+from wallet.prepared import Prepared, any_of, as_list, ignoring_duplicates, pipelined
 from wallet.schema import COUNTERS, accounts, utc
 
 # One account of a transfer. A wallet's row matches only while its available balance is at least
@@ -101,18 +101,29 @@ _WALLETS_IN = Prepared(
 
 def get_wallets(conn: Connection, holder_ids: Iterable[str]) -> dict[str, Wallet]:
     """The wallets of these holders that exist, in one query."""
+    return get_wallets_later(conn, holder_ids)()
+
+
+def get_wallets_later(
+    conn: Connection, holder_ids: Iterable[str]
+) -> Callable[[], dict[str, Wallet]]:
+    """`get_wallets`, read later: inside `wallet.prepared.pipelined` on PostgreSQL the query is
+    only queued, and the wallets are there once the block has ended."""
     ids = sorted(set(holder_ids))
     if not ids:
-        return {}
-    found = {}
-    for account_id, currency, no_overdraft, *counters in _WALLETS_IN.rows(
-        conn, {"ids": as_list(conn, ids)}
-    ):
-        account = Account(account_id, currency, bool(no_overdraft), *counters)  # as _account
-        found[account_id] = Wallet(
-            account_id, account.currency, account.balance_minor, account.available_minor
-        )
-    return found
+        return dict
+    rows = _WALLETS_IN.later(conn, {"ids": as_list(conn, ids)})
+
+    def wallets() -> dict[str, Wallet]:
+        found = {}
+        for account_id, currency, no_overdraft, *counters in rows():
+            account = Account(account_id, currency, bool(no_overdraft), *counters)  # as _account
+            found[account_id] = Wallet(
+                account_id, account.currency, account.balance_minor, account.available_minor
+            )
+        return found
+
+    return wallets
 
 
 def move(
@@ -159,16 +170,29 @@ def apply_totals(
     """Apply each account's summed delta with one update each, in id order (as `move`; on
     PostgreSQL pipelined, in one round trip): a debited account must have `needs[id]`
     available first. False when one refuses (what was applied stays: the caller rolls back)."""
-    params = [
-        {
-            "p_id": account_id,
-            "p_currency": currencies[account_id],
-            "p_need": needs.get(account_id, 0),
-            **{f"p_{n}": getattr(totals[account_id], n) for n in COUNTERS},
-        }
+    with pipelined(conn):
+        applied = apply_totals_later(conn, totals, needs, currencies)
+    return applied()
+
+
+def apply_totals_later(
+    conn: Connection, totals: dict[str, Delta], needs: dict[str, int], currencies: dict[str, str]
+) -> Callable[[], bool]:
+    """`apply_totals` whose answer is read later: inside `wallet.prepared.pipelined` on
+    PostgreSQL the updates are only queued, and the answer is there once the block has ended."""
+    moves = [
+        _MOVE_FAST.later(
+            conn,
+            {
+                "p_id": account_id,
+                "p_currency": currencies[account_id],
+                "p_need": needs.get(account_id, 0),
+                **{f"p_{n}": getattr(totals[account_id], n) for n in COUNTERS},
+            },
+        )
         for account_id in sorted(totals)
     ]
-    return all(_MOVE_FAST.rows_many(conn, params))
+    return lambda: all([bool(move()) for move in moves])  # every cursor read and closed
 
 
 def undo(conn: Connection, moved: Moved) -> None:

@@ -10,13 +10,13 @@ one by one (`wallet.payments.place`), which refuses exactly the ones that do not
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from sqlalchemy import Connection
 
 from wallet import journal, ledger
-from wallet.accounts import apply_totals
+from wallet.accounts import apply_totals_later
 from wallet.ledger import Delta, PaymentRequest, TransferKind
 from wallet.payments import insert_payments
 from wallet.prepared import pipelined
@@ -25,12 +25,25 @@ from wallet.prepared import pipelined
 def place_in_bulk(conn: Connection, requests: Sequence[PaymentRequest], now: datetime) -> bool:
     """Move the payments' money, then insert them and append their journal rows; False (with
     the transaction to roll back) when an account refuses its total."""
+    with pipelined(conn):
+        moved = move_in_bulk(conn, requests, now)
+    if not moved():
+        return False
+    with pipelined(conn):  # one round trip on PostgreSQL; the same transaction either way
+        record_in_bulk(conn, requests, now)
+    return True
+
+
+def move_in_bulk(
+    conn: Connection, requests: Sequence[PaymentRequest], now: datetime
+) -> Callable[[], bool]:
+    """The first half of `place_in_bulk`: each account's summed move; whether every account
+    took its own, read later (inside `pipelined`, once the block has ended)."""
     if not requests:
-        return True
+        return lambda: True
     totals: dict[str, Delta] = {}
     needs: dict[str, int] = {}
     currencies: dict[str, str] = {}
-    entries = []
     for request in requests:
         assert request.expires_at is None or request.expires_at > now, "a new hold"
         kind = TransferKind(request.type.value)
@@ -39,15 +52,17 @@ def place_in_bulk(conn: Connection, requests: Sequence[PaymentRequest], now: dat
             totals[account_id] = _sum(totals.get(account_id), delta)
             currencies[account_id] = request.currency
         needs[request.payer_id] = needs.get(request.payer_id, 0) + ledger.required_available(debit)
-        entries.append(journal.payment_entry(request, now))
     if not _one_currency_each(requests):
-        return False
-    if not apply_totals(conn, totals, needs, currencies):
-        return False
-    with pipelined(conn):  # one round trip on PostgreSQL; the same transaction either way
+        return lambda: False
+    return apply_totals_later(conn, totals, needs, currencies)
+
+
+def record_in_bulk(conn: Connection, requests: Sequence[PaymentRequest], now: datetime) -> None:
+    """The second half of `place_in_bulk`, once the moves are in: the payments' rows and their
+    journal rows."""
+    if requests:
         insert_payments(conn, requests, now)
-        journal.append_all(conn, entries)
-    return True
+        journal.append_all(conn, [journal.payment_entry(request, now) for request in requests])
 
 
 def _sum(total: Delta | None, delta: Delta) -> Delta:

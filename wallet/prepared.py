@@ -56,35 +56,18 @@ class Prepared:
         finally:
             cursor.close()
 
-    def rows_many(
-        self, conn: Connection, params: Sequence[dict[str, Any]]
-    ) -> list[list[tuple[Any, ...]]]:
-        """`rows` for each of `params`, in order; on PostgreSQL in one round trip (psycopg's
-        pipeline mode), elsewhere one after another."""
-        if conn.dialect.name != "postgresql" or len(params) < 2:
-            return [self.rows(conn, p) for p in params]
-        sql, positions, processors = self._plans.get(conn.dialect.name) or self._compile(
-            conn.dialect
-        )
-        driver = conn.connection.driver_connection
-        cursors = []
-        try:
-            with driver.pipeline():  # type: ignore[union-attr]
-                for p in params:
-                    values = {k: processors[k](v) if k in processors else v for k, v in p.items()}
-                    cursor = driver.cursor()  # type: ignore[union-attr]
-                    cursors.append(cursor)
-                    cursor.execute(
-                        sql, values if positions is None else [values[k] for k in positions]
-                    )
-            return [c.fetchall() if c.description else [] for c in cursors]
-        except conn.dialect.loaded_dbapi.Error as error:
-            raise sa.exc.DBAPIError.instance(
-                sql, params, error, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
-            ) from error
-        finally:
-            for cursor in cursors:
-                cursor.close()
+    def later(self, conn: Connection, params: dict[str, Any]) -> Callable[[], list[Any]]:
+        """Execute with `params` now and read its rows later: inside `pipelined` on PostgreSQL
+        the statement is only queued, and its rows are there once the block has ended (one
+        round trip for all it queued). Elsewhere it runs now; the function returns its rows."""
+        if not in_pipeline(conn):
+            found = self.rows(conn, params)
+            return lambda: found
+        sql, positions, processors = self.plan(conn)
+        values = {k: processors[k](v) if k in processors else v for k, v in params.items()}
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute(sql, values if positions is None else [values[k] for k in positions])
+        return lambda: _rows_of(cursor)
 
     def many(self, conn: Connection, params: Sequence[dict[str, Any]]) -> None:
         """Execute once per item of `params` with the DBAPI's `executemany` (no rows back).
@@ -143,10 +126,11 @@ class Prepared:
 @contextmanager
 def pipelined(conn: Connection) -> Iterator[None]:
     """On PostgreSQL, the statements run inside go in one round trip (psycopg's pipeline mode):
-    only for statements that return no rows, or whose rows are read with `fetchall` (a
-    pipelined cursor has no `description` until the pipeline syncs). A no-op elsewhere."""
-    if conn.dialect.name != "postgresql":
-        yield
+    only for statements that return no rows, or whose rows are read after the block (see
+    `Prepared.later`, `insert_later`): a pipelined cursor has no `description` until the
+    pipeline syncs. Blocks nest into the outermost one. A no-op elsewhere."""
+    if conn.dialect.name != "postgresql" or in_pipeline(conn):
+        yield  # inside another block: that block's end sends them all
         return
     driver = conn.connection.driver_connection
     try:
@@ -156,6 +140,21 @@ def pipelined(conn: Connection) -> Iterator[None]:
         raise sa.exc.DBAPIError.instance(
             "pipeline", {}, error, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
         ) from error
+
+
+def in_pipeline(conn: Connection) -> bool:
+    """Whether statements on `conn` are being queued in a `pipelined` block."""
+    if conn.dialect.name != "postgresql":
+        return False
+    return conn.connection.driver_connection._pipeline is not None  # type: ignore[union-attr]
+
+
+def _rows_of(cursor: Any) -> list[Any]:
+    """A cursor's rows (once its pipeline has synced), the cursor closed."""
+    try:
+        return cursor.fetchall() if cursor.description else []
+    finally:
+        cursor.close()
 
 
 def memoized(processors: dict[str, Any]) -> Callable[[str, Any], Any]:
@@ -211,6 +210,22 @@ def insert_many(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]
         insert_returning(conn, table, rows, ())
     else:
         _single_row(table, tuple(rows[0])).many(conn, rows)
+
+
+def insert_later(
+    conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]], returning: Sequence[str]
+) -> Callable[[], list[tuple[Any, ...]]]:
+    """`insert_returning`, whose rows are read later: inside `pipelined` on PostgreSQL the
+    insert is only queued, and its rows are there once the block has ended."""
+    if not rows or not in_pipeline(conn):
+        found = insert_returning(conn, table, rows, returning)
+        return lambda: found
+    keys = tuple(rows[0])
+    processed = memoized(_single_row(table, keys).plan(conn)[2])
+    head, _, tail = _insert_sql(conn.dialect, table, keys, tuple(returning))
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cursor.execute(head + tail, [[processed(k, row[k]) for row in rows] for k in keys])
+    return lambda: _rows_of(cursor)
 
 
 def insert_returning(

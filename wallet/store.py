@@ -11,7 +11,7 @@ accounts), `top_ups`, `payments` (pay and hold), `adjustments` (capture, void, e
 and `journal` (the append-only transfer log).
 """
 
-from wallet.accounts import get_wallet, get_wallets, open_wallet
+from wallet.accounts import get_wallet, get_wallets, get_wallets_later, open_wallet
 from wallet.adjustments import any_due_holds, capture, expire_due_holds, refund, void
 from wallet.payments import get_payment, hold, list_payments, pay, place, place_payments
 from wallet.top_ups import top_up
@@ -23,6 +23,7 @@ __all__ = [
     "get_payment",
     "get_wallet",
     "get_wallets",
+    "get_wallets_later",
     "hold",
     "list_payments",
     "open_wallet",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
@@ -98,8 +98,31 @@ def append(
     records = [entries.record_of(item) for item in items]
     if not records:
         return []
+    state = lock_state_later(conn)
+    with pipelined(conn):  # three writes, one round trip on PostgreSQL
+        return append_to(conn, at, records, state())
+
+
+State = tuple[int, str, list[bytes]]  # the tree's size, root hash hex and frontier
+
+
+def lock_state_later(conn: Connection) -> Callable[[], State]:
+    """Lock the log's state row until the transaction ends; its state, read later (inside
+    `wallet.prepared.pipelined`, once the block has ended)."""
+    rows = _LOCK_STATE.later(conn, {"state_name": "audit"})
+    return lambda: _state_of(rows())
+
+
+def append_to(
+    conn: Connection, at: datetime | int, items: Iterable[Record | LegacyItem], state: State
+) -> list[AuditEntry]:
+    """Write the entries after `state` (read by `lock_state_later` in this transaction): the
+    entries, the Merkle nodes they complete and the new state, three statements."""
+    records = [entries.record_of(item) for item in items]
+    if not records:
+        return []
     ts = unix_seconds(at)
-    size, _root, frontier = log_state(conn, lock=True)
+    size, _root, frontier = state
     rows, nodes = [], []
     for record in records:
         data, canonical = entries.encode(size, ts, record)
@@ -115,17 +138,20 @@ def append(
         size += 1
     kept = [{"level": lv, "node_index": i, "hash": h.hex()} for lv, i, h in nodes if lv >= LOW]
     root, text = log.root_of_frontier(frontier).hex(), "".join(h.hex() for h in frontier)
-    state = {"state_name": "audit", "new_seq": size, "new_hash": root, "new_frontier": text}
-    with pipelined(conn):  # three writes, one round trip on PostgreSQL
-        insert_many(conn, audit_log, [_row_of(entry) for entry in rows])
-        insert_many(conn, merkle_nodes, kept)
-        _SET_STATE.rows(conn, state)
+    state_row = {"state_name": "audit", "new_seq": size, "new_hash": root, "new_frontier": text}
+    insert_many(conn, audit_log, [_row_of(entry) for entry in rows])
+    insert_many(conn, merkle_nodes, kept)
+    _SET_STATE.rows(conn, state_row)
     return rows
 
 
-def log_state(conn: Connection, *, lock: bool = False) -> tuple[int, str, list[bytes]]:
+def log_state(conn: Connection, *, lock: bool = False) -> State:
     """(tree size, root hash hex, frontier) from the log's state row."""
-    [(seq, root, text)] = (_LOCK_STATE if lock else _READ_STATE).rows(conn, {"state_name": "audit"})
+    return _state_of((_LOCK_STATE if lock else _READ_STATE).rows(conn, {"state_name": "audit"}))
+
+
+def _state_of(rows: list[Any]) -> State:
+    [(seq, root, text)] = rows
     text = text or ""
     frontier = [bytes.fromhex(text[i : i + 64]) for i in range(0, len(text), 64)]
     return int(seq), str(root), frontier

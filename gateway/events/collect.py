@@ -33,14 +33,18 @@ About = tuple[str, str, dict[str, Any]]  # (a device or merchant id, type, data)
 
 def record_batch(batch: Batch) -> None:
     """Derive the batch's events, find their recipients, and write them (one insert)."""
+    event_store.record(batch.conn, batch_events(batch), batch.now)
+
+
+def batch_events(batch: Batch) -> list[Draft]:
+    """The batch's events and their recipients (a few reads when it has events that need
+    them; they see the batch's money moved and its decisions made, not yet written)."""
     about: list[About] = [*batch.events, *_payment_results(batch.audit)]
     about += _approvals_pending(batch.conn, batch.outgoing)
     about += _adjustments(batch.conn, batch.outgoing)
     about += thresholds.limit_events(batch, thresholds.approved_by_device(about))
     about += thresholds.low_balance_events(batch, thresholds.balance_moves(about))
-    if about:
-        drafts = resolve(batch.conn, about, _known_recipients(batch))
-        event_store.record(batch.conn, drafts, batch.now)
+    return resolve(batch.conn, about, _known_recipients(batch)) if about else []
 
 
 def _known_recipients(batch: Batch) -> dict[str, str]:

@@ -29,7 +29,7 @@ from gateway.consent.mandates import Mandate
 from gateway.consent.rules import Rules
 from gateway.funding.offers import Policy, policy_from_row
 from gateway.funding.policy import policies as policies_table
-from wallet.prepared import Prepared
+from wallet.prepared import Prepared, pipelined
 
 V = TypeVar("V")
 _VERSION = Prepared({"*": sa.text("SELECT version FROM cache_versions WHERE id = 1")})
@@ -52,8 +52,11 @@ class StateCache:
         self._merchants: dict[str, dict[str, Any]] = {}
 
     def sync(self, conn: Connection) -> None:
-        """Read the counter (one statement) and drop every copy if it moved."""
-        [(version,)] = _VERSION.rows(conn, {})
+        """Read the counter (one statement; on PostgreSQL in the round trip that begins the
+        transaction) and drop every copy if it moved."""
+        with pipelined(conn):
+            rows = _VERSION.later(conn, {})
+        [(version,)] = rows()
         if version != self.version:
             self._certificates, self._owners, self._rules, self._mandates = {}, {}, {}, {}
             self._policies, self._merchants = {}, {}

@@ -28,12 +28,13 @@ from gateway.errors import ORDER_REFUSALS, reason_of
 from gateway.events import metrics
 from gateway.orders import adjustments, payments
 from gateway.orders import store as order_store
-from gateway.orders.batch import Batch, BulkRefused, finish, load_state, order_audit
+from gateway.orders.batch import Batch, BulkRefused, finish, load_state, lock_senders, order_audit
 from gateway.orders.cache import StateCache
 from gateway.orders.intake import Checked, KeyRing, check_messages
 from gateway.orders.signer import Signer
 from gateway.orders.verified import Verified
 from wallet import store as wallet_store
+from wallet.prepared import pipelined
 
 FRESHNESS = timedelta(seconds=300)
 log = logging.getLogger("kym.orders")
@@ -102,12 +103,17 @@ def load_batch(
     orders = [c.order for c in checked if c.order is not None]
     senders = {o.device_id for o in orders}
     payees = {o.payee for o in orders if isinstance(o, wire.PayOrder | wire.HoldOrder)}
-    batch = load_state(conn, now, senders, payees, cache)
-    batch.known = order_store.known_orders(conn, [(o.device_id, o.order_id) for o in orders])
-    if bulk:
+    with pipelined(conn):  # one round trip on PostgreSQL, in this order: the lock first
+        locked = lock_senders(conn, senders, payees, cache)
+        known = order_store.known_orders_later(conn, [(o.device_id, o.order_id) for o in orders])
+        # the senders are locked by then: only credits to their wallets meanwhile
+        wallets = wallet_store.get_wallets_later(conn, senders) if bulk else None
+    batch = load_state(conn, now, senders, payees, cache, locked)
+    batch.known = known()
+    if wallets is not None:
         batch.placements = []
-        wallets = wallet_store.get_wallets(conn, senders)  # locked: only credits meanwhile
-        batch.available = {p: wallets[p].available_minor if p in wallets else 0 for p in senders}
+        found = wallets()
+        batch.available = {p: found[p].available_minor if p in found else 0 for p in senders}
     return batch
 
 

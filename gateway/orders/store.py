@@ -9,7 +9,7 @@ or not at all.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,7 +22,7 @@ from devices.contract import Result
 from devices.store import UtcDateTime
 from gateway.consent.periods import PERIODS
 from gateway.consent.rules import Usage
-from wallet.prepared import Prepared, any_of, as_list, insert_many, insert_returning
+from wallet.prepared import Prepared, any_of, as_list, insert_later, insert_many
 
 metadata = sa.MetaData()
 orders = sa.Table(
@@ -83,16 +83,25 @@ def known_orders(
 ) -> dict[tuple[str, str], KnownOrder]:
     """The recorded orders among these (device_id, order_id) keys, in one query (two plain INs
     on the primary key, the pairs picked out here: a row-value IN costs far more to build)."""
+    return known_orders_later(conn, keys)()
+
+
+def known_orders_later(
+    conn: Connection, keys: Iterable[tuple[str, str]]
+) -> Callable[[], dict[tuple[str, str], KnownOrder]]:
+    """`known_orders`, read later: inside `wallet.prepared.pipelined` on PostgreSQL the query
+    is only queued, and the orders are there once the block has ended."""
     keys = set(keys)
     if not keys:
-        return {}
+        return dict
     params = {
         "devices": as_list(conn, sorted({d for d, _ in keys})),
         "orders": as_list(conn, sorted({o for _, o in keys})),
     }
-    return {
+    rows = _KNOWN_ORDERS.later(conn, params)
+    return lambda: {
         (d, o): KnownOrder(h, Result.from_payload(json.loads(r)))
-        for d, o, h, r in _KNOWN_ORDERS.rows(conn, params)
+        for d, o, h, r in rows()
         if (d, o) in keys
     }
 
@@ -175,17 +184,33 @@ def enqueue(
     (asking SQLAlchemy for them in parameter order makes it insert row by row on SQLite).
     Equal items (an Ed25519 signature is deterministic) are interchangeable, so each takes the
     next id returned for its (topic, token)."""
+    return enqueue_later(conn, items, now, subjects)()
+
+
+def enqueue_later(
+    conn: Connection,
+    items: list[tuple[str, str]],
+    now: datetime,
+    subjects: list[str | None] | None = None,
+) -> Callable[[], list[int]]:
+    """`enqueue` whose ids are read later: inside `wallet.prepared.pipelined` on PostgreSQL the
+    insert is only queued, and the ids are there once the block has ended."""
     if not items:
-        return []
+        return lambda: []
     about = subjects or [None] * len(items)
     rows = [
         {"topic": topic, "jws": token, "created_at": now, "subject": subject}
         for (topic, token), subject in zip(items, about, strict=True)
     ]
-    ids: dict[tuple[str, str], list[int]] = {}
-    for outbox_id, topic, token in insert_returning(conn, outbox, rows, ("id", "topic", "jws")):
-        ids.setdefault((topic, token), []).append(int(outbox_id))
-    return [ids[item].pop(0) for item in items]
+    inserted = insert_later(conn, outbox, rows, ("id", "topic", "jws"))
+
+    def ids_in_order() -> list[int]:
+        ids: dict[tuple[str, str], list[int]] = {}
+        for outbox_id, topic, token in inserted():
+            ids.setdefault((topic, token), []).append(int(outbox_id))
+        return [ids[item].pop(0) for item in items]
+
+    return ids_in_order
 
 
 def unpublished(

@@ -1,5 +1,6 @@
-"""The batch's device lock (`gateway.orders.batch.lock_devices`, on the DBAPI cursor) reads the
-same Device values as `devices.store.lock_devices` (through Core), on SQLite and PostgreSQL."""
+"""The batch's device lock (`gateway.orders.batch.lock_senders`, on the DBAPI cursor) reads the
+same Device values as `devices.store.lock_devices` (through Core), on SQLite and PostgreSQL,
+read at once or queued in a pipeline and read after it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from sqlalchemy import Connection
 from devices import store as device_store
 from gateway.orders import batch
 from tests.support.world import World
+from wallet.prepared import pipelined
 
 
 def test_the_cursors_device_lock_reads_what_core_reads(world: World) -> None:
@@ -17,9 +19,12 @@ def test_the_cursors_device_lock_reads_what_core_reads(world: World) -> None:
     ids = {car.id, pump.id, "dev_0000000000000000"}  # the last one is nobody
 
     def both(conn: Connection) -> None:
-        cursors = batch.lock_devices(conn, {car.id}, ids - {car.id})
+        cursors = batch.lock_senders(conn, {car.id}, ids - {car.id}, None)()
         core = device_store.lock_devices(conn, ids, lock={car.id})
         assert cursors == core
+        with pipelined(conn):  # PostgreSQL: queued, read once the block has ended
+            later = batch.lock_senders(conn, {car.id}, ids - {car.id}, None)
+        assert later() == core
         assert set(cursors) == {car.id, pump.id}
         assert cursors[car.id].category == "maintenance" and cursors[pump.id].category is None
         assert cursors[car.id].status.value == "suspended"
