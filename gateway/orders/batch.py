@@ -130,10 +130,12 @@ def load_state(
     payees: set[str],
     cache: StateCache | None = None,
     locked: Callable[[], dict[str, Device]] | None = None,
+    counted: Callable[[], list[Any]] | None = None,
 ) -> Batch:
     """Lock the sender devices (in id order) and load what deciding for them needs; owners'
     settings, rules and mandates through `cache` when given (synced in this transaction).
-    `locked`: the devices as `lock_senders` read them already."""
+    `locked`, `counted`: the devices as `lock_senders` read them, and the counters of the
+    senders and their mandates as `order_store.counters_later` read them, already."""
     batch = Batch(conn, now, cache=cache)
     batch.devices = (locked or lock_senders(conn, senders, payees, cache))()
     others = (payees | senders) - set(batch.devices)
@@ -158,7 +160,8 @@ def load_state(
         keys_now[device_id] = keys
         for mandate in batch.mandates.get(device_id, []):
             keys_now[mandate.id] = keys
-    batch.usage = order_store.usage(conn, keys_now, keys_now)
+    rows = (counted or order_store.counters_later(conn, keys_now))()
+    batch.usage = order_store.usage_of(rows, keys_now, keys_now)
     return batch
 
 

@@ -103,12 +103,15 @@ def load_batch(
     orders = [c.order for c in checked if c.order is not None]
     senders = {o.device_id for o in orders}
     payees = {o.payee for o in orders if isinstance(o, wire.PayOrder | wire.HoldOrder)}
+    mandates = cache.mandates(conn, senders)  # copies: read here only when not held yet
+    scopes = senders | {m.id for found in mandates.values() for m in found}
     with pipelined(conn):  # one round trip on PostgreSQL, in this order: the lock first
         locked = lock_senders(conn, senders, payees, cache)
+        # the senders are locked by then: their counters and wallets as they are committed
+        counted = order_store.counters_later(conn, scopes)
         known = order_store.known_orders_later(conn, [(o.device_id, o.order_id) for o in orders])
-        # the senders are locked by then: only credits to their wallets meanwhile
         wallets = wallet_store.get_wallets_later(conn, senders) if bulk else None
-    batch = load_state(conn, now, senders, payees, cache, locked)
+    batch = load_state(conn, now, senders, payees, cache, locked, counted)
     batch.known = known()
     if wallets is not None:
         batch.placements = []

@@ -240,12 +240,28 @@ def usage(
 ) -> dict[str, dict[str, Usage]]:
     """Per scope, the usage under each of the current period keys (`keys_now[scope]`)."""
     scopes = list(scopes)
-    found: dict[str, dict[str, Usage]] = {scope: {} for scope in scopes}
+    return usage_of(counters_later(conn, scopes)(), scopes, keys_now)
+
+
+def counters_later(conn: Connection, scopes: Iterable[str]) -> Callable[[], list[Any]]:
+    """The scopes' counter rows (for `usage_of`), read later: inside `wallet.prepared.pipelined`
+    on PostgreSQL the query is only queued, and the rows are there once the block has ended."""
+    scopes = list(scopes)
     if not scopes:
-        return found
+        return list
+    return _COUNTERS_IN.later(conn, {"scopes": as_list(conn, scopes)})
+
+
+def usage_of(
+    rows: list[Any], scopes: Iterable[str], keys_now: Mapping[str, Mapping[str, str]]
+) -> dict[str, dict[str, Usage]]:
+    """`usage` from counter rows read by `counters_later` (rows of other scopes are left out)."""
+    found: dict[str, dict[str, Usage]] = {scope: {} for scope in scopes}
     names = ["scope", *(c.name for c in _counter_columns)]
-    for values in _COUNTERS_IN.rows(conn, {"scopes": as_list(conn, scopes)}):
+    for values in rows:
         row = dict(zip(names, values, strict=True))
+        if row["scope"] not in found:
+            continue
         for period, key in keys_now[row["scope"]].items():
             if row[f"{period}_key"] == key:
                 found[row["scope"]][key] = Usage(row[f"{period}_spent"], row[f"{period}_count"])
