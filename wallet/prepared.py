@@ -146,7 +146,8 @@ def in_pipeline(conn: Connection) -> bool:
     """Whether statements on `conn` are being queued in a `pipelined` block."""
     if conn.dialect.name != "postgresql":
         return False
-    return conn.connection.driver_connection._pipeline is not None  # type: ignore[union-attr]
+    driver = conn.connection.driver_connection
+    return bool(driver.pgconn.pipeline_status)  # type: ignore[union-attr]  # 0: PQ_PIPELINE_OFF
 
 
 def _rows_of(cursor: Any) -> list[Any]:
