@@ -7,19 +7,23 @@ broker; the outcomes themselves are checked here, one batch at a time.
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import event
+from sqlalchemy import Connection, event, text
 
 from devices.contract import orders_topic
 from gateway.orders.approvals import expire_approvals
 from gateway.orders.holds import expire_holds
 from tests.support.openssl import make_openssl_csr
 from tests.support.world import Clock, World
+from wallet import bulk
+from wallet.check import check as wallet_check
 
 OPEN = {"currency": "EUR"}  # rules that let every payment within them through
 
@@ -323,3 +327,31 @@ def test_orders_of_many_devices_in_one_batch(world: World) -> None:
     ]
     assert world.balance(car) == 0 and world.balance(other) == 9_993
     assert orders_topic(car.id) == car.topic
+
+
+def test_an_account_refusing_the_batch_s_sum_has_the_batch_decided_again_one_by_one(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shop = world.merchant()
+    cars = [world.device(f"car{n}", rules=OPEN) for n in range(3)]
+    moves = bulk.move_in_bulk
+    refused: list[int] = []
+
+    def refuse_once(conn: Connection, requests: Any, now: datetime) -> Callable[[], bool]:
+        moved = moves(conn, requests, now)  # made (on PostgreSQL queued in the pipeline) ...
+        refused.append(len(requests))
+        return lambda: moved() and False  # ... then refused: the rollback must take them back
+
+    monkeypatch.setattr("gateway.orders.batch.move_in_bulk", refuse_once)
+    messages = [
+        (c.topic, c.sign(c.order(type="pay", payee=shop["id"], amount=5, currency="EUR")))
+        for c in cars
+    ]
+    out = world.deliver(messages)
+    assert refused == [3]  # the second try places each payment alone, not in bulk
+    assert [m["status"] for m in out] == ["approved"] * 3
+    assert [world.balance(c) for c in cars] == [9_995] * 3  # each debited once
+    with world.ctx.db.read() as conn:
+        assert wallet_check(conn) == []
+        paid = conn.execute(text("SELECT count(*) FROM wallet_payments")).scalar_one()
+    assert paid == 3
