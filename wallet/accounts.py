@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Row, bindparam, select, update
 from wallet import ledger
 from wallet.errors import CurrencyNotAllowed, WalletRefusal
 from wallet.ledger import Account, Delta, TransferKind, Wallet
-from wallet.prepared import Prepared, any_of, as_list, ignoring_duplicates, pipelined
+from wallet.prepared import Prepared, any_of, as_list, ignoring_duplicates
 from wallet.schema import COUNTERS, accounts, utc
 
 # One account of a transfer. A wallet's row matches only while its available balance is at least
@@ -164,22 +164,14 @@ def move(
     return moved
 
 
-def apply_totals(
-    conn: Connection, totals: dict[str, Delta], needs: dict[str, int], currencies: dict[str, str]
-) -> bool:
-    """Apply each account's summed delta with one update each, in id order (as `move`; on
-    PostgreSQL pipelined, in one round trip): a debited account must have `needs[id]`
-    available first. False when one refuses (what was applied stays: the caller rolls back)."""
-    with pipelined(conn):
-        applied = apply_totals_later(conn, totals, needs, currencies)
-    return applied()
-
-
 def apply_totals_later(
     conn: Connection, totals: dict[str, Delta], needs: dict[str, int], currencies: dict[str, str]
 ) -> Callable[[], bool]:
-    """`apply_totals` whose answer is read later: inside `wallet.prepared.pipelined` on
-    PostgreSQL the updates are only queued, and the answer is there once the block has ended."""
+    """Apply each account's summed delta with one update each, in id order (as `move`): a
+    debited account must have `needs[id]` available first. Whether every account took its own,
+    read later: inside `wallet.prepared.pipelined` on PostgreSQL the updates are only queued,
+    and the answer is there once the block has ended. False when one refuses (what was applied
+    stays: the caller rolls back)."""
     moves = [
         _MOVE_FAST.later(
             conn,
