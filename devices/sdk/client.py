@@ -23,7 +23,6 @@ import queue
 import random
 import secrets
 import socket
-import ssl
 import threading
 import time
 from collections import deque
@@ -40,6 +39,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from devices import wire
 from devices.contract import orders_topic, results_topic
+from devices.mqtt_tls import use_mutual_tls
 from devices.sdk import messages
 from devices.sdk.errors import ConnectFailed
 from devices.sdk.identity import Identity, load_certificates
@@ -290,12 +290,7 @@ class DeviceClient:
             manual_ack=True,
         )
         paths = self.identity.paths
-        client.tls_set(
-            ca_certs=str(paths.ca_bundle),
-            certfile=str(paths.certificate),
-            keyfile=str(paths.key),
-            cert_reqs=ssl.CERT_REQUIRED,
-        )
+        use_mutual_tls(client, paths.ca_bundle, paths.certificate, paths.key)
         client.reconnect_delay_set(1, 30)
         client.max_queued_messages_set(0)  # keep every order while the broker is away
         client.on_connect = self._on_connect

@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import queue
-import ssl
 import tempfile
 import threading
 import time
@@ -37,6 +36,7 @@ from cryptography.x509.oid import NameOID
 
 from devices import ca, keystore
 from devices.contract import ORDERS_SHARED, orders_topic, results_topic
+from devices.mqtt_tls import use_mutual_tls
 
 log = logging.getLogger("kym.dynsec")
 PLUGIN_PATHS = (
@@ -209,12 +209,7 @@ def admin_client(pki: keystore.Pki, n: int) -> mqtt.Client:
         protocol=mqtt.MQTTv311,
         reconnect_on_failure=False,
     )
-    client.tls_set(
-        ca_certs=str(pki.paths.bundle),
-        certfile=str(cert),
-        keyfile=str(key),
-        cert_reqs=ssl.CERT_REQUIRED,
-    )
+    use_mutual_tls(client, pki.paths.bundle, cert, key)
     return client
 
 

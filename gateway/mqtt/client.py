@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import queue
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +32,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
 from devices.contract import ORDERS_SHARED, results_topic
+from devices.mqtt_tls import use_mutual_tls
 from gateway.mqtt.receive import ReceivingClient
 from gateway.orders.verifier import Verifier
 
@@ -88,12 +88,7 @@ class GatewayClient:
             clean_session=False,
             manual_ack=True,
         )
-        self._client.tls_set(
-            ca_certs=str(ca_bundle),
-            certfile=str(cert),
-            keyfile=str(key),
-            cert_reqs=ssl.CERT_REQUIRED,
-        )
+        use_mutual_tls(self._client, ca_bundle, cert, key)
         self._client.max_inflight_messages_set(1000)
         self._client.max_queued_messages_set(0)
         self._client.on_connect = self._on_connect
