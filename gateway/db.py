@@ -54,21 +54,54 @@ class Database:
         # ms between tries whatever the holder does: a batch of orders that met the
         # housekeeper's 2 ms update slept 30 ms and more (the flood benchmark's stalls).
         self._writer = threading.RLock() if self.is_sqlite else None
+        self._held = threading.local()  # a thread's own connection (`transaction(held=True)`)
+        self._all_held: list[Connection] = []  # closed by `dispose`
+        self._held_lock = threading.Lock()
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        """One write transaction: commits when the block ends, rolls back on an exception."""
-        if self._writer is None:
-            with self.engine.begin() as conn:
-                yield conn
-            return
-        queued = self._writer.acquire(timeout=WRITER_WAIT_S)  # else SQLite's busy handler decides
-        try:
-            with self.engine.begin() as conn:
-                yield conn
+    def transaction(self, *, held: bool = False) -> Iterator[Connection]:
+        """One write transaction: commits when the block ends, rolls back on an exception.
+
+        `held`: on this thread's own connection, kept open between its transactions (an MQTT
+        worker's): no pool checkout and no ping before each. On PostgreSQL the ping is a
+        round trip a batch; without it a connection the server dropped meanwhile fails its
+        first statement instead, `run` retries on a new one, and any other error drops it too.
+        """
+        queued = self._writer.acquire(timeout=WRITER_WAIT_S) if self._writer else False
+        try:  # SQLite: queued for the write lock here, else its busy handler decides
+            if not held:
+                with self.engine.begin() as conn:
+                    yield conn
+                return
+            conn = self._held_connection()
+            try:
+                with conn.begin():
+                    yield conn
+            except BaseException:
+                self._drop_held(conn)
+                raise
         finally:
             if queued:
-                self._writer.release()
+                self._writer.release()  # type: ignore[union-attr]
+
+    def _held_connection(self) -> Connection:
+        conn: Connection | None = getattr(self._held, "conn", None)
+        if conn is None or conn.closed:
+            conn = self._held.conn = self.engine.connect()
+            with self._held_lock:
+                self._all_held.append(conn)
+        return conn
+
+    def _drop_held(self, conn: Connection) -> None:
+        self._held.conn = None
+        with self._held_lock:
+            if conn in self._all_held:
+                self._all_held.remove(conn)
+        try:
+            conn.invalidate()  # never back into the pool: its state is unknown
+            conn.close()
+        except Exception:  # noqa: BLE001 - it is being thrown away
+            log.debug("closing a dropped connection failed", exc_info=True)
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -86,14 +119,17 @@ class Database:
         with self.engine.connect().execution_options(**options) as conn, conn.begin():
             yield conn
 
-    def run(self, work: Callable[[Connection], T], *, attempts: int = 8) -> T:
-        """Run `work(conn)` in one transaction, retrying on serialization failures and deadlocks."""
+    def run(self, work: Callable[[Connection], T], *, attempts: int = 8, held: bool = False) -> T:
+        """Run `work(conn)` in one transaction, retrying on serialization failures and
+        deadlocks; `held`: on this thread's own connection (`transaction`), retrying once
+        more on a new one when the server had dropped it."""
         for attempt in range(1, attempts + 1):
             try:
-                with self.transaction() as conn:
+                with self.transaction(held=held) as conn:
                     return work(conn)
             except (DBAPIError, OperationalError) as exc:
-                if attempt == attempts or not _is_retryable(exc):
+                dropped = held and attempt == 1 and exc.connection_invalidated
+                if attempt == attempts or not (dropped or _is_retryable(exc)):
                     raise
                 time.sleep(random.uniform(0, 0.002 * 2**attempt))
         raise AssertionError("unreachable")
@@ -126,6 +162,10 @@ class Database:
         """Close every pooled connection (and stop the checkpoints)."""
         if self._checkpointing is not None:
             self._checkpointing.set()
+        with self._held_lock:
+            held, self._all_held = self._all_held, []
+        for conn in held:
+            conn.close()
         self.engine.dispose()
 
 

@@ -1,4 +1,4 @@
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
 from gateway.db import Database
 
@@ -14,3 +14,30 @@ def test_migrate_twice_is_harmless(db: Database) -> None:
     with db.read() as conn:
         version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
     assert version
+
+
+def test_a_held_connection_is_kept_between_transactions_and_replaced_once_dropped(
+    db: Database,
+) -> None:
+    """`run(held=True)`: the thread's own connection, no ping before each transaction; when
+    the server has dropped it meanwhile, the transaction fails on it and is run again on a new
+    one."""
+    pid = "SELECT pg_backend_pid()" if not db.is_sqlite else "SELECT 1"
+    first = db.run(lambda conn: conn.execute(text(pid)).scalar_one(), held=True)
+    second = db.run(lambda conn: conn.execute(text(pid)).scalar_one(), held=True)
+    assert first == second  # the same session (on SQLite, trivially)
+    tries: list[int] = []
+
+    def work(conn: Connection) -> int:
+        tries.append(1)
+        return int(conn.execute(text(pid)).scalar_one())
+
+    if db.is_sqlite:
+        assert db.run(work, held=True) == 1 and len(tries) == 1
+        return
+    with db.read() as conn:  # another session ends the held one, as a server restart would
+        assert conn.execute(text(f"SELECT pg_terminate_backend({first})")).scalar_one()
+    third = db.run(work, held=True)
+    assert third != first
+    assert len(tries) == 2  # failed on the dropped connection, then ran on a new one
+    assert db.run(lambda conn: conn.execute(text(pid)).scalar_one(), held=True) == third

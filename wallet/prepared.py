@@ -142,6 +142,15 @@ def pipelined(conn: Connection) -> Iterator[None]:
         ) from error
 
 
+def commit_in_pipeline(conn: Connection) -> None:
+    """Inside `pipelined` on PostgreSQL: COMMIT with the statements queued so far, in their
+    round trip (it waits for them all); SQLAlchemy's own commit at the transaction's end then
+    finds nothing to do. Nothing more may run on `conn` in this transaction. Elsewhere a
+    no-op: the transaction commits as usual."""
+    if in_pipeline(conn):
+        conn.connection.driver_connection.commit()  # type: ignore[union-attr]
+
+
 def in_pipeline(conn: Connection) -> bool:
     """Whether statements on `conn` are being queued in a `pipelined` block."""
     if conn.dialect.name != "postgresql":

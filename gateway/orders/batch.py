@@ -39,7 +39,7 @@ from gateway.orders.cache import StateCache, known_merchants
 from gateway.orders.signer import Signer
 from wallet.bulk import move_in_bulk, record_in_bulk
 from wallet.ledger import PaymentRequest
-from wallet.prepared import Prepared, any_of, as_list, pipelined
+from wallet.prepared import Prepared, any_of, as_list, commit_in_pipeline, pipelined
 
 AuditEntry = tuple[str, str, str | None, Any]  # (actor, action, device_id, data)
 
@@ -231,14 +231,17 @@ class BulkRefused(Exception):
     """An account refused the batch's summed moves: roll back and place them one by one."""
 
 
-def finish(ctx: Context, batch: Batch, signer: Signer | None = None) -> list[OutboxEntry]:
+def finish(
+    ctx: Context, batch: Batch, signer: Signer | None = None, *, commit: bool = False
+) -> list[OutboxEntry]:
     """Place the batch's pays and holds, then sign its results into the outbox and chain its
     audit entries; same transaction. With a `signer`, its child signs the results while the
-    other rows are written.
+    other rows are written. `commit`: end the transaction with the inserts (the caller writes
+    nothing after them).
 
     On PostgreSQL that is two round trips (psycopg's pipeline mode): the accounts' moves with
-    the audit log's state, then every insert; each round trip cost about 1 ms of waiting on a
-    busy machine, beyond the statements' own time, and there were eight."""
+    the audit log's state, then every insert (and the COMMIT); each round trip cost about 1 ms
+    of waiting on a busy machine, beyond the statements' own time, and there were eight."""
     conn = batch.conn
     with pipelined(conn):
         moved = move_in_bulk(conn, batch.placements, batch.now) if batch.placements else None
@@ -265,6 +268,8 @@ def finish(ctx: Context, batch: Batch, signer: Signer | None = None) -> list[Out
         topics = [topic for topic, _ in batch.outgoing]
         signed = list(zip(topics, tokens(), strict=True))
         ids = order_store.enqueue_later(conn, signed, batch.now, subjects(batch.outgoing))
+        if commit:
+            commit_in_pipeline(conn)
     return [(i, topic, token) for i, (topic, token) in zip(ids(), signed, strict=True)]
 
 

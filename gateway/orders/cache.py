@@ -39,6 +39,10 @@ _POLICIES_IN = sa.select(policies_table).where(
 )
 
 
+class CacheMoved(Exception):
+    """A change was committed since the worker's copies were taken (`StateCache.check_later`)."""
+
+
 class StateCache:
     """Per worker, not shared between threads; valid while `cache_versions` stays put."""
 
@@ -58,9 +62,29 @@ class StateCache:
             rows = _VERSION.later(conn, {})
         [(version,)] = rows()
         if version != self.version:
-            self._certificates, self._owners, self._rules, self._mandates = {}, {}, {}, {}
-            self._policies, self._merchants = {}, {}
-            self.version = version
+            self._drop(version)
+
+    def check_later(self, conn: Connection) -> Callable[[], None]:
+        """Read the counter later in the transaction, after copies were used (on PostgreSQL in
+        the round trip of the statements queued with it, inside `pipelined`); the returned
+        function raises `CacheMoved`, every copy dropped, if it moved since they were taken.
+
+        What the transaction decided from copies before reading it must then be decided
+        again: a change committed before the counter was read may be newer than a copy."""
+        rows = _VERSION.later(conn, {})
+
+        def check() -> None:
+            [(version,)] = rows()
+            if version != self.version:
+                self._drop(version)
+                raise CacheMoved(f"the cache counter moved to {version}")
+
+        return check
+
+    def _drop(self, version: int) -> None:
+        self._certificates, self._owners, self._rules, self._mandates = {}, {}, {}, {}
+        self._policies, self._merchants = {}, {}
+        self.version = version
 
     def certificates_of(
         self, conn: Connection, ids: set[str]

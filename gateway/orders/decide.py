@@ -16,6 +16,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, assert_never
 
 from sqlalchemy import Connection
@@ -29,7 +30,7 @@ from gateway.events import metrics
 from gateway.orders import adjustments, payments
 from gateway.orders import store as order_store
 from gateway.orders.batch import Batch, BulkRefused, finish, load_state, lock_senders, order_audit
-from gateway.orders.cache import StateCache
+from gateway.orders.cache import CacheMoved, StateCache
 from gateway.orders.intake import Checked, KeyRing, check_messages
 from gateway.orders.signer import Signer
 from gateway.orders.verified import Verified
@@ -58,31 +59,43 @@ def decide_messages(
     meanwhile (`gateway.orders.signer`), else they are signed here.
 
     The batch's pays and holds are placed together at its end; should an account refuse the
-    sum, the transaction is rolled back and the batch decided again placing them one by one."""
+    sum, the transaction is rolled back and the batch decided again placing them one by one.
+
+    The worker's copies (`StateCache`) are checked against the cache counter in the round trip
+    that locks the senders, not in one of its own first; should the counter have moved, the
+    transaction is rolled back and the batch decided again with the counter read first."""
     grace = timedelta(seconds=ctx.settings.rotation_grace_s)
     messages = list(messages)
 
-    def work(conn: Connection, bulk: bool) -> list[OutboxEntry]:
-        keyring.state.sync(conn)  # first: drop the worker's copies if anything changed
+    def work(conn: Connection, bulk: bool, synced: bool) -> list[OutboxEntry]:
+        if synced:  # first: drop the worker's copies if anything changed
+            keyring.state.sync(conn)
         checked = check_messages(conn, keyring, messages, now, grace, ahead)
         if not checked:
             return []
-        batch = load_batch(conn, checked, now, bulk and placeable_together(checked), keyring.state)
+        bulk = bulk and placeable_together(checked)
+        batch = load_batch(conn, checked, now, bulk, keyring.state, check_cache=not synced)
         for serial in sorted({c.first_use for c in checked if c.first_use}):
             device_store.mark_certificate_used(conn, serial, now)
         for item in checked:
             decide_one(batch, item)
-        entries = finish(ctx, batch, signer)
+        entries = finish(ctx, batch, signer, commit=True)  # nothing is written after it
         if outcomes is not None:  # this attempt's, not a rolled-back one's
             outcomes.clear()
             outcomes.update(metrics.outcomes_of(payload for _, payload in batch.outgoing))
         return entries
 
-    try:
-        return ctx.db.run(lambda conn: work(conn, True))
-    except BulkRefused as refused:
-        log.info("placing %s one by one: %s", refused, "an account refused their sum")
-        return ctx.db.run(lambda conn: work(conn, False))
+    # each goes from False to True once at most; a worker's first batch reads the counter first
+    bulk, synced = True, keyring.state.version is None
+    while True:
+        try:
+            return ctx.db.run(partial(work, bulk=bulk, synced=synced), held=True)
+        except BulkRefused as refused:
+            log.info("placing %s one by one: %s", refused, "an account refused their sum")
+            bulk = False
+        except CacheMoved as moved:
+            log.info("deciding the batch again: %s", moved)
+            synced = True
 
 
 def placeable_together(checked: list[Checked]) -> bool:
@@ -96,21 +109,31 @@ def placeable_together(checked: list[Checked]) -> bool:
 
 
 def load_batch(
-    conn: Connection, checked: list[Checked], now: datetime, bulk: bool, cache: StateCache
+    conn: Connection,
+    checked: list[Checked],
+    now: datetime,
+    bulk: bool,
+    cache: StateCache,
+    *,
+    check_cache: bool = False,
 ) -> Batch:
     """Lock the senders and load their state, the payees and known orders in a few queries;
-    `bulk`: place the pays and holds at `finish`, from the payers' wallets read here."""
+    `bulk`: place the pays and holds at `finish`, from the payers' wallets read here;
+    `check_cache`: read the cache counter with them (`StateCache.check_later`)."""
     orders = [c.order for c in checked if c.order is not None]
     senders = {o.device_id for o in orders}
     payees = {o.payee for o in orders if isinstance(o, wire.PayOrder | wire.HoldOrder)}
     mandates = cache.mandates(conn, senders)  # copies: read here only when not held yet
     scopes = senders | {m.id for found in mandates.values() for m in found}
     with pipelined(conn):  # one round trip on PostgreSQL, in this order: the lock first
+        moved = cache.check_later(conn) if check_cache else None
         locked = lock_senders(conn, senders, payees, cache)
         # the senders are locked by then: their counters and wallets as they are committed
         counted = order_store.counters_later(conn, scopes)
         known = order_store.known_orders_later(conn, [(o.device_id, o.order_id) for o in orders])
         wallets = wallet_store.get_wallets_later(conn, senders) if bulk else None
+    if moved is not None:
+        moved()  # raises CacheMoved if the copies used so far may be stale
     batch = load_state(conn, now, senders, payees, cache, locked, counted)
     batch.known = known()
     if wallets is not None:

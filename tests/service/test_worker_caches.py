@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from gateway.context import Context
 from gateway.orders.intake import KeyRing
@@ -95,3 +96,31 @@ def test_another_worker_sees_an_instalment_policy_put_changed_and_deleted_at_onc
     deleted = world.api.delete(POLICY_URL, headers=car.owner)
     assert deleted.status_code in (200, 204), deleted.text
     assert pay(other, car, shop, 1_000) == uncovered
+
+
+def test_a_batch_decided_from_stale_copies_is_decided_again_before_anything_is_written(
+    world: World, other: World
+) -> None:
+    """The counter is read in the round trip that locks the senders: a batch that used copies
+    older than a change is rolled back and decided again, the counter read first."""
+    shop = world.merchant("groceries")["id"]
+    car = world.device("car", rules={"currency": "EUR"})
+    assert pay(other, car, shop, 50) == ("approved", None)  # the other worker has copies now
+    begins: list[object] = []
+
+    def count(conn: object) -> None:
+        begins.append(conn)
+
+    engine = other.ctx.db.engine
+    event.listen(engine, "begin", count)
+    try:
+        assert pay(other, car, shop, 50) == ("approved", None)
+        assert len(begins) == 1  # nothing changed: one transaction
+        car.put_rules({"currency": "EUR", "max_amount": 20})
+        assert pay(other, car, shop, 50) == ("declined", "amount_over_limit")
+        assert len(begins) == 3  # the stale attempt, rolled back, then the batch again
+        assert pay(other, car, shop, 10) == ("approved", None)
+        assert len(begins) == 4
+    finally:
+        event.remove(engine, "begin", count)
+    assert car.wallet()["available"] == 10_000 - 50 - 50 - 10
