@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from gateway.ids import random_hex
+from gateway.ids import ordered_hex
 
 DISPUTES = ("dispute.opened", "dispute.answered", "dispute.resolved")
 MERCHANT_TYPES = (
@@ -61,8 +61,8 @@ class Draft:
 
 
 def new_event_id() -> str:
-    """An opaque event id (`evt_` and 96 random bits)."""
-    return f"evt_{random_hex(12)}"
+    """An opaque event id: `evt_`, the time and 96 random bits (`ordered_hex`)."""
+    return f"evt_{ordered_hex(12)}"
 
 
 def envelope(event_id: str, event_type: str, created_at: datetime, data: Any) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from gateway.evidence.record import gateway_consent, instalments_agreed
 from gateway.funding import auto as auto_top_up
 from gateway.funding import conversion, offers
 from gateway.funding.offers import Offer, Terms
-from gateway.ids import random_hex
+from gateway.ids import ordered_hex, random_hex
 from gateway.orders.batch import Batch, period_keys_now, scope_row
 from wallet import store as wallet_store
 from wallet.errors import InsufficientFunds
@@ -114,7 +114,7 @@ def move_payment(
 ) -> Result:
     """Step 6: move (or reserve) the money, count it, and tell the payee device; with `terms`
     the credit line lends the amount into the wallet first (a plan), else automatic top-ups."""
-    payment_id = f"pay_{random_hex(8)}"
+    payment_id = f"pay_{ordered_hex(8)}"
     is_hold = isinstance(order, wire.HoldOrder)
     expires_at = None
     if isinstance(order, wire.HoldOrder):

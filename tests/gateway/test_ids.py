@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
+
+import pytest
 
 from gateway import ids
 
@@ -46,3 +49,28 @@ def test_a_forked_child_draws_other_bytes_than_its_parent() -> None:
     os.close(read)
     assert len(child) == 32
     assert child != ids.random_hex(16)
+
+
+def test_ordered_hex_begins_with_the_time_and_sorts_as_it_was_made(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now_ns = [1_796_000_000_123_456_789]
+    monkeypatch.setattr(ids.time, "time_ns", lambda: now_ns[0])
+    first = ids.ordered_hex(8)
+    assert re.fullmatch("[0-9a-f]{28}", first)
+    assert int(first[:12], 16) == 1_796_000_000_123  # milliseconds
+    same_ms = [ids.ordered_hex(8) for _ in range(1_000)]
+    assert {i[:12] for i in same_ms} == {first[:12]} and len(set(same_ms)) == 1_000
+    now_ns[0] += 1_000_000
+    later = ids.ordered_hex(8)
+    assert later > max([first, *same_ms])
+    now_ns[0] = 253_402_300_799_000_000_000  # 9999-12-31: still 12 digits, still later
+    assert len(ids.ordered_hex(8)) == 28 and ids.ordered_hex(8) > later
+
+
+def test_payments_and_events_get_time_ordered_ids() -> None:
+    from gateway.events.envelope import new_event_id
+
+    before = f"{time.time_ns() // 1_000_000:012x}"
+    event_id = new_event_id()
+    assert re.fullmatch("evt_[0-9a-f]{36}", event_id) and event_id[4:16] >= before

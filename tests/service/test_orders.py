@@ -7,6 +7,7 @@ broker; the outcomes themselves are checked here, one batch at a time.
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -35,6 +36,10 @@ def test_pay_within_rules_is_approved_and_moves_money(world: World) -> None:
     assert result["status"] == "approved" and result["reason"] is None
     assert result["amount"] == 1250 and result["payment_id"].startswith("pay_")
     assert car.wallet() == {"currency": "EUR", "balance": 8750, "available": 8750}
+    again = car.send(car.order(type="pay", payee=shop["id"], amount=1, currency="EUR"))
+    # the time in milliseconds first (gateway.ids.ordered_hex), then random hex
+    assert re.fullmatch("pay_[0-9a-f]{28}", again["payment_id"])
+    assert again["payment_id"][:16] >= result["payment_id"][:16]
 
 
 def test_replay_gets_the_latest_result_marked_duplicate_and_moves_nothing(world: World) -> None:
