@@ -47,6 +47,12 @@ def batch_events(batch: Batch) -> list[Draft]:
     return resolve(batch.conn, about, _known_recipients(batch)) if about else []
 
 
+def likely_recipients(batch: Batch) -> set[str]:
+    """Who the batch's events will mostly go to: the owners of its devices and its merchants
+    (`resolve` may find others)."""
+    return set(_known_recipients(batch).values())
+
+
 def _known_recipients(batch: Batch) -> dict[str, str]:
     known = {device.id: device.owner_id for device in batch.devices.values()}
     known.update({merchant_id: merchant_id for merchant_id in batch.merchants})

@@ -34,6 +34,8 @@ RETRY_DELAYS_S: tuple[float, ...] = (5, 60, 300, 1800, 3600, 7200, 18000, 36000)
 TIMEOUT_S = 10.0
 LEASE_S = 30.0  # an attempt takes at most TIMEOUT_S; a crash frees it
 KEEP_EVENTS = timedelta(hours=48)
+FAN_OUT_CHUNK = 500  # events a transaction (on SQLite it holds the write lock a few ms)
+FAN_OUT_BUDGET_S = 1.0  # a round's fanning out, before it starts the due attempts
 
 
 def sign(secret: str, event: dict[str, Any], at: datetime) -> tuple[str, dict[str, str]]:
@@ -86,7 +88,7 @@ class DeliveryWorker(threading.Thread):
         """One round: fan out new events, start the due attempts; how many were started."""
         skip_locked = not self.ctx.db.is_sqlite
         now = self.ctx.clock()
-        self.ctx.db.run(lambda conn: event_store.fan_out(conn, now, 500, skip_locked))
+        self.fan_out(now, skip_locked)
         self._prune_now_and_then(now)
         free = self._free_slots()
         if not free:
@@ -102,6 +104,21 @@ class DeliveryWorker(threading.Thread):
                 target=self._attempt_and_release, args=(claim,), name=name, daemon=True
             ).start()
         return len(claims)
+
+    def fan_out(self, now: datetime, skip_locked: bool) -> int:
+        """Fan out every new event, FAN_OUT_CHUNK a transaction, for FAN_OUT_BUDGET_S at most;
+        how many. One chunk a round (every 0.5 s) kept up with 1,000 events a second, and a
+        gateway paying 2,000 times a second makes 4,000: the backlog grew all the time, and
+        the first attempt came later and later than the contract's 5 seconds."""
+        deadline, total = time.monotonic() + FAN_OUT_BUDGET_S, 0
+        while not self.stopping.is_set():
+            done = self.ctx.db.run(
+                lambda conn: event_store.fan_out(conn, now, FAN_OUT_CHUNK, skip_locked)
+            )
+            total += done
+            if done < FAN_OUT_CHUNK or time.monotonic() >= deadline:
+                break
+        return total
 
     def _free_slots(self) -> int:
         free = 0

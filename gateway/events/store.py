@@ -3,12 +3,20 @@
 Functions take a Connection and never commit: events are written in the transaction of the
 change that causes them (`record`: one multi-row insert), so none is lost on a crash and none
 outlives a rollback.
+
+An event is written already fanned out when its recipient has no webhook: only the others wait
+for the delivery worker (`fan_out`), which marks each once it has made its attempts. Which
+recipients have one is read in the event's transaction, after taking (on PostgreSQL) an
+advisory lock that adding a webhook takes alone (`WEBHOOKS_LOCK`); adding one also gives back
+to the fan-out its party's events made since it (`insert_webhook`). So an event a webhook
+should get is never written fanned out for good: either its transaction saw the webhook, or
+the webhook's came after it and found the event.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,7 +26,7 @@ from sqlalchemy import Connection
 
 from devices.store import UtcDateTime
 from gateway.events.envelope import Draft, envelope, new_event_id
-from wallet.prepared import insert_many
+from wallet.prepared import Prepared, any_of, as_list, insert_many
 
 _SEQ = sa.BigInteger().with_variant(sa.Integer, "sqlite")
 metadata = sa.MetaData()
@@ -72,24 +80,59 @@ deliveries = sa.Table(
 # --- events ----------------------------------------------------------------------------------
 
 
-def record(conn: Connection, drafts: list[Draft], now: datetime) -> None:
-    """Write events in one statement, in the caller's transaction."""
-    if drafts:
-        insert_many(
-            conn,
-            events,
-            [
-                {
-                    "id": new_event_id(),
-                    "recipient": d.recipient,
-                    "type": d.type,
-                    "created_at": now,
-                    "data_json": orjson.dumps(d.data, option=orjson.OPT_NON_STR_KEYS).decode(),
-                    "fanned_out": False,
-                }
-                for d in drafts
-            ],
-        )
+def record(
+    conn: Connection, drafts: list[Draft], now: datetime, quiet: set[str] | None = None
+) -> None:
+    """Write events in one statement, in the caller's transaction. `quiet`: recipients known
+    to have no webhook (`webhook_parties_later`, in this transaction), else they are read
+    here; their events are written fanned out."""
+    if not drafts:
+        return
+    if quiet is None:
+        recipients = {d.recipient for d in drafts}
+        quiet = recipients - webhook_parties_later(conn, recipients)()
+    insert_many(
+        conn,
+        events,
+        [
+            {
+                "id": new_event_id(),
+                "recipient": d.recipient,
+                "type": d.type,
+                "created_at": now,
+                "data_json": orjson.dumps(d.data, option=orjson.OPT_NON_STR_KEYS).decode(),
+                "fanned_out": d.recipient in quiet,
+            }
+            for d in drafts
+        ],
+    )
+
+
+WEBHOOKS_LOCK = 7403  # PostgreSQL: writers of events share it, adding a webhook takes it alone
+_SHARE_WEBHOOKS = Prepared(
+    {"postgresql": sa.text(f"SELECT pg_advisory_xact_lock_shared({WEBHOOKS_LOCK})")}
+)
+_WEBHOOK_PARTIES = Prepared(
+    {
+        dialect: sa.text(f"SELECT DISTINCT party_id FROM webhooks WHERE {where}")
+        for dialect, where in any_of("party_id", "ids").items()
+    }
+)
+
+
+def webhook_parties_later(conn: Connection, parties: set[str]) -> Callable[[], set[str]]:
+    """Which of these parties have a webhook, read later (inside `pipelined`, once the block has
+    ended); on PostgreSQL after taking WEBHOOKS_LOCK shared, held to the transaction's end."""
+    if not parties:
+        return set
+    locked = _SHARE_WEBHOOKS.later(conn, {}) if conn.dialect.name == "postgresql" else list
+    rows = _WEBHOOK_PARTIES.later(conn, {"ids": as_list(conn, sorted(parties))})
+
+    def found() -> set[str]:
+        locked()  # its cursor read and closed too
+        return {party for (party,) in rows()}
+
+    return found
 
 
 def event_of(row: Any) -> dict[str, Any]:
@@ -139,7 +182,21 @@ def prune(conn: Connection, older_than: datetime) -> int:
 
 
 def insert_webhook(conn: Connection, values: dict[str, Any]) -> None:
+    """Add a webhook, and give its party's events made since it back to the fan-out: a
+    transaction that wrote them fanned out had not seen the webhook (on PostgreSQL it held
+    WEBHOOKS_LOCK shared, which this waits for, so they are committed by now)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({WEBHOOKS_LOCK})"))
     conn.execute(webhooks.insert().values(**values))
+    conn.execute(
+        events.update()
+        .where(
+            events.c.created_at >= values["created_at"],
+            events.c.recipient == values["party_id"],
+            events.c.fanned_out.is_(True),
+        )
+        .values(fanned_out=False)
+    )
 
 
 def webhook_rows(

@@ -33,6 +33,7 @@ from gateway.consent.rules import NO_USAGE, Rules, Usage
 from gateway.context import Context, OutboxEntry
 from gateway.events import store as event_store
 from gateway.events.collect import batch_events as record_events
+from gateway.events.collect import likely_recipients
 from gateway.evidence.record import attach_consents, subjects
 from gateway.orders import store as order_store
 from gateway.orders.cache import StateCache, known_merchants
@@ -243,9 +244,11 @@ def finish(
     the audit log's state, then every insert (and the COMMIT); each round trip cost about 1 ms
     of waiting on a busy machine, beyond the statements' own time, and there were eight."""
     conn = batch.conn
+    asked = likely_recipients(batch) if batch.audit else set()
     with pipelined(conn):
         moved = move_in_bulk(conn, batch.placements, batch.now) if batch.placements else None
         audit_state = audit_store.lock_state_later(conn) if batch.audit else None
+        hooked = event_store.webhook_parties_later(conn, asked)  # before any event is written
     if moved is not None and not moved():
         raise BulkRefused(f"{len(batch.placements or [])} payments")
     payloads = [payload for _, payload in batch.outgoing]
@@ -264,7 +267,7 @@ def finish(
         order_store.add_to_counters(conn, list(batch.increments.values()))
         if audit_state is not None:
             audit_store.append_to(conn, batch.now, batch.audit, audit_state())
-        event_store.record(conn, events, batch.now)
+        event_store.record(conn, events, batch.now, quiet=asked - hooked())
         topics = [topic for topic, _ in batch.outgoing]
         signed = list(zip(topics, tokens(), strict=True))
         ids = order_store.enqueue_later(conn, signed, batch.now, subjects(batch.outgoing))

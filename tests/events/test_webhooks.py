@@ -4,17 +4,24 @@ specification and checked with the `standardwebhooks` package's own verifier."""
 from __future__ import annotations
 
 import re
+import threading
 import time
 from dataclasses import replace
+from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from sqlalchemy import Connection
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from gateway.context import Context
-from gateway.events.delivery import RETRY_DELAYS_S, DeliveryWorker
-from tests.events.helpers import add_webhook, deliveries, eventually, run_rounds
+from gateway.events import store as event_store
+from gateway.events.delivery import FAN_OUT_CHUNK, RETRY_DELAYS_S, DeliveryWorker
+from gateway.events.envelope import Draft
+from tests.events.helpers import add_webhook, body_json, deliveries, eventually, run_rounds
 from tests.events.receiver import receiver
 from tests.support.world import ADMIN, World, bearer
 
@@ -197,3 +204,92 @@ def test_a_webhook_url_is_checked_again_at_delivery(world: World, ctx: Context) 
     (attempt,) = deliveries(world.api, car.owner, webhook["id"])
     assert attempt["status_code"] is None and not attempt["delivered"]
     assert "not a public address" in attempt["error"]
+
+
+def test_a_round_fans_out_every_new_event_not_one_chunk(world: World, ctx: Context) -> None:
+    """2,000 payments a second make 4,000 events; one chunk of 500 a round (every 0.5 s) fell
+    further behind every round, and attempts started later than 5 seconds after their event."""
+    shop = world.merchant()
+    with receiver() as shop_hook:
+        add_webhook(world.api, bearer(shop["api_key"]), shop_hook.url, ["payment.received"])
+        made = 3 * FAN_OUT_CHUNK + 17
+        now = ctx.clock()
+        drafts = [Draft(shop["id"], "payment.received", {"n": n}) for n in range(made)]
+        ctx.db.run(lambda conn: event_store.record(conn, drafts, now))
+        worker = DeliveryWorker(ctx)
+        try:
+            assert worker.fan_out(now, skip_locked=not ctx.db.is_sqlite) == made
+            with ctx.db.read() as conn:
+                assert event_store.unfanned(conn) == 0
+                due = conn.execute(sa.select(sa.func.count()).select_from(event_store.tasks))
+                assert due.scalar() == made  # an attempt for each, due now
+        finally:
+            worker.stop()
+
+
+def unfanned_of(ctx: Context, recipient: str) -> int:
+    with ctx.db.read() as conn:
+        query = sa.select(sa.func.count()).select_from(event_store.events)
+        where = (event_store.events.c.recipient == recipient) & ~event_store.events.c.fanned_out
+        return int(conn.execute(query.where(where)).scalar() or 0)
+
+
+def test_events_wait_for_the_fan_out_only_when_their_recipient_has_a_webhook(
+    world: World, ctx: Context
+) -> None:
+    shop = world.merchant()
+    car = world.device("car", rules={"currency": "EUR"})
+    with receiver() as shop_hook:
+        add_webhook(world.api, bearer(shop["api_key"]), shop_hook.url)
+        assert car.pay(shop["id"], 1250) == ("approved", None)
+        assert unfanned_of(ctx, shop["id"]) == 1  # payment.received, for the delivery worker
+        with ctx.db.read() as conn:  # the owner's payment.approved: written fanned out
+            assert event_store.unfanned(conn) == 1
+        run_rounds(DeliveryWorker(ctx))
+        (got,) = shop_hook.wait_for(1)
+    assert got.headers["webhook-id"].startswith("evt_")
+    assert unfanned_of(ctx, shop["id"]) == 0
+
+
+def test_adding_a_webhook_gives_back_its_partys_events_made_since_to_the_fan_out(
+    world: World, ctx: Context
+) -> None:
+    """An event a transaction wrote fanned out, not having seen the webhook, yet made at or
+    after the webhook's creation (its batch began after the request that added it)."""
+    shop = world.merchant()
+    before, since = ctx.clock(), ctx.clock() + timedelta(seconds=1)
+    for at in (before, since):
+        draft = Draft(shop["id"], "payment.received", {"at": at.isoformat()})
+        ctx.db.run(partial(event_store.record, drafts=[draft], now=at))
+    assert unfanned_of(ctx, shop["id"]) == 0  # no webhook yet
+    with receiver() as shop_hook:
+        add_webhook(world.api, bearer(shop["api_key"]), shop_hook.url)
+        assert unfanned_of(ctx, shop["id"]) == 1  # the one made since
+        run_rounds(DeliveryWorker(ctx))
+        got = shop_hook.wait_for(1)
+    assert [body_json(g.body)["data"]["at"] for g in got] == [since.isoformat()]
+
+
+def test_adding_a_webhook_waits_for_a_transaction_writing_its_partys_events(
+    world: World, ctx: Context
+) -> None:
+    """On PostgreSQL (READ COMMITTED) the event's transaction holds the webhooks lock shared
+    from reading which recipients have one until it commits, and adding a webhook takes it
+    alone; SQLite runs one write transaction at a time."""
+    shop = world.merchant()
+    wrote, added = threading.Event(), threading.Event()
+    draft = Draft(shop["id"], "payment.received", {"n": 1})
+
+    def slow_writer(conn: Connection) -> None:
+        event_store.record(conn, [draft], ctx.clock() + timedelta(seconds=5))  # fanned out
+        wrote.set()
+        assert not added.wait(0.5)  # the webhook waits for this transaction
+
+    writer = threading.Thread(target=lambda: ctx.db.run(slow_writer))
+    writer.start()
+    assert wrote.wait(10)
+    with receiver() as shop_hook:
+        add_webhook(world.api, bearer(shop["api_key"]), shop_hook.url)
+        added.set()
+        writer.join(10)
+        assert unfanned_of(ctx, shop["id"]) == 1  # found, committed, by the webhook's reset

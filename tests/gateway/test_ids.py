@@ -55,7 +55,7 @@ def test_ordered_hex_begins_with_the_time_and_sorts_as_it_was_made(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     now_ns = [1_796_000_000_123_456_789]
-    monkeypatch.setattr(ids.time, "time_ns", lambda: now_ns[0])
+    monkeypatch.setattr(time, "time_ns", lambda: now_ns[0])
     first = ids.ordered_hex(8)
     assert re.fullmatch("[0-9a-f]{28}", first)
     assert int(first[:12], 16) == 1_796_000_000_123  # milliseconds
