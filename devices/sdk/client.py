@@ -39,13 +39,13 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from devices import wire
 from devices.contract import orders_topic, results_topic
-from devices.mqtt_tls import use_mutual_tls
 from devices.sdk import messages
 from devices.sdk.errors import ConnectFailed
 from devices.sdk.identity import Identity, load_certificates
 from devices.sdk.journal import Journal
 from devices.sdk.messages import Event, Result
 from devices.sdk.results import ResultBoard
+from devices.sdk.tls import use_mutual_tls
 from devices.sdk.trust import ResultVerifier, check_gateway_certificate
 
 log = logging.getLogger("kym.sdk")

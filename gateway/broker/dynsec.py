@@ -36,7 +36,7 @@ from cryptography.x509.oid import NameOID
 
 from devices import ca, keystore
 from devices.contract import ORDERS_SHARED, orders_topic, results_topic
-from devices.mqtt_tls import use_mutual_tls
+from devices.sdk.tls import use_mutual_tls
 
 log = logging.getLogger("kym.dynsec")
 PLUGIN_PATHS = (

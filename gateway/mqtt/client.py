@@ -32,7 +32,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
 from devices.contract import ORDERS_SHARED, results_topic
-from devices.mqtt_tls import use_mutual_tls
+from devices.sdk.tls import use_mutual_tls
 from gateway.mqtt.receive import ReceivingClient
 from gateway.orders.verifier import Verifier
 

@@ -1,4 +1,4 @@
-"""paho clients over mutual TLS (`devices.mqtt_tls`): verification as `tls_set` does it, and
+"""paho clients over mutual TLS (`devices.sdk.tls`): verification as `tls_set` does it, and
 no socket left open when a handshake fails (a broker killed while a client reconnects)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import ssl
 import threading
 import warnings
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -21,8 +21,13 @@ from devices.keystore import (
     ensure_server_certificate,
     load_or_create_pki,
 )
-from devices.mqtt_tls import client_context, use_mutual_tls
+from devices.sdk.tls import client_context, use_mutual_tls
 from tests.support.pki import TRUST_DOMAIN
+
+
+@pytest.fixture
+def now() -> datetime:
+    return datetime.now(UTC)
 
 
 @pytest.fixture
@@ -114,5 +119,5 @@ def test_a_handshake_cut_off_leaves_no_socket_open(
     use_mutual_tls(ours, pki.paths.bundle, cert, key)
 
     leaked = resource_warnings_after(lambda: connect(paho_own))
-    assert any("SSLSocket" in message for message in leaked)  # why devices.mqtt_tls exists
+    assert any("SSLSocket" in message for message in leaked)  # why devices.sdk.tls exists
     assert resource_warnings_after(lambda: connect(ours)) == []
