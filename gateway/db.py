@@ -65,7 +65,8 @@ class Database:
         `held`: on this thread's own connection, kept open between its transactions (an MQTT
         worker's): no pool checkout and no ping before each. On PostgreSQL the ping is a
         round trip a batch; without it a connection the server dropped meanwhile fails its
-        first statement instead, `run` retries on a new one, and any other error drops it too.
+        first statement instead, `run` retries on a new one; any other database error drops it
+        too (an exception of the work's own, after the rollback, does not).
         """
         queued = self._writer.acquire(timeout=WRITER_WAIT_S) if self._writer else False
         try:  # SQLite: queued for the write lock here, else its busy handler decides
@@ -77,12 +78,20 @@ class Database:
             try:
                 with conn.begin():
                     yield conn
-            except BaseException:
+            except Exception as exc:
+                if conn.invalidated or isinstance(exc, DBAPIError | self._driver_error):
+                    self._drop_held(conn)  # else rolled back, and as good as before
+                raise
+            except BaseException:  # interrupted anywhere: its state is unknown
                 self._drop_held(conn)
                 raise
         finally:
             if queued:
                 self._writer.release()  # type: ignore[union-attr]
+
+    @property
+    def _driver_error(self) -> type[Exception]:
+        return self.engine.dialect.loaded_dbapi.Error
 
     def _held_connection(self) -> Connection:
         conn: Connection | None = getattr(self._held, "conn", None)

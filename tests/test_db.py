@@ -1,4 +1,6 @@
+import pytest
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
 
 from gateway.db import Database
 
@@ -41,3 +43,27 @@ def test_a_held_connection_is_kept_between_transactions_and_replaced_once_droppe
     assert third != first
     assert len(tries) == 2  # failed on the dropped connection, then ran on a new one
     assert db.run(lambda conn: conn.execute(text(pid)).scalar_one(), held=True) == third
+
+
+def test_a_held_connection_outlives_the_works_own_error_not_a_database_error(
+    db: Database,
+) -> None:
+    """The work's own exception rolls back and keeps the connection (a batch decided again);
+    a database error drops it, whatever state it left."""
+    session = "SELECT pg_backend_pid()" if not db.is_sqlite else "SELECT 1"
+    first = db.run(lambda conn: conn.execute(text(session)).scalar_one(), held=True)
+    held = db._held.conn
+
+    def refuse(conn: Connection) -> None:
+        conn.execute(text("SELECT 1"))
+        raise LookupError("the work's own")
+
+    with pytest.raises(LookupError):
+        db.run(refuse, held=True)
+    assert db._held.conn is held and not held.closed
+    assert db.run(lambda conn: conn.execute(text(session)).scalar_one(), held=True) == first
+    with pytest.raises(DBAPIError):
+        db.run(lambda conn: conn.execute(text("SELECT * FROM no_such_table")), held=True)
+    assert held.closed and db._held.conn is None
+    db.run(lambda conn: conn.execute(text(session)).scalar_one(), held=True)
+    assert db._held.conn is not held
