@@ -238,14 +238,20 @@ def delivery_rows(conn: Connection, webhook_id: str, limit: int, after: int | No
 # --- the delivery worker ---------------------------------------------------------------------
 
 
-def fan_out(conn: Connection, now: datetime, limit: int, skip_locked: bool) -> int:
-    """Make an attempt row per matching webhook for events not fanned out yet; how many events."""
-    query = (
+def to_fan_out(limit: int) -> sa.Select[Any]:
+    """The oldest events not fanned out yet, through the partial index of migration 0017 (the
+    condition written as the index's, for both databases' planners to match it)."""
+    return (
         sa.select(events.c.seq, events.c.recipient, events.c.type, events.c.created_at)
-        .where(events.c.fanned_out.is_(False))
+        .where(events.c.fanned_out == False)  # noqa: E712
         .order_by(events.c.seq)
         .limit(limit)
     )
+
+
+def fan_out(conn: Connection, now: datetime, limit: int, skip_locked: bool) -> int:
+    """Make an attempt row per matching webhook for events not fanned out yet; how many events."""
+    query = to_fan_out(limit)
     if skip_locked:
         query = query.with_for_update(skip_locked=True)
     rows = list(conn.execute(query))
@@ -366,5 +372,6 @@ def retry_task(
 
 def unfanned(conn: Connection) -> int:
     """Events no webhook attempt was made for yet (for the metrics)."""
-    query = sa.select(sa.func.count()).select_from(events).where(events.c.fanned_out.is_(False))
+    query = sa.select(sa.func.count()).select_from(events)
+    query = query.where(events.c.fanned_out == False)  # noqa: E712 - the partial index's
     return int(conn.execute(query).scalar() or 0)
