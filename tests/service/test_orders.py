@@ -16,13 +16,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import Connection, event, text
+from sqlalchemy import Connection, text
 
 from devices.contract import orders_topic
 from gateway.orders.approvals import expire_approvals
 from gateway.orders.holds import expire_holds
 from tests.support.openssl import make_openssl_csr
-from tests.support.world import Clock, World
+from tests.support.world import Clock, World, counting_transactions
 from wallet import bulk
 from wallet.check import check as wallet_check
 
@@ -278,17 +278,8 @@ def test_a_batch_is_decided_in_one_transaction(world: World) -> None:
         for c in cars
     ]
     messages.append((cars[0].topic, b"garbage"))
-    begins: list[object] = []
-
-    def count(conn: object) -> None:
-        begins.append(conn)
-
-    engine = world.ctx.db.engine
-    event.listen(engine, "begin", count)
-    try:
+    with counting_transactions(world.ctx.db.engine) as begins:
         out = world.deliver(messages)
-    finally:
-        event.remove(engine, "begin", count)
     assert [m["status"] for m in out] == ["approved"] * 3 + ["rejected"]
     assert len(begins) == 1
 

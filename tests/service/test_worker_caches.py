@@ -11,13 +11,12 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 
 from gateway.context import Context
 from gateway.orders.intake import KeyRing
 from gateway.server import build_context
 from tests.funding.offer_setup import POLICY_URL, line_for, put_policy
-from tests.support.world import Dev, World
+from tests.support.world import Dev, World, counting_transactions
 
 
 @pytest.fixture
@@ -106,14 +105,7 @@ def test_a_batch_decided_from_stale_copies_is_decided_again_before_anything_is_w
     shop = world.merchant("groceries")["id"]
     car = world.device("car", rules={"currency": "EUR"})
     assert pay(other, car, shop, 50) == ("approved", None)  # the other worker has copies now
-    begins: list[object] = []
-
-    def count(conn: object) -> None:
-        begins.append(conn)
-
-    engine = other.ctx.db.engine
-    event.listen(engine, "begin", count)
-    try:
+    with counting_transactions(other.ctx.db.engine) as begins:
         assert pay(other, car, shop, 50) == ("approved", None)
         assert len(begins) == 1  # nothing changed: one transaction
         car.put_rules({"currency": "EUR", "max_amount": 20})
@@ -121,6 +113,4 @@ def test_a_batch_decided_from_stale_copies_is_decided_again_before_anything_is_w
         assert len(begins) == 3  # the stale attempt, rolled back, then the batch again
         assert pay(other, car, shop, 10) == ("approved", None)
         assert len(begins) == 4
-    finally:
-        event.remove(engine, "begin", count)
     assert car.wallet()["available"] == 10_000 - 50 - 50 - 10

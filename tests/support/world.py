@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine, event
 
 from devices import wire
 from devices.contract import orders_topic
@@ -31,6 +34,21 @@ _ids = itertools.count(1)
 
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+@contextmanager
+def counting_transactions(engine: Engine) -> Iterator[list[object]]:
+    """The connections of every transaction begun on `engine` inside the block."""
+    begins: list[object] = []
+
+    def count(conn: object) -> None:
+        begins.append(conn)
+
+    event.listen(engine, "begin", count)
+    try:
+        yield begins
+    finally:
+        event.remove(engine, "begin", count)
 
 
 def dumps(value: Any) -> bytes:
