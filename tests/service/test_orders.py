@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import Connection, text
 
 from devices.contract import orders_topic
+from gateway.orders import store as order_store
 from gateway.orders.approvals import expire_approvals
 from gateway.orders.holds import expire_holds
 from tests.support.openssl import make_openssl_csr
@@ -66,6 +67,34 @@ def test_a_replay_in_the_same_batch_is_answered_as_a_duplicate(world: World) -> 
     results = [m for m in out if "status" in m]
     assert [r.get("duplicate", False) for r in results] == [False, True]
     assert world.balance(car) == 9900
+
+
+def test_an_order_id_another_device_used_is_a_new_order(world: World) -> None:
+    """Idempotency is by (device, order id): the lookup of a batch's known orders pairs each
+    device with its own order ids, never one device's id with another's."""
+    shop = world.merchant()
+    car, van = world.device("car", rules=OPEN), world.device("van", rules=OPEN)
+    pay = {"type": "pay", "payee": shop["id"], "currency": "EUR"}
+    car_first = car.order(**pay, amount=100, order_id="shared-1")
+    van_first = van.order(**pay, amount=200, order_id="shared-2")
+    world.deliver([(car.topic, car.sign(car_first)), (van.topic, van.sign(van_first))])
+    crossed = [
+        (car.topic, car.sign(car.order(**pay, amount=7, order_id="shared-2"))),
+        (van.topic, van.sign(van.order(**pay, amount=9, order_id="shared-1"))),
+        (car.topic, car.sign(car_first)),
+    ]
+    out = [m for m in world.deliver(crossed) if "status" in m]
+    assert [(m["order_id"], m["status"], m.get("duplicate", False)) for m in out] == [
+        ("shared-2", "approved", False),
+        ("shared-1", "approved", False),
+        ("shared-1", "approved", True),
+    ]
+    assert (world.balance(car), world.balance(van)) == (10_000 - 107, 10_000 - 209)
+    with world.ctx.db.read() as conn:
+        known = order_store.known_orders(
+            conn, [(car.id, "shared-1"), (car.id, "shared-2"), (van.id, "shared-3")]
+        )
+    assert sorted(known) == [(car.id, "shared-1"), (car.id, "shared-2")]
 
 
 def test_the_rules_decline_in_the_contract_order(world: World) -> None:
