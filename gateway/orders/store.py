@@ -95,6 +95,7 @@ def known_orders_later(
     if not keys:
         return dict
     pairs = sorted(keys)
+    params: dict[str, Any]
     if conn.dialect.name == "postgresql":
         params = {"devices": [d for d, _ in pairs], "orders": [o for _, o in pairs]}
     else:

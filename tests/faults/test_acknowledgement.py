@@ -60,7 +60,7 @@ def gateway(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Gateway]
         ctx.db.dispose()
 
 
-def _drain(inbox: queue.Queue[Inbound], seconds: float) -> list[Inbound]:
+def _drain(inbox: queue.SimpleQueue[Inbound], seconds: float) -> list[Inbound]:
     got, deadline = [], time.monotonic() + seconds
     while (left := deadline - time.monotonic()) > 0:
         try:
