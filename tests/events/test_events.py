@@ -6,8 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi.testclient import TestClient
+from sqlalchemy import Connection, Select
 
 from gateway.context import Context
+from gateway.events.thresholds import sent_markers_query
 from gateway.orders.approvals import expire_approvals
 from gateway.orders.holds import expire_holds
 from tests.events.helpers import events_of, types_of
@@ -181,3 +183,34 @@ def test_a_low_balance_each_time_it_is_crossed(world: World, ctx: Context) -> No
     assert response.status_code == 201
     assert car.pay(shop["id"], 600) == ("approved", None)  # 1000 -> 400: crossed again
     assert types_of(ctx, owner).count("wallet.low_balance") == 2
+
+
+def test_the_limit_events_already_sent_are_read_through_their_own_index(ctx: Context) -> None:
+    """A batch that takes a device near a limit asks which limit events its owner got; the
+    partial index of migration 0018 holds only those, and the statement as it runs (the owners
+    and the time bound, the type written in) must use it, not the owner's every event. On
+    PostgreSQL in a generic plan too, which a server-side prepared statement may get."""
+    query = sent_markers_query({"own_a", "own_b"}, ctx.clock())
+    with ctx.db.read() as conn:
+        sql, params = _as_run(conn, query)
+        if ctx.db.is_sqlite:
+            rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params)
+            plan = " ".join(str(row[-1]) for row in rows)
+        else:
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")  # a small table: say it all
+            conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_generic_plan")
+            plan = " ".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN {sql}", params))
+    assert "ix_events_nearly" in plan, plan
+
+
+def _as_run(conn: Connection, query: Select[Any]) -> tuple[str, Any]:
+    """The statement's SQL and its processed parameters, as the driver gets them."""
+    compiled = query.compile(conn, compile_kwargs={"render_postcompile": True})
+    values = compiled.construct_params()
+    for name, bind in compiled.binds.items():
+        process = bind.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+        if process is not None and name in values:
+            values[name] = process(values[name])
+    if compiled.positiontup is None:
+        return str(compiled), values
+    return str(compiled), tuple(values[name] for name in compiled.positiontup)
