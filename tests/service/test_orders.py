@@ -7,6 +7,7 @@ broker; the outcomes themselves are checked here, one batch at a time.
 from __future__ import annotations
 
 import base64
+import json
 import re
 from collections.abc import Callable
 from datetime import datetime
@@ -95,6 +96,33 @@ def test_an_order_id_another_device_used_is_a_new_order(world: World) -> None:
             conn, [(car.id, "shared-1"), (car.id, "shared-2"), (van.id, "shared-3")]
         )
     assert sorted(known) == [(car.id, "shared-1"), (car.id, "shared-2")]
+
+
+def test_the_known_orders_are_one_primary_key_probe_a_pair(world: World) -> None:
+    """Which of a batch's orders were decided before is looked up pair by pair on the primary
+    key, never by reading a device's other orders (which grew with its history: a bitmap scan
+    of every order of the batch's devices on PostgreSQL until the eighth session)."""
+    shop = world.merchant()
+    car = world.device("car", rules=OPEN)
+    pay = {"type": "pay", "payee": shop["id"], "amount": 1, "currency": "EUR"}
+    world.deliver([(car.topic, car.sign(car.order(**pay))) for _ in range(20)])
+    keys = [(car.id, "o-seen-1"), (car.id, "o-seen-2")]
+    with world.ctx.db.read() as conn:
+        sql, positions, _ = order_store._KNOWN_ORDERS.plan(conn)
+        if world.ctx.db.is_sqlite:
+            assert positions == ("keys",)
+            rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", (json.dumps(keys),))
+            plan = [str(row[-1]) for row in rows]
+            assert plan[0].startswith("SCAN k"), plan  # the pairs, one by one
+            assert "(device_id=? AND order_id=?)" in plan[1], plan
+        else:
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")  # a small table: say it all
+            params = {"devices": [d for d, _ in keys], "orders": [o for _, o in keys]}
+            plan_rows = conn.exec_driver_sql(f"EXPLAIN {sql}", params)
+            text_plan = "\n".join(row[0] for row in plan_rows)
+            # the pairs drive the probes (a small table hides the old form's bitmap scan)
+            assert "Nested Loop" in text_plan and "Function Scan" in text_plan, text_plan
+            assert re.search(r"Index Cond: .*device_id.*order_id", text_plan), text_plan
 
 
 def test_the_rules_decline_in_the_contract_order(world: World) -> None:
