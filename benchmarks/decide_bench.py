@@ -7,7 +7,8 @@ devices through the API in process (the service tests' `World`), signs every ord
 then decides them in batches of 1, 10 and 100, as a worker would.
 
 usage: .venv/bin/python benchmarks/decide_bench.py [--devices 20] [--orders 2000] [--repeat 3]
-       [--sizes 1,10,100] [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/kym_decide]
+       [--sizes 1,10,100] [--history 50000]
+       [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/kym_decide]
 """
 
 from __future__ import annotations
@@ -15,19 +16,23 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import secrets
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 from fastapi.testclient import TestClient
 
 from gateway.http.app import create_app
+from gateway.orders import store as order_store
 from gateway.orders.decide import decide_messages
 from gateway.orders.intake import KeyRing
 from gateway.server import build_context
 from gateway.settings import Settings
 from tests.support.gateway import ADMIN_TOKEN
 from tests.support.world import World
+from wallet.prepared import insert_many
 
 
 def main() -> None:
@@ -40,6 +45,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--sizes", default="1,10,100", help="batch sizes, comma-separated (default 1,10,100)"
+    )
+    parser.add_argument(
+        "--history",
+        type=int,
+        default=0,
+        help="orders each device sent before (rows written straight into `orders`)",
     )
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
@@ -57,6 +68,7 @@ def main() -> None:
                     for n in range(args.devices)
                 ]
                 pay = {"type": "pay", "payee": shop, "amount": 1, "currency": "EUR"}
+                remember_history(world, [dev.id for dev in devices], args.history)
                 best: dict[int, dict[str, float]] = {}
                 for _ in range(args.repeat):  # rounds interleave the sizes: load drifts
                     for size in sizes:
@@ -75,6 +87,35 @@ def main() -> None:
                     print(json.dumps({"batch": size, **found}))
         finally:
             ctx.db.dispose()
+
+
+def remember_history(world: World, device_ids: list[str], per_device: int) -> None:
+    """`per_device` decided orders for each device, as if sent before (a long history: the
+    lookup of a batch's replays must not read it)."""
+    now = world.ctx.clock()
+    result = '{"status":"approved","reason":null}'
+    for device_id in device_ids:
+        for start in range(0, per_device, 10_000):
+            rows = [
+                {
+                    "device_id": device_id,
+                    "order_id": f"old-{n}-{secrets.token_hex(5)}",
+                    "payload_sha256": "0" * 64,
+                    "type": "pay",
+                    "status": "approved",
+                    "payment_id": None,
+                    "result_json": result,
+                    "received_at": now,
+                    "updated_at": now,
+                    "jws": None,
+                }
+                for n in range(start, min(per_device, start + 10_000))
+            ]
+            world.ctx.db.run(partial(insert_many, table=order_store.orders, rows=rows))
+    if per_device:
+        with world.ctx.db.engine.connect() as conn:  # fresh planner statistics, as autovacuum
+            if not world.ctx.db.is_sqlite:
+                conn.exec_driver_sql("ANALYZE orders")
 
 
 def token_payload(token: str) -> str:
