@@ -136,7 +136,8 @@ def low_balance_events(batch: Batch, moves: dict[str, int]) -> list[About]:
 def sent_markers_query(owners: set[str], since: datetime) -> sa.Select[Any]:
     """These owners' limit events since then, through the partial index that holds only them
     (migration 0018): the type is written into the statement, for the planner to match the
-    index's condition (a bound value would not, on SQLite or in a generic plan)."""
+    index's condition also in PostgreSQL's generic plan of a prepared statement (psycopg
+    prepares a statement run five times), where a bound value is unknown."""
     events = event_store.events
     return sa.select(events.c.recipient, events.c.created_at, events.c.data_json).where(
         events.c.type == sa.literal_column(f"'{NEARLY}'"),
