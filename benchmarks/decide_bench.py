@@ -112,10 +112,9 @@ def remember_history(world: World, device_ids: list[str], per_device: int) -> No
                 for n in range(start, min(per_device, start + 10_000))
             ]
             world.ctx.db.run(partial(insert_many, table=order_store.orders, rows=rows))
-    if per_device:
-        with world.ctx.db.engine.connect() as conn:  # fresh planner statistics, as autovacuum
-            if not world.ctx.db.is_sqlite:
-                conn.exec_driver_sql("ANALYZE orders")
+    if per_device and not world.ctx.db.is_sqlite:
+        with world.ctx.db.engine.begin() as conn:  # committed: fresh planner statistics
+            conn.exec_driver_sql("ANALYZE orders")
 
 
 def token_payload(token: str) -> str:

@@ -65,13 +65,12 @@ class GatewayClient:
         cert: Path,
         key: Path,
         ca_bundle: Path,
-        inbox: queue.SimpleQueue[Inbound] | None = None,
         *,
         join: bool = True,
     ) -> None:
         self.host, self.port, self.identity = host, port, identity
         # SimpleQueue: put and get in C, 0.06 µs a message against 1.2 µs with Queue (measured)
-        self.inbox: queue.SimpleQueue[Inbound] = inbox if inbox is not None else queue.SimpleQueue()
+        self.inbox: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
         self.subscribed = threading.Event()
         # A filter run on the network thread before queueing (the per-device rate limit) with
         # a message's topic and payload, so that refusing a flood never waits for a busy worker;
