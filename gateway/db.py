@@ -39,6 +39,8 @@ RESTART_WAIT_MS = 20  # for readers of older snapshots, the writers held off mea
 RESTART_BACKOFF_S = 5.0  # after such a reader kept the WAL from restarting
 WRITER_WAIT_S = 30.0  # as SQLite's busy_timeout
 MIGRATIONS = Path(__file__).parent / "migrations"
+# A write that changes nothing (`takes_writes`): the cache counter's row set to itself.
+_NO_OP_WRITE = "UPDATE cache_versions SET version = version WHERE id = 1"
 
 
 class Database:
@@ -127,6 +129,28 @@ class Database:
             options["isolation_level"] = "REPEATABLE READ"
         with self.engine.connect().execution_options(**options) as conn, conn.begin():
             yield conn
+
+    def takes_writes(self) -> bool:
+        """Whether a write transaction can be made now: a write that changes nothing, rolled
+        back. A SELECT is not enough to tell: a read-only PostgreSQL (a standby after a
+        failover, `default_transaction_read_only`) or another process holding SQLite's write
+        lock answer one, and then every write fails, whatever it writes."""
+        queued = self._writer.acquire(timeout=WRITER_WAIT_S) if self._writer else True
+        if not queued:
+            return False
+        try:
+            with self.engine.connect() as conn:
+                transaction = conn.begin()  # BEGIN IMMEDIATE on SQLite: the write lock
+                try:
+                    conn.exec_driver_sql(_NO_OP_WRITE)
+                finally:
+                    transaction.rollback()
+        except Exception:  # noqa: BLE001 - any failure means "not now"
+            return False
+        finally:
+            if self._writer:
+                self._writer.release()
+        return True
 
     def run(self, work: Callable[[Connection], T], *, attempts: int = 8, held: bool = False) -> T:
         """Run `work(conn)` in one transaction, retrying on serialization failures and

@@ -6,9 +6,10 @@ identity's persistent session, and a crash at any moment leaves it there to be d
 A redelivered order that was decided already is a replay: idempotency by (device id, order id)
 answers it with the stored result, marked `"duplicate": true`, and moves nothing.
 
-While the database is unreachable a worker keeps its batch and tries again; a message that fails
-on its own while the database answers gets a final `rejected` result after MAX_TRIES, so it
-cannot hold the broker's in-flight window for ever.
+While the database is unreachable, or answers but refuses writes (read-only, its write lock
+held elsewhere), a worker keeps its batch and tries again; a message that fails on its own while
+the database takes writes gets a final `rejected` result after MAX_TRIES, so it cannot hold the
+broker's in-flight window for ever.
 
 Results are written to the outbox in the same transaction as the money and published after the
 commit without waiting for the broker's PUBACK; the housekeeper marks what the broker
@@ -206,18 +207,28 @@ class Worker(threading.Thread):
                     continue
                 tries = self._tries[key] = self._tries.get(key, 0) + 1
                 log.exception("could not decide a message on %s (try %d)", message.topic, tries)
-                if tries >= MAX_TRIES:
-                    self._give_up(message, key)
+                if tries >= MAX_TRIES and self._give_up(message, key):
                     return
-                self.stopping.wait(RETRY_PAUSE_S * tries)
+                self.stopping.wait(RETRY_PAUSE_S * min(tries, MAX_TRIES))
 
     def _commit(self, messages: list[Inbound]) -> None:
+        """Decide and commit (what fails here committed nothing), then hand off."""
         self._outcomes = {}
         entries = self._decide(messages)
-        self.client.ack(messages)  # committed: the broker may forget them now
-        self.decided += len(messages)
-        self.publisher(entries)
-        metrics.observe_outcomes([m.arrived_s for m in messages], self._outcomes)
+        self._committed(messages, entries)
+
+    def _committed(self, messages: list[Inbound], entries: Entries) -> None:
+        """Acknowledge, publish and count committed decisions; never raises. A failure here
+        must not send the messages back to be decided (and acknowledged) again: their second
+        PUBACK could name a message id the broker has given to a new order since. What was
+        not published stays in the outbox, for the housekeeper to publish again."""
+        try:
+            self.client.ack(messages)  # committed: the broker may forget them now
+            self.decided += len(messages)
+            self.publisher(entries)
+            metrics.observe_outcomes([m.arrived_s for m in messages], self._outcomes)
+        except Exception:  # noqa: BLE001 - logged; the decisions stand
+            log.exception("handing off %d committed decisions failed", len(messages))
 
     def _decide(self, messages: list[Inbound]) -> Entries:
         """Decide in one transaction; what the results count for in `self._outcomes`."""
@@ -228,24 +239,23 @@ class Worker(threading.Thread):
             self.ctx, self.keyring, batch, now, self._outcomes, ahead, self.signer
         )
 
-    def _give_up(self, message: Inbound, key: str) -> None:
-        """A final `rejected` result (in the outbox, with an audit entry) and the PUBACK."""
+    def _give_up(self, message: Inbound, key: str) -> bool:
+        """A final `rejected` result (in the outbox, with an audit entry) and the PUBACK;
+        False when that could not be written either (the message is then kept and tried
+        again, never left unacknowledged and forgotten, holding the broker's in-flight window)."""
         try:
             entries = self.ctx.db.run(lambda conn: reject_undecidable(self.ctx, conn, message))
-        except Exception:  # noqa: BLE001 - left unacknowledged; tried again after a reconnect
+        except Exception:  # noqa: BLE001 - kept; the caller tries again
             log.exception("could not reject the undecidable message on %s", message.topic)
-            return
+            return False
         self._tries.pop(key, None)
-        self.client.ack([message])
-        self.publisher(entries)
+        self._committed([message], entries)
+        return True
 
     def database_is_up(self) -> bool:
-        try:
-            with self.ctx.db.read() as conn:
-                conn.exec_driver_sql("SELECT 1")
-        except Exception:  # noqa: BLE001 - any failure means "not reachable now"
-            return False
-        return True
+        """Whether the database takes writes now (`Database.takes_writes`): a failure while
+        it does not is the database's, and the batch is kept, never blamed on its orders."""
+        return self.ctx.db.takes_writes()
 
     def stop(self) -> None:
         self.stopping.set()
@@ -287,10 +297,7 @@ class Housekeeper(threading.Thread):
         marker = threading.Thread(target=self._mark_often, name="kym-outbox-marker", daemon=True)
         marker.start()  # not behind the slower chores of `tick`
         while not self.stopping.wait(self.interval_s):
-            try:
-                self.tick()
-            except Exception:  # noqa: BLE001 - logged; the next tick tries again
-                log.exception("housekeeping failed")
+            self.tick()  # logs what fails; the next round tries again
         marker.join(1)
 
     def _mark_often(self) -> None:
@@ -301,14 +308,29 @@ class Housekeeper(threading.Thread):
                 log.exception("marking published results failed")
 
     def tick(self) -> None:
-        """One round: approvals, holds, a tree head when due, acknowledged results, then stale
-        outbox entries."""
-        expire_approvals(self.ctx)
-        expire_holds(self.ctx)
-        settle_due_disputes(self.ctx)  # silence resolves for the owner; pending refunds paid
-        collect_due_instalments(self.ctx)  # instalments on their due dates, overdue ones daily
-        sign_tree_head_if_due(self.ctx)
-        self.mark_published()
+        """One round: approvals, holds, disputes, instalments, a tree head when due,
+        acknowledged results, then stale outbox entries. Each chore on its own: one that
+        keeps failing (a row it cannot handle, say) holds up none of the others."""
+        ctx = self.ctx
+        chores: list[tuple[str, Callable[[], object]]] = [
+            ("expiring approvals", lambda: expire_approvals(ctx)),
+            ("expiring holds", lambda: expire_holds(ctx)),
+            # silence resolves for the owner; pending refunds paid
+            ("settling disputes", lambda: settle_due_disputes(ctx)),
+            # instalments on their due dates, overdue ones daily
+            ("collecting instalments", lambda: collect_due_instalments(ctx)),
+            ("signing a tree head", lambda: sign_tree_head_if_due(ctx)),
+            ("marking published results", self.mark_published),
+            ("publishing stale results", self.publish_stale),
+        ]
+        for what, chore in chores:
+            try:
+                chore()
+            except Exception:  # noqa: BLE001 - logged; the next round tries again
+                log.exception("housekeeping: %s failed", what)
+
+    def publish_stale(self) -> None:
+        """Publish again what a crash or a lost connection left unpublished in the outbox."""
         publisher = next((p for p in self.publishers if p.client.is_connected), None)
         if publisher is None:
             return  # nobody to publish through; paho re-sends what it holds after reconnecting

@@ -1,28 +1,36 @@
 """The gateway acknowledges an order to the broker only once its decision is committed, on
-both brokers: what it never acknowledged comes back to the same worker identity, and a message
-that keeps failing gets one final rejection and is acknowledged so it cannot stall the worker."""
+both brokers: what it never acknowledged comes back to the same worker identity, a message
+that keeps failing gets one final rejection and is acknowledged so it cannot stall the worker,
+a failure after the commit decides nothing again, and a database that answers reads but refuses
+writes keeps the orders waiting rather than rejecting them."""
 
 from __future__ import annotations
 
 import queue
+import secrets
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
 
 from devices import keystore, wire
 from gateway.context import utcnow
 from gateway.http.app import create_app
 from gateway.mqtt.client import GatewayClient, Inbound
 from gateway.mqtt.retire import retire_identity
-from gateway.mqtt.workers import MAX_TRIES, Entries, Publisher, Worker
+from gateway.mqtt.workers import MAX_TRIES, RETRY_PAUSE_S, Entries, Publisher, Worker
+from gateway.orders import store as order_store
 from gateway.server import build_context, free_port, start_broker
 from gateway.settings import Settings
+from tests.e2e.orders import setup_payer
 from tests.support.gateway import ADMIN_TOKEN
+from tests.support.services import PG_SERVER_URL, unavailable
 from tests.support.stack import BROKERS, Stack
 
 
@@ -47,10 +55,16 @@ class Gateway:
 def gateway(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Gateway]:
     if request.param == "mosquitto":
         request.getfixturevalue("mosquitto_binary")
+    yield from _gateway(tmp_path, f"sqlite:///{tmp_path / 'kym.db'}", request.param)
+
+
+def _gateway(
+    tmp_path: Path, database_url: str, broker: Literal["mosquitto", "embedded"]
+) -> Iterator[Gateway]:
     port = free_port()
     settings = Settings(
-        data_dir=tmp_path / "data", database_url=f"sqlite:///{tmp_path / 'kym.db'}",
-        admin_token=ADMIN_TOKEN, mqtt=f"127.0.0.1:{port}", broker=request.param,
+        data_dir=tmp_path / "data", database_url=database_url,
+        admin_token=ADMIN_TOKEN, mqtt=f"127.0.0.1:{port}", broker=broker,
     )  # fmt: skip
     base = build_context(settings)
     with ExitStack() as exits:
@@ -58,6 +72,48 @@ def gateway(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Gateway]
         with TestClient(create_app(ctx)) as api:
             yield Gateway(Stack(ctx, api, port, tmp_path), exits)
         ctx.db.dispose()
+
+
+class PgDatabase:
+    """A PostgreSQL database of the test's own on the machine's server, which it can make
+    read-only for new sessions (and end the current ones, so that the gateway's next are)."""
+
+    def __init__(self) -> None:
+        self.name = f"kym_ro_{secrets.token_hex(4)}"
+        self.server = create_engine(PG_SERVER_URL, isolation_level="AUTOCOMMIT")
+        try:
+            self._sql(f'CREATE DATABASE "{self.name}"')
+        except Exception as exc:  # noqa: BLE001 - any failure means "no server here"
+            self.server.dispose()
+            unavailable(f"PostgreSQL at {PG_SERVER_URL} ({type(exc).__name__})")
+        self.url = f"{PG_SERVER_URL.rpartition('/')[0]}/{self.name}"
+
+    def read_only(self, on: bool) -> None:
+        setting = "SET default_transaction_read_only = on" if on else "RESET ALL"
+        self._sql(f'ALTER DATABASE "{self.name}" {setting}')
+        self._sql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            f" WHERE datname = '{self.name}' AND pid <> pg_backend_pid()"
+        )
+
+    def drop(self) -> None:
+        self._sql(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        self.server.dispose()
+
+    def _sql(self, statement: str) -> None:
+        with self.server.connect() as conn:
+            conn.execute(text(statement))
+
+
+@pytest.fixture
+def pg_gateway(tmp_path: Path) -> Iterator[tuple[Gateway, PgDatabase]]:
+    """A gateway (embedded broker) on a PostgreSQL database of the test's own."""
+    database = PgDatabase()
+    try:
+        for gateway in _gateway(tmp_path, database.url, "embedded"):
+            yield gateway, database
+    finally:
+        database.drop()
 
 
 def _drain(inbox: queue.SimpleQueue[Inbound], seconds: float) -> list[Inbound]:
@@ -162,3 +218,82 @@ def test_a_retired_worker_identity_hands_over_its_queued_share_and_gets_no_more(
     finally:
         staying.stop()
         session.close()
+
+
+class RaisingPublisher(Publisher):
+    """Publishing the committed results fails (as a broken connection might make it)."""
+
+    def __call__(self, entries: Entries) -> None:
+        raise RuntimeError("the hand-off failed")
+
+
+class CountingWorker(Worker):
+    """The real worker, counting its decisions."""
+
+    decisions = 0
+
+    def _decide(self, messages: list[Inbound]) -> Entries:
+        self.decisions += 1
+        return super()._decide(messages)
+
+
+def test_a_failure_after_the_commit_neither_decides_nor_acknowledges_again(
+    gateway: Gateway,
+) -> None:
+    ctx = gateway.stack.ctx
+    car = gateway.stack.device("car")
+    session = car.connect()
+    client = gateway.client()
+    worker = CountingWorker(ctx, client, RaisingPublisher(client))
+    worker.start()
+    try:
+        session.publish(f"kym/v1/devices/{car.id}/orders", b"garbage")  # rejected, committed
+        deadline = time.monotonic() + 10
+        while worker.decided < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(RETRY_PAUSE_S * (MAX_TRIES + 1))  # as long as the retries of a failure took
+        assert (worker.decisions, worker.decided) == (1, 1)
+        with ctx.db.read() as conn:
+            unpublished = order_store.unpublished(conn, ctx.clock())
+        assert len(unpublished) == 1  # its result waits in the outbox, for the housekeeper
+    finally:
+        worker.stop()
+        worker.join(5)
+        client.stop()
+    again = gateway.client()
+    try:
+        assert _drain(again.inbox, 2) == []  # it was acknowledged, once
+    finally:
+        again.stop()
+    session.close()
+
+
+@pytest.mark.postgres
+def test_a_database_that_refuses_writes_keeps_orders_waiting_instead_of_rejecting_them(
+    pg_gateway: tuple[Gateway, PgDatabase],
+) -> None:
+    gateway, database = pg_gateway
+    stack = gateway.stack
+    shop = stack.party("merchants", {"name": "shop", "category": "fuel", "currency": "EUR"})
+    car = setup_payer(stack, "car", rules={"currency": "EUR"})
+    client = gateway.client()
+    worker = Worker(stack.ctx, client, Publisher(client))
+    worker.start()
+    try:
+        first = car.order(type="pay", payee=shop["id"], amount=100, currency="EUR")
+        approved = car.send(first)
+        assert approved is not None and approved["status"] == "approved"
+        database.read_only(True)  # a standby after a failover: reads answer, writes fail
+        order = car.order(type="pay", payee=shop["id"], amount=250, currency="EUR")
+        car.send(order, wait=False)
+        time.sleep(RETRY_PAUSE_S * (MAX_TRIES + 3))  # longer than a bad message's tries
+        assert [m for m in car.messages() if m.get("order_id") == order["order_id"]] == []
+        database.read_only(False)
+        result = car.result_for(order["order_id"], timeout_s=15)
+        assert (result["status"], result["amount"]) == ("approved", 250)
+        assert [m["status"] for m in car.messages() if "status" in m] == ["approved"] * 2
+    finally:
+        worker.stop()
+        worker.join(5)
+        client.stop()
+        car.close()

@@ -286,3 +286,22 @@ def test_the_housekeeper_signs_a_head_when_one_is_due(world: World, clock: Clock
         heads = [head for head, _token in audit_store.iter_heads(conn)]
     assert len(heads) == 2
     assert (heads[-1].tree_size, heads[-1].root_hash) == (size, root)
+
+
+def test_a_housekeeping_chore_that_keeps_failing_holds_up_none_of_the_others(
+    world: World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from gateway.mqtt import workers
+
+    def broken(ctx: Any) -> None:
+        raise RuntimeError("a row it cannot handle")
+
+    monkeypatch.setattr(workers, "expire_approvals", broken)  # the first chore of a round
+    monkeypatch.setattr(workers, "settle_due_disputes", broken)
+    world.party("owners", {"name": "a", "timezone": "UTC"})
+    workers.Housekeeper(world.ctx, []).tick()
+    with world.ctx.db.read() as conn:
+        heads = list(audit_store.iter_heads(conn))
+    assert len(heads) == 1  # the tree head, a later chore of the same round, was signed
+    assert "housekeeping: expiring approvals failed" in caplog.text
+    assert "housekeeping: settling disputes failed" in caplog.text
