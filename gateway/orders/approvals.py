@@ -43,7 +43,8 @@ def decide_approval(
         if row is None or device is None or device.owner_id != owner_id:
             raise NotFound("no such approval")
         terms = offered_terms(row, decision, instalments)  # 422 before 409
-        batch = load_state(conn, now, {device.id}, {row["payee"]})  # locks the device
+        # locks the device; the batch's time is read again then (see `load_state`)
+        batch = load_state(conn, now, {device.id}, {row["payee"]}, clock=ctx.clock)
         row = consent_store.get_approval(conn, approval_id)
         if row is None or row["status"] != "pending" or row["expires_at"] <= now:
             raise Conflict("the approval is no longer pending", reason="approval_not_pending")

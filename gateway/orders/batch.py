@@ -132,13 +132,22 @@ def load_state(
     cache: StateCache | None = None,
     locked: Callable[[], dict[str, Device]] | None = None,
     counted: Callable[[], list[Any]] | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> Batch:
     """Lock the sender devices (in id order) and load what deciding for them needs; owners'
     settings, rules and mandates through `cache` when given (synced in this transaction).
     `locked`, `counted`: the devices as `lock_senders` read them, and the counters of the
-    senders and their mandates as `order_store.counters_later` read them, already."""
+    senders and their mandates as `order_store.counters_later` read them, already.
+
+    `clock`: the batch's time is read again once the senders are locked (never earlier than
+    `now`). A transaction that locked them first and committed then never holds a later time
+    than this batch: a period key older than the one it wrote would start its counters again
+    (a batch timed at 23:59:59.95 that waited for one timed at 00:00:00.05 wiped the new day's
+    spending)."""
     batch = Batch(conn, now, cache=cache)
     batch.devices = (locked or lock_senders(conn, senders, payees, cache))()
+    if clock is not None:
+        now = batch.now = max(now, clock())
     others = (payees | senders) - set(batch.devices)
     if cache is None:
         batch.merchants = store.merchants_by_id(conn, others)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import partial
@@ -74,7 +74,9 @@ def decide_messages(
         if not checked:
             return []
         bulk = bulk and placeable_together(checked)
-        batch = load_batch(conn, checked, now, bulk, keyring.state, check_cache=not synced)
+        batch = load_batch(
+            conn, checked, now, bulk, keyring.state, check_cache=not synced, clock=ctx.clock
+        )
         for serial in sorted({c.first_use for c in checked if c.first_use}):
             device_store.mark_certificate_used(conn, serial, now)
         for item in checked:
@@ -116,10 +118,12 @@ def load_batch(
     cache: StateCache,
     *,
     check_cache: bool = False,
+    clock: Callable[[], datetime] | None = None,
 ) -> Batch:
     """Lock the senders and load their state, the payees and known orders in a few queries;
     `bulk`: place the pays and holds at `finish`, from the payers' wallets read here;
-    `check_cache`: read the cache counter with them (`StateCache.check_later`)."""
+    `check_cache`: read the cache counter with them (`StateCache.check_later`); `clock`: the
+    batch's time read again once the senders are locked (`batch.load_state`)."""
     orders = [c.order for c in checked if c.order is not None]
     senders = {o.device_id for o in orders}
     payees = {o.payee for o in orders if isinstance(o, wire.PayOrder | wire.HoldOrder)}
@@ -134,7 +138,7 @@ def load_batch(
         wallets = wallet_store.get_wallets_later(conn, senders) if bulk else None
     if moved is not None:
         moved()  # raises CacheMoved if the copies used so far may be stale
-    batch = load_state(conn, now, senders, payees, cache, locked, counted)
+    batch = load_state(conn, now, senders, payees, cache, locked, counted, clock)
     batch.known = known()
     if wallets is not None:
         batch.placements = []

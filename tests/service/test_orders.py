@@ -20,8 +20,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import Connection, text
 
 from devices.contract import orders_topic
+from gateway.consent.periods import next_period_start
 from gateway.orders import store as order_store
 from gateway.orders.approvals import expire_approvals
+from gateway.orders.decide import decide_messages
 from gateway.orders.holds import expire_holds
 from tests.support.openssl import make_openssl_csr
 from tests.support.world import Clock, World, counting_transactions
@@ -149,6 +151,34 @@ def test_the_rules_decline_in_the_contract_order(world: World) -> None:
     assert car.pay(shop["id"], 100) == ("approved", None)
     assert car.pay(shop["id"], 100) == ("declined", "payment_count_exceeded")
     assert world.balance(car) == 5_000 - 2700
+
+
+def test_a_batch_timed_before_another_committed_counts_in_the_newer_period(
+    world: World, clock: Clock
+) -> None:
+    shop = world.merchant()
+    rules = {"currency": "EUR", "limits": [{"period": "day", "amount": 1000}]}
+    car = world.device("car", top_up=5_000, rules=rules)
+    now = world.ctx.clock()
+    midnight = next_period_start("day", now, ZoneInfo("Europe/Berlin"))  # the owner's zone
+    clock.advance((midnight - now).total_seconds() - 1)
+    before = world.ctx.clock()  # 23:59:59: a worker takes its batch's time, then waits...
+    clock.advance(2)  # ...while another transaction, at 00:00:01, locks the car and commits
+    assert car.pay(shop["id"], 600) == ("approved", None)
+    late = car.order(type="pay", payee=shop["id"], amount=300, currency="EUR")
+    [(_, _, token)] = decide_messages(
+        world.ctx, world.keyring, [(car.topic, car.sign(late))], before
+    )
+    assert json.loads(_payload(token))["status"] == "approved"
+    # 600 + 300 today: 200 more is over the day's 1,000 (the late batch's old day, written
+    # after the new one, used to start the counters again: 200 was approved)
+    assert car.pay(shop["id"], 200) == ("declined", "period_limit_exceeded")
+    assert car.pay(shop["id"], 100) == ("approved", None)
+
+
+def _payload(token: str) -> str:
+    segment = token.split(".")[1]
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)).decode()
 
 
 def test_stale_orders_are_rejected_and_not_recorded(world: World) -> None:
