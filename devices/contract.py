@@ -15,7 +15,7 @@ from typing import Any, Literal, get_args
 
 PREFIX = "kym/v1/devices"
 ORDERS_SHARED = f"$share/kym/{PREFIX}/+/orders"
-_ORDERS = re.compile(rf"^{PREFIX}/([A-Za-z0-9._-]{{1,64}})/orders$")
+_ORDERS = re.compile(rf"{PREFIX}/([A-Za-z0-9._-]{{1,64}})/orders")  # whole: `fullmatch`
 
 Category = Literal[
     "fuel", "ev_charging", "parking", "tolls", "groceries", "utilities", "insurance",
@@ -36,7 +36,7 @@ def results_topic(device_id: str) -> str:
 
 def device_of_orders_topic(topic: str) -> str | None:
     """The device id of an orders topic, or None when the topic is not one."""
-    match = _ORDERS.match(topic)
+    match = _ORDERS.fullmatch(topic)  # `$` would also take a trailing newline
     return match.group(1) if match else None
 
 

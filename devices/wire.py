@@ -24,7 +24,15 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 from joserfc.jwk import ECKey, OKPKey
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 
 MAX_ORDER_BYTES = 8 * 1024
 MAX_AMOUNT_MINOR = 10**12  # a trillion minor units: far above any machine payment
@@ -69,6 +77,13 @@ class _Order(BaseModel):
     ts: int
     nonce: Nonce
     description: Description | None = None
+
+    @field_validator("v", mode="before")
+    @classmethod
+    def _the_integer_one(cls, value: object) -> object:
+        if type(value) is not int:  # Literal[1] alone takes `true` (True == 1), even strictly
+            raise ValueError("v must be the integer 1")
+        return value
 
 
 class PayOrder(_Order):

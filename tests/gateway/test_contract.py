@@ -63,6 +63,7 @@ def test_topics() -> None:
         "kym/v1/devices//orders",
         f"kym/v1/devices/{'x' * 65}/orders",
         "x/kym/v1/devices/dev_1/orders",
+        "kym/v1/devices/dev_1/orders\n",
     ):
         assert contract.device_of_orders_topic(topic) is None, topic
 

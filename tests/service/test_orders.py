@@ -250,6 +250,8 @@ def test_malformed_messages_are_rejected_in_the_contract_order(world: World) -> 
     assert reject(car.sign(bad_forged, forger))[2] == "invalid_signature"  # signature first
     other = car.order(type="pay", payee=shop["id"], amount=5, currency="EUR", device_id="dev_x")
     assert reject(other)[1:] == ("rejected", "invalid_message")
+    version_true = {**car.order(type="pay", payee=shop["id"], amount=5, currency="EUR"), "v": True}
+    assert reject(version_true)[1:] == ("rejected", "invalid_message")  # `true` is not 1
     assert car.pay(shop["id"], 5) == ("approved", None)
     assert world.balance(car) == 9995
 
