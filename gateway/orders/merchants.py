@@ -45,6 +45,7 @@ def merchant_adjust(
     digest = payload_digest({k: v for k, v in body.items() if k != "ts"})
 
     def work(conn: Connection) -> tuple[Result, list[OutboxEntry]]:
+        order_store.lock_order_key(conn, merchant_id, idempotency_key)  # the same request, twice
         known = order_store.known_orders(conn, [(merchant_id, idempotency_key)])
         if known:
             earlier = known[(merchant_id, idempotency_key)]

@@ -78,6 +78,23 @@ class KnownOrder:
     result: Result  # the latest
 
 
+# Transaction-scoped advisory locks of one (sender, order id) each, in a class of their own
+# (two-key locks never meet the one-key locks of migrations and webhooks).
+_ORDER_KEY_LOCK = 7402
+
+
+def lock_order_key(conn: Connection, sender_id: str, order_id: str) -> None:
+    """Serialise the transactions deciding one (sender, order id) whose sender is not locked
+    (a merchant's HTTP request): the second then finds the first's order, committed, instead
+    of deciding it again and failing on the orders' primary key. SQLite's write transactions
+    are serialised already."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            sa.text("SELECT pg_advisory_xact_lock(:class, hashtext(:key))"),
+            {"class": _ORDER_KEY_LOCK, "key": f"{sender_id}/{order_id}"},
+        )
+
+
 def known_orders(
     conn: Connection, keys: Iterable[tuple[str, str]]
 ) -> dict[tuple[str, str], KnownOrder]:

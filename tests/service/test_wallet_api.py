@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
+from gateway.orders.merchants import merchant_adjust
 from tests.support.world import World, bearer
 
 
@@ -118,3 +122,32 @@ def test_ledger_check_passes_after_all_that(world: World) -> None:
         car.send(car.order(type="pay", payee=shop["id"], amount=amount, currency="EUR"))
     with world.ctx.db.read() as conn:
         assert check(conn) == []
+
+
+def test_the_same_refund_sent_twice_at_once_is_made_once_and_answered_twice(
+    world: World,
+) -> None:
+    shop = world.party("merchants", {"name": "pump", "category": "fuel"})
+    car = world.device("car", rules={"currency": "EUR"})
+    paid = car.send(car.order(type="pay", payee=shop["id"], amount=1000, currency="EUR"))
+    assert paid["status"] == "approved"
+    blocker = world.ctx.db.engine.connect()  # holds the accounts while both requests start
+    held = blocker.begin()  # SQLite: BEGIN IMMEDIATE, the write lock
+    blocker.exec_driver_sql(
+        "SELECT id FROM wallet_accounts FOR UPDATE" if not world.ctx.db.is_sqlite else "SELECT 1"
+    )
+    started = threading.Barrier(3)
+
+    def refund() -> Any:
+        started.wait()
+        return merchant_adjust(world.ctx, shop["id"], paid["payment_id"], "refund", 300, "r1")
+
+    with ThreadPoolExecutor(2) as pool:
+        both = [pool.submit(refund) for _ in range(2)]
+        started.wait()
+        time.sleep(1.0)  # both have read that no order holds the key, or wait to
+        held.commit()
+        blocker.close()
+        first, second = (future.result(timeout=30) for future in both)
+    assert first == second and first.status == "refunded"
+    assert world.balance(car) == 10_000 - 1000 + 300  # refunded once
