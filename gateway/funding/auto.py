@@ -61,6 +61,11 @@ def covers(batch: Batch, device: Device, rules: Rules | None, amount_minor: int)
     return True
 
 
+def has_plan(batch: Batch, device_id: str) -> bool:
+    """Whether step 4 planned draws for the device's order (`top_up` would move them)."""
+    return device_id in batch.funding.get("plans", {})
+
+
 def forget_plan(batch: Batch, device_id: str) -> None:
     """Drop the draws step 4 planned for the device's order (it will not move them)."""
     batch.funding.setdefault("plans", {}).pop(device_id, None)

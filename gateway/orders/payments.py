@@ -35,7 +35,7 @@ from gateway.funding.offers import Offer, Terms
 from gateway.ids import ordered_hex, random_hex
 from gateway.orders.batch import Batch, period_keys_now, scope_row
 from wallet import store as wallet_store
-from wallet.errors import InsufficientFunds
+from wallet.errors import InsufficientFunds, WalletRefusal
 from wallet.ledger import PaymentRequest, PaymentType
 
 Payment = wire.PayOrder | wire.HoldOrder
@@ -129,15 +129,7 @@ def move_payment(
         order.currency,
         expires_at,
     )
-    device = batch.devices[order.device_id]
-    if terms is None:
-        funded_by = auto_top_up.top_up(batch, device, payment_id)
-    else:
-        funded_by = conversion.pay_from_line(batch, device, payment_id, order.amount, terms)
-    if batch.placements is None:
-        wallet_store.place(batch.conn, request, batch.now)
-    else:
-        batch.placements.append(request)  # funds checked above; placed at `finish`
+    funded_by = fund_and_place(batch, batch.devices[order.device_id], request, terms)
     spend(batch, order.device_id, order.amount)
     for scope in [order.device_id] + ([mandate_id] if mandate_id else []):
         batch.count(scope, keys, order.amount)
@@ -167,6 +159,49 @@ def move_payment(
         expires_at=int(expires_at.timestamp()) if expires_at else None,
         funded_by=funded_by,
     )
+
+
+def fund_and_place(
+    batch: Batch, device: Device, request: PaymentRequest, terms: Terms | None
+) -> auto_top_up.FundedBy:
+    """Move the funding (the planned automatic top-ups, or with `terms` the credit line's
+    loan), then place the payment: now, or at `finish` when the batch places them together
+    (a refusal there decides the whole batch again, one by one). Placed now after funding that
+    moved money, both are one savepoint: a wallet that refuses the payment takes the draws or
+    the loan back with it, and what the batch noted of them."""
+    if batch.placements is not None:
+        funded_by = _fund(batch, device, request, terms)
+        batch.placements.append(request)  # funds checked above; placed at `finish`
+        return funded_by
+    if terms is None and not auto_top_up.has_plan(batch, device.id):
+        wallet_store.place(batch.conn, request, batch.now)  # nothing moves before it
+        return ()
+    noted = (
+        len(batch.audit),
+        len(batch.events),
+        len(batch.outgoing),
+        dict(batch.available),
+        dict(batch.funding.get("drawn", {})),
+    )
+    try:
+        with batch.conn.begin_nested():
+            funded_by = _fund(batch, device, request, terms)
+            wallet_store.place(batch.conn, request, batch.now)
+    except WalletRefusal:
+        audit, events, outgoing, available, drawn = noted
+        del batch.audit[audit:], batch.events[events:], batch.outgoing[outgoing:]
+        batch.available, batch.funding["drawn"] = available, drawn
+        raise
+    return funded_by
+
+
+def _fund(
+    batch: Batch, device: Device, request: PaymentRequest, terms: Terms | None
+) -> auto_top_up.FundedBy:
+    if terms is None:
+        return auto_top_up.top_up(batch, device, request.payment_id)
+    payment_id, amount = request.payment_id, request.amount_minor
+    return conversion.pay_from_line(batch, device, payment_id, amount, terms)
 
 
 def ask_owner(

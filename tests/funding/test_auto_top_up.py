@@ -9,9 +9,12 @@ import pytest
 
 from gateway.context import Context
 from gateway.funding.check import check_sources
+from gateway.orders import decide
 from tests.support.funding import fund, sibling, source
 from tests.support.world import Dev, World
+from wallet import store as wallet_store
 from wallet.check import check
+from wallet.errors import InsufficientFunds
 
 AUTO = {"currency": "EUR", "auto_top_up": {"below": 1_000, "to": 5_000}}
 
@@ -70,6 +73,28 @@ def test_sources_that_cannot_cover_decline_and_move_nothing(world: World) -> Non
     assert covered["status"] == "approved"
     assert covered["funded_by"] == [{"source": account["id"], "amount": 700}]
     assert car.wallet()["balance"] == 0 and sources_of(world, car)["everyday"]["available"] == 0
+
+
+def test_a_wallet_that_refuses_the_payment_takes_its_top_up_back(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shop = world.merchant()
+    car = world.device("car", top_up=300, rules=AUTO)
+    account = source(world, car.owner)
+    fund(world, car.owner, account["id"], 9_000, "a")
+
+    def refusing(*_args: Any) -> None:  # as when another transaction took the money meanwhile
+        raise InsufficientFunds("the wallet's available balance changed")
+
+    monkeypatch.setattr(decide, "placeable_together", lambda _checked: False)  # placed at once
+    monkeypatch.setattr(wallet_store, "place", refusing)
+    result = pay(car, shop["id"], 1_000)
+    monkeypatch.undo()
+    assert (result["status"], result["reason"]) == ("declined", "insufficient_funds")
+    assert sources_of(world, car)["everyday"]["balance"] == 9_000  # the draw went back too
+    assert car.wallet()["balance"] == 300
+    covered = pay(car, shop["id"], 1_000)
+    assert covered["funded_by"] == [{"source": account["id"], "amount": 5_700}]
 
 
 def test_without_auto_top_up_or_in_another_currency_sources_are_not_drawn(world: World) -> None:
