@@ -7,10 +7,19 @@ Limits for every body (contract section 10): strings hold at most 1,000 characte
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Query
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from devices.contract import Category
 from devices.registry import KINDS
@@ -265,14 +274,28 @@ class MandateLimitIn(StrictBody):
     amount: Annotated[int, Field(ge=1, le=10**12)]
 
 
+def _storable(value: datetime) -> datetime:
+    """An instant both databases store and read back: 1970 to 9998 in UTC (PostgreSQL took
+    year 1 at +14:00, stored 1 BC, then refused every read of the device's mandates, and
+    with it every batch of its orders; SQLite overflowed converting it)."""
+    if not _EARLIEST <= value <= _LATEST:
+        raise ValueError("must be between 1970-01-01 and 9998-12-31 (UTC)")
+    return value
+
+
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9998, 12, 31, 23, 59, 59, tzinfo=UTC)
+Instant = Annotated[AwareDatetime, AfterValidator(_storable)]
+
+
 class MandateCreate(Input):
     model_config = ConfigDict(extra="forbid", strict=False)  # RFC 3339 strings become datetimes
     payee: Id | None = None
     category: Category | None = None
     max_amount: Annotated[int, Field(strict=True, ge=1, le=10**12)]
     limits: Annotated[list[MandateLimitIn], Items] | None = None
-    valid_from: AwareDatetime | None = None
-    valid_until: AwareDatetime | None = None
+    valid_from: Instant | None = None
+    valid_until: Instant | None = None
 
     @model_validator(mode="after")
     def _dates_in_order(self) -> MandateCreate:

@@ -111,3 +111,23 @@ def test_owner_reads_the_audit_trail_of_their_device(world: World) -> None:
     assert [e["seq"] for e in entries] == sorted((e["seq"] for e in entries), reverse=True)
     other = world.device("other")
     assert world.api.get(f"/v1/devices/{car.id}/audit", headers=other.owner).status_code == 404
+
+
+def test_mandate_dates_a_database_cannot_store_are_422_and_orders_still_flow(
+    world: World,
+) -> None:
+    shop = world.party("merchants", {"name": "insurer", "category": "insurance"})
+    car = world.device("car", rules={"currency": "EUR"})
+    url = f"/v1/devices/{car.id}/mandates"
+    for dates in (
+        {"valid_from": "0001-01-01T00:00:00+14:00"},  # 1 BC in UTC: stored by PostgreSQL, unread
+        {"valid_until": "9999-12-31T23:59:59-14:00"},  # year 10000 in UTC
+        {"valid_from": "1969-12-31T00:00:00Z"},
+    ):
+        refused = world.api.post(url, headers=car.owner, json={"max_amount": 5, **dates})
+        assert refused.status_code == 422, (dates, refused.text)
+    assert world.api.get(url, headers=car.owner).json()["items"] == []
+    late = {"max_amount": 5, "valid_until": "9998-12-31T00:00:00Z"}
+    assert world.api.post(url, headers=car.owner, json=late).status_code == 201
+    paid = car.send(car.order(type="pay", payee=shop["id"], amount=3, currency="EUR"))
+    assert paid["status"] == "approved"
