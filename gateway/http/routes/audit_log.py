@@ -11,6 +11,7 @@ from fastapi.responses import PlainTextResponse
 from gateway.audit import service as audit_service
 from gateway.http.deps import Caller, Ctx
 from gateway.http.public import ConsistencyProof
+from gateway.http.schemas import MAX_MINOR
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 JWS_TEXT: dict[int | str, dict[str, Any]] = {
@@ -28,8 +29,8 @@ def tree_head(ctx: Ctx, _: Caller) -> PlainTextResponse:
 def consistency(
     ctx: Ctx,
     _: Caller,
-    first: Annotated[int, Query(alias="from", ge=0)],
-    second: Annotated[int, Query(alias="to", ge=0)],
+    first: Annotated[int, Query(alias="from", ge=0, le=MAX_MINOR)],  # a tree size: 422 above
+    second: Annotated[int, Query(alias="to", ge=0, le=MAX_MINOR)],
 ) -> ConsistencyProof:
     """The consistency proof between two signed tree sizes (any party)."""
     return ConsistencyProof(proof=audit_service.consistency(ctx, first, second))
