@@ -82,9 +82,11 @@ def insert_device(conn: Connection, device: Device) -> None:
     conn.execute(devices.insert().values(**row))
 
 
-def get_device(conn: Connection, device_id: str) -> Device | None:
-    """The device with this id, if any."""
-    row = conn.execute(devices.select().where(devices.c.id == device_id)).mappings().first()
+def get_device(conn: Connection, device_id: str, *, lock: bool = False) -> Device | None:
+    """The device with this id, if any; `lock`: its row locked until the transaction ends
+    (PostgreSQL; SQLite's write transaction holds the whole database)."""
+    query = devices.select().where(devices.c.id == device_id)
+    row = conn.execute(query.with_for_update() if lock else query).mappings().first()
     return None if row is None else _device(row)
 
 

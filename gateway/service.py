@@ -154,9 +154,12 @@ def register_device(
     return device, certificate
 
 
-def visible_device(conn: Connection, party: Party, device_id: str) -> Device:
-    """The device if this party may see it (its owner or its integrator), else NotFound."""
-    device = device_store.get_device(conn, device_id)
+def visible_device(
+    conn: Connection, party: Party, device_id: str, *, lock: bool = False
+) -> Device:
+    """The device if this party may see it (its owner or its integrator), else NotFound;
+    `lock`: its row locked, for a change that depends on its status."""
+    device = device_store.get_device(conn, device_id, lock=lock)
     if device is None or party.id not in (device.owner_id, device.integrator_id):
         raise NotFound("no such device")
     return device
@@ -189,7 +192,9 @@ def change_device_status(ctx: Context, party: Party, device_id: str, action: str
     now = ctx.clock()
 
     def work(conn: Connection) -> tuple[Device, bool]:
-        device = visible_device(conn, party, device_id)
+        # locked: a revoke and a resume at once must not both start from "suspended" (the
+        # later write won, and a revoked device came back active)
+        device = visible_device(conn, party, device_id, lock=True)
         if party.kind == "integrator" and party.id != device.integrator_id:
             raise NotFound("no such device")
         if party.kind == "owner" and party.id != device.owner_id:
@@ -231,7 +236,7 @@ def rotate_certificate(
     csr, now = ca.load_csr(csr_pem.encode()), ctx.clock()
 
     def work(conn: Connection) -> x509.Certificate:
-        device = visible_device(conn, integrator, device_id)
+        device = visible_device(conn, integrator, device_id, lock=True)  # not revoked meanwhile
         if device.integrator_id != integrator.id:
             raise NotFound("no such device")
         if device.status == Status.REVOKED:
