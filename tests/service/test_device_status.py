@@ -23,7 +23,7 @@ def test_a_revoke_and_a_resume_at_once_leave_the_device_revoked(world: World) ->
         blocker.execute(text(f"SELECT id FROM devices WHERE id = :d{lock}"), {"d": dev.id})
         started = threading.Barrier(3)
 
-        def at_once(call: Any) -> Any:
+        def at_once(call: Any, started: threading.Barrier = started) -> Any:
             started.wait()
             return call()
 
