@@ -154,9 +154,7 @@ def register_device(
     return device, certificate
 
 
-def visible_device(
-    conn: Connection, party: Party, device_id: str, *, lock: bool = False
-) -> Device:
+def visible_device(conn: Connection, party: Party, device_id: str, *, lock: bool = False) -> Device:
     """The device if this party may see it (its owner or its integrator), else NotFound;
     `lock`: its row locked, for a change that depends on its status."""
     device = device_store.get_device(conn, device_id, lock=lock)
