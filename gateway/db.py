@@ -21,9 +21,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 log = logging.getLogger("kym.db")
@@ -200,6 +202,17 @@ class Database:
         for conn in held:
             conn.close()
         self.engine.dispose()
+
+
+def upsert(conn: Connection, table: sa.Table, values: dict[str, Any]) -> None:
+    """Insert the row, or update the one with its primary key: one statement, so two
+    requests at once never both insert (a DELETE then an INSERT did, and the second failed on
+    the key: a 500)."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    key = [column.name for column in table.primary_key]
+    statement = dialect.insert(table).values(**values)
+    changed = {name: statement.excluded[name] for name in values if name not in key}
+    conn.execute(statement.on_conflict_do_update(index_elements=key, set_=changed))
 
 
 def _is_retryable(exc: DBAPIError) -> bool:

@@ -17,6 +17,7 @@ from sqlalchemy import Connection
 from devices.store import UtcDateTime, devices
 from gateway.consent.mandates import Mandate
 from gateway.consent.rules import Limit, Rules, rules_from_json
+from gateway.db import upsert
 from gateway.store import before
 
 metadata = sa.MetaData()
@@ -77,13 +78,11 @@ def put_rules(
     conn: Connection, device_id: str, rules_json: dict[str, Any] | None, now: datetime
 ) -> None:
     """Replace the device's rules; None removes them (the device has no rules)."""
-    conn.execute(device_rules.delete().where(device_rules.c.device_id == device_id))
-    if rules_json is not None:
-        conn.execute(
-            device_rules.insert().values(
-                device_id=device_id, rules_json=json.dumps(rules_json), updated_at=now
-            )
-        )
+    if rules_json is None:
+        conn.execute(device_rules.delete().where(device_rules.c.device_id == device_id))
+        return
+    values = {"device_id": device_id, "rules_json": json.dumps(rules_json), "updated_at": now}
+    upsert(conn, device_rules, values)
 
 
 def insert_mandate(conn: Connection, values: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy import Connection
 
 from gateway.audit import store as audit_store
 from gateway.context import Context
+from gateway.db import upsert
 from gateway.errors import Invalid, NotFound
 from gateway.funding import store as funding_store
 from gateway.funding.plan import CREDIT_LINE
@@ -57,8 +58,7 @@ def put_policy(ctx: Context, owner: Party, body: dict[str, Any]) -> dict[str, An
         source = funding_store.get_source(conn, body["source"])
         if source is None or source.owner_id != owner.id or source.kind != CREDIT_LINE:
             raise Invalid("`source` must be one of your credit lines", reason="invalid_request")
-        conn.execute(sa.delete(policies).where(policies.c.owner_id == owner.id))
-        conn.execute(sa.insert(policies).values(**row))
+        upsert(conn, policies, row)  # two at once: one statement each, never a 500
         data = {"source": body["source"], "counts": body["counts"]}
         audit_store.append(conn, now, [(owner.actor, "funding.policy_set", None, data)])
         return _public(row)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
+from tests.support.concurrency import at_once
 from tests.support.funding import source
 from tests.support.world import World
 
@@ -72,3 +74,14 @@ def test_bad_policies_are_422(world: World) -> None:
         response = world.api.put(URL, headers=car.owner, json={**good, **change})
         assert response.status_code == 422, (change, response.text)
     assert world.api.get(URL, headers=car.owner).json()["counts"] == [2, 24]  # unchanged
+
+
+def test_the_same_policy_put_four_times_at_once_is_answered_four_times(world: World) -> None:
+    car = world.device("car")
+    line = source(world, car.owner, kind="credit_line", credit_limit=100_000)
+    body = {"source": line["id"], "min_amount": 100, "max_amount": 10_000, "counts": [3]}
+    for days in (30, 14, 7):
+        policy = {**body, "interval_days": days}
+        answers = at_once([partial(world.api.put, URL, headers=car.owner, json=policy)] * 4)
+        assert [a.status_code for a in answers] == [200] * 4, [a.text for a in answers]
+        assert world.api.get(URL, headers=car.owner).json()["interval_days"] == days

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from functools import partial
+
+from tests.support.concurrency import at_once
 from tests.support.world import World
 
 
@@ -131,3 +134,15 @@ def test_mandate_dates_a_database_cannot_store_are_422_and_orders_still_flow(
     assert world.api.post(url, headers=car.owner, json=late).status_code == 201
     paid = car.send(car.order(type="pay", payee=shop["id"], amount=3, currency="EUR"))
     assert paid["status"] == "approved"
+
+
+def test_the_same_rules_put_four_times_at_once_are_stored_and_answered_four_times(
+    world: World,
+) -> None:
+    car = world.device("car", rules={"currency": "EUR"})
+    url = f"/v1/devices/{car.id}/rules"
+    for n in range(3):  # a DELETE then an INSERT each: the later inserts failed on the key
+        rules = {"currency": "EUR", "max_amount": 100 + n}
+        answers = at_once([partial(world.api.put, url, json=rules, headers=car.owner)] * 4)
+        assert [a.status_code for a in answers] == [200] * 4, [a.text for a in answers]
+        assert world.api.get(url, headers=car.owner).json()["max_amount"] == 100 + n
