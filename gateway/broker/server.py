@@ -61,6 +61,10 @@ from gateway.broker.state import Connection
 log = logging.getLogger("kym.broker")
 T = TypeVar("T")
 _READ_SIZE = 65_536
+# A client this far behind in reading what it is sent (answers to its PINGREQs, say) is
+# disconnected: the buffer is the gateway's own memory, and it grew 5 MB/s for one that sent
+# PINGREQs and never read, slowing every other device's round trip from 0.15 to 350 ms.
+_WRITE_BUFFER_LIMIT = 4 << 20
 _REAP_INTERVAL_S = 0.5
 _CRL_PEM = re.compile(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----\s*", re.DOTALL)
 
@@ -284,6 +288,11 @@ class Broker:
                 for first_byte, body in framer.feed(data):
                     if not self._handle(conn, first_byte, body):
                         return
+                if conn.transport.get_write_buffer_size() > _WRITE_BUFFER_LIMIT:
+                    log.warning(
+                        "closing %s: it does not read what it is sent", conn.identity or "a client"
+                    )
+                    return
         except codec.MalformedPacket as exc:
             log.warning("closing %s: %s", conn.identity or "an unidentified client", exc)
         except OSError as exc:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import random
 import socket
+import ssl
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -100,6 +102,21 @@ def test_a_protocol_error_closes_only_that_connection(
     assert client.connect() == (False, 0)
     client.send(bad)
     assert client.closed_by_broker()
+    assert still_serving(pki, peers)
+
+
+def test_a_client_that_never_reads_its_answers_is_disconnected(
+    pki: Pki, raws: Callable[..., RawClient], peers: Callable[..., Peer]
+) -> None:
+    flooder = raws(pki.devices["dev-a"])
+    assert flooder.connect(keepalive_s=0) == (False, 0)
+    pings = bytes((0xC0, 0)) * 32_768  # PINGREQs; their PINGRESPs are never read
+    deadline, sent = time.monotonic() + 30, 0
+    with pytest.raises((OSError, ssl.SSLError)):  # the broker ended the connection
+        while time.monotonic() < deadline:
+            flooder.send(pings)
+            sent += len(pings)
+        raise AssertionError(f"still connected after {sent:,} bytes of PINGREQs")
     assert still_serving(pki, peers)
 
 
