@@ -95,6 +95,8 @@ class DeviceClient:
             target=self._dispatch, daemon=True, name=f"kym-sdk-{self.device_id}"
         )
         self._mqtt = self._new_mqtt_client(persistent)
+        if resend_after is not None and not resend_after > 0:
+            raise ValueError("resend_after must be a positive number of seconds, or None")
         self.resend_after = resend_after
         self._closing, self._reconnected = threading.Event(), threading.Event()
         self._resender = threading.Thread(
@@ -223,16 +225,22 @@ class DeviceClient:
         return order_ids
 
     def _resend_loop(self) -> None:
-        """Re-send due orders, RESEND_PER_S a second; all of them are due after a reconnect."""
+        """Re-send due orders, RESEND_PER_S a second (a budget that refills with time, however
+        often the loop looks: `resend_after` may be under a second); all of them are due after
+        a reconnect."""
         assert self.resend_after is not None
+        budget, looked = float(RESEND_PER_S), time.monotonic()
         while not self._closing.is_set():
             if self._reconnected.wait(min(1.0, self.resend_after)):
                 self._reconnected.clear()
+            now = time.monotonic()
+            budget, looked = min(RESEND_PER_S, budget + (now - looked) * RESEND_PER_S), now
             if not self._ready.is_set() or self._closing.is_set():
                 continue  # paho would only queue them; the reconnect makes them all due
-            due = self.journal.due(time.monotonic(), self.resend_after, RESEND_PER_S)
+            due = self.journal.due(now, self.resend_after, int(budget))
             if due:
                 log.info("%s re-sends %d unfinished orders", self.device_id, len(due))
+                budget -= len(due)
                 self._resend(due)
 
     def sign(self, payload: dict[str, Any], key: wire.PrivateKey | None = None) -> str:

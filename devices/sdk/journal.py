@@ -68,6 +68,8 @@ class Journal:
     def due(self, now: float, after_s: float, limit: int) -> list[tuple[str, str]]:
         """Up to `limit` unfinished orders (oldest first) not sent within `after_s` of `now`
         (a monotonic time), as (order id, JWS)."""
+        if limit <= 0:
+            return []
         with self._lock:
             due = []
             for order_id, jws in self._unfinished.items():

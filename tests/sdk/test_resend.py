@@ -121,3 +121,21 @@ def test_with_resend_after_none_the_device_sends_an_order_once(
         meter.connect()
         meter.pay("mer_x", 10)
         assert len(_arrivals(gateway_side, 2.0)) == 1
+
+
+def test_resends_keep_to_their_rate_however_short_resend_after_is(
+    http: Http, gateway_side: GatewaySide
+) -> None:
+    identity, _ = http.provision("meter", kind="smart_meter")
+    with pytest.raises(ValueError, match="resend_after"):
+        http.client(identity, resend_after=0)  # would spin, re-sending without pause
+    with http.client(identity, resend_after=0.1) as meter:
+        meter.connect()
+        for n in range(40):
+            meter.pay("mer_x", 100 + n)
+        first = _arrivals(gateway_side, 0.5)
+        resent = _arrivals(gateway_side, 3.0)  # none is answered: all stay due
+    # RESEND_PER_S (8) a second: at most a full budget plus 3 s of refill, not 10 passes a
+    # second of 8 each
+    assert len(first) >= 40 and len(resent) <= 8 + 3 * 8 + 2, (len(first), len(resent))
+    assert len(resent) >= 8, len(resent)
