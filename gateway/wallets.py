@@ -39,18 +39,9 @@ def top_up(
             idempotency_key=idempotency_key,
             now=now,
         )
-        audit_store.append(
-            conn,
-            now,
-            [
-                (
-                    owner.actor,
-                    "money.top_up",
-                    device_id,
-                    {"amount": amount, "currency": currency, "idempotency_key": idempotency_key},
-                )
-            ],
-        )
+        if not result.replayed:  # the audit log records money that moved, once
+            data = {"amount": amount, "currency": currency, "idempotency_key": idempotency_key}
+            audit_store.append(conn, now, [(owner.actor, "money.top_up", device_id, data)])
         return {"balance": result.balance_minor, "available": result.available_minor}
 
     return ctx.db.run(work)

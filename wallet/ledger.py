@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 
@@ -137,6 +137,7 @@ class TopUpResult:
     amount_minor: int
     balance_minor: int
     available_minor: int
+    replayed: bool = field(default=False, compare=False)  # the first answer again: no move
 
 
 @dataclass(frozen=True)

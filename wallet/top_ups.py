@@ -94,5 +94,10 @@ def _earlier_top_up(
     if row.request_sha256 != fingerprint:
         raise IdempotencyConflict(f"top-up key {idempotency_key} was used for another request")
     return TopUpResult(
-        holder_id, row.currency, row.amount_minor, row.balance_minor, row.available_minor
+        holder_id,
+        row.currency,
+        row.amount_minor,
+        row.balance_minor,
+        row.available_minor,
+        replayed=True,
     )

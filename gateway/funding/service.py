@@ -102,8 +102,9 @@ def top_up_source(
             idempotency_key=idempotency_key,
             now=now,
         )
-        data = {"source": source_id, "amount": amount, "currency": currency}
-        audit_store.append(conn, now, [(owner.actor, "funding.top_up", None, data)])
+        if not result.replayed:  # the audit log records money that moved, once
+            data = {"source": source_id, "amount": amount, "currency": currency}
+            audit_store.append(conn, now, [(owner.actor, "funding.top_up", None, data)])
         # The first answer again for a repeated key: the balance it reported then.
         return source_public(_with_balance(source, result.balance_minor))
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlalchemy as sa
+
+from gateway.audit import store as audit_store
 from tests.support.funding import fund, source
 from tests.support.world import World
 
@@ -73,6 +76,13 @@ def test_top_ups_are_idempotent_per_source_and_respect_the_floor(world: World) -
     assert fund(world, car.owner, other["id"], 5, "k1").json()["balance"] == 5  # scoped
     listed = world.api.get("/v1/owners/me/funding-sources", headers=car.owner).json()["items"]
     assert listed[0]["balance"] == 1_001
+    with world.ctx.db.read() as conn:  # money moved 4 times: 4 entries, not one a request
+        entries = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(audit_store.audit_log)
+            .where(audit_store.audit_log.c.action == "funding.top_up")
+        ).scalar_one()
+    assert entries == 4
 
 
 def test_credit_lines_take_no_top_ups_and_strangers_find_no_source(world: World) -> None:

@@ -28,6 +28,8 @@ def test_top_up_is_idempotent_by_key(world: World) -> None:
     assert first.status_code == 201 and first.json() == {"balance": 2500, "available": 2500}
     again = top_up(world, car, body)
     assert again.status_code == 201 and again.json() == first.json()
+    trail = world.api.get(f"/v1/devices/{car.id}/audit", headers=car.owner).json()["items"]
+    assert [e["action"] for e in trail].count("money.top_up") == 1  # money moved once
     conflict = top_up(world, car, {**body, "amount": 2600})
     assert conflict.status_code == 409
     assert conflict.json()["error"]["code"] == "idempotency_conflict"
