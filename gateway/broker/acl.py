@@ -46,7 +46,11 @@ class AclPolicy:
         """True if `identity` acts as a gateway worker."""
         if identity in self.gateway_identities:
             return True
-        return bool(self.gateway_prefix) and identity.startswith(self.gateway_prefix or "")
+        prefix = self.gateway_prefix
+        if not prefix or not identity.startswith(prefix):
+            return False
+        number = identity[len(prefix) :]  # digits only, as kym_access.c (Mosquitto) has it
+        return number.isascii() and number.isdigit()
 
 
 def is_valid_identity(identity: str) -> bool:

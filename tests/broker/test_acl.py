@@ -70,6 +70,8 @@ def test_a_gateway_reads_all_orders_and_writes_all_results(acl: Acl) -> None:
     assert not acl.may_subscribe("kym-gateway-0", "kym/v1/devices/#")
     assert not acl.may_publish("kym-gateway-0", ORDERS.format("dev-a"))
     assert not acl.may_publish("kym-gateway-0", "kym/v1/devices/dev-a/results/x")
+    for not_a_gateway in ("kym-gateway-", "kym-gateway-1x", "kym-gateway-٣"):  # as Mosquitto's
+        assert not acl.may_subscribe(not_a_gateway, "kym/v1/devices/+/orders"), not_a_gateway
 
 
 def test_gateways_can_be_named_instead_of_prefixed() -> None:
