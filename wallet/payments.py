@@ -157,9 +157,11 @@ def place_payments(
     return results
 
 
-def get_payment(conn: Connection, payment_id: str) -> Payment | None:
-    """The payment, or None."""
-    row = conn.execute(select(payments).where(payments.c.payment_id == payment_id)).first()
+def get_payment(conn: Connection, payment_id: str, *, lock: bool = False) -> Payment | None:
+    """The payment, or None; `lock`: its row locked until the transaction ends (PostgreSQL;
+    SQLite's write transaction holds the whole database)."""
+    query = select(payments).where(payments.c.payment_id == payment_id)
+    row = conn.execute(query.with_for_update() if lock else query).first()
     return None if row is None else payment_from_row(row)
 
 

@@ -8,6 +8,7 @@ payment's evidence holds them) and its events to both sides (`batch.finish`).
 
 from __future__ import annotations
 
+import logging
 import secrets
 from datetime import datetime
 from typing import Any
@@ -27,6 +28,8 @@ from gateway.parties import Party
 from wallet import errors as wallet_errors
 from wallet import store as wallet_store
 from wallet.ledger import Payment
+
+log = logging.getLogger("kym.disputes")
 
 Row = dict[str, Any]
 
@@ -157,8 +160,10 @@ def refund_or_owe(batch: Batch, row: Row) -> Row:
 
 
 def refund_what_is_left(batch: Batch, row: Row) -> int:
-    """Refund the disputed amount less the refunds since the dispute opened; how much."""
-    payment = wallet_store.get_payment(batch.conn, row["payment_id"])
+    """Refund the disputed amount less the refunds since the dispute opened; how much. The
+    payment is locked first: a merchant's refund committing meanwhile is then counted (read
+    unlocked, the dispute's refund was too large and refused: 409 `refund_exceeds_payment`)."""
+    payment = wallet_store.get_payment(batch.conn, row["payment_id"], lock=True)
     assert payment is not None
     amount = _left(row, payment)
     if amount:
@@ -205,6 +210,8 @@ def settle_due(ctx: Context) -> int:
             changed += _settle(ctx, dispute_id, now)
         except Conflict:
             continue  # answered or resolved meanwhile
+        except wallet_errors.WalletRefusal:  # this one waits; the others are settled
+            log.exception("settling dispute %s was refused by the wallet", dispute_id)
     return changed
 
 

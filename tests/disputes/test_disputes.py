@@ -3,6 +3,8 @@ admin's resolution, silence, pending refunds, and the refusals."""
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,6 +17,7 @@ from gateway.evidence.verify import verify_bundle
 from gateway.orders.store import outbox
 from tests.disputes.helpers import ADMIN, paid_merchant, paid_pump
 from tests.support.world import Clock, World, bearer
+from wallet import store as wallet_store
 
 
 def test_owner_opens_a_dispute_for_what_was_paid_due_in_seven_days(world: World) -> None:
@@ -156,6 +159,25 @@ def test_refunds_while_open_reduce_what_a_resolution_refunds(world: World) -> No
     assert refund.status_code == 200, refund.text
     resolved = paid.resolve(dispute["id"], "owner").json()
     assert resolved["refunded_amount"] == 350
+    assert paid.payment()["refunded_amount"] == 450
+
+
+def test_a_refund_committed_while_the_payee_accepts_is_counted(world: World) -> None:
+    paid = paid_merchant(world)
+    dispute = paid.opened()
+    blocker = world.ctx.db.engine.connect()  # a merchant's refund of 100, not committed yet
+    held = blocker.begin()  # SQLite: BEGIN IMMEDIATE, the write lock
+    wallet_store.refund(
+        blocker, payment_id=paid.payment_id, amount_minor=100, now=world.ctx.clock()
+    )
+    with ThreadPoolExecutor(1) as pool:
+        accepting = pool.submit(paid.respond, dispute["id"], "accept")
+        time.sleep(0.5)  # the acceptance has read the payment, or waits to
+        held.commit()
+        blocker.close()
+        answer = accepting.result(timeout=30)
+    assert answer.status_code == 200, answer.text  # read unlocked: 409 refund_exceeds_payment
+    assert answer.json()["refunded_amount"] == 350
     assert paid.payment()["refunded_amount"] == 450
 
 
