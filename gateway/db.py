@@ -45,6 +45,10 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 _NO_OP_WRITE = "UPDATE cache_versions SET version = version WHERE id = 1"
 
 
+class _RolledBack(Exception):
+    """Ends `takes_writes`'s transaction with a rollback."""
+
+
 class Database:
     """An engine plus the rules for opening transactions on it."""
 
@@ -137,22 +141,14 @@ class Database:
         back. A SELECT is not enough to tell: a read-only PostgreSQL (a standby after a
         failover, `default_transaction_read_only`) or another process holding SQLite's write
         lock answer one, and then every write fails, whatever it writes."""
-        queued = self._writer.acquire(timeout=WRITER_WAIT_S) if self._writer else True
-        if not queued:
-            return False
         try:
-            with self.engine.connect() as conn:
-                transaction = conn.begin()  # BEGIN IMMEDIATE on SQLite: the write lock
-                try:
-                    conn.exec_driver_sql(_NO_OP_WRITE)
-                finally:
-                    transaction.rollback()
+            with self.transaction() as conn:  # queued for SQLite's write lock as any writer
+                conn.exec_driver_sql(_NO_OP_WRITE)
+                raise _RolledBack
+        except _RolledBack:
+            return True
         except Exception:  # noqa: BLE001 - any failure means "not now"
             return False
-        finally:
-            if self._writer:
-                self._writer.release()
-        return True
 
     def run(self, work: Callable[[Connection], T], *, attempts: int = 8, held: bool = False) -> T:
         """Run `work(conn)` in one transaction, retrying on serialization failures and

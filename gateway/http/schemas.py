@@ -274,6 +274,10 @@ class MandateLimitIn(StrictBody):
     amount: Annotated[int, Field(ge=1, le=10**12)]
 
 
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9998, 12, 31, 23, 59, 59, tzinfo=UTC)
+
+
 def _storable(value: datetime) -> datetime:
     """An instant both databases store and read back: 1970 to 9998 in UTC (PostgreSQL took
     year 1 at +14:00, stored 1 BC, then refused every read of the device's mandates, and
@@ -283,8 +287,6 @@ def _storable(value: datetime) -> datetime:
     return value
 
 
-_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-_LATEST = datetime(9998, 12, 31, 23, 59, 59, tzinfo=UTC)
 Instant = Annotated[AwareDatetime, AfterValidator(_storable)]
 
 

@@ -126,6 +126,16 @@ def _drain(inbox: queue.SimpleQueue[Inbound], seconds: float) -> list[Inbound]:
     return got
 
 
+def _delivered_again(gateway: Gateway, seconds: float = 2) -> list[Inbound]:
+    """What a new client of worker identity 0 is given within `seconds`: what the broker still
+    holds unacknowledged for it."""
+    again = gateway.client()
+    try:
+        return _drain(again.inbox, seconds)
+    finally:
+        again.stop()
+
+
 def test_an_order_never_acknowledged_comes_back_to_the_same_worker_identity(
     gateway: Gateway,
 ) -> None:
@@ -144,11 +154,7 @@ def test_an_order_never_acknowledged_comes_back_to_the_same_worker_identity(
         assert first.ack(arrived) == 0  # the old connection's message id means nothing now
     finally:
         again.stop()
-    third = gateway.client()
-    try:
-        assert _drain(third.inbox, 2) == []  # acknowledged once, never delivered again
-    finally:
-        third.stop()
+    assert _delivered_again(gateway) == []  # acknowledged once, never delivered again
     session.close()
 
 
@@ -190,11 +196,7 @@ def test_a_message_that_keeps_failing_gets_one_final_rejection_and_is_acknowledg
         worker.stop()
         worker.join(5)
         client.stop()
-    again = gateway.client()
-    try:
-        assert _drain(again.inbox, 2) == []  # both were acknowledged
-    finally:
-        again.stop()
+    assert _delivered_again(gateway) == []  # both were acknowledged
     session.close()
 
 
@@ -260,11 +262,7 @@ def test_a_failure_after_the_commit_neither_decides_nor_acknowledges_again(
         worker.stop()
         worker.join(5)
         client.stop()
-    again = gateway.client()
-    try:
-        assert _drain(again.inbox, 2) == []  # it was acknowledged, once
-    finally:
-        again.stop()
+    assert _delivered_again(gateway) == []  # it was acknowledged, once
     session.close()
 
 
