@@ -157,11 +157,15 @@ def serve(**flags: Any) -> None:
 
     The admin token is KYM_ADMIN_TOKEN, else DIR/admin-token (made on first start).
     """
+    from gateway.server import DataDirInUse
     from gateway.server import serve as run
 
     if (flags["http_cert"] is None) != (flags["http_key"] is None):
         fail("--http-cert and --http-key go together")
-    run(settings_from(**flags))
+    try:
+        run(settings_from(**flags))
+    except DataDirInUse as exc:
+        fail(str(exc))
 
 
 @main.command("mosquitto-config", epilog=f"Reads {env_names()}.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import secrets
@@ -52,6 +53,37 @@ def admin_token(settings: Settings) -> str:
             f.write(f"kym_admin_{secrets.token_urlsafe(32)}\n")
         log.info("generated the admin token in %s", path)
     return path.read_text().strip()
+
+
+class DataDirInUse(RuntimeError):
+    """Another `kym serve` runs the broker of this data dir."""
+
+
+def claim_data_dir(settings: Settings, stack: ExitStack) -> None:
+    """Only one `kym serve` at a time runs the broker of a data dir: a second one started on
+    it (without --broker-url) is refused before it touches anything, rather than taking the
+    running one's Mosquitto for a leftover and stopping it. The claim is an `flock` on
+    DIR/serve.lock, held until `stack` closes; the kernel drops it when the process dies
+    however it dies, so a SIGKILLed `kym serve` never holds up the next one. Processes that
+    share a broker given with --broker-url share the data dir too, and claim nothing."""
+    if settings.broker_url:
+        return
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = settings.data_dir / "serve.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)  # not inherited by child processes
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise DataDirInUse(
+            f"{settings.data_dir} is in use: kym serve (pid {holder}) runs its broker. Stop "
+            "that one first, give this one another --data-dir, or share its broker with "
+            "--broker-url and --worker-index"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    stack.callback(os.close, fd)
 
 
 def build_context(settings: Settings) -> Context:
@@ -261,6 +293,7 @@ class Running:
 
 def start_services(settings: Settings, stack: ExitStack) -> tuple[Context, list[GatewayClient]]:
     """Data dir, CRL, broker, MQTT clients, workers and housekeeper; stopped by `stack`."""
+    claim_data_dir(settings, stack)  # first: a second `kym serve` here touches nothing
     base = build_context(settings)
     stack.callback(base.db.dispose)
     base.db.checkpoint_in_background()  # SQLite: no checkpoint in the order path's commits

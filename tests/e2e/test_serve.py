@@ -208,3 +208,37 @@ def test_a_broker_that_dies_is_restarted_and_healthz_follows_it(
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(15)
+
+
+def test_a_second_serve_on_a_data_dir_in_use_is_refused_and_touches_nothing(
+    tmp_path: Path, mosquitto_binary: str
+) -> None:
+    data, http, port = tmp_path / "d", free_port(), free_port()
+    first = serve(tmp_path, data, http, port)
+    try:
+        wait_healthy(http)
+        broker_pid = int((data / "mosquitto" / "mosquitto.pid").read_text())
+        log = tmp_path / "second.log"
+        second = kym(
+            log, "serve", "--data-dir", str(data),
+            "--http", f"127.0.0.1:{free_port()}", "--mqtt", f"127.0.0.1:{free_port()}",
+        )  # fmt: skip
+        try:
+            assert second.wait(timeout=30) == 2, log.read_text()[-2000:]
+        finally:
+            second.kill()
+            second.wait()
+        said = log.read_text()
+        assert f"{data} is in use: kym serve (pid {first.pid}) runs its broker" in said, said
+        assert "Traceback" not in said
+        # the running gateway's broker was not taken for a leftover and stopped
+        assert int((data / "mosquitto" / "mosquitto.pid").read_text()) == broker_pid
+        os.kill(broker_pid, 0)
+        assert healthz(http) == 200
+        car = Car(http, tmp_path)
+        car.connect(port)
+        assert car.pay("o-1")["status"] == "approved"
+        car.close()
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(15)
