@@ -26,7 +26,9 @@ def retire_identity(
     ctx: Context, host: str, port: int, n: int, *, idle_s: float = 2.0, timeout_s: float = 600
 ) -> int:
     """Decide what the broker holds for `kym-gateway-<n>` and take it out of the share group;
-    returns how many messages were decided."""
+    returns how many messages were decided. Raises TimeoutError when it could not decide
+    them all within `timeout_s` (the database away, say): what is left stays with the broker
+    in the identity's session, for the next attempt."""
     cert, key = keystore.ensure_gateway_client_identity(ctx.pki, n, utcnow())
     identity = f"kym-gateway-{n}"
     client = GatewayClient(host, port, identity, cert, key, ctx.pki.paths.bundle, join=False)
@@ -52,12 +54,15 @@ def _wait_until_idle(worker: Worker, idle_s: float, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     seen, quiet_since = -1, time.monotonic()
     while time.monotonic() < deadline:
-        if worker.decided != seen or not worker.inbox.empty():
+        if worker.decided != seen or worker.holding or not worker.inbox.empty():
             seen, quiet_since = worker.decided, time.monotonic()
         elif time.monotonic() - quiet_since >= idle_s:
             return
         time.sleep(0.05)
-    raise TimeoutError(f"{worker.client.identity} still busy after {timeout_s} s")
+    raise TimeoutError(
+        f"{worker.client.identity} still busy after {timeout_s} s ({worker.holding} messages "
+        "undecided: is the database up?); what it holds stays with the broker, retire it again"
+    )
 
 
 def _wait_for_pubacks(ctx: Context, publisher: Publisher, timeout_s: float = 5.0) -> None:

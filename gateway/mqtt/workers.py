@@ -144,6 +144,7 @@ class Worker(threading.Thread):
         self._tries: dict[str, int] = {}
         self._outcomes: metrics.Outcomes = {}  # the last batch's results, for the metrics
         self.decided = 0  # messages committed and acknowledged so far
+        self.holding = 0  # messages taken off the inbox and not decided yet
 
     def run(self) -> None:
         while not self.stopping.is_set():
@@ -157,7 +158,9 @@ class Worker(threading.Thread):
                     batch.append(self.inbox.get_nowait())
                 except queue.Empty:
                     break
+            self.holding = len(batch)
             self.process(batch)
+            self.holding = 0
 
     def start_helpers(self) -> Callable[[], None]:
         """Child processes that check the orders' signatures as they arrive and sign the

@@ -295,3 +295,28 @@ def test_a_database_that_refuses_writes_keeps_orders_waiting_instead_of_rejectin
         worker.join(5)
         client.stop()
         car.close()
+
+
+@pytest.mark.postgres
+def test_retiring_an_identity_while_the_database_refuses_writes_fails_and_keeps_its_orders(
+    pg_gateway: tuple[Gateway, PgDatabase],
+) -> None:
+    gateway, database = pg_gateway
+    stack = gateway.stack
+    shop = stack.party("merchants", {"name": "shop", "category": "fuel", "currency": "EUR"})
+    car = setup_payer(stack, "car", rules={"currency": "EUR"})
+    gateway.client(1).stop()  # identity 1 joined the share group, then nobody ran it
+    try:
+        database.read_only(True)
+        orders = [car.order(type="pay", payee=shop["id"], amount=10, currency="EUR") for _ in "abc"]
+        for order in orders:
+            car.send(order, wait=False)  # acknowledged by the broker, queued for identity 1
+        with pytest.raises(TimeoutError, match="3 messages undecided"):
+            retire_identity(stack.ctx, "127.0.0.1", stack.port, 1, idle_s=1, timeout_s=4)
+        assert [m for m in car.messages() if "status" in m] == []
+        database.read_only(False)
+        assert retire_identity(stack.ctx, "127.0.0.1", stack.port, 1, idle_s=1) == 3
+        for order in orders:
+            assert car.result_for(order["order_id"], timeout_s=10)["status"] == "approved"
+    finally:
+        car.close()
