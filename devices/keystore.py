@@ -19,9 +19,7 @@ start leaves either no `ca/` or a complete one, and CA keys are never overwritte
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
 import shutil
 import tempfile
 from dataclasses import dataclass, replace
@@ -37,6 +35,7 @@ from devices import ca
 from devices.ca import CertifiedKey
 from devices.crl import build_crl
 from devices.errors import KeystoreDamaged
+from devices.files import fsync_dir, write_atomic
 
 KEY_MODE = 0o600
 PUBLIC_MODE = 0o644
@@ -147,7 +146,7 @@ def ensure_gateway_client_identity(pki: Pki, n: int, now: datetime) -> tuple[Pat
 def write_crl(pki: Pki, crl: x509.CertificateRevocationList) -> None:
     """Replace `ca/device.crl` (the broker's crlfile) with `crl`, atomically."""
     assert crl.is_signature_valid(pki.device_issuing.private_key.public_key()), "foreign CRL"
-    _write_atomic(pki.paths.crl, crl.public_bytes(serialization.Encoding.PEM), PUBLIC_MODE)
+    write_atomic(pki.paths.crl, crl.public_bytes(serialization.Encoding.PEM), PUBLIC_MODE)
 
 
 def load_crl(pki: Pki) -> x509.CertificateRevocationList:
@@ -164,14 +163,14 @@ def _create(paths: PkiPaths, trust_domain: str, now: datetime) -> None:
     staging = Path(tempfile.mkdtemp(prefix=".ca-", dir=data_dir))  # mode 0700
     try:
         _write_new_pki(staging, trust_domain, now)
-        _fsync_dir(staging)
+        fsync_dir(staging)
         os.rename(staging, paths.ca_dir)
     except OSError:
         if not paths.ca_dir.is_dir():  # another process won the race: load its PKI
             raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    _fsync_dir(data_dir)
+    fsync_dir(data_dir)
 
 
 def _write_new_pki(staging: Path, trust_domain: str, now: datetime) -> None:
@@ -190,14 +189,14 @@ def _write_new_pki(staging: Path, trust_domain: str, now: datetime) -> None:
         "signer": signer,
     }
     for stem, pair in files.items():
-        _write_atomic(staging / f"{stem}.key", _key_pem(pair.private_key), KEY_MODE)
-        _write_atomic(staging / f"{stem}.crt", _cert_pem(pair.certificate), PUBLIC_MODE)
+        write_atomic(staging / f"{stem}.key", _key_pem(pair.private_key), KEY_MODE)
+        write_atomic(staging / f"{stem}.crt", _cert_pem(pair.certificate), PUBLIC_MODE)
     bundle = [device_root, device_issuing, service_root]
-    _write_atomic(staging / "bundle.pem", _chain_pem(bundle), PUBLIC_MODE)
+    write_atomic(staging / "bundle.pem", _chain_pem(bundle), PUBLIC_MODE)
     cafile = _chain_pem([device_root, device_issuing])
-    _write_atomic(staging / "device-cafile.pem", cafile, PUBLIC_MODE)
+    write_atomic(staging / "device-cafile.pem", cafile, PUBLIC_MODE)
     crl = build_crl(device_issuing, [], crl_number=0, now=now)
-    _write_atomic(staging / "device.crl", crl.public_bytes(_PEM), PUBLIC_MODE)
+    write_atomic(staging / "device.crl", crl.public_bytes(_PEM), PUBLIC_MODE)
 
 
 def _renew_signer(pki: Pki, now: datetime) -> Pki:
@@ -207,7 +206,7 @@ def _renew_signer(pki: Pki, now: datetime) -> Pki:
         return pki
     public_key = signer.private_key.public_key()
     certificate = ca.issue_signing_certificate(issuer, public_key, pki.trust_domain, now)
-    _write_atomic(pki.paths.signer_cert, _cert_pem(certificate), PUBLIC_MODE)
+    write_atomic(pki.paths.signer_cert, _cert_pem(certificate), PUBLIC_MODE)
     return replace(pki, signer=CertifiedKey(certificate, signer.private_key))
 
 
@@ -241,8 +240,8 @@ def _write_leaf(
 ) -> None:
     cert_path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
     # The key goes first: a crash in between leaves a mismatched pair, which reads as stale.
-    _write_atomic(key_path, _key_pem(key), KEY_MODE)
-    _write_atomic(cert_path, _cert_pem(certificate), PUBLIC_MODE)
+    write_atomic(key_path, _key_pem(key), KEY_MODE)
+    write_atomic(cert_path, _cert_pem(certificate), PUBLIC_MODE)
 
 
 # --- files -----------------------------------------------------------------------------------
@@ -259,30 +258,6 @@ def _load_pair(cert_path: Path, key_path: Path) -> CertifiedKey:
     if key.public_key() != certificate.public_key():
         raise KeystoreDamaged(f"{key_path} does not belong to {cert_path}")
     return CertifiedKey(certificate, key)
-
-
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Write `data` to `path` so that readers see the old file or the new one, never a mix."""
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
-        raise
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:

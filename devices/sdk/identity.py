@@ -16,10 +16,7 @@ or the new one, never half of one.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
+from devices import files
 from devices.sdk.errors import IdentityMissing
 from devices.wire import PrivateKey
 
@@ -79,20 +77,10 @@ def load_certificates(path: Path) -> list[x509.Certificate]:
 
 
 def write_atomic(path: Path, data: bytes, mode: int = PUBLIC_MODE) -> None:
-    """Replace `path` with `data` so that a reader sees the old file or the new one."""
+    """Replace `path` with `data` durably (`devices.files.write_atomic`), making its directory
+    first."""
     path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
-        raise
+    files.write_atomic(path, data, mode)
 
 
 @dataclass(frozen=True)
