@@ -7,12 +7,16 @@ position after one with a higher position was seen; the stream therefore looks b
 saw in the last `OVERLAP_S` seconds and sends what it had not sent (receivers deduplicate on
 `id` anyway). A `Last-Event-ID` resumes after that event; one that is unknown or no longer kept
 replays every event still kept.
+
+Withdrawing the credential ends the stream: every `RECHECK_S` it asks whether the key or the
+console session that opened it still exists, and closes when it does not (a stream opened
+before a key was deleted, or before sign-out, must not go on reading the owner's events).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -27,6 +31,7 @@ POLL_S = 0.5
 PING_S = 10
 OVERLAP_S = 5.0
 PAGE = 500
+RECHECK_S = 1.0
 
 
 class Cursor:
@@ -62,12 +67,22 @@ def read_after(ctx: Context, recipient: str, after: int) -> list[Any]:
 
 
 async def events_of(
-    ctx: Context, recipient: str, last_event_id: str | None, stopping: anyio.Event | None = None
+    ctx: Context,
+    recipient: str,
+    last_event_id: str | None,
+    stopping: anyio.Event | None = None,
+    still_allowed: Callable[[], bool] | None = None,
 ) -> AsyncIterator[ServerSentEvent]:
-    """The stream's messages: a comment once subscribed, then each event as it is recorded."""
+    """The stream's messages: a comment once subscribed, then each event as it is recorded;
+    it ends once `still_allowed` (asked every RECHECK_S, in a thread) says no."""
     cursor = Cursor(await run_in_threadpool(start_position, ctx, recipient, last_event_id))
     yield ServerSentEvent(comment="subscribed")
+    checked = time.monotonic()
     while stopping is None or not stopping.is_set():
+        if still_allowed is not None and time.monotonic() - checked >= RECHECK_S:
+            if not await run_in_threadpool(still_allowed):
+                return  # the key or session is gone: the response ends here
+            checked = time.monotonic()
         position, full = cursor.floor, True
         while full:  # page on through a backlog before pausing
             rows = await run_in_threadpool(read_after, ctx, recipient, position)
@@ -78,11 +93,17 @@ async def events_of(
         await anyio.sleep(POLL_S)
 
 
-def event_stream(ctx: Context, recipient: str, last_event_id: str | None) -> EventSourceResponse:
-    """The SSE response for one owner's or merchant's events (the console may call this too)."""
+def event_stream(
+    ctx: Context,
+    recipient: str,
+    last_event_id: str | None,
+    still_allowed: Callable[[], bool] | None = None,
+) -> EventSourceResponse:
+    """The SSE response for one owner's or merchant's events (the console may call this too);
+    `still_allowed`: whether the credential that opened it still exists (see the module)."""
     stopping = anyio.Event()
     return EventSourceResponse(
-        events_of(ctx, recipient, last_event_id, stopping),
+        events_of(ctx, recipient, last_event_id, stopping, still_allowed),
         ping=PING_S,
         shutdown_event=stopping,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},

@@ -184,3 +184,42 @@ def test_parties_without_events_are_refused(world: World, ctx: Context, kind: st
     with served(ctx) as (url, _):
         response = httpx.get(url + "/v1/events/stream", headers=bearer(party["api_key"]), timeout=5)
     assert response.status_code == 403
+
+
+def _key_id(world: World, api_key: str, listed_with: str) -> str:
+    listed = world.api.get("/v1/keys", headers=bearer(listed_with)).json()["items"]
+    return str(next(k["id"] for k in listed if api_key.startswith(k["prefix"])))
+
+
+@pytest.mark.parametrize("withdrawn", ["key deleted", "session's key deleted", "signed out"])
+def test_withdrawing_the_credential_ends_an_open_stream(
+    world: World, ctx: Context, withdrawn: str
+) -> None:
+    car = world.device("car")
+    old_key = car.owner["Authorization"].removeprefix("Bearer ")
+    new_key = world.api.post("/v1/keys", headers=car.owner).json()["api_key"]
+    if withdrawn == "key deleted":
+        headers, cookies, session_id = car.owner, None, None
+    else:
+        session_id = sessions.sign_in(ctx, old_key)
+        assert session_id is not None
+        headers, cookies = {}, {sessions.COOKIE: session_id}
+    with served(ctx) as (url, _):
+        stream = Stream(url, headers, cookies)
+        assert stream.subscribed() and stream.status == 200
+        time.sleep(1.5)  # the stream has asked again meanwhile, and the credential still holds
+        assert world.api.post(f"/v1/devices/{car.id}/suspend", headers=bearer(new_key)).is_success
+        assert len(stream.wait(1)) == 1
+        if withdrawn == "signed out":
+            assert session_id is not None
+            sessions.sign_out(ctx, session_id)
+        else:
+            key_id = _key_id(world, old_key, new_key)
+            assert (
+                world.api.delete(f"/v1/keys/{key_id}", headers=bearer(new_key)).status_code == 204
+            )
+        assert stream.ended.wait(5), "the stream outlived its credential"
+        assert world.api.post(f"/v1/devices/{car.id}/resume", headers=bearer(new_key)).is_success
+        time.sleep(1)
+        stream.close()
+    assert [e["event"] for e in stream.events()] == ["device.status_changed"]
