@@ -27,15 +27,30 @@ def resolve(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
+# IPv6 forms that carry an IPv4 address in their last 32 bits, which a NAT64 gateway or a
+# translator on the path turns into that address: judged as that address.
+_CARRYING_IPV4 = [
+    ipaddress.IPv6Network("64:ff9b::/96"),  # NAT64's well-known prefix (RFC 6052)
+    ipaddress.IPv6Network("::ffff:0:0:0/96"),  # IPv4-translated (RFC 2765)
+]
+_GLOBAL_UNICAST = ipaddress.IPv6Network("2000::/3")  # every other IPv6 address is not public
+
+
 def is_public(address: IpAddress) -> bool:
     """A globally routable unicast address (not loopback, private, link-local, shared,
-    reserved, multicast or unspecified; IPv4 inside IPv6 is judged as IPv4)."""
+    reserved, multicast or unspecified; IPv4 inside IPv6 is judged as IPv4). For IPv6 only
+    global unicast (2000::/3) is public: Python's `is_global` also takes site-local (fec0::/10),
+    NAT64's local-use prefix (64:ff9b:1::/48) and the NAT64 form of a private IPv4 address."""
     if isinstance(address, ipaddress.IPv6Address):
         embedded = address.ipv4_mapped or address.sixtofour or address.teredo
         if isinstance(embedded, tuple):
             embedded = embedded[1]
+        if embedded is None and any(address in net for net in _CARRYING_IPV4):
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF)
         if embedded is not None:
             return is_public(embedded)
+        if address not in _GLOBAL_UNICAST:
+            return False
     return address.is_global and not address.is_multicast
 
 

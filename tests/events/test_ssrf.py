@@ -57,6 +57,11 @@ def test_only_http_and_https_even_when_private_is_allowed(world: World, url: str
         "http://100.64.0.1/",
         "http://0.0.0.0/",
         "http://[::ffff:127.0.0.1]/",
+        "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/",  # NAT64's form of 169.254.169.254
+        "http://[64:ff9b::a00:1]/",  # NAT64's form of 10.0.0.1
+        "http://[64:ff9b:1::a00:1]/",  # NAT64's local-use prefix
+        "http://[fec0::1]/",  # site-local
+        "http://[::ffff:0:a00:1]/",  # the IPv4-translated form of 10.0.0.1
         "https://no-such-host.invalid/hook",  # does not resolve
     ],
 )
@@ -115,3 +120,23 @@ def test_a_name_that_turns_private_is_refused_at_delivery(world: World, strict: 
     (attempt,) = deliveries(world.api, car.owner, webhook["id"])
     assert attempt["status_code"] is None and attempt["attempt"] == 1
     assert "127.0.0.1" in attempt["error"] or "::1" in attempt["error"]
+
+
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("2606:4700:4700::1111", True),  # a global unicast address
+        ("64:ff9b::5db8:d822", True),  # NAT64's form of 93.184.216.34
+        ("64:ff9b::a00:1", False),
+        ("::ffff:0:5db8:d822", True),  # IPv4-translated 93.184.216.34
+        ("fec0::1", False),
+        ("64:ff9b:1::5db8:d822", False),
+        ("fc00::1", False),
+        ("fe80::1", False),
+        ("ff02::1", False),
+    ],
+)
+def test_ipv6_is_public_only_as_global_unicast_or_as_the_ipv4_it_carries(
+    address: str, public: bool
+) -> None:
+    assert ssrf.is_public(ipaddress.ip_address(address)) is public
