@@ -12,7 +12,7 @@ from sqlalchemy import Connection, select
 
 from wallet import journal, ledger
 from wallet.accounts import move, refusal, undo
-from wallet.errors import IdempotencyConflict
+from wallet.errors import CurrencyNotAllowed, IdempotencyConflict, WalletNotFound
 from wallet.ledger import TopUpResult, TransferKind
 from wallet.prepared import ignoring_duplicates
 from wallet.schema import top_ups, utc
@@ -38,10 +38,13 @@ def top_up(
     funding_id = ledger.funding_account_id(currency)
     moved = move(conn, TransferKind.TOP_UP, funding_id, holder_id, currency, amount_minor)
     if moved is None:
+        refused = refusal(conn, [holder_id, funding_id], currency, funding_id, amount_minor)
+        if isinstance(refused, CurrencyNotAllowed | WalletNotFound):
+            raise refused  # what the request is checked for first, a reused key or not (422)
         earlier = _earlier_top_up(conn, holder_id, idempotency_key, fingerprint)
         if earlier is not None:
             return earlier
-        raise refusal(conn, [holder_id, funding_id], currency, funding_id, amount_minor)
+        raise refused
     _, debits_posted, credits_posted, debits_pending, *_ = moved.rows[holder_id]
     balance_minor = credits_posted - debits_posted
     result = TopUpResult(

@@ -55,6 +55,16 @@ def test_wrong_currency_is_422_currency_not_allowed(world: World) -> None:
     assert world.balance(car) == 0
 
 
+def test_a_reused_key_in_the_wrong_currency_is_422_before_409(world: World) -> None:
+    car = world.device("car", top_up=0)
+    body = {"amount": 100, "currency": "EUR", "idempotency_key": "k"}
+    assert top_up(world, car, body).status_code == 201
+    response = top_up(world, car, {**body, "currency": "USD"})  # the contract checks 422 first
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "currency_not_allowed"
+    assert world.balance(car) == 100
+
+
 def test_another_owner_gets_404(world: World) -> None:
     car, other = world.device("car"), world.device("other")
     assert (

@@ -103,10 +103,10 @@ class LedgerMachine(LedgerModel, RuleBasedStateMachine):
         currency = currency or HOLDERS[holder]
         known = self.top_ups.get((holder, key))
         expected: Refusal = None
-        if known is not None:
-            expected = None if known[:2] == (amount, currency) else IdempotencyConflict
-        elif currency != HOLDERS[holder]:
+        if currency != HOLDERS[holder]:  # checked first, a reused key or not (422 before 409)
             expected = CurrencyNotAllowed
+        elif known is not None:
+            expected = None if known[:2] == (amount, currency) else IdempotencyConflict
         result = self.attempt(
             lambda c: store.top_up(
                 c,
