@@ -44,8 +44,11 @@ def open_dispute(ctx: Context, owner: Party, payment_id: str, body: dict[str, An
         if payment is None or payer is None or payer.owner_id != owner.id:
             raise NotFound("no such payment")
         batch = load_state(conn, now, {payer.id}, {payment.payee_id})  # locks the payer
+        requested = body.get("amount")
+        if requested is not None:  # a bad amount is 422 before any 409 (contract section 2)
+            rules.disputed_amount(requested, payment.refundable_minor)
         rules.check_disputable(payment.type.value, payment.status.value)
-        amount = rules.disputed_amount(body.get("amount"), payment.refundable_minor)
+        amount = rules.disputed_amount(requested, payment.refundable_minor)
         if dispute_store.of_payment(conn, payment_id) is not None:
             raise Conflict("this payment was disputed already", reason="dispute_exists")
         rules.check_window(window_start(conn, payment), now)

@@ -196,6 +196,13 @@ def test_what_cannot_be_disputed(world: World, clock: Clock) -> None:
         headers=car.owner,
     )
     assert held.status_code == 409 and held.json()["error"]["code"] == "payment_not_disputable"
+    for amount in (0, 1):  # a bad amount is 422 before the 409 (nothing captured: 1 is too much)
+        bad = world.api.post(
+            f"/v1/payments/{hold['payment_id']}/disputes",
+            json={"reason": "not_received", "message": "m", "amount": amount},
+            headers=car.owner,
+        )
+        assert bad.status_code == 422, bad.text
     pump.send(pump.order(type="capture", payment_id=hold["payment_id"], amount=400))
     clock.advance(120 * 86400 + 10)
     late = paid.dispute()
