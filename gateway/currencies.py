@@ -36,3 +36,12 @@ ACTIVE = (
 def is_active_currency(code: str) -> bool:
     """Whether `code` is an active ISO 4217 currency that money can be held in."""
     return code in ACTIVE
+
+
+def minor_unit_digits(code: str) -> int | None:
+    """ISO 4217's minor unit of `code`: 2 for EUR, 0 for JPY, 4 for UYW; `None` for a code
+    ISO does not list or one without minor units (XAU)."""
+    try:
+        return iso4217.Currency(code).exponent
+    except ValueError:
+        return None

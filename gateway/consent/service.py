@@ -83,10 +83,10 @@ def create_mandate(ctx: Context, owner: Party, device_id: str, body: dict[str, A
 
 
 def revoke_mandate(ctx: Context, owner: Party, mandate_id: str) -> dict[str, str]:
-    """Take a standing consent back, at once."""
+    """Take a standing consent back, at once; the answer names the mandate's device."""
     now = ctx.clock()
 
-    def work(conn: Connection) -> None:
+    def work(conn: Connection) -> str:
         row = consent_store.get_mandate(conn, mandate_id)
         if row is None:
             raise NotFound("no such mandate")
@@ -95,9 +95,10 @@ def revoke_mandate(ctx: Context, owner: Party, mandate_id: str) -> dict[str, str
         audit_store.append(
             conn, now, [(owner.actor, "mandate.revoked", row["device_id"], {"id": mandate_id})]
         )
+        return str(row["device_id"])
 
-    ctx.db.run(work)
-    return {"id": mandate_id, "status": "revoked"}
+    device_id = ctx.db.run(work)
+    return {"id": mandate_id, "status": "revoked", "device_id": device_id}
 
 
 def list_approvals(ctx: Context, owner: Party, status: str | None) -> list[dict[str, Any]]:

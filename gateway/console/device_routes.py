@@ -83,7 +83,10 @@ def put_rules(request: Request, device_id: str, acting: Acting) -> HTMLResponse:
 def create_mandate(request: Request, device_id: str, acting: Acting) -> HTMLResponse:
     """Give a standing consent, as `POST /v1/devices/{id}/mandates` does."""
     session, form = acting
-    rules_form = forms.rules_form(views.rules_of(context(request), session.owner, device_id))
+    try:
+        rules_form = forms.rules_form(views.rules_of(context(request), session.owner, device_id))
+    except NotFound:
+        return _devices(request, session, 404, error="No such device.")
     body, errors = forms.validate_mandate(form)
     status = 422
     if body is not None:
@@ -109,12 +112,12 @@ def create_mandate(request: Request, device_id: str, acting: Acting) -> HTMLResp
 @router.post("/console/mandates/{mandate_id}/revoke")
 def revoke_mandate(request: Request, mandate_id: str, acting: Acting) -> HTMLResponse:
     """Take a standing consent back, as `DELETE /v1/mandates/{id}` does."""
-    session, form = acting
-    device_id = form.get("device_id", "")
+    session, _ = acting
     try:
-        consent.revoke_mandate(context(request), session.owner, mandate_id)
+        revoked = consent.revoke_mandate(context(request), session.owner, mandate_id)
     except REFUSAL_TYPES as exc:
         return _devices(request, session, refusal_of(exc)[0], error=str(exc))
+    device_id = revoked["device_id"]  # the mandate's own, whatever the form says
     rules_form = forms.rules_form(views.rules_of(context(request), session.owner, device_id))
     notice = f"Mandate {mandate_id} is revoked."
     return _device(request, session, device_id, rules_form=rules_form, notice=notice)

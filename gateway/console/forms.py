@@ -4,13 +4,15 @@ A form becomes the JSON body the API would receive and goes through the same pyd
 (`RulesIn`, `MandateCreate`, `TopUpCreate`, `FundingSourceCreate`, `InstalmentPolicyIn`,
 `DisputeCreate`, `ResponseCreate`), so an owner sees the API's own message next to the field
 that caused it. Numbers are passed on as typed: "12.5" stays a string and the API says it wants
-an integer, rather than the console guessing what was meant.
+an integer, rather than the console guessing what was meant. The rules form shows every rule
+the API can store, so that saving it changes only what the owner changed there.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from typing import Any
 
 from pydantic import ValidationError
@@ -29,6 +31,12 @@ LISTS = ("allowed_categories", "blocked_categories", "allowed_payees", "blocked_
 SCALARS = ("max_amount", "approval_above", "approval_ttl_seconds", "low_balance_alert")
 FORM_ERROR = "_form"  # errors that belong to no single field
 MANAGED = {"currency", *SCALARS, "limits", "max_payments", *LISTS, "active_hours"}
+PER_PERIOD = (("limit", "limits", "amount"), ("count", "max_payments", "count"))
+NOTHING = "(none)"  # an allow-list that allows nothing; an empty field allows everything
+UNSHOWN = (
+    "These rules hold something this form cannot show, so saving it could loosen them; "
+    "change them through the API (PUT /v1/devices/{id}/rules)."
+)
 Errors = dict[str, str]
 
 
@@ -46,21 +54,25 @@ def rules_body(form: dict[str, str], current: dict[str, Any] | None = None) -> d
     Rules the form has no field for (set through the API) are kept from `current`, since a PUT
     replaces all of them.
     """
-    body = {k: v for k, v in (current or {}).items() if k not in MANAGED}
+    current = current or {}
+    body = {k: v for k, v in current.items() if k not in MANAGED}
     if form.get("currency", "").strip():
         body["currency"] = form["currency"].strip()
     for name in SCALARS:
         if form.get(name, "").strip():
             body[name] = _number(form[name].strip())
-    limits = [(p, form.get(f"limit_{p}", "").strip()) for p in PERIODS]
-    if any(v for _, v in limits):
-        body["limits"] = [{"period": p, "amount": _number(v)} for p, v in limits if v]
-    counts = [(p, form.get(f"count_{p}", "").strip()) for p in PERIODS]
-    if any(v for _, v in counts):
-        body["max_payments"] = [{"period": p, "count": _number(v)} for p, v in counts if v]
+    for prefix, name, key in PER_PERIOD:
+        entries = [
+            {"period": period, key: _number(part)}
+            for period in PERIODS
+            for part in _split(form.get(f"{prefix}_{period}", ""))
+        ]
+        if entries:
+            body[name] = _in_stored_order(entries, current.get(name))
     for name in LISTS:
-        if form.get(name, "").strip():
-            body[name] = _split(form[name])
+        text = form.get(name, "").strip()
+        if text:
+            body[name] = [] if text == NOTHING else _split(text)
     if form.get("active_hours", "").strip():
         try:
             body["active_hours"] = json.loads(form["active_hours"])
@@ -69,17 +81,30 @@ def rules_body(form: dict[str, str], current: dict[str, Any] | None = None) -> d
     return body
 
 
+def _in_stored_order(entries: list[dict[str, Any]], stored: list[Any] | None) -> list[Any]:
+    """The stored limits when `entries` are just them regrouped by period, so an untouched form
+    gives back the rules exactly as the API holds them."""
+
+    def counted(items: list[Any]) -> Counter[tuple[Any, ...]]:
+        return Counter(tuple(sorted(item.items())) for item in items)
+
+    return stored if stored and counted(entries) == counted(stored) else entries
+
+
 def rules_form(rules: dict[str, Any]) -> dict[str, str]:
-    """The form's fields for rules as the API shows them."""
+    """The form's fields for rules as the API shows them: all of them, so that saving the form
+    unchanged gives the same rules back (an allow-list of nothing is `(none)`, several limits
+    of one period are `100, 5000`)."""
     form = {name: str(rules[name]) for name in ("currency", *SCALARS) if name in rules}
-    for limit in rules.get("limits") or []:
-        form[f"limit_{limit['period']}"] = str(limit["amount"])
-    for count in rules.get("max_payments") or []:
-        form[f"count_{count['period']}"] = str(count["count"])
+    for prefix, name, key in PER_PERIOD:
+        for period in PERIODS:
+            values = [str(e[key]) for e in rules.get(name) or [] if e["period"] == period]
+            if values:
+                form[f"{prefix}_{period}"] = ", ".join(values)
     for name in LISTS:
-        if rules.get(name):
-            form[name] = ", ".join(rules[name])
-    if rules.get("active_hours"):
+        if name in rules:
+            form[name] = ", ".join(rules[name]) or NOTHING
+    if "active_hours" in rules:
         form["active_hours"] = json.dumps(rules["active_hours"])
     return form
 
@@ -87,7 +112,13 @@ def rules_form(rules: dict[str, Any]) -> dict[str, str]:
 def validate_rules(
     form: dict[str, str], current: dict[str, Any] | None = None
 ) -> tuple[RulesIn | None, Errors]:
-    """The validated rules, or the API's messages by form field."""
+    """The validated rules, or the API's messages by form field.
+
+    Rules that the form cannot show as they are stored are refused: the save would replace them
+    with what the form showed, which may allow more than the owner chose.
+    """
+    if current and rules_body(rules_form(current), current) != current:
+        return None, {FORM_ERROR: UNSHOWN}
     body = rules_body(form, current)
     try:
         return RulesIn.model_validate(body), {}

@@ -1,7 +1,8 @@
 """How the console shows money and time to a person. Pure: no I/O, no clock.
 
 Amounts are integers in minor units; the number of decimals is the currency's ISO 4217 minor
-unit (2 unless listed here), so that 1250 EUR reads "€12.50" and 1250 JPY reads "¥1,250".
+unit, as the `iso4217` package lists it (2 for a code it does not know), so that 1250 EUR reads
+"€12.50", 1250 JPY reads "¥1,250" and 12345 UYW reads "UYW 1.2345".
 """
 
 from __future__ import annotations
@@ -9,17 +10,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-ZERO_DECIMALS = {"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX"}
-ZERO_DECIMALS |= {"UYI", "VND", "VUV", "XAF", "XOF", "XPF"}
-THREE_DECIMALS = {"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"}
+from gateway.currencies import minor_unit_digits
+
 SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£", "JPY": "¥", "INR": "₹", "KRW": "₩"}
 
 
 def decimals(currency: str) -> int:
     """The number of digits after the decimal point in the currency's major unit."""
-    if currency in ZERO_DECIMALS:
-        return 0
-    return 3 if currency in THREE_DECIMALS else 2
+    digits = minor_unit_digits(currency)
+    return 2 if digits is None else digits
 
 
 def format_amount(amount_minor: int | None, currency: str | None) -> str:

@@ -230,3 +230,39 @@ def test_the_device_page_shows_spending_against_limits(
     assert re.search(r'<meter min="0" max="8000" value="2500"', page)
     payments = browser_like.get("/console/payments").text
     assert "€25.00" in payments and "m-fuel" in payments  # the payee by name
+
+
+def test_a_revoked_mandate_shows_its_own_device_whatever_the_form_names(
+    world: World, browser_like: TestClient
+) -> None:
+    car = world.device("car")
+    stranger = world.device("stranger")
+    csrf = sign_in(browser_like, car.owner["Authorization"].removeprefix("Bearer "))
+    for form in ({}, {"device_id": stranger.id}, {"device_id": "dev_nobody"}):
+        created = world.api.post(
+            f"/v1/devices/{car.id}/mandates", json={"max_amount": 500}, headers=car.owner
+        )
+        mandate_id = created.json()["id"]
+        answer = browser_like.post(
+            f"/console/mandates/{mandate_id}/revoke", data={**form, "csrf_token": csrf}
+        )
+        assert answer.status_code == 200, answer.text
+        assert f"Mandate {mandate_id} is revoked." in answer.text and car.id in answer.text
+        assert stranger.id not in answer.text
+    active = world.api.get(f"/v1/devices/{car.id}/mandates?status=active", headers=car.owner)
+    assert active.json()["items"] == []
+
+
+def test_a_mandate_for_another_owners_device_is_the_consoles_not_found_page(
+    world: World, browser_like: TestClient
+) -> None:
+    car = world.device("car")
+    stranger = world.device("stranger")
+    csrf = sign_in(browser_like, car.owner["Authorization"].removeprefix("Bearer "))
+    form = {"max_amount": "500", "csrf_token": csrf}
+    answer = browser_like.post(f"/console/devices/{stranger.id}/mandates", data=form)
+    assert answer.status_code == 404
+    assert answer.headers["content-type"].startswith("text/html")
+    assert "No such device." in answer.text
+    mandates = world.api.get(f"/v1/devices/{stranger.id}/mandates", headers=stranger.owner)
+    assert mandates.json()["items"] == []

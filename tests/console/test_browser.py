@@ -181,3 +181,29 @@ def test_a_wrong_rules_value_shows_the_message_in_the_browser(
     phone = phone_of(browser, page)
     url = f"{household.base}/console/devices"
     fits_a_phone(phone, url, "devices", SHOTS / "console-devices-phone.png")
+
+
+def test_rules_the_owner_leaves_alone_survive_a_save_in_the_browser(
+    browser: Any, household: Household
+) -> None:
+    headers = {"Authorization": f"Bearer {household.owner_key}"}
+    with httpx.Client(base_url=household.base, headers=headers, timeout=10) as api:
+        device_id = api.get("/v1/devices").json()["items"][0]["id"]
+        rules = {
+            "currency": "EUR",
+            "limits": [{"period": "week", "amount": 8000}, {"period": "week", "amount": 500}],
+            "allowed_categories": [],
+            "allowed_payees": [household.shop_id],
+        }
+        assert api.put(f"/v1/devices/{device_id}/rules", json=rules).status_code == 200
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        page.goto(_sign_in_link(household))
+        page.wait_for_url(f"{household.base}/console")
+        page.goto(f"{household.base}/console/devices/{device_id}")
+        assert page.input_value("#f-allowed_categories") == "(none)"
+        assert page.input_value("#f-limit_week") == "8000, 500"
+        page.fill("#f-max_amount", "9000")
+        page.click("text=Save rules")
+        page.wait_for_selector("text=Rules saved")
+        saved = api.get(f"/v1/devices/{device_id}/rules").json()
+    assert saved == {**rules, "max_amount": 9000, "approval_ttl_seconds": 300}

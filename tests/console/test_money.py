@@ -16,6 +16,14 @@ def test_amounts_are_written_in_their_currencys_major_unit() -> None:
     assert format_amount(None, "EUR") == "—"
 
 
+def test_decimals_follow_iso_4217_and_default_to_two_for_an_unknown_code() -> None:
+    assert format_amount(12345, "UYW") == "UYW 1.2345"  # exponent 4
+    assert format_amount(12345, "CLF") == "CLF 1.2345"
+    assert format_amount(1250, "UYI") == "UYI 1,250"
+    assert format_amount(1250, "ZZZ") == "ZZZ 12.50"
+    assert format_amount(1250, None) == "12.50"
+
+
 def test_saving_rules_keeps_those_the_form_has_no_field_for() -> None:
     auto_top_up = {"below": 1000, "amount": 5000}  # section 8: set through the API only
     current = {"currency": "EUR", "max_amount": 900, "auto_top_up": auto_top_up}

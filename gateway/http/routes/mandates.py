@@ -43,4 +43,5 @@ def list_mandates(
 @router.delete("/v1/mandates/{mandate_id}")
 def revoke_mandate(mandate_id: str, ctx: Ctx, caller: Owner) -> MandatePublic:
     """Revoke a mandate at once (owner)."""
-    return MandatePublic.model_validate(consent.revoke_mandate(ctx, caller, mandate_id))
+    revoked = consent.revoke_mandate(ctx, caller, mandate_id)
+    return MandatePublic(id=revoked["id"], status="revoked")
