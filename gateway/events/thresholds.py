@@ -4,9 +4,10 @@ A limit is nearly reached on the first approved payment that takes its period's 
 80 % of it or more; the event goes once per limit, amount and calendar period: the events already
 recorded for that device, period and amount within the current period say whether it went (a
 changed amount starts afresh). A wallet's balance is low each time a batch takes it from at or
-above the rules' `low_balance_alert` to below it: the balance after the batch, plus what the
-batch moved, is the balance before. Only batches that move money toward a threshold query
-anything (one query each for the markers, the rules not loaded yet and the balances).
+above the rules' `low_balance_alert` to below it: the balance after the batch, less what the
+batch moved (payments, and what funding moved in), is the balance before. Only batches that
+move money toward a threshold query anything (one query each for the markers, the rules not
+loaded yet and the balances).
 """
 
 from __future__ import annotations
@@ -105,7 +106,11 @@ def _sent_markers(batch: Batch, owners: set[str]) -> set[tuple[str, str, int, st
 
 
 def low_balance_events(batch: Batch, moves: dict[str, int]) -> list[About]:
-    """`wallet.low_balance` for the wallets this batch took below their rules' alert."""
+    """`wallet.low_balance` for the wallets this batch took below their rules' alert; what
+    automatic top-ups and credit lines moved into a wallet in the batch counts with the
+    payments (`gateway.orders.payments`, `batch.funding["credited"]`)."""
+    credited: dict[str, int] = batch.funding.get("credited", {})
+    moves = {d: moved + credited.get(d, 0) for d, moved in moves.items()}
     falling = [d for d, moved in moves.items() if moved < 0 and d not in batch.merchants]
     if not falling:
         return []

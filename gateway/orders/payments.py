@@ -172,7 +172,7 @@ def fund_and_place(
     if batch.placements is not None:
         funded_by = _fund(batch, device, request, terms)
         batch.placements.append(request)  # funds checked above; placed at `finish`
-        return funded_by
+        return _credited(batch, device.id, funded_by)
     if terms is None and not auto_top_up.has_plan(batch, device.id):
         wallet_store.place(batch.conn, request, batch.now)  # nothing moves before it
         return ()
@@ -192,6 +192,18 @@ def fund_and_place(
         del batch.audit[audit:], batch.events[events:], batch.outgoing[outgoing:]
         batch.available, batch.funding["drawn"] = available, drawn
         raise
+    return _credited(batch, device.id, funded_by)
+
+
+def _credited(
+    batch: Batch, wallet_id: str, funded_by: auto_top_up.FundedBy
+) -> auto_top_up.FundedBy:
+    """Note what the funding moved into the wallet in this batch (by wallet id, in
+    `batch.funding["credited"]`): a low balance is judged on the balance before the batch,
+    which the payment alone does not give back."""
+    if funded_by:
+        credited = batch.funding.setdefault("credited", {})
+        credited[wallet_id] = credited.get(wallet_id, 0) + sum(f["amount"] for f in funded_by)
     return funded_by
 
 

@@ -15,6 +15,8 @@ from gateway.events.thresholds import sent_markers_query
 from gateway.orders.approvals import expire_approvals
 from gateway.orders.holds import expire_holds
 from tests.events.helpers import events_of, types_of
+from tests.funding.offer_setup import line_for, pay, put_policy
+from tests.support.funding import fund, source
 from tests.support.world import Clock, Dev, World, bearer
 
 
@@ -185,6 +187,27 @@ def test_a_low_balance_each_time_it_is_crossed(world: World, ctx: Context) -> No
     assert response.status_code == 201
     assert car.pay(shop["id"], 600) == ("approved", None)  # 1000 -> 400: crossed again
     assert types_of(ctx, owner).count("wallet.low_balance") == 2
+
+
+def test_no_low_balance_when_funding_kept_the_balance_from_crossing(
+    world: World, ctx: Context
+) -> None:
+    """Money an automatic top-up or a credit line moved into the wallet in the same batch
+    counts: the balance before is not the balance after plus the payment alone."""
+    shop = world.merchant("maintenance")
+    rules = {"currency": "EUR", "low_balance_alert": 600, "auto_top_up": {"below": 100, "to": 400}}
+    car = world.device("car", top_up=500, rules=rules)
+    savings = source(world, car.owner, name="savings")
+    fund(world, car.owner, savings["id"], 10_000, "k1")
+    assert pay(car, shop["id"], 450)["status"] == "approved"  # 500 -> 50, topped up to 400
+    assert world.balance(car) == 400  # below 600 before and after: nothing was crossed
+    van = world.device("van", top_up=500, rules={"currency": "EUR", "low_balance_alert": 600})
+    line = line_for(world, van)
+    put_policy(world, van, line["id"], auto_accept_up_to=50_000)
+    assert pay(van, shop["id"], 1_000)["status"] == "approved"  # lent 1,000 in, paid 1,000 out
+    assert world.balance(van) == 500
+    for dev in (car, van):
+        assert "wallet.low_balance" not in types_of(ctx, owner_of(world, dev))
 
 
 def test_the_limit_events_already_sent_are_read_through_their_own_index(ctx: Context) -> None:
