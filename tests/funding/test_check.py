@@ -41,14 +41,53 @@ def test_breaches_of_floors_and_credit_limits_are_reported(world: World, ctx: Co
 
     ctx.db.run(work)
     with ctx.db.read() as conn:
-        found = {(b.rule, b.subject) for b in check_sources(conn)}
+        breaches = check_sources(conn)
         assert check(conn) == []  # the double entry itself still balances
+    found = {(b.rule, b.subject) for b in breaches if b.rule != "funding"}
     # the line also owes what no plan accounts for
     assert found == {
         ("floor", account["id"]),
         ("credit_limit", line["id"]),
         ("credit_line", line["id"]),
     }
+    # and those draws name payments that were never opened
+    assert [b.detail for b in breaches if b.rule == "funding"] == [
+        f"a draw for {p}, never opened" for p in ("pay_a", "pay_b", "pay_c")
+    ]
+
+
+def test_draws_must_fund_their_own_payment_from_the_payer_owner(world: World, ctx: Context) -> None:
+    shop = world.merchant()
+    rules = {"currency": "EUR", "auto_top_up": {"below": 0, "to": 500}}
+    alice, bob = (
+        world.device("alice", top_up=0, rules=rules),
+        world.device("bob", top_up=100, rules={"currency": "EUR"}),
+    )
+    savings = source(world, alice.owner)
+    fund(world, alice.owner, savings["id"], 10_000, "k")
+    paid = alice.send(alice.order(type="pay", payee=shop["id"], amount=300, currency="EUR"))
+    assert paid["status"] == "approved" and paid["funded_by"]  # a real automatic top-up
+    with ctx.db.read() as conn:
+        assert check_sources(conn) == []
+    now = ctx.clock()
+
+    def draw(conn: Connection, wallet_id: str, payment_id: str) -> bool:
+        return draws.draw(
+            conn, source_id=savings["id"], wallet_id=wallet_id, currency="EUR",
+            amount_minor=100, floor_minor=0, payment_id=payment_id, now=now,
+        )  # fmt: skip
+
+    ctx.db.run(lambda conn: draw(conn, bob.id, "pay_nowhere"))  # alice's savings to bob
+    ctx.db.run(lambda conn: draw(conn, bob.id, paid["payment_id"]))  # not the payer's wallet
+    bobs = bob.send(bob.order(type="pay", payee=shop["id"], amount=50, currency="EUR"))
+    ctx.db.run(lambda conn: draw(conn, bob.id, bobs["payment_id"]))  # not bob's owner's source
+    with ctx.db.read() as conn:
+        details = [b.detail for b in check_sources(conn) if b.rule == "funding"]
+    assert details == [
+        "a draw for pay_nowhere, never opened",
+        f"a draw into {bob.id}, not the payer's wallet",
+        f"a draw from {savings['id']}, not the payer's owner's",
+    ]
 
 
 def test_draws_refuse_to_cross_a_floor(world: World, ctx: Context) -> None:
