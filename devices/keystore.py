@@ -19,9 +19,12 @@ start leaves either no `ca/` or a complete one, and CA keys are never overwritte
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -141,6 +144,20 @@ def ensure_gateway_client_identity(pki: Pki, n: int, now: datetime) -> tuple[Pat
         )
         _write_leaf(cert_path, key_path, certificate, key)
     return cert_path, key_path
+
+
+@contextmanager
+def publishing_crl(pki: Pki) -> Iterator[None]:
+    """One CRL publication at a time (number, build, write, reload), across the threads and
+    the processes sharing this data dir: an `flock` on `ca/device.crl.lock`. Without it a
+    publication that took its number first could write last, putting an older CRL back
+    over a newer one, and a device revoked meanwhile would be missing from it."""
+    fd = os.open(pki.paths.crl.with_name("device.crl.lock"), os.O_RDWR | os.O_CREAT, KEY_MODE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # and the lock with it
 
 
 def write_crl(pki: Pki, crl: x509.CertificateRevocationList) -> None:

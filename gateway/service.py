@@ -259,20 +259,23 @@ def rotate_certificate(
 
 
 def publish_crl(ctx: Context) -> x509.CertificateRevocationList:
-    """Rewrite the device CRL (new number, next update in 7 days) and have the broker reload it."""
+    """Rewrite the device CRL (new number, next update in 7 days) and have the broker reload it;
+    one publication at a time (`keystore.publishing_crl`), so the file only ever moves to a
+    later number that lists every revocation committed before it."""
     now = ctx.clock()
 
     def work(conn: Connection) -> tuple[int, list[tuple[int, datetime]]]:
         return device_store.next_crl_number(conn, now), device_store.revoked_certificates(conn)
 
-    number, revoked = ctx.db.run(work)
-    crl = build_crl(ctx.pki.device_issuing, revoked, number, now)
-    keystore.write_crl(ctx.pki, crl)
-    if ctx.broker is not None:
-        try:
-            ctx.broker.reload_crl()
-        except Exception:  # noqa: BLE001 - the gateway refuses revoked devices regardless
-            log.exception("the broker did not reload the CRL")
+    with keystore.publishing_crl(ctx.pki):
+        number, revoked = ctx.db.run(work)
+        crl = build_crl(ctx.pki.device_issuing, revoked, number, now)
+        keystore.write_crl(ctx.pki, crl)
+        if ctx.broker is not None:
+            try:
+                ctx.broker.reload_crl()
+            except Exception:  # noqa: BLE001 - the gateway refuses revoked devices regardless
+                log.exception("the broker did not reload the CRL")
     return crl
 
 
