@@ -59,6 +59,10 @@ def check_attestation_ca(pem: bytes) -> x509.Certificate:
     if len(certificates) != 1:
         raise AttestationCaInvalid(f"expected one certificate, got {len(certificates)}")
     certificate = certificates[0]
+    try:
+        certificate.extensions  # noqa: B018 - parsed here, where a failure can be named
+    except ValueError as exc:
+        raise AttestationCaInvalid(f"the certificate's extensions do not parse: {exc}") from exc
     constraints = _extension(certificate, x509.BasicConstraints)
     if constraints is None or not constraints.value.ca:
         raise AttestationCaInvalid("the certificate is not a CA (BasicConstraints ca=TRUE)")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from devices import attestation, ca
@@ -158,3 +158,28 @@ def test_manufacturer_ca_with_a_key_the_verifier_refuses_is_refused(now: datetim
     )
     with pytest.raises(AttestationCaInvalid, match="RSA of 2048 bits"):
         attestation.check_attestation_ca(pem(cert))
+
+
+def test_manufacturer_ca_whose_extensions_do_not_parse_is_refused(now: datetime) -> None:
+    """A BasicConstraints whose value is not one (an unknown extension renamed in the DER):
+    `cryptography` raises ValueError reading it, which was a 500 on the API."""
+    key = ca.new_private_key()
+    unknown = x509.ObjectIdentifier("2.5.29.99")
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(manufacturer_name("Bad ext"))
+        .issuer_name(manufacturer_name("Bad ext"))
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.UnrecognizedExtension(unknown, b"\x01\x02\x03"), critical=True)
+        .add_extension(ca_key_usage(), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    der = cert.public_bytes(serialization.Encoding.DER)
+    broken = x509.load_der_x509_certificate(
+        der.replace(b"\x06\x03\x55\x1d\x63", b"\x06\x03\x55\x1d\x13")
+    )
+    with pytest.raises(AttestationCaInvalid, match="extensions do not parse"):
+        attestation.check_attestation_ca(pem(broken))
