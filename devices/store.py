@@ -107,6 +107,13 @@ def set_status(conn: Connection, device_id: str, status: Status, now: datetime) 
     )
 
 
+def set_attested(conn: Connection, device_id: str, attested: bool, now: datetime) -> None:
+    """Whether the device's newest key was attested by its manufacturer."""
+    conn.execute(
+        devices.update().where(devices.c.id == device_id).values(attested=attested, updated_at=now)
+    )
+
+
 def insert_certificate(conn: Connection, cert: DeviceCertificate) -> None:
     """Record a certificate issued to a device."""
     conn.execute(certificates.insert().values(**cert.__dict__, status="active"))
@@ -129,6 +136,32 @@ def mark_certificate_used(conn: Connection, serial: str, now: datetime) -> None:
         .where(certificates.c.serial == serial, certificates.c.first_used_at.is_(None))
         .values(first_used_at=now)
     )
+
+
+def retire_older_certificates(conn: Connection, serial: str, now: datetime) -> list[str]:
+    """Revoke (as superseded) the certificates of `serial`'s device issued before it: its first
+    use retires them for signing (`registry.valid_certificates`), and in the CRL they stop
+    opening a broker session as the device too (a leaked old key is often why one rotates).
+    Returns their serials."""
+    newer = sa.select(certificates.c.device_id, certificates.c.issued_at).where(
+        certificates.c.serial == serial
+    )
+    found = conn.execute(newer).first()
+    if found is None:
+        return []
+    older = sa.select(certificates.c.serial).where(
+        certificates.c.device_id == found.device_id,
+        certificates.c.issued_at < found.issued_at,
+        certificates.c.revoked_at.is_(None),
+    )
+    serials = list(conn.execute(older).scalars())
+    if serials:
+        conn.execute(
+            certificates.update()
+            .where(certificates.c.serial.in_(serials))
+            .values(revoked_at=now, status="superseded")
+        )
+    return serials
 
 
 def revoke_certificates(conn: Connection, device_id: str, now: datetime) -> list[str]:

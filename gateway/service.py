@@ -94,7 +94,7 @@ def register_device(
     """Register a device from its CSR (and attestation), issuing its first certificate."""
     csr = ca.load_csr(reg.csr_pem.encode())
     now = ctx.clock()
-    attested = _check_attestation(ctx, integrator, reg, csr, now)
+    attested = _check_attestation(ctx, integrator, reg.attestation_pem, csr, now)
     device = Device(
         id=new_device_id(),
         owner_id=reg.owner_id,
@@ -226,12 +226,19 @@ def change_device_status(ctx: Context, party: Party, device_id: str, action: str
 
 
 def rotate_certificate(
-    ctx: Context, integrator: Party, device_id: str, csr_pem: str
+    ctx: Context,
+    integrator: Party,
+    device_id: str,
+    csr_pem: str,
+    attestation_pem: str | None = None,
 ) -> x509.Certificate:
-    """Issue a further certificate from a new CSR; at most two stay valid (see registry)."""
+    """Issue a further certificate from a new CSR; at most two stay valid (see registry). The
+    device is `attested` from then on only if the new key is (`attestation_pem`, checked as at
+    registration): an attested device's key replaced by one nobody vouched for is not."""
     if integrator.kind != "integrator":
         raise Forbidden("only the device's integrator may rotate its certificate")
     csr, now = ca.load_csr(csr_pem.encode()), ctx.clock()
+    attested = _check_attestation(ctx, integrator, attestation_pem, csr, now)
 
     def work(conn: Connection) -> x509.Certificate:
         device = visible_device(conn, integrator, device_id, lock=True)  # not revoked meanwhile
@@ -241,6 +248,8 @@ def rotate_certificate(
             raise Conflict("the device is revoked", reason="invalid_state")
         certificate = _issue(ctx, device_id, csr, now)
         device_store.insert_certificate(conn, _record(device_id, certificate, now))
+        if device.attested != attested:
+            device_store.set_attested(conn, device_id, attested, now)
         audit_store.append(
             conn,
             now,
@@ -249,7 +258,7 @@ def rotate_certificate(
                     integrator.actor,
                     "device.certificate_issued",
                     device_id,
-                    {"certificate_serial": _hex(certificate.serial_number)},
+                    {"certificate_serial": _hex(certificate.serial_number), "attested": attested},
                 )
             ],
         )
@@ -291,16 +300,17 @@ def _kick(ctx: Context, device_id: str) -> None:
 def _check_attestation(
     ctx: Context,
     integrator: Party,
-    reg: Registration,
+    attestation_pem: str | None,
     csr: x509.CertificateSigningRequest,
     now: datetime,
 ) -> bool:
-    if reg.attestation_pem is None:
+    """Whether the CSR's key is attested: False without a chain, 422 for a chain that fails."""
+    if attestation_pem is None:
         return False
     with ctx.db.read() as conn:
         pems = device_store.list_attestation_cas(conn, integrator.id)
     trusted = [x509.load_pem_x509_certificate(pem.encode()) for pem in pems]
-    verify_attestation(reg.attestation_pem.encode(), trusted, csr.public_key(), now)  # type: ignore[arg-type]
+    verify_attestation(attestation_pem.encode(), trusted, csr.public_key(), now)  # type: ignore[arg-type]
     return True
 
 

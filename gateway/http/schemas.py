@@ -147,6 +147,7 @@ class DeviceCreate(Body):
 
 class CertificateCreate(Body):
     csr: Pem
+    attestation: Pem | None = None  # for the new key; without it the device is no longer attested
 
 
 class TopUpCreate(Body):

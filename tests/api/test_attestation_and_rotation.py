@@ -99,3 +99,44 @@ def test_rotation_keeps_at_most_two_valid_and_retires_the_old_one_on_use(
     unused_new = [c for c in certs if c.serial != valid[0].serial]
     assert valid_certificates(unused_new, now + grace, grace)[:1]  # grace passed: newest only
     x509.load_pem_x509_certificate(second.json()["certificate"].encode())
+
+
+def test_a_rotated_key_is_attested_only_with_an_attestation_of_its_own(
+    api: TestClient, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC)
+    owner = create(api, "owners", {"name": "Ada", "timezone": "UTC"})
+    integrator = create(api, "integrators", {"name": "Bosch"})
+    by_integrator = bearer(integrator["api_key"])
+    acme = make_manufacturer("ACME", now)
+    ca_upload = {"certificate": pem(acme.root).decode()}
+    assert api.post("/v1/integrators/me/attestation-cas", json=ca_upload, headers=by_integrator)
+
+    def key_and_chain(name: str) -> tuple[str, str]:
+        key_path, csr = make_openssl_csr(tmp_path, name)
+        key = serialization.load_pem_private_key(key_path.read_bytes(), None)
+        return csr, pem(leaf_for(acme, key.public_key(), now), acme.intermediate).decode()
+
+    csr, chain = key_and_chain("pump")
+    device = register(api, integrator, owner["id"], csr, attestation=chain).json()
+    assert device["attested"] is True
+    url = f"/v1/devices/{device['id']}"
+
+    def rotate(body: dict[str, str]) -> bool:
+        rotated = api.post(f"{url}/certificates", json=body, headers=by_integrator)
+        assert rotated.status_code == 201, rotated.text
+        shown = api.get(url, headers=by_integrator).json()
+        assert shown["certificate_serial"] == rotated.json()["certificate_serial"]
+        return bool(shown["attested"])
+
+    csr2, chain2 = key_and_chain("pump2")
+    assert rotate({"csr": csr2, "attestation": chain2}) is True  # the new key vouched for
+    csr3, _ = key_and_chain("pump3")
+    assert rotate({"csr": csr3}) is False  # a key nobody vouched for
+    csr4, chain4 = key_and_chain("pump4")
+    _, other_chain = key_and_chain("pump5")
+    wrong = api.post(
+        f"{url}/certificates", json={"csr": csr4, "attestation": other_chain}, headers=by_integrator
+    )
+    assert wrong.status_code == 422 and wrong.json()["error"]["code"] == "attestation_invalid"
+    assert rotate({"csr": csr4, "attestation": chain4}) is True

@@ -94,8 +94,9 @@ def revoke_device(device_id: str, ctx: Ctx, caller: Caller) -> DevicePublic:
 def rotate_certificate(
     device_id: IntegratedDevice, body: CertificateCreate, ctx: Ctx, caller: Integrator
 ) -> CertificateIssued:
-    """Issue a further certificate from a new CSR (integrator)."""
-    certificate = service.rotate_certificate(ctx, caller, device_id, body.csr)
+    """Issue a further certificate from a new CSR (integrator); with `attestation` for the
+    new key the device stays attested, without it it is not any more."""
+    certificate = service.rotate_certificate(ctx, caller, device_id, body.csr, body.attestation)
     return CertificateIssued(
         certificate=_pem(certificate),
         ca_chain=_ca_chain(ctx),
