@@ -66,8 +66,10 @@ def decide_messages(
     transaction is rolled back and the batch decided again with the counter read first."""
     grace = timedelta(seconds=ctx.settings.rotation_grace_s)
     messages = list(messages)
+    retired: list[str] = []  # certificates a rotated-in one's first use superseded
 
     def work(conn: Connection, bulk: bool, synced: bool) -> list[OutboxEntry]:
+        retired.clear()  # this attempt's, not a rolled-back one's
         if synced:  # first: drop the worker's copies if anything changed
             keyring.state.sync(conn)
         checked = check_messages(conn, keyring, messages, now, grace, ahead)
@@ -79,6 +81,7 @@ def decide_messages(
         )
         for serial in sorted({c.first_use for c in checked if c.first_use}):
             device_store.mark_certificate_used(conn, serial, now)
+            retired.extend(device_store.retire_older_certificates(conn, serial, now))
         for item in checked:
             decide_one(batch, item)
         entries = finish(ctx, batch, signer, commit=True)  # nothing is written after it
@@ -91,13 +94,28 @@ def decide_messages(
     bulk, synced = True, keyring.state.version is None
     while True:
         try:
-            return ctx.db.run(partial(work, bulk=bulk, synced=synced), held=True)
+            entries = ctx.db.run(partial(work, bulk=bulk, synced=synced), held=True)
+            if retired:
+                publish_superseded(ctx, retired)
+            return entries
         except BulkRefused as refused:
             log.info("placing %s one by one: %s", refused, "an account refused their sum")
             bulk = False
         except CacheMoved as moved:
             log.info("deciding the batch again: %s", moved)
             synced = True
+
+
+def publish_superseded(ctx: Context, serials: list[str]) -> None:
+    """A new CRL with the certificates a rotation superseded (committed already); never
+    raises: the decisions stand, and the next publication lists them anyway."""
+    from gateway.service import publish_crl  # the service layer, above the order path
+
+    try:
+        publish_crl(ctx)
+        log.info("certificates %s superseded: the CRL lists them", ", ".join(serials))
+    except Exception:  # noqa: BLE001 - logged; the CRL is refreshed again later
+        log.exception("could not publish the CRL after a certificate rotation")
 
 
 def placeable_together(checked: list[Checked]) -> bool:
