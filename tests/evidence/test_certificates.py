@@ -1,0 +1,73 @@
+"""A bundle's device certificate is one that was valid at the order's `ts`, the one
+`kym evidence verify` checks the chain at, also after a renewal with the same key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+
+from devices import store as device_store
+from devices.registry import DeviceCertificate
+from tests.evidence import independent
+from tests.support.evidence import kym_verify
+from tests.support.world import Clock, Dev, World
+
+DAY_S = 86_400
+
+
+def certificates(world: World, dev: Dev) -> list[DeviceCertificate]:
+    with world.ctx.db.read() as conn:
+        return device_store.list_certificates(conn, dev.id)
+
+
+def renew_with_the_same_key(world: World, dev: Dev) -> None:
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, dev.id)]))
+        .sign(dev.key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.PEM)
+        .decode()
+    )
+    renewed = world.api.post(
+        f"/v1/devices/{dev.id}/certificates", json={"csr": csr}, headers=dev.integrator
+    )
+    assert renewed.status_code == 201, renewed.text
+
+
+def verified_bundle(world: World, tmp_path: Path, dev: Dev, payment_id: str) -> dict[str, Any]:
+    bundle = world.api.get(f"/v1/payments/{payment_id}/evidence", headers=dev.owner).json()
+    ca = world.api.get("/v1/ca").content
+    independent.check(bundle, ca)
+    code, output = kym_verify(tmp_path, bundle, ca)
+    assert code == 0, output
+    return dict(bundle)
+
+
+def serial_of(pem: str) -> str:
+    return format(x509.load_pem_x509_certificate(pem.encode()).serial_number, "x")
+
+
+def pay(dev: Dev, payee: str, **changes: Any) -> dict[str, Any]:
+    return {**dev.order(type="pay", payee=payee, amount=100, currency="EUR"), **changes}
+
+
+def test_after_a_same_key_renewal_the_bundle_names_the_certificate_valid_at_the_order(
+    world: World, clock: Clock, tmp_path: Path
+) -> None:
+    shop = world.merchant()
+    car = world.device("car", rules={"currency": "EUR"})
+    before = car.send(pay(car, shop["id"]))
+    clock.advance(80 * DAY_S)
+    renew_with_the_same_key(world, car)
+    first, renewed = sorted(certificates(world, car), key=lambda c: c.issued_at)
+    both = car.send(pay(car, shop["id"]))  # both valid: the latest issued
+    clock.advance(15 * DAY_S)  # the first certificate (90 days) has ended
+    after = car.send(pay(car, shop["id"]))
+    expected = [(before, first), (both, renewed), (after, renewed)]
+    for result, certificate in expected:
+        assert result["status"] == "approved", result
+        bundle = verified_bundle(world, tmp_path, car, result["payment_id"])
+        assert serial_of(bundle["order"]["certificate"]) == certificate.serial
