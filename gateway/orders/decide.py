@@ -164,6 +164,9 @@ def decide_one(batch: Batch, item: Checked) -> None:
     if abs(order.ts - batch.ts) > FRESHNESS.total_seconds():
         reject(batch, item.device_id, order.order_id, Reason.STALE_ORDER)
         return
+    if item.outside_validity:  # its bundle could never verify: as if no certificate signed it
+        reject(batch, item.device_id, order.order_id, Reason.INVALID_SIGNATURE)
+        return
     result = decide_order(batch, order)
     batch.new_orders.append(
         order_store.order_row(

@@ -1,5 +1,7 @@
 """A bundle's device certificate is one that was valid at the order's `ts`, the one
-`kym evidence verify` checks the chain at, also after a renewal with the same key."""
+`kym evidence verify` checks the chain at: after a renewal with the same key, and for an order
+stamped near the end of its certificate (which the gateway refuses when no certificate valid
+at its `ts` signed it, so that every payment's bundle can verify)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 from devices import store as device_store
+from devices import wire
 from devices.registry import DeviceCertificate
+from gateway.orders.decide import decide_messages
+from gateway.orders.verified import Verified
 from tests.evidence import independent
 from tests.support.evidence import kym_verify
 from tests.support.world import Clock, Dev, World
@@ -71,3 +76,27 @@ def test_after_a_same_key_renewal_the_bundle_names_the_certificate_valid_at_the_
         assert result["status"] == "approved", result
         bundle = verified_bundle(world, tmp_path, car, result["payment_id"])
         assert serial_of(bundle["order"]["certificate"]) == certificate.serial
+
+
+def test_an_order_stamped_after_its_certificate_ends_is_refused(
+    world: World, clock: Clock, tmp_path: Path
+) -> None:
+    shop = world.merchant()
+    car = world.device("car", rules={"currency": "EUR"})
+    [certificate] = certificates(world, car)
+    end = int(certificate.not_after.timestamp())
+    clock.advance(end - clock().timestamp() - 60)  # its last minute
+    late = pay(car, shop["id"], ts=end + 140)  # the device's clock 200 s ahead: fresh enough
+    refused = car.send(late)
+    assert (refused["status"], refused["reason"]) == ("rejected", "invalid_signature")
+    ahead = Verified("ES256", frozenset({certificate.serial}), frozenset({certificate.serial}))
+    entries = decide_messages(
+        world.ctx, world.keyring, [(car.topic, car.sign(late))], clock(), None, [ahead]
+    )
+    [answer] = [wire.decode(token)[1] for _id, _topic, token in entries]
+    assert answer["reason"] == "invalid_signature"  # the same, when checked ahead
+    stale = pay(car, shop["id"], ts=end + 400)  # stale first, whatever its certificate
+    assert car.send(stale)["reason"] == "stale_order"
+    within = car.send(pay(car, shop["id"], ts=end - 10))
+    assert within["status"] == "approved", within
+    verified_bundle(world, tmp_path, car, within["payment_id"])
