@@ -1,26 +1,31 @@
-"""A bundle's device certificate is one that was valid at the order's `ts`, the one
-`kym evidence verify` checks the chain at: after a renewal with the same key, and for an order
-stamped near the end of its certificate (which the gateway refuses when no certificate valid
-at its `ts` signed it, so that every payment's bundle can verify)."""
+"""A bundle's certificates are valid when `kym evidence verify` checks them: the device's at the
+order's `ts` (after a renewal with the same key; an order stamped past its certificate's end is
+refused, so that every payment's bundle can verify), the gateway's at the tree head's `ts`
+(after the signer's renewal, a head signed since)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
+from devices import keystore, wire
 from devices import store as device_store
-from devices import wire
 from devices.registry import DeviceCertificate
+from gateway.audit import store as audit_store
+from gateway.evidence.bundle import evidence_bundle
 from gateway.orders.decide import decide_messages
 from gateway.orders.verified import Verified
+from gateway.parties import Party
 from tests.evidence import independent
 from tests.support.evidence import kym_verify
 from tests.support.world import Clock, Dev, World
 
 DAY_S = 86_400
+ADMIN_PARTY = Party("admin", "admin")
 
 
 def certificates(world: World, dev: Dev) -> list[DeviceCertificate]:
@@ -100,3 +105,28 @@ def test_an_order_stamped_after_its_certificate_ends_is_refused(
     within = car.send(pay(car, shop["id"], ts=end - 10))
     assert within["status"] == "approved", within
     verified_bundle(world, tmp_path, car, within["payment_id"])
+
+
+def test_after_the_signer_is_renewed_a_bundle_carries_a_head_signed_since(
+    world: World, clock: Clock, tmp_path: Path
+) -> None:
+    shop = world.merchant()
+    car = world.device("car", rules={"currency": "EUR"})
+    paid = car.send(pay(car, shop["id"]))
+    verified_bundle(world, tmp_path, car, paid["payment_id"])  # a head covering it is signed
+    clock.advance(710 * DAY_S)  # `kym serve` starts again: its signer is renewed, same key
+    pki = world.ctx.pki
+    renewed = keystore.load_or_create_pki(pki.paths.ca_dir.parent, pki.trust_domain, clock())
+    assert renewed.signer.certificate != pki.signer.certificate
+    ctx = replace(world.ctx, pki=renewed)
+    ca = world.api.get("/v1/ca").content
+    bundle = evidence_bundle(ctx, ADMIN_PARTY, paid["payment_id"])  # the log has not grown
+    code, output = kym_verify(tmp_path, bundle, ca)  # (the tests' verifier checks at today)
+    assert code == 0, output
+    car.send(pay(car, shop["id"]))  # it has grown: a head of its new size is signed and kept
+    again = evidence_bundle(ctx, ADMIN_PARTY, paid["payment_id"])
+    code, output = kym_verify(tmp_path, again, ca)
+    assert code == 0, output
+    with world.ctx.db.read() as conn:
+        latest = audit_store.latest_head(conn)
+    assert latest is not None and latest[1] == again["audit"]["tree_head"]
