@@ -44,15 +44,16 @@ def sign_tree_head_if_due(
     ctx: LogContext, interval: timedelta = timedelta(seconds=TREE_HEAD_INTERVAL_S)
 ) -> str | None:
     """For the housekeeper: sign a head when the log grew and the latest head is `interval`
-    old (or there is none); the new head's JWS, or None when none was due."""
+    old, or signed later than now, or there is none; the new head's JWS, or None when none
+    was due."""
 
     def due(conn: Connection, *, lock: bool) -> TreeHead | None:
         size, root, _frontier = store.log_state(conn, lock=lock)
         latest, now = store.latest_head(conn), store.unix_seconds(ctx.clock())
         if latest is not None and (
-            latest[0].tree_size >= size or now - latest[0].ts < interval.total_seconds()
+            latest[0].tree_size >= size or 0 <= now - latest[0].ts < interval.total_seconds()
         ):
-            return None
+            return None  # a head ahead of now (the clock stepped back) makes nothing wait
         return TreeHead(size, root, now)
 
     with ctx.db.read() as conn:  # most rounds end here, without taking the write lock
