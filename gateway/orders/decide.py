@@ -10,14 +10,12 @@ refund), and writes the money, the counters, the signed results (outbox) and the
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, assert_never
+from typing import assert_never
 
 from sqlalchemy import Connection
 
@@ -39,7 +37,6 @@ from wallet.prepared import pipelined
 
 FRESHNESS = timedelta(seconds=300)
 log = logging.getLogger("kym.orders")
-_SORTED_JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True)  # json.dumps's, made once
 
 
 def decide_messages(
@@ -153,7 +150,7 @@ def decide_one(batch: Batch, item: Checked) -> None:
         reject(batch, item.device_id, item.order_id, item.reason)
         return
     assert item.order is not None and item.payload is not None
-    order, digest = item.order, payload_digest(item.payload)
+    order, digest = item.order, wire.payload_digest(item.payload)
     known = batch.known.get((item.device_id, order.order_id))
     if known is not None and known.payload_sha256 != digest:
         reject(batch, item.device_id, order.order_id, Reason.IDEMPOTENCY_CONFLICT)
@@ -180,7 +177,7 @@ def decide_one(batch: Batch, item: Checked) -> None:
             f"device:{order.device_id}",
             f"order.{result.status}",
             order.device_id,
-            order_audit(order, result),
+            order_audit(order, result, digest),
         )
     )
 
@@ -249,8 +246,3 @@ def declined(batch: Batch, order: wire.Order, reason: Reason) -> Result:
         currency=getattr(order, "currency", None),
         payment_id=getattr(order, "payment_id", None),
     )
-
-
-def payload_digest(payload: dict[str, Any]) -> str:
-    """SHA-256 of the payload as parsed JSON (key order and spacing do not matter)."""
-    return hashlib.sha256(_SORTED_JSON.encode(payload).encode()).hexdigest()
