@@ -80,6 +80,13 @@ def transition(current: Status, action: str) -> Status:
     return target
 
 
+def valid_at(cert: DeviceCertificate, ts: int) -> bool:
+    """Whether an order stamped `ts` (Unix seconds) falls within the certificate's validity and
+    before any revocation of it: a bundle's verifier checks the certificate at the order's `ts`."""
+    revoked = cert.revoked_at is not None and ts >= cert.revoked_at.timestamp()
+    return cert.not_before.timestamp() <= ts < cert.not_after.timestamp() and not revoked
+
+
 def valid_certificates(
     certs: list[DeviceCertificate], now: datetime, grace: timedelta
 ) -> list[DeviceCertificate]:

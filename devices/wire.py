@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import re
 from functools import lru_cache
@@ -176,6 +177,14 @@ def decode(token: str | bytes) -> tuple[str, dict[str, Any]]:
     if not isinstance(payload, dict):
         raise InvalidMessage("the payload is not a JSON object")
     return header["alg"], payload
+
+
+def payload_digest(payload: dict[str, Any]) -> str:
+    """SHA-256 (lowercase hex) of a decoded payload as JSON with sorted keys, no spaces and
+    ASCII escapes (Python's `json.dumps(payload, sort_keys=True, separators=(",", ":"))`):
+    the same whatever the key order and spacing sent. The gateway's idempotency key of an order,
+    and what the decision's audit entry names the order by (`order_sha256`)."""
+    return hashlib.sha256(_SORTED_JSON.encode(payload).encode()).hexdigest()
 
 
 def verify(token: str, alg: str, key: PublicKey, jose: ECKey | OKPKey | None = None) -> None:

@@ -44,15 +44,16 @@ def sign_tree_head_if_due(
     ctx: LogContext, interval: timedelta = timedelta(seconds=TREE_HEAD_INTERVAL_S)
 ) -> str | None:
     """For the housekeeper: sign a head when the log grew and the latest head is `interval`
-    old (or there is none); the new head's JWS, or None when none was due."""
+    old, or signed later than now, or there is none; the new head's JWS, or None when none
+    was due."""
 
     def due(conn: Connection, *, lock: bool) -> TreeHead | None:
         size, root, _frontier = store.log_state(conn, lock=lock)
         latest, now = store.latest_head(conn), store.unix_seconds(ctx.clock())
         if latest is not None and (
-            latest[0].tree_size >= size or now - latest[0].ts < interval.total_seconds()
+            latest[0].tree_size >= size or 0 <= now - latest[0].ts < interval.total_seconds()
         ):
-            return None
+            return None  # a head ahead of now (the clock stepped back) makes nothing wait
         return TreeHead(size, root, now)
 
     with ctx.db.read() as conn:  # most rounds end here, without taking the write lock
@@ -66,15 +67,20 @@ def sign_tree_head_if_due(
     return ctx.db.run(work)
 
 
-def sign_tree_head(ctx: LogContext) -> str:
-    """A signed head of the log as it is now (the stored one when that size is signed)."""
+def sign_tree_head(ctx: LogContext, since: int = 0) -> str:
+    """A signed head of the log as it is now (the stored one when that size is signed at
+    `since` or later). One head is kept a size: a head of a size signed before `since` is
+    signed again and handed out, not kept."""
 
     def work(conn: Connection) -> str:
         size, root, _frontier = store.log_state(conn, lock=True)
         existing = store.head_of_size(conn, size)
-        if existing is not None:
+        if existing is not None and existing[0].ts >= since:
             return existing[1]
-        return _sign(ctx, conn, TreeHead(size, root, store.unix_seconds(ctx.clock())))
+        head = TreeHead(size, root, store.unix_seconds(ctx.clock()))
+        if existing is not None:
+            return heads.sign(head, ctx.pki.signer.private_key, ctx.signer_jose)
+        return _sign(ctx, conn, head)
 
     return ctx.db.run(work)
 
@@ -86,13 +92,15 @@ def latest_tree_head(ctx: LogContext) -> str:
     return latest[1] if latest is not None else sign_tree_head(ctx)
 
 
-def tree_head_covering(ctx: LogContext, tree_size: int) -> tuple[TreeHead, str]:
-    """The latest signed head when it covers `tree_size` entries, else one signed now."""
+def tree_head_covering(ctx: LogContext, tree_size: int, since: int = 0) -> tuple[TreeHead, str]:
+    """The latest signed head when it covers `tree_size` entries and was signed at `since` or
+    later, else one signed now. `since`: when the signer's certificate became valid (a bundle's
+    verifier checks it at the head's `ts`; it is renewed, same key, at a start-up)."""
     with ctx.db.read() as conn:
         latest = store.latest_head(conn)
-    if latest is not None and latest[0].tree_size >= tree_size:
+    if latest is not None and latest[0].tree_size >= tree_size and latest[0].ts >= since:
         return latest
-    token = sign_tree_head(ctx)
+    token = sign_tree_head(ctx, since)
     return heads.verify(token, ctx.pki.signer.private_key.public_key(), ctx.signer_jose), token
 
 

@@ -22,7 +22,7 @@ from sqlalchemy import Connection
 from devices import store as device_store
 from devices import wire
 from devices.contract import results_topic
-from devices.registry import Device
+from devices.registry import Device, DeviceCertificate, valid_at
 from gateway.audit import service as audit_service
 from gateway.audit import store as audit_store
 from gateway.audit.entries import AuditEntry
@@ -55,7 +55,8 @@ def evidence_bundle(ctx: Context, caller: Party, payment_id: str) -> dict[str, A
         results = results_about(conn, payment, payee_device is not None)
         entries = entries_about(conn, payment, payee_device is not None)
     size = max((e.index for e in entries), default=-1) + 1
-    head, head_token = audit_service.tree_head_covering(ctx, size)
+    signer_since = int(ctx.pki.signer.certificate.not_valid_before_utc.timestamp())
+    head, head_token = audit_service.tree_head_covering(ctx, size, signer_since)
     with ctx.db.read() as conn:
         proofs = audit_service.inclusion_proofs(conn, [e.index for e in entries], head.tree_size)
     pki = ctx.pki
@@ -102,13 +103,23 @@ def order_part(conn: Connection, device_id: str, order_id: str | None) -> dict[s
         ).scalar()
     certificate = None
     if token is not None:
-        rows = conn.execute(
-            sa.select(device_store.certificates.c.certificate_pem)
-            .where(device_store.certificates.c.device_id == device_id)
-            .order_by(device_store.certificates.c.issued_at)
-        )
-        certificate = next((pem for (pem,) in rows if _verifies(token, pem)), None)
+        signers = [
+            c for c in device_store.list_certificates(conn, device_id) if _verifies(token, c)
+        ]
+        certificate = _signer_at(signers, wire.decode(token)[1].get("ts"))
     return {"jws": token, "certificate": certificate}
+
+
+def _signer_at(signers: list[DeviceCertificate], ts: Any) -> str | None:
+    """Of the certificates (oldest first) whose key verifies the order, the latest issued that
+    was valid at its `ts`, where the verifier checks the chain: a renewal with the same key
+    leaves several that verify. Failing that (an order accepted before the gateway checked its
+    `ts`), the first that verifies, as bundles always named."""
+    if isinstance(ts, int) and not isinstance(ts, bool):
+        covering = [c for c in signers if valid_at(c, ts)]
+        if covering:
+            return covering[-1].certificate_pem
+    return signers[0].certificate_pem if signers else None
 
 
 def consent_part(ctx: Context, scope: Any, sees_salt: bool) -> dict[str, Any] | None:
@@ -160,8 +171,8 @@ def entries_about(conn: Connection, payment: Payment, payee_is_device: bool) -> 
     return [found[i] for i in sorted(found)]
 
 
-def _verifies(token: str, certificate_pem: str) -> bool:
-    key = x509.load_pem_x509_certificate(certificate_pem.encode()).public_key()
+def _verifies(token: str, certificate: DeviceCertificate) -> bool:
+    key = x509.load_pem_x509_certificate(certificate.certificate_pem.encode()).public_key()
     try:
         alg, _payload = wire.decode(token)
         assert isinstance(key, wire.PublicKey)

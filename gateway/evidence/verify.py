@@ -6,9 +6,10 @@ gateway certificate chains to another root of it (the service root, never the de
 carries the URI SAN `spiffe://<trust domain>/gateway/signer`; every signature (order, consent,
 results, tree head); that each result and the consent name this payment, or this device's
 order with a null `payment_id`; that the bundle holds the consent, an `approved` result for
-the order naming the payment and the decision's audit entry, with the order's amount, currency
-and payee; and every entry's inclusion proof against the signed tree head. Whether the bundle
-holds *every* entry or result about the payment cannot be checked offline.
+the order naming the payment and the decision's audit entry, with the order's type, amount,
+currency and payee (and its digest, `order_sha256`, when the entry names it: newer entries
+do); and every entry's inclusion proof against the signed tree head. Whether the bundle holds
+*every* entry or result about the payment cannot be checked offline.
 """
 
 from __future__ import annotations
@@ -215,12 +216,19 @@ def check_audit(
         )
         return None
     data = decision["data"]
-    for name in ("amount", "currency", "payee"):
+    for name in ("type", "amount", "currency", "payee"):
         if data.get(name) != order.get(name):
             found.fail(
                 f"audit entry {decision['index']}",
                 f"its {name} {data.get(name)!r} is not the order's {order.get(name)!r}",
             )
+    digest = data.get("order_sha256")  # entries name it since; older ones do not
+    if digest is not None and digest != wire.payload_digest(order):
+        found.fail(
+            f"audit entry {decision['index']}",
+            "its order_sha256 is not the digest of the bundle's order (another order signed "
+            "with the same order_id)",
+        )
     recorded = data.get("consent")
     return recorded if isinstance(recorded, dict) else None
 

@@ -60,7 +60,8 @@ def decide_approval(
         else:
             result = declined(batch, order, Reason.APPROVAL_DECLINED)
         _close(batch, approval_id, decision + "d", result)
-        audit = {"approval_id": approval_id, **order_audit(order, result)}
+        digest = _order_digest(conn, device.id, order.order_id)
+        audit = {"approval_id": approval_id, **order_audit(order, result, digest)}
         if terms is not None:
             audit["instalments"] = terms.count
         batch.audit.append((f"owner:{owner_id}", f"approval.{decision}", device.id, audit))
@@ -114,6 +115,13 @@ def plan_of(result: Result) -> str:
     """The plan that paid an approved result (its credit line's `funded_by` entry)."""
     [plan_id] = [str(f["plan_id"]) for f in result.funded_by if "plan_id" in f]
     return plan_id
+
+
+def _order_digest(conn: Connection, device_id: str, order_id: str) -> str | None:
+    """The digest of the device's order as it was received (the approval keeps a copy of the
+    order, not its JSON as signed)."""
+    known = order_store.known_orders(conn, [(device_id, order_id)]).get((device_id, order_id))
+    return None if known is None else known.payload_sha256
 
 
 def _close(batch: Batch, approval_id: str, status: str, result: Result) -> None:

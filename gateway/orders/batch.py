@@ -285,9 +285,15 @@ def finish(
     return [(i, topic, token) for i, (topic, token) in zip(ids(), signed, strict=True)]
 
 
-def order_audit(order: wire.Order, result: Result) -> dict[str, Any]:
-    """What the audit trail keeps of a decided order."""
-    return {
+def order_audit(
+    order: wire.Order, result: Result, order_sha256: str | None = None
+) -> dict[str, Any]:
+    """What the audit trail keeps of a decided order. Money an automatic top-up or a credit
+    line moved out of the owner's sources for it is there too (`funded_by`, only when some
+    did): those draws have no entry of their own. `order_sha256`: the device's order's
+    `wire.payload_digest`, which ties the entry to that very order (a bundle's verifier
+    checks it against the order JWS the bundle holds)."""
+    audit = {
         "order_id": order.order_id,
         "type": order.type,
         "reason": None if result.reason is None else result.reason.value,
@@ -296,6 +302,19 @@ def order_audit(order: wire.Order, result: Result) -> dict[str, Any]:
         "currency": result.currency,
         "payee": getattr(order, "payee", None),
     }
+    if order_sha256 is not None:
+        audit["order_sha256"] = order_sha256
+    if result.funded_by:
+        audit["funded_by"] = [_funding_audit(funded) for funded in result.funded_by]
+    return audit
+
+
+def _funding_audit(funded: dict[str, Any]) -> dict[str, Any]:
+    """One `funded_by` entry as audit content: the source, the integer amount, the plan."""
+    entry = {"source": str(funded["source"]), "amount": int(funded["amount"])}
+    if "plan_id" in funded:
+        entry["plan_id"] = str(funded["plan_id"])
+    return entry
 
 
 def scope_row(payment_id: str, payer_id: str, mandate_id: str | None, keys: dict[str, str]) -> Any:

@@ -10,14 +10,12 @@ refund), and writes the money, the counters, the signed results (outbox) and the
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, assert_never
+from typing import assert_never
 
 from sqlalchemy import Connection
 
@@ -39,7 +37,6 @@ from wallet.prepared import pipelined
 
 FRESHNESS = timedelta(seconds=300)
 log = logging.getLogger("kym.orders")
-_SORTED_JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True)  # json.dumps's, made once
 
 
 def decide_messages(
@@ -171,7 +168,7 @@ def decide_one(batch: Batch, item: Checked) -> None:
         reject(batch, item.device_id, item.order_id, item.reason)
         return
     assert item.order is not None and item.payload is not None
-    order, digest = item.order, payload_digest(item.payload)
+    order, digest = item.order, wire.payload_digest(item.payload)
     known = batch.known.get((item.device_id, order.order_id))
     if known is not None and known.payload_sha256 != digest:
         reject(batch, item.device_id, order.order_id, Reason.IDEMPOTENCY_CONFLICT)
@@ -181,6 +178,9 @@ def decide_one(batch: Batch, item: Checked) -> None:
         return
     if abs(order.ts - batch.ts) > FRESHNESS.total_seconds():
         reject(batch, item.device_id, order.order_id, Reason.STALE_ORDER)
+        return
+    if item.outside_validity:  # its bundle could never verify: as if no certificate signed it
+        reject(batch, item.device_id, order.order_id, Reason.INVALID_SIGNATURE)
         return
     result = decide_order(batch, order)
     batch.new_orders.append(
@@ -195,7 +195,7 @@ def decide_one(batch: Batch, item: Checked) -> None:
             f"device:{order.device_id}",
             f"order.{result.status}",
             order.device_id,
-            order_audit(order, result),
+            order_audit(order, result, digest),
         )
     )
 
@@ -264,8 +264,3 @@ def declined(batch: Batch, order: wire.Order, reason: Reason) -> Result:
         currency=getattr(order, "currency", None),
         payment_id=getattr(order, "payment_id", None),
     )
-
-
-def payload_digest(payload: dict[str, Any]) -> str:
-    """SHA-256 of the payload as parsed JSON (key order and spacing do not matter)."""
-    return hashlib.sha256(_SORTED_JSON.encode(payload).encode()).hexdigest()

@@ -26,7 +26,7 @@ from sqlalchemy import Connection
 
 from devices import wire
 from devices.contract import Reason, device_of_orders_topic
-from devices.registry import DeviceCertificate, valid_certificates
+from devices.registry import DeviceCertificate, valid_at, valid_certificates
 from gateway.orders.cache import StateCache
 from gateway.orders.verified import Verified
 
@@ -44,6 +44,8 @@ class Checked:
     reason: Reason | None = None  # set when rejected
     first_use: str | None = None  # serial of a rotated-in certificate signing for the first time
     token: str | None = None  # the order's JWS as received (kept for evidence)
+    # no certificate valid at the order's `ts` signed it (refused once it is known not stale)
+    outside_validity: bool = False
 
 
 class KeyRing:
@@ -118,14 +120,18 @@ def check(
     verified: Verified | None = None,
 ) -> Checked:
     """Decoding, the signature against one of the device's valid certificates (taking what
-    was `verified` ahead for the certificates it tried), the schema."""
+    was `verified` ahead for the certificates it tried), the schema. A certificate valid now
+    whose validity does not hold the order's `ts` (a device's clock ahead in its certificate's
+    last minutes) marks the order `outside_validity`: `decide` refuses it as unsigned once it
+    is known not to be stale, since its bundle could never verify."""
     try:
         alg, payload = wire.decode(raw)
     except wire.InvalidMessage:
         order_id = wire.order_id_of(wire.payload_of(raw))
         return Checked(device_id, order_id, reason=Reason.INVALID_MESSAGE)
     order_id = wire.order_id_of(payload)
-    signer = _signer(keyring, certificates, raw, alg, verified)
+    candidates = _covering_first(certificates, payload.get("ts"))
+    signer = _signer(keyring, candidates, raw, alg, verified)
     if signer is None:
         return Checked(device_id, order_id, reason=Reason.INVALID_SIGNATURE)
     try:
@@ -136,7 +142,25 @@ def check(
     if signer is certificates[0] and signer.first_used_at is None and len(certificates) > 1:
         first_use = signer.serial  # the newer certificate's first use retires the older one
     token = raw.decode("ascii")  # verified above, so ASCII
-    return Checked(device_id, order.order_id, order, payload, first_use=first_use, token=token)
+    outside = not valid_at(signer, order.ts)
+    return Checked(
+        device_id,
+        order.order_id,
+        order,
+        payload,
+        first_use=first_use,
+        token=token,
+        outside_validity=outside,
+    )
+
+
+def _covering_first(certificates: list[DeviceCertificate], ts: Any) -> list[DeviceCertificate]:
+    """The certificates (newest first) with those valid at the order's `ts` before the others:
+    when a renewal kept the key, the one that signed is one whose validity holds the order,
+    which is where a bundle's verifier checks it (`kym evidence verify`)."""
+    if len(certificates) < 2 or not isinstance(ts, int):
+        return certificates  # nothing to choose from, or a `ts` the schema refuses
+    return sorted(certificates, key=lambda c: not valid_at(c, ts))
 
 
 def _signer(

@@ -13,7 +13,7 @@ from gateway.context import Context, OutboxEntry
 from gateway.errors import Conflict
 from gateway.orders import store as order_store
 from gateway.orders.batch import finish, load_state, order_audit
-from gateway.orders.decide import decide_order, payload_digest
+from gateway.orders.decide import decide_order
 
 
 def merchant_adjust(
@@ -42,7 +42,7 @@ def merchant_adjust(
     if amount is not None:
         body["amount"] = amount
     order = wire.parse_order(body, merchant_id)
-    digest = payload_digest({k: v for k, v in body.items() if k != "ts"})
+    digest = wire.payload_digest({k: v for k, v in body.items() if k != "ts"})
 
     def work(conn: Connection) -> tuple[Result, list[OutboxEntry]]:
         order_store.lock_order_key(conn, merchant_id, idempotency_key)  # the same request, twice

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -254,6 +254,19 @@ def test_housekeepers_racing_to_sign_sign_one_head(ctx: Any) -> None:
     assert len([token for token in signed if token is not None]) == 1
     with ctx.db.read() as conn:
         assert [head.tree_size for head, _ in store.iter_heads(conn)] == [3]
+
+
+def test_a_clock_stepped_back_does_not_stop_heads_being_signed(ctx: Any) -> None:
+    ctx.now["t"] = NOW + timedelta(hours=1)  # the clock ran an hour fast...
+    append(ctx.db, Record("admin", "x", {}))
+    assert audit_service.sign_tree_head_if_due(ctx) is not None
+    ctx.now["t"] = NOW + timedelta(seconds=5)  # ...and is corrected: the latest head is ahead
+    append(ctx.db, Record("admin", "y", {}))
+    token = audit_service.sign_tree_head_if_due(ctx)
+    assert token is not None and _verified(token, ctx)["tree_size"] == 2
+    ctx.now["t"] += timedelta(seconds=1)  # the interval counts from that head again
+    append(ctx.db, Record("admin", "z", {}))
+    assert audit_service.sign_tree_head_if_due(ctx) is None
 
 
 def test_a_signed_head_of_the_empty_log_with_another_root_is_caught(ctx: Any) -> None:

@@ -140,9 +140,12 @@ def check(bundle: dict[str, Any], ca_pem: bytes) -> None:
         if content["action"] in ("order.approved", "approval.approve"):
             data = content["data"]
             assert content["payment_id"] == payment_id
-            assert (data["amount"], data["currency"], data["payee"]) == (
-                order["amount"], order["currency"], order["payee"]
+            assert (data["type"], data["amount"], data["currency"], data["payee"]) == (
+                order["type"], order["amount"], order["currency"], order["payee"]
             )  # fmt: skip
+            if "order_sha256" in data:  # the order's JSON with sorted keys, no spaces
+                canonical = json.dumps(order, sort_keys=True, separators=(",", ":"))
+                assert data["order_sha256"] == hashlib.sha256(canonical.encode()).hexdigest()
             assert data["consent"] == consent
             decided = True
     assert decided, "no decision entry"

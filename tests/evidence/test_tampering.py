@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from gateway.orders import batch, decide
 from tests.evidence import independent
 from tests.evidence.scenes import SCENES
 from tests.support.evidence import Bundle, entry, kym_verify
@@ -146,3 +147,36 @@ def test_any_part_replaced_by_anything_is_reported_not_a_crash(
             problems = verify_bundle(changed, ca)
             if changed != bundle and path != ("consent", "rules_salt"):  # nothing signs the salt
                 assert problems, (path, junk)
+
+
+@pytest.mark.parametrize("basis", ["rules", "approval"])
+@pytest.mark.parametrize("change", [{"type": "hold"}, {"description": "10 h parking"}])
+def test_an_order_swapped_for_another_the_device_signed_is_caught(
+    world: World, tmp_path: Path, change: dict[str, Any], basis: str
+) -> None:
+    scene = SCENES[basis](world)
+    bundle, car = scene.bundle(), scene.payer
+    decided = independent.b64url(bundle["order"]["jws"].split(".")[1])
+    other = {**json.loads(decided), **change, "nonce": "another"}
+    token = car.sign(other)
+    assert car.send(token)["reason"] == "idempotency_conflict"  # the same order_id: refused
+    bundle["order"]["jws"] = token.decode()
+    code, output = kym_verify(tmp_path, bundle, scene.ca())
+    assert code == 1 and "FAILED audit entry" in output, output
+    with pytest.raises(AssertionError):
+        independent.check(bundle, scene.ca())
+
+
+def test_a_decision_entry_without_the_order_s_digest_still_verifies(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def as_before(order: Any, result: Any, order_sha256: str | None = None) -> dict[str, Any]:
+        return batch.order_audit(order, result)  # what entries held before they named it
+
+    monkeypatch.setattr(decide, "order_audit", as_before)
+    scene = SCENES["rules"](world)
+    bundle = scene.bundle()
+    assert not any("order_sha256" in e["content"]["data"] for e in bundle["audit"]["entries"])
+    independent.check(bundle, scene.ca())
+    code, output = kym_verify(tmp_path, bundle, scene.ca())
+    assert code == 0, output
