@@ -174,6 +174,10 @@ class Supervisor:
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
+                    # a session of its own: a Ctrl-C (or a SIGTERM to the process group) meant
+                    # for `kym serve` must not stop the broker behind the supervisor's back
+                    # and be taken for a crash; the supervisor stops it, last
+                    start_new_session=True,
                     preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509 - see the module
                 )
             self.pidfile.write_text(f"{self.process.pid}\n")

@@ -242,3 +242,30 @@ def test_a_second_serve_on_a_data_dir_in_use_is_refused_and_touches_nothing(
     finally:
         first.send_signal(signal.SIGTERM)
         first.wait(15)
+
+
+def test_ctrl_c_to_the_process_group_stops_serve_without_restarting_its_broker(
+    tmp_path: Path, mosquitto_binary: str
+) -> None:
+    """A terminal's Ctrl-C reaches the whole foreground process group: the managed Mosquitto
+    must not get it too, exit, and be restarted (with an ERROR) while `kym serve` stops."""
+    data, http, port = tmp_path / "d", free_port(), free_port()
+    log = tmp_path / "serve.log"
+    env = {**os.environ, "KYM_ADMIN_TOKEN": "t"}
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "serve", "--data-dir", str(data),
+             "--http", f"127.0.0.1:{http}", "--mqtt", f"127.0.0.1:{port}"],
+            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        wait_healthy(http)
+        os.killpg(process.pid, signal.SIGINT)  # as the terminal does
+        assert process.wait(timeout=10) == 0
+    finally:
+        process.kill()
+        process.wait()
+    said = log.read_text()
+    assert "restarting" not in said and "ERROR" not in said, said[-2000:]
+    conf = str(data / "mosquitto" / "mosquitto.conf")
+    assert subprocess.run(["pgrep", "-f", conf], capture_output=True).returncode != 0
