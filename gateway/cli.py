@@ -10,6 +10,8 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -157,19 +159,39 @@ def serve(**flags: Any) -> None:
 
     The admin token is KYM_ADMIN_TOKEN, else DIR/admin-token (made on first start).
     """
-    from gateway.server import DataDirInUse
     from gateway.server import serve as run
 
     if (flags["http_cert"] is None) != (flags["http_key"] is None):
         fail("--http-cert and --http-key go together")
+    settings = settings_from(**flags)
+    with starting("serve"):
+        run(settings)
+
+
+@contextmanager
+def starting(command: str) -> Iterator[None]:
+    """What stops a command from starting (a port in use, a database that does not answer, a
+    data dir it cannot write, a file that is not PEM) as one line and exit 2; `kym -v` shows
+    the traceback instead."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from gateway.server import DataDirInUse
+
     try:
-        run(settings_from(**flags))
+        yield
     except DataDirInUse as exc:
         fail(str(exc))
+    except (OSError, RuntimeError, SQLAlchemyError, ValueError) as exc:
+        if logging.getLogger().isEnabledFor(logging.DEBUG):
+            raise
+        what = str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__]
+        fail(f"{command} could not start: {what[0]} (kym -v {command} ... shows where)")
 
 
-@main.command("mosquitto-config", epilog=f"Reads {env_names()}.")
+@main.command("mosquitto-config", epilog="Reads KYM_DATA_DIR, KYM_DATABASE_URL, "
+              "KYM_TRUST_DOMAIN, KYM_DEVICE_RATE and KYM_DEVICE_BURST.")  # fmt: skip
 @DATA_DIR
+@DATABASE_URL
 @click.option("--listen", required=True, metavar="HOST:PORT", help="The broker's TLS listener.")
 @DEVICE_RATE
 @DEVICE_BURST
@@ -180,7 +202,13 @@ def serve(**flags: Any) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Directory for mosquitto.conf and the files it names.",
 )
-def mosquitto_config(data_dir: Path | None, listen: str, outdir: Path, **limit_flags: Any) -> None:
+def mosquitto_config(
+    data_dir: Path | None,
+    database_url: str | None,
+    listen: str,
+    outdir: Path,
+    **limit_flags: Any,
+) -> None:
     """Write a Mosquitto 2.0 configuration that admits only certified devices and gateways.
 
     With a C compiler installed, it also builds the kym_ratelimit plugin beside it: the broker
@@ -192,9 +220,24 @@ def mosquitto_config(data_dir: Path | None, listen: str, outdir: Path, **limit_f
     from gateway.server import build_context
     from gateway.service import publish_crl
 
-    ctx = build_context(settings_from(data_dir=data_dir, **limit_flags))
-    publish_crl(ctx)
-    host, port = split_host_port(listen, 8883)
+    settings = settings_from(data_dir=data_dir, database_url=database_url, **limit_flags)
+    try:
+        host, port = split_host_port(listen, 8883)
+    except ValueError:
+        fail(f"--listen: {listen!r} is not HOST:PORT (e.g. 0.0.0.0:8883)")
+    sqlite = settings.data_dir / "kym.db"
+    if (
+        settings.database_url is None
+        and (settings.data_dir / "ca").is_dir()
+        and not sqlite.exists()
+    ):
+        fail(
+            f"{settings.data_dir} has its CAs but no {sqlite.name}: give --database-url (or "
+            "KYM_DATABASE_URL) of the database its kym serve uses"
+        )
+    with starting("mosquitto-config"):
+        ctx = build_context(settings)
+        publish_crl(ctx)
     devices = mosquitto.registered_devices(ctx.db)  # each gets its dynsec entry
     limits = (ctx.settings.device_rate, ctx.settings.device_burst)
     conf = mosquitto.write_config(

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
+from pydantic import ValidationError
 
 from gateway.settings import Settings
 
@@ -29,8 +30,26 @@ DATABASE_URL = click.option(
 
 
 def settings_from(**flags: Any) -> Settings:
-    """Settings from the flags that were given, then KYM_* variables, then defaults."""
-    return Settings(**{k: v for k, v in flags.items() if v is not None})
+    """Settings from the flags that were given, then KYM_* variables, then defaults; a value
+    that does not do is one line naming its flag and variable (exit 2), not a traceback."""
+    given = {k: v for k, v in flags.items() if v is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = str(error["loc"][0]) if error["loc"] else "settings"
+            where = _flag_of(name) if name in given else f"KYM_{name.upper()}"
+            problems.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
+        fail("; ".join(problems))
+
+
+def _flag_of(name: str) -> str:
+    """The command line flag that sets `name` in the command running now."""
+    context = click.get_current_context(silent=True)
+    params = context.command.params if context is not None else []
+    found = next((p.opts for p in params if p.name == name and p.opts), None)
+    return max(found, key=len) if found else f"--{name.replace('_', '-')}"
 
 
 def fail(message: str) -> NoReturn:

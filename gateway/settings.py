@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -34,6 +35,28 @@ class Settings(BaseSettings):
     dispute_response_days: float = Field(default=7.0, gt=0)  # a payee's time to answer a dispute
     webhook_allow_private: bool = False  # webhooks may reach loopback and private addresses
     crypto_helpers: bool = True  # child processes verify orders and sign results (orders/)
+
+    @field_validator("http", "mqtt")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        """HOST:PORT with a port from 1 to 65535 (checked before anything is started)."""
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:8080)")
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            broker = urlsplit(value)
+            try:
+                port = broker.port
+            except ValueError:
+                port = -1
+            if broker.scheme not in ("mqtts", "ssl", "tls") or not broker.hostname or port == -1:
+                raise ValueError(f"{value!r} must look like mqtts://HOST:PORT")
+        return value
 
     def resolved_database_url(self) -> str:
         """The database to use: the flag or variable, else SQLite in the data dir."""

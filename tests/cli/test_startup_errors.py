@@ -1,0 +1,80 @@
+"""What stops `kym serve` or `kym mosquitto-config` from starting is one line naming the flag,
+variable or resource at fault, and exit 2: never a Python traceback."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from gateway.server import free_port
+from tests.support.cli import kym
+
+
+def _serve(tmp_path: Path, *flags: str) -> list[str]:
+    http, mqtt = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    return ["serve", "--data-dir", str(tmp_path / "d"), "--http", http, "--mqtt", mqtt, *flags]
+
+
+def _one_line_exit_2(result: subprocess.CompletedProcess[str], expected: str) -> None:
+    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
+    said = result.stderr
+    assert "Traceback" not in said, said[-2000:]
+    assert expected in said.strip().splitlines()[-1], said[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "expected"),
+    [
+        (["--workers", "0"], {}, "kym: --workers: Input should be greater than or equal to 1"),
+        ([], {"KYM_DEVICE_RATE": "abc"}, "kym: KYM_DEVICE_RATE: Input should be a valid number"),
+        (["--worker-index", "-1"], {}, "kym: --worker-index:"),
+        (["--broker-url", "http://h:1"], {}, "must look like mqtts://HOST:PORT"),
+        (["--broker", "embedded", "--http", "127.0.0.1:abc"], {}, "is not HOST:PORT"),
+    ],
+)
+def test_a_setting_that_does_not_do_names_its_flag_or_variable(
+    tmp_path: Path, flags: list[str], env: dict[str, str], expected: str
+) -> None:
+    result = kym(*_serve(tmp_path, *flags), KYM_DEVICE_RATE=env.get("KYM_DEVICE_RATE", "10"))
+    _one_line_exit_2(result, expected)
+    assert not (tmp_path / "d").exists()  # refused before anything was made
+
+
+def test_an_unreachable_database_is_one_line(tmp_path: Path) -> None:
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/test"
+    result = kym(*_serve(tmp_path, "--broker", "embedded", "--database-url", url))
+    _one_line_exit_2(result, "kym: serve could not start: ")
+    assert "Connection refused" in result.stderr
+
+
+def test_a_data_dir_under_a_file_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("")
+    args = _serve(tmp_path, "--broker", "embedded")
+    args[2] = str(tmp_path / "afile" / "sub")
+    _one_line_exit_2(kym(*args), "Not a directory")
+
+
+def test_a_broker_port_in_use_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        args = _serve(tmp_path, "--broker", "embedded")
+        args[6] = f"127.0.0.1:{port}"
+        _one_line_exit_2(kym(*args), "kym: serve could not start: ")
+
+
+def test_mosquitto_config_names_what_is_wrong(tmp_path: Path) -> None:
+    out = str(tmp_path / "conf")
+    bad = kym(
+        "mosquitto-config", "--data-dir", str(tmp_path / "d"), "--listen", "h:x", "--out", out
+    )
+    _one_line_exit_2(bad, "kym: --listen: 'h:x' is not HOST:PORT")
+    (tmp_path / "pg" / "ca").mkdir(parents=True)  # a data dir whose kym serve used PostgreSQL
+    no_db = kym("mosquitto-config", "--data-dir", str(tmp_path / "pg"), "--listen",
+                "127.0.0.1:8883", "--out", out)  # fmt: skip
+    _one_line_exit_2(no_db, "give --database-url (or KYM_DATABASE_URL)")
+    assert not (tmp_path / "pg" / "kym.db").exists()  # no empty SQLite database made there
