@@ -128,6 +128,16 @@ def test_a_pump_hears_the_hold_placed_for_it_and_captures_it_and_a_refusal_exits
             ids[name] = json.loads((home / name / "device.json").read_text())["id"]
             http.post(f"/v1/devices/{ids[name]}/approve", headers=owner_key).raise_for_status()
         car = ids["car"]
+        again = kym(  # run again, without --broker-url and with a key that is nobody's
+            *("device", "register", "--state-dir", "car", "--owner", owner.json()["id"]),
+            *("--kind", "car", "--manufacturer", "M", "--model", "X", "--serial", "car"),
+            cwd=home,
+            KYM_API_URL=api,
+            KYM_API_KEY="not-a-key",
+        )
+        assert again.returncode == 0, again.stderr
+        assert again.stdout.startswith(f"car/ is registered already, as {car}: nothing was sent")
+        assert json.loads((home / "car" / "endpoints.json").read_text())["broker"] == broker
         http.put(f"/v1/devices/{car}/rules", headers=owner_key, json={"currency": "EUR"})
         top_up = {"amount": 5000, "currency": "EUR", "idempotency_key": "k"}
         http.post(f"/v1/devices/{car}/wallet/top-ups", headers=owner_key, json=top_up)

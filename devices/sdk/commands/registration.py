@@ -25,6 +25,7 @@ from devices.sdk.commands.options import (
 from devices.sdk.errors import ApiError, SdkError
 from devices.sdk.identity import (
     KEY_MODE,
+    Identity,
     StatePaths,
     generate_key,
     load_private_key,
@@ -113,9 +114,18 @@ def register(
 ) -> None:
     """Register the device as its integrator and store its certificate and trust.
 
-    Safe to run again: a state dir that holds an identity is not registered twice.
+    Safe to run again: a state dir that holds an identity is not registered twice (nothing is
+    sent; only an endpoint given again is updated).
     """
     paths = StatePaths(state_dir)
+    if Identity.exists(paths.root):
+        identity = Identity.load(paths.root)
+        save_endpoints(state_dir, api, broker_url)
+        click.echo(
+            f"{state_dir}/ is registered already, as {identity.device_id}: nothing was sent "
+            f"(its status now: GET /v1/devices/{identity.device_id})"
+        )
+        return
     bring_key(paths, key_file)
     csr_pem = csr_file.read_text() if csr_file else None
     if csr_pem is None and csr_path(paths).is_file():
@@ -127,14 +137,25 @@ def register(
     )
     with reaching(api), GatewayApi(api, api_key) as gateway:
         identity = provision(state_dir, gateway, registration, csr_pem=csr_pem)
-    endpoints = {"api": api, "broker": broker_url or DEFAULT_BROKER}
-    write_atomic(state_dir / ENDPOINTS, json.dumps(endpoints, indent=2).encode())
+    save_endpoints(state_dir, api, broker_url)
     record = identity.details
     click.echo(
         f"registered {identity.device_id} (status {record['status_at_registration']}, "
         f"attested {str(record['attested']).lower()}); its identity is in {state_dir}/\n"
         f"next: its owner approves it (POST /v1/devices/{identity.device_id}/approve)"
     )
+
+
+def save_endpoints(state_dir: Path, api: str, broker_url: str | None) -> None:
+    """Where the device reaches the gateway: the API given, and the broker given, else the one
+    already saved, else the default."""
+    path = state_dir / ENDPOINTS
+    try:
+        saved = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        saved = {}
+    broker = broker_url or saved.get("broker") or DEFAULT_BROKER
+    write_atomic(path, json.dumps({"api": api, "broker": broker}, indent=2).encode())
 
 
 def csr_path(paths: StatePaths) -> Path:
