@@ -129,6 +129,11 @@ def chain_root(
         found.fail(what, f"cannot be checked at ts {at}")
         return None
     roots = [c for c in authorities if c.issuer == c.subject and c != refused_root]
+    if not roots:
+        found.fail(
+            what, "the CA bundle holds no root certificate to check it against (give GET /v1/ca)"
+        )
+        return None
     intermediates = [c for c in chain + authorities if c.issuer != c.subject]
     verifier = (
         PolicyBuilder()

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
 
 from gateway.orders import batch, decide
 from tests.evidence import independent
@@ -107,6 +108,20 @@ def test_a_foreign_ca_bundle_is_refused(signed: tuple[Bundle, bytes], tmp_path: 
     )
     code, output = kym_verify(tmp_path, bundle, foreign)
     assert code == 1 and "does not chain" in output, output
+
+
+def test_a_ca_file_without_a_root_is_reported_not_a_crash(
+    signed: tuple[Bundle, bytes], tmp_path: Path
+) -> None:
+    """The gateway's certificate alone, or a device's chain without its root: natural mistakes
+    for `--ca`, which named a failure of their own instead of a traceback."""
+    bundle, ca = signed
+    no_roots = b"".join(
+        pem(c) for c in x509.load_pem_x509_certificates(ca) if c.issuer != c.subject
+    )
+    code, output = kym_verify(tmp_path, bundle, no_roots)
+    assert code == 1 and "Traceback" not in output, output
+    assert "holds no root certificate" in output, output
 
 
 def test_what_is_not_json_is_exit_2(tmp_path: Path) -> None:
