@@ -294,24 +294,29 @@ class Demo:
         )
 
 
+STOPPING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 @contextmanager
 def ctrl_c_sets(stop: threading.Event) -> Iterator[None]:
-    """The first Ctrl-C sets `stop`, so that no order is cut off halfway through sending; a
-    second one raises KeyboardInterrupt as usual."""
+    """The first Ctrl-C (or SIGTERM, or the terminal closing: SIGHUP) sets `stop`, so that no
+    order is cut off halfway through sending and the demo ends as with --duration: summary
+    printed, temp dir (keys, database) removed; a second one raises KeyboardInterrupt."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
-    def on_sigint(signum: int, frame: FrameType | None) -> None:
+    def on_signal(signum: int, frame: FrameType | None) -> None:
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    previous = {signum: signal.signal(signum, on_signal) for signum in STOPPING_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def names_of(fleet: Fleet) -> dict[str, str]:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -95,3 +97,27 @@ def test_kym_demo_runs_in_a_fresh_virtual_environment(tmp_path: Path) -> None:
     assert pip.returncode == 0, f"pip install failed\n{pip.stdout}\n{pip.stderr}"
     output = run_kym_demo([str(venv / "bin" / "kym"), "demo", "--duration", "20"], cwd=tmp_path)
     assert_tells_the_whole_story(output)
+
+
+def test_sigterm_ends_the_demo_as_ctrl_c_does(tmp_path: Path) -> None:
+    """A SIGTERM (a service manager, `kill`) stops the demo cleanly: summary, exit 0, and no
+    temp dir left holding its CA and device keys."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KYM_") and k != "PYTHONPATH"}
+    env["COLUMNS"] = "160"
+    out = tmp_path / "demo.out"
+    command = [sys.executable, "-m", "gateway.cli", "demo", "--broker", "embedded"]
+    with out.open("w") as sink:
+        process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=sink, stderr=sink)
+    try:
+        deadline = time.monotonic() + 60
+        while "gateway in " not in out.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(3)  # some orders decided
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0, out.read_text()[-3000:]
+    finally:
+        process.kill()
+        process.wait()
+    output = out.read_text()
+    assert "ledger: reconciled" in output, output[-3000:]
+    assert_left_nothing_behind(output)
