@@ -17,7 +17,7 @@ import click
 @click.command()
 @click.option(
     "--devices",
-    type=int,
+    type=click.IntRange(min=1),
     default=10,
     show_default=True,
     help="Paying devices (cars, fridges, smart meters, one misbehaving from 5 on); "
@@ -25,20 +25,22 @@ import click
 )
 @click.option(
     "--rate",
-    type=float,
+    type=click.FloatRange(min=0, min_open=True),
     default=10.0,
     show_default=True,
     help="Arrivals per second, on a fixed schedule whatever the answers (open loop).",
 )
 @click.option(
     "--duration",
-    type=float,
+    type=click.FloatRange(min=0, min_open=True),
     default=10.0,
     show_default=True,
     metavar="SECONDS",
     help="Seconds of arrivals; answers then get up to --settle seconds more.",
 )
-@click.option("--settle", type=float, default=10.0, show_default=True, metavar="SECONDS")
+@click.option(
+    "--settle", type=click.FloatRange(min=0), default=10.0, show_default=True, metavar="SECONDS"
+)
 @click.option(
     "--api",
     envvar="KYM_API_URL",
@@ -144,9 +146,26 @@ def broker_address(url: str, flag: str) -> tuple[str, int]:
 
 
 BENCH_OPTIONS = [
-    click.option("--devices", default=20, show_default=True, help="Simulated devices."),
-    click.option("--orders", default=5000, show_default=True, help="Orders in all."),
-    click.option("--rate", type=float, default=None, help="Orders per second [flat out]."),
+    click.option(
+        "--devices",
+        type=click.IntRange(min=1),
+        default=20,
+        show_default=True,
+        help="Simulated devices.",
+    ),
+    click.option(
+        "--orders",
+        type=click.IntRange(min=1),
+        default=5000,
+        show_default=True,
+        help="Orders in all.",
+    ),
+    click.option(
+        "--rate",
+        type=click.FloatRange(min=0, min_open=True),
+        default=None,
+        help="Orders per second [flat out].",
+    ),
     click.option(
         "--database-url",
         envvar="KYM_DATABASE_URL",
@@ -225,7 +244,8 @@ def bench_command(serve_command: Sequence[str]) -> click.Command:
             workers=workers,
             connected=connected,
         )
-        label = f"{devices} devices, {key_type}, {broker} broker, {database_url or 'SQLite'}"
+        shown_db = _hide_password(database_url) if database_url else "SQLite"
+        label = f"{devices} devices, {key_type}, {broker} broker, {shown_db}"
         print_report(report, label, console)
         if latencies is not None:
             report.write_timeline(latencies)
@@ -238,3 +258,14 @@ def bench_command(serve_command: Sequence[str]) -> click.Command:
     for option in reversed(BENCH_OPTIONS):
         bench = option(bench)
     return click.command(name="bench")(bench)
+
+
+def _hide_password(url: str) -> str:
+    """A database URL fit to print: its password, if any, as ***."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url

@@ -78,3 +78,26 @@ def test_mosquitto_config_names_what_is_wrong(tmp_path: Path) -> None:
                 "127.0.0.1:8883", "--out", out)  # fmt: skip
     _one_line_exit_2(no_db, "give --database-url (or KYM_DATABASE_URL)")
     assert not (tmp_path / "pg" / "kym.db").exists()  # no empty SQLite database made there
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["bench", "--devices", "0"],
+        ["bench", "--rate", "-5"],
+        ["simulate", "--devices", "0"],
+        ["simulate", "--rate", "0"],
+        ["simulate", "--duration", "-1"],
+    ],
+)
+def test_load_commands_refuse_numbers_out_of_range_before_starting(args: list[str]) -> None:
+    result = kym(*args)
+    assert result.returncode == 2 and "is not in the range" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bench_never_prints_a_database_password() -> None:
+    from simulators.cli import _hide_password
+
+    shown = _hide_password("postgresql+psycopg://postgres:s3cret@127.0.0.1:5432/bench")
+    assert "s3cret" not in shown and shown.startswith("postgresql+psycopg://postgres:***@")
