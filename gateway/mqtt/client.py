@@ -39,6 +39,7 @@ from gateway.orders.verifier import Verifier
 __all__ = ["ORDERS_SHARED", "GatewayClient", "Inbound", "results_topic"]
 
 log = logging.getLogger("kym.mqtt")
+CONNECT_FAIL_LOG_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -95,11 +96,27 @@ class GatewayClient:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_unsubscribe = lambda *_: self.left.set()
+        self._client.on_connect_fail = self._on_connect_fail
+        self._unreachable_said = 0.0  # when "cannot reach the broker" was last logged
         self._client.on_publish_packet = self._on_publish
         self._client.after_read = self._after_read
         # Back within a second of a broker restart: Mosquitto 2.0.11 does not restore shared
         # subscriptions from its persistence file, and drops orders until we subscribe again.
         self._client.reconnect_delay_set(0.2, 1)
+
+    def _on_connect_fail(self, _client: Any, _userdata: Any) -> None:
+        """paho could not open a connection (nothing listening, TLS refused): said at once and
+        then every CONNECT_FAIL_LOG_S while it lasts, since paho retries without a word."""
+        now = time.monotonic()
+        if now - self._unreachable_said >= CONNECT_FAIL_LOG_S:
+            self._unreachable_said = now
+            log.warning(
+                "gateway %s cannot reach the broker at %s:%d; retrying (GET /healthz says "
+                "broker_unavailable meanwhile)",
+                self.identity,
+                self.host,
+                self.port,
+            )
 
     def start(self) -> None:
         """Connect in the background; reconnects by itself."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,26 @@ def test_bench_never_prints_a_database_password() -> None:
 
     shown = _hide_password("postgresql+psycopg://postgres:s3cret@127.0.0.1:5432/bench")
     assert "s3cret" not in shown and shown.startswith("postgresql+psycopg://postgres:***@")
+
+
+def test_serve_says_when_it_cannot_reach_its_broker(tmp_path: Path) -> None:
+    """paho retries a broker that is not there without a word: the log says so."""
+    from tests.support.cli import BIN, clean_env
+
+    log = tmp_path / "serve.log"
+    broker = f"mqtts://127.0.0.1:{free_port()}"  # nothing listens there
+    args = ["serve", "--data-dir", str(tmp_path / "d"), "--http", f"127.0.0.1:{free_port()}"]
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [str(BIN / "kym"), *args, "--broker-url", broker],
+            env=clean_env(KYM_ADMIN_TOKEN="t"), stdout=out, stderr=out,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while "cannot reach the broker" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        process.terminate()
+        process.wait(15)
+    said = log.read_text()
+    assert f"cannot reach the broker at {broker.removeprefix('mqtts://')}" in said, said[-2000:]
