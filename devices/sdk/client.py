@@ -91,6 +91,7 @@ class DeviceClient:
         self._inbox: queue.Queue[Any] = queue.Queue()
         self._ready, self._refused = threading.Event(), threading.Event()
         self._refusal = ""
+        self._unreachable = ""  # set by paho's on_connect_fail
         self._dispatcher = threading.Thread(
             target=self._dispatch, daemon=True, name=f"kym-sdk-{self.device_id}"
         )
@@ -127,6 +128,7 @@ class DeviceClient:
                 self._mqtt.loop_stop()
                 raise ConnectFailed(
                     self._refusal
+                    or self._unreachable
                     or f"no session within {timeout_s} s "
                     "(a refused client certificate looks like this with TLS 1.3)"
                 )
@@ -305,7 +307,23 @@ class DeviceClient:
         client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_connect_fail = self._on_connect_fail
         return client
+
+    def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
+        """No connection could be opened (paho does not say why): what `connect` says if no
+        session comes. A plain TCP connect tells nothing listening from a TLS handshake that
+        failed."""
+        where = f"{self.broker_host}:{self.broker_port}"
+        try:
+            socket.create_connection((self.broker_host, self.broker_port), timeout=2).close()
+        except OSError as exc:
+            self._unreachable = f"could not open a connection to the broker at {where}: {exc}"
+        else:
+            self._unreachable = (
+                f"the TLS handshake with the broker at {where} failed (is this device's "
+                "certificate, or the broker's CA bundle, the right one?)"
+            )
 
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
         if rc.is_failure:

@@ -35,6 +35,17 @@ def test_connects_over_mutual_tls_and_subscribes_to_its_results(http: Http) -> N
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
 
 
+def test_no_broker_at_the_address_is_said_as_such(http: Http) -> None:
+    identity, _ = http.provision("car")
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = DeviceClient(identity, "127.0.0.1", port)
+    with pytest.raises(ConnectFailed, match="could not open a connection to the broker at"):
+        client.connect(timeout_s=3)
+    client.close()
+
+
 def test_a_revoked_device_cannot_connect(http: Http) -> None:
     identity, owner = http.provision("car")
     revoked = http.stack.api.post(
