@@ -38,7 +38,8 @@ def env_names() -> str:
 @click.group(
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog=f"`kym serve` reads {env_names()}; a flag wins over its variable. "
-    "`kym device` reads KYM_API_URL, KYM_API_KEY, KYM_DEVICE_DIR and KYM_DEVICE_BROKER_URL; "
+    "`kym device` reads KYM_API_URL, KYM_API_KEY, KYM_API_CA, KYM_DEVICE_DIR and "
+    "KYM_DEVICE_BROKER_URL; "
     "`kym simulate` reads KYM_API_URL, KYM_DEVICE_BROKER_URL, KYM_ADMIN_TOKEN and KYM_DATA_DIR. "
     "`kym COMMAND --help` lists what each command reads.",
 )

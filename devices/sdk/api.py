@@ -9,6 +9,8 @@ already holds an identity is loaded, not registered a second time.
 from __future__ import annotations
 
 import json
+import os
+import ssl
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,6 +60,13 @@ class Registered:
     ca_chain: str
 
 
+def _trust(ca_file: Path | None) -> ssl.SSLContext | bool:
+    """What an https API's certificate is checked against: `ca_file`, else the file that
+    KYM_API_CA names, else the system's trust store."""
+    path = ca_file or (Path(os.environ["KYM_API_CA"]) if os.environ.get("KYM_API_CA") else None)
+    return ssl.create_default_context(cafile=str(path)) if path is not None else True
+
+
 class GatewayApi:
     """A small client of the gateway's HTTP API; `api_key` is sent as a bearer token."""
 
@@ -68,10 +77,15 @@ class GatewayApi:
         *,
         timeout_s: float = 10.0,
         http: httpx.Client | None = None,
+        ca_file: Path | None = None,
     ) -> None:
+        """`ca_file`: the CAs to trust for an https API (a gateway serving with --http-tls:
+        `GET /v1/ca` saved to a file), else KYM_API_CA, else the system's."""
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._owns_http = http is None
-        self.http = http or httpx.Client(base_url=base_url, timeout=timeout_s)
+        self.http = http or httpx.Client(
+            base_url=base_url, timeout=timeout_s, verify=_trust(ca_file)
+        )
         self._headers = headers
 
     def request(self, method: str, path: str, body: Any = None, expect: int = 200) -> Any:

@@ -115,3 +115,29 @@ def test_http_cert_without_its_key_is_refused_in_one_line(tmp_path: Path) -> Non
     )
     assert done.returncode == 2
     assert done.stderr.strip() == "kym: --http-cert and --http-key go together"
+
+
+def test_the_sdk_talks_to_a_tls_gateway_given_its_ca_file(
+    tmp_path: Path,
+    served: tuple[int, list[subprocess.Popen[bytes]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`kym device register --api-ca` and KYM_API_CA: GET /v1/ca saved to a file is the trust
+    for a gateway serving with --http-tls (the system's store does not know its root)."""
+    from devices.sdk.api import GatewayApi
+
+    http, processes = served
+    processes.append(kym_serve(tmp_path, http, "--http-tls"))
+    wait_listening(http, processes[0], tmp_path / "serve.log")
+    base = f"https://127.0.0.1:{http}"
+    ca = tmp_path / "ca.pem"
+    ca.write_text(httpx.get(f"{base}/v1/ca", verify=False).text)
+    monkeypatch.delenv("KYM_API_CA", raising=False)
+    with GatewayApi(base, ADMIN_TOKEN) as untrusting, pytest.raises(httpx.ConnectError):
+        untrusting.request("GET", "/v1/ca")
+    with GatewayApi(base, ADMIN_TOKEN, ca_file=ca) as api:
+        assert api.request("GET", "/v1/ca") == ca.read_text()
+    monkeypatch.setenv("KYM_API_CA", str(ca))
+    with GatewayApi(base, ADMIN_TOKEN) as api:
+        owner = api.request("POST", "/v1/owners", {"name": "Ada", "timezone": "UTC"}, expect=201)
+        assert owner["id"]

@@ -26,7 +26,7 @@ from devices.sdk.commands import orders, payee, registration
 def device() -> None:
     """Be a device: make a key, register it, pay and listen, over the device SDK.
 
-    Reads KYM_DEVICE_DIR, KYM_API_URL, KYM_API_KEY and KYM_DEVICE_BROKER_URL.
+    Reads KYM_DEVICE_DIR, KYM_API_URL, KYM_API_KEY, KYM_API_CA and KYM_DEVICE_BROKER_URL.
     """
     if not click.get_current_context().find_root().params.get("verbose"):
         logging.getLogger("kym.sdk").setLevel(logging.WARNING)  # the commands say what matters

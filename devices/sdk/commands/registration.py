@@ -73,6 +73,14 @@ def keygen(state_dir: Path, key_type: str, name: str) -> None:
     required=True,
     help="The integrator's API key [env KYM_API_KEY].",
 )
+@click.option(
+    "--api-ca",
+    envvar="KYM_API_CA",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="The CAs to trust for an https API, e.g. GET /v1/ca saved to a file (a gateway run "
+    "with --http-tls) [env KYM_API_CA; default the system's].",
+)
 @click.option("--owner", "owner_id", required=True, help="The owner's id (they approve it).")
 @click.option("--kind", type=click.Choice(KINDS), required=True)
 @click.option("--manufacturer", required=True)
@@ -106,6 +114,7 @@ def register(
     state_dir: Path,
     api: str,
     api_key: str,
+    api_ca: Path | None,
     key_file: Path | None,
     csr_file: Path | None,
     attestation: Path | None,
@@ -135,7 +144,7 @@ def register(
     registration = Registration(
         **declared, attestation=attestation.read_text() if attestation else None
     )
-    with reaching(api), GatewayApi(api, api_key) as gateway:
+    with reaching(api), GatewayApi(api, api_key, ca_file=api_ca) as gateway:
         identity = provision(state_dir, gateway, registration, csr_pem=csr_pem)
     save_endpoints(state_dir, api, broker_url)
     record = identity.details
