@@ -96,14 +96,14 @@ def ledger() -> None:
 def ledger_check(**flags: Any) -> None:
     """Check every ledger invariant: exit 0 when they hold, 1 listing each breach, 2 when
     there is nothing to check (no data dir, no database)."""
-    from gateway.funding.check import check_sources
+    from gateway.funding.check import check_draws, check_sources
     from wallet.check import check
 
     db = existing_database(settings_from(**flags))
 
     def breaches() -> list[Any]:
         with db.snapshot() as conn:
-            return check(conn) + check_sources(conn)
+            return check(conn) + check_sources(conn) + check_draws(conn)
 
     found = readable(db, breaches)
     for breach in found:

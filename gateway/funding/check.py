@@ -25,7 +25,14 @@ from wallet.schema import accounts, transfers
 
 def check_sources(conn: Connection) -> list[Breach]:
     """Every breach of the sources' and plans' invariants; empty when they hold."""
-    return [*_breaches(conn), *_draws_for_payments(conn), *check_plans(conn)]
+    return [*_breaches(conn), *check_plans(conn)]
+
+
+def check_draws(conn: Connection) -> list[Breach]:
+    """Every automatic top-up (a draw) that is not the gateway's: one naming no opened payment,
+    going into another wallet than its payer's, or from a source of another owner. Apart from
+    `check_sources`: the wallet's own tests draw between wallets, with no payment behind."""
+    return list(_draws_for_payments(conn))
 
 
 def _breaches(conn: Connection) -> Iterator[Breach]:

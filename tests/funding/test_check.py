@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import Connection
 
 from gateway.context import Context
-from gateway.funding.check import check_sources
+from gateway.funding.check import check_draws, check_sources
 from tests.support.funding import fund, source
 from tests.support.world import World
 from wallet import draws
@@ -41,9 +41,9 @@ def test_breaches_of_floors_and_credit_limits_are_reported(world: World, ctx: Co
 
     ctx.db.run(work)
     with ctx.db.read() as conn:
-        breaches = check_sources(conn)
+        found = {(b.rule, b.subject) for b in check_sources(conn)}
+        unpaid = [b.detail for b in check_draws(conn)]
         assert check(conn) == []  # the double entry itself still balances
-    found = {(b.rule, b.subject) for b in breaches if b.rule != "funding"}
     # the line also owes what no plan accounts for
     assert found == {
         ("floor", account["id"]),
@@ -51,9 +51,7 @@ def test_breaches_of_floors_and_credit_limits_are_reported(world: World, ctx: Co
         ("credit_line", line["id"]),
     }
     # and those draws name payments that were never opened
-    assert [b.detail for b in breaches if b.rule == "funding"] == [
-        f"a draw for {p}, never opened" for p in ("pay_a", "pay_b", "pay_c")
-    ]
+    assert unpaid == [f"a draw for {p}, never opened" for p in ("pay_a", "pay_b", "pay_c")]
 
 
 def test_draws_must_fund_their_own_payment_from_the_payer_owner(world: World, ctx: Context) -> None:
@@ -68,7 +66,7 @@ def test_draws_must_fund_their_own_payment_from_the_payer_owner(world: World, ct
     paid = alice.send(alice.order(type="pay", payee=shop["id"], amount=300, currency="EUR"))
     assert paid["status"] == "approved" and paid["funded_by"]  # a real automatic top-up
     with ctx.db.read() as conn:
-        assert check_sources(conn) == []
+        assert check_sources(conn) == check_draws(conn) == []
     now = ctx.clock()
 
     def draw(conn: Connection, wallet_id: str, payment_id: str) -> bool:
@@ -82,7 +80,7 @@ def test_draws_must_fund_their_own_payment_from_the_payer_owner(world: World, ct
     bobs = bob.send(bob.order(type="pay", payee=shop["id"], amount=50, currency="EUR"))
     ctx.db.run(lambda conn: draw(conn, bob.id, bobs["payment_id"]))  # not bob's owner's source
     with ctx.db.read() as conn:
-        details = [b.detail for b in check_sources(conn) if b.rule == "funding"]
+        details = [b.detail for b in check_draws(conn)]
     assert details == [
         "a draw for pay_nowhere, never opened",
         f"a draw into {bob.id}, not the payer's wallet",
