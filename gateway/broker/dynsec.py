@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import queue
-import tempfile
 import threading
 import time
 import uuid
@@ -36,6 +35,7 @@ from cryptography.x509.oid import NameOID
 
 from devices import ca, keystore
 from devices.contract import ORDERS_SHARED, orders_topic, results_topic
+from devices.files import write_atomic
 from devices.sdk.tls import use_mutual_tls
 
 log = logging.getLogger("kym.dynsec")
@@ -148,17 +148,7 @@ def document(device_ids: Iterable[str]) -> dict[str, Any]:
 def write_document(path: Path, device_ids: Iterable[str]) -> None:
     """Write `dynsec.json` atomically, readable and writable by this user only (the broker runs
     as this user: a file it cannot write keeps later changes in memory only)."""
-    data = json.dumps(document(device_ids), indent=1).encode()
-    fd, staging = tempfile.mkstemp(prefix=".dynsec-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(staging, path)
-    except BaseException:
-        Path(staging).unlink(missing_ok=True)
-        raise
+    write_atomic(path, json.dumps(document(device_ids), indent=1).encode(), 0o600)
 
 
 def admin_paths(pki: keystore.Pki, n: int) -> tuple[Path, Path]:
