@@ -262,10 +262,10 @@ def bench_command(serve_command: Sequence[str]) -> click.Command:
 
 def _hide_password(url: str) -> str:
     """A database URL fit to print: its password, if any, as ***."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+    from urllib.parse import urlsplit
 
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+    parts = urlsplit(url)
+    if parts.password is None:
         return url
+    user, _, host = parts.netloc.rpartition("@")
+    return parts._replace(netloc=f"{user.partition(':')[0]}:***@{host}").geturl()
