@@ -83,8 +83,10 @@ def test_a_writer_that_never_pauses_does_not_grow_the_wal_for_ever(
             assert conn.execute(text("SELECT count(*) FROM t")).scalar_one() == 4000
     finally:
         db.dispose()
-    if restart:  # 8-10 MB measured, whether 36, 72 or 144 MB went through
-        assert largest < 16 * 2**20, largest
+    if restart:  # 8-10 MB measured, whether 36, 72 or 144 MB went through; 20 MB once, in
+        # a CI run on a busy machine (the checkpointer is a thread, starved at times): bounded
+        # all the same, at half of what went through, where without restarts it all stays
+        assert largest < 24 * 2**20, largest
     else:
         assert largest > 40 * 2**20, largest
 
