@@ -14,11 +14,33 @@ import signal
 import struct
 import subprocess
 import sys
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
 _LENGTH = struct.Struct(">I")
+POLL_EVERY_S = 0.5
+
+
+class Liveness:
+    """Whether a child still runs, asking the kernel (`Popen.poll`, a `waitpid`) at most every
+    POLL_EVERY_S: the verifier asked once per read from the broker, on the MQTT network thread,
+    and `waitpid` lets go of the GIL, so each ask handed the GIL to the worker and waited to get
+    it back. A child that died meanwhile shows sooner anyway: a write to its pipe fails (EPIPE)
+    and a read finds its end of file."""
+
+    def __init__(self) -> None:
+        self._until = 0.0  # monotonic time until which the last "running" stands
+
+    def running(self, child: subprocess.Popen[bytes]) -> bool:
+        now = time.monotonic()
+        if now < self._until:
+            return True
+        if child.poll() is None:
+            self._until = now + POLL_EVERY_S
+            return True
+        return False
 
 
 def spawn(module: str) -> subprocess.Popen[bytes]:

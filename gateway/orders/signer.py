@@ -47,6 +47,7 @@ class Signer:
     def __init__(self, key: wire.PrivateKey) -> None:
         self.key = key
         self._child: subprocess.Popen[bytes] | None = None
+        self._liveness = pipes.Liveness()
         self._stopped = True
         self._down_since = 0.0
         self._last_request = 0
@@ -128,7 +129,7 @@ class Signer:
     def _running(self) -> bool:
         if self._stopped:
             return False
-        if self._child is not None and self._child.poll() is None:
+        if self._child is not None and self._liveness.running(self._child):
             return True
         if self._child is not None:
             self._give_up(f"the signer exited ({self._child.returncode})")

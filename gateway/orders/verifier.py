@@ -59,6 +59,7 @@ class Verifier:
     def __init__(self, keyring: KeyRing) -> None:
         self.keyring = keyring
         self._child: subprocess.Popen[bytes] | None = None
+        self._liveness = pipes.Liveness()
         self._stopped = True  # until `start`, and after `stop`
         self._down_since = 0.0
         self._next_ticket = 0
@@ -141,7 +142,7 @@ class Verifier:
         return findings
 
     def _running(self) -> bool:
-        if self._child is not None and self._child.poll() is None:
+        if self._child is not None and self._liveness.running(self._child):
             return True
         if self._child is not None:
             code = self._child.returncode

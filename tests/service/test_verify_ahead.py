@@ -151,6 +151,45 @@ def test_when_the_child_dies_the_worker_verifies_and_a_new_child_is_started(
     assert found is not None and found.good == frozenset(world.keyring.serials_of(car.id))
 
 
+def test_the_network_thread_asks_the_kernel_about_the_child_at_most_every_half_second(
+    world: World, verifier: Verifier, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    """`flush` runs after every read from the broker; `Popen.poll` is a `waitpid`, which lets go
+    of the GIL: it is asked once per POLL_EVERY_S, and a child that died meanwhile is found
+    within it (its orders meanwhile are the transaction's to verify)."""
+    shop = world.merchant()["id"]
+    car = known_device(world, shop)
+    child = verifier._child
+    assert child is not None
+    asked: list[int] = []
+    real_poll = child.poll
+
+    def poll() -> int | None:
+        asked.append(1)
+        return real_poll()
+
+    monkeypatch.setattr(child, "poll", poll)
+    first = verifier.submit(car.topic, pay(car, shop))
+    verifier.flush()
+    assert verifier.found([first], wait_s=WAIT_S)[0] is not None
+    raw = pay(car, shop)
+    for _ in range(200):
+        verifier.submit(car.topic, raw)
+        verifier.flush()
+    assert len(asked) <= 2  # once per half second at most (the two calls may straddle one)
+    child.kill()
+    child.wait()
+    deadline = time.monotonic() + pipes.POLL_EVERY_S + WAIT_S
+    with caplog.at_level(logging.WARNING, logger="kym.verifier"):
+        while "the signature verifier exited" not in caplog.text:
+            assert time.monotonic() < deadline, "the dead child was never noticed"
+            ticket = verifier.submit(car.topic, raw)
+            verifier.flush()
+            time.sleep(0.01)
+    assert verifier.found([ticket]) == [None]
+    assert decide(world, [(car.topic, pay(car, shop))], [None]) == [("approved", None)]
+
+
 def test_a_child_that_falls_behind_never_blocks_the_network_thread(
     world: World, verifier: Verifier
 ) -> None:
