@@ -21,6 +21,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from devices.errors import CsrInvalid
@@ -188,6 +189,14 @@ def load_csr(pem: bytes) -> x509.CertificateSigningRequest:
     if not signature_valid:
         raise CsrInvalid("the CSR's self-signature is not valid")
     return csr
+
+
+def key_fingerprint(public_key: DevicePublicKey) -> str:
+    """The key's identity: SHA-256 of its SubjectPublicKeyInfo (DER), lowercase hex."""
+    spki = public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(spki)
+    return digest.finalize().hex()
 
 
 def is_accepted_device_key(public_key: object) -> bool:

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from devices.contract import CATEGORIES as CATEGORIES  # defined once, with the contract
+from devices.errors import KeyInUse
 
 KINDS = frozenset(
     {"car", "fridge", "fuel_pump", "ev_charger", "parking_meter", "smart_meter", "other"}
@@ -78,6 +79,14 @@ def transition(current: Status, action: str) -> Status:
     if current not in allowed_from:
         raise InvalidTransition(f"cannot {action} a device that is {current.value}")
     return target
+
+
+def claim_key(holder: str | None, device_id: str) -> bool:
+    """Whether the key must now be bound to `device_id` (nobody holds it yet); the key of another
+    device, revoked or rotated away from, is never this one's (`KeyInUse`)."""
+    if holder is not None and holder != device_id:
+        raise KeyInUse("this public key is another device's identity: make a new key")
+    return holder is None
 
 
 def valid_at(cert: DeviceCertificate, ts: int) -> bool:

@@ -59,6 +59,15 @@ certificates = sa.Table(
     sa.Column("status", sa.String),
     sa.Column("revoked_at", UtcDateTime),
 )
+# Each public key (by `ca.key_fingerprint`) and the one device it identifies, for good: the
+# primary key is what keeps two registrations or rotations racing with one key from both passing.
+device_keys = sa.Table(
+    "device_keys",
+    metadata,
+    sa.Column("fingerprint", sa.String, primary_key=True),
+    sa.Column("device_id", sa.String),
+    sa.Column("bound_at", UtcDateTime),
+)
 attestation_cas = sa.Table(
     "attestation_cas",
     metadata,
@@ -117,6 +126,20 @@ def set_attested(conn: Connection, device_id: str, attested: bool, now: datetime
 def insert_certificate(conn: Connection, cert: DeviceCertificate) -> None:
     """Record a certificate issued to a device."""
     conn.execute(certificates.insert().values(**cert.__dict__, status="active"))
+
+
+def key_holder(conn: Connection, fingerprint: str) -> str | None:
+    """The id of the device this key is bound to, if any."""
+    query = sa.select(device_keys.c.device_id).where(device_keys.c.fingerprint == fingerprint)
+    return conn.execute(query).scalar_one_or_none()
+
+
+def bind_key(conn: Connection, fingerprint: str, device_id: str, now: datetime) -> None:
+    """Bind a key to a device for good (raises IntegrityError if another transaction bound it
+    first)."""
+    conn.execute(
+        device_keys.insert().values(fingerprint=fingerprint, device_id=device_id, bound_at=now)
+    )
 
 
 def list_certificates(conn: Connection, device_id: str) -> list[DeviceCertificate]:

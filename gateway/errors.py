@@ -165,6 +165,7 @@ REFUSALS: tuple[tuple[type[Exception], int, str | None], ...] = (
     (device_errors.CsrInvalid, 422, "csr_invalid"),
     (device_errors.AttestationInvalid, 422, "attestation_invalid"),
     (device_errors.AttestationCaInvalid, 422, "attestation_ca_invalid"),
+    (device_errors.KeyInUse, 409, "device_exists"),  # a key is one device: that device exists
     (wallet_errors.WalletNotFound, 404, "not_found"),
     (wallet_errors.CurrencyNotAllowed, 422, None),
     (wallet_errors.WalletRefusal, 409, None),

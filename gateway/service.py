@@ -22,7 +22,14 @@ from devices import ca, keystore
 from devices import store as device_store
 from devices.attestation import check_attestation_ca, verify_attestation
 from devices.crl import build_crl
-from devices.registry import Device, DeviceCertificate, Status, new_device_id, transition
+from devices.registry import (
+    Device,
+    DeviceCertificate,
+    Status,
+    claim_key,
+    new_device_id,
+    transition,
+)
 from devices.wire import PublicKey
 from gateway import store
 from gateway.audit import store as audit_store
@@ -93,7 +100,7 @@ def register_device(
 ) -> tuple[Device, x509.Certificate]:
     """Register a device from its CSR (and attestation), issuing its first certificate."""
     csr = ca.load_csr(reg.csr_pem.encode())
-    now = ctx.clock()
+    now, key = ctx.clock(), _fingerprint(csr)
     attested = _check_attestation(ctx, integrator, reg.attestation_pem, csr, now)
     device = Device(
         id=new_device_id(),
@@ -118,7 +125,9 @@ def register_device(
             raise Conflict(
                 "a device with this manufacturer and serial number exists", reason="device_exists"
             )
+        claim_key(device_store.key_holder(conn, key), device.id)
         device_store.insert_device(conn, device)
+        device_store.bind_key(conn, key, device.id, now)
         device_store.insert_certificate(conn, _record(device.id, certificate, now))
         wallet_store.open_wallet(conn, holder_id=device.id, currency=device.currency, now=now)
         audit_store.append(
@@ -145,7 +154,9 @@ def register_device(
 
     try:
         ctx.db.run(work)
-    except IntegrityError as exc:  # two registrations of one serial racing each other
+    except IntegrityError as exc:  # two registrations of one serial or of one key racing
+        with ctx.db.read() as conn:  # KeyInUse when the key is what the other one took
+            claim_key(device_store.key_holder(conn, key), device.id)
         raise Conflict(
             "a device with this manufacturer and serial number exists", reason="device_exists"
         ) from exc
@@ -238,6 +249,7 @@ def rotate_certificate(
     if integrator.kind != "integrator":
         raise Forbidden("only the device's integrator may rotate its certificate")
     csr, now = ca.load_csr(csr_pem.encode()), ctx.clock()
+    key = _fingerprint(csr)
     attested = _check_attestation(ctx, integrator, attestation_pem, csr, now)
 
     def work(conn: Connection) -> x509.Certificate:
@@ -246,6 +258,8 @@ def rotate_certificate(
             raise NotFound("no such device")
         if device.status == Status.REVOKED:
             raise Conflict("the device is revoked", reason="invalid_state")
+        if claim_key(device_store.key_holder(conn, key), device_id):  # a key new to the gateway
+            device_store.bind_key(conn, key, device_id, now)
         certificate = _issue(ctx, device_id, csr, now)
         device_store.insert_certificate(conn, _record(device_id, certificate, now))
         if device.attested != attested:
@@ -264,7 +278,12 @@ def rotate_certificate(
         )
         return certificate
 
-    return ctx.db.run(work)
+    try:
+        return ctx.db.run(work)
+    except IntegrityError:  # a registration or rotation to this key won the race: KeyInUse
+        with ctx.db.read() as conn:
+            claim_key(device_store.key_holder(conn, key), device_id)
+        raise
 
 
 def publish_crl(ctx: Context) -> x509.CertificateRevocationList:
@@ -312,6 +331,12 @@ def _check_attestation(
     trusted = [x509.load_pem_x509_certificate(pem.encode()) for pem in pems]
     verify_attestation(attestation_pem.encode(), trusted, csr.public_key(), now)  # type: ignore[arg-type]
     return True
+
+
+def _fingerprint(csr: x509.CertificateSigningRequest) -> str:
+    public_key = csr.public_key()
+    assert isinstance(public_key, ca.DevicePublicKey), "load the CSR with load_csr first"
+    return ca.key_fingerprint(public_key)
 
 
 def _issue(
