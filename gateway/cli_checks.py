@@ -114,8 +114,9 @@ def ledger_check(**flags: Any) -> None:
 
 
 def existing_database(settings: Settings) -> Database:
-    """The configured database, or exit 2 when the SQLite file in the data dir is missing."""
-    from gateway.db import Database
+    """The configured database, or exit 2 when the SQLite file in the data dir is missing. A
+    SQLite file this process may not write (an auditor's copy) is opened read-only."""
+    from gateway.db import Database, read_only_sqlite
 
     if not settings.database_url:
         path = settings.data_dir / "kym.db"
@@ -123,7 +124,8 @@ def existing_database(settings: Settings) -> Database:
             fail(f"no data dir at {settings.data_dir} (give --data-dir or set KYM_DATA_DIR)")
         if not path.is_file():
             fail(f"no database in {settings.data_dir} (no {path.name}; has kym serve run?)")
-    return Database(settings.resolved_database_url())
+    url = settings.resolved_database_url()
+    return Database(url, read_only=read_only_sqlite(url))
 
 
 def readable(db: Database, read: Any) -> Any:

@@ -6,6 +6,9 @@ the last commits before a power loss may be lost (never half-applied). Writes op
 checkpoints the WAL from a thread of its own (`checkpoint_in_background`), so that no commit of
 the order path pays for a checkpoint (which syncs the database file: 5-9 ms in about one
 commit in ten of small batches).
+A check (`kym ledger check`, `kym audit verify`) may open a SQLite file read-only
+(`read_only_sqlite`): a copy from a backup that this process cannot write, or in a directory it
+cannot write, where WAL mode could not make its `-wal` and `-shm` files.
 PostgreSQL runs at READ COMMITTED; money moves with conditional updates, and a transaction that
 fails with a serialization failure or deadlock (SQLSTATE 40001, 40P01) is retried.
 """
@@ -13,6 +16,7 @@ fails with a serialization failure or deadlock (SQLSTATE 40001, 40P01) is retrie
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import time
@@ -26,6 +30,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 log = logging.getLogger("kym.db")
@@ -52,10 +57,11 @@ class _RolledBack(Exception):
 class Database:
     """An engine plus the rules for opening transactions on it."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, read_only: bool = False) -> None:
+        """`read_only`: a SQLite file is opened read-only (`read_only_sqlite`); for checks."""
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        self.engine = _create_engine(url, echo=echo)
+        self.engine = _create_engine(url, echo=echo, read_only=read_only)
         self._checkpointing: threading.Event | None = None  # set to stop the thread
         # SQLite: this process's writers queue here for the write lock, woken the moment it is
         # free. Waiting in SQLite's own busy handler instead sleeps 1, 2, 5, 10, 15, 20, 25...
@@ -219,24 +225,65 @@ def _is_retryable(exc: DBAPIError) -> bool:
     return "database is locked" in str(orig)
 
 
-def _create_engine(url: str, *, echo: bool) -> Engine:
+def sqlite_file(url: str) -> Path | None:
+    """The file a SQLite URL names; None for another database, `:memory:` or a `file:` URI."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.query.get("uri"):
+        return None
+    name = parsed.database or ""
+    return Path(name) if name and name != ":memory:" else None
+
+
+def read_only_sqlite(url: str) -> bool:
+    """Whether `url` names a SQLite file that this process cannot write, or that sits in a
+    directory it cannot write (a copy from a backup, mode 0444, an immutable or read-only
+    mount): opened as always, SQLite fails there making the `-wal` and `-shm` files."""
+    path = sqlite_file(url)
+    if path is None or not path.is_file():
+        return False
+    return not (os.access(path, os.W_OK) and os.access(path.absolute().parent, os.W_OK))
+
+
+def _read_only_uri(path: Path) -> str:
+    """The SQLite URI that opens `path` read-only. With a `-wal` holding commits beside it,
+    `mode=ro`: SQLite reads them through the `-shm` beside it (a copy of a data dir in use).
+    Without one the file holds every commit, and `immutable=1` reads it with no `-wal` or
+    `-shm` and no locks (`mode=ro` would still need a `-shm`)."""
+    wal = path.with_name(path.name + "-wal")
+    has_commits = wal.is_file() and wal.stat().st_size > 0
+    return f"{path.absolute().as_uri()}?{'mode=ro' if has_commits else 'immutable=1'}"
+
+
+def _create_engine(url: str, *, echo: bool, read_only: bool = False) -> Engine:
     if not url.startswith("sqlite"):
         return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
     engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30})
-    event.listen(engine, "connect", _sqlite_on_connect)
+    path = sqlite_file(url) if read_only else None
+    if path is not None:
+        uri = _read_only_uri(path)  # the path quoted as SQLite's URIs need it, not as URLs do
+
+        @event.listens_for(engine, "do_connect")
+        def _open_read_only(_dialect: Any, _record: Any, cargs: list[Any], cparams: Any) -> None:
+            cargs[:] = [uri]
+            cparams["uri"] = True
+
+    event.listen(engine, "connect", _sqlite_on_connect if path is None else _sqlite_on_read)
     event.listen(engine, "begin", _sqlite_on_begin)
     return engine
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    _set_pragmas(dbapi_connection, ("journal_mode=WAL", "synchronous=NORMAL"))
+
+
+def _sqlite_on_read(dbapi_connection: Any, _record: Any) -> None:
+    _set_pragmas(dbapi_connection, ())  # the journal mode is the file's: nothing is written
+
+
+def _set_pragmas(dbapi_connection: Any, writing: tuple[str, ...]) -> None:
     dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
     cursor = dbapi_connection.cursor()
-    for pragma in (
-        "journal_mode=WAL",
-        "synchronous=NORMAL",
-        "foreign_keys=ON",
-        "busy_timeout=30000",
-    ):
+    for pragma in (*writing, "foreign_keys=ON", "busy_timeout=30000"):
         cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
@@ -86,16 +87,32 @@ def sign_tree_head(ctx: LogContext, since: int = 0) -> str:
 
 
 def latest_tree_head(ctx: LogContext) -> str:
-    """The latest signed head (`GET /v1/audit/tree-head`); the first one is signed on demand."""
+    """The latest signed head (`GET /v1/audit/tree-head`); the first one is signed on demand.
+    One signed before the signer's certificate became valid (it is renewed, same key, at a
+    start-up) is signed again now, same size and root, and handed out, not kept (one head is
+    kept a size): a client checks it against that certificate at the head's `ts`. The next
+    head kept, once the log grows, ends the re-signing."""
     with ctx.db.read() as conn:
         latest = store.latest_head(conn)
-    return latest[1] if latest is not None else sign_tree_head(ctx)
+    if latest is None:
+        return sign_tree_head(ctx)
+    head, token = latest
+    if head.ts >= signer_since(ctx):
+        return token
+    again = replace(head, ts=store.unix_seconds(ctx.clock()))
+    return heads.sign(again, ctx.pki.signer.private_key, ctx.signer_jose)
+
+
+def signer_since(ctx: LogContext) -> int:
+    """When the signer's certificate became valid, Unix seconds: a head signed earlier does not
+    verify against it."""
+    return store.unix_seconds(ctx.pki.signer.certificate.not_valid_before_utc)
 
 
 def tree_head_covering(ctx: LogContext, tree_size: int, since: int = 0) -> tuple[TreeHead, str]:
     """The latest signed head when it covers `tree_size` entries and was signed at `since` or
-    later, else one signed now. `since`: when the signer's certificate became valid (a bundle's
-    verifier checks it at the head's `ts`; it is renewed, same key, at a start-up)."""
+    later, else one signed now. `since`: when the signer's certificate became valid
+    (`signer_since`; a bundle's verifier checks it at the head's `ts`)."""
     with ctx.db.read() as conn:
         latest = store.latest_head(conn)
     if latest is not None and latest[0].tree_size >= tree_size and latest[0].ts >= since:

@@ -55,8 +55,8 @@ def evidence_bundle(ctx: Context, caller: Party, payment_id: str) -> dict[str, A
         results = results_about(conn, payment, payee_device is not None)
         entries = entries_about(conn, payment, payee_device is not None)
     size = max((e.index for e in entries), default=-1) + 1
-    signer_since = int(ctx.pki.signer.certificate.not_valid_before_utc.timestamp())
-    head, head_token = audit_service.tree_head_covering(ctx, size, signer_since)
+    since = audit_service.signer_since(ctx)
+    head, head_token = audit_service.tree_head_covering(ctx, size, since)
     with ctx.db.read() as conn:
         proofs = audit_service.inclusion_proofs(conn, [e.index for e in entries], head.tree_size)
     pki = ctx.pki

@@ -8,17 +8,22 @@ import json
 import sqlite3
 import subprocess
 import sys
+from dataclasses import replace
 from typing import Any
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
+from fastapi.testclient import TestClient
 from joserfc import jws
 from joserfc.jwk import ECKey
 from sqlalchemy import text
 
-from gateway.audit import log
+from devices import keystore
+from gateway.audit import heads, log
 from gateway.audit import service as audit_service
 from gateway.audit import store as audit_store
+from gateway.http.app import create_app
 from gateway.service import verify_audit
 from tests.support.world import ADMIN, Clock, World, bearer
 
@@ -254,6 +259,44 @@ def test_sqlite_file_tampered_directly(world: World) -> None:
     done = run_verify(world)
     assert done.returncode == 1
     assert "entry 0:" in done.stderr
+
+
+def test_after_the_signer_is_renewed_the_served_head_verifies_against_its_certificate(
+    world: World, clock: Clock
+) -> None:
+    produce_entries(world)  # heads of two sizes, the latest covering the whole log
+    with world.ctx.db.read() as conn:
+        latest = audit_store.latest_head(conn)
+    assert latest is not None
+    clock.advance(710 * 86_400)  # `kym serve` starts again: its signer is renewed, same key
+    pki = world.ctx.pki
+    renewed = keystore.load_or_create_pki(pki.paths.ca_dir.parent, pki.trust_domain, clock())
+    assert renewed.signer.certificate != pki.signer.certificate
+    with TestClient(create_app(replace(world.ctx, pki=renewed))) as api:  # the log has not grown
+        signer = x509.load_pem_x509_certificate(api.get("/v1/ca/gateway").content)
+        served = api.get("/v1/audit/tree-head", headers=ADMIN).text
+        public_key = signer.public_key()
+        assert isinstance(public_key, ec.EllipticCurvePublicKey)
+        head = heads.verify(served, public_key)
+        valid = (signer.not_valid_before_utc.timestamp(), signer.not_valid_after_utc.timestamp())
+        assert valid[0] <= head.ts <= valid[1], (head, valid)  # as a client checks it
+        assert (head.tree_size, head.root_hash) == (latest[0].tree_size, latest[0].root_hash)
+        with world.ctx.db.read() as conn:
+            first = next(audit_store.iter_heads(conn))[0]
+        answer = api.get(
+            "/v1/audit/consistency",
+            params={"from": first.tree_size, "to": head.tree_size},
+            headers=ADMIN,
+        )
+        assert answer.status_code == 200, answer.text
+        assert log.verify_consistency(
+            first.tree_size,
+            head.tree_size,
+            bytes.fromhex(first.root_hash),
+            bytes.fromhex(head.root_hash),
+            [bytes.fromhex(h) for h in answer.json()["proof"]],
+        )
+    assert verify(world)[1] is None
 
 
 def _head(world: World, token: str) -> dict[str, Any]:
