@@ -47,13 +47,15 @@ def decide_messages(
     outcomes: metrics.Outcomes | None = None,
     ahead: list[Verified | None] | None = None,
     signer: Signer | None = None,
+    along: Callable[[Connection], None] | None = None,
 ) -> list[OutboxEntry]:
     """Decide a batch of (topic, payload) in one transaction; the outbox entries to publish.
     `outcomes`, when given, is filled with what the results count for in the metrics
     (`metrics.outcomes_of`, by the transaction that returns), for the caller to observe once
     it has committed. `ahead`: what was found of each message's signature before, if it was
     checked ahead (`gateway.orders.verifier`); `signer`: the child that signs the results
-    meanwhile (`gateway.orders.signer`), else they are signed here.
+    meanwhile (`gateway.orders.signer`), else they are signed here; `along`: written in the
+    same transaction (the worker marks the results the broker acknowledged).
 
     The batch's pays and holds are placed together at its end; should an account refuse the
     sum, the transaction is rolled back and the batch decided again placing them one by one.
@@ -69,6 +71,8 @@ def decide_messages(
         retired.clear()  # this attempt's, not a rolled-back one's
         if synced:  # first: drop the worker's copies if anything changed
             keyring.state.sync(conn)
+        if along is not None:
+            along(conn)
         checked = check_messages(conn, keyring, messages, now, grace, ahead)
         if not checked:
             return []
