@@ -5,7 +5,9 @@ A form becomes the JSON body the API would receive and goes through the same pyd
 `DisputeCreate`, `ResponseCreate`), so an owner sees the API's own message next to the field
 that caused it. Numbers are passed on as typed: "12.5" stays a string and the API says it wants
 an integer, rather than the console guessing what was meant. The rules form shows every rule
-the API can store, so that saving it changes only what the owner changed there.
+the API can store, so that saving it changes only what the owner changed there; its
+comma-separated fields are also checked as typed (`(none)` with other items, empty items), which
+the schema cannot do once they are lists.
 """
 
 from __future__ import annotations
@@ -48,6 +50,58 @@ def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+def _nothing(text: str) -> bool:
+    return text.strip().lower() == NOTHING  # no category or id has brackets: nothing stored is lost
+
+
+def _list_of(text: str) -> list[str]:
+    return [] if _nothing(text) else _split(text)
+
+
+# The rules form's list fields: what one item is, several, and what the list does with them.
+LIST_WORDS = {
+    "allowed_categories": ("category", "categories", "allow"),
+    "blocked_categories": ("category", "categories", "block"),
+    "allowed_payees": ("payee", "payees", "allow"),
+    "blocked_payees": ("payee", "payees", "block"),
+}
+PER_PERIOD_ITEMS = {f"{prefix}_{p}": key for prefix, _, key in PER_PERIOD for p in PERIODS}
+
+
+def _list_errors(form: dict[str, str]) -> Errors:
+    """Messages for comma-separated fields that are malformed as typed, which the schema cannot
+    give: it sees only the list a field became, or nothing wrong at all."""
+    errors: Errors = {}
+    for name in (*LIST_WORDS, *PER_PERIOD_ITEMS):
+        text = form.get(name, "")
+        if text.strip() and not (name in LIST_WORDS and _nothing(text)):
+            error = _list_error(name, [part.strip() for part in text.split(",")])
+            if error:
+                errors[name] = error
+    return errors
+
+
+def _list_error(name: str, items: list[str]) -> str | None:
+    item, several, verb = LIST_WORDS.get(name) or (PER_PERIOD_ITEMS[name], "", "")
+    if verb and any(_nothing(part) for part in items):
+        return (
+            f"{NOTHING} means no {item} is {verb}ed: write it alone, "
+            f"or list the {several} to {verb} without it."
+        )
+    if not any(items):
+        if verb == "allow":
+            instead = f"leave it empty to allow every {item}, or write {NOTHING} to allow none"
+        else:
+            instead = "leave it empty to drop this rule"
+        return f"No {item} here, only commas: {instead}."
+    if not all(items):
+        return (
+            "An item is empty (two commas together, or one at the start or end): "
+            f"remove the extra comma, or write the {item} that was meant."
+        )
+    return None
+
+
 def rules_body(form: dict[str, str], current: dict[str, Any] | None = None) -> dict[str, Any]:
     """The body of `PUT /v1/devices/{id}/rules` that this form describes (blank fields left out).
 
@@ -72,7 +126,7 @@ def rules_body(form: dict[str, str], current: dict[str, Any] | None = None) -> d
     for name in LISTS:
         text = form.get(name, "").strip()
         if text:
-            body[name] = [] if text == NOTHING else _split(text)
+            body[name] = _list_of(text)
     if form.get("active_hours", "").strip():
         try:
             body["active_hours"] = json.loads(form["active_hours"])
@@ -120,10 +174,12 @@ def validate_rules(
     if current and rules_body(rules_form(current), current) != current:
         return None, {FORM_ERROR: UNSHOWN}
     body = rules_body(form, current)
+    errors = _list_errors(form)
     try:
-        return RulesIn.model_validate(body), {}
+        validated = RulesIn.model_validate(body)
     except ValidationError as exc:
-        return None, _by_field(exc, body)
+        return None, _by_field(exc, body) | errors
+    return (None, errors) if errors else (validated, {})
 
 
 def validate_mandate(form: dict[str, str]) -> tuple[dict[str, Any] | None, Errors]:

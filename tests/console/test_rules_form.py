@@ -3,6 +3,7 @@ the form shows all that the API can store, so a save never widens what the devic
 
 from __future__ import annotations
 
+import html
 import re
 from typing import Any
 
@@ -87,9 +88,15 @@ def test_a_stored_rule_the_form_cannot_show_is_refused_rather_than_loosened() ->
     assert "cannot show" in errors[FORM_ERROR]
 
 
+def _rules_fields(page: str) -> dict[str, str]:
+    """The rules form's fields as the page shows them (the mandate form has a `max_amount` too)."""
+    form = page[page.index('id="rules"') : page.index('id="mandates"')]
+    return dict(FIELDS.findall(form))
+
+
 def _save_as_shown(browser_like: TestClient, car: Dev, **change: str) -> None:
     csrf = sign_in(browser_like, car.owner["Authorization"].removeprefix("Bearer "))
-    shown = dict(FIELDS.findall(browser_like.get(f"/console/devices/{car.id}").text))
+    shown = _rules_fields(browser_like.get(f"/console/devices/{car.id}").text)
     form = {k: shown[k] for k in RULES_FIELDS} | change | {"csrf_token": csrf}
     answer = browser_like.post(f"/console/devices/{car.id}/rules", data=form)
     assert answer.status_code == 200 and "Rules saved" in answer.text, answer.text
@@ -119,3 +126,51 @@ def test_every_limit_survives_a_console_save(world: World, browser_like: TestCli
     assert car.pay(shop["id"], 200) == ("declined", "period_limit_exceeded")
     rules = world.api.get(f"/v1/devices/{car.id}/rules", headers=car.owner).json()
     assert rules["limits"] == limits and rules["max_payments"] == counts
+
+
+MALFORMED_LISTS = [
+    ("allowed_categories", "(none), fuel", "(none) means no category is allowed: write it alone"),
+    ("allowed_payees", "mer_1, (none)", "(none) means no payee is allowed: write it alone"),
+    ("blocked_categories", "(none), (none)", "(none) means no category is blocked: write it alone"),
+    ("allowed_categories", "fuel,,parking", "An item is empty"),
+    ("blocked_payees", "mer_1,", "An item is empty"),
+    ("allowed_categories", " , ", "No category here, only commas"),
+    ("limit_day", "100,,5000", "An item is empty"),
+    ("count_week", ",", "No count here, only commas"),
+]
+
+
+@pytest.mark.parametrize(("name", "typed", "message"), MALFORMED_LISTS)
+def test_a_malformed_list_is_refused_with_what_to_type_and_saves_nothing(
+    world: World, browser_like: TestClient, name: str, typed: str, message: str
+) -> None:
+    rules = {"currency": "EUR", "allowed_categories": ["parking"], "max_amount": 500}
+    car = world.device("car", rules=rules)
+    before = world.api.get(f"/v1/devices/{car.id}/rules", headers=car.owner).json()
+    csrf = sign_in(browser_like, car.owner["Authorization"].removeprefix("Bearer "))
+    shown = _rules_fields(browser_like.get(f"/console/devices/{car.id}").text)
+    form = {k: shown[k] for k in RULES_FIELDS} | {name: typed, "max_amount": "9000"}
+    answer = browser_like.post(f"/console/devices/{car.id}/rules", data=form | {"csrf_token": csrf})
+    assert answer.status_code == 422
+    error = re.search(rf'<p class="field-error" id="e-{name}"[^>]*>([^<]*)</p>', answer.text)
+    assert error, answer.text
+    assert message in html.unescape(error.group(1))
+    kept = _rules_fields(answer.text)
+    assert kept[name] == typed and kept["max_amount"] == "9000"
+    after = world.api.get(f"/v1/devices/{car.id}/rules", headers=car.owner).json()
+    assert after == before
+
+
+def test_none_in_any_case_is_an_empty_list() -> None:
+    validated, errors = validate_rules(
+        {"allowed_payees": " (None) ", "blocked_categories": "(NONE)"}
+    )
+    assert errors == {} and validated is not None
+    assert validated.allowed_payees == [] and validated.blocked_categories == []
+
+
+def test_a_malformed_list_is_named_alongside_the_schemas_other_messages() -> None:
+    validated, errors = validate_rules({"allowed_categories": "(none), fuel", "max_amount": "0"})
+    assert validated is None
+    assert set(errors) == {"allowed_categories", "max_amount"}
+    assert "write it alone" in errors["allowed_categories"]
