@@ -20,7 +20,7 @@ import click
 from devices.sdk.commands import device
 from gateway.cli_checks import DATA_DIR, DATABASE_URL, audit, fail, ledger, settings_from
 from gateway.evidence.command import evidence
-from gateway.settings import Settings, split_host_port
+from gateway.settings import Settings, split_host_port, unit_and_default
 from simulators.cli import bench_command, simulate
 
 if TYPE_CHECKING:
@@ -31,8 +31,17 @@ BROKERS = click.Choice(["auto", "mosquitto", "embedded"])
 
 
 def env_names() -> str:
-    """Every KYM_* variable the settings read, for the help texts."""
-    return ", ".join(f"KYM_{name.upper()}" for name in Settings.model_fields)
+    """Every KYM_* variable the settings read, a number's unit and default beside it."""
+    return ", ".join(
+        f"KYM_{name.upper()}" + (f" ({shown})" if (shown := unit_and_default(name)) else "")
+        for name in Settings.model_fields
+    )
+
+
+def env_of(name: str) -> str:
+    """`[env KYM_NAME; unit, default N]` for the help of the option that sets `name`."""
+    shown = unit_and_default(name)
+    return f"[env KYM_{name.upper()}{f'; {shown}' if shown else ''}]"
 
 
 @click.group(
@@ -60,15 +69,14 @@ DEVICE_RATE = click.option(
     default=None,
     metavar="N",
     help="Orders a second each device may send, sustained; more are not decided "
-    "(rate_limited) [env KYM_DEVICE_RATE; default 10].",
+    f"(rate_limited) {env_of('device_rate')}.",
 )
 DEVICE_BURST = click.option(
     "--device-burst",
     type=click.IntRange(min=1),
     default=None,
     metavar="M",
-    help="Orders a device may send at once before its rate applies [env KYM_DEVICE_BURST; "
-    "default 50].",
+    help=f"Orders a device may send at once before its rate applies {env_of('device_burst')}.",
 )
 
 
@@ -129,14 +137,14 @@ DEVICE_BURST = click.option(
     type=int,
     default=None,
     help="Gateway MQTT workers in this process, each with its own identity "
-    "[env KYM_GATEWAY_WORKERS; default 1].",
+    f"{env_of('gateway_workers')}.",
 )
 @click.option(
     "--worker-index",
     type=int,
     default=None,
-    help="First gateway identity of this process (kym-gateway-<n>), so that several "
-    "processes sharing a broker each have their own [env KYM_WORKER_INDEX; default 0].",
+    help="First gateway identity of this process (n in kym-gateway-<n>), so that several "
+    f"processes sharing a broker each have their own {env_of('worker_index')}.",
 )
 @DEVICE_RATE
 @DEVICE_BURST
@@ -146,7 +154,7 @@ DEVICE_BURST = click.option(
     default=None,
     metavar="DAYS",
     help="How long a payee has to answer a dispute before it is resolved for the owner "
-    "(fractions allowed) [env KYM_DISPUTE_RESPONSE_DAYS; default 7].",
+    f"(fractions allowed) {env_of('dispute_response_days')}.",
 )
 @click.option(
     "--webhook-allow-private",

@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def quantity(
+    default: float,
+    unit: str,
+    *,
+    gt: float | None = None,
+    ge: float | None = None,
+    le: float | None = None,
+) -> Any:
+    """A numeric setting's field; its `unit` (kept in the field's JSON schema) is what the help
+    texts show beside the default."""
+    return Field(default=default, json_schema_extra={"unit": unit}, gt=gt, ge=ge, le=le)
 
 
 class Settings(BaseSettings):
@@ -26,13 +39,13 @@ class Settings(BaseSettings):
     broker: Literal["auto", "mosquitto", "embedded"] = "auto"
     admin_token: str | None = None
     trust_domain: str = "kym.local"
-    device_cert_days: int = Field(default=90, ge=1, le=3650)
-    rotation_grace_s: int = Field(default=7 * 24 * 3600, ge=0)
-    gateway_workers: int = Field(default=1, ge=1, le=16)
-    worker_index: int = Field(default=0, ge=0, le=15)  # first MQTT identity: kym-gateway-<n>
-    device_rate: float = Field(default=10.0, gt=0)  # orders a second per device, sustained
-    device_burst: int = Field(default=50, ge=1)  # orders per device at once, before the rate
-    dispute_response_days: float = Field(default=7.0, gt=0)  # a payee's time to answer a dispute
+    device_cert_days: int = quantity(90, "days", ge=1, le=3650)  # a device certificate's life
+    rotation_grace_s: int = quantity(7 * 24 * 3600, "seconds", ge=0)  # a rotated-out cert's grace
+    gateway_workers: int = quantity(1, "workers", ge=1, le=16)
+    worker_index: int = quantity(0, "identity number", ge=0, le=15)  # kym-gateway-<n>
+    device_rate: float = quantity(10.0, "orders per second", gt=0)  # per device, sustained
+    device_burst: int = quantity(50, "orders", ge=1)  # per device at once, before the rate
+    dispute_response_days: float = quantity(7.0, "days", gt=0)  # a payee's time to answer
     webhook_allow_private: bool = False  # webhooks may reach loopback and private addresses
     crypto_helpers: bool = True  # child processes verify orders and sign results (orders/)
 
@@ -63,6 +76,17 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'kym.db').resolve()}"
+
+
+def unit_and_default(name: str) -> str | None:
+    """`days, default 90` for a numeric setting, from its field; None for any other."""
+    field = Settings.model_fields[name]
+    extra = field.json_schema_extra
+    unit = extra.get("unit") if isinstance(extra, dict) else None
+    if unit is None:
+        return None
+    default = field.default if isinstance(field.default, int) else f"{field.default:g}"
+    return f"{unit}, default {default}"
 
 
 def split_host_port(value: str, default_port: int) -> tuple[str, int]:

@@ -51,6 +51,8 @@ from devices.sdk.trust import ResultVerifier, check_gateway_certificate
 log = logging.getLogger("kym.sdk")
 _STOP = object()
 RESEND_PER_S = 8  # below the gateway's default sustained rate of 10 orders/s per device
+CONNECT_TIMEOUT_S = 10.0  # `connect`'s default: the first session, from nothing to subscribed
+ATTEMPT_TIMEOUT_S = 5.0  # paho's own bound on one TCP connect, and on each TLS handshake read
 
 
 @dataclass(frozen=True)
@@ -114,12 +116,19 @@ class DeviceClient:
 
     # --- connection ------------------------------------------------------------------------
 
-    def connect(self, timeout_s: float = 10.0) -> None:
-        """Connect over mutual TLS and subscribe to the results topic; reconnects by itself."""
+    def connect(self, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+        """Connect over mutual TLS and subscribe to the results topic within `timeout_s`, else
+        raise ConnectFailed; once connected, it reconnects by itself."""
+        if not timeout_s > 0:
+            raise ValueError("timeout_s must be a positive number of seconds")
         if not self._dispatcher.is_alive():
             self._dispatcher.start()
         if self.resend_after is not None and not self._resender.is_alive():
             self._resender.start()
+        # No attempt may outlast the whole: a peer that accepts and never answers holds paho's
+        # thread in the TLS handshake, and `loop_stop` below waits for that thread. (Paho
+        # allows no change once connected, so the reconnects keep this bound.)
+        self._mqtt.connect_timeout = min(ATTEMPT_TIMEOUT_S, timeout_s)
         self._mqtt.connect_async(self.broker_host, self.broker_port, keepalive=self.keepalive_s)
         self._mqtt.loop_start()
         deadline = time.monotonic() + timeout_s
@@ -316,7 +325,8 @@ class DeviceClient:
         failed."""
         where = f"{self.broker_host}:{self.broker_port}"
         try:
-            socket.create_connection((self.broker_host, self.broker_port), timeout=2).close()
+            probe_s = min(2.0, self._mqtt.connect_timeout)  # on paho's thread: `connect` waits
+            socket.create_connection((self.broker_host, self.broker_port), probe_s).close()
         except OSError as exc:
             self._unreachable = f"could not open a connection to the broker at {where}: {exc}"
         else:

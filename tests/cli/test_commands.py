@@ -5,6 +5,7 @@ use."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import click
@@ -48,6 +49,27 @@ def test_serve_help_names_every_setting_variable() -> None:
     text = " ".join(help_of("serve").split())
     for name in Settings.model_fields:
         assert f"KYM_{name.upper()}" in text
+
+
+def numeric_settings() -> list[str]:
+    return [
+        name for name, field in Settings.model_fields.items() if field.annotation in (int, float)
+    ]
+
+
+@pytest.mark.parametrize("name", numeric_settings())
+def test_serve_help_gives_every_numeric_setting_its_unit_and_default(name: str) -> None:
+    text = " ".join(help_of("serve").split())
+    variable, default = f"KYM_{name.upper()}", Settings.model_fields[name].default
+    shown = re.findall(rf"{variable}(?:; | \()([a-z][a-z ]*), default ([0-9.]+)[])]", text)
+    assert len(shown) == text.count(variable) >= 1, (variable, text)  # wherever it is named
+    for unit, given in shown:
+        assert float(given) == default
+        assert unit.strip() not in ("", "default")
+        if name.endswith("_s"):
+            assert unit == "seconds"
+        if name.endswith("_days"):
+            assert unit == "days"
 
 
 @pytest.mark.parametrize("command", [("audit", "verify"), ("ledger", "check")])

@@ -47,7 +47,8 @@ TIMEOUT = click.option(
     default=30.0,
     show_default=True,
     metavar="SECONDS",
-    help="How long to wait for each answer (a pending approval waits as long again).",
+    help="How long to wait for the broker and the answer, together; a pending approval "
+    "waits as long again.",
 )
 
 

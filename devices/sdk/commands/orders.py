@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import click
 
 from devices.sdk import messages
-from devices.sdk.client import DeviceClient
+from devices.sdk.client import CONNECT_TIMEOUT_S, DeviceClient
 from devices.sdk.commands.options import (
     BROKER_URL,
     SETTLED,
@@ -22,7 +23,7 @@ from devices.sdk.commands.options import (
     load_identity,
     split_broker,
 )
-from devices.sdk.errors import SdkError
+from devices.sdk.errors import ResultTimeout, SdkError
 from devices.sdk.identity import StatePaths
 from devices.sdk.messages import Event, Result
 
@@ -117,7 +118,8 @@ def sign(state_dir: Path, payee: str, amount: int, currency: str, description: s
     type=float,
     default=None,
     metavar="SECONDS",
-    help="Stop when nothing arrived for this long [listen until Ctrl-C].",
+    help="Stop when nothing arrived for this long; also how long connecting may take "
+    f"[listen until Ctrl-C; connecting: {CONNECT_TIMEOUT_S:g} s].",
 )
 def listen(
     state_dir: Path, broker_url: str | None, count: int | None, timeout_s: float | None
@@ -134,7 +136,13 @@ def listen(
         arrived.release()
 
     # The callbacks are in place before the session resumes: what waited there comes first.
-    client = connected(state_dir, broker_url, on_result=show, on_event=show)
+    client = connected(
+        state_dir,
+        broker_url,
+        CONNECT_TIMEOUT_S if timeout_s is None else timeout_s,
+        on_result=show,
+        on_event=show,
+    )
     click.echo(f"{client.device_id} listening on {broker_url or broker_of(state_dir)}", err=True)
     seen = 0
     try:
@@ -151,12 +159,14 @@ def listen(
 def send_and_show(
     state_dir: Path, broker_url: str | None, fields: dict[str, Any], timeout_s: float
 ) -> None:
-    """Send one order; print its results as they come; exit by the final one."""
-    client = connected(state_dir, broker_url)
+    """Send one order; print its results as they come; exit by the final one. Connecting and
+    the first answer share `timeout_s`; a pending approval gets `timeout_s` again."""
+    deadline = time.monotonic() + timeout_s
+    client = connected(state_dir, broker_url, timeout_s)
     try:
         order_id = client.send(fields)
         click.echo(f"sent {fields['type']} order {order_id} (journaled in {state_dir}/)", err=True)
-        result = client.wait_for_result(order_id, timeout_s, final=False)
+        result = first_result(client, order_id, deadline, timeout_s)
         if not result.is_final:
             if result.is_rate_limited:
                 click.echo(f"{headline(result)}: over the device's rate; re-sending", err=True)
@@ -174,6 +184,14 @@ def send_and_show(
     sys.exit(0 if result.status in SETTLED else 1)
 
 
+def first_result(client: DeviceClient, order_id: str, deadline: float, timeout_s: float) -> Result:
+    """The order's first result, final or not, by `deadline` (what `--timeout` left)."""
+    try:
+        return client.wait_for_result(order_id, max(0.0, deadline - time.monotonic()), False)
+    except ResultTimeout as exc:
+        raise ResultTimeout(f"no result for {order_id} within --timeout {timeout_s:g} s") from exc
+
+
 def headline(result: Result) -> str:
     """What a person reads first: the status, its reason, the payment."""
     words = [str(result.status), result.reason or ""]
@@ -182,12 +200,15 @@ def headline(result: Result) -> str:
     return " ".join(word for word in words if word)
 
 
-def connected(state_dir: Path, broker_url: str | None, **options: Any) -> DeviceClient:
-    """The device's SDK client (`options` as for DeviceClient), connected and subscribed."""
+def connected(
+    state_dir: Path, broker_url: str | None, timeout_s: float, **options: Any
+) -> DeviceClient:
+    """The device's SDK client (`options` as for DeviceClient), connected and subscribed within
+    `timeout_s`."""
     host, port = split_broker(broker_url or broker_of(state_dir))
     client = DeviceClient(load_identity(state_dir), host, port, **options)
     try:
-        client.connect()
+        client.connect(timeout_s)
     except SdkError as exc:
         client.close()
         raise Unable(f"cannot reach the broker at {host}:{port}: {exc}") from exc
