@@ -25,8 +25,9 @@ from wallet.prepared import Prepared, any_of, as_list, ignoring_duplicates
 from wallet.schema import COUNTERS, accounts, utc
 
 # One account of a transfer. A wallet's row matches only while its available balance is at least
-# `p_need`, so the check and the write are one statement; READ COMMITTED re-evaluates the
-# condition on the newest row version once the row lock is granted.
+# `p_need` and it holds (balance plus incoming holds) at most `p_most`, so the checks and the
+# write are one statement; READ COMMITTED re-evaluates the condition on the newest row version
+# once the row lock is granted.
 _MOVE = (
     update(accounts)
     .where(
@@ -34,8 +35,12 @@ _MOVE = (
         accounts.c.currency == bindparam("p_currency"),
         sa.or_(
             sa.not_(accounts.c.debits_must_not_exceed_credits),
-            accounts.c.credits_posted - accounts.c.debits_posted - accounts.c.debits_pending
-            >= bindparam("p_need", type_=sa.BigInteger),
+            sa.and_(
+                accounts.c.credits_posted - accounts.c.debits_posted - accounts.c.debits_pending
+                >= bindparam("p_need", type_=sa.BigInteger),
+                accounts.c.credits_posted + accounts.c.credits_pending - accounts.c.debits_posted
+                <= bindparam("p_most", type_=sa.BigInteger),
+            ),
         ),
     )
     .values(
@@ -154,6 +159,7 @@ def move(
                 "p_id": account_id,
                 "p_currency": currency,
                 "p_need": need,
+                "p_most": ledger.most_held_before(delta),
                 **{f"p_{n}": getattr(delta, n) for n in COUNTERS},
             },
         )
@@ -168,10 +174,10 @@ def apply_totals_later(
     conn: Connection, totals: dict[str, Delta], needs: dict[str, int], currencies: dict[str, str]
 ) -> Callable[[], bool]:
     """Apply each account's summed delta with one update each, in id order (as `move`): a
-    debited account must have `needs[id]` available first. Whether every account took its own,
-    read later: inside `wallet.prepared.pipelined` on PostgreSQL the updates are only queued,
-    and the answer is there once the block has ended. False when one refuses (what was applied
-    stays: the caller rolls back)."""
+    debited account must have `needs[id]` available first, a credited wallet room for its sum.
+    Whether every account took its own, read later: inside `wallet.prepared.pipelined` on
+    PostgreSQL the updates are only queued, and the answer is there once the block has ended.
+    False when one refuses (what was applied stays: the caller rolls back)."""
     moves = [
         _MOVE_FAST.later(
             conn,
@@ -179,6 +185,7 @@ def apply_totals_later(
                 "p_id": account_id,
                 "p_currency": currencies[account_id],
                 "p_need": needs.get(account_id, 0),
+                "p_most": ledger.most_held_before(totals[account_id]),
                 **{f"p_{n}": getattr(totals[account_id], n) for n in COUNTERS},
             },
         )
@@ -197,6 +204,7 @@ def undo(conn: Connection, moved: Moved) -> None:
                 "p_id": account_id,
                 "p_currency": moved.currency,
                 "p_need": 0,
+                "p_most": ledger.UNBOUNDED_MINOR,  # back to what it held: never refused
                 **{f"p_{n}": getattr(back, n) for n in COUNTERS},
             },
         )

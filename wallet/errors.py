@@ -10,7 +10,9 @@
         ├── HoldNotOpen           hold_not_open: captured or voided already, or a pay
         ├── HoldExpired           hold_expired: past its expires_at
         ├── CaptureExceedsHold    capture_exceeds_hold: more than the held amount
-        └── RefundExceedsPayment  refund_exceeds_payment: more than paid or captured less refunds
+        ├── RefundExceedsPayment  refund_exceeds_payment: more than paid or captured less refunds
+        └── BalanceOverLimit      amount_over_limit: the credited account would hold more than
+                                  2**53 - 1 (balance plus incoming holds)
 
 A refusal is an expected outcome, not a failure: the store raises it only after undoing whatever
 it wrote in the caller's transaction, so the caller may commit the refusal's result beside it.
@@ -87,3 +89,9 @@ class RefundExceedsPayment(WalletRefusal):
     """The refund is larger than what was paid or captured, less earlier refunds."""
 
     reason = "refund_exceeds_payment"
+
+
+class BalanceOverLimit(WalletRefusal):
+    """The credited account would hold more than the largest balance (2**53 - 1 minor units)."""
+
+    reason = "amount_over_limit"

@@ -32,6 +32,9 @@ from wallet.ledger import Payment
 log = logging.getLogger("kym.disputes")
 
 Row = dict[str, Any]
+# A resolution's refund that cannot move yet: the payee lacks the funds, or the payer's wallet
+# is full (the ledger's largest balance). It stays `refund_pending` and is tried again.
+_CANNOT_REFUND_NOW = (wallet_errors.InsufficientFunds, wallet_errors.BalanceOverLimit)
 
 
 def open_dispute(ctx: Context, owner: Party, payment_id: str, body: dict[str, Any]) -> Row:
@@ -152,10 +155,11 @@ def resolve(ctx: Context, actor: str, dispute_id: str, outcome: str, message: st
 
 
 def refund_or_owe(batch: Batch, row: Row) -> Row:
-    """A resolution's refund now, or `refund_pending` when the payee cannot fund it."""
+    """A resolution's refund now, or `refund_pending` when the payee cannot fund it (or the
+    payer's wallet cannot take it: it would hold more than the ledger's largest balance)."""
     try:
         return {"refunded_minor": refund_what_is_left(batch, row)}
-    except wallet_errors.InsufficientFunds:
+    except _CANNOT_REFUND_NOW:
         payment = wallet_store.get_payment(batch.conn, row["payment_id"])
         assert payment is not None
         due = _left(row, payment)
@@ -238,7 +242,7 @@ def _settle(ctx: Context, dispute_id: str, now: datetime) -> int:
         try:
             if amount:
                 refund(batch, row, amount)
-        except wallet_errors.InsufficientFunds:
+        except _CANNOT_REFUND_NOW:
             return 0, []
         done = {"refund_pending": False, "refund_due_minor": 0, "refunded_minor": amount}
         _change(batch, row, done)

@@ -167,7 +167,29 @@ def test_every_refusal_carries_a_contract_reason() -> None:
         "hold_expired",
         "capture_exceeds_hold",
         "refund_exceeds_payment",
+        "amount_over_limit",
     }
+
+
+def test_only_what_brings_money_in_needs_room_below_the_largest_balance() -> None:
+    most, none = ledger.MAX_BALANCE_MINOR, ledger.UNBOUNDED_MINOR
+    pay, held = ledger.transfer_deltas(ledger.TransferKind.PAY, 7)
+    assert (ledger.most_held_before(pay), ledger.most_held_before(held)) == (none, most - 7)
+    hold_out, hold_in = ledger.transfer_deltas(ledger.TransferKind.HOLD, 7)
+    assert (ledger.most_held_before(hold_out), ledger.most_held_before(hold_in)) == (none, most - 7)
+    for kind in (ledger.TransferKind.CAPTURE, ledger.TransferKind.VOID):
+        out, into = ledger.transfer_deltas(kind, 7, 7)
+        assert ledger.most_held_before(out) == ledger.most_held_before(into) == none
+
+
+def test_a_move_into_a_full_wallet_is_refused_as_over_the_limit() -> None:
+    full = ledger.Account("mer_x", "EUR", True, credits_posted=ledger.MAX_BALANCE_MINOR - 3)
+    payer = ledger.Account("dev_a", "EUR", True, credits_posted=10)
+    accounts: list[tuple[str, ledger.Account | None]] = [("dev_a", payer), ("mer_x", full)]
+    refused = ledger.explain_refused_move(accounts, "EUR", "dev_a", 4)
+    assert isinstance(refused, errors.BalanceOverLimit) and refused.reason == "amount_over_limit"
+    fits = ledger.explain_refused_move(accounts, "EUR", "dev_a", 3)
+    assert isinstance(fits, errors.InsufficientFunds)  # room enough: the funds decided
 
 
 def test_top_up_fingerprint_is_canonical() -> None:
