@@ -115,8 +115,12 @@ class Publisher:
         return done
 
     def take_settled(self) -> list[int]:
-        """`settled`, for the worker to mark in its batch's transaction."""
-        self.taken_at = time.monotonic()
+        """`settled`, for the worker to mark in its batch's transaction, at most once every
+        MARK_EVERY_S (one statement more in that many batches)."""
+        now = time.monotonic()
+        if now - self.taken_at < MARK_EVERY_S:
+            return []
+        self.taken_at = now
         return self.settled()
 
     def give_back(self, ids: list[int]) -> None:
