@@ -71,6 +71,6 @@ def _wait_for_pubacks(ctx: Context, publisher: Publisher, timeout_s: float = 5.0
     housekeeper = Housekeeper(ctx, [publisher])
     deadline = time.monotonic() + timeout_s
     while publisher.has_pending() and time.monotonic() < deadline:
-        housekeeper.mark_published()
+        housekeeper.mark_published(quiet_only=False)
         time.sleep(0.05)
-    housekeeper.mark_published()
+    housekeeper.mark_published(quiet_only=False)

@@ -12,8 +12,9 @@ the database takes writes gets a final `rejected` result after MAX_TRIES, so it 
 broker's in-flight window for ever.
 
 Results are written to the outbox in the same transaction as the money and published after the
-commit without waiting for the broker's PUBACK; the housekeeper marks what the broker
-acknowledged and publishes again what a crash or a lost connection left unpublished.
+commit without waiting for the broker's PUBACK; the worker marks what the broker acknowledged
+in a later batch's transaction (the housekeeper, while the worker is quiet), and the
+housekeeper publishes again what a crash or a lost connection left unpublished.
 """
 
 from __future__ import annotations
@@ -380,10 +381,11 @@ class Housekeeper(threading.Thread):
             log.info("publishing %d results left in the outbox", len(stale))
             publisher(stale)
 
-    def mark_published(self) -> None:
+    def mark_published(self, *, quiet_only: bool = True) -> None:
         """Mark what the broker acknowledged, for the workers that are not taking batches
-        (each marks its own in its batch's transaction)."""
-        idle = [publisher for publisher in self.publishers if not publisher.worker_marks()]
+        (each marks its own in its batch's transaction); `quiet_only=False`: for every one (a
+        worker that has stopped)."""
+        idle = [p for p in self.publishers if not (quiet_only and p.worker_marks())]
         acked = [i for publisher in idle for i in publisher.settled()]
         if acked:
             now = self.ctx.clock()

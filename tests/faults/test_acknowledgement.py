@@ -214,6 +214,8 @@ def test_a_retired_worker_identity_hands_over_its_queued_share_and_gets_no_more(
         kept = _drain(staying.inbox, 2)
         decided = retire_identity(gateway.stack.ctx, "127.0.0.1", gateway.stack.port, 1, idle_s=1)
         assert len(kept) + decided == 6, (len(kept), decided)
+        with gateway.stack.ctx.db.read() as conn:  # its results marked as the broker took them
+            assert order_store.unpublished(conn, gateway.stack.ctx.clock()) == []
         for n in range(4):
             session.publish(orders, f"after {n}".encode())
         assert len(_drain(staying.inbox, 2)) == 4  # the retired identity is dealt nothing
