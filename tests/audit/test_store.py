@@ -14,8 +14,6 @@ from typing import Any
 
 import pytest
 import rfc8785
-from alembic import command
-from alembic.config import Config
 from cryptography.hazmat.primitives.asymmetric import ec
 from joserfc import jws
 from joserfc.jwk import ECKey
@@ -25,8 +23,9 @@ from devices import wire
 from gateway.audit import entries, heads, log, store
 from gateway.audit import service as audit_service
 from gateway.audit.entries import InvalidContent, Record
-from gateway.db import MIGRATIONS, Database
+from gateway.db import Database
 from gateway.errors import Invalid, NotFound
+from tests.support.migrations import upgrade_to
 from tests.support.services import postgres_schema_url
 
 NOW = datetime(2026, 11, 29, 9, 0, 0, 500_000, tzinfo=UTC)
@@ -186,7 +185,7 @@ def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def test_a_hash_chain_is_migrated_into_the_log(empty_database_url: str) -> None:
     database_url = empty_database_url
-    _upgrade_to(database_url, "0004")
+    upgrade_to(database_url, "0004")
     db = Database(database_url)
     old = [
         ("admin", "owner.created", None, {"id": "own_1", "name": "Ada"}),
@@ -218,16 +217,6 @@ def test_a_hash_chain_is_migrated_into_the_log(empty_database_url: str) -> None:
     assert json.loads(found[2].data) == {"limit": 3, "ratio": "0.5"}
     key = ec.generate_private_key(ec.SECP256R1()).public_key()
     assert audit_service.verify_audit(db, key) == (3, None)
-    db.dispose()
-
-
-def _upgrade_to(database_url: str, revision: str) -> None:
-    db = Database(database_url)
-    with db.transaction() as conn:
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
-        config.attributes["connection"] = conn
-        command.upgrade(config, revision)
     db.dispose()
 
 

@@ -10,8 +10,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from alembic import command
-from alembic.config import Config
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
@@ -22,12 +20,13 @@ from devices import store as device_store
 from devices.registry import Device, DeviceCertificate, Status
 from gateway import service
 from gateway import store as party_store
-from gateway.db import MIGRATIONS, Database
+from gateway.db import Database
 from gateway.errors import REFUSAL_TYPES, refusal_of
 from gateway.parties import Party
 from gateway.server import build_context
 from gateway.settings import Settings
 from tests.support.gateway import ADMIN_TOKEN
+from tests.support.migrations import upgrade_to
 from tests.support.pki import TRUST_DOMAIN, make_authorities
 from tests.support.services import postgres_schema_url
 
@@ -64,7 +63,7 @@ def test_the_migration_binds_each_existing_key_to_the_device_that_held_it_first(
     empty_database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     url = empty_database_url
-    _upgrade_to(url, BEFORE)
+    upgrade_to(url, BEFORE)
     shared, b_old, b_new = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
     edwards = ed25519.Ed25519PrivateKey.generate()
     # (device, key, days after T0 it was issued), in the order the rows are written: the copy
@@ -167,13 +166,3 @@ def _record(device_id: str, certificate: x509.Certificate, at: datetime) -> Devi
 
 def _pem(key: DeviceKey) -> bytes:
     return csr_of(key).public_bytes(serialization.Encoding.PEM)
-
-
-def _upgrade_to(database_url: str, revision: str) -> None:
-    db = Database(database_url)
-    with db.transaction() as conn:
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
-        config.attributes["connection"] = conn
-        command.upgrade(config, revision)
-    db.dispose()
