@@ -45,7 +45,7 @@ from devices.sdk.identity import Identity, load_certificates
 from devices.sdk.journal import Journal
 from devices.sdk.messages import Event, Result
 from devices.sdk.results import ResultBoard
-from devices.sdk.tls import use_mutual_tls
+from devices.sdk.tls import use_mutual_tls, why_unreachable
 from devices.sdk.trust import ResultVerifier, check_gateway_certificate
 
 log = logging.getLogger("kym.sdk")
@@ -321,19 +321,9 @@ class DeviceClient:
 
     def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
         """No connection could be opened (paho does not say why): what `connect` says if no
-        session comes. A plain TCP connect tells nothing listening from a TLS handshake that
-        failed."""
-        where = f"{self.broker_host}:{self.broker_port}"
-        try:
-            probe_s = min(2.0, self._mqtt.connect_timeout)  # on paho's thread: `connect` waits
-            socket.create_connection((self.broker_host, self.broker_port), probe_s).close()
-        except OSError as exc:
-            self._unreachable = f"could not open a connection to the broker at {where}: {exc}"
-        else:
-            self._unreachable = (
-                f"the TLS handshake with the broker at {where} failed (is this device's "
-                "certificate, or the broker's CA bundle, the right one?)"
-            )
+        session comes."""
+        probe_s = min(2.0, self._mqtt.connect_timeout)  # on paho's thread: `connect` waits
+        self._unreachable = why_unreachable(self.broker_host, self.broker_port, probe_s)
 
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
         if rc.is_failure:

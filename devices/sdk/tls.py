@@ -1,5 +1,6 @@
-"""Mutual TLS for paho clients: the context `paho.mqtt.client.Client.tls_set` would build, with
-one difference: a socket whose handshake fails is closed at once.
+"""Mutual TLS for paho clients, and why a connection failed (`why_unreachable`): the context
+`paho.mqtt.client.Client.tls_set` would build, with one difference: a socket whose
+handshake fails is closed at once.
 
 paho 2 wraps the TCP socket and calls `do_handshake()`; when that raises (a broker killed or
 restarted mid-handshake), the wrapped socket is dropped without being closed, and the garbage
@@ -9,6 +10,7 @@ broker restart would leak one file descriptor per failed try until then.
 
 from __future__ import annotations
 
+import socket
 import ssl
 from pathlib import Path
 
@@ -42,3 +44,17 @@ def use_mutual_tls(
     """Connect `client` over mutual TLS (`client_context`)."""
     client.tls_set_context(client_context(ca_bundle, certfile, keyfile))
     client.tls_insecure_set(False)
+
+
+def why_unreachable(host: str, port: int, probe_s: float) -> str:
+    """Why no MQTT session could be opened, in one line: a plain TCP connect tells nothing
+    listening from a TLS handshake that failed (paho does not say which)."""
+    where = f"{host}:{port}"
+    try:
+        socket.create_connection((host, port), probe_s).close()
+    except OSError as exc:
+        return f"could not open a connection to the broker at {where}: {exc}"
+    return (
+        f"the TLS handshake with the broker at {where} failed (is this device's "
+        "certificate, or the broker's CA bundle, the right one?)"
+    )
