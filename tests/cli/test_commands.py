@@ -167,6 +167,11 @@ def test_a_pump_hears_the_hold_placed_for_it_and_captures_it_and_a_refusal_exits
     assert (
         kym("device", "listen", "--state-dir", "pump", "--timeout", "1", cwd=home).returncode == 0
     )
+    for command in ("pay", "sign"):  # an order the contract refuses: one line, exit 2
+        bad = kym("device", command, "no payee!", "100", "--state-dir", "car", cwd=home)
+        assert bad.returncode == 2, bad.stdout + bad.stderr
+        assert "Error: not a valid order: pay.payee" in bad.stderr
+        assert "Traceback" not in bad.stderr
     held = kym("device", "hold", ids["pump"], "3000", "--state-dir", "car", cwd=home)
     assert held.returncode == 0, held.stdout + held.stderr
     assert held.stdout.startswith("approved payment pay_")

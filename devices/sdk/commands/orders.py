@@ -6,11 +6,14 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 
+from devices import wire
 from devices.sdk import messages
 from devices.sdk.client import CONNECT_TIMEOUT_S, DeviceClient
 from devices.sdk.commands.options import (
@@ -102,7 +105,8 @@ def sign(state_dir: Path, payee: str, amount: int, currency: str, description: s
     identity = load_identity(state_dir)
     client = DeviceClient(identity, "unused")  # never connected: it only signs
     try:
-        order = client.prepare(messages.pay_fields(payee, amount, currency, description))
+        with order_input():
+            order = client.prepare(messages.pay_fields(payee, amount, currency, description))
     finally:
         client.close()
     click.echo(order.jws)
@@ -156,6 +160,16 @@ def listen(
         client.close()
 
 
+@contextmanager
+def order_input() -> Iterator[None]:
+    """An order the contract would refuse (a payee or amount out of its bounds, say) is the
+    user's mistake: one line and exit 2, not a traceback."""
+    try:
+        yield
+    except wire.InvalidMessage as exc:
+        raise click.UsageError(f"not a valid order: {exc}") from exc
+
+
 def send_and_show(
     state_dir: Path, broker_url: str | None, fields: dict[str, Any], timeout_s: float
 ) -> None:
@@ -164,7 +178,8 @@ def send_and_show(
     deadline = time.monotonic() + timeout_s
     client = connected(state_dir, broker_url, timeout_s)
     try:
-        order_id = client.send(fields)
+        with order_input():
+            order_id = client.send(fields)
         click.echo(f"sent {fields['type']} order {order_id} (journaled in {state_dir}/)", err=True)
         result = first_result(client, order_id, deadline, timeout_s)
         if not result.is_final:
