@@ -11,6 +11,10 @@ A check (`kym ledger check`, `kym audit verify`) may open a SQLite file read-onl
 cannot write, where WAL mode could not make its `-wal` and `-shm` files.
 PostgreSQL runs at READ COMMITTED; money moves with conditional updates, and a transaction that
 fails with a serialization failure or deadlock (SQLSTATE 40001, 40P01) is retried.
+A write that fails because the database ran out of room or could not do its I/O (a full disk,
+`out_of_memory`: `resource_fault`) is the database's failure, never the data's: the order path
+keeps such orders and tries again, and `/healthz` says so (`write_fault`) until none has failed
+for WRITE_FAULT_FOR_S.
 """
 
 from __future__ import annotations
@@ -37,6 +41,13 @@ log = logging.getLogger("kym.db")
 T = TypeVar("T")
 
 RETRYABLE_SQLSTATES = {"40001", "40P01"}
+# PostgreSQL's classes 53 (insufficient resources: disk_full, out_of_memory, ...) and 58 (system
+# errors: io_error, ...); SQLite's primary codes SQLITE_NOMEM, SQLITE_READONLY, SQLITE_IOERR and
+# SQLITE_FULL ("database or disk is full").
+RESOURCE_SQLSTATE_CLASSES = ("53", "58")
+RESOURCE_SQLITE_CODES = {7, 8, 10, 13}
+WRITE_FAULT_FOR_S = 10.0  # /healthz reports a write fault this long after the last one
+FAULT_LOG_EVERY_S = 30.0
 CHECKPOINT_EVERY_S = 0.2
 # Past this many frames (pages of 4 KiB: 256 MB) in the WAL, the checkpointer restarts it; at
 # 2,200 orders a second that is every 2.5 s or so. A steady writer's WAL stops there; at low
@@ -71,6 +82,16 @@ class Database:
         self._held = threading.local()  # a thread's own connection (`transaction(held=True)`)
         self._all_held: list[Connection] = []  # closed by `dispose`
         self._held_lock = threading.Lock()
+        self._write_fault: tuple[float, str] | None = None  # (monotonic time, what failed)
+
+    def write_fault(self, within_s: float = WRITE_FAULT_FOR_S) -> str | None:
+        """Why a write failed for lack of room or I/O (`resource_fault`) less than `within_s`
+        ago, else None. Not cleared by a write that succeeds meanwhile: on a full disk, a small
+        write still fits in the WAL's pages while a batch of orders does not."""
+        fault = self._write_fault
+        if fault is None or time.monotonic() - fault[0] >= within_s:
+            return None
+        return fault[1]
 
     @contextmanager
     def transaction(self, *, held: bool = False) -> Iterator[Connection]:
@@ -84,24 +105,35 @@ class Database:
         """
         queued = self._writer.acquire(timeout=WRITER_WAIT_S) if self._writer else False
         try:  # SQLite: queued for the write lock here, else its busy handler decides
-            if not held:
-                with self.engine.begin() as conn:
-                    yield conn
-                return
-            conn = self._held_connection()
-            try:
-                with conn.begin():
-                    yield conn
-            except Exception as exc:
-                if conn.invalidated or isinstance(exc, DBAPIError | self._driver_error):
-                    self._drop_held(conn)  # else rolled back, and as good as before
-                raise
-            except BaseException:  # interrupted anywhere: its state is unknown
-                self._drop_held(conn)
-                raise
+            with self._noting_faults():
+                if not held:
+                    with self.engine.begin() as conn:
+                        yield conn
+                    return
+                conn = self._held_connection()
+                try:
+                    with conn.begin():
+                        yield conn
+                except Exception as exc:
+                    if conn.invalidated or isinstance(exc, DBAPIError | self._driver_error):
+                        self._drop_held(conn)  # else rolled back, and as good as before
+                    raise
+                except BaseException:  # interrupted anywhere: its state is unknown
+                    self._drop_held(conn)
+                    raise
         finally:
             if queued:
                 self._writer.release()  # type: ignore[union-attr]
+
+    @contextmanager
+    def _noting_faults(self) -> Iterator[None]:
+        """A write transaction's resource fault, for `write_fault`."""
+        try:
+            yield
+        except Exception as exc:
+            if resource_fault(exc):
+                self._write_fault = (time.monotonic(), one_line(exc))
+            raise
 
     @property
     def _driver_error(self) -> type[Exception]:
@@ -217,6 +249,29 @@ def upsert(conn: Connection, table: sa.Table, values: dict[str, Any]) -> None:
     conn.execute(statement.on_conflict_do_update(index_elements=key, set_=changed))
 
 
+def resource_fault(exc: BaseException) -> bool:
+    """Whether a database error says the database ran out of room or could not do its I/O (a
+    full disk, no memory, a read-only or failing file), not that the data was wrong."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # the error, the driver's under it, and what caused those
+        if seen is None:
+            return False
+        sqlstate = getattr(seen, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(RESOURCE_SQLSTATE_CLASSES):
+            return True
+        code = getattr(seen, "sqlite_errorcode", None)
+        if isinstance(code, int) and code & 0xFF in RESOURCE_SQLITE_CODES:
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False
+
+
+def one_line(exc: BaseException) -> str:
+    """A database error as one line: the driver's message, without SQLAlchemy's statement."""
+    orig = getattr(exc, "orig", None) or exc
+    return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+
+
 def _is_retryable(exc: DBAPIError) -> bool:
     orig = getattr(exc, "orig", None)
     sqlstate = getattr(orig, "sqlstate", None)
@@ -296,6 +351,7 @@ def _checkpoint_until(
     engine: Engine, writer: threading.RLock | None, stop: threading.Event, every_s: float
 ) -> None:
     restart_after = 0.0  # monotonic time before which no RESTART is tried again
+    said = -FAULT_LOG_EVERY_S  # when a resource fault was last logged
     while not stop.wait(every_s):
         try:
             raw = engine.raw_connection()
@@ -306,8 +362,12 @@ def _checkpoint_until(
                     restart_after = time.monotonic() + RESTART_BACKOFF_S
             finally:
                 raw.close()
-        except Exception:  # noqa: BLE001 - logged; the next round tries again
-            log.warning("WAL checkpoint failed", exc_info=True)
+        except Exception as exc:  # noqa: BLE001 - logged; the next round tries again
+            if not resource_fault(exc):
+                log.warning("WAL checkpoint failed", exc_info=True)
+            elif time.monotonic() - said >= FAULT_LOG_EVERY_S:  # a full disk: not 5 a second
+                said = time.monotonic()
+                log.warning("WAL checkpoint failed: %s", one_line(exc))
 
 
 def _checkpoint_passive(connection: Any) -> int:

@@ -2,7 +2,7 @@ import pytest
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
-from gateway.db import Database
+from gateway.db import Database, resource_fault
 
 
 def test_migrations_create_the_audit_anchor(db: Database) -> None:
@@ -67,3 +67,30 @@ def test_a_held_connection_outlives_the_works_own_error_not_a_database_error(
     assert held.closed and db._held.conn is None
     db.run(lambda conn: conn.execute(text(session)).scalar_one(), held=True)
     assert db._held.conn is not held
+
+
+def test_a_full_database_is_a_resource_fault_that_health_remembers_and_bad_data_is_not(
+    db: Database,
+) -> None:
+    """A write the database has no room for (SQLite's "database or disk is full", PostgreSQL's
+    `disk_full`) is the database's failure (`resource_fault`), and `write_fault` says so for
+    `/healthz`; a constraint the data breaks is the data's, and is not remembered."""
+    with pytest.raises(DBAPIError) as full, db.transaction() as conn:
+        if db.is_sqlite:
+            conn.exec_driver_sql("PRAGMA max_page_count = 1")  # no page beyond those it has
+            conn.exec_driver_sql("CREATE TABLE filler (b BLOB)")
+            conn.exec_driver_sql("INSERT INTO filler VALUES (zeroblob(1000000))")
+        else:  # as the server raises it when it cannot extend a file
+            conn.exec_driver_sql(
+                "DO $$ BEGIN RAISE EXCEPTION 'could not extend file: No space left on device'"
+                " USING ERRCODE = 'disk_full'; END $$"
+            )
+    assert resource_fault(full.value)
+    fault = db.write_fault()
+    assert fault in ("database or disk is full", "could not extend file: No space left on device")
+    assert db.write_fault(within_s=0) is None  # only for a while: it is not known to last
+
+    with pytest.raises(DBAPIError) as broken, db.transaction() as conn:
+        conn.exec_driver_sql("CREATE TEMPORARY TABLE once (id INTEGER PRIMARY KEY)")
+        conn.exec_driver_sql("INSERT INTO once VALUES (1), (1)")
+    assert not resource_fault(broken.value)

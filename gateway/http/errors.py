@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gateway.db import one_line, resource_fault
 from gateway.errors import REFUSAL_TYPES, refusal_of
 
 log = logging.getLogger("kym.http")
@@ -89,7 +90,12 @@ async def _on_http(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def _on_database_down(request: Request, exc: Exception) -> JSONResponse:
-    log.warning("database unreachable during %s %s: %s", request.method, request.url.path, exc)
+    where = f"{request.method} {request.url.path}"
+    if resource_fault(exc):  # it answers, but cannot write (a full disk)
+        log.warning("database cannot write during %s: %s", where, one_line(exc))
+        message = f"the database cannot write now ({one_line(exc)}); retry"
+        return error_response(503, "database_unavailable", message)
+    log.warning("database unreachable during %s: %s", where, exc)
     return error_response(503, "database_unavailable", "the database is unreachable; retry")
 
 

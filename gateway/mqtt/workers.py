@@ -36,6 +36,7 @@ from devices.contract import Reason, Result, Status, device_of_orders_topic, res
 from gateway.audit import store as audit_store
 from gateway.audit.service import sign_tree_head_if_due
 from gateway.context import Context
+from gateway.db import one_line, resource_fault
 from gateway.disputes.service import settle_due as settle_due_disputes
 from gateway.events import metrics
 from gateway.funding.collect import collect_due as collect_due_instalments
@@ -57,6 +58,7 @@ RETRY_PAUSE_S = 0.5
 # duplicates results under load. A crash's unpublished results go out this much later.
 REPUBLISH_AFTER = timedelta(seconds=10)
 MARK_EVERY_S = 0.1
+SAY_EVERY_S = 30.0  # while the database fails for lack of room: a log line this often, not a retry
 # The worker marks what the broker acknowledged in its batch's own transaction; the housekeeper
 # marks only for a worker that has not taken a batch for this long. On SQLite a write by
 # another connection makes the worker's connection drop its whole page cache: marking every
@@ -171,6 +173,7 @@ class Worker(threading.Thread):
         self.stopping = threading.Event()
         self._tries: dict[str, int] = {}
         self._outcomes: metrics.Outcomes = {}  # the last batch's results, for the metrics
+        self._waiting = Waiting()  # says while the database keeps the worker waiting
         self.decided = 0  # messages committed and acknowledged so far
         self.holding = 0  # messages taken off the inbox and not decided yet
 
@@ -212,13 +215,14 @@ class Worker(threading.Thread):
         while not self.stopping.is_set():
             try:
                 self._commit(messages)
+                self._waiting.over()
                 return
-            except Exception:  # noqa: BLE001 - classified below; nothing is acknowledged
-                if self.database_is_up():
+            except Exception as exc:  # noqa: BLE001 - classified below; nothing is acknowledged
+                if self.database_is_up(exc):
                     if len(messages) > 1:
                         log.warning("batch of %d failed", len(messages), exc_info=True)
                     break
-                log.warning("database unreachable; keeping %d orders", len(messages))
+                self._waiting.still(exc)
                 self.stopping.wait(RETRY_PAUSE_S)
         if self.stopping.is_set():
             return  # unacknowledged: the broker delivers them again
@@ -231,9 +235,11 @@ class Worker(threading.Thread):
             try:
                 self._commit([message])
                 self._tries.pop(key, None)
+                self._waiting.over()
                 return
-            except Exception:  # noqa: BLE001 - counted; a final rejection after MAX_TRIES
-                if not self.database_is_up():
+            except Exception as exc:  # noqa: BLE001 - counted; a final rejection after MAX_TRIES
+                if not self.database_is_up(exc):
+                    self._waiting.still(exc)
                     self.stopping.wait(RETRY_PAUSE_S)
                     continue
                 tries = self._tries[key] = self._tries.get(key, 0) + 1
@@ -292,13 +298,44 @@ class Worker(threading.Thread):
         self._committed([message], entries)
         return True
 
-    def database_is_up(self) -> bool:
-        """Whether the database takes writes now (`Database.takes_writes`): a failure while
-        it does not is the database's, and the batch is kept, never blamed on its orders."""
-        return self.ctx.db.takes_writes()
+    def database_is_up(self, failure: BaseException) -> bool:
+        """Whether a failure may be the messages' own: not when it says the database ran out
+        of room or I/O (`resource_fault`: a full disk refuses a batch's pages while a write of
+        none goes through), nor while the database takes no writes at all
+        (`Database.takes_writes`). The database's failures keep the batch, never blamed on
+        its orders."""
+        return not resource_fault(failure) and self.ctx.db.takes_writes()
 
     def stop(self) -> None:
         self.stopping.set()
+
+
+class Waiting:
+    """The worker's log while the database fails it: a line when the wait begins and every
+    SAY_EVERY_S while it lasts (not one a retry, with a traceback), and one when it ends."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+        self._said = 0.0
+
+    def still(self, failure: BaseException) -> None:
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+        elif now - self._said < SAY_EVERY_S:
+            return
+        self._said = now
+        log.warning(
+            "the database takes no writes (%s); orders wait unacknowledged, tried again every "
+            "%.1f s",
+            one_line(failure),
+            RETRY_PAUSE_S,
+        )
+
+    def over(self) -> None:
+        if self.since is not None:
+            waited, self.since = time.monotonic() - self.since, None
+            log.warning("the database takes writes again after %.0f s", waited)
 
 
 def reject_undecidable(ctx: Context, conn: Connection, message: Inbound) -> Entries:
@@ -332,6 +369,7 @@ class Housekeeper(threading.Thread):
         super().__init__(name="kym-housekeeper", daemon=True)
         self.ctx, self.publishers, self.interval_s = ctx, publishers, interval_s
         self.stopping = threading.Event()
+        self._said: dict[str, float] = {}  # chore -> when its failure was last logged
 
     def run(self) -> None:
         marker = threading.Thread(target=self._mark_often, name="kym-outbox-marker", daemon=True)
@@ -344,8 +382,8 @@ class Housekeeper(threading.Thread):
         while not self.stopping.wait(MARK_EVERY_S):
             try:
                 self.mark_published()
-            except Exception:  # noqa: BLE001 - logged; the next round tries again
-                log.exception("marking published results failed")
+            except Exception as exc:  # noqa: BLE001 - logged; the next round tries again
+                self._failed("marking published results", exc)
 
     def tick(self) -> None:
         """One round: approvals, holds, disputes, instalments, a tree head when due,
@@ -366,8 +404,19 @@ class Housekeeper(threading.Thread):
         for what, chore in chores:
             try:
                 chore()
-            except Exception:  # noqa: BLE001 - logged; the next round tries again
-                log.exception("housekeeping: %s failed", what)
+            except Exception as exc:  # noqa: BLE001 - logged; the next round tries again
+                self._failed(what, exc)
+
+    def _failed(self, what: str, failure: Exception) -> None:
+        """A chore's failure, with its traceback; while the database is out of room or I/O
+        (`resource_fault`), one line a chore every SAY_EVERY_S instead of one a round."""
+        if not resource_fault(failure):
+            log.error("housekeeping: %s failed", what, exc_info=failure)
+            return
+        now = time.monotonic()
+        if now - self._said.get(what, -SAY_EVERY_S) >= SAY_EVERY_S:
+            self._said[what] = now
+            log.warning("housekeeping: %s failed: %s", what, one_line(failure))
 
     def publish_stale(self) -> None:
         """Publish again what a crash or a lost connection left unpublished in the outbox."""

@@ -6,8 +6,10 @@ writes keeps the orders waiting rather than rejecting them."""
 
 from __future__ import annotations
 
+import errno
 import queue
 import secrets
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -114,6 +116,39 @@ def pg_gateway(tmp_path: Path) -> Iterator[tuple[Gateway, PgDatabase]]:
             yield gateway, database
     finally:
         database.drop()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A tmpfs of 32 MB of the test's own (mounted as root, as the suite runs here)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    command = ["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mount)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        unavailable(f"a tmpfs of the test's own ({done.stderr.strip()})")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+@pytest.fixture
+def disk_gateway(tmp_path: Path, small_disk: Path) -> Iterator[Gateway]:
+    """A gateway (embedded broker) whose SQLite database is on `small_disk`."""
+    yield from _gateway(tmp_path, f"sqlite:///{small_disk / 'kym.db'}", "embedded")
+
+
+def _fill(directory: Path) -> Path:
+    """A file of zeros written until the file system holding `directory` is full."""
+    path = directory / "filler"
+    with path.open("wb", buffering=0) as out:
+        try:
+            while out.write(bytes(1 << 16)):
+                pass
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC, exc
+    return path
 
 
 def _drain(inbox: queue.SimpleQueue[Inbound], seconds: float) -> list[Inbound]:
@@ -321,4 +356,41 @@ def test_retiring_an_identity_while_the_database_refuses_writes_fails_and_keeps_
         for order in orders:
             assert car.result_for(order["order_id"], timeout_s=10)["status"] == "approved"
     finally:
+        car.close()
+
+
+def test_a_full_disk_keeps_orders_waiting_and_says_so_instead_of_rejecting_them(
+    disk_gateway: Gateway, small_disk: Path
+) -> None:
+    """A full disk refuses a batch's pages while the write of none that `takes_writes` tries
+    goes through: the orders wait unacknowledged (never a final `rejected` for the gateway's
+    own trouble), `/healthz` answers 503, and once there is room every order is decided."""
+    stack = disk_gateway.stack
+    shop = stack.party("merchants", {"name": "shop", "category": "fuel", "currency": "EUR"})
+    car = setup_payer(stack, "car", rules={"currency": "EUR"})
+    client = disk_gateway.client()
+    worker = Worker(stack.ctx, client, Publisher(client))
+    worker.start()
+    try:
+        first = car.send(car.order(type="pay", payee=shop["id"], amount=100, currency="EUR"))
+        assert first is not None and first["status"] == "approved"
+        filler = _fill(small_disk)
+        orders = [
+            car.order(type="pay", payee=shop["id"], amount=10 + n, currency="EUR") for n in range(5)
+        ]
+        for order in orders:
+            car.send(order, wait=False)
+        time.sleep(RETRY_PAUSE_S * (MAX_TRIES + 3))  # longer than a bad message's tries
+        assert [m for m in car.messages() if "status" in m] == [first]
+        health = stack.api.get("/healthz")
+        assert (health.status_code, health.json()) == (503, {"status": "database_unavailable"})
+        filler.unlink()
+        for order in orders:
+            result = car.result_for(order["order_id"], timeout_s=15)
+            assert (result["status"], result["amount"]) == ("approved", order["amount"])
+        assert [m["status"] for m in car.messages() if "status" in m] == ["approved"] * 6
+    finally:
+        worker.stop()
+        worker.join(5)
+        client.stop()
         car.close()

@@ -22,12 +22,15 @@ UNREADY: dict[int | str, dict[str, Any]] = {
 
 @router.get("/healthz", response_model=Health, responses=UNREADY)
 def healthz(ctx: Ctx, request: Request) -> JSONResponse:
-    """200 when the database answers and the gateway holds its order subscription, else 503."""
+    """200 when the database answers and writes, and the order subscription is held, else 503."""
     try:
         with ctx.db.read() as conn:
             conn.exec_driver_sql("SELECT 1")
     except SQLAlchemyError as exc:
         log.warning("healthz: the database does not answer: %s", exc)
+        return JSONResponse({"status": "database_unavailable"}, status_code=503)
+    if (fault := ctx.db.write_fault()) is not None:  # it answers, but writes fail (disk full)
+        log.warning("healthz: the database answers but its writes fail: %s", fault)
         return JSONResponse({"status": "database_unavailable"}, status_code=503)
     ready: Callable[[], bool] = request.app.state.ready
     if not ready():
