@@ -301,13 +301,16 @@ STOPPING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 def ctrl_c_sets(stop: threading.Event) -> Iterator[None]:
     """The first Ctrl-C (or SIGTERM, or the terminal closing: SIGHUP) sets `stop`, so that no
     order is cut off halfway through sending and the demo ends as with --duration: summary
-    printed, temp dir (keys, database) removed; a second one raises KeyboardInterrupt."""
+    printed, temp dir (keys, database) removed; a second Ctrl-C raises KeyboardInterrupt.
+    A second SIGTERM or SIGHUP changes nothing: it is a supervisor's repeat, not a person's
+    impatience (`timeout 60 make demo` signals make's process group, and make passes the
+    signal on to its child again), also once the summary is being printed."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        if stop.is_set():
+        if stop.is_set() and signum == signal.SIGINT:
             raise KeyboardInterrupt
         stop.set()
 
@@ -315,8 +318,9 @@ def ctrl_c_sets(stop: threading.Event) -> Iterator[None]:
     try:
         yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        if not stop.is_set():  # stopping: kept, so that a repeat during the summary is one
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
 
 def names_of(fleet: Fleet) -> dict[str, str]:
