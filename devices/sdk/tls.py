@@ -47,14 +47,45 @@ def use_mutual_tls(
 
 
 def why_unreachable(host: str, port: int, probe_s: float) -> str:
-    """Why no MQTT session could be opened, in one line: a plain TCP connect tells nothing
-    listening from a TLS handshake that failed (paho does not say which)."""
+    """Why no MQTT session could be opened, in one line (paho does not say): nothing listening,
+    a peer that never answers, one that does not speak TLS (a plain MQTT port), or a TLS
+    handshake that failed on the certificates. Probed with a TCP connect and then a TLS
+    handshake that checks nothing and shows no certificate, each within `probe_s`."""
     where = f"{host}:{port}"
     try:
-        socket.create_connection((host, port), probe_s).close()
+        sock = socket.create_connection((host, port), probe_s)
     except OSError as exc:
         return f"could not open a connection to the broker at {where}: {exc}"
+    with sock:
+        return _why_handshake_failed(sock, where, probe_s)
+
+
+def _why_handshake_failed(sock: socket.socket, where: str, probe_s: float) -> str:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # only: is it TLS?
+    sock.settimeout(probe_s)
+    try:
+        context.wrap_socket(sock).close()
+    except TimeoutError:
+        return (
+            f"the broker at {where} accepted the connection but did not answer a TLS "
+            f"handshake within {probe_s:g} s (is it this gateway's MQTT port, and not stalled?)"
+        )
+    except (ssl.SSLEOFError, ConnectionError):
+        return _not_tls(where, "it hung up on the handshake")
+    except ssl.SSLError as exc:
+        if exc.reason == "WRONG_VERSION_NUMBER":  # it answered, but not in TLS
+            return _not_tls(where, "it answered, but not in TLS")
+    except OSError as exc:
+        return f"the connection to the broker at {where} failed: {exc}"
     return (
         f"the TLS handshake with the broker at {where} failed (is this device's "
         "certificate, or the broker's CA bundle, the right one?)"
+    )
+
+
+def _not_tls(where: str, what: str) -> str:
+    return (
+        f"the broker at {where} does not speak TLS: {what} (a plain MQTT port? devices "
+        "connect over mutual TLS, to the gateway's mqtts:// address)"
     )

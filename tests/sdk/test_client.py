@@ -5,15 +5,18 @@ from __future__ import annotations
 import base64
 import queue
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from devices import contract, wire
 from devices.sdk import ConnectFailed, DeviceClient, Event, ResultTimeout
+from gateway.server import free_port
 from tests.sdk.gatewayside import GatewaySide
 from tests.support.stack import Http
 
@@ -42,6 +45,68 @@ def test_no_broker_at_the_address_is_said_as_such(http: Http) -> None:
         port = probe.getsockname()[1]
     client = DeviceClient(identity, "127.0.0.1", port)
     with pytest.raises(ConnectFailed, match="could not open a connection to the broker at"):
+        client.connect(timeout_s=3)
+    client.close()
+
+
+@pytest.fixture
+def plain_mosquitto(mosquitto_binary: str, tmp_path: Path) -> Iterator[int]:
+    """A Mosquitto with one plain MQTT listener (no TLS), as on a broker's port 1883."""
+    port = free_port()
+    conf = tmp_path / "plain.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
+    process = subprocess.Popen([mosquitto_binary, "-c", str(conf)], stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not _listens(port):
+            assert process.poll() is None and time.monotonic() < deadline, "no plain Mosquitto"
+            time.sleep(0.05)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _listens(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), 0.2).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A TCP port that accepts connections and never answers."""
+    with socket.create_server(("127.0.0.1", 0), backlog=16) as listener:
+        yield listener.getsockname()[1]  # the kernel completes the handshakes; nobody reads
+
+
+def test_a_plain_mqtt_port_is_said_not_to_speak_tls(http: Http, plain_mosquitto: int) -> None:
+    """The likeliest mistake (port 1883 for 8883) is named, not taken for a certificate one."""
+    identity, _ = http.provision("car")
+    client = DeviceClient(identity, "127.0.0.1", plain_mosquitto)
+    with pytest.raises(ConnectFailed, match=r"does not speak TLS: .*a plain MQTT port\?"):
+        client.connect(timeout_s=3)
+    client.close()
+
+
+def test_a_port_that_never_answers_is_said_to_be_silent(http: Http, silent_port: int) -> None:
+    identity, _ = http.provision("car")
+    client = DeviceClient(identity, "127.0.0.1", silent_port)
+    with pytest.raises(ConnectFailed, match="accepted the connection but did not answer a TLS"):
+        client.connect(timeout_s=3)
+    client.close()
+
+
+def test_a_broker_whose_certificate_it_refuses_is_said_to_be_a_certificate_matter(
+    http: Http,
+) -> None:
+    """A TLS broker whose certificate the device refuses (here: it names 127.0.0.1, and the
+    device dials `localhost`): a handshake failure, not a port that speaks no TLS."""
+    identity, _ = http.provision("car")
+    client = DeviceClient(identity, "localhost", http.stack.port)
+    with pytest.raises(ConnectFailed, match="TLS handshake with the broker at .* failed"):
         client.connect(timeout_s=3)
     client.close()
 
