@@ -81,6 +81,32 @@ def test_another_owner_gets_404(world: World) -> None:
     assert world.api.get(f"/v1/devices/{car.id}/wallet", headers=car.integrator).status_code == 403
 
 
+def test_a_revoked_devices_wallet_takes_no_new_top_ups_but_answers_earlier_keys_again(
+    world: World,
+) -> None:
+    """A revoked device never pays again: money topped up into its wallet would be stranded."""
+    car = world.device("car", top_up=0)
+    earlier = {"amount": 300, "currency": "EUR", "idempotency_key": "before"}
+    first = top_up(world, car, earlier)
+    assert first.status_code == 201, first.text
+    suspended = world.device("paused", top_up=0)
+    assert suspended.act("suspend").status_code == 200  # it may resume: top-ups still go in
+    assert top_up(world, suspended, earlier).status_code == 201
+    assert car.act("revoke").status_code == 200
+    refused = top_up(world, car, {**earlier, "idempotency_key": "after"})
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"]["code"] == "invalid_state"
+    again = top_up(world, car, earlier)  # a retry of a top-up made before the revocation
+    assert (again.status_code, again.json()) == (201, first.json())
+    conflict = top_up(world, car, {**earlier, "amount": 301})
+    assert conflict.json()["error"]["code"] == "idempotency_conflict"
+    wrong = top_up(world, car, {**earlier, "currency": "USD", "idempotency_key": "after"})
+    assert (wrong.status_code, wrong.json()["error"]["code"]) == (422, "currency_not_allowed")
+    assert world.balance(car) == 300
+    trail = world.api.get(f"/v1/devices/{car.id}/audit", headers=car.owner).json()["items"]
+    assert [e["action"] for e in trail].count("money.top_up") == 1
+
+
 def test_payments_list_and_merchant_capture_void_refund(world: World) -> None:
     shop = world.party("merchants", {"name": "pump", "category": "fuel"})
     shop_key = bearer(shop["api_key"])
