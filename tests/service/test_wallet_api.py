@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import pytest
 
 from gateway.orders.merchants import merchant_adjust
+from tests.support.concurrency import at_once
+from tests.support.funding import source
 from tests.support.world import World, bearer
 
 
@@ -189,3 +193,34 @@ def test_the_same_refund_sent_twice_at_once_is_made_once_and_answered_twice(
         first, second = (future.result(timeout=30) for future in both)
     assert first == second and first.status == "refunded"
     assert world.balance(car) == 10_000 - 1000 + 300  # refunded once
+
+
+def test_one_key_sent_at_once_from_many_threads_moves_money_once(world: World) -> None:
+    """A client that retries while its first request is still running: every copy of the
+    request answers the first answer, another body with the key is 409, one top-up moves
+    (the device's wallet and a balance source, each with its own keys)."""
+    car = world.device("car", top_up=0)
+    savings = source(world, car.owner, name="savings")
+    wallet_url = f"/v1/devices/{car.id}/wallet/top-ups"
+    source_url = f"/v1/funding-sources/{savings['id']}/top-ups"
+    body = {"amount": 700, "currency": "EUR", "idempotency_key": "once"}
+    other = {**body, "amount": 701}
+    calls: list[Callable[[], Any]] = [
+        partial(world.api.post, url, json=sent, headers=car.owner)
+        for url in (wallet_url, source_url)
+        for sent in [body] * 6 + [other] * 2
+    ]
+    answers = at_once(calls)
+    moved = []
+    for answers_of_one_url in (answers[:8], answers[8:]):
+        created = [a.json() for a in answers_of_one_url if a.status_code == 201]
+        refused = [a.json()["error"]["code"] for a in answers_of_one_url if a.status_code != 201]
+        assert set(refused) == {"idempotency_conflict"}, [a.text for a in answers_of_one_url]
+        assert len(created) in (2, 6)  # the copies of whichever body came first
+        assert all(answer == created[0] for answer in created)
+        moved.append(created[0]["balance"])
+    assert world.balance(car) == moved[0] and moved[0] in (700, 701)
+    listed = world.api.get("/v1/owners/me/funding-sources", headers=car.owner).json()["items"]
+    assert listed[0]["balance"] == moved[1] and moved[1] in (700, 701)
+    trail = world.api.get(f"/v1/devices/{car.id}/audit", headers=car.owner).json()["items"]
+    assert [e["action"] for e in trail].count("money.top_up") == 1
