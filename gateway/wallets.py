@@ -34,6 +34,7 @@ def top_up(
 
     def work(conn: Connection) -> dict[str, int]:
         owned_device_id(conn, owner, device_id)
+        _check_currency(conn, device_id, currency)  # 422 before any 409, a reused key or not
         if _is_revoked(conn, device_id):
             result = _replayed_for_revoked(conn, device_id, amount, currency, idempotency_key)
             return {"balance": result.balance_minor, "available": result.available_minor}
@@ -53,6 +54,16 @@ def top_up(
     return ctx.db.run(work)
 
 
+def _check_currency(conn: Connection, device_id: str, currency: str) -> None:
+    """The wallet's currency, else 422 `currency_not_allowed` (also for text that is no
+    currency code at all, such as `eur`: the contract's code for a currency it refuses)."""
+    wallet = wallet_store.get_wallet(conn, device_id)
+    if wallet is None:
+        raise NotFound("no wallet")
+    if currency != wallet.currency:
+        raise CurrencyNotAllowed(f"{device_id} holds {wallet.currency}, not {currency}")
+
+
 def _is_revoked(conn: Connection, device_id: str) -> bool:
     device = device_store.get_device(conn, device_id)
     return device is not None and device.status is Status.REVOKED
@@ -63,11 +74,6 @@ def _replayed_for_revoked(
 ) -> TopUpResult:
     """A revoked device never pays again, so its wallet takes no new money (it would be
     stranded there); a top-up made before the revocation still answers its first answer."""
-    wallet = wallet_store.get_wallet(conn, device_id)
-    if wallet is None:
-        raise NotFound("no wallet")
-    if currency != wallet.currency:  # 422 before 409, as for any top-up
-        raise CurrencyNotAllowed(f"{device_id} holds {wallet.currency}, not {currency}")
     earlier = wallet_store.replayed_top_up(
         conn,
         holder_id=device_id,
