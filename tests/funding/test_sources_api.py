@@ -6,6 +6,7 @@ import sqlalchemy as sa
 
 from gateway.audit import store as audit_store
 from tests.support.funding import fund, source
+from tests.support.openssl import make_openssl_csr
 from tests.support.world import ADMIN, World
 
 
@@ -111,6 +112,7 @@ def test_text_that_is_no_active_currency_code_is_422_currency_not_allowed_and_mo
     car = world.device("car", top_up=100)
     account = source(world, car.owner)
     assert fund(world, car.owner, account["id"], 50, "k").status_code == 201
+    owner_id = world.api.get("/v1/owners/me", headers=car.owner).json()["id"]
     for code in ("eur", "Eur", "EURO", "", "€", "E R"):
         created = world.api.post(
             "/v1/owners/me/funding-sources",
@@ -120,6 +122,13 @@ def test_text_that_is_no_active_currency_code_is_422_currency_not_allowed_and_mo
         merchant = world.api.post(
             "/v1/merchants", headers=ADMIN, json={"name": "m", "category": "fuel", "currency": code}
         )
+        _, csr = make_openssl_csr(world.tmp, f"csr-{len(code)}-{code.encode().hex()}")
+        device = world.api.post(
+            "/v1/devices",
+            headers=car.integrator,
+            json={"owner_id": owner_id, "kind": "car", "manufacturer": "ACME", "model": "M",
+                  "serial_number": f"SN-{code.encode().hex()}", "csr": csr, "currency": code},
+        )  # fmt: skip
         top_ups = [
             world.api.post(
                 url, headers=car.owner, json={"amount": 5, "currency": code, "idempotency_key": key}
@@ -128,7 +137,7 @@ def test_text_that_is_no_active_currency_code_is_422_currency_not_allowed_and_mo
                         f"/v1/devices/{car.id}/wallet/top-ups")
             for key in ("k", "new")  # a reused key as well: 422 before 409
         ]  # fmt: skip
-        for answer in (created, merchant, *top_ups):
+        for answer in (created, merchant, device, *top_ups):
             assert answer.status_code == 422, (code, answer.text)
             assert answer.json()["error"]["code"] == "currency_not_allowed", (code, answer.text)
     not_text = world.api.post(
