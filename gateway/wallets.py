@@ -10,15 +10,18 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection, Row
 
+from devices import store as device_store
+from devices.registry import Status
 from gateway import paging, payees, store
 from gateway.audit import store as audit_store
 from gateway.context import Context
-from gateway.errors import NotFound
+from gateway.errors import Conflict, NotFound
 from gateway.paging import Page
 from gateway.parties import Party
 from gateway.service import owned_device_id
 from wallet import store as wallet_store
-from wallet.ledger import Payment
+from wallet.errors import CurrencyNotAllowed
+from wallet.ledger import Payment, TopUpResult
 from wallet.payments import payment_from_row
 from wallet.schema import payments
 
@@ -31,6 +34,10 @@ def top_up(
 
     def work(conn: Connection) -> dict[str, int]:
         owned_device_id(conn, owner, device_id)
+        _check_currency(conn, device_id, currency)  # 422 before any 409, a reused key or not
+        if _is_revoked(conn, device_id):
+            result = _replayed_for_revoked(conn, device_id, amount, currency, idempotency_key)
+            return {"balance": result.balance_minor, "available": result.available_minor}
         result = wallet_store.top_up(
             conn,
             holder_id=device_id,
@@ -45,6 +52,38 @@ def top_up(
         return {"balance": result.balance_minor, "available": result.available_minor}
 
     return ctx.db.run(work)
+
+
+def _check_currency(conn: Connection, device_id: str, currency: str) -> None:
+    """The wallet's currency, else 422 `currency_not_allowed` (also for text that is no
+    currency code at all, such as `eur`: the contract's code for a currency it refuses)."""
+    wallet = wallet_store.get_wallet(conn, device_id)
+    if wallet is None:
+        raise NotFound("no wallet")
+    if currency != wallet.currency:
+        raise CurrencyNotAllowed(f"{device_id} holds {wallet.currency}, not {currency}")
+
+
+def _is_revoked(conn: Connection, device_id: str) -> bool:
+    device = device_store.get_device(conn, device_id)
+    return device is not None and device.status is Status.REVOKED
+
+
+def _replayed_for_revoked(
+    conn: Connection, device_id: str, amount: int, currency: str, idempotency_key: str
+) -> TopUpResult:
+    """A revoked device never pays again, so its wallet takes no new money (it would be
+    stranded there); a top-up made before the revocation still answers its first answer."""
+    earlier = wallet_store.replayed_top_up(
+        conn,
+        holder_id=device_id,
+        amount_minor=amount,
+        currency=currency,
+        idempotency_key=idempotency_key,
+    )
+    if earlier is None:
+        raise Conflict("the device is revoked: its wallet takes no top-ups", reason="invalid_state")
+    return earlier
 
 
 def wallet_of(ctx: Context, holder: Party, device_id: str | None) -> dict[str, Any]:

@@ -14,7 +14,7 @@ and `journal` (the append-only transfer log).
 from wallet.accounts import get_wallet, get_wallets, get_wallets_later, open_wallet
 from wallet.adjustments import any_due_holds, capture, expire_due_holds, refund, void
 from wallet.payments import get_payment, hold, list_payments, pay, place, place_payments
-from wallet.top_ups import top_up
+from wallet.top_ups import replayed_top_up, top_up
 
 __all__ = [
     "any_due_holds",
@@ -31,6 +31,7 @@ __all__ = [
     "place",
     "place_payments",
     "refund",
+    "replayed_top_up",
     "top_up",
     "void",
 ]

@@ -83,6 +83,15 @@ def top_up(
     return result
 
 
+def replayed_top_up(
+    conn: Connection, *, holder_id: str, amount_minor: int, currency: str, idempotency_key: str
+) -> TopUpResult | None:
+    """The first answer to this (holder, key) when the request is the same, None when the key
+    is new; IdempotencyConflict when it was used for another request. Moves nothing."""
+    fingerprint = ledger.top_up_fingerprint(amount_minor, currency)
+    return _earlier_top_up(conn, holder_id, idempotency_key, fingerprint)
+
+
 def _earlier_top_up(
     conn: Connection, holder_id: str, idempotency_key: str, fingerprint: str
 ) -> TopUpResult | None:

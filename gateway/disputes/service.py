@@ -51,9 +51,11 @@ def open_dispute(ctx: Context, owner: Party, payment_id: str, body: dict[str, An
         if requested is not None:  # a bad amount is 422 before any 409 (contract section 2)
             rules.disputed_amount(requested, payment.refundable_minor)
         rules.check_disputable(payment.type.value, payment.status.value)
-        amount = rules.disputed_amount(requested, payment.refundable_minor)
         if dispute_store.of_payment(conn, payment_id) is not None:
             raise Conflict("this payment was disputed already", reason="dispute_exists")
+        # The default amount after that 409: a dispute resolved by a full refund leaves 0 to
+        # dispute, and a client retrying the same body must still learn it was taken.
+        amount = rules.disputed_amount(requested, payment.refundable_minor)
         rules.check_window(window_start(conn, payment), now)
         row = new_dispute(batch, payment, owner.id, body, amount, ctx.settings)
         dispute_store.insert(conn, row)

@@ -34,6 +34,10 @@ MAX_PEM = 64 * 1024
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+# A currency that money is created or moved in: any text, so that one that is not an active
+# ISO 4217 code (`eur`, `EURO`, `XXX`) gets the contract's 422 `currency_not_allowed` from the
+# use case, which compares it with the active codes or the wallet's, not a schema error.
+CurrencyCode = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
 Pem = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PEM)]
 Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 Amount = Annotated[int, Field(strict=True, ge=1, le=MAX_MINOR)]
@@ -126,7 +130,7 @@ class IntegratorCreate(Disclosed):
 class MerchantCreate(Disclosed):
     name: Name
     category: Category
-    currency: Currency = "EUR"
+    currency: CurrencyCode = "EUR"
 
 
 class AttestationCaCreate(Body):
@@ -140,7 +144,7 @@ class DeviceCreate(Body):
     model: Name
     serial_number: Name
     csr: Pem
-    currency: Currency = "EUR"
+    currency: CurrencyCode = "EUR"
     category: Category | None = None
     attestation: Pem | None = None
 
@@ -152,7 +156,7 @@ class CertificateCreate(Body):
 
 class TopUpCreate(Body):
     amount: Annotated[int, Field(ge=1, le=10**12)]
-    currency: Currency
+    currency: CurrencyCode
     idempotency_key: Id
 
 
@@ -161,7 +165,7 @@ class FundingSourceCreate(StrictBody):
 
     name: Name
     kind: Literal["balance", "credit_line"]
-    currency: Currency
+    currency: CurrencyCode
     priority: Annotated[int, Field(strict=True, ge=-(10**9), le=10**9)] | None = None
     floor: Annotated[int, Field(strict=True, ge=0, le=MAX_MINOR)] | None = None
     credit_limit: Amount | None = None

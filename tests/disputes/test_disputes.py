@@ -294,3 +294,20 @@ def test_the_housekeeper_resolves_what_its_clock_says_is_due(world: World, clock
     keeper.tick()
     listed = world.api.get("/v1/disputes", headers=ADMIN).json()["items"]
     assert [(d["id"], d["status"]) for d in listed] == [(dispute["id"], "resolved_for_owner")]
+
+
+def test_opening_again_after_a_full_refund_by_the_dispute_is_409_dispute_exists(
+    world: World,
+) -> None:
+    """A client whose 201 was lost retries the same body after the payee accepted: the payment
+    holds nothing left to refund, yet the answer is that it was disputed, not a bad body."""
+    paid = paid_merchant(world)
+    dispute = paid.opened()  # no amount: all of it
+    assert paid.respond(dispute["id"], "accept").json()["refunded_amount"] == paid.amount
+    before = world.balance(paid.payer)
+    again = paid.dispute()
+    assert again.status_code == 409, again.text
+    assert again.json()["error"]["code"] == "dispute_exists"
+    assert world.balance(paid.payer) == before
+    listed = world.api.get("/v1/disputes", headers=paid.payer.owner).json()["items"]
+    assert [d["id"] for d in listed] == [dispute["id"]]

@@ -6,7 +6,8 @@ import sqlalchemy as sa
 
 from gateway.audit import store as audit_store
 from tests.support.funding import fund, source
-from tests.support.world import World
+from tests.support.openssl import make_openssl_csr
+from tests.support.world import ADMIN, World
 
 
 def test_sources_are_created_with_their_defaults_and_listed_in_draw_order(world: World) -> None:
@@ -100,3 +101,51 @@ def test_credit_lines_take_no_top_ups_and_strangers_find_no_source(world: World)
         json={"amount": 10, "currency": "USD", "idempotency_key": "k"},
     )
     assert wrong.status_code == 422 and wrong.json()["error"]["code"] == "currency_not_allowed"
+
+
+def test_text_that_is_no_active_currency_code_is_422_currency_not_allowed_and_moves_nothing(
+    world: World,
+) -> None:
+    """Section 8: a currency that is not an active ISO 4217 code is `currency_not_allowed`,
+    lowercase or malformed text included (it was `invalid_request` unless it had the shape
+    of a code); so is a top-up whose currency is not the source's or the wallet's."""
+    car = world.device("car", top_up=100)
+    account = source(world, car.owner)
+    assert fund(world, car.owner, account["id"], 50, "k").status_code == 201
+    owner_id = world.api.get("/v1/owners/me", headers=car.owner).json()["id"]
+    for code in ("eur", "Eur", "EURO", "", "€", "E R"):
+        created = world.api.post(
+            "/v1/owners/me/funding-sources",
+            headers=car.owner,
+            json={"name": "x", "kind": "balance", "currency": code},
+        )
+        merchant = world.api.post(
+            "/v1/merchants", headers=ADMIN, json={"name": "m", "category": "fuel", "currency": code}
+        )
+        _, csr = make_openssl_csr(world.tmp, f"csr-{len(code)}-{code.encode().hex()}")
+        device = world.api.post(
+            "/v1/devices",
+            headers=car.integrator,
+            json={"owner_id": owner_id, "kind": "car", "manufacturer": "ACME", "model": "M",
+                  "serial_number": f"SN-{code.encode().hex()}", "csr": csr, "currency": code},
+        )  # fmt: skip
+        top_ups = [
+            world.api.post(
+                url, headers=car.owner, json={"amount": 5, "currency": code, "idempotency_key": key}
+            )
+            for url in (f"/v1/funding-sources/{account['id']}/top-ups",
+                        f"/v1/devices/{car.id}/wallet/top-ups")
+            for key in ("k", "new")  # a reused key as well: 422 before 409
+        ]  # fmt: skip
+        for answer in (created, merchant, device, *top_ups):
+            assert answer.status_code == 422, (code, answer.text)
+            assert answer.json()["error"]["code"] == "currency_not_allowed", (code, answer.text)
+    not_text = world.api.post(
+        "/v1/owners/me/funding-sources",
+        headers=car.owner,
+        json={"name": "x", "kind": "balance", "currency": 978},
+    )
+    assert (not_text.status_code, not_text.json()["error"]["code"]) == (422, "invalid_request")
+    listed = world.api.get("/v1/owners/me/funding-sources", headers=car.owner).json()["items"]
+    assert [(s["id"], s["balance"]) for s in listed] == [(account["id"], 50)]
+    assert world.balance(car) == 100

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import pytest
 
 from gateway.orders.merchants import merchant_adjust
+from tests.support.concurrency import at_once
+from tests.support.funding import source
 from tests.support.world import World, bearer
 
 
@@ -79,6 +83,32 @@ def test_another_owner_gets_404(world: World) -> None:
     for path in ("wallet", "payments", "rules"):
         assert world.api.get(f"/v1/devices/{car.id}/{path}", headers=other.owner).status_code == 404
     assert world.api.get(f"/v1/devices/{car.id}/wallet", headers=car.integrator).status_code == 403
+
+
+def test_a_revoked_devices_wallet_takes_no_new_top_ups_but_answers_earlier_keys_again(
+    world: World,
+) -> None:
+    """A revoked device never pays again: money topped up into its wallet would be stranded."""
+    car = world.device("car", top_up=0)
+    earlier = {"amount": 300, "currency": "EUR", "idempotency_key": "before"}
+    first = top_up(world, car, earlier)
+    assert first.status_code == 201, first.text
+    suspended = world.device("paused", top_up=0)
+    assert suspended.act("suspend").status_code == 200  # it may resume: top-ups still go in
+    assert top_up(world, suspended, earlier).status_code == 201
+    assert car.act("revoke").status_code == 200
+    refused = top_up(world, car, {**earlier, "idempotency_key": "after"})
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"]["code"] == "invalid_state"
+    again = top_up(world, car, earlier)  # a retry of a top-up made before the revocation
+    assert (again.status_code, again.json()) == (201, first.json())
+    conflict = top_up(world, car, {**earlier, "amount": 301})
+    assert conflict.json()["error"]["code"] == "idempotency_conflict"
+    wrong = top_up(world, car, {**earlier, "currency": "USD", "idempotency_key": "after"})
+    assert (wrong.status_code, wrong.json()["error"]["code"]) == (422, "currency_not_allowed")
+    assert world.balance(car) == 300
+    trail = world.api.get(f"/v1/devices/{car.id}/audit", headers=car.owner).json()["items"]
+    assert [e["action"] for e in trail].count("money.top_up") == 1
 
 
 def test_payments_list_and_merchant_capture_void_refund(world: World) -> None:
@@ -163,3 +193,34 @@ def test_the_same_refund_sent_twice_at_once_is_made_once_and_answered_twice(
         first, second = (future.result(timeout=30) for future in both)
     assert first == second and first.status == "refunded"
     assert world.balance(car) == 10_000 - 1000 + 300  # refunded once
+
+
+def test_one_key_sent_at_once_from_many_threads_moves_money_once(world: World) -> None:
+    """A client that retries while its first request is still running: every copy of the
+    request answers the first answer, another body with the key is 409, one top-up moves
+    (the device's wallet and a balance source, each with its own keys)."""
+    car = world.device("car", top_up=0)
+    savings = source(world, car.owner, name="savings")
+    wallet_url = f"/v1/devices/{car.id}/wallet/top-ups"
+    source_url = f"/v1/funding-sources/{savings['id']}/top-ups"
+    body = {"amount": 700, "currency": "EUR", "idempotency_key": "once"}
+    other = {**body, "amount": 701}
+    calls: list[Callable[[], Any]] = [
+        partial(world.api.post, url, json=sent, headers=car.owner)
+        for url in (wallet_url, source_url)
+        for sent in [body] * 6 + [other] * 2
+    ]
+    answers = at_once(calls)
+    moved = []
+    for answers_of_one_url in (answers[:8], answers[8:]):
+        created = [a.json() for a in answers_of_one_url if a.status_code == 201]
+        refused = [a.json()["error"]["code"] for a in answers_of_one_url if a.status_code != 201]
+        assert set(refused) == {"idempotency_conflict"}, [a.text for a in answers_of_one_url]
+        assert len(created) in (2, 6)  # the copies of whichever body came first
+        assert all(answer == created[0] for answer in created)
+        moved.append(created[0]["balance"])
+    assert world.balance(car) == moved[0] and moved[0] in (700, 701)
+    listed = world.api.get("/v1/owners/me/funding-sources", headers=car.owner).json()["items"]
+    assert listed[0]["balance"] == moved[1] and moved[1] in (700, 701)
+    trail = world.api.get(f"/v1/devices/{car.id}/audit", headers=car.owner).json()["items"]
+    assert [e["action"] for e in trail].count("money.top_up") == 1
