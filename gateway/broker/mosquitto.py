@@ -93,6 +93,9 @@ def config_text(
         "per_listener_settings false",
         "allow_anonymous false",
         *plugins,
+        # A retained order (or will) would be dealt again to every gateway worker at each
+        # subscription, for ever; a PUBLISH or will with the retain flag ends the connection.
+        "retain_available false",
         "persistence true",
         f"persistence_location {outdir}/",
         f"autosave_interval {AUTOSAVE_INTERVAL_S}",

@@ -21,7 +21,7 @@ from tests.broker.kym_brokers import (
     echo_gateway,
     running,
 )
-from tests.broker.rawmqtt import publish_packet
+from tests.broker.rawmqtt import connect_packet, publish_packet
 
 FLOOD = 10_000
 
@@ -118,4 +118,28 @@ def test_a_flood_of_forbidden_publishes_leaves_other_devices_served(target: KymB
     taken = [gateway.messages.get_nowait().payload for _ in range(gateway.messages.qsize())]
     assert sorted(taken) == sorted(f"dev-a-{i}".encode() for i in range(20))
     flooder.close()
+    gateway.close()
+
+
+def test_a_retained_order_or_will_is_never_dealt_to_a_gateway_that_subscribes_later(
+    target: KymBroker,
+) -> None:
+    """Mosquitto kept a retained message on a device's orders topic (its persistence file
+    included, after a revocation too) and gave it to every gateway worker at each subscription,
+    every reconnect and broker restart: up to 256 KiB per device, again and again."""
+    device = target.raw("dev-a")
+    assert device.connect(client_id="dev-a") == (False, 0)
+    device.send(publish_packet(ORDERS.format("dev-a"), b"retained order", qos=1, retain=True))
+    device.receive()  # a PUBACK (the embedded broker clears the flag), or Mosquitto hangs up
+    device.close()
+    will = ORDERS.format("dev-b"), b"retained will", 1
+    willing = target.raw("dev-b")
+    willing.send(connect_packet(client_id="dev-b", will=will, will_retain=True))
+    willing.receive()  # a CONNACK (the will goes out unretained), or Mosquitto hangs up
+    willing.close()  # without DISCONNECT: a will there was goes out now
+    time.sleep(0.5)
+    gateway = echo_gateway(target)  # a worker subscribing afresh, as after any reconnect
+    time.sleep(1.0)
+    assert gateway.messages.empty(), gateway.messages.get().payload
+    assert answers(target, "dev-c", 3) == {f"dev-c-{i}" for i in range(3)}
     gateway.close()
