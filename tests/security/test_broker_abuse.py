@@ -9,19 +9,25 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
+from devices import keystore
+from devices.crl import build_crl
 from tests.broker.kym_brokers import (
     ACCESS_KINDS,
     ORDERS,
     RESULTS,
     KymBroker,
     echo_gateway,
+    issue,
     running,
+    start_kym_broker,
 )
-from tests.broker.rawmqtt import connect_packet, publish_packet
+from tests.broker.rawmqtt import RawClient, connect_packet, publish_packet
 
 FLOOD = 10_000
 
@@ -143,3 +149,56 @@ def test_a_retained_order_or_will_is_never_dealt_to_a_gateway_that_subscribes_la
     assert gateway.messages.empty(), gateway.messages.get().payload
     assert answers(target, "dev-c", 3) == {f"dev-c-{i}" for i in range(3)}
     gateway.close()
+
+
+def revoke_in_crl(target: KymBroker, certificate: Path) -> None:
+    """List `certificate` in the CRL and have the broker reload it, as a revocation or the
+    end of a rotation does."""
+    serial = x509.load_pem_x509_certificate(certificate.read_bytes()).serial_number
+    now = datetime.now(UTC)
+    keystore.write_crl(target.pki, build_crl(target.pki.device_issuing, [(serial, now)], 7, now))
+    target.control.reload_crl()
+    time.sleep(0.5)  # Mosquitto reloads on SIGHUP, in its own time
+
+
+def test_a_connection_opened_before_a_revocation_gets_nothing_after_it(target: KymBroker) -> None:
+    """The embedded broker checked the CRL only in the TLS handshake: a device that held a
+    connection open without CONNECT (for up to 10 s) logged in after its revocation and its
+    kick, subscribed to its results and was never ended."""
+    held = target.raw("dev-a")  # handshake done, CONNECT held back
+    live = target.raw("dev-a")
+    assert live.connect(client_id="dev-a") == (False, 0)
+    revoke_in_crl(target, target.identity("dev-a")[0])
+    target.control.forget_device("dev-a")  # what revoking does after the CRL
+    assert live.closed_by_broker()
+    live.close()
+    _, code = held.connect(client_id="dev-a")
+    assert code == 5 or held.subscribe(1, RESULTS.format("dev-a")) == [0x80]
+    held.close()
+
+
+def test_a_superseded_certificate_held_open_cannot_push_the_device_off_on_embedded(
+    tmp_path: Path,
+) -> None:
+    """After a rotation the old certificate is in the CRL; a connection it opened before, with
+    its CONNECT held back, took the device's session over (same identity) and read its results
+    on the embedded broker. (Mosquitto still lets it: see docs/mosquitto.md.)"""
+    target = start_kym_broker("embedded", tmp_path, None)
+    try:
+        held = target.raw("dev-a")  # the old certificate, handshake done before the CRL
+        revoke_in_crl(target, target.identity("dev-a")[0])
+        (tmp_path / "new").mkdir()
+        rotated = target.tls("dev-a")
+        rotated.load_cert_chain(*issue(target.pki, "dev-a", tmp_path / "new"))
+        device = RawClient(target.port, rotated, 5.0)
+        assert device.connect(client_id="dev-a") == (False, 0)
+        assert device.subscribe(1, RESULTS.format("dev-a")) == [1]
+        assert held.connect(client_id="dev-a") == (False, 5)
+        assert held.closed_by_broker()
+        held.close()
+        device.sock.settimeout(0.5)
+        with pytest.raises(TimeoutError):  # not taken over: the connection stays, quiet
+            device.receive()
+        device.close()
+    finally:
+        target.control.stop()
