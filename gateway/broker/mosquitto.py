@@ -147,7 +147,7 @@ def write_config(
         dynsec.write_document(outdir / "dynsec.json", devices)
         access = dynsec_lines(outdir)
     else:
-        access = plugin.access_lines(access_plugin)
+        access = plugin.access_lines(access_plugin, pki.paths.crl)
     limits = plugin.config_lines(plugin.build(outdir), *device_limits)
     conf = outdir / "mosquitto.conf"
     conf.write_text(config_text(pki, (host, port), server, outdir, log_dest, access + limits))
