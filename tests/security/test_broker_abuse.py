@@ -152,6 +152,39 @@ def test_a_retained_order_or_will_is_never_dealt_to_a_gateway_that_subscribes_la
     gateway.close()
 
 
+@pytest.mark.parametrize(
+    ("topic", "payload"),
+    [
+        (ORDERS.format("dev-b"), b"forged order"),
+        (RESULTS.format("dev-b"), b"forged result"),
+        ("$CONTROL/kym/v1/kick", b"dev-b"),
+        (
+            "$CONTROL/dynamic-security/v1",
+            b'{"commands":[{"command":"deleteClient","username":"dev-b"}]}',
+        ),
+    ],
+)
+def test_a_will_where_the_device_may_not_publish_never_goes_out(
+    target: KymBroker, topic: str, payload: bytes
+) -> None:
+    """The embedded broker refuses such a CONNECT (5); Mosquitto accepts it and checks the will
+    when it would send it: either way it never reaches the gateway, the other device or the
+    brokers' control topics (a kick or a dynsec command as a will would end dev-b's session)."""
+    gateway = echo_gateway(target)
+    victim = target.paho("dev-b")
+    assert victim.subscribe(RESULTS.format("dev-b")) == 1
+    sneaky = target.raw("dev-a")
+    sneaky.send(connect_packet(client_id="dev-a", will=(topic, payload, 1)))
+    sneaky.receive()  # CONNACK 5 (embedded) or 0 (Mosquitto)
+    sneaky.close()  # without DISCONNECT: a will it was allowed goes out now
+    time.sleep(1.0)
+    assert gateway.messages.empty() and victim.messages.empty()
+    assert not victim.disconnected.is_set()
+    assert answers(target, "dev-c", 2) == {"dev-c-0", "dev-c-1"}
+    for client in (victim, gateway):
+        client.close()
+
+
 def revoke_in_crl(target: KymBroker, certificate: Path) -> None:
     """List `certificate` in the CRL and have the broker reload it, as a revocation or the
     end of a rotation does."""
