@@ -185,6 +185,25 @@ def test_a_will_where_the_device_may_not_publish_never_goes_out(
         client.close()
 
 
+def test_an_order_with_qos_2_ends_the_connection_and_reaches_no_gateway(
+    target: KymBroker,
+) -> None:
+    """Mosquitto kept each QoS 2 order until the device's PUBREL, up to 200 of up to 256 KiB per
+    device, and with a persistent session after the device left: a device that never released
+    them held about 50 MB of the broker's memory, within its rate. Orders are QoS 1; the embedded
+    broker already hung up on QoS 2, and now Mosquitto's kym_ratelimit does."""
+    gateway = echo_gateway(target)
+    device = target.raw("dev-a")
+    assert device.connect(client_id="dev-a", clean=False) == (False, 0)
+    device.send(publish_packet(ORDERS.format("dev-a"), b"a QoS 2 order", qos=2, packet_id=1))
+    assert device.closed_by_broker()
+    device.close()
+    time.sleep(0.3)
+    assert gateway.messages.empty()
+    assert answers(target, "dev-a", 2) == {"dev-a-0", "dev-a-1"}  # its QoS 1 orders go on
+    gateway.close()
+
+
 def revoke_in_crl(target: KymBroker, certificate: Path) -> None:
     """List `certificate` in the CRL and have the broker reload it, as a revocation or the
     end of a rotation does."""
