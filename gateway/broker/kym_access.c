@@ -18,6 +18,9 @@
  * - anyone else, a device `<id>`: publish to `kym/v1/devices/<id>/orders` only, subscribe to and
  *   receive `kym/v1/devices/<id>/results` only (the exact filter, no wildcard, no `$share`).
  * - unsubscribing is always allowed; everything else is refused (0x80 in the SUBACK).
+ * - a retained message is delivered to nobody: KYM retains nothing (`retain_available false`),
+ *   and one stored before that (in the persistence file) would be dealt to every gateway worker
+ *   at each subscription.
  * - a client whose certificate is in the CRL (`plugin_opt_crlfile`, read again within a second
  *   of a change) may do nothing: Mosquitto checks the CRL only in the TLS handshake, so a
  *   connection opened before a certificate was superseded by a rotation could CONNECT after it
@@ -315,7 +318,7 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 	const char *user = mosquitto_client_username(ed->client);
 	(void)event;
 	(void)userdata;
-	if(user == NULL || ed->topic == NULL){
+	if(user == NULL || ed->topic == NULL || (ed->access == MOSQ_ACL_READ && ed->retain)){
 		return MOSQ_ERR_ACL_DENIED;
 	}
 	bool ok = allowed(ed->client, user, ed->topic, ed->access);

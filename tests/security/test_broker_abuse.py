@@ -11,12 +11,14 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
 
 from devices import keystore
 from devices.crl import build_crl
+from gateway.broker import mosquitto
 from tests.broker.kym_brokers import (
     ACCESS_KINDS,
     BROKER_KINDS,
@@ -183,6 +185,38 @@ def test_a_will_where_the_device_may_not_publish_never_goes_out(
     assert answers(target, "dev-c", 2) == {"dev-c-0", "dev-c-1"}
     for client in (victim, gateway):
         client.close()
+
+
+@pytest.mark.mosquitto
+def test_a_retained_order_stored_before_the_upgrade_is_never_dealt_either(
+    tmp_path: Path, mosquitto_binary: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`retain_available false` stops new retained messages, but one already in the persistence
+    file of an earlier configuration was still dealt to every gateway worker at each
+    subscription; kym_access now delivers no retained message to anyone."""
+    current = mosquitto.config_text
+
+    def earlier(*args: Any, **kwargs: Any) -> str:
+        return current(*args, **kwargs).replace("retain_available false", "retain_available true")
+
+    monkeypatch.setattr(mosquitto, "config_text", earlier)
+    target = start_kym_broker("mosquitto", tmp_path, mosquitto_binary)
+    try:
+        device = target.raw("dev-a")
+        assert device.connect(client_id="dev-a") == (False, 0)
+        device.send(publish_packet(ORDERS.format("dev-a"), b"retained", qos=1, retain=True))
+        assert device.receive() is not None  # the PUBACK: stored, retained
+        device.close()
+        target.control.stop()  # SIGTERM: Mosquitto saves it in its persistence file
+        monkeypatch.setattr(mosquitto, "config_text", current)
+        assert isinstance(target.control, mosquitto.ManagedMosquitto)
+        target.control.start(datetime.now(UTC))
+        gateway = echo_gateway(target)
+        time.sleep(1.0)
+        assert gateway.messages.empty(), gateway.messages.get().payload
+        gateway.close()
+    finally:
+        target.control.stop()
 
 
 def test_an_order_with_qos_2_ends_the_connection_and_reaches_no_gateway(
