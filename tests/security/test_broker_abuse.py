@@ -1,8 +1,9 @@
 """Hostile devices with valid certificates against both brokers `kym serve` runs (the managed
 Mosquitto with its access rules by kym_access, and by dynsec as `kym mosquitto-config` writes
-them, and the embedded broker): they cannot
-take other devices' orders, act as another identity, rewrite the access rules, or stop the
-broker serving others by flooding it or sending oversize packets."""
+them, and the embedded broker): they cannot take other devices' orders, act as another identity,
+rewrite the access rules, make the broker replay or hold orders for them (retained messages,
+wills, QoS 2), log in with a certificate revoked or superseded while a connection waited, or
+stop the broker serving others by flooding it or sending oversize packets."""
 
 from __future__ import annotations
 
