@@ -18,6 +18,13 @@
  * - anyone else, a device `<id>`: publish to `kym/v1/devices/<id>/orders` only, subscribe to and
  *   receive `kym/v1/devices/<id>/results` only (the exact filter, no wildcard, no `$share`).
  * - unsubscribing is always allowed; everything else is refused (0x80 in the SUBACK).
+ * - a retained message is delivered to nobody: KYM retains nothing (`retain_available false`),
+ *   and one stored before that (in the persistence file) would be dealt to every gateway worker
+ *   at each subscription.
+ * - a client whose certificate is in the CRL (`plugin_opt_crlfile`, read again within a second
+ *   of a change) may do nothing: Mosquitto checks the CRL only in the TLS handshake, so a
+ *   connection opened before a certificate was superseded by a rotation could CONNECT after it
+ *   as the device and read its results (a revoked device is refused by its id, see the kick).
  *
  * Built by `gateway/broker/plugin.py` with the system's C compiler; it declares the parts of
  * Mosquitto's plugin interface (version 5, Mosquitto 2.0) it uses instead of including
@@ -25,8 +32,11 @@
  */
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 
 #define MOSQ_EVT_ACL_CHECK 2
 #define MOSQ_EVT_CONTROL 6
@@ -79,8 +89,25 @@ int mosquitto_callback_register(mosquitto_plugin_id_t *identifier, int event,
 int mosquitto_callback_unregister(mosquitto_plugin_id_t *identifier, int event,
 		kym_callback cb_func, const void *event_data);
 const char *mosquitto_client_username(const struct mosquitto *client);
+void *mosquitto_client_certificate(const struct mosquitto *client);
 int mosquitto_kick_client_by_username(const char *username, bool with_will);
 void mosquitto_log_printf(int level, const char *fmt, ...);
+
+/* OpenSSL's libcrypto, which the Mosquitto binary links (declared, not included, as above). */
+typedef struct x509_st X509;
+typedef struct X509_crl_st X509_CRL;
+typedef struct X509_name_st X509_NAME;
+typedef struct x509_revoked_st X509_REVOKED;
+typedef struct asn1_string_st ASN1_INTEGER;
+X509_CRL *PEM_read_X509_CRL(FILE *fp, X509_CRL **crl, void *password_cb, void *u);
+void X509_CRL_free(X509_CRL *crl);
+int X509_CRL_get0_by_serial(X509_CRL *crl, X509_REVOKED **entry, const ASN1_INTEGER *serial);
+X509_NAME *X509_CRL_get_issuer(const X509_CRL *crl);
+X509_NAME *X509_get_issuer_name(const X509 *cert);
+int X509_NAME_cmp(const X509_NAME *a, const X509_NAME *b);
+ASN1_INTEGER *X509_get_serialNumber(X509 *cert);
+void X509_free(X509 *cert);
+void ERR_clear_error(void);
 
 #define DEVICES "kym/v1/devices/"
 #define SHARED_ORDERS "$share/kym/kym/v1/devices/+/orders"
@@ -88,6 +115,83 @@ void mosquitto_log_printf(int level, const char *fmt, ...);
 #define ID_MAX 64
 
 static mosquitto_plugin_id_t *plugin_id;
+
+/* The CRLs of `plugin_opt_crlfile`, as last read, and when the file was last looked at. */
+#define CRLS_MAX 16
+static char *crl_path;
+static X509_CRL *crls[CRLS_MAX];
+static size_t crl_count;
+static time_t crl_looked_at;
+static struct stat crl_read;
+
+static void free_crls(void)
+{
+	for(size_t i = 0; i < crl_count; i++){
+		X509_CRL_free(crls[i]);
+	}
+	crl_count = 0;
+}
+
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_ino == b->st_ino && a->st_size == b->st_size
+			&& a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* Read the CRL file again if it changed; at most one look a second. A file that holds no CRL
+ * (being rewritten, damaged) leaves the previous ones in use. */
+static void refresh_crls(void)
+{
+	time_t now = time(NULL);
+	struct stat seen;
+	if(crl_path == NULL || now == crl_looked_at){
+		return;
+	}
+	crl_looked_at = now;
+	if(stat(crl_path, &seen) != 0 || (crl_count && same_file(&seen, &crl_read))){
+		return;
+	}
+	FILE *fp = fopen(crl_path, "r");
+	if(fp == NULL){
+		return;
+	}
+	X509_CRL *fresh[CRLS_MAX];
+	size_t n = 0;
+	while(n < CRLS_MAX && (fresh[n] = PEM_read_X509_CRL(fp, NULL, NULL, NULL)) != NULL){
+		n++;
+	}
+	fclose(fp);
+	ERR_clear_error(); /* the end of the file is an error to PEM_read; TLS reads its queue */
+	if(n == 0){
+		mosquitto_log_printf(MOSQ_LOG_NOTICE, "kym_access: no CRL in %s; the last stays", crl_path);
+		return;
+	}
+	free_crls();
+	memcpy(crls, fresh, n * sizeof(X509_CRL *));
+	crl_count = n;
+	crl_read = seen;
+}
+
+/* True when the client's certificate is in a CRL of its issuer. */
+static bool certificate_revoked(const struct mosquitto *client)
+{
+	refresh_crls();
+	if(crl_count == 0){
+		return false;
+	}
+	X509 *cert = mosquitto_client_certificate(client);
+	if(cert == NULL){
+		return false; /* offline (a delivery to be queued): checked again when it connects */
+	}
+	bool found = false;
+	for(size_t i = 0; i < crl_count && !found; i++){
+		X509_REVOKED *entry = NULL;
+		found = X509_NAME_cmp(X509_CRL_get_issuer(crls[i]), X509_get_issuer_name(cert)) == 0
+				&& X509_CRL_get0_by_serial(crls[i], &entry, X509_get_serialNumber(cert)) == 1;
+	}
+	X509_free(cert);
+	return found;
+}
 
 /* The devices kicked since the broker started: an open-addressing set of ids that grows. */
 static char **revoked;
@@ -179,7 +283,8 @@ static bool own(const char *topic, const char *user, const char *leaf)
 			&& topic[plen + ulen] == '/' && !strcmp(topic + plen + ulen + 1, leaf);
 }
 
-static bool allowed(const char *user, const char *topic, int access)
+static bool allowed(const struct mosquitto *client, const char *user, const char *topic,
+		int access)
 {
 	if(access == MOSQ_ACL_UNSUBSCRIBE){
 		return true;
@@ -195,7 +300,8 @@ static bool allowed(const char *user, const char *topic, int access)
 	if(numbered(user, "kym-broker-admin-")){
 		return access == MOSQ_ACL_WRITE && !strcmp(topic, KICK_TOPIC);
 	}
-	if(strlen(user) > ID_MAX || strpbrk(user, "/+#") || is_revoked(user)){
+	if(strlen(user) > ID_MAX || strpbrk(user, "/+#") || is_revoked(user)
+			|| certificate_revoked(client)){
 		return false;
 	}
 	switch(access){
@@ -212,10 +318,11 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 	const char *user = mosquitto_client_username(ed->client);
 	(void)event;
 	(void)userdata;
-	if(user == NULL || ed->topic == NULL){
+	if(user == NULL || ed->topic == NULL || (ed->access == MOSQ_ACL_READ && ed->retain)){
 		return MOSQ_ERR_ACL_DENIED;
 	}
-	return allowed(user, ed->topic, ed->access) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
+	bool ok = allowed(ed->client, user, ed->topic, ed->access);
+	return ok ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
 }
 
 /* $CONTROL/kym/v1/kick from an admin identity: end the live connections of the device named. */
@@ -255,9 +362,15 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 		struct mosquitto_opt *options, int option_count)
 {
 	(void)userdata;
-	(void)options;
-	(void)option_count;
 	plugin_id = identifier;
+	for(int i = 0; i < option_count; i++){
+		if(!strcmp(options[i].key, "crlfile") && crl_path == NULL){
+			crl_path = strdup(options[i].value);
+			if(crl_path == NULL){
+				return MOSQ_ERR_NOMEM;
+			}
+		}
+	}
 	int rc = mosquitto_callback_register(plugin_id, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL, NULL);
 	if(rc != MOSQ_ERR_SUCCESS){
 		return rc;
@@ -278,5 +391,9 @@ int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options, int 
 	free(revoked);
 	revoked = NULL;
 	revoked_slots = revoked_count = 0;
+	free_crls();
+	free(crl_path);
+	crl_path = NULL;
+	crl_looked_at = 0;
 	return MOSQ_ERR_SUCCESS;
 }

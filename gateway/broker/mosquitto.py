@@ -93,6 +93,9 @@ def config_text(
         "per_listener_settings false",
         "allow_anonymous false",
         *plugins,
+        # A retained order (or will) would be dealt again to every gateway worker at each
+        # subscription, for ever; a PUBLISH or will with the retain flag ends the connection.
+        "retain_available false",
         "persistence true",
         f"persistence_location {outdir}/",
         f"autosave_interval {AUTOSAVE_INTERVAL_S}",
@@ -144,7 +147,7 @@ def write_config(
         dynsec.write_document(outdir / "dynsec.json", devices)
         access = dynsec_lines(outdir)
     else:
-        access = plugin.access_lines(access_plugin)
+        access = plugin.access_lines(access_plugin, pki.paths.crl)
     limits = plugin.config_lines(plugin.build(outdir), *device_limits)
     conf = outdir / "mosquitto.conf"
     conf.write_text(config_text(pki, (host, port), server, outdir, log_dest, access + limits))

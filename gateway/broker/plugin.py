@@ -103,9 +103,10 @@ def config_lines(plugin: Path | None, rate_per_s: float, burst: int) -> list[str
     ]
 
 
-def access_lines(plugin: Path) -> list[str]:
-    """The mosquitto.conf line that gives the broker KYM's access rules by `kym_access`."""
-    return [f"plugin {plugin}"]
+def access_lines(plugin: Path, crlfile: Path) -> list[str]:
+    """The mosquitto.conf lines that give the broker KYM's access rules by `kym_access`, which
+    also refuses everything to a certificate in `crlfile` (see kym_access.c)."""
+    return [f"plugin {plugin}", f"plugin_opt_crlfile {crlfile.resolve()}"]
 
 
 def kick(

@@ -11,7 +11,9 @@ of its own, is in `sessions.py` (with `state.py` and `routing.py`), its settings
   nobody can touch another identity's session. No session state is read or changed before a
   CONNECT is accepted. A second connection with the same identity takes over the first.
 - Refused: an MQTT 5 (or any other level) CONNECT gets CONNACK return code 1 and is closed; a
-  certificate without a usable CN or clientAuth, or a will the ACL forbids, gets return code 5.
+  certificate without a usable CN or clientAuth, or a will the ACL forbids, gets return code 5,
+  and so does a certificate that the CRL revoked after its handshake (the CRL is checked again
+  at CONNECT: a connection held open from before a revocation or rotation cannot log in after).
 - QoS: 0 and 1. A QoS 2 PUBLISH is a protocol error and closes the connection; subscriptions
   are granted at most QoS 1. Retained messages are not stored; the retain flag is cleared.
 - ACL (`acl.py`): checked at SUBSCRIBE (refused filters get 0x80), at PUBLISH and again at
@@ -69,27 +71,41 @@ _REAP_INTERVAL_S = 0.5
 _CRL_PEM = re.compile(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----\s*", re.DOTALL)
 
 
+# A certificate as a CRL names it: its issuer's name (DER) and its serial number.
+CertificateId = tuple[bytes, int]
+
+
 def build_ssl_context(config: BrokerConfig) -> ssl.SSLContext:
     """A server context that requires a client certificate from `cafile`, checked against CRLs."""
+    return _tls(config)[0]
+
+
+def _tls(config: BrokerConfig) -> tuple[ssl.SSLContext, frozenset[CertificateId]]:
+    """The server context, and the certificates its CRLs revoke."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.verify_mode = ssl.CERT_REQUIRED
     ctx.load_cert_chain(config.certfile, config.keyfile)
     ctx.load_verify_locations(cafile=config.cafile)
+    revoked: frozenset[CertificateId] = frozenset()
     if config.crlfile is not None:
-        _load_crls(ctx, Path(config.crlfile))
+        revoked = _load_crls(ctx, Path(config.crlfile))
         ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
-    return ctx
+    return ctx, revoked
 
 
-def _load_crls(ctx: ssl.SSLContext, path: Path) -> None:
-    """Load every PEM CRL in `path`, and nothing else: a certificate there is not trusted."""
+def _load_crls(ctx: ssl.SSLContext, path: Path) -> frozenset[CertificateId]:
+    """Load every PEM CRL in `path`, and nothing else: a certificate there is not trusted.
+    Returns the certificates they revoke."""
     blocks = _CRL_PEM.findall(path.read_bytes())
     if not blocks:  # with CRL checking on and no CRL, OpenSSL would refuse every client
         raise ValueError(f"{path} holds no PEM CRL")
     now = datetime.now(UTC)
+    revoked: set[CertificateId] = set()
     for block in blocks:
         crl = x509.load_pem_x509_crl(block)  # raises ValueError on a damaged CRL
+        issuer = crl.issuer.public_bytes()
+        revoked.update((issuer, entry.serial_number) for entry in crl)
         if crl.next_update_utc is not None and crl.next_update_utc < now:
             log.error(
                 "the CRL of %s in %s expired at %s: its certificates are all refused",
@@ -101,6 +117,18 @@ def _load_crls(ctx: ssl.SSLContext, path: Path) -> None:
         only_crls.write(b"".join(blocks))
         only_crls.flush()
         ctx.load_verify_locations(cafile=only_crls.name)
+    return frozenset(revoked)
+
+
+def certificate_id_of(der: bytes | None) -> CertificateId | None:
+    """The issuer and serial number of a client certificate, as a CRL would name it."""
+    if der is None:
+        return None
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except ValueError:
+        return None
+    return cert.issuer.public_bytes(), cert.serial_number
 
 
 def identity_of(der: bytes | None) -> str | None:
@@ -127,7 +155,9 @@ class Broker:
 
     def __init__(self, config: BrokerConfig) -> None:
         self.config = config
-        self._ssl_context = build_ssl_context(config)
+        # What the CRLs revoke, checked again at CONNECT: a connection whose handshake passed
+        # before a revocation would otherwise log in after it, with every right.
+        self._ssl_context, self._revoked = _tls(config)
         self._core = BrokerCore(config)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -179,10 +209,13 @@ class Broker:
     def reload_crl(self) -> None:
         """Rebuild the TLS context from the files, so that new handshakes see the current CRL.
 
-        Live sessions are not affected: kick the revoked identities after this. If the files
-        are damaged this raises and the previous context stays in use.
+        Live sessions are not affected: kick the revoked identities after this. A connection
+        whose handshake passed before is refused at its CONNECT. If the files are damaged this
+        raises and the previous context stays in use.
         """
-        self._ssl_context = build_ssl_context(self.config)
+        context, revoked = _tls(self.config)
+        self._revoked = revoked  # first: a CONNECT from now on is checked against it
+        self._ssl_context = context
         log.info("reloaded the CRL from %s", self.config.crlfile)
 
     def __enter__(self) -> Broker:
@@ -275,7 +308,9 @@ class Broker:
         if identity is None:
             log.warning("client certificate of %s has no usable CN or lacks clientAuth", peer)
         loop = asyncio.get_running_loop()
-        return Connection(identity, writer.transport, loop.time(), loop.call_soon)
+        conn = Connection(identity, writer.transport, loop.time(), loop.call_soon)
+        conn.certificate = certificate_id_of(der)
+        return conn
 
     async def _serve(self, conn: Connection, reader: asyncio.StreamReader) -> None:
         """Read and handle packets until the connection ends, then part it from its session."""
@@ -318,6 +353,10 @@ class Broker:
         except codec.UnsupportedProtocolLevel as exc:
             log.warning("refused CONNECT from %s: %s", conn.identity, exc)
             conn.send(codec.encode_connack(False, codec.CONNACK_BAD_PROTOCOL_LEVEL))
+            return False
+        if conn.certificate is None or conn.certificate in self._revoked:
+            log.warning("refused CONNECT from %s: its certificate is revoked", conn.identity)
+            conn.send(codec.encode_connack(False, codec.CONNACK_NOT_AUTHORIZED))
             return False
         return self._core.on_connect(conn, connect)
 

@@ -26,6 +26,7 @@ class Connection:
 
     __slots__ = (
         "identity",
+        "certificate",
         "transport",
         "session",
         "keepalive_s",
@@ -45,6 +46,7 @@ class Connection:
         schedule: Callable[[Callable[[], None]], object] | None = None,
     ) -> None:
         self.identity, self.transport = identity, transport
+        self.certificate: tuple[bytes, int] | None = None  # issuer name (DER) and serial
         self.session: Session | None = None
         self.keepalive_s = 0
         self.will: codec.Will | None = None

@@ -37,13 +37,14 @@ def connect_packet(
     will: tuple[str, bytes, int] | None = None,
     level: int = 4,
     username: str | None = None,
+    will_retain: bool = False,
 ) -> bytes:
     """A CONNECT; `will` is (topic, payload, qos)."""
     name = "MQTT" if level in (4, 5) else "MQIsdp"
     flags = (0x02 if clean else 0) | (0x80 if username is not None else 0)
     payload = _str(client_id)
     if will is not None:
-        flags |= 0x04 | (will[2] << 3)
+        flags |= 0x04 | (will[2] << 3) | (0x20 if will_retain else 0)
         payload += _str(will[0]) + _str(will[1])
     if username is not None:
         payload += _str(username)
@@ -53,10 +54,15 @@ def connect_packet(
 
 
 def publish_packet(
-    topic: str | bytes, payload: bytes, qos: int = 0, packet_id: int = 1, dup: bool = False
+    topic: str | bytes,
+    payload: bytes,
+    qos: int = 0,
+    packet_id: int = 1,
+    dup: bool = False,
+    retain: bool = False,
 ) -> bytes:
     """A PUBLISH."""
-    first = 0x30 | (0x08 if dup else 0) | (qos << 1)
+    first = 0x30 | (0x08 if dup else 0) | (qos << 1) | (0x01 if retain else 0)
     body = _str(topic) + (struct.pack("!H", packet_id) if qos else b"") + payload
     return packet(first, body)
 
