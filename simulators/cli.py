@@ -207,6 +207,12 @@ BENCH_OPTIONS = [
 ]
 
 
+FRESH_FOR_S = 300  # an order older than this is `stale_order` (contract, section 6)
+# What an open-loop run may take to send, signed up front: the freshness window less the time
+# that registering, signing and connecting take before the first order goes out.
+SENDING_WITHIN_S = 240
+
+
 def bench_command(serve_command: Sequence[str]) -> click.Command:
     """`kym bench`, starting its gateway with `serve_command`."""
 
@@ -233,6 +239,14 @@ def bench_command(serve_command: Sequence[str]) -> click.Command:
         from simulators.bench.report import print_report
         from simulators.bench.run import run_bench
 
+        if rate is not None and orders / rate > SENDING_WITHIN_S:
+            most = int(rate * SENDING_WITHIN_S)
+            raise click.UsageError(
+                f"--orders {orders} at --rate {rate:g} takes {orders / rate:.0f} s to send, but "
+                f"every order is signed before the clock starts and the gateway refuses one "
+                f"older than {FRESH_FOR_S} s as stale_order: at this rate give at most "
+                f"--orders {most}, or a higher --rate"
+            )
         console = Console(stderr=as_json)
         load = Load(devices, orders, rate, "ed25519" if key_type == "ed25519" else "p256")
         report = run_bench(

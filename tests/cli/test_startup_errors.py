@@ -97,6 +97,15 @@ def test_load_commands_refuse_numbers_out_of_range_before_starting(args: list[st
     assert "Traceback" not in result.stderr
 
 
+def test_bench_refuses_an_open_loop_run_whose_last_orders_would_be_stale() -> None:
+    """Its orders are signed before the clock starts: 180,000 at 300 a second would go out
+    over 600 s, and half would be refused as `stale_order` (seen in a soak run)."""
+    result = kym("bench", "--orders", "180000", "--rate", "300")
+    assert result.returncode == 2, result.stderr
+    assert "takes 600 s to send" in result.stderr and "at most --orders 72000" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_bench_never_prints_a_database_password() -> None:
     from simulators.cli import _hide_password
 
