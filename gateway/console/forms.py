@@ -7,7 +7,8 @@ that caused it. Numbers are passed on as typed: "12.5" stays a string and the AP
 an integer, rather than the console guessing what was meant. The rules form shows every rule
 the API can store, so that saving it changes only what the owner changed there; its
 comma-separated fields are also checked as typed (`(none)` with other items, empty items), which
-the schema cannot do once they are lists.
+the schema cannot do once they are lists; so are the instalment policy's, through the same
+table-driven check (`RULES_LISTS`, `POLICY_LISTS`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
@@ -58,42 +59,65 @@ def _list_of(text: str) -> list[str]:
     return [] if _nothing(text) else _split(text)
 
 
-# The rules form's list fields: what one item is, several, and what the list does with them.
-LIST_WORDS = {
-    "allowed_categories": ("category", "categories", "allow"),
-    "blocked_categories": ("category", "categories", "block"),
-    "allowed_payees": ("payee", "payees", "allow"),
-    "blocked_payees": ("payee", "payees", "block"),
+class ListField(NamedTuple):
+    """A comma-separated field: what one item is, and what to type instead of only commas.
+
+    `several` and `verb` are set for a field that takes `(none)` (the list that holds nothing)
+    and say what the list does with its items: "(none) means no category is allowed".
+    """
+
+    item: str
+    instead: str
+    several: str = ""
+    verb: str = ""
+
+
+def _allows(item: str, several: str) -> ListField:
+    instead = f"leave it empty to allow every {item}, or write {NOTHING} to allow none"
+    return ListField(item, instead, several, "allow")
+
+
+DROP = "leave it empty to drop this rule"
+RULES_LISTS = {
+    "allowed_categories": _allows("category", "categories"),
+    "blocked_categories": ListField("category", DROP, "categories", "block"),
+    "allowed_payees": _allows("payee", "payees"),
+    "blocked_payees": ListField("payee", DROP, "payees", "block"),
+    **{f"{prefix}_{p}": ListField(key, DROP) for prefix, _, key in PER_PERIOD for p in PERIODS},
 }
-PER_PERIOD_ITEMS = {f"{prefix}_{p}": key for prefix, _, key in PER_PERIOD for p in PERIODS}
+POLICY_LISTS = {
+    "counts": ListField("count", "write the numbers of instalments to offer, e.g. 3, 6, 12"),
+    "categories": ListField(
+        "category",
+        f"leave it empty to offer instalments in every category, or write {NOTHING} for none",
+        "categories",
+        "offer",
+    ),
+}
 
 
-def _list_errors(form: dict[str, str]) -> Errors:
+def _list_errors(form: dict[str, str], fields: dict[str, ListField]) -> Errors:
     """Messages for comma-separated fields that are malformed as typed, which the schema cannot
     give: it sees only the list a field became, or nothing wrong at all."""
     errors: Errors = {}
-    for name in (*LIST_WORDS, *PER_PERIOD_ITEMS):
+    for name, words in fields.items():
         text = form.get(name, "")
-        if text.strip() and not (name in LIST_WORDS and _nothing(text)):
-            error = _list_error(name, [part.strip() for part in text.split(",")])
+        if text.strip() and not (words.verb and _nothing(text)):
+            error = _list_error(words, [part.strip() for part in text.split(",")])
             if error:
                 errors[name] = error
     return errors
 
 
-def _list_error(name: str, items: list[str]) -> str | None:
-    item, several, verb = LIST_WORDS.get(name) or (PER_PERIOD_ITEMS[name], "", "")
+def _list_error(words: ListField, items: list[str]) -> str | None:
+    item, several, verb = words.item, words.several, words.verb
     if verb and any(_nothing(part) for part in items):
         return (
             f"{NOTHING} means no {item} is {verb}ed: write it alone, "
             f"or list the {several} to {verb} without it."
         )
     if not any(items):
-        if verb == "allow":
-            instead = f"leave it empty to allow every {item}, or write {NOTHING} to allow none"
-        else:
-            instead = "leave it empty to drop this rule"
-        return f"No {item} here, only commas: {instead}."
+        return f"No {item} here, only commas: {words.instead}."
     if not all(items):
         return (
             "An item is empty (two commas together, or one at the start or end): "
@@ -174,7 +198,7 @@ def validate_rules(
     if current and rules_body(rules_form(current), current) != current:
         return None, {FORM_ERROR: UNSHOWN}
     body = rules_body(form, current)
-    errors = _list_errors(form)
+    errors = _list_errors(form, RULES_LISTS)
     try:
         validated = RulesIn.model_validate(body)
     except ValidationError as exc:
@@ -243,11 +267,13 @@ def validate_policy(form: dict[str, str]) -> tuple[dict[str, Any] | None, Errors
             body[name] = _number(form[name].strip())
     body["counts"] = [_number(part) for part in _split(form.get("counts", ""))]
     if form.get("categories", "").strip():
-        body["categories"] = _split(form["categories"])
+        body["categories"] = _list_of(form["categories"])
+    errors = _list_errors(form, POLICY_LISTS)
     try:
-        return InstalmentPolicyIn.model_validate(body).model_dump(), {}
+        validated = InstalmentPolicyIn.model_validate(body).model_dump()
     except ValidationError as exc:
-        return None, _by_field(exc, body)
+        return None, _by_field(exc, body) | errors
+    return (None, errors) if errors else (validated, {})
 
 
 def policy_form(policy: dict[str, Any] | None) -> dict[str, str]:
@@ -256,7 +282,8 @@ def policy_form(policy: dict[str, Any] | None) -> dict[str, str]:
         return {}
     form = {name: str(policy[name]) for name in ("source", *POLICY_AMOUNTS)}
     form["counts"] = ", ".join(str(count) for count in policy["counts"])
-    form["categories"] = ", ".join(policy["categories"] or [])
+    if policy["categories"] is not None:  # none: every category; [] offers in none
+        form["categories"] = ", ".join(policy["categories"]) or NOTHING
     return form
 
 
