@@ -6,7 +6,6 @@ cursor does.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +15,7 @@ from gateway.audit import heads
 from gateway.audit import service as audit_service
 from gateway.consent import service as consent
 from gateway.consent import views as consent_views
+from gateway.console import details
 from gateway.context import Context
 from gateway.disputes import rules as dispute_rules
 from gateway.disputes import service as disputes
@@ -77,14 +77,10 @@ def rules_of(ctx: Context, owner: Party, device_id: str) -> dict[str, Any]:
 
 
 def audit_of(ctx: Context, owner: Party, device_id: str, last: int = 50) -> list[dict[str, Any]]:
-    """The device's latest audit entries, newest first, each with a one-line summary."""
+    """The device's latest audit entries, newest first, each with a one-line summary for a
+    person and its data as stored."""
     entries: list[dict[str, Any]] = audit_trail(ctx, owner, device_id, None, last)["entries"]
     return entries
-
-
-def _summary(data: Any, width: int = 140) -> str:
-    text = json.dumps(data, separators=(", ", ": "), ensure_ascii=False)
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def payments_view(ctx: Context, owner: Party) -> list[dict[str, Any]]:
@@ -148,8 +144,15 @@ def audit_trail(
     """A page of the device's audit entries (newest first) and the cursor of the next."""
     page = fleet.audit_page(ctx, owner, device_id, limit, cursor)
     labels = device_labels(ctx, owner)
+    currency = service.get_device(ctx, owner, device_id)[0].currency
+    timezone = owners.owner_profile(ctx, owner)["timezone"]
     entries = [
-        {**e, "summary": _summary(e["data"]), "who": actor_label(e["actor"], owner, labels)}
+        {
+            **e,
+            "summary": details.describe(e["data"], currency, timezone),
+            "raw": details.raw(e["data"]),
+            "who": actor_label(e["actor"], owner, labels),
+        }
         for e in page.items
     ]
     return {"entries": entries, "next_cursor": page.next_cursor}
