@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from devices.registry import Device
-from gateway import fleet, owners, service, wallets
+from gateway import fleet, owners, payees, service, wallets
 from gateway.audit import heads
 from gateway.audit import service as audit_service
 from gateway.consent import service as consent
@@ -59,6 +59,13 @@ def device_labels(ctx: Context, owner: Party) -> dict[str, str]:
     """A name a person recognises for each of the owner's devices: `Fridge · Coldco Frost 3`."""
     pairs = fleet.devices_page(ctx, owner, None, PAGE, None).items
     return {d.id: _label(d.kind, d.manufacturer, d.model) for d, _ in pairs}
+
+
+def payee_name(ctx: Context, payee_id: str) -> str:
+    """The name a payee discloses (section 9), or its id when it discloses none."""
+    with ctx.db.read() as conn:
+        found = payees.disclosures(conn, [payee_id], any_device=True)
+    return str(found[payee_id]["name"]) if payee_id in found else payee_id
 
 
 def mandates_of(ctx: Context, owner: Party, device_id: str) -> list[dict[str, Any]]:

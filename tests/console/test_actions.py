@@ -3,6 +3,7 @@ from another site, or on another owner's things."""
 
 from __future__ import annotations
 
+import html
 import re
 
 from fastapi.testclient import TestClient
@@ -266,3 +267,39 @@ def test_a_mandate_for_another_owners_device_is_the_consoles_not_found_page(
     assert "No such device." in answer.text
     mandates = world.api.get(f"/v1/devices/{stranger.id}/mandates", headers=stranger.owner)
     assert mandates.json()["items"] == []
+
+
+def test_a_decision_is_told_with_the_payees_name_and_in_words(
+    world: World, browser_like: TestClient
+) -> None:
+    shop = world.merchant("groceries")  # named m-groceries
+    fridge = world.device("fridge", rules={"currency": "EUR", "approval_above": 1000})
+    for amount in (2500, 3000, 3500):
+        assert fridge.pay(shop["id"], amount) == ("pending_approval", None)
+    csrf = sign_in(browser_like, fridge.owner["Authorization"].removeprefix("Bearer "))
+    waiting = {
+        item["amount"]: f"/console/approvals/{item['id']}"
+        for item in world.api.get("/v1/approvals?status=pending", headers=fridge.owner).json()[
+            "items"
+        ]
+    }
+
+    def decide(amount: int, decision: str) -> str:
+        answer = browser_like.post(waiting[amount], data={"decision": decision, "csrf_token": csrf})
+        notice = re.search(r'<p class="(?:notice|alert)" role="\w+">([^<]*)</p>', answer.text)
+        assert notice, answer.text
+        return html.unescape(notice.group(1))
+
+    assert decide(2500, "approve") == "€25.00 to m-groceries approved: the device has been told."
+    assert decide(3000, "decline") == "€30.00 to m-groceries declined: the device has been told."
+    rules = {"currency": "EUR", "approval_above": 1000, "max_amount": 3000}
+    assert world.api.put(f"/v1/devices/{fridge.id}/rules", json=rules, headers=fridge.owner)
+    assert world.api.post("/v1/owners/me/freeze", headers=fridge.owner).status_code == 200
+    assert decide(3500, "approve") == (
+        "Your payments are frozen: unfreeze them to approve this one, which keeps waiting."
+    )
+    assert world.api.post("/v1/owners/me/unfreeze", headers=fridge.owner).status_code == 200
+    assert decide(3500, "approve") == (
+        "€35.00 to m-groceries was declined although you approved it: it is above the "
+        "device's largest single payment. The device has been told."
+    )
