@@ -41,8 +41,10 @@ def open_dispute(request: Request, payment_id: str, acting: Acting) -> HTMLRespo
     try:
         dispute = disputes.open_dispute(context(request), session.owner, payment_id, body)
     except REFUSAL_TYPES as exc:
-        errors = {forms.FORM_ERROR: str(exc)}
         status = refusal_of(exc)[0]
+        errors = {forms.FORM_ERROR: str(exc)}
+        if status == 422 and body.get("amount") is not None:  # a check the schema cannot make
+            errors = {"amount": _amount_error(request, session, payment_id) or str(exc)}
         return _disputes(request, session, status, payment_id, form=form, errors=errors)
     amount = format_amount(dispute["amount"], dispute["currency"])
     notice = f"Your dispute of {amount} is open: the payee must answer by the date shown below."
@@ -84,6 +86,15 @@ def audit_page(
             status, values["error"] = refusal_of(exc)[0], str(exc)
     head = views.tree_head(ctx)
     return page(request, "audit.html", session, status, active="audit", head=head, **values)
+
+
+def _amount_error(request: Request, session: Session, payment_id: str) -> str | None:
+    payment = views.disputable_payment(context(request), session.owner, payment_id)
+    if payment is None:
+        return None
+    left = payment["amount"] - payment["refunded_amount"]
+    shown = format_amount(left, payment["currency"])
+    return f"Dispute 1 to {left} in minor units ({shown}, what was paid less refunds)."
 
 
 def _disputes(

@@ -112,7 +112,14 @@ def test_a_payer_disputes_in_the_console_and_the_payee_device_owner_accepts(
     body = {"reason": "not_received", "message": "No fuel came out", "amount": "5000"}
     assert payer_browser.post(path, data=body).status_code == 403  # no CSRF token
     too_much = payer_browser.post(path, data={**body, "csrf_token": csrf})
-    assert too_much.status_code == 422 and "amount must be 1 to 3000" in too_much.text
+    assert too_much.status_code == 422
+    error = re.search(r'<p class="field-error" id="e-amount">([^<]*)</p>', too_much.text)
+    assert error, too_much.text
+    assert (
+        error.group(1) == "Dispute 1 to 3000 in minor units (€30.00, what was paid less refunds)."
+    )
+    assert 'aria-invalid="true"' in too_much.text and 'value="5000"' in too_much.text
+    assert 'value="No fuel came out"' in too_much.text
     opened = payer_browser.post(path, data={**body, "amount": "", "csrf_token": csrf})
     assert opened.status_code == 200, opened.text
     assert "Your dispute of €30.00 is open" in opened.text and "status-open" in opened.text
