@@ -126,6 +126,21 @@ def _list_error(words: ListField, items: list[str]) -> str | None:
     return None
 
 
+HOURS_EXAMPLE = '{"windows": [{"days": ["mon"], "from": "06:00", "to": "22:00"}]}'
+
+
+def _json_errors(form: dict[str, str]) -> Errors:
+    """A message for an active-hours field that is not JSON at all, saying where it breaks (the
+    schema would only see a string where it wants an object)."""
+    text = form.get("active_hours", "").strip()
+    try:
+        json.loads(text or "{}")
+    except json.JSONDecodeError as exc:
+        where = f"{exc.msg.lower()} at character {exc.pos + 1}"
+        return {"active_hours": f"This is not JSON ({where}): write e.g. {HOURS_EXAMPLE}"}
+    return {}
+
+
 def rules_body(form: dict[str, str], current: dict[str, Any] | None = None) -> dict[str, Any]:
     """The body of `PUT /v1/devices/{id}/rules` that this form describes (blank fields left out).
 
@@ -155,7 +170,7 @@ def rules_body(form: dict[str, str], current: dict[str, Any] | None = None) -> d
         try:
             body["active_hours"] = json.loads(form["active_hours"])
         except json.JSONDecodeError:
-            body["active_hours"] = form["active_hours"]  # the schema names what is wrong
+            body["active_hours"] = form["active_hours"]  # refused, and named by _json_errors
     return body
 
 
@@ -198,7 +213,7 @@ def validate_rules(
     if current and rules_body(rules_form(current), current) != current:
         return None, {FORM_ERROR: UNSHOWN}
     body = rules_body(form, current)
-    errors = _list_errors(form, RULES_LISTS)
+    errors = _list_errors(form, RULES_LISTS) | _json_errors(form)
     try:
         validated = RulesIn.model_validate(body)
     except ValidationError as exc:
@@ -312,8 +327,21 @@ def _by_field(exc: ValidationError, body: dict[str, Any], mandate: bool = False)
     for error in exc.errors():
         loc = [str(part) for part in error["loc"]]
         field = _field_of(loc, body, mandate)
-        errors.setdefault(field, str(error["msg"]))
+        errors.setdefault(field, _message(error["type"], str(error["msg"]), loc))
     return errors
+
+
+def _message(kind: str, text: str, loc: list[str]) -> str:
+    """The schema's message, without the names of our classes ("... instance of WindowIn"),
+    and saying where inside a JSON field it applies."""
+    if kind in ("model_type", "dict_type"):
+        text = "Input should be a JSON object"
+        text += f", e.g. {HOURS_EXAMPLE}" if len(loc) == 1 else ""
+    if loc and loc[0] == "active_hours" and len(loc) > 1:
+        if kind == "string_pattern_mismatch" and loc[-1] in ("from", "to"):
+            text = "Input should be a time as HH:MM, from 00:00 to 24:00"
+        return f"{'.'.join(loc[1:])}: {text}"
+    return text
 
 
 def _field_of(loc: list[str], body: dict[str, Any], mandate: bool) -> str:
