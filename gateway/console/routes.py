@@ -188,6 +188,7 @@ def _inbox(request: Request, session: Session, status: int = 200, **values: Any)
     values["labels"] = views.device_labels(context(request), session.owner)
     everything = consent.list_approvals(context(request), session.owner, None)
     values["decided"] = [a for a in everything if a["status"] != "pending"][:RECENT]
+    values["because"] = DECLINED_BECAUSE
     return page(
         request,
         "approvals.html",

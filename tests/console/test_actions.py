@@ -303,3 +303,7 @@ def test_a_decision_is_told_with_the_payees_name_and_in_words(
         "€35.00 to m-groceries was declined although you approved it: it is above the "
         "device's largest single payment. The device has been told."
     )
+    decided = browser_like.get("/console").text
+    row = next(r for r in decided.split("<tr>") if "€35.00" in r)
+    assert "status-declined" in row and "status-approved" not in row
+    assert "you approved, but it is above the device&#39;s largest single payment" in row
