@@ -43,7 +43,8 @@ def change_device(request: Request, device_id: str, acting: Acting) -> HTMLRespo
         device = service.change_device_status(context(request), session.owner, device_id, action)
     except REFUSAL_TYPES as exc:
         return _devices(request, session, refusal_of(exc)[0], error=str(exc))
-    return _devices(request, session, notice=f"{device.id} is now {device.status.value}.")
+    label = views.label_of(device)
+    return _devices(request, session, notice=f"{label} is now {device.status.value}.")
 
 
 @router.get("/console/devices/{device_id}")
@@ -148,7 +149,8 @@ def top_up(request: Request, device_id: str, acting: Acting) -> HTMLResponse:
     except REFUSAL_TYPES as exc:
         return _wallets(request, session, refusal_of(exc)[0], error=str(exc))
     amount = format_amount(body.amount, body.currency)
-    return _wallets(request, session, notice=f"{device_id} topped up by {amount}.")
+    label = views.device_labels(context(request), session.owner).get(device_id, device_id)
+    return _wallets(request, session, notice=f"{label} topped up by {amount}.")
 
 
 @router.get("/console/payments")

@@ -32,6 +32,11 @@ def _label(kind: str, manufacturer: str, model: str) -> str:
     return f"{kind.replace('_', ' ').capitalize()} · {manufacturer} {model}"
 
 
+def label_of(device: Device) -> str:
+    """The name a person recognises for a device: `Fridge · Coldco Frost 3`."""
+    return _label(device.kind, device.manufacturer, device.model)
+
+
 def _view(ctx: Context, owner: Party, device: Device, serial: str) -> dict[str, Any]:
     try:
         wallet: dict[str, Any] | None = wallets.wallet_of(ctx, owner, device.id)

@@ -33,7 +33,9 @@ def test_a_change_needs_the_sessions_csrf_token_and_our_own_site(
         assert answer.status_code == 403, (form, headers)
         assert _status(world, car.id, car.owner) == "active"
     answer = browser_like.post(path, data={"action": "suspend", "csrf_token": csrf})
-    assert answer.status_code == 200 and "is now suspended" in answer.text
+    assert answer.status_code == 200
+    notice = re.search(r'<p class="notice" role="status">([^<]*)</p>', answer.text)
+    assert notice and notice.group(1) == "Car · ACME M is now suspended."  # not its id
     assert _status(world, car.id, car.owner) == "suspended"
     header = browser_like.post(path, data={"action": "resume"}, headers={"X-CSRF-Token": csrf})
     assert header.status_code == 200
@@ -163,6 +165,7 @@ def test_mandates_and_top_ups_from_the_console(world: World, browser_like: TestC
     for _ in range(2):  # the same form sent twice moves the money once
         answer = browser_like.post(f"/console/devices/{car.id}/top-ups", data=top_up)
         assert answer.status_code == 200
+        assert "Car · ACME M topped up by €12.50." in answer.text  # by its name, not its id
     assert world.balance(car) == 1250
     assert "€12.50" in browser_like.get("/console/wallets").text
 
