@@ -136,7 +136,8 @@ def top_up(request: Request, device_id: str, acting: Acting) -> HTMLResponse:
     session, form = acting
     body, errors = forms.validate_top_up(form)
     if body is None:
-        return _wallets(request, session, 422, error=forms.one_line(errors))
+        failed = forms.failed_top_up(device_id, form, errors)
+        return _wallets(request, session, 422, failed_top_up=failed)
     try:
         wallets.top_up(
             context(request),

@@ -250,6 +250,12 @@ def validate_top_up(form: dict[str, str]) -> tuple[TopUpCreate | None, Errors]:
         return None, _by_field(exc, body)
 
 
+def failed_top_up(target: str, form: dict[str, str], errors: Errors) -> dict[str, str]:
+    """What a refused top-up form shows again beside its amount: what was typed, and why."""
+    error = errors.get("amount") or one_line(errors)
+    return {"target": target, "amount": form.get("amount", ""), "error": error}
+
+
 def one_line(errors: Errors) -> str:
     """The messages by field as one line, for a form whose page shows a single error."""
     return "; ".join(f"{field}: {text}" for field, text in errors.items())

@@ -177,7 +177,12 @@ def test_odd_forms_are_refused_with_a_message_never_a_500(
     csrf = sign_in(browser_like, car.owner["Authorization"].removeprefix("Bearer "))
     top_up = {"amount": "12.50", "currency": "EUR", "idempotency_key": "k", "csrf_token": csrf}
     answer = browser_like.post(f"/console/devices/{car.id}/top-ups", data=top_up)
-    assert answer.status_code == 422 and "amount: Input should be a valid integer" in answer.text
+    assert answer.status_code == 422
+    error = re.search(
+        rf'<p class="field-error" id="e-top-up-{car.id}"[^>]*>([^<]*)</p>', answer.text
+    )
+    assert error and error.group(1) == "Input should be a valid integer"  # beside the field
+    assert 'value="12.50" aria-invalid="true"' in answer.text  # what was typed, kept
     nul = {**top_up, "amount": "100", "idempotency_key": "k\x00"}
     assert browser_like.post(f"/console/devices/{car.id}/top-ups", data=nul).status_code == 422
     assert world.balance(car) == 0

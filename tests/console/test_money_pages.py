@@ -57,6 +57,12 @@ def test_an_owner_sees_their_funding_sources_and_tops_one_up_once(
     path = f"/console/funding-sources/{savings['id']}/top-ups"
     assert browser_like.post(path, data=form).status_code == 403  # no CSRF token
     assert _sources(world, car.owner)[savings["id"]]["balance"] == 0
+    zero = browser_like.post(path, data={**form, "amount": "0", "csrf_token": csrf})
+    assert zero.status_code == 422
+    error = re.search(rf'id="e-top-up-{savings["id"]}"[^>]*>([^<]*)</p>', zero.text)
+    assert error and error.group(1) == "Input should be greater than or equal to 1"
+    assert 'value="0" aria-invalid="true"' in zero.text and zero.text.count("aria-invalid") == 1
+    assert _sources(world, car.owner)[savings["id"]]["balance"] == 0
     topped = browser_like.post(path, data={**form, "csrf_token": csrf})
     assert topped.status_code == 200, topped.text
     assert "Savings topped up by €75.00: its balance is €75.00." in topped.text
@@ -73,9 +79,7 @@ def test_an_owner_sees_their_funding_sources_and_tops_one_up_once(
     bad = browser_like.post(
         path, data={**form, "amount": "0", "idempotency_key": "k3", "csrf_token": csrf}
     )
-    assert (
-        bad.status_code == 422 and "amount: Input should be greater than or equal to 1" in bad.text
-    )
+    assert bad.status_code == 422 and 'value="0" aria-invalid="true"' in bad.text
 
 
 def test_another_owners_source_is_not_found(world: World, browser_like: TestClient) -> None:
