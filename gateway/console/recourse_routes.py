@@ -11,16 +11,18 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, Response
 
 from gateway.console import forms, views
 from gateway.console.auth import Acting, SignedIn, context
 from gateway.console.money import format_amount
-from gateway.console.render import page
+from gateway.console.render import SECURITY_HEADERS, page
 from gateway.console.sessions import Session
 from gateway.disputes import service as disputes
 from gateway.disputes.rules import REASONS
 from gateway.errors import REFUSAL_TYPES, refusal_of
+from gateway.evidence.bundle import evidence_bundle
+from gateway.http.routes.evidence import EvidenceBundle
 
 router = APIRouter(include_in_schema=False)
 
@@ -67,6 +69,20 @@ def answer_dispute(request: Request, dispute_id: str, acting: Acting) -> HTMLRes
         return _disputes(request, session, refusal_of(exc)[0], error=str(exc))
     status = answered["status"].replace("_", " ")
     return _disputes(request, session, notice=f"The dispute is now {status}.")
+
+
+@router.get("/console/payments/{payment_id}/evidence")
+def evidence(request: Request, session: SignedIn, payment_id: str) -> Response:
+    """A payment's evidence bundle to save, as `GET /v1/payments/{id}/evidence` answers it (for
+    `kym evidence verify`, or to hand to whoever judges a dispute)."""
+    try:
+        bundle = EvidenceBundle(**evidence_bundle(context(request), session.owner, payment_id))
+    except REFUSAL_TYPES as exc:
+        return _disputes(request, session, refusal_of(exc)[0], error=str(exc))
+    name = f"evidence-{bundle.payment_id}.json"  # a stored id: no quote or path in it
+    headers = {**SECURITY_HEADERS, "Content-Disposition": f'attachment; filename="{name}"'}
+    body = bundle.model_dump_json(exclude_unset=True, indent=1)
+    return Response(body, media_type="application/json", headers=headers)
 
 
 @router.get("/console/audit")

@@ -237,3 +237,31 @@ def test_a_tree_head_whose_signature_does_not_verify_is_shown_as_such(
     assert page.status_code == 200
     assert "does not verify with the gateway" in page.text and "data-tree-size" not in page.text
     assert "device.registered" in page.text  # the entries are still shown
+
+
+def test_an_owner_saves_a_payments_evidence_bundle_from_the_console(
+    world: World, browser_like: TestClient
+) -> None:
+    car = world.device("car", rules={"currency": "EUR"})
+    shop = world.merchant("groceries")
+    assert car.pay(shop["id"], 1050) == ("approved", None)
+    payments = world.api.get(f"/v1/devices/{car.id}/payments", headers=car.owner).json()["items"]
+    payment_id = payments[0]["payment_id"]
+    sign_in(browser_like, _key(car.owner))
+    link = f"/console/payments/{payment_id}/evidence"
+    assert f'href="{link}" download' in browser_like.get("/console/payments").text
+    saved = browser_like.get(link)
+    assert saved.status_code == 200 and saved.headers["content-type"] == "application/json"
+    disposition = f'attachment; filename="evidence-{payment_id}.json"'
+    assert saved.headers["content-disposition"] == disposition
+    api = world.api.get(f"/v1/payments/{payment_id}/evidence", headers=car.owner).json()
+    mine = saved.json()
+    for bundle in (mine, api):  # signed on demand: the same claims, another signature
+        bundle["audit"]["tree_head"] = bundle["audit"]["tree_head"].split(".")[1]
+        bundle["consent"]["jws"] = bundle["consent"]["jws"].split(".")[1]
+    assert mine == api and mine["consent"]["basis"] == "rules"
+    other = world.device("other", rules={"currency": "EUR"})
+    assert other.pay(shop["id"], 100) == ("approved", None)
+    theirs = world.api.get(f"/v1/devices/{other.id}/payments", headers=other.owner).json()
+    refused = browser_like.get(f"/console/payments/{theirs['items'][0]['payment_id']}/evidence")
+    assert refused.status_code == 404 and "no such payment" in refused.text
