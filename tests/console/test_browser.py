@@ -238,3 +238,17 @@ def test_names_of_two_hundred_letters_without_a_space_never_push_a_page_sideways
         fits_a_phone(phone, f"{household.base}/console{path}", f"/console{path}", shot)
     assert page.get_attribute(".who", "title") == f"{'W' * 200}: signed in as owner {owner['id']}"
     assert errors == []
+
+
+def test_an_owner_signs_in_with_the_keyboard_alone_after_a_wrong_key(
+    browser: Any, household: Household
+) -> None:
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page.goto(f"{household.base}/console")
+    page.keyboard.type("kym_not-a-key")  # no click: the key field has the focus
+    page.keyboard.press("Enter")
+    page.wait_for_selector("text=That is not an owner's API key")
+    page.keyboard.type(household.owner_key)  # and has it again after the refusal
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{household.base}/console")
+    assert page.locator("text=Waiting for your approval").is_visible()
