@@ -157,7 +157,8 @@ def decide(request: Request, approval_id: str, acting: Acting) -> HTMLResponse:
         notice = f"{paid} declined: the device has been told."
     else:
         why = DECLINED_BECAUSE.get(result.reason.value, result.reason.value.replace("_", " "))
-        notice = f"{paid} was declined although you approved it: {why}. The device has been told."
+        failed = f"{paid} was declined although you approved it: {why}. The device has been told."
+        return _inbox(request, session, error=failed)  # an outcome to notice, not a success
     return _inbox(request, session, notice=notice)
 
 

@@ -293,10 +293,11 @@ def test_a_decision_is_told_with_the_payees_name_and_in_words(
     }
 
     def decide(amount: int, decision: str) -> str:
+        """The notice (green) or alert (red) the inbox shows, the latter marked `!`."""
         answer = browser_like.post(waiting[amount], data={"decision": decision, "csrf_token": csrf})
-        notice = re.search(r'<p class="(?:notice|alert)" role="\w+">([^<]*)</p>', answer.text)
+        notice = re.search(r'<p class="(notice|alert)" role="\w+">([^<]*)</p>', answer.text)
         assert notice, answer.text
-        return html.unescape(notice.group(1))
+        return ("!" if notice.group(1) == "alert" else "") + html.unescape(notice.group(2))
 
     assert decide(2500, "approve") == "€25.00 to m-groceries approved: the device has been told."
     assert decide(3000, "decline") == "€30.00 to m-groceries declined: the device has been told."
@@ -304,11 +305,11 @@ def test_a_decision_is_told_with_the_payees_name_and_in_words(
     assert world.api.put(f"/v1/devices/{fridge.id}/rules", json=rules, headers=fridge.owner)
     assert world.api.post("/v1/owners/me/freeze", headers=fridge.owner).status_code == 200
     assert decide(3500, "approve") == (
-        "Your payments are frozen: unfreeze them to approve this one, which keeps waiting."
+        "!Your payments are frozen: unfreeze them to approve this one, which keeps waiting."
     )
     assert world.api.post("/v1/owners/me/unfreeze", headers=fridge.owner).status_code == 200
     assert decide(3500, "approve") == (
-        "€35.00 to m-groceries was declined although you approved it: it is above the "
+        "!€35.00 to m-groceries was declined although you approved it: it is above the "
         "device's largest single payment. The device has been told."
     )
     decided = browser_like.get("/console").text
