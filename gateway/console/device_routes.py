@@ -88,7 +88,7 @@ def create_mandate(request: Request, device_id: str, acting: Acting) -> HTMLResp
         rules_form = forms.rules_form(views.rules_of(context(request), session.owner, device_id))
     except NotFound:
         return _devices(request, session, 404, error="No such device.")
-    body, errors = forms.validate_mandate(form)
+    body, errors = forms.validate_mandate(form, context(request).clock())
     status = 422
     if body is not None:
         try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from pydantic import ValidationError
@@ -221,8 +222,17 @@ def validate_rules(
     return (None, errors) if errors else (validated, {})
 
 
-def validate_mandate(form: dict[str, str]) -> tuple[dict[str, Any] | None, Errors]:
-    """The body of `POST /v1/devices/{id}/mandates`, or the API's messages by form field."""
+PASSED = "This time has passed: the mandate would never cover a payment. Give a later one, or none."
+
+
+def validate_mandate(
+    form: dict[str, str], now: datetime | None = None
+) -> tuple[dict[str, Any] | None, Errors]:
+    """The body of `POST /v1/devices/{id}/mandates`, or the API's messages by form field.
+
+    An end already past at `now` is refused too: the API stores such a mandate, expired at
+    once, which an owner who just gave it would take for a consent in force.
+    """
     body: dict[str, Any] = {}
     for name in ("payee", "category", "valid_from", "valid_until"):
         if form.get(name, "").strip():
@@ -232,9 +242,13 @@ def validate_mandate(form: dict[str, str]) -> tuple[dict[str, Any] | None, Error
     if amount:
         body["limits"] = [{"period": period, "amount": _number(amount)}]
     try:
-        return MandateCreate.model_validate(body).model_dump(), {}
+        validated = MandateCreate.model_validate(body).model_dump()
     except ValidationError as exc:
         return None, _by_field(exc, body, mandate=True)
+    until = validated["valid_until"]
+    if now is not None and until is not None and until <= now:
+        return None, {"valid_until": PASSED}
+    return validated, {}
 
 
 def validate_top_up(form: dict[str, str]) -> tuple[TopUpCreate | None, Errors]:

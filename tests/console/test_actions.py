@@ -316,3 +316,24 @@ def test_a_decision_is_told_with_the_payees_name_and_in_words(
     row = next(r for r in decided.split("<tr>") if "€35.00" in r)
     assert "status-declined" in row and "status-approved" not in row
     assert "you approved, but it is above the device&#39;s largest single payment" in row
+
+
+def test_a_mandate_that_has_already_ended_is_refused_not_told_active(
+    world: World, browser_like: TestClient
+) -> None:
+    shop = world.merchant()
+    car = world.device("car", top_up=0)
+    csrf = sign_in(browser_like, car.owner["Authorization"].removeprefix("Bearer "))
+    ended = {"payee": shop["id"], "max_amount": "500", "valid_until": "2020-01-01T00:00:00Z"}
+    answer = browser_like.post(
+        f"/console/devices/{car.id}/mandates", data=ended | {"csrf_token": csrf}
+    )
+    assert answer.status_code == 422 and "is active" not in answer.text
+    error = re.search(r'<p class="field-error" id="e-valid_until"[^>]*>([^<]*)</p>', answer.text)
+    assert error and error.group(1).startswith("This time has passed")
+    assert 'value="2020-01-01T00:00:00Z"' in answer.text  # the input is kept
+    mandates = world.api.get(f"/v1/devices/{car.id}/mandates", headers=car.owner).json()
+    assert mandates["items"] == []
+    later = ended | {"valid_until": "2099-01-01T00:00:00Z", "csrf_token": csrf}
+    answer = browser_like.post(f"/console/devices/{car.id}/mandates", data=later)
+    assert answer.status_code == 200 and "is active" in answer.text
