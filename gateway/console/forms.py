@@ -127,6 +127,7 @@ def _list_error(words: ListField, items: list[str]) -> str | None:
     return None
 
 
+TIME_EXAMPLE = "2026-12-31T23:59:00+01:00"
 HOURS_EXAMPLE = '{"windows": [{"days": ["mon"], "from": "06:00", "to": "22:00"}]}'
 
 
@@ -354,6 +355,9 @@ def _by_field(exc: ValidationError, body: dict[str, Any], mandate: bool = False)
 def _message(kind: str, text: str, loc: list[str]) -> str:
     """The schema's message, without the names of our classes ("... instance of WindowIn"),
     and saying where inside a JSON field it applies."""
+    if kind == "timezone_aware" or kind.startswith("datetime_"):
+        # a date alone is a day in some zone: say what a time the API takes looks like
+        text += f". Write a date, a time and its zone, e.g. {TIME_EXAMPLE} (Z for UTC)"
     if kind in ("model_type", "dict_type"):
         text = "Input should be a JSON object"
         text += f", e.g. {HOURS_EXAMPLE}" if len(loc) == 1 else ""

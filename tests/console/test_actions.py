@@ -337,3 +337,18 @@ def test_a_mandate_that_has_already_ended_is_refused_not_told_active(
     later = ended | {"valid_until": "2099-01-01T00:00:00Z", "csrf_token": csrf}
     answer = browser_like.post(f"/console/devices/{car.id}/mandates", data=later)
     assert answer.status_code == 200 and "is active" in answer.text
+
+
+def test_a_mandate_date_without_a_zone_is_answered_with_what_to_write(
+    world: World, browser_like: TestClient
+) -> None:
+    car = world.device("car", top_up=0)
+    csrf = sign_in(browser_like, car.owner["Authorization"].removeprefix("Bearer "))
+    form = {"max_amount": "500", "valid_from": "2026-12-31", "csrf_token": csrf}
+    answer = browser_like.post(f"/console/devices/{car.id}/mandates", data=form)
+    assert answer.status_code == 422
+    error = re.search(r'<p class="field-error" id="e-valid_from"[^>]*>([^<]*)</p>', answer.text)
+    assert error and html.unescape(error.group(1)) == (
+        "Input should have timezone info. Write a date, a time and its zone, "
+        "e.g. 2026-12-31T23:59:00+01:00 (Z for UTC)"
+    )
