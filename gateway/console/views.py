@@ -74,8 +74,13 @@ def payee_name(ctx: Context, payee_id: str) -> str:
 
 
 def mandates_of(ctx: Context, owner: Party, device_id: str) -> list[dict[str, Any]]:
-    """The device's active mandates, newest first, with what each limit used this period."""
-    return consent_views.mandates_page(ctx, owner, device_id, "active", PAGE, None).items
+    """The device's active mandates, newest first, with what each limit used this period and
+    the name its payee discloses (`payee_name`, None for a mandate without a payee)."""
+    items = consent_views.mandates_page(ctx, owner, device_id, "active", PAGE, None).items
+    named = {m["payee"] for m in items if m["payee"]}
+    with ctx.db.read() as conn:
+        found = payees.disclosures(conn, named, any_device=True) if named else {}
+    return [{**m, "payee_name": found.get(m["payee"], {}).get("name")} for m in items]
 
 
 def spending_of(ctx: Context, owner: Party, device_id: str) -> dict[str, Any]:

@@ -161,6 +161,8 @@ def test_mandates_and_top_ups_from_the_console(world: World, browser_like: TestC
     answer = browser_like.post(f"/console/devices/{car.id}/mandates", data=good)
     assert answer.status_code == 200 and "is active" in answer.text
     assert "€5.00" in answer.text and "€20.00/day" in answer.text
+    payee = f'<td data-label="Payee">m-fuel <span class="muted">({shop["id"]})</span></td>'
+    assert payee in answer.text  # the payee by its name, as approvals show it
     top_up = {"amount": "1250", "currency": "EUR", "idempotency_key": "k1", "csrf_token": csrf}
     for _ in range(2):  # the same form sent twice moves the money once
         answer = browser_like.post(f"/console/devices/{car.id}/top-ups", data=top_up)
