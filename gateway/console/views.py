@@ -128,7 +128,8 @@ def funding_view(ctx: Context, owner: Party) -> dict[str, Any]:
 
 def disputes_view(ctx: Context, owner: Party) -> list[dict[str, Any]]:
     """The owner's disputes, newest first: those they opened and those about their payee devices,
-    each marked with the side the owner is on (`payer` or `payee`)."""
+    each marked with the side the owner is on (`payer` or `payee`) and whether they answer it
+    (`answerable`: the payee device is theirs, whichever side opened it)."""
     mine = device_labels(ctx, owner)
     items = disputes.list_page(ctx, owner, PAGE, None).items
     paid = {p["payment_id"]: p for p in payments_view(ctx, owner)} if items else {}
@@ -136,6 +137,7 @@ def disputes_view(ctx: Context, owner: Party) -> list[dict[str, Any]]:
         {
             **d,
             "side": "payer" if d["payer_device_id"] in mine else "payee",
+            "answerable": d["payee"] in mine,  # also when both devices are the owner's
             "payee_name": paid.get(d["payment_id"], {}).get("payee_name") or d["payee"],
         }
         for d in items

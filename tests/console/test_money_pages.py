@@ -13,7 +13,7 @@ from gateway.audit import store as audit_store
 from gateway.audit.heads import TreeHead
 from gateway.http.app import create_app
 from tests.support.console import sign_in
-from tests.support.funding import source
+from tests.support.funding import sibling, source
 from tests.support.world import World
 
 KEY = re.compile(r'name="idempotency_key" value="([^"]+)"')
@@ -265,3 +265,24 @@ def test_an_owner_saves_a_payments_evidence_bundle_from_the_console(
     theirs = world.api.get(f"/v1/devices/{other.id}/payments", headers=other.owner).json()
     refused = browser_like.get(f"/console/payments/{theirs['items'][0]['payment_id']}/evidence")
     assert refused.status_code == 404 and "no such payment" in refused.text
+
+
+def test_an_owner_whose_device_paid_another_of_theirs_answers_the_dispute_too(
+    world: World, browser_like: TestClient
+) -> None:
+    car = world.device("car", rules={"currency": "EUR"})
+    charger = sibling(world, car, "charger", rules={"currency": "EUR"})
+    assert car.pay(charger.id, 700) == ("approved", None)
+    payment_id = world.api.get(f"/v1/devices/{car.id}/payments", headers=car.owner).json()["items"][
+        0
+    ]["payment_id"]
+    csrf = sign_in(browser_like, _key(car.owner))
+    body = {"reason": "defective", "message": "It stopped at half", "csrf_token": csrf}
+    opened = browser_like.post(f"/console/payments/{payment_id}/disputes", data=body)
+    assert opened.status_code == 200, opened.text
+    dispute_id = world.api.get("/v1/disputes", headers=car.owner).json()["items"][0]["id"]
+    assert f'action="/console/disputes/{dispute_id}/response"' in opened.text
+    answer = {"decision": "accept", "message": "Refunded", "csrf_token": csrf}
+    accepted = browser_like.post(f"/console/disputes/{dispute_id}/response", data=answer)
+    assert accepted.status_code == 200 and "resolved for owner" in accepted.text
+    assert world.balance(car) == 10_000
