@@ -9,6 +9,7 @@ entry names (else the device's) and the owner's timezone. The JSON itself stays 
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +24,7 @@ MONEY = frozenset(
         "instalment_amount", "available",
     }
 )  # fmt: skip
+ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d")  # RFC 3339, as the API writes times
 HASH_CHARS = 12  # hex digests and serials are shown by their start, like a git hash
 WIDTH = 240
 
@@ -53,6 +55,11 @@ def _shown(key: str, value: Any, currency: str | None, timezone: str | None) -> 
     if isinstance(value, int) and key.endswith("_at"):
         return format_time(datetime.fromtimestamp(value, UTC), timezone)
     text = str(value)
+    if isinstance(value, str) and ISO_TIME.match(value):
+        try:
+            return format_time(value, timezone)
+        except ValueError:
+            return text
     is_hex = len(text) >= 32 and all(c in "0123456789abcdef" for c in text)
     return text[:HASH_CHARS] + "…" if is_hex else text
 

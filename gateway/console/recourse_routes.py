@@ -85,6 +85,13 @@ def evidence(request: Request, session: SignedIn, payment_id: str) -> Response:
     return Response(body, media_type="application/json", headers=headers)
 
 
+@router.get("/console/notifications")
+def notifications_page(request: Request, session: SignedIn) -> HTMLResponse:
+    """What happened to the owner's devices and money lately, as their events tell it."""
+    items = views.notifications(context(request), session.owner)
+    return page(request, "notifications.html", session, active="notifications", items=items)
+
+
 @router.get("/console/audit")
 def audit_page(
     request: Request, session: SignedIn, device: str = "", cursor: str = ""

@@ -6,6 +6,7 @@ cursor does.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ from gateway.context import Context
 from gateway.disputes import rules as dispute_rules
 from gateway.disputes import service as disputes
 from gateway.errors import Conflict, NotFound
+from gateway.events import store as event_store
 from gateway.funding import plans as instalment_plans
 from gateway.funding import policy as instalment_policy
 from gateway.funding import service as funding
@@ -224,6 +226,34 @@ def plans_view(ctx: Context, owner: Party) -> list[dict[str, Any]]:
                 "left": plan["total"] - done,
                 "payee_name": payment.get("payee_name") or payment.get("payee"),
                 "source_name": lines.get(plan["source"], plan["source"]),
+            }
+        )
+    return shown
+
+
+def notifications(ctx: Context, owner: Party, last: int = 100) -> list[dict[str, Any]]:
+    """The owner's latest events (alerts, decisions, payments, disputes), newest first, each
+    with the device it is about and its data in words: what webhooks and the event stream
+    deliver, for an owner who has neither."""
+    with ctx.db.read() as conn:
+        rows = event_store.latest_events(conn, owner.id, last)
+    pairs = fleet.devices_page(ctx, owner, None, PAGE, None).items
+    labels = {d.id: label_of(d) for d, _ in pairs}
+    currencies = {d.id: d.currency for d, _ in pairs}  # for data that names no currency
+    timezone = owners.owner_profile(ctx, owner)["timezone"]
+    shown = []
+    for row in rows:
+        data = json.loads(row.data_json)
+        device_id = data.get("device_id")
+        currency = data.get("currency") or currencies.get(device_id)
+        told = {k: v for k, v in data.items() if not (k == "device_id" and v in labels)}
+        shown.append(
+            {
+                "at": row.created_at,
+                "type": row.type,
+                "device": labels.get(device_id, device_id) if device_id else None,
+                "summary": details.describe(told, currency, timezone),
+                "raw": details.raw(data),
             }
         )
     return shown

@@ -252,3 +252,17 @@ def test_an_owner_signs_in_with_the_keyboard_alone_after_a_wrong_key(
     page.keyboard.press("Enter")
     page.wait_for_url(f"{household.base}/console")
     assert page.locator("text=Waiting for your approval").is_visible()
+
+
+def test_every_page_of_the_console_is_in_reach_of_its_menu(
+    browser: Any, household: Household
+) -> None:
+    page, errors = signed_in_page(browser, household.base, household.owner_key)
+    links = page.locator("nav a")
+    assert links.count() == 10
+    for i in range(links.count()):
+        box = links.nth(i).bounding_box()
+        assert box and box["x"] + box["width"] <= 1100, links.nth(i).inner_text()  # not cut
+    page.click("nav >> text=Activity")
+    page.wait_for_selector("h1:has-text('Activity')")
+    assert errors == []

@@ -286,3 +286,22 @@ def test_an_owner_whose_device_paid_another_of_theirs_answers_the_dispute_too(
     accepted = browser_like.post(f"/console/disputes/{dispute_id}/response", data=answer)
     assert accepted.status_code == 200 and "resolved for owner" in accepted.text
     assert world.balance(car) == 10_000
+
+
+def test_a_low_balance_alert_shows_under_activity_in_words(
+    world: World, browser_like: TestClient
+) -> None:
+    car = world.device("car", rules={"currency": "EUR", "low_balance_alert": 9000})
+    shop = world.merchant("groceries")
+    assert car.pay(shop["id"], 1050) == ("approved", None)  # 100.00 -> 89.50
+    sign_in(browser_like, _key(car.owner))
+    shown = browser_like.get("/console/notifications")
+    assert shown.status_code == 200 and 'href="/console/notifications"' in shown.text
+    rows = {
+        m.group(1): m.group(2)
+        for m in re.finditer(r'<tr data-event="([a-z_.]+)">(.*?)</tr>', shown.text, re.S)
+    }
+    low = rows["wallet.low_balance"]
+    assert "wallet: low balance" in low and "Car · ACME M" in low
+    assert "balance €89.50 · threshold €90.00" in low
+    assert "amount €10.50" in rows["payment.approved"]
