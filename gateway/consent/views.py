@@ -84,6 +84,8 @@ def approval_item(
     }
     if row.get("offer_json") is not None:
         item["offer"] = json.loads(row["offer_json"])
+    if row.get("result_status") is not None:  # decided: what came of it, as POST answered
+        item["result"] = {"status": row["result_status"], "reason": row["result_reason"]}
     return item
 
 

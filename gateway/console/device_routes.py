@@ -43,7 +43,8 @@ def change_device(request: Request, device_id: str, acting: Acting) -> HTMLRespo
         device = service.change_device_status(context(request), session.owner, device_id, action)
     except REFUSAL_TYPES as exc:
         return _devices(request, session, refusal_of(exc)[0], error=str(exc))
-    return _devices(request, session, notice=f"{device.id} is now {device.status.value}.")
+    label = views.label_of(device)
+    return _devices(request, session, notice=f"{label} is now {device.status.value}.")
 
 
 @router.get("/console/devices/{device_id}")
@@ -87,7 +88,7 @@ def create_mandate(request: Request, device_id: str, acting: Acting) -> HTMLResp
         rules_form = forms.rules_form(views.rules_of(context(request), session.owner, device_id))
     except NotFound:
         return _devices(request, session, 404, error="No such device.")
-    body, errors = forms.validate_mandate(form)
+    body, errors = forms.validate_mandate(form, context(request).clock())
     status = 422
     if body is not None:
         try:
@@ -135,7 +136,8 @@ def top_up(request: Request, device_id: str, acting: Acting) -> HTMLResponse:
     session, form = acting
     body, errors = forms.validate_top_up(form)
     if body is None:
-        return _wallets(request, session, 422, error=forms.one_line(errors))
+        failed = forms.failed_top_up(device_id, form, errors)
+        return _wallets(request, session, 422, failed_top_up=failed)
     try:
         wallets.top_up(
             context(request),
@@ -148,7 +150,8 @@ def top_up(request: Request, device_id: str, acting: Acting) -> HTMLResponse:
     except REFUSAL_TYPES as exc:
         return _wallets(request, session, refusal_of(exc)[0], error=str(exc))
     amount = format_amount(body.amount, body.currency)
-    return _wallets(request, session, notice=f"{device_id} topped up by {amount}.")
+    label = views.device_labels(context(request), session.owner).get(device_id, device_id)
+    return _wallets(request, session, notice=f"{label} topped up by {amount}.")
 
 
 @router.get("/console/payments")

@@ -7,7 +7,8 @@ that caused it. Numbers are passed on as typed: "12.5" stays a string and the AP
 an integer, rather than the console guessing what was meant. The rules form shows every rule
 the API can store, so that saving it changes only what the owner changed there; its
 comma-separated fields are also checked as typed (`(none)` with other items, empty items), which
-the schema cannot do once they are lists.
+the schema cannot do once they are lists; so are the instalment policy's, through the same
+table-driven check (`RULES_LISTS`, `POLICY_LISTS`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
@@ -58,48 +60,87 @@ def _list_of(text: str) -> list[str]:
     return [] if _nothing(text) else _split(text)
 
 
-# The rules form's list fields: what one item is, several, and what the list does with them.
-LIST_WORDS = {
-    "allowed_categories": ("category", "categories", "allow"),
-    "blocked_categories": ("category", "categories", "block"),
-    "allowed_payees": ("payee", "payees", "allow"),
-    "blocked_payees": ("payee", "payees", "block"),
+class ListField(NamedTuple):
+    """A comma-separated field: what one item is, and what to type instead of only commas.
+
+    `several` and `verb` are set for a field that takes `(none)` (the list that holds nothing)
+    and say what the list does with its items: "(none) means no category is allowed".
+    """
+
+    item: str
+    instead: str
+    several: str = ""
+    verb: str = ""
+
+
+def _allows(item: str, several: str) -> ListField:
+    instead = f"leave it empty to allow every {item}, or write {NOTHING} to allow none"
+    return ListField(item, instead, several, "allow")
+
+
+DROP = "leave it empty to drop this rule"
+RULES_LISTS = {
+    "allowed_categories": _allows("category", "categories"),
+    "blocked_categories": ListField("category", DROP, "categories", "block"),
+    "allowed_payees": _allows("payee", "payees"),
+    "blocked_payees": ListField("payee", DROP, "payees", "block"),
+    **{f"{prefix}_{p}": ListField(key, DROP) for prefix, _, key in PER_PERIOD for p in PERIODS},
 }
-PER_PERIOD_ITEMS = {f"{prefix}_{p}": key for prefix, _, key in PER_PERIOD for p in PERIODS}
+POLICY_LISTS = {
+    "counts": ListField("count", "write the numbers of instalments to offer, e.g. 3, 6, 12"),
+    "categories": ListField(
+        "category",
+        f"leave it empty to offer instalments in every category, or write {NOTHING} for none",
+        "categories",
+        "offer",
+    ),
+}
 
 
-def _list_errors(form: dict[str, str]) -> Errors:
+def _list_errors(form: dict[str, str], fields: dict[str, ListField]) -> Errors:
     """Messages for comma-separated fields that are malformed as typed, which the schema cannot
     give: it sees only the list a field became, or nothing wrong at all."""
     errors: Errors = {}
-    for name in (*LIST_WORDS, *PER_PERIOD_ITEMS):
+    for name, words in fields.items():
         text = form.get(name, "")
-        if text.strip() and not (name in LIST_WORDS and _nothing(text)):
-            error = _list_error(name, [part.strip() for part in text.split(",")])
+        if text.strip() and not (words.verb and _nothing(text)):
+            error = _list_error(words, [part.strip() for part in text.split(",")])
             if error:
                 errors[name] = error
     return errors
 
 
-def _list_error(name: str, items: list[str]) -> str | None:
-    item, several, verb = LIST_WORDS.get(name) or (PER_PERIOD_ITEMS[name], "", "")
+def _list_error(words: ListField, items: list[str]) -> str | None:
+    item, several, verb = words.item, words.several, words.verb
     if verb and any(_nothing(part) for part in items):
         return (
             f"{NOTHING} means no {item} is {verb}ed: write it alone, "
             f"or list the {several} to {verb} without it."
         )
     if not any(items):
-        if verb == "allow":
-            instead = f"leave it empty to allow every {item}, or write {NOTHING} to allow none"
-        else:
-            instead = "leave it empty to drop this rule"
-        return f"No {item} here, only commas: {instead}."
+        return f"No {item} here, only commas: {words.instead}."
     if not all(items):
         return (
             "An item is empty (two commas together, or one at the start or end): "
             f"remove the extra comma, or write the {item} that was meant."
         )
     return None
+
+
+TIME_EXAMPLE = "2026-12-31T23:59:00+01:00"
+HOURS_EXAMPLE = '{"windows": [{"days": ["mon"], "from": "06:00", "to": "22:00"}]}'
+
+
+def _json_errors(form: dict[str, str]) -> Errors:
+    """A message for an active-hours field that is not JSON at all, saying where it breaks (the
+    schema would only see a string where it wants an object)."""
+    text = form.get("active_hours", "").strip()
+    try:
+        json.loads(text or "{}")
+    except json.JSONDecodeError as exc:
+        where = f"{exc.msg.lower()} at character {exc.pos + 1}"
+        return {"active_hours": f"This is not JSON ({where}): write e.g. {HOURS_EXAMPLE}"}
+    return {}
 
 
 def rules_body(form: dict[str, str], current: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -131,7 +172,7 @@ def rules_body(form: dict[str, str], current: dict[str, Any] | None = None) -> d
         try:
             body["active_hours"] = json.loads(form["active_hours"])
         except json.JSONDecodeError:
-            body["active_hours"] = form["active_hours"]  # the schema names what is wrong
+            body["active_hours"] = form["active_hours"]  # refused, and named by _json_errors
     return body
 
 
@@ -174,7 +215,7 @@ def validate_rules(
     if current and rules_body(rules_form(current), current) != current:
         return None, {FORM_ERROR: UNSHOWN}
     body = rules_body(form, current)
-    errors = _list_errors(form)
+    errors = _list_errors(form, RULES_LISTS) | _json_errors(form)
     try:
         validated = RulesIn.model_validate(body)
     except ValidationError as exc:
@@ -182,8 +223,17 @@ def validate_rules(
     return (None, errors) if errors else (validated, {})
 
 
-def validate_mandate(form: dict[str, str]) -> tuple[dict[str, Any] | None, Errors]:
-    """The body of `POST /v1/devices/{id}/mandates`, or the API's messages by form field."""
+PASSED = "This time has passed: the mandate would never cover a payment. Give a later one, or none."
+
+
+def validate_mandate(
+    form: dict[str, str], now: datetime | None = None
+) -> tuple[dict[str, Any] | None, Errors]:
+    """The body of `POST /v1/devices/{id}/mandates`, or the API's messages by form field.
+
+    An end already past at `now` is refused too: the API stores such a mandate, expired at
+    once, which an owner who just gave it would take for a consent in force.
+    """
     body: dict[str, Any] = {}
     for name in ("payee", "category", "valid_from", "valid_until"):
         if form.get(name, "").strip():
@@ -193,9 +243,13 @@ def validate_mandate(form: dict[str, str]) -> tuple[dict[str, Any] | None, Error
     if amount:
         body["limits"] = [{"period": period, "amount": _number(amount)}]
     try:
-        return MandateCreate.model_validate(body).model_dump(), {}
+        validated = MandateCreate.model_validate(body).model_dump()
     except ValidationError as exc:
         return None, _by_field(exc, body, mandate=True)
+    until = validated["valid_until"]
+    if now is not None and until is not None and until <= now:
+        return None, {"valid_until": PASSED}
+    return validated, {}
 
 
 def validate_top_up(form: dict[str, str]) -> tuple[TopUpCreate | None, Errors]:
@@ -209,6 +263,12 @@ def validate_top_up(form: dict[str, str]) -> tuple[TopUpCreate | None, Errors]:
         return TopUpCreate.model_validate(body), {}
     except ValidationError as exc:
         return None, _by_field(exc, body)
+
+
+def failed_top_up(target: str, form: dict[str, str], errors: Errors) -> dict[str, str]:
+    """What a refused top-up form shows again beside its amount: what was typed, and why."""
+    error = errors.get("amount") or one_line(errors)
+    return {"target": target, "amount": form.get("amount", ""), "error": error}
 
 
 def one_line(errors: Errors) -> str:
@@ -243,11 +303,13 @@ def validate_policy(form: dict[str, str]) -> tuple[dict[str, Any] | None, Errors
             body[name] = _number(form[name].strip())
     body["counts"] = [_number(part) for part in _split(form.get("counts", ""))]
     if form.get("categories", "").strip():
-        body["categories"] = _split(form["categories"])
+        body["categories"] = _list_of(form["categories"])
+    errors = _list_errors(form, POLICY_LISTS)
     try:
-        return InstalmentPolicyIn.model_validate(body).model_dump(), {}
+        validated = InstalmentPolicyIn.model_validate(body).model_dump()
     except ValidationError as exc:
-        return None, _by_field(exc, body)
+        return None, _by_field(exc, body) | errors
+    return (None, errors) if errors else (validated, {})
 
 
 def policy_form(policy: dict[str, Any] | None) -> dict[str, str]:
@@ -256,7 +318,8 @@ def policy_form(policy: dict[str, Any] | None) -> dict[str, str]:
         return {}
     form = {name: str(policy[name]) for name in ("source", *POLICY_AMOUNTS)}
     form["counts"] = ", ".join(str(count) for count in policy["counts"])
-    form["categories"] = ", ".join(policy["categories"] or [])
+    if policy["categories"] is not None:  # none: every category; [] offers in none
+        form["categories"] = ", ".join(policy["categories"]) or NOTHING
     return form
 
 
@@ -285,8 +348,24 @@ def _by_field(exc: ValidationError, body: dict[str, Any], mandate: bool = False)
     for error in exc.errors():
         loc = [str(part) for part in error["loc"]]
         field = _field_of(loc, body, mandate)
-        errors.setdefault(field, str(error["msg"]))
+        errors.setdefault(field, _message(error["type"], str(error["msg"]), loc))
     return errors
+
+
+def _message(kind: str, text: str, loc: list[str]) -> str:
+    """The schema's message, without the names of our classes ("... instance of WindowIn"),
+    and saying where inside a JSON field it applies."""
+    if kind == "timezone_aware" or kind.startswith("datetime_"):
+        # a date alone is a day in some zone: say what a time the API takes looks like
+        text += f". Write a date, a time and its zone, e.g. {TIME_EXAMPLE} (Z for UTC)"
+    if kind in ("model_type", "dict_type"):
+        text = "Input should be a JSON object"
+        text += f", e.g. {HOURS_EXAMPLE}" if len(loc) == 1 else ""
+    if loc and loc[0] == "active_hours" and len(loc) > 1:
+        if kind == "string_pattern_mismatch" and loc[-1] in ("from", "to"):
+            text = "Input should be a time as HH:MM, from 00:00 to 24:00"
+        return f"{'.'.join(loc[1:])}: {text}"
+    return text
 
 
 def _field_of(loc: list[str], body: dict[str, Any], mandate: bool) -> str:

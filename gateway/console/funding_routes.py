@@ -39,7 +39,8 @@ def top_up_source(request: Request, source_id: str, acting: Acting) -> HTMLRespo
     session, form = acting
     body, errors = forms.validate_top_up(form)
     if body is None:
-        return _funding(request, session, 422, error=forms.one_line(errors))
+        failed = forms.failed_top_up(source_id, form, errors)
+        return _funding(request, session, 422, failed_top_up=failed)
     try:
         source = funding.top_up_source(
             context(request),

@@ -44,6 +44,7 @@ NAV = [
     ("plans", "/console/instalment-plans", "Instalments"),
     ("payments", "/console/payments", "Payments"),
     ("disputes", "/console/disputes", "Disputes"),
+    ("notifications", "/console/notifications", "Activity"),
     ("audit", "/console/audit", "Audit trail"),
     ("freeze", "/console/freeze", "Freeze"),
 ]

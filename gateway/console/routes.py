@@ -34,6 +34,21 @@ from gateway.orders.approvals import decide_approval
 router = APIRouter(include_in_schema=False)
 POLL_S = 30  # the inbox follows the event stream; this poll is only a safety net
 RECENT = 10  # decided approvals shown under the inbox
+FROZEN = "Your payments are frozen: unfreeze them to approve this one, which keeps waiting."
+# Why an approved payment can still be declined (the device, its rules and its funds are
+# checked again when the owner approves), in the owner's words.
+DECLINED_BECAUSE = {
+    "device_not_active": "the device is no longer active",
+    "unknown_payee": "the payee no longer takes payments",
+    "payee_not_allowed": "the device's rules do not allow this payee",
+    "currency_not_allowed": "the device's rules or wallet do not take this currency",
+    "category_not_allowed": "the device's rules do not allow this category",
+    "outside_active_hours": "it is outside the device's active hours",
+    "amount_over_limit": "it is above the device's largest single payment",
+    "period_limit_exceeded": "it would go over one of the device's spending limits",
+    "payment_count_exceeded": "it would go over the device's number of payments",
+    "insufficient_funds": "the wallet and your funding sources cannot cover it",
+}
 
 
 @router.get("/console")
@@ -129,16 +144,21 @@ def decide(request: Request, approval_id: str, acting: Acting) -> HTMLResponse:
             ctx, session.owner.id, approval_id, decision, instalments
         )
     except REFUSAL_TYPES as exc:
-        return _inbox(request, session, refusal_of(exc)[0], error=str(exc))
+        error = FROZEN if getattr(exc, "reason", "") == "owner_frozen" else str(exc)
+        return _inbox(request, session, refusal_of(exc)[0], error=error)
     amount = format_amount(approval["amount_minor"], approval["currency"])
+    paid = f"{amount} to {views.payee_name(ctx, approval['payee'])}"
     if result.status.value == "approved" and instalments:
-        notice = f"{amount} to {approval['payee']} paid from your credit line: {instalments} "
+        notice = f"{paid} paid from your credit line: {instalments} "
         notice += "instalments, scheduled under Instalments. The device has been told."
     elif result.status.value == "approved":
-        notice = f"{amount} to {approval['payee']} approved: the device has been told."
+        notice = f"{paid} approved: the device has been told."
+    elif result.reason is None or result.reason.value == "approval_declined":
+        notice = f"{paid} declined: the device has been told."
     else:
-        reason = result.reason.value if result.reason is not None else result.status.value
-        notice = f"{amount} to {approval['payee']} {result.status.value} ({reason})."
+        why = DECLINED_BECAUSE.get(result.reason.value, result.reason.value.replace("_", " "))
+        failed = f"{paid} was declined although you approved it: {why}. The device has been told."
+        return _inbox(request, session, error=failed)  # an outcome to notice, not a success
     return _inbox(request, session, notice=notice)
 
 
@@ -169,6 +189,7 @@ def _inbox(request: Request, session: Session, status: int = 200, **values: Any)
     values["labels"] = views.device_labels(context(request), session.owner)
     everything = consent.list_approvals(context(request), session.owner, None)
     values["decided"] = [a for a in everything if a["status"] != "pending"][:RECENT]
+    values["because"] = DECLINED_BECAUSE
     return page(
         request,
         "approvals.html",

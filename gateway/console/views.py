@@ -11,15 +11,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from devices.registry import Device
-from gateway import fleet, owners, service, wallets
+from gateway import fleet, owners, payees, service, wallets
 from gateway.audit import heads
 from gateway.audit import service as audit_service
 from gateway.consent import service as consent
 from gateway.consent import views as consent_views
+from gateway.console import details
 from gateway.context import Context
 from gateway.disputes import rules as dispute_rules
 from gateway.disputes import service as disputes
 from gateway.errors import Conflict, NotFound
+from gateway.events import store as event_store
 from gateway.funding import plans as instalment_plans
 from gateway.funding import policy as instalment_policy
 from gateway.funding import service as funding
@@ -30,6 +32,11 @@ PAGE = 200
 
 def _label(kind: str, manufacturer: str, model: str) -> str:
     return f"{kind.replace('_', ' ').capitalize()} · {manufacturer} {model}"
+
+
+def label_of(device: Device) -> str:
+    """The name a person recognises for a device: `Fridge · Coldco Frost 3`."""
+    return _label(device.kind, device.manufacturer, device.model)
 
 
 def _view(ctx: Context, owner: Party, device: Device, serial: str) -> dict[str, Any]:
@@ -61,9 +68,21 @@ def device_labels(ctx: Context, owner: Party) -> dict[str, str]:
     return {d.id: _label(d.kind, d.manufacturer, d.model) for d, _ in pairs}
 
 
+def payee_name(ctx: Context, payee_id: str) -> str:
+    """The name a payee discloses (section 9), or its id when it discloses none."""
+    with ctx.db.read() as conn:
+        found = payees.disclosures(conn, [payee_id], any_device=True)
+    return str(found[payee_id]["name"]) if payee_id in found else payee_id
+
+
 def mandates_of(ctx: Context, owner: Party, device_id: str) -> list[dict[str, Any]]:
-    """The device's active mandates, newest first, with what each limit used this period."""
-    return consent_views.mandates_page(ctx, owner, device_id, "active", PAGE, None).items
+    """The device's active mandates, newest first, with what each limit used this period and
+    the name its payee discloses (`payee_name`, None for a mandate without a payee)."""
+    items = consent_views.mandates_page(ctx, owner, device_id, "active", PAGE, None).items
+    named = {m["payee"] for m in items if m["payee"]}
+    with ctx.db.read() as conn:
+        found = payees.disclosures(conn, named, any_device=True) if named else {}
+    return [{**m, "payee_name": found.get(m["payee"], {}).get("name")} for m in items]
 
 
 def spending_of(ctx: Context, owner: Party, device_id: str) -> dict[str, Any]:
@@ -77,14 +96,10 @@ def rules_of(ctx: Context, owner: Party, device_id: str) -> dict[str, Any]:
 
 
 def audit_of(ctx: Context, owner: Party, device_id: str, last: int = 50) -> list[dict[str, Any]]:
-    """The device's latest audit entries, newest first, each with a one-line summary."""
+    """The device's latest audit entries, newest first, each with a one-line summary for a
+    person and its data as stored."""
     entries: list[dict[str, Any]] = audit_trail(ctx, owner, device_id, None, last)["entries"]
     return entries
-
-
-def _summary(data: Any, width: int = 140) -> str:
-    text = json.dumps(data, separators=(", ", ": "), ensure_ascii=False)
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def payments_view(ctx: Context, owner: Party) -> list[dict[str, Any]]:
@@ -115,7 +130,8 @@ def funding_view(ctx: Context, owner: Party) -> dict[str, Any]:
 
 def disputes_view(ctx: Context, owner: Party) -> list[dict[str, Any]]:
     """The owner's disputes, newest first: those they opened and those about their payee devices,
-    each marked with the side the owner is on (`payer` or `payee`)."""
+    each marked with the side the owner is on (`payer` or `payee`) and whether they answer it
+    (`answerable`: the payee device is theirs, whichever side opened it)."""
     mine = device_labels(ctx, owner)
     items = disputes.list_page(ctx, owner, PAGE, None).items
     paid = {p["payment_id"]: p for p in payments_view(ctx, owner)} if items else {}
@@ -123,6 +139,7 @@ def disputes_view(ctx: Context, owner: Party) -> list[dict[str, Any]]:
         {
             **d,
             "side": "payer" if d["payer_device_id"] in mine else "payee",
+            "answerable": d["payee"] in mine,  # also when both devices are the owner's
             "payee_name": paid.get(d["payment_id"], {}).get("payee_name") or d["payee"],
         }
         for d in items
@@ -148,8 +165,15 @@ def audit_trail(
     """A page of the device's audit entries (newest first) and the cursor of the next."""
     page = fleet.audit_page(ctx, owner, device_id, limit, cursor)
     labels = device_labels(ctx, owner)
+    currency = service.get_device(ctx, owner, device_id)[0].currency
+    timezone = owners.owner_profile(ctx, owner)["timezone"]
     entries = [
-        {**e, "summary": _summary(e["data"]), "who": actor_label(e["actor"], owner, labels)}
+        {
+            **e,
+            "summary": details.describe(e["data"], currency, timezone),
+            "raw": details.raw(e["data"]),
+            "who": actor_label(e["actor"], owner, labels),
+        }
         for e in page.items
     ]
     return {"entries": entries, "next_cursor": page.next_cursor}
@@ -202,6 +226,34 @@ def plans_view(ctx: Context, owner: Party) -> list[dict[str, Any]]:
                 "left": plan["total"] - done,
                 "payee_name": payment.get("payee_name") or payment.get("payee"),
                 "source_name": lines.get(plan["source"], plan["source"]),
+            }
+        )
+    return shown
+
+
+def notifications(ctx: Context, owner: Party, last: int = 100) -> list[dict[str, Any]]:
+    """The owner's latest events (alerts, decisions, payments, disputes), newest first, each
+    with the device it is about and its data in words: what webhooks and the event stream
+    deliver, for an owner who has neither."""
+    with ctx.db.read() as conn:
+        rows = event_store.latest_events(conn, owner.id, last)
+    pairs = fleet.devices_page(ctx, owner, None, PAGE, None).items
+    labels = {d.id: label_of(d) for d, _ in pairs}
+    currencies = {d.id: d.currency for d, _ in pairs}  # for data that names no currency
+    timezone = owners.owner_profile(ctx, owner)["timezone"]
+    shown = []
+    for row in rows:
+        data = json.loads(row.data_json)
+        device_id = data.get("device_id")
+        currency = data.get("currency") or currencies.get(device_id)
+        told = {k: v for k, v in data.items() if not (k == "device_id" and v in labels)}
+        shown.append(
+            {
+                "at": row.created_at,
+                "type": row.type,
+                "device": labels.get(device_id, device_id) if device_id else None,
+                "summary": details.describe(told, currency, timezone),
+                "raw": details.raw(data),
             }
         )
     return shown

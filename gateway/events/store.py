@@ -151,6 +151,17 @@ def events_after(conn: Connection, recipient: str, after_seq: int, limit: int) -
     return list(conn.execute(query))
 
 
+def latest_events(conn: Connection, recipient: str, limit: int) -> list[Any]:
+    """The recipient's newest events still kept, newest first."""
+    query = (
+        sa.select(events)
+        .where(events.c.recipient == recipient)
+        .order_by(events.c.seq.desc())
+        .limit(limit)
+    )
+    return list(conn.execute(query))
+
+
 def seq_of(conn: Connection, recipient: str, event_id: str) -> int | None:
     """Where one of the recipient's events stands, if it is still kept."""
     query = sa.select(events.c.seq).where(events.c.id == event_id, events.c.recipient == recipient)

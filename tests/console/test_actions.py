@@ -3,6 +3,7 @@ from another site, or on another owner's things."""
 
 from __future__ import annotations
 
+import html
 import re
 
 from fastapi.testclient import TestClient
@@ -32,7 +33,9 @@ def test_a_change_needs_the_sessions_csrf_token_and_our_own_site(
         assert answer.status_code == 403, (form, headers)
         assert _status(world, car.id, car.owner) == "active"
     answer = browser_like.post(path, data={"action": "suspend", "csrf_token": csrf})
-    assert answer.status_code == 200 and "is now suspended" in answer.text
+    assert answer.status_code == 200
+    notice = re.search(r'<p class="notice" role="status">([^<]*)</p>', answer.text)
+    assert notice and notice.group(1) == "Car · ACME M is now suspended."  # not its id
     assert _status(world, car.id, car.owner) == "suspended"
     header = browser_like.post(path, data={"action": "resume"}, headers={"X-CSRF-Token": csrf})
     assert header.status_code == 200
@@ -158,10 +161,13 @@ def test_mandates_and_top_ups_from_the_console(world: World, browser_like: TestC
     answer = browser_like.post(f"/console/devices/{car.id}/mandates", data=good)
     assert answer.status_code == 200 and "is active" in answer.text
     assert "€5.00" in answer.text and "€20.00/day" in answer.text
+    payee = f'<td data-label="Payee">m-fuel <span class="muted">({shop["id"]})</span></td>'
+    assert payee in answer.text  # the payee by its name, as approvals show it
     top_up = {"amount": "1250", "currency": "EUR", "idempotency_key": "k1", "csrf_token": csrf}
     for _ in range(2):  # the same form sent twice moves the money once
         answer = browser_like.post(f"/console/devices/{car.id}/top-ups", data=top_up)
         assert answer.status_code == 200
+        assert "Car · ACME M topped up by €12.50." in answer.text  # by its name, not its id
     assert world.balance(car) == 1250
     assert "€12.50" in browser_like.get("/console/wallets").text
 
@@ -173,7 +179,12 @@ def test_odd_forms_are_refused_with_a_message_never_a_500(
     csrf = sign_in(browser_like, car.owner["Authorization"].removeprefix("Bearer "))
     top_up = {"amount": "12.50", "currency": "EUR", "idempotency_key": "k", "csrf_token": csrf}
     answer = browser_like.post(f"/console/devices/{car.id}/top-ups", data=top_up)
-    assert answer.status_code == 422 and "amount: Input should be a valid integer" in answer.text
+    assert answer.status_code == 422
+    error = re.search(
+        rf'<p class="field-error" id="e-top-up-{car.id}"[^>]*>([^<]*)</p>', answer.text
+    )
+    assert error and error.group(1) == "Input should be a valid integer"  # beside the field
+    assert 'value="12.50" aria-invalid="true"' in answer.text  # what was typed, kept
     nul = {**top_up, "amount": "100", "idempotency_key": "k\x00"}
     assert browser_like.post(f"/console/devices/{car.id}/top-ups", data=nul).status_code == 422
     assert world.balance(car) == 0
@@ -266,3 +277,80 @@ def test_a_mandate_for_another_owners_device_is_the_consoles_not_found_page(
     assert "No such device." in answer.text
     mandates = world.api.get(f"/v1/devices/{stranger.id}/mandates", headers=stranger.owner)
     assert mandates.json()["items"] == []
+
+
+def test_a_decision_is_told_with_the_payees_name_and_in_words(
+    world: World, browser_like: TestClient
+) -> None:
+    shop = world.merchant("groceries")  # named m-groceries
+    fridge = world.device("fridge", rules={"currency": "EUR", "approval_above": 1000})
+    for amount in (2500, 3000, 3500):
+        assert fridge.pay(shop["id"], amount) == ("pending_approval", None)
+    csrf = sign_in(browser_like, fridge.owner["Authorization"].removeprefix("Bearer "))
+    waiting = {
+        item["amount"]: f"/console/approvals/{item['id']}"
+        for item in world.api.get("/v1/approvals?status=pending", headers=fridge.owner).json()[
+            "items"
+        ]
+    }
+
+    def decide(amount: int, decision: str) -> str:
+        """The notice (green) or alert (red) the inbox shows, the latter marked `!`."""
+        answer = browser_like.post(waiting[amount], data={"decision": decision, "csrf_token": csrf})
+        notice = re.search(r'<p class="(notice|alert)" role="\w+">([^<]*)</p>', answer.text)
+        assert notice, answer.text
+        return ("!" if notice.group(1) == "alert" else "") + html.unescape(notice.group(2))
+
+    assert decide(2500, "approve") == "€25.00 to m-groceries approved: the device has been told."
+    assert decide(3000, "decline") == "€30.00 to m-groceries declined: the device has been told."
+    rules = {"currency": "EUR", "approval_above": 1000, "max_amount": 3000}
+    assert world.api.put(f"/v1/devices/{fridge.id}/rules", json=rules, headers=fridge.owner)
+    assert world.api.post("/v1/owners/me/freeze", headers=fridge.owner).status_code == 200
+    assert decide(3500, "approve") == (
+        "!Your payments are frozen: unfreeze them to approve this one, which keeps waiting."
+    )
+    assert world.api.post("/v1/owners/me/unfreeze", headers=fridge.owner).status_code == 200
+    assert decide(3500, "approve") == (
+        "!€35.00 to m-groceries was declined although you approved it: it is above the "
+        "device's largest single payment. The device has been told."
+    )
+    decided = browser_like.get("/console").text
+    row = next(r for r in decided.split("<tr>") if "€35.00" in r)
+    assert "status-declined" in row and "status-approved" not in row
+    assert "you approved, but it is above the device&#39;s largest single payment" in row
+
+
+def test_a_mandate_that_has_already_ended_is_refused_not_told_active(
+    world: World, browser_like: TestClient
+) -> None:
+    shop = world.merchant()
+    car = world.device("car", top_up=0)
+    csrf = sign_in(browser_like, car.owner["Authorization"].removeprefix("Bearer "))
+    ended = {"payee": shop["id"], "max_amount": "500", "valid_until": "2020-01-01T00:00:00Z"}
+    answer = browser_like.post(
+        f"/console/devices/{car.id}/mandates", data=ended | {"csrf_token": csrf}
+    )
+    assert answer.status_code == 422 and "is active" not in answer.text
+    error = re.search(r'<p class="field-error" id="e-valid_until"[^>]*>([^<]*)</p>', answer.text)
+    assert error and error.group(1).startswith("This time has passed")
+    assert 'value="2020-01-01T00:00:00Z"' in answer.text  # the input is kept
+    mandates = world.api.get(f"/v1/devices/{car.id}/mandates", headers=car.owner).json()
+    assert mandates["items"] == []
+    later = ended | {"valid_until": "2099-01-01T00:00:00Z", "csrf_token": csrf}
+    answer = browser_like.post(f"/console/devices/{car.id}/mandates", data=later)
+    assert answer.status_code == 200 and "is active" in answer.text
+
+
+def test_a_mandate_date_without_a_zone_is_answered_with_what_to_write(
+    world: World, browser_like: TestClient
+) -> None:
+    car = world.device("car", top_up=0)
+    csrf = sign_in(browser_like, car.owner["Authorization"].removeprefix("Bearer "))
+    form = {"max_amount": "500", "valid_from": "2026-12-31", "csrf_token": csrf}
+    answer = browser_like.post(f"/console/devices/{car.id}/mandates", data=form)
+    assert answer.status_code == 422
+    error = re.search(r'<p class="field-error" id="e-valid_from"[^>]*>([^<]*)</p>', answer.text)
+    assert error and html.unescape(error.group(1)) == (
+        "Input should have timezone info. Write a date, a time and its zone, "
+        "e.g. 2026-12-31T23:59:00+01:00 (Z for UTC)"
+    )

@@ -25,7 +25,8 @@ from gateway.context import Context
 from gateway.db import Database
 from gateway.server import free_port
 from tests.e2e.serve_helpers import ADMIN, healthz, serve
-from tests.support.browser import fits_a_phone, launched_chromium, phone_of
+from tests.support.browser import fits_a_phone, launched_chromium, phone_of, signed_in_page
+from tests.support.openssl import make_openssl_csr
 
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "run"
 pytestmark = pytest.mark.slow
@@ -207,3 +208,61 @@ def test_rules_the_owner_leaves_alone_survive_a_save_in_the_browser(
         page.wait_for_selector("text=Rules saved")
         saved = api.get(f"/v1/devices/{device_id}/rules").json()
     assert saved == {**rules, "max_amount": 9000, "approval_ttl_seconds": 300}
+
+
+def test_names_of_two_hundred_letters_without_a_space_never_push_a_page_sideways(
+    browser: Any, household: Household
+) -> None:
+    """Party names are up to 200 characters and need no space: the console wraps or shortens
+    them, on a desktop and on a phone."""
+    with httpx.Client(base_url=household.base, timeout=10) as api:
+        owner = _post(api, "/v1/owners", {"name": "W" * 200, "timezone": "Asia/Kolkata"})
+        maker = _post(api, "/v1/integrators", {"name": "I" * 200})
+        _, csr = make_openssl_csr(household.data_dir.parent, "long")
+        device = {
+            "owner_id": owner["id"], "kind": "ev_charger", "manufacturer": "X" * 200,
+            "model": "Y" * 200, "serial_number": "L-1", "csr": csr, "currency": "JPY",
+        }  # fmt: skip
+        registered = _post(api, "/v1/devices", device, maker["api_key"])
+        device_id, key = registered["id"], owner["api_key"]
+        _post(api, f"/v1/devices/{device_id}/approve", {}, key)
+        top_up = {"amount": 1050, "currency": "JPY", "idempotency_key": "seed"}
+        _post(api, f"/v1/devices/{device_id}/wallet/top-ups", top_up, key)
+    page, errors = signed_in_page(browser, household.base, key)
+    phone = phone_of(browser, page)
+    for path in ("", "/devices", f"/devices/{device_id}", "/wallets", "/audit", "/payments"):
+        page.goto(f"{household.base}/console{path}")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 1100, f"/console{path} scrolls sideways at 1100 px: {width}"
+        shot = SHOTS / f"console-long-names{path.replace('/', '-')[:20]}.png"
+        fits_a_phone(phone, f"{household.base}/console{path}", f"/console{path}", shot)
+    assert page.get_attribute(".who", "title") == f"{'W' * 200}: signed in as owner {owner['id']}"
+    assert errors == []
+
+
+def test_an_owner_signs_in_with_the_keyboard_alone_after_a_wrong_key(
+    browser: Any, household: Household
+) -> None:
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page.goto(f"{household.base}/console")
+    page.keyboard.type("kym_not-a-key")  # no click: the key field has the focus
+    page.keyboard.press("Enter")
+    page.wait_for_selector("text=That is not an owner's API key")
+    page.keyboard.type(household.owner_key)  # and has it again after the refusal
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{household.base}/console")
+    assert page.locator("text=Waiting for your approval").is_visible()
+
+
+def test_every_page_of_the_console_is_in_reach_of_its_menu(
+    browser: Any, household: Household
+) -> None:
+    page, errors = signed_in_page(browser, household.base, household.owner_key)
+    links = page.locator("nav a")
+    assert links.count() == 10
+    for i in range(links.count()):
+        box = links.nth(i).bounding_box()
+        assert box and box["x"] + box["width"] <= 1100, links.nth(i).inner_text()  # not cut
+    page.click("nav >> text=Activity")
+    page.wait_for_selector("h1:has-text('Activity')")
+    assert errors == []

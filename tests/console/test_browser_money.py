@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.console.test_browser import SHOTS, Household, browser, household
@@ -84,3 +85,27 @@ def test_an_owner_tops_up_disputes_and_reads_the_audit_trail_in_the_browser(
     for name in ("funding", "disputes", "audit"):
         url = f"{household.base}/console/{name}"
         fits_a_phone(phone, url, name, SHOTS / f"console-{name}-phone.png")
+
+
+def test_an_empty_instalment_count_is_refused_in_the_browser_keeping_the_input(
+    browser: Any, household: Household
+) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    _funded(household)
+    page, errors = signed_in_page(browser, household.base, household.owner_key)
+    page.click("nav >> text=Funding")
+    page.click("#policy summary")
+    page.fill("#f-counts", "3,,6")
+    page.fill("#f-max_amount", "9000")
+    page.press("#f-max_amount", "Enter")  # as a person on a keyboard sends it
+    message = page.locator("#e-counts")
+    message.wait_for()
+    assert message.inner_text().startswith("An item is empty (two commas together")
+    assert page.get_attribute("#f-counts", "aria-invalid") == "true"
+    assert page.input_value("#f-counts") == "3,,6" and page.input_value("#f-max_amount") == "9000"
+    page.locator("#policy").screenshot(path=str(SHOTS / "console-policy-error.png"))
+    headers = {"Authorization": f"Bearer {household.owner_key}"}
+    with httpx.Client(base_url=household.base, headers=headers, timeout=10) as api:
+        policy = api.get("/v1/owners/me/instalment-policy").json()
+    assert (policy["counts"], policy["max_amount"]) == ([3, 6, 12], 60_000)
+    assert [e for e in errors if "status of 422" not in e] == []  # the page answers 422

@@ -13,7 +13,7 @@ from gateway.audit import store as audit_store
 from gateway.audit.heads import TreeHead
 from gateway.http.app import create_app
 from tests.support.console import sign_in
-from tests.support.funding import source
+from tests.support.funding import sibling, source
 from tests.support.world import World
 
 KEY = re.compile(r'name="idempotency_key" value="([^"]+)"')
@@ -57,6 +57,12 @@ def test_an_owner_sees_their_funding_sources_and_tops_one_up_once(
     path = f"/console/funding-sources/{savings['id']}/top-ups"
     assert browser_like.post(path, data=form).status_code == 403  # no CSRF token
     assert _sources(world, car.owner)[savings["id"]]["balance"] == 0
+    zero = browser_like.post(path, data={**form, "amount": "0", "csrf_token": csrf})
+    assert zero.status_code == 422
+    error = re.search(rf'id="e-top-up-{savings["id"]}"[^>]*>([^<]*)</p>', zero.text)
+    assert error and error.group(1) == "Input should be greater than or equal to 1"
+    assert 'value="0" aria-invalid="true"' in zero.text and zero.text.count("aria-invalid") == 1
+    assert _sources(world, car.owner)[savings["id"]]["balance"] == 0
     topped = browser_like.post(path, data={**form, "csrf_token": csrf})
     assert topped.status_code == 200, topped.text
     assert "Savings topped up by €75.00: its balance is €75.00." in topped.text
@@ -73,9 +79,7 @@ def test_an_owner_sees_their_funding_sources_and_tops_one_up_once(
     bad = browser_like.post(
         path, data={**form, "amount": "0", "idempotency_key": "k3", "csrf_token": csrf}
     )
-    assert (
-        bad.status_code == 422 and "amount: Input should be greater than or equal to 1" in bad.text
-    )
+    assert bad.status_code == 422 and 'value="0" aria-invalid="true"' in bad.text
 
 
 def test_another_owners_source_is_not_found(world: World, browser_like: TestClient) -> None:
@@ -112,7 +116,14 @@ def test_a_payer_disputes_in_the_console_and_the_payee_device_owner_accepts(
     body = {"reason": "not_received", "message": "No fuel came out", "amount": "5000"}
     assert payer_browser.post(path, data=body).status_code == 403  # no CSRF token
     too_much = payer_browser.post(path, data={**body, "csrf_token": csrf})
-    assert too_much.status_code == 422 and "amount must be 1 to 3000" in too_much.text
+    assert too_much.status_code == 422
+    error = re.search(r'<p class="field-error" id="e-amount">([^<]*)</p>', too_much.text)
+    assert error, too_much.text
+    assert (
+        error.group(1) == "Dispute 1 to 3000 in minor units (€30.00, what was paid less refunds)."
+    )
+    assert 'aria-invalid="true"' in too_much.text and 'value="5000"' in too_much.text
+    assert 'value="No fuel came out"' in too_much.text
     opened = payer_browser.post(path, data={**body, "amount": "", "csrf_token": csrf})
     assert opened.status_code == 200, opened.text
     assert "Your dispute of €30.00 is open" in opened.text and "status-open" in opened.text
@@ -226,3 +237,71 @@ def test_a_tree_head_whose_signature_does_not_verify_is_shown_as_such(
     assert page.status_code == 200
     assert "does not verify with the gateway" in page.text and "data-tree-size" not in page.text
     assert "device.registered" in page.text  # the entries are still shown
+
+
+def test_an_owner_saves_a_payments_evidence_bundle_from_the_console(
+    world: World, browser_like: TestClient
+) -> None:
+    car = world.device("car", rules={"currency": "EUR"})
+    shop = world.merchant("groceries")
+    assert car.pay(shop["id"], 1050) == ("approved", None)
+    payments = world.api.get(f"/v1/devices/{car.id}/payments", headers=car.owner).json()["items"]
+    payment_id = payments[0]["payment_id"]
+    sign_in(browser_like, _key(car.owner))
+    link = f"/console/payments/{payment_id}/evidence"
+    assert f'href="{link}" download' in browser_like.get("/console/payments").text
+    saved = browser_like.get(link)
+    assert saved.status_code == 200 and saved.headers["content-type"] == "application/json"
+    disposition = f'attachment; filename="evidence-{payment_id}.json"'
+    assert saved.headers["content-disposition"] == disposition
+    api = world.api.get(f"/v1/payments/{payment_id}/evidence", headers=car.owner).json()
+    mine = saved.json()
+    for bundle in (mine, api):  # signed on demand: the same claims, another signature
+        bundle["audit"]["tree_head"] = bundle["audit"]["tree_head"].split(".")[1]
+        bundle["consent"]["jws"] = bundle["consent"]["jws"].split(".")[1]
+    assert mine == api and mine["consent"]["basis"] == "rules"
+    other = world.device("other", rules={"currency": "EUR"})
+    assert other.pay(shop["id"], 100) == ("approved", None)
+    theirs = world.api.get(f"/v1/devices/{other.id}/payments", headers=other.owner).json()
+    refused = browser_like.get(f"/console/payments/{theirs['items'][0]['payment_id']}/evidence")
+    assert refused.status_code == 404 and "no such payment" in refused.text
+
+
+def test_an_owner_whose_device_paid_another_of_theirs_answers_the_dispute_too(
+    world: World, browser_like: TestClient
+) -> None:
+    car = world.device("car", rules={"currency": "EUR"})
+    charger = sibling(world, car, "charger", rules={"currency": "EUR"})
+    assert car.pay(charger.id, 700) == ("approved", None)
+    payment_id = world.api.get(f"/v1/devices/{car.id}/payments", headers=car.owner).json()["items"][
+        0
+    ]["payment_id"]
+    csrf = sign_in(browser_like, _key(car.owner))
+    body = {"reason": "defective", "message": "It stopped at half", "csrf_token": csrf}
+    opened = browser_like.post(f"/console/payments/{payment_id}/disputes", data=body)
+    assert opened.status_code == 200, opened.text
+    dispute_id = world.api.get("/v1/disputes", headers=car.owner).json()["items"][0]["id"]
+    assert f'action="/console/disputes/{dispute_id}/response"' in opened.text
+    answer = {"decision": "accept", "message": "Refunded", "csrf_token": csrf}
+    accepted = browser_like.post(f"/console/disputes/{dispute_id}/response", data=answer)
+    assert accepted.status_code == 200 and "resolved for owner" in accepted.text
+    assert world.balance(car) == 10_000
+
+
+def test_a_low_balance_alert_shows_under_activity_in_words(
+    world: World, browser_like: TestClient
+) -> None:
+    car = world.device("car", rules={"currency": "EUR", "low_balance_alert": 9000})
+    shop = world.merchant("groceries")
+    assert car.pay(shop["id"], 1050) == ("approved", None)  # 100.00 -> 89.50
+    sign_in(browser_like, _key(car.owner))
+    shown = browser_like.get("/console/notifications")
+    assert shown.status_code == 200 and 'href="/console/notifications"' in shown.text
+    rows = {
+        m.group(1): m.group(2)
+        for m in re.finditer(r'<tr data-event="([a-z_.]+)">(.*?)</tr>', shown.text, re.S)
+    }
+    low = rows["wallet.low_balance"]
+    assert "wallet: low balance" in low and "Car · ACME M" in low
+    assert "balance €89.50 · threshold €90.00" in low
+    assert "amount €10.50" in rows["payment.approved"]

@@ -174,3 +174,36 @@ def test_a_malformed_list_is_named_alongside_the_schemas_other_messages() -> Non
     assert validated is None
     assert set(errors) == {"allowed_categories", "max_amount"}
     assert "write it alone" in errors["allowed_categories"]
+
+
+ACTIVE_HOURS = [
+    (
+        "{not json",
+        "This is not JSON (expecting property name enclosed in double quotes at character 2)",
+    ),
+    ("[]", 'Input should be a JSON object, e.g. {"windows": [{"days": ["mon"], "from": "06:00"'),
+    ('{"windows": [5]}', "windows.0: Input should be a JSON object"),
+    (
+        '{"windows": [{"days": ["mon"], "from": "6", "to": "22:00"}]}',
+        "windows.0.from: Input should be a time as HH:MM, from 00:00 to 24:00",
+    ),
+]
+
+
+@pytest.mark.parametrize(("typed", "message"), ACTIVE_HOURS)
+def test_active_hours_that_are_not_what_the_api_takes_say_so_without_class_names(
+    world: World, browser_like: TestClient, typed: str, message: str
+) -> None:
+    car = world.device("car", rules={"currency": "EUR", "max_amount": 500})
+    before = world.api.get(f"/v1/devices/{car.id}/rules", headers=car.owner).json()
+    csrf = sign_in(browser_like, car.owner["Authorization"].removeprefix("Bearer "))
+    shown = _rules_fields(browser_like.get(f"/console/devices/{car.id}").text)
+    form = {k: shown[k] for k in RULES_FIELDS} | {"active_hours": typed, "csrf_token": csrf}
+    answer = browser_like.post(f"/console/devices/{car.id}/rules", data=form)
+    assert answer.status_code == 422
+    error = re.search(r'<p class="field-error" id="e-active_hours"[^>]*>([^<]*)</p>', answer.text)
+    assert error, answer.text
+    assert html.unescape(error.group(1)).startswith(message)
+    assert "instance of" not in answer.text and "HoursIn" not in answer.text
+    assert html.unescape(_rules_fields(answer.text)["active_hours"]) == typed
+    assert world.api.get(f"/v1/devices/{car.id}/rules", headers=car.owner).json() == before
