@@ -2,7 +2,8 @@ import pytest
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
-from gateway.db import Database, resource_fault
+from gateway.db import Database, database_fault, resource_fault
+from gateway.server import free_port
 
 
 def test_migrations_create_the_audit_anchor(db: Database) -> None:
@@ -94,3 +95,28 @@ def test_a_full_database_is_a_resource_fault_that_health_remembers_and_bad_data_
         conn.exec_driver_sql("CREATE TEMPORARY TABLE once (id INTEGER PRIMARY KEY)")
         conn.exec_driver_sql("INSERT INTO once VALUES (1), (1)")
     assert not resource_fault(broken.value)
+
+
+def test_a_lost_or_refused_session_is_the_databases_fault_and_an_error_of_the_sql_is_not(
+    db: Database,
+) -> None:
+    """A session the server ends (as every session ends when PostgreSQL PANICs for want of WAL
+    room) and a server that refuses connections are the database's failures
+    (`database_fault`); a statement the database cannot run is not, on either database."""
+    if not db.is_sqlite:
+        with pytest.raises(DBAPIError) as ended, db.transaction() as conn:
+            conn.exec_driver_sql("SELECT pg_terminate_backend(pg_backend_pid())")
+        assert database_fault(ended.value) and not resource_fault(ended.value)
+        refused = Database(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/kym")
+        with pytest.raises(DBAPIError) as down, refused.transaction() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        refused.dispose()
+        assert database_fault(down.value)
+
+    with pytest.raises(DBAPIError) as unknown, db.transaction() as conn:
+        conn.exec_driver_sql("SELECT * FROM no_such_table")
+    assert not database_fault(unknown.value)
+    with pytest.raises(DBAPIError) as broken, db.transaction() as conn:
+        conn.exec_driver_sql("CREATE TEMPORARY TABLE twice (id INTEGER PRIMARY KEY)")
+        conn.exec_driver_sql("INSERT INTO twice VALUES (1), (1)")
+    assert not database_fault(broken.value)
