@@ -1,9 +1,13 @@
+import logging
+
 import pytest
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
+from gateway.cli import _not_an_aborted_pipeline
 from gateway.db import Database, database_fault, resource_fault
 from gateway.server import free_port
+from wallet.prepared import commit_in_pipeline, pipelined
 
 
 def test_migrations_create_the_audit_anchor(db: Database) -> None:
@@ -120,3 +124,32 @@ def test_a_lost_or_refused_session_is_the_databases_fault_and_an_error_of_the_sq
         conn.exec_driver_sql("CREATE TEMPORARY TABLE twice (id INTEGER PRIMARY KEY)")
         conn.exec_driver_sql("INSERT INTO twice VALUES (1), (1)")
     assert not database_fault(broken.value)
+
+
+@pytest.mark.postgres
+def test_psycopgs_note_after_an_aborted_pipeline_is_dropped_from_kyms_log(
+    postgres_database: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A statement that fails in a pipeline (each retry of a batch on a full disk) makes
+    psycopg log "error ignored terminating ...: pipeline aborted" besides the error it raises;
+    `kym`'s log drops that note, and keeps psycopg's other warnings."""
+    db = Database(postgres_database)
+    try:
+        db.run(lambda conn: conn.exec_driver_sql("SELECT 1"))  # a pooled, pinged connection
+        with (
+            caplog.at_level(logging.WARNING, "psycopg"),
+            pytest.raises(DBAPIError),
+            db.transaction() as conn,
+            pipelined(conn),
+        ):
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            cursor.execute("SELECT 1 / 0")  # queued, as a batch's statements are
+            cursor.execute("SELECT 1")
+            commit_in_pipeline(conn)
+    finally:
+        db.dispose()
+    notes = [r for r in caplog.records if r.name == "psycopg"]
+    assert notes and "pipeline aborted" in notes[0].getMessage()
+    assert not any(_not_an_aborted_pipeline(r) for r in notes)
+    other = logging.LogRecord("psycopg", logging.WARNING, __file__, 1, "other %s", ("x",), None)
+    assert _not_an_aborted_pipeline(other)

@@ -162,5 +162,8 @@ def test_a_full_postgresql_disk_keeps_orders_waiting_and_loses_none(
     # a small write may still fit; one that does not is the database's 503, never a 500
     assert owner_write in ((200, None), (503, "database_unavailable")), owner_write
     assert not rejected(fleet), (rejected(fleet)[:5], gateway.tail_of_log())
-    tracebacks = gateway.log_path.read_text(errors="replace").count("Traceback")
-    assert tracebacks <= MAX_TRACEBACKS, gateway.tail_of_log(80)
+    log = gateway.log_path.read_text(errors="replace")
+    assert log.count("Traceback") <= MAX_TRACEBACKS, gateway.tail_of_log(80)
+    assert log.count("pipeline aborted") <= MAX_TRACEBACKS, gateway.tail_of_log(80)
+    made = "PANIC:  could not write" if full == "wal" else "No space left on device"
+    assert made in cluster.log(), "the disk did not fill as meant"
