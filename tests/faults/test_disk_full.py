@@ -16,6 +16,7 @@ import errno
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -100,6 +101,37 @@ def put_rules(gateway: Gateway, device: Device) -> tuple[int, str | None]:
     return answer.status_code, answer.json().get("error", {}).get("code")
 
 
+class Listener(threading.Thread):
+    """An owner's event stream, opened again a second after it ends, as a browser's
+    EventSource does; counts the streams opened and the events read."""
+
+    def __init__(self, gateway: Gateway, device: Device) -> None:
+        super().__init__(daemon=True)
+        self.url, self.key = f"{gateway.url}/v1/events/stream", device.owner_key
+        self.stopping = threading.Event()
+        self.statuses: list[int] = []
+        self.events = 0
+
+    def run(self) -> None:
+        headers = {"Authorization": f"Bearer {self.key}"}
+        while not self.stopping.is_set():
+            try:
+                timeout = httpx.Timeout(5, read=2)
+                with httpx.stream("GET", self.url, headers=headers, timeout=timeout) as answer:
+                    self.statuses.append(answer.status_code)
+                    for line in answer.iter_lines():
+                        self.events += line.startswith("event:")
+                        if self.stopping.is_set():
+                            return
+            except httpx.HTTPError:
+                pass
+            self.stopping.wait(1.0)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(10)
+
+
 def rejected(fleet: list[Device]) -> list[tuple[str, str, object]]:
     return [
         (d.id, order_id, answer)
@@ -133,8 +165,9 @@ def test_a_full_postgresql_disk_keeps_orders_waiting_and_loses_none(
         fleet,
         merchant,
     ):
-        stream = Stream(fleet, merchant, PERIOD_S)
+        stream, listener = Stream(fleet, merchant, PERIOD_S), Listener(gateway, fleet[0])
         stream.start()
+        listener.start()
         try:
             time.sleep(2.0)
             filler = fill(cluster.root)
@@ -154,9 +187,11 @@ def test_a_full_postgresql_disk_keeps_orders_waiting_and_loses_none(
             time.sleep(2.0)
         finally:
             stream.stop()
+            listener.stop()
         orders = all_acknowledged(fleet, "every order is acknowledged by the broker")
         report(f"FAULTS postgresql-disk-full-{full}: healthz={sorted(set(map(str, seen)))} "
-               f"went_down={went_down} owner_write={owner_write}")  # fmt: skip
+               f"went_down={went_down} owner_write={owner_write} "
+               f"streams={len(listener.statuses)} events={listener.events}")  # fmt: skip
         assert_decided_once(fleet, gateway, database, orders, f"postgresql-disk-full-{full}", 90)
     assert 503 in seen and 200 not in seen[len(seen) // 2 :], (seen, gateway.tail_of_log())
     # a small write may still fit; one that does not is the database's 503, never a 500
@@ -165,5 +200,6 @@ def test_a_full_postgresql_disk_keeps_orders_waiting_and_loses_none(
     log = gateway.log_path.read_text(errors="replace")
     assert log.count("Traceback") <= MAX_TRACEBACKS, gateway.tail_of_log(80)
     assert log.count("pipeline aborted") <= MAX_TRACEBACKS, gateway.tail_of_log(80)
+    assert "Exception in ASGI application" not in log, gateway.tail_of_log(80)  # a stream's end
     made = "PANIC:  could not write" if full == "wal" else "No space left on device"
     assert made in cluster.log(), "the disk did not fill as meant"
