@@ -61,6 +61,16 @@ def main(verbose: bool) -> None:
     )
     for noisy in ("httpx", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("psycopg").addFilter(_not_an_aborted_pipeline)
+
+
+def _not_an_aborted_pipeline(record: logging.LogRecord) -> bool:
+    """Drop psycopg's "error ignored terminating <Pipeline>: pipeline aborted": it follows
+    every statement that fails in a pipeline, whose own error is raised and handled (a line
+    every retry, 2 a second, while a full disk fails the worker's batches)."""
+    args = record.args if isinstance(record.args, tuple) else ()
+    aborted = len(args) == 2 and type(args[1]).__name__ == "PipelineAborted"
+    return not (record.msg == "error ignored terminating %r: %s" and aborted)
 
 
 DEVICE_RATE = click.option(

@@ -46,6 +46,10 @@ RETRYABLE_SQLSTATES = {"40001", "40P01"}
 # SQLITE_FULL ("database or disk is full").
 RESOURCE_SQLSTATE_CLASSES = ("53", "58")
 RESOURCE_SQLITE_CODES = {7, 8, 10, 13}
+# PostgreSQL's class 08 (connection exceptions) and the server ending a session: an
+# administrator's command, a crash of another server process (a PANIC, as when a WAL segment
+# cannot be written for lack of room), or a server that is starting up or in recovery.
+LOST_SQLSTATE_PREFIXES = ("08", "57P01", "57P02", "57P03")
 WRITE_FAULT_FOR_S = 10.0  # /healthz reports a write fault this long after the last one
 FAULT_LOG_EVERY_S = 30.0
 CHECKPOINT_EVERY_S = 0.2
@@ -264,6 +268,48 @@ def resource_fault(exc: BaseException) -> bool:
             return True
         seen = getattr(seen, "orig", None) or seen.__cause__
     return False
+
+
+def database_fault(exc: BaseException) -> bool:
+    """Whether an error is the database's failure, never the data's: out of room or I/O
+    (`resource_fault`), unreachable, or the session lost (the server ended it, crashed or
+    restarts: a PostgreSQL PANIC ends every session)."""
+    return resource_fault(exc) or _session_lost(exc)
+
+
+def _session_lost(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(8):  # the error, the driver's under it, and what caused those
+        if seen is None:
+            return False
+        if isinstance(seen, DBAPIError) and seen.connection_invalidated:
+            return True
+        sqlstate = getattr(seen, "sqlstate", "")  # psycopg's errors have one, maybe None
+        if sqlstate is None and type(seen).__name__ == "OperationalError":
+            return True  # psycopg's own, with no server's answer: refused, or cut off
+        if isinstance(sqlstate, str) and sqlstate.startswith(LOST_SQLSTATE_PREFIXES):
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False
+
+
+class FaultLog:
+    """A background loop's log of what fails: each failure of its own with its traceback, but
+    while the database fails it (`database_fault`: down, restarting, its disk full), one line
+    a chore every FAULT_LOG_EVERY_S instead of a traceback a round."""
+
+    def __init__(self, logger: logging.Logger, prefix: str) -> None:
+        self.logger, self.prefix = logger, prefix
+        self._said: dict[str, float] = {}  # chore -> when the database's failure was logged
+
+    def failed(self, what: str, failure: Exception) -> None:
+        if not database_fault(failure):
+            self.logger.error("%s%s failed", self.prefix, what, exc_info=failure)
+            return
+        now = time.monotonic()
+        if now - self._said.get(what, -FAULT_LOG_EVERY_S) >= FAULT_LOG_EVERY_S:
+            self._said[what] = now
+            self.logger.warning("%s%s failed: %s", self.prefix, what, one_line(failure))
 
 
 def one_line(exc: BaseException) -> str:

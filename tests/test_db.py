@@ -1,8 +1,13 @@
+import logging
+
 import pytest
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
-from gateway.db import Database, resource_fault
+from gateway.cli import _not_an_aborted_pipeline
+from gateway.db import Database, database_fault, resource_fault
+from gateway.server import free_port
+from wallet.prepared import commit_in_pipeline, pipelined
 
 
 def test_migrations_create_the_audit_anchor(db: Database) -> None:
@@ -94,3 +99,55 @@ def test_a_full_database_is_a_resource_fault_that_health_remembers_and_bad_data_
         conn.exec_driver_sql("CREATE TEMPORARY TABLE once (id INTEGER PRIMARY KEY)")
         conn.exec_driver_sql("INSERT INTO once VALUES (1), (1)")
     assert not resource_fault(broken.value)
+
+
+def test_a_lost_or_refused_session_is_the_databases_fault_and_an_error_of_the_sql_is_not(
+    db: Database,
+) -> None:
+    """A session the server ends (as every session ends when PostgreSQL PANICs for want of WAL
+    room) and a server that refuses connections are the database's failures
+    (`database_fault`); a statement the database cannot run is not, on either database."""
+    if not db.is_sqlite:
+        with pytest.raises(DBAPIError) as ended, db.transaction() as conn:
+            conn.exec_driver_sql("SELECT pg_terminate_backend(pg_backend_pid())")
+        assert database_fault(ended.value) and not resource_fault(ended.value)
+        refused = Database(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/kym")
+        with pytest.raises(DBAPIError) as down, refused.transaction() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        refused.dispose()
+        assert database_fault(down.value)
+
+    with pytest.raises(DBAPIError) as unknown, db.transaction() as conn:
+        conn.exec_driver_sql("SELECT * FROM no_such_table")
+    assert not database_fault(unknown.value)
+    with pytest.raises(DBAPIError) as broken, db.transaction() as conn:
+        conn.exec_driver_sql("CREATE TEMPORARY TABLE twice (id INTEGER PRIMARY KEY)")
+        conn.exec_driver_sql("INSERT INTO twice VALUES (1), (1)")
+    assert not database_fault(broken.value)
+
+
+@pytest.mark.postgres
+def test_psycopgs_note_after_an_aborted_pipeline_is_dropped_from_kyms_log(
+    postgres_database: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A statement that fails in a pipeline (each retry of a batch on a full disk) makes
+    psycopg log "error ignored terminating ...: pipeline aborted" besides the error it raises;
+    `kym`'s log drops that note, and keeps psycopg's other warnings."""
+    db = Database(postgres_database)
+    caplog.set_level(logging.WARNING, "psycopg")
+    try:
+        for _ in range(50):  # psycopg notes it not every time: it depends on when answers come
+            with pytest.raises(DBAPIError), db.transaction() as conn, pipelined(conn):
+                cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+                cursor.execute("SELECT 1 / 0")  # queued, as a batch's statements are
+                cursor.execute("SELECT 1")
+                commit_in_pipeline(conn)
+            if any(r.name == "psycopg" for r in caplog.records):
+                break
+    finally:
+        db.dispose()
+    notes = [r for r in caplog.records if r.name == "psycopg"]
+    assert notes and "pipeline aborted" in notes[0].getMessage()
+    assert not any(_not_an_aborted_pipeline(r) for r in notes)
+    other = logging.LogRecord("psycopg", logging.WARNING, __file__, 1, "other %s", ("x",), None)
+    assert _not_an_aborted_pipeline(other)

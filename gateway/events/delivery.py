@@ -23,6 +23,7 @@ import httpx
 from standardwebhooks.webhooks import Webhook
 
 from gateway.context import Context
+from gateway.db import FaultLog
 from gateway.events import metrics, ssrf
 from gateway.events import store as event_store
 from gateway.events.envelope import body_of
@@ -74,13 +75,14 @@ class DeliveryWorker(threading.Thread):
         self._concurrency = concurrency
         self._client = httpx.Client(follow_redirects=False, timeout=TIMEOUT_S, trust_env=False)
         self._last_prune = 0.0
+        self._faults = FaultLog(log, "webhook ")
 
     def run(self) -> None:
         while not self.stopping.wait(self.interval_s):
             try:
                 self.tick()
-            except Exception:  # noqa: BLE001 - logged; the next round tries again
-                log.exception("webhook delivery round failed")
+            except Exception as exc:  # noqa: BLE001 - logged; the next round tries again
+                self._faults.failed("delivery round", exc)
         self.wait_idle(2)  # attempts still running are daemon threads: an exit cuts them short,
         self._client.close()  # and their leases run out, so they are tried again later
 

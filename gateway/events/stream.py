@@ -15,6 +15,7 @@ before a key was deleted, or before sign-out, must not go on reading the owner's
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -24,9 +25,11 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
 from gateway.context import Context
+from gateway.db import database_fault, one_line
 from gateway.events import store as event_store
 from gateway.events.envelope import body_of
 
+log = logging.getLogger("kym.events")
 POLL_S = 0.5
 PING_S = 10
 OVERLAP_S = 5.0
@@ -74,23 +77,31 @@ async def events_of(
     still_allowed: Callable[[], bool] | None = None,
 ) -> AsyncIterator[ServerSentEvent]:
     """The stream's messages: a comment once subscribed, then each event as it is recorded;
-    it ends once `still_allowed` (asked every RECHECK_S, in a thread) says no."""
+    it ends once `still_allowed` (asked every RECHECK_S, in a thread) says no, or when the
+    database fails it (`database_fault`), without a traceback: a PostgreSQL that PANICs on a
+    full disk ended every open stream with one."""
     cursor = Cursor(await run_in_threadpool(start_position, ctx, recipient, last_event_id))
     yield ServerSentEvent(comment="subscribed")
     checked = time.monotonic()
-    while stopping is None or not stopping.is_set():
-        if still_allowed is not None and time.monotonic() - checked >= RECHECK_S:
-            if not await run_in_threadpool(still_allowed):
-                return  # the key or session is gone: the response ends here
-            checked = time.monotonic()
-        position, full = cursor.floor, True
-        while full:  # page on through a backlog before pausing
-            rows = await run_in_threadpool(read_after, ctx, recipient, position)
-            full, position = len(rows) == PAGE, rows[-1].seq if rows else position
-            for row in cursor.fresh(rows, time.monotonic()):
-                event = event_store.event_of(row)
-                yield ServerSentEvent(data=body_of(event), event=event["type"], id=event["id"])
-        await anyio.sleep(POLL_S)
+    try:
+        while stopping is None or not stopping.is_set():
+            if still_allowed is not None and time.monotonic() - checked >= RECHECK_S:
+                if not await run_in_threadpool(still_allowed):
+                    return  # the key or session is gone: the response ends here
+                checked = time.monotonic()
+            position, full = cursor.floor, True
+            while full:  # page on through a backlog before pausing
+                rows = await run_in_threadpool(read_after, ctx, recipient, position)
+                full, position = len(rows) == PAGE, rows[-1].seq if rows else position
+                for row in cursor.fresh(rows, time.monotonic()):
+                    event = event_store.event_of(row)
+                    yield ServerSentEvent(data=body_of(event), event=event["type"], id=event["id"])
+            await anyio.sleep(POLL_S)
+    except Exception as exc:
+        if not database_fault(exc):
+            raise
+        # down, restarting, out of room: the client resumes with Last-Event-ID (503 meanwhile)
+        log.warning("an event stream ends: the database fails (%s)", one_line(exc))
 
 
 def event_stream(

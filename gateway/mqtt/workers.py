@@ -36,7 +36,7 @@ from devices.contract import Reason, Result, Status, device_of_orders_topic, res
 from gateway.audit import store as audit_store
 from gateway.audit.service import sign_tree_head_if_due
 from gateway.context import Context
-from gateway.db import one_line, resource_fault
+from gateway.db import FaultLog, database_fault, one_line
 from gateway.disputes.service import settle_due as settle_due_disputes
 from gateway.events import metrics
 from gateway.funding.collect import collect_due as collect_due_instalments
@@ -300,11 +300,12 @@ class Worker(threading.Thread):
 
     def database_is_up(self, failure: BaseException) -> bool:
         """Whether a failure may be the messages' own: not when it says the database ran out
-        of room or I/O (`resource_fault`: a full disk refuses a batch's pages while a write of
-        none goes through), nor while the database takes no writes at all
-        (`Database.takes_writes`). The database's failures keep the batch, never blamed on
-        its orders."""
-        return not resource_fault(failure) and self.ctx.db.takes_writes()
+        of room or I/O, or lost the session (`database_fault`: a full disk refuses a batch's
+        pages while a write of none goes through; a PostgreSQL that PANICs for want of WAL
+        room ends every session, and may take writes again by the time it is asked), nor
+        while the database takes no writes at all (`Database.takes_writes`). The database's
+        failures keep the batch, never blamed on its orders."""
+        return not database_fault(failure) and self.ctx.db.takes_writes()
 
     def stop(self) -> None:
         self.stopping.set()
@@ -369,7 +370,7 @@ class Housekeeper(threading.Thread):
         super().__init__(name="kym-housekeeper", daemon=True)
         self.ctx, self.publishers, self.interval_s = ctx, publishers, interval_s
         self.stopping = threading.Event()
-        self._said: dict[str, float] = {}  # chore -> when its failure was last logged
+        self._faults = FaultLog(log, "housekeeping: ")
 
     def run(self) -> None:
         marker = threading.Thread(target=self._mark_often, name="kym-outbox-marker", daemon=True)
@@ -383,7 +384,7 @@ class Housekeeper(threading.Thread):
             try:
                 self.mark_published()
             except Exception as exc:  # noqa: BLE001 - logged; the next round tries again
-                self._failed("marking published results", exc)
+                self._faults.failed("marking published results", exc)
 
     def tick(self) -> None:
         """One round: approvals, holds, disputes, instalments, a tree head when due,
@@ -405,18 +406,7 @@ class Housekeeper(threading.Thread):
             try:
                 chore()
             except Exception as exc:  # noqa: BLE001 - logged; the next round tries again
-                self._failed(what, exc)
-
-    def _failed(self, what: str, failure: Exception) -> None:
-        """A chore's failure, with its traceback; while the database is out of room or I/O
-        (`resource_fault`), one line a chore every SAY_EVERY_S instead of one a round."""
-        if not resource_fault(failure):
-            log.error("housekeeping: %s failed", what, exc_info=failure)
-            return
-        now = time.monotonic()
-        if now - self._said.get(what, -SAY_EVERY_S) >= SAY_EVERY_S:
-            self._said[what] = now
-            log.warning("housekeeping: %s failed: %s", what, one_line(failure))
+                self._faults.failed(what, exc)
 
     def publish_stale(self) -> None:
         """Publish again what a crash or a lost connection left unpublished in the outbox."""

@@ -122,10 +122,11 @@ class Mosquitto:
 
 
 class Postgres:
-    """A PostgreSQL 15 cluster in a temp dir on a free port, run as the `postgres` user."""
+    """A PostgreSQL 15 cluster in a temp dir (or in `root`, a directory of the test's) on a
+    free port, run as the `postgres` user."""
 
-    def __init__(self) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="kym-faults-pg-"))
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root or Path(tempfile.mkdtemp(prefix="kym-faults-pg-"))
         shutil.chown(self.root, "postgres", "postgres")
         self.data, self.port = self.root / "data", free_port()
         self._as_postgres(PG_BIN / "initdb", "-D", self.data, "-A", "trust", "-U", "postgres")
@@ -147,6 +148,16 @@ class Postgres:
 
     def stop(self, mode: str = "fast") -> None:
         self._as_postgres(PG_BIN / "pg_ctl", "-D", self.data, "-m", mode, "-w", "stop")
+
+    def running(self) -> bool:
+        """Whether the postmaster runs (`pg_ctl status`), in recovery or not."""
+        command = ["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", str(self.data)]
+        done = subprocess.run([*command, "status"], capture_output=True, timeout=30, check=False)
+        return done.returncode == 0
+
+    def log(self) -> str:
+        path = self.root / "log"
+        return path.read_text(errors="replace") if path.exists() else ""
 
     def destroy(self) -> None:
         try:

@@ -20,6 +20,7 @@ from typing import Literal
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import DBAPIError
 
 from devices import keystore, wire
 from gateway.context import utcnow
@@ -394,3 +395,22 @@ def test_a_full_disk_keeps_orders_waiting_and_says_so_instead_of_rejecting_them(
         worker.join(5)
         client.stop()
         car.close()
+
+
+def test_a_session_the_server_ends_is_never_blamed_on_the_orders(
+    pg_gateway: tuple[Gateway, PgDatabase],
+) -> None:
+    """When PostgreSQL PANICs (a WAL segment it cannot write on a full disk) it ends every
+    session and may take writes again a moment later: the batch that lost its session is
+    kept like one of an unreachable database, never counted towards its orders' 3 tries."""
+    gateway, _ = pg_gateway
+    ctx = gateway.stack.ctx
+    with pytest.raises(DBAPIError) as ended, ctx.db.transaction(held=True) as conn:
+        conn.exec_driver_sql("SELECT pg_terminate_backend(pg_backend_pid())")
+    client = gateway.client()
+    try:
+        worker = Worker(ctx, client, Publisher(client))
+        assert ctx.db.takes_writes()  # back at once, as after a quick crash recovery
+        assert not worker.database_is_up(ended.value)
+    finally:
+        client.stop()
