@@ -6,10 +6,8 @@ writes keeps the orders waiting rather than rejecting them."""
 
 from __future__ import annotations
 
-import errno
 import queue
 import secrets
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -32,6 +30,7 @@ from gateway.orders import store as order_store
 from gateway.server import build_context, free_port, start_broker
 from gateway.settings import Settings
 from tests.e2e.orders import setup_payer
+from tests.support.disk import fill, tmpfs
 from tests.support.gateway import ADMIN_TOKEN
 from tests.support.services import PG_SERVER_URL, unavailable
 from tests.support.stack import BROKERS, Stack
@@ -121,35 +120,16 @@ def pg_gateway(tmp_path: Path) -> Iterator[tuple[Gateway, PgDatabase]]:
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A tmpfs of 32 MB of the test's own (mounted as root, as the suite runs here)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    command = ["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mount)]
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        unavailable(f"a tmpfs of the test's own ({done.stderr.strip()})")
-    try:
+    """A tmpfs of 32 MB of the test's own."""
+    (tmp_path / "disk").mkdir()
+    with tmpfs(tmp_path / "disk", 32) as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
 @pytest.fixture
 def disk_gateway(tmp_path: Path, small_disk: Path) -> Iterator[Gateway]:
     """A gateway (embedded broker) whose SQLite database is on `small_disk`."""
     yield from _gateway(tmp_path, f"sqlite:///{small_disk / 'kym.db'}", "embedded")
-
-
-def _fill(directory: Path) -> Path:
-    """A file of zeros written until the file system holding `directory` is full."""
-    path = directory / "filler"
-    with path.open("wb", buffering=0) as out:
-        try:
-            while out.write(bytes(1 << 16)):
-                pass
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC, exc
-    return path
 
 
 def _drain(inbox: queue.SimpleQueue[Inbound], seconds: float) -> list[Inbound]:
@@ -375,7 +355,7 @@ def test_a_full_disk_keeps_orders_waiting_and_says_so_instead_of_rejecting_them(
     try:
         first = car.send(car.order(type="pay", payee=shop["id"], amount=100, currency="EUR"))
         assert first is not None and first["status"] == "approved"
-        filler = _fill(small_disk)
+        filler = fill(small_disk)
         orders = [
             car.order(type="pay", payee=shop["id"], amount=10 + n, currency="EUR") for n in range(5)
         ]

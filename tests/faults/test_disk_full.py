@@ -12,7 +12,6 @@ of its recovery (docs/durability.md).
 
 from __future__ import annotations
 
-import errno
 import shutil
 import subprocess
 import tempfile
@@ -41,6 +40,7 @@ from tests.faults.processes import (
     Postgres,
     postgres_tools_available,
 )
+from tests.support.disk import fill, tmpfs
 from tests.support.services import unavailable
 
 pytestmark = [pytest.mark.slow, pytest.mark.mosquitto, pytest.mark.postgres]
@@ -59,34 +59,24 @@ def cluster_on_small_disk(tmp_path: Path) -> Iterator[Postgres]:
     if not postgres_tools_available():
         unavailable("PostgreSQL 15 initdb/pg_ctl and runuser")
     disk = Path(tempfile.mkdtemp(prefix="kym-faults-pgdisk-"))
-    command = ["mount", "-t", "tmpfs", "-o", f"size={DISK_MB}m", "tmpfs", str(disk)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        disk.rmdir()
-        unavailable(f"a tmpfs of the test's own ({done.stderr.strip()})")
     try:
-        shutil.chown(disk, "postgres", "postgres")
-        yield Postgres(root=disk)
+        with tmpfs(disk, DISK_MB):
+            try:
+                shutil.chown(disk, "postgres", "postgres")
+                yield Postgres(root=disk)
+            finally:
+                _stop_and_keep_log(disk, tmp_path / "postgres.log")
     finally:
-        if (disk / "log").exists():  # for a failure's reader
-            (tmp_path / "postgres.log").write_text((disk / "log").read_text(errors="replace"))
-        stop = [str(PG_BIN / "pg_ctl"), "-D", str(disk / "data"), "-m", "immediate", "-w", "stop"]
-        # whether or not the cluster came up, or is still up: nothing runs on the tmpfs after
-        subprocess.run(["runuser", "-u", "postgres", "--", *stop], capture_output=True, check=False)
-        subprocess.run(["umount", "-l", str(disk)], check=True)
         disk.rmdir()
 
 
-def fill(directory: Path) -> Path:
-    """A file of zeros written until the file system holding `directory` is full."""
-    path = directory / "filler"
-    with path.open("wb", buffering=0) as out:
-        try:
-            while out.write(bytes(1 << 16)):
-                pass
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC, exc
-    return path
+def _stop_and_keep_log(disk: Path, log: Path) -> None:
+    """Whether or not the cluster came up, or is still up: nothing runs on the tmpfs after;
+    its log is kept for a failure's reader."""
+    if (disk / "log").exists():
+        log.write_text((disk / "log").read_text(errors="replace"))
+    stop = [str(PG_BIN / "pg_ctl"), "-D", str(disk / "data"), "-m", "immediate", "-w", "stop"]
+    subprocess.run(["runuser", "-u", "postgres", "--", *stop], capture_output=True, check=False)
 
 
 def healthz(gateway: Gateway) -> int | None:
