@@ -37,21 +37,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from gateway.db_faults import FAULT_LOG_EVERY_S, one_line, resource_fault
+
 log = logging.getLogger("kym.db")
 T = TypeVar("T")
 
 RETRYABLE_SQLSTATES = {"40001", "40P01"}
-# PostgreSQL's classes 53 (insufficient resources: disk_full, out_of_memory, ...) and 58 (system
-# errors: io_error, ...); SQLite's primary codes SQLITE_NOMEM, SQLITE_READONLY, SQLITE_IOERR and
-# SQLITE_FULL ("database or disk is full").
-RESOURCE_SQLSTATE_CLASSES = ("53", "58")
-RESOURCE_SQLITE_CODES = {7, 8, 10, 13}
-# PostgreSQL's class 08 (connection exceptions) and the server ending a session: an
-# administrator's command, a crash of another server process (a PANIC, as when a WAL segment
-# cannot be written for lack of room), or a server that is starting up or in recovery.
-LOST_SQLSTATE_PREFIXES = ("08", "57P01", "57P02", "57P03")
 WRITE_FAULT_FOR_S = 10.0  # /healthz reports a write fault this long after the last one
-FAULT_LOG_EVERY_S = 30.0
 CHECKPOINT_EVERY_S = 0.2
 # Past this many frames (pages of 4 KiB: 256 MB) in the WAL, the checkpointer restarts it; at
 # 2,200 orders a second that is every 2.5 s or so. A steady writer's WAL stops there; at low
@@ -251,71 +243,6 @@ def upsert(conn: Connection, table: sa.Table, values: dict[str, Any]) -> None:
     statement = dialect.insert(table).values(**values)
     changed = {name: statement.excluded[name] for name in values if name not in key}
     conn.execute(statement.on_conflict_do_update(index_elements=key, set_=changed))
-
-
-def resource_fault(exc: BaseException) -> bool:
-    """Whether a database error says the database ran out of room or could not do its I/O (a
-    full disk, no memory, a read-only or failing file), not that the data was wrong."""
-    seen: BaseException | None = exc
-    for _ in range(8):  # the error, the driver's under it, and what caused those
-        if seen is None:
-            return False
-        sqlstate = getattr(seen, "sqlstate", None)
-        if isinstance(sqlstate, str) and sqlstate.startswith(RESOURCE_SQLSTATE_CLASSES):
-            return True
-        code = getattr(seen, "sqlite_errorcode", None)
-        if isinstance(code, int) and code & 0xFF in RESOURCE_SQLITE_CODES:
-            return True
-        seen = getattr(seen, "orig", None) or seen.__cause__
-    return False
-
-
-def database_fault(exc: BaseException) -> bool:
-    """Whether an error is the database's failure, never the data's: out of room or I/O
-    (`resource_fault`), unreachable, or the session lost (the server ended it, crashed or
-    restarts: a PostgreSQL PANIC ends every session)."""
-    return resource_fault(exc) or _session_lost(exc)
-
-
-def _session_lost(exc: BaseException) -> bool:
-    seen: BaseException | None = exc
-    for _ in range(8):  # the error, the driver's under it, and what caused those
-        if seen is None:
-            return False
-        if isinstance(seen, DBAPIError) and seen.connection_invalidated:
-            return True
-        sqlstate = getattr(seen, "sqlstate", "")  # psycopg's errors have one, maybe None
-        if sqlstate is None and type(seen).__name__ == "OperationalError":
-            return True  # psycopg's own, with no server's answer: refused, or cut off
-        if isinstance(sqlstate, str) and sqlstate.startswith(LOST_SQLSTATE_PREFIXES):
-            return True
-        seen = getattr(seen, "orig", None) or seen.__cause__
-    return False
-
-
-class FaultLog:
-    """A background loop's log of what fails: each failure of its own with its traceback, but
-    while the database fails it (`database_fault`: down, restarting, its disk full), one line
-    a chore every FAULT_LOG_EVERY_S instead of a traceback a round."""
-
-    def __init__(self, logger: logging.Logger, prefix: str) -> None:
-        self.logger, self.prefix = logger, prefix
-        self._said: dict[str, float] = {}  # chore -> when the database's failure was logged
-
-    def failed(self, what: str, failure: Exception) -> None:
-        if not database_fault(failure):
-            self.logger.error("%s%s failed", self.prefix, what, exc_info=failure)
-            return
-        now = time.monotonic()
-        if now - self._said.get(what, -FAULT_LOG_EVERY_S) >= FAULT_LOG_EVERY_S:
-            self._said[what] = now
-            self.logger.warning("%s%s failed: %s", self.prefix, what, one_line(failure))
-
-
-def one_line(exc: BaseException) -> str:
-    """A database error as one line: the driver's message, without SQLAlchemy's statement."""
-    orig = getattr(exc, "orig", None) or exc
-    return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
 
 
 def _is_retryable(exc: DBAPIError) -> bool:

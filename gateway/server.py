@@ -28,7 +28,8 @@ from gateway.events.delivery import DeliveryWorker
 from gateway.http.app import create_app
 from gateway.http.tls import http_tls
 from gateway.mqtt.client import GatewayClient
-from gateway.mqtt.workers import Housekeeper, Publisher, Worker, settle_heap
+from gateway.mqtt.housekeeper import Housekeeper
+from gateway.mqtt.workers import Publisher, Worker, settle_heap
 from gateway.settings import Settings, split_host_port
 
 log = logging.getLogger("kym.serve")

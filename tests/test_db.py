@@ -6,7 +6,8 @@ from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
 from gateway.cli import _not_an_aborted_pipeline
-from gateway.db import Database, database_fault, resource_fault
+from gateway.db import Database
+from gateway.db_faults import database_fault, resource_fault
 from gateway.server import free_port
 
 

@@ -23,7 +23,7 @@ import httpx
 from standardwebhooks.webhooks import Webhook
 
 from gateway.context import Context
-from gateway.db import FaultLog
+from gateway.db_faults import FaultLog
 from gateway.events import metrics, ssrf
 from gateway.events import store as event_store
 from gateway.events.envelope import body_of

@@ -25,7 +25,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
 from gateway.context import Context
-from gateway.db import database_fault, one_line
+from gateway.db_faults import database_fault, one_line
 from gateway.events import store as event_store
 from gateway.events.envelope import body_of
 

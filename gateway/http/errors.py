@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gateway.db import one_line, resource_fault
+from gateway.db_faults import one_line, resource_fault
 from gateway.errors import REFUSAL_TYPES, refusal_of
 
 log = logging.getLogger("kym.http")

@@ -17,7 +17,8 @@ import time
 from devices import keystore
 from gateway.context import Context, utcnow
 from gateway.mqtt.client import GatewayClient
-from gateway.mqtt.workers import Housekeeper, Publisher, Worker
+from gateway.mqtt.housekeeper import Housekeeper
+from gateway.mqtt.workers import Publisher, Worker
 
 log = logging.getLogger("kym.retire")
 

@@ -282,7 +282,7 @@ def test_who_may_open_answer_and_resolve(world: World) -> None:
 
 
 def test_the_housekeeper_resolves_what_its_clock_says_is_due(world: World, clock: Clock) -> None:
-    from gateway.mqtt.workers import Housekeeper
+    from gateway.mqtt.housekeeper import Housekeeper
 
     paid = paid_merchant(world)
     dispute = paid.opened()

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from gateway.funding.collect import collect_due
-from gateway.mqtt.workers import Housekeeper
+from gateway.mqtt.housekeeper import Housekeeper
 from tests.funding.plans_support import (
     advance_days,
     balance_of,

@@ -318,7 +318,7 @@ def _payload(token: str) -> bytes:
 
 
 def test_the_housekeeper_signs_a_head_when_one_is_due(world: World, clock: Clock) -> None:
-    from gateway.mqtt.workers import Housekeeper
+    from gateway.mqtt.housekeeper import Housekeeper
 
     housekeeper = Housekeeper(world.ctx, [])
     world.party("owners", {"name": "a", "timezone": "UTC"})
@@ -336,15 +336,15 @@ def test_the_housekeeper_signs_a_head_when_one_is_due(world: World, clock: Clock
 def test_a_housekeeping_chore_that_keeps_failing_holds_up_none_of_the_others(
     world: World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from gateway.mqtt import workers
+    from gateway.mqtt import housekeeper
 
     def broken(ctx: Any) -> None:
         raise RuntimeError("a row it cannot handle")
 
-    monkeypatch.setattr(workers, "expire_approvals", broken)  # the first chore of a round
-    monkeypatch.setattr(workers, "settle_due_disputes", broken)
+    monkeypatch.setattr(housekeeper, "expire_approvals", broken)  # the first chore of a round
+    monkeypatch.setattr(housekeeper, "settle_due_disputes", broken)
     world.party("owners", {"name": "a", "timezone": "UTC"})
-    workers.Housekeeper(world.ctx, []).tick()
+    housekeeper.Housekeeper(world.ctx, []).tick()
     with world.ctx.db.read() as conn:
         heads = list(audit_store.iter_heads(conn))
     assert len(heads) == 1  # the tree head, a later chore of the same round, was signed
