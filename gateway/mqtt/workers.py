@@ -35,7 +35,7 @@ from devices import wire
 from devices.contract import Reason, Result, Status, device_of_orders_topic, results_topic
 from gateway.audit import store as audit_store
 from gateway.context import Context
-from gateway.db_faults import database_fault, one_line
+from gateway.db_faults import FAULT_LOG_EVERY_S, database_fault, one_line
 from gateway.events import metrics
 from gateway.mqtt.client import GatewayClient, Inbound
 from gateway.mqtt.throttle import Throttle
@@ -53,7 +53,6 @@ RETRY_PAUSE_S = 0.5
 # duplicates results under load. A crash's unpublished results go out this much later.
 REPUBLISH_AFTER = timedelta(seconds=10)
 MARK_EVERY_S = 0.1
-SAY_EVERY_S = 30.0  # while the database fails for lack of room: a log line this often, not a retry
 # The worker marks what the broker acknowledged in its batch's own transaction; the housekeeper
 # marks only for a worker that has not taken a batch for this long. On SQLite a write by
 # another connection makes the worker's connection drop its whole page cache: marking every
@@ -308,7 +307,7 @@ class Worker(threading.Thread):
 
 class Waiting:
     """The worker's log while the database fails it: a line when the wait begins and every
-    SAY_EVERY_S while it lasts (not one a retry, with a traceback), and one when it ends."""
+    FAULT_LOG_EVERY_S while it lasts (not one a retry, with a traceback), and one when it ends."""
 
     def __init__(self) -> None:
         self.since: float | None = None
@@ -318,7 +317,7 @@ class Waiting:
         now = time.monotonic()
         if self.since is None:
             self.since = now
-        elif now - self._said < SAY_EVERY_S:
+        elif now - self._said < FAULT_LOG_EVERY_S:
             return
         self._said = now
         log.warning(
