@@ -76,10 +76,15 @@ class FaultLog:
         if not database_fault(failure):
             self.logger.error("%s%s failed", self.prefix, what, exc_info=failure)
             return
+        self.seldom(f"{what} failed", failure)
+
+    def seldom(self, what: str, failure: BaseException | str) -> None:
+        """`what` and the failure in one line, at most once every FAULT_LOG_EVERY_S."""
         now = time.monotonic()
         if now - self._said.get(what, -FAULT_LOG_EVERY_S) >= FAULT_LOG_EVERY_S:
             self._said[what] = now
-            self.logger.warning("%s%s failed: %s", self.prefix, what, one_line(failure))
+            why = failure if isinstance(failure, str) else one_line(failure)
+            self.logger.warning("%s%s: %s", self.prefix, what, why)
 
 
 def one_line(exc: BaseException) -> str:

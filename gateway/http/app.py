@@ -73,6 +73,7 @@ def create_app(ctx: Context, ready: Callable[[], bool] = lambda: True) -> FastAP
     )
     app.state.ctx = ctx
     app.state.ready = ready
+    app.state.health_faults = health.faults_log()  # /healthz's own, per app
     install_error_handlers(app)
     for router in PUBLIC:
         app.include_router(router, responses=PUBLIC_ERRORS)

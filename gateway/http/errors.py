@@ -95,7 +95,7 @@ async def _on_database_down(request: Request, exc: Exception) -> JSONResponse:
         log.warning("database cannot write during %s: %s", where, one_line(exc))
         message = f"the database cannot write now ({one_line(exc)}); retry"
         return error_response(503, "database_unavailable", message)
-    log.warning("database unreachable during %s: %s", where, exc)
+    log.warning("database unreachable during %s: %s", where, one_line(exc))
     return error_response(503, "database_unavailable", "the database is unreachable; retry")
 
 

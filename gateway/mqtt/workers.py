@@ -49,6 +49,10 @@ log = logging.getLogger("kym.pipeline")
 MAX_BATCH = 100  # the broker's max_inflight_messages (200) lets the next batch arrive meanwhile
 MAX_TRIES = 3
 RETRY_PAUSE_S = 0.5
+# While the database keeps the worker waiting, the pause between tries grows with the wait (a
+# tenth of it, at most this long): a long outage is not tried every half second (on a full
+# disk each try decides a whole batch again), and adds at most a tenth of itself to recovery.
+MAX_WAITING_PAUSE_S = 4.0
 # Another gateway process may still hold an entry unacknowledged: republishing sooner only
 # duplicates results under load. A crash's unpublished results go out this much later.
 REPUBLISH_AFTER = timedelta(seconds=10)
@@ -216,8 +220,7 @@ class Worker(threading.Thread):
                     if len(messages) > 1:
                         log.warning("batch of %d failed", len(messages), exc_info=True)
                     break
-                self._waiting.still(exc)
-                self.stopping.wait(RETRY_PAUSE_S)
+                self.stopping.wait(self._waiting.still(exc))
         if self.stopping.is_set():
             return  # unacknowledged: the broker delivers them again
         for message in messages:
@@ -233,8 +236,7 @@ class Worker(threading.Thread):
                 return
             except Exception as exc:  # noqa: BLE001 - counted; a final rejection after MAX_TRIES
                 if not self.database_is_up(exc):
-                    self._waiting.still(exc)
-                    self.stopping.wait(RETRY_PAUSE_S)
+                    self.stopping.wait(self._waiting.still(exc))
                     continue
                 tries = self._tries[key] = self._tries.get(key, 0) + 1
                 log.exception("could not decide a message on %s (try %d)", message.topic, tries)
@@ -306,26 +308,34 @@ class Worker(threading.Thread):
 
 
 class Waiting:
-    """The worker's log while the database fails it: a line when the wait begins and every
-    FAULT_LOG_EVERY_S while it lasts (not one a retry, with a traceback), and one when it ends."""
+    """The worker's wait while the database fails it: how long to pause before the next try
+    (`pause`), and its log: a line when the wait begins and every FAULT_LOG_EVERY_S while it
+    lasts (not one a retry, with a traceback), and one when it ends."""
 
     def __init__(self) -> None:
         self.since: float | None = None
         self._said = 0.0
 
-    def still(self, failure: BaseException) -> None:
+    def still(self, failure: BaseException) -> float:
+        """Note another failed try; the pause before the next one."""
         now = time.monotonic()
         if self.since is None:
             self.since = now
         elif now - self._said < FAULT_LOG_EVERY_S:
-            return
+            return self.pause(now)
         self._said = now
         log.warning(
-            "the database takes no writes (%s); orders wait unacknowledged, tried again every "
+            "the database takes no writes (%s); orders wait unacknowledged, tried again within "
             "%.1f s",
             one_line(failure),
-            RETRY_PAUSE_S,
+            self.pause(now),
         )
+        return self.pause(now)
+
+    def pause(self, now: float) -> float:
+        """RETRY_PAUSE_S, growing to a tenth of the wait so far, at most MAX_WAITING_PAUSE_S."""
+        waited = 0.0 if self.since is None else now - self.since
+        return min(MAX_WAITING_PAUSE_S, max(RETRY_PAUSE_S, waited / 10))
 
     def over(self) -> None:
         if self.since is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -76,4 +77,19 @@ def test_healthz_is_503_when_the_database_cannot_be_reached_at_all(
         assert api.get("/healthz").status_code == 503
         refused = api.get("/v1/keys", headers={"Authorization": "Bearer kym_x"})
         assert refused.status_code == 503
+    gone.db.dispose()
+
+
+def test_healthz_says_the_database_is_away_once_not_at_every_ask(
+    sqlite_api: TestClient, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ctx: Context = sqlite_api.app.state.ctx  # type: ignore[attr-defined]
+    gone = replace(ctx, db=Database(f"sqlite:///{tmp_path / 'missing' / 'kym.db'}"))
+    with TestClient(create_app(gone)) as api, caplog.at_level(logging.WARNING, "kym.http"):
+        for _ in range(20):  # a load balancer's asks
+            assert api.get("/healthz").status_code == 503
+    said = [r for r in caplog.records if "the database does not answer" in r.getMessage()]
+    assert len(said) == 1, [r.getMessage() for r in said]
+    assert "unable to open database file" in said[0].getMessage()
+    assert "\n" not in said[0].getMessage()  # one line, no statement or traceback
     gone.db.dispose()
