@@ -33,13 +33,24 @@ def kym(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
 class Gateway:
     """`kym serve` as a child process that the test may SIGKILL at any moment."""
 
-    def __init__(self, data_dir: Path, database_url: str, *, broker_url: str | None = None):
+    def __init__(
+        self,
+        data_dir: Path,
+        database_url: str,
+        *,
+        broker_url: str | None = None,
+        worker_index: int = 0,
+    ):
+        """`worker_index`: its identity is kym-gateway-<n> (another process sharing the broker
+        and the database takes another n)."""
         self.data_dir, self.database_url, self.broker_url = data_dir, database_url, broker_url
+        self.worker_index = worker_index
         self.http_port = free_port()
         self.mqtt_port = free_port()  # used when no broker_url: the managed broker's port
         self.url = f"http://127.0.0.1:{self.http_port}"
         self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = data_dir.parent / f"{data_dir.name}-serve.log"
+        suffix = f"-{worker_index}" if worker_index else ""
+        self.log_path = data_dir.parent / f"{data_dir.name}-serve{suffix}.log"
 
     def start(self) -> None:
         command = [KYM, "serve", "--data-dir", str(self.data_dir)]
@@ -47,6 +58,7 @@ class Gateway:
         # A backlog held through several kills may exceed a device's rate, and orders over the
         # rate are not decided by design (contract section 10); these tests are about loss.
         command += ["--device-rate", "1000", "--device-burst", "100000"]
+        command += ["--worker-index", str(self.worker_index)]
         if self.broker_url:
             command += ["--broker-url", self.broker_url]
         else:

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from tests.faults.fleet import Device, Stream, all_acknowledged, assert_decided_once, running_fleet
-from tests.faults.processes import Gateway, Mosquitto
+from tests.faults.processes import Gateway, Mosquitto, Postgres
 
 pytestmark = [pytest.mark.slow, pytest.mark.mosquitto]
 DEVICES = 4
 PERIOD_S = 0.15
-KILLS = {"external": 7, "managed": 6}
+KILLS = {"external": 7, "managed": 6, "two processes": 8}
 
 
 def kill_at_random_moments(gateway: Gateway, kills: int, rng: random.Random) -> None:
@@ -73,3 +73,47 @@ def test_a_sigkilled_gateway_with_its_managed_mosquitto_loses_no_order(
         orders = {d.id: set(d.sent) for d in fleet}  # every journaled order
         name = "sigkill managed-mosquitto sqlite"
         assert_decided_once(fleet, gateway, database, orders, name, kills=kills, seed=seed)
+
+
+@pytest.mark.postgres
+def test_two_gateway_processes_sigkilled_in_turn_lose_no_acknowledged_order(
+    postgres_cluster: Postgres, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """Scaled out: two `kym serve` processes (identities kym-gateway-0 and -1) share the orders
+    subscription and one PostgreSQL database; either is SIGKILLed at random moments, while the
+    other keeps deciding, and started again. The devices never re-send."""
+    seed, kills = random.randrange(1 << 30), KILLS["two processes"]
+    rng, database = random.Random(seed), postgres_cluster.url()
+    first = Gateway(tmp_path / "data", database, broker_url=mosquitto.url)
+    second = Gateway(tmp_path / "data", database, broker_url=mosquitto.url, worker_index=1)
+    devices = tmp_path / "devices"
+    with running_fleet(first, devices, DEVICES, mosquitto.port, None) as (fleet, merchant):
+        second.start()
+        try:
+            second.wait_healthy()
+            kill_either_in_turn(first, second, Stream(fleet, merchant, PERIOD_S), kills, rng)
+            orders = all_acknowledged(fleet, "the broker stayed up")
+            name = "sigkill two gateway processes postgresql"
+            assert_decided_once(fleet, first, database, orders, name, kills=kills, seed=seed)
+        finally:
+            second.stop()
+
+
+def kill_either_in_turn(
+    first: Gateway, second: Gateway, stream: Stream, kills: int, rng: random.Random
+) -> None:
+    """While the devices pay, SIGKILL one of the two at random moments and start it again;
+    both are up and healthy when it returns (each identity's session holds its own share)."""
+    stream.start()
+    try:
+        for _ in range(kills):
+            time.sleep(rng.uniform(0.3, 2.5))
+            victim = rng.choice([first, second])
+            victim.kill()
+            time.sleep(rng.uniform(0.0, 1.5))
+            victim.start()
+        first.wait_healthy()
+        second.wait_healthy()
+        time.sleep(1.0)
+    finally:
+        stream.stop()
