@@ -19,6 +19,7 @@ import click
 
 from devices.sdk.commands import device
 from gateway.cli_checks import DATA_DIR, DATABASE_URL, audit, fail, ledger, settings_from
+from gateway.cli_workers import retire_worker
 from gateway.evidence.command import evidence
 from gateway.settings import Settings, split_host_port, unit_and_default
 from simulators.cli import bench_command, simulate
@@ -376,6 +377,7 @@ main.add_command(audit)
 main.add_command(device)
 main.add_command(evidence)
 main.add_command(ledger)
+main.add_command(retire_worker)
 main.add_command(simulate)
 main.add_command(bench_command([sys.executable, "-m", "gateway.cli", "serve"]))
 

@@ -40,11 +40,12 @@ class Gateway:
         *,
         broker_url: str | None = None,
         worker_index: int = 0,
+        workers: int = 1,
     ):
-        """`worker_index`: its identity is kym-gateway-<n> (another process sharing the broker
-        and the database takes another n)."""
+        """`worker_index`: its first identity is kym-gateway-<n> (another process sharing the
+        broker and the database takes another n); `workers`: how many it runs from there."""
         self.data_dir, self.database_url, self.broker_url = data_dir, database_url, broker_url
-        self.worker_index = worker_index
+        self.worker_index, self.workers = worker_index, workers
         self.http_port = free_port()
         self.mqtt_port = free_port()  # used when no broker_url: the managed broker's port
         self.url = f"http://127.0.0.1:{self.http_port}"
@@ -58,7 +59,7 @@ class Gateway:
         # A backlog held through several kills may exceed a device's rate, and orders over the
         # rate are not decided by design (contract section 10); these tests are about loss.
         command += ["--device-rate", "1000", "--device-burst", "100000"]
-        command += ["--worker-index", str(self.worker_index)]
+        command += ["--worker-index", str(self.worker_index), "--workers", str(self.workers)]
         if self.broker_url:
             command += ["--broker-url", self.broker_url]
         else:
