@@ -59,14 +59,20 @@ def answer_dispute(request: Request, dispute_id: str, acting: Acting) -> HTMLRes
     `POST /v1/disputes/{id}/response` does."""
     session, form = acting
     body, errors = forms.validate_response(form)
-    if body is None:
-        return _disputes(request, session, 422, error=forms.one_line(errors))
-    try:
-        answered = disputes.respond(
-            context(request), session.owner, dispute_id, body.decision, body.message
-        )
-    except REFUSAL_TYPES as exc:
-        return _disputes(request, session, refusal_of(exc)[0], error=str(exc))
+    status_code = 422
+    if body is not None:
+        try:
+            answered = disputes.respond(
+                context(request), session.owner, dispute_id, body.decision, body.message
+            )
+        except REFUSAL_TYPES as exc:
+            status_code = refusal_of(exc)[0]
+            errors = {"message": _refused_answer(request, session, dispute_id, exc)}
+    if body is None or errors:  # the answer stays as typed, the reason beside it
+        typed = {"dispute_id": dispute_id, "message": form.get("message", "")}
+        error = errors.pop("message", "")
+        answer = {**typed, "error": "; ".join(filter(None, [error, forms.one_line(errors)]))}
+        return _disputes(request, session, status_code, answer=answer)
     status = answered["status"].replace("_", " ")
     return _disputes(request, session, notice=f"The dispute is now {status}.")
 
@@ -111,6 +117,23 @@ def audit_page(
     return page(request, "audit.html", session, status, active="audit", head=head, **values)
 
 
+def _refused_answer(request: Request, session: Session, dispute_id: str, exc: Exception) -> str:
+    """Why an answer was refused, in the owner's words where the API's are for developers."""
+    if getattr(exc, "reason", "") != "insufficient_funds":
+        return str(exc)
+    ctx = context(request)
+    found = [d for d in views.disputes_view(ctx, session.owner) if d["id"] == dispute_id]
+    if not found:
+        return str(exc)
+    d = found[0]
+    label = views.device_labels(ctx, session.owner).get(d["payee"], d["payee"])
+    amount = format_amount(d["amount"] - d["refunded_amount"], d["currency"])
+    return (
+        f"{label}'s wallet cannot refund {amount} now: top it up under Wallets and accept "
+        "again, or contest."
+    )
+
+
 def _amount_error(request: Request, session: Session, payment_id: str) -> str | None:
     payment = views.disputable_payment(context(request), session.owner, payment_id)
     if payment is None:
@@ -130,6 +153,10 @@ def _disputes(
         payment = views.disputable_payment(ctx, session.owner, payment_id)
     if payment_id and payment is None and status == 200:
         status, values["error"] = 404, "That payment cannot be disputed (again) from here."
+    answer = values.get("answer")
+    shown = {d["id"] for d in mine if d["answerable"] and d["status"] == "open"}
+    if answer and answer["dispute_id"] not in shown:  # no form left to show it beside
+        values["error"] = answer["error"]
     values.setdefault("form", {})
     values.setdefault("errors", {})
     return page(
