@@ -13,9 +13,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import HTMLResponse, Response
 
-from gateway.console import forms, views
+from gateway.console import forms, money_forms, views
 from gateway.console.auth import Acting, SignedIn, context
-from gateway.console.money import format_amount
+from gateway.console.money import format_amount, major_units
 from gateway.console.render import SECURITY_HEADERS, page
 from gateway.console.sessions import Session
 from gateway.disputes import service as disputes
@@ -37,7 +37,8 @@ def disputes_page(request: Request, session: SignedIn, payment: str = "") -> HTM
 def open_dispute(request: Request, payment_id: str, acting: Acting) -> HTMLResponse:
     """Dispute a payment, as `POST /v1/payments/{id}/disputes` does."""
     session, form = acting
-    body, errors = forms.validate_dispute(form)
+    payment = views.disputable_payment(context(request), session.owner, payment_id)
+    body, errors = money_forms.validate_dispute(form, payment["currency"] if payment else "")
     if body is None:
         return _disputes(request, session, 422, payment_id, form=form, errors=errors)
     try:
@@ -58,7 +59,7 @@ def answer_dispute(request: Request, dispute_id: str, acting: Acting) -> HTMLRes
     """Accept or contest a dispute about a payment to one of the owner's devices, as
     `POST /v1/disputes/{id}/response` does."""
     session, form = acting
-    body, errors = forms.validate_response(form)
+    body, errors = money_forms.validate_response(form)
     status_code = 422
     if body is not None:
         try:
@@ -71,7 +72,7 @@ def answer_dispute(request: Request, dispute_id: str, acting: Acting) -> HTMLRes
     if body is None or errors:  # the answer stays as typed, the reason beside it
         typed = {"dispute_id": dispute_id, "message": form.get("message", "")}
         error = errors.pop("message", "")
-        answer = {**typed, "error": "; ".join(filter(None, [error, forms.one_line(errors)]))}
+        answer = {**typed, "error": "; ".join(filter(None, [error, money_forms.one_line(errors)]))}
         return _disputes(request, session, status_code, answer=answer)
     status = answered["status"].replace("_", " ")
     return _disputes(request, session, notice=f"The dispute is now {status}.")
@@ -139,8 +140,8 @@ def _amount_error(request: Request, session: Session, payment_id: str) -> str | 
     if payment is None:
         return None
     left = payment["amount"] - payment["refunded_amount"]
-    shown = format_amount(left, payment["currency"])
-    return f"Dispute 1 to {left} in minor units ({shown}, what was paid less refunds)."
+    shown, typed = format_amount(left, payment["currency"]), major_units(left, payment["currency"])
+    return f"Dispute at most {shown} (write {typed} or less): what was paid, less refunds."
 
 
 def _disputes(
