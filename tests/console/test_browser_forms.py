@@ -143,13 +143,15 @@ def test_a_refused_dispute_answer_keeps_what_the_owner_typed(
         page, errors = signed_in_page(browser, household.base, household.owner_key)
         page.click("nav >> text=Disputes")
         typed = "Sorry: the meter's upload failed; refunding in full."
-        page.fill(f"#answer-{dispute['id']}", typed)
+        answer = page.locator("tr.answer input[name=message]")
+        answer.fill(typed)
         page.once("dialog", lambda dialog: dialog.accept())
         page.click("button:has-text('Accept and refund')")
-        message = page.locator(f"#e-answer-{dispute['id']}")
-        message.wait_for()
+        page.wait_for_selector("[role=alert]")  # the refusal, wherever the page puts it
+        assert answer.input_value() == typed
+        message = page.locator(f"#e-answer-{dispute['id']}")  # beside the field
         assert message.inner_text().startswith("Fridge · Coldco Frost 3's wallet cannot refund")
-        assert page.input_value(f"#answer-{dispute['id']}") == typed
+        assert answer.get_attribute("aria-describedby") == f"e-answer-{dispute['id']}"
         page.screenshot(path=str(SHOTS / "console-dispute-answer-refused.png"), full_page=True)
         assert api.get("/v1/disputes").json()["items"][0]["status"] == "open"
         page.click("button:has-text('Contest')")  # the same text, sent again as it stands
