@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from gateway.console import device_routes, funding_routes, recourse_routes, routes, sessions
-from gateway.console.auth import CrossSite, SignedOut, current_session
+from gateway.console.auth import CrossSite, SignedOut, asked_for, current_session, sign_in_url
 from gateway.console.render import HERE, page
 from gateway.context import Context
 
@@ -40,10 +40,13 @@ def mount(app: FastAPI) -> None:
 
 
 async def _signed_out(request: Request, _: Exception) -> Response:
+    """The sign-in page, which leads back to the page that was asked for."""
+    target = asked_for(request)
     if request.method == "GET" and "hx-request" not in request.headers:
-        return RedirectResponse("/console", status_code=303)
-    answer = page(request, "signin.html", None, 401, error="Your session has ended: sign in again.")
-    answer.headers["HX-Redirect"] = "/console"
+        return RedirectResponse(sign_in_url(target), status_code=303)
+    message = "Your session has ended: sign in again."
+    answer = page(request, "signin.html", None, 401, error=message, next=target)
+    answer.headers["HX-Redirect"] = sign_in_url(target)
     return answer
 
 

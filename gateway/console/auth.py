@@ -8,7 +8,7 @@ another site (its `Origin` and `Sec-Fetch-Site`). The cookie is `SameSite=Strict
 from __future__ import annotations
 
 from typing import Annotated
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
@@ -19,6 +19,8 @@ from gateway.context import Context
 
 Form = dict[str, str]
 MAX_FIELDS = 200
+HOME = "/console"
+MAX_RETURN = 2000  # characters of a path to return to after signing in
 
 
 class SignedOut(Exception):
@@ -85,3 +87,44 @@ async def acting(request: Request) -> tuple[Session, Form]:
 
 SignedIn = Annotated[Session, Depends(signed_in)]
 Acting = Annotated[tuple[Session, Form], Depends(acting)]
+
+
+def return_path(target: str | None) -> str:
+    """Where signing in leads: `target` when it is a path inside the console (`/console/...`,
+    with its query), else the console's home. Never another site: an absolute URL, `//host`,
+    a backslash (which browsers read as a slash), a scheme, dot segments, control or non-ASCII
+    characters and anything outside /console all give the home."""
+    if not target or len(target) > MAX_RETURN or not target.isascii():
+        return HOME
+    if not target.isprintable() or " " in target or "\\" in unquote(target):
+        return HOME
+    parts = urlsplit(target)
+    path = unquote(parts.path)
+    if parts.scheme or parts.netloc or target.startswith("//") or parts.fragment:
+        return HOME
+    if not (path == HOME or path.startswith(f"{HOME}/")) or "//" in path:
+        return HOME
+    if any(segment in (".", "..") for segment in path.split("/")):
+        return HOME
+    return target
+
+
+def asked_for(request: Request) -> str:
+    """The console page a signed-out request was for, to return to after signing in: the page
+    itself for a GET, else the page the browser was on (htmx says which; a form's is its
+    same-origin Referer)."""
+    if request.method == "GET" and "hx-request" not in request.headers:
+        return return_path(
+            request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        )
+    page = request.headers.get("hx-current-url") or request.headers.get("referer") or ""
+    parts = urlsplit(page)
+    own = request.headers.get("host", request.url.netloc)
+    if parts.netloc.lower() != own.lower() or parts.scheme not in ("http", "https"):
+        return HOME
+    return return_path(parts.path + (f"?{parts.query}" if parts.query else ""))
+
+
+def sign_in_url(target: str) -> str:
+    """The sign-in page that returns to `target` afterwards."""
+    return HOME if target == HOME else f"{HOME}?next={quote(target, safe='')}"

@@ -15,7 +15,7 @@ from starlette.responses import HTMLResponse
 
 from gateway import service, wallets
 from gateway.consent import service as consent
-from gateway.console import forms, views
+from gateway.console import forms, money_forms, views
 from gateway.console.auth import Acting, SignedIn, context
 from gateway.console.money import format_amount
 from gateway.console.render import page
@@ -51,10 +51,11 @@ def change_device(request: Request, device_id: str, acting: Acting) -> HTMLRespo
 def device_page(request: Request, session: SignedIn, device_id: str) -> HTMLResponse:
     """One device: its wallet, rules, limits and mandates."""
     try:
-        rules = views.rules_of(context(request), session.owner, device_id)
+        return _device(
+            request, session, device_id, rules_form=_rules_form(request, session, device_id)
+        )
     except NotFound:
         return _devices(request, session, 404, error="No such device.")
-    return _device(request, session, device_id, rules_form=forms.rules_form(rules))
 
 
 @router.post("/console/devices/{device_id}/rules")
@@ -63,9 +64,10 @@ def put_rules(request: Request, device_id: str, acting: Acting) -> HTMLResponse:
     session, form = acting
     try:
         current = views.rules_of(context(request), session.owner, device_id)
+        wallet_currency = views.device_currency(context(request), session.owner, device_id)
     except NotFound:
         return _devices(request, session, 404, error="No such device.")
-    body, errors = forms.validate_rules(form, current)
+    body, errors = forms.validate_rules(form, current, wallet_currency)
     if body is None:
         return _device(request, session, device_id, 422, rules_form=form, rules_errors=errors)
     try:
@@ -77,7 +79,8 @@ def put_rules(request: Request, device_id: str, acting: Acting) -> HTMLResponse:
         )
     rules = views.rules_of(context(request), session.owner, device_id)
     notice = "Rules saved." if rules else "Rules removed: every payment now needs your approval."
-    return _device(request, session, device_id, rules_form=forms.rules_form(rules), notice=notice)
+    shown = forms.rules_form(rules, wallet_currency)
+    return _device(request, session, device_id, rules_form=shown, notice=notice)
 
 
 @router.post("/console/devices/{device_id}/mandates")
@@ -85,10 +88,12 @@ def create_mandate(request: Request, device_id: str, acting: Acting) -> HTMLResp
     """Give a standing consent, as `POST /v1/devices/{id}/mandates` does."""
     session, form = acting
     try:
-        rules_form = forms.rules_form(views.rules_of(context(request), session.owner, device_id))
+        rules_form = _rules_form(request, session, device_id)
+        wallet_currency = views.device_currency(context(request), session.owner, device_id)
     except NotFound:
         return _devices(request, session, 404, error="No such device.")
-    body, errors = forms.validate_mandate(form, context(request).clock())
+    currency = forms.rules_currency(rules_form, wallet_currency)  # the mandate's amounts are in it
+    body, errors = forms.validate_mandate(form, currency, context(request).clock())
     status = 422
     if body is not None:
         try:
@@ -119,7 +124,7 @@ def revoke_mandate(request: Request, mandate_id: str, acting: Acting) -> HTMLRes
     except REFUSAL_TYPES as exc:
         return _devices(request, session, refusal_of(exc)[0], error=str(exc))
     device_id = revoked["device_id"]  # the mandate's own, whatever the form says
-    rules_form = forms.rules_form(views.rules_of(context(request), session.owner, device_id))
+    rules_form = _rules_form(request, session, device_id)
     notice = f"Mandate {mandate_id} is revoked."
     return _device(request, session, device_id, rules_form=rules_form, notice=notice)
 
@@ -134,9 +139,9 @@ def wallets_page(request: Request, session: SignedIn) -> HTMLResponse:
 def top_up(request: Request, device_id: str, acting: Acting) -> HTMLResponse:
     """Top up a wallet, as `POST /v1/devices/{id}/wallet/top-ups` does (idempotent by form)."""
     session, form = acting
-    body, errors = forms.validate_top_up(form)
+    body, errors = money_forms.validate_top_up(form)
     if body is None:
-        failed = forms.failed_top_up(device_id, form, errors)
+        failed = money_forms.failed_top_up(device_id, form, errors)
         return _wallets(request, session, 422, failed_top_up=failed)
     try:
         wallets.top_up(
@@ -163,6 +168,13 @@ def payments_page(request: Request, session: SignedIn) -> HTMLResponse:
     labels = views.device_labels(ctx, session.owner)
     values: dict[str, Any] = {"payments": payments, "disputed": disputed, "labels": labels}
     return page(request, "payments.html", session, active="payments", **values)
+
+
+def _rules_form(request: Request, session: Session, device_id: str) -> dict[str, str]:
+    """The rules form's fields for the device's rules as stored (NotFound for another's)."""
+    ctx = context(request)
+    rules = views.rules_of(ctx, session.owner, device_id)
+    return forms.rules_form(rules, views.device_currency(ctx, session.owner, device_id))
 
 
 def _devices(request: Request, session: Session, status: int = 200, **values: Any) -> HTMLResponse:

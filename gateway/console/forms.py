@@ -1,11 +1,14 @@
-"""The console's forms, validated by the API's own schemas.
+"""The console's forms for rules and mandates, and what every console form shares: the API's
+own schemas validate them, and their messages go next to the fields that caused them.
 
 A form becomes the JSON body the API would receive and goes through the same pydantic model
-(`RulesIn`, `MandateCreate`, `TopUpCreate`, `FundingSourceCreate`, `InstalmentPolicyIn`,
-`DisputeCreate`, `ResponseCreate`), so an owner sees the API's own message next to the field
-that caused it. Numbers are passed on as typed: "12.5" stays a string and the API says it wants
-an integer, rather than the console guessing what was meant. The rules form shows every rule
-the API can store, so that saving it changes only what the owner changed there; its
+(`RulesIn`, `MandateCreate`; `money_forms` has the others), so an owner sees the API's own
+message next to the field that caused it. Amounts are typed in the currency's major unit
+("12.50" for 1250 cents) and read exactly by `money.parse_amount`, which refuses what is not an
+amount in that currency with its own message; the API's bounds on them are said in the same
+unit ("Write at least €0.01"). Counts are passed on as typed: "12.5" stays a string and the API
+says it wants an integer, rather than the console guessing what was meant. The rules form shows
+every rule the API can store, so that saving it changes only what the owner changed there; its
 comma-separated fields are also checked as typed (`(none)` with other items, empty items), which
 the schema cannot do once they are lists; so are the instalment policy's, through the same
 table-driven check (`RULES_LISTS`, `POLICY_LISTS`).
@@ -21,18 +24,20 @@ from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
-from gateway.http.routes.disputes import DisputeCreate, ResponseCreate
-from gateway.http.schemas import (
-    FundingSourceCreate,
-    InstalmentPolicyIn,
-    MandateCreate,
-    RulesIn,
-    TopUpCreate,
-)
+from gateway.console.money import AmountRefused, format_amount, major_units, parse_amount
+from gateway.console.money import example as example_amount
+from gateway.http.schemas import MandateCreate, RulesIn
 
 PERIODS = ("day", "week", "month", "year")
 LISTS = ("allowed_categories", "blocked_categories", "allowed_payees", "blocked_payees")
 SCALARS = ("max_amount", "approval_above", "approval_ttl_seconds", "low_balance_alert")
+AMOUNTS = ("max_amount", "approval_above", "low_balance_alert")  # the scalars that are money
+LIMITS = tuple(f"limit_{period}" for period in PERIODS)
+DECIMAL_COMMA = re.compile(r"[0-9],[0-9]")
+SEVERAL = (
+    "Write the decimals after a point, e.g. {example}; separate several limits with a comma "
+    "and a space, e.g. 100, 5000."
+)
 FORM_ERROR = "_form"  # errors that belong to no single field
 MANAGED = {"currency", *SCALARS, "limits", "max_payments", *LISTS, "active_hours"}
 PER_PERIOD = (("limit", "limits", "amount"), ("count", "max_payments", "count"))
@@ -44,20 +49,39 @@ UNSHOWN = (
 Errors = dict[str, str]
 
 
-def _number(text: str) -> int | str:
+def number(text: str) -> int | str:
+    """A count as typed: an integer when it is one, else the text (which the schema refuses)."""
     return int(text) if re.fullmatch(r"-?\d{1,20}", text) else text
 
 
-def _split(text: str) -> list[str]:
+def split(text: str) -> list[str]:
+    """The items of a comma-separated field."""
     return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def amounts_into(
+    body: dict[str, Any], form: dict[str, str], names: dict[str, str], currency: str
+) -> Errors:
+    """Each filled-in money field of `form` (by `names`: form field to body key) into `body` in
+    minor units of `currency`; a message for each that is not an amount, which stays out."""
+    errors: Errors = {}
+    for field, key in names.items():
+        text = form.get(field, "").strip()
+        if text:
+            try:
+                body[key] = parse_amount(text, currency)
+            except AmountRefused as exc:
+                errors[field] = str(exc)
+    return errors
 
 
 def _nothing(text: str) -> bool:
     return text.strip().lower() == NOTHING  # no category or id has brackets: nothing stored is lost
 
 
-def _list_of(text: str) -> list[str]:
-    return [] if _nothing(text) else _split(text)
+def list_of(text: str) -> list[str]:
+    """A list field as typed: `(none)` is the empty list."""
+    return [] if _nothing(text) else split(text)
 
 
 class ListField(NamedTuple):
@@ -97,7 +121,7 @@ POLICY_LISTS = {
 }
 
 
-def _list_errors(form: dict[str, str], fields: dict[str, ListField]) -> Errors:
+def list_errors(form: dict[str, str], fields: dict[str, ListField]) -> Errors:
     """Messages for comma-separated fields that are malformed as typed, which the schema cannot
     give: it sees only the list a field became, or nothing wrong at all."""
     errors: Errors = {}
@@ -143,37 +167,61 @@ def _json_errors(form: dict[str, str]) -> Errors:
     return {}
 
 
-def rules_body(form: dict[str, str], current: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The body of `PUT /v1/devices/{id}/rules` that this form describes (blank fields left out).
+def rules_currency(form_or_rules: dict[str, Any], wallet_currency: str) -> str:
+    """The currency a rules form's amounts are in: the rules' own, else the wallet's."""
+    return str(form_or_rules.get("currency") or "").strip().upper() or wallet_currency
 
-    Rules the form has no field for (set through the API) are kept from `current`, since a PUT
-    replaces all of them.
+
+def rules_body(
+    form: dict[str, str], current: dict[str, Any] | None = None, wallet_currency: str = "EUR"
+) -> tuple[dict[str, Any], Errors]:
+    """The body of `PUT /v1/devices/{id}/rules` that this form describes (blank fields left
+    out), and a message for each amount that is not one (left out of the body).
+
+    Amounts are in the form's currency, else the wallet's. Rules the form has no field for
+    (set through the API) are kept from `current`, since a PUT replaces all of them.
     """
     current = current or {}
+    currency = rules_currency(form, wallet_currency)
     body = {k: v for k, v in current.items() if k not in MANAGED}
     if form.get("currency", "").strip():
         body["currency"] = form["currency"].strip()
-    for name in SCALARS:
-        if form.get(name, "").strip():
-            body[name] = _number(form[name].strip())
+    errors = amounts_into(body, form, {name: name for name in AMOUNTS}, currency)
+    if form.get("approval_ttl_seconds", "").strip():
+        body["approval_ttl_seconds"] = number(form["approval_ttl_seconds"].strip())
     for prefix, name, key in PER_PERIOD:
-        entries = [
-            {"period": period, key: _number(part)}
-            for period in PERIODS
-            for part in _split(form.get(f"{prefix}_{period}", ""))
-        ]
+        entries = []
+        for period in PERIODS:
+            field = f"{prefix}_{period}"
+            parts = _per_period(form.get(field, ""), field, currency, errors)
+            entries += [{"period": period, key: part} for part in parts]
         if entries:
             body[name] = _in_stored_order(entries, current.get(name))
     for name in LISTS:
         text = form.get(name, "").strip()
         if text:
-            body[name] = _list_of(text)
+            body[name] = list_of(text)
     if form.get("active_hours", "").strip():
         try:
             body["active_hours"] = json.loads(form["active_hours"])
         except json.JSONDecodeError:
             body["active_hours"] = form["active_hours"]  # refused, and named by _json_errors
-    return body
+    return body, errors
+
+
+def _per_period(text: str, field: str, currency: str, errors: Errors) -> list[int | str]:
+    """The limits (amounts) or counts typed in one period's field; a refused amount leaves
+    its message in `errors` and its field out."""
+    if not field.startswith("limit_"):
+        return [number(part) for part in split(text)]
+    if DECIMAL_COMMA.search(text):  # "12,50": a decimal comma, or two limits 12 and 50?
+        errors[field] = SEVERAL.format(example=example_amount(currency))
+        return []
+    try:
+        return [parse_amount(part, currency) for part in split(text)]
+    except AmountRefused as exc:
+        errors[field] = str(exc)
+        return []
 
 
 def _in_stored_order(entries: list[dict[str, Any]], stored: list[Any] | None) -> list[Any]:
@@ -186,14 +234,22 @@ def _in_stored_order(entries: list[dict[str, Any]], stored: list[Any] | None) ->
     return stored if stored and counted(entries) == counted(stored) else entries
 
 
-def rules_form(rules: dict[str, Any]) -> dict[str, str]:
+def rules_form(rules: dict[str, Any], wallet_currency: str = "EUR") -> dict[str, str]:
     """The form's fields for rules as the API shows them: all of them, so that saving the form
-    unchanged gives the same rules back (an allow-list of nothing is `(none)`, several limits
-    of one period are `100, 5000`)."""
-    form = {name: str(rules[name]) for name in ("currency", *SCALARS) if name in rules}
+    unchanged gives the same rules back (amounts in the major unit of the rules' currency, else
+    the wallet's, `12.50`; an allow-list of nothing is `(none)`, several limits of one period
+    are `1.00, 50.00`)."""
+    currency = rules_currency(rules, wallet_currency)
+
+    def shown(key: str, value: int) -> str:
+        return major_units(value, currency) if key in (*AMOUNTS, "amount") else str(value)
+
+    form = {name: shown(name, rules[name]) for name in SCALARS if name in rules}
+    if "currency" in rules:
+        form["currency"] = str(rules["currency"])
     for prefix, name, key in PER_PERIOD:
         for period in PERIODS:
-            values = [str(e[key]) for e in rules.get(name) or [] if e["period"] == period]
+            values = [shown(key, e[key]) for e in rules.get(name) or [] if e["period"] == period]
             if values:
                 form[f"{prefix}_{period}"] = ", ".join(values)
     for name in LISTS:
@@ -205,21 +261,24 @@ def rules_form(rules: dict[str, Any]) -> dict[str, str]:
 
 
 def validate_rules(
-    form: dict[str, str], current: dict[str, Any] | None = None
+    form: dict[str, str], current: dict[str, Any] | None = None, wallet_currency: str = "EUR"
 ) -> tuple[RulesIn | None, Errors]:
     """The validated rules, or the API's messages by form field.
 
     Rules that the form cannot show as they are stored are refused: the save would replace them
     with what the form showed, which may allow more than the owner chose.
     """
-    if current and rules_body(rules_form(current), current) != current:
-        return None, {FORM_ERROR: UNSHOWN}
-    body = rules_body(form, current)
-    errors = _list_errors(form, RULES_LISTS) | _json_errors(form)
+    if current:
+        shown = rules_body(rules_form(current, wallet_currency), current, wallet_currency)
+        if shown != (current, {}):
+            return None, {FORM_ERROR: UNSHOWN}
+    body, typed = rules_body(form, current, wallet_currency)
+    errors = list_errors(form, RULES_LISTS) | _json_errors(form) | typed
+    money = Money((*AMOUNTS, *LIMITS), rules_currency(form, wallet_currency))
     try:
         validated = RulesIn.model_validate(body)
     except ValidationError as exc:
-        return None, _by_field(exc, body) | errors
+        return None, by_field(exc, body, money=money) | errors
     return (None, errors) if errors else (validated, {})
 
 
@@ -227,9 +286,10 @@ PASSED = "This time has passed: the mandate would never cover a payment. Give a 
 
 
 def validate_mandate(
-    form: dict[str, str], now: datetime | None = None
+    form: dict[str, str], currency: str, now: datetime | None = None
 ) -> tuple[dict[str, Any] | None, Errors]:
-    """The body of `POST /v1/devices/{id}/mandates`, or the API's messages by form field.
+    """The body of `POST /v1/devices/{id}/mandates` (amounts typed in `currency`, the device's
+    rules' or wallet's), or the API's messages by form field.
 
     An end already past at `now` is refused too: the API stores such a mandate, expired at
     once, which an owner who just gave it would take for a consent in force.
@@ -238,117 +298,50 @@ def validate_mandate(
     for name in ("payee", "category", "valid_from", "valid_until"):
         if form.get(name, "").strip():
             body[name] = form[name].strip()
-    body["max_amount"] = _number(form.get("max_amount", "").strip())
-    period, amount = form.get("limit_period", ""), form.get("limit_amount", "").strip()
-    if amount:
-        body["limits"] = [{"period": period, "amount": _number(amount)}]
+    names = {"max_amount": "max_amount", "limit_amount": "limit_amount"}
+    typed = amounts_into(body, form, names, currency)
+    if "limit_amount" in body:
+        body["limits"] = [{"period": form.get("limit_period", ""), "amount": body["limit_amount"]}]
+        del body["limit_amount"]
+    money = Money(tuple(names), currency)
     try:
         validated = MandateCreate.model_validate(body).model_dump()
     except ValidationError as exc:
-        return None, _by_field(exc, body, mandate=True)
+        return None, by_field(exc, body, mandate=True, money=money) | typed
+    if typed:
+        return None, typed
     until = validated["valid_until"]
     if now is not None and until is not None and until <= now:
         return None, {"valid_until": PASSED}
     return validated, {}
 
 
-def validate_top_up(form: dict[str, str]) -> tuple[TopUpCreate | None, Errors]:
-    """The body of `POST /v1/devices/{id}/wallet/top-ups`, or the API's messages by field."""
-    body = {
-        "amount": _number(form.get("amount", "").strip()),
-        "currency": form.get("currency", ""),
-        "idempotency_key": form.get("idempotency_key", ""),
-    }
-    try:
-        return TopUpCreate.model_validate(body), {}
-    except ValidationError as exc:
-        return None, _by_field(exc, body)
+class Money(NamedTuple):
+    """A form's money fields and the currency they are typed in, for the API's bounds on them."""
+
+    fields: tuple[str, ...]
+    currency: str
 
 
-def failed_top_up(target: str, form: dict[str, str], errors: Errors) -> dict[str, str]:
-    """What a refused top-up form shows again beside its amount: what was typed, and why."""
-    error = errors.get("amount") or one_line(errors)
-    return {"target": target, "amount": form.get("amount", ""), "error": error}
+BOUNDS = (("ge", "at least"), ("gt", "more than"), ("le", "at most"), ("lt", "less than"))
 
 
-def one_line(errors: Errors) -> str:
-    """The messages by field as one line, for a form whose page shows a single error."""
-    return "; ".join(f"{field}: {text}" for field, text in errors.items())
-
-
-SOURCE_FIELDS = ("priority", "floor", "credit_limit", "apr_bps")
-POLICY_AMOUNTS = ("min_amount", "max_amount", "interval_days", "keep_at_least", "auto_accept_up_to")
-
-
-def validate_source(form: dict[str, str]) -> tuple[dict[str, Any] | None, Errors]:
-    """The body of `POST /v1/owners/me/funding-sources` (blank fields left out), or the API's
-    messages by form field."""
-    body: dict[str, Any] = {
-        name: form.get(name, "").strip() for name in ("name", "kind", "currency")
-    }
-    for name in SOURCE_FIELDS:
-        if form.get(name, "").strip():
-            body[name] = _number(form[name].strip())
-    try:
-        return FundingSourceCreate.model_validate(body).model_dump(exclude_none=True), {}
-    except ValidationError as exc:
-        return None, _by_field(exc, body)
-
-
-def validate_policy(form: dict[str, str]) -> tuple[dict[str, Any] | None, Errors]:
-    """The body of `PUT /v1/owners/me/instalment-policy`, or the API's messages by form field."""
-    body: dict[str, Any] = {"source": form.get("source", "")}
-    for name in POLICY_AMOUNTS:
-        if form.get(name, "").strip():
-            body[name] = _number(form[name].strip())
-    body["counts"] = [_number(part) for part in _split(form.get("counts", ""))]
-    if form.get("categories", "").strip():
-        body["categories"] = _list_of(form["categories"])
-    errors = _list_errors(form, POLICY_LISTS)
-    try:
-        validated = InstalmentPolicyIn.model_validate(body).model_dump()
-    except ValidationError as exc:
-        return None, _by_field(exc, body) | errors
-    return (None, errors) if errors else (validated, {})
-
-
-def policy_form(policy: dict[str, Any] | None) -> dict[str, str]:
-    """The policy form's fields for a policy as the API shows it (empty without one)."""
-    if policy is None:
-        return {}
-    form = {name: str(policy[name]) for name in ("source", *POLICY_AMOUNTS)}
-    form["counts"] = ", ".join(str(count) for count in policy["counts"])
-    if policy["categories"] is not None:  # none: every category; [] offers in none
-        form["categories"] = ", ".join(policy["categories"]) or NOTHING
-    return form
-
-
-def validate_dispute(form: dict[str, str]) -> tuple[dict[str, Any] | None, Errors]:
-    """The body of `POST /v1/payments/{id}/disputes`, or the API's messages by form field."""
-    body: dict[str, Any] = {"reason": form.get("reason", ""), "message": form.get("message", "")}
-    if form.get("amount", "").strip():
-        body["amount"] = _number(form["amount"].strip())
-    try:
-        return DisputeCreate.model_validate(body).model_dump(), {}
-    except ValidationError as exc:
-        return None, _by_field(exc, body)
-
-
-def validate_response(form: dict[str, str]) -> tuple[ResponseCreate | None, Errors]:
-    """The body of `POST /v1/disputes/{id}/response`, or the API's messages by form field."""
-    body = {"decision": form.get("decision", ""), "message": form.get("message", "")}
-    try:
-        return ResponseCreate.model_validate(body), {}
-    except ValidationError as exc:
-        return None, _by_field(exc, body)
-
-
-def _by_field(exc: ValidationError, body: dict[str, Any], mandate: bool = False) -> Errors:
+def by_field(
+    exc: ValidationError, body: dict[str, Any], mandate: bool = False, money: Money | None = None
+) -> Errors:
+    """The schema's messages by the form field that caused each (the first per field); a bound
+    on an amount is said in the currency's major unit, as the person typed it."""
     errors: Errors = {}
     for error in exc.errors():
         loc = [str(part) for part in error["loc"]]
         field = _field_of(loc, body, mandate)
-        errors.setdefault(field, _message(error["type"], str(error["msg"]), loc))
+        message = _message(error["type"], str(error["msg"]), loc)
+        if money and field in money.fields:
+            bound = error.get("ctx") or {}
+            for key, words in BOUNDS:
+                if isinstance(bound.get(key), int):
+                    message = f"Write {words} {format_amount(bound[key], money.currency)}."
+        errors.setdefault(field, message)
     return errors
 
 

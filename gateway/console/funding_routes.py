@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import HTMLResponse
 
-from gateway.console import forms, views
+from gateway.console import money_forms, views
 from gateway.console.auth import Acting, SignedIn, context
 from gateway.console.money import format_amount
 from gateway.console.render import page
@@ -37,9 +37,9 @@ def funding_page(request: Request, session: SignedIn) -> HTMLResponse:
 def top_up_source(request: Request, source_id: str, acting: Acting) -> HTMLResponse:
     """Top up a balance source, as `POST /v1/funding-sources/{id}/top-ups` does."""
     session, form = acting
-    body, errors = forms.validate_top_up(form)
+    body, errors = money_forms.validate_top_up(form)
     if body is None:
-        failed = forms.failed_top_up(source_id, form, errors)
+        failed = money_forms.failed_top_up(source_id, form, errors)
         return _funding(request, session, 422, failed_top_up=failed)
     try:
         source = funding.top_up_source(
@@ -62,7 +62,7 @@ def top_up_source(request: Request, source_id: str, acting: Acting) -> HTMLRespo
 def create_source(request: Request, acting: Acting) -> HTMLResponse:
     """Add a balance source or a credit line, as `POST /v1/owners/me/funding-sources` does."""
     session, form = acting
-    body, errors = forms.validate_source(form)
+    body, errors = money_forms.validate_source(form)
     if body is None:
         return _funding(request, session, 422, source_form=form, source_errors=errors)
     try:
@@ -86,7 +86,8 @@ def put_policy(request: Request, acting: Acting) -> HTMLResponse:
         instalment_policy.delete_policy(ctx, session.owner)
         notice = "Instalment policy removed: a pay your balances cannot cover is declined."
         return _funding(request, session, notice=notice)
-    body, errors = forms.validate_policy(form)
+    currency = _line_currency(views.funding_view(ctx, session.owner), form.get("source"))
+    body, errors = money_forms.validate_policy(form, currency)
     if body is None:
         return _funding(request, session, 422, policy_form=form, policy_errors=errors)
     try:
@@ -129,9 +130,19 @@ def _plans(request: Request, session: Session, status: int = 200, **values: Any)
     )
 
 
+def _line_currency(view: dict[str, Any], source_id: str | None) -> str:
+    """The currency of the credit line `source_id`, else of the first one: the policy's amounts
+    are typed in it (the form offers the credit lines, the first chosen)."""
+    lines = [s for s in view["sources"] if s["kind"] == "credit_line"]
+    chosen = [s for s in lines if s["id"] == source_id] or lines
+    return str(chosen[0]["currency"]) if chosen else "EUR"
+
+
 def _funding(request: Request, session: Session, status: int = 200, **values: Any) -> HTMLResponse:
     view = views.funding_view(context(request), session.owner)
-    values.setdefault("policy_form", forms.policy_form(view["policy"]))
+    policy = view["policy"]
+    currency = _line_currency(view, policy["source"] if policy else None)
+    values.setdefault("policy_form", money_forms.policy_form(policy, currency))
     values.setdefault("source_form", {"kind": "balance", "currency": "EUR"})
     return page(
         request,

@@ -13,9 +13,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import HTMLResponse, Response
 
-from gateway.console import forms, views
+from gateway.console import forms, money_forms, views
 from gateway.console.auth import Acting, SignedIn, context
-from gateway.console.money import format_amount
+from gateway.console.money import format_amount, major_units
 from gateway.console.render import SECURITY_HEADERS, page
 from gateway.console.sessions import Session
 from gateway.disputes import service as disputes
@@ -37,7 +37,8 @@ def disputes_page(request: Request, session: SignedIn, payment: str = "") -> HTM
 def open_dispute(request: Request, payment_id: str, acting: Acting) -> HTMLResponse:
     """Dispute a payment, as `POST /v1/payments/{id}/disputes` does."""
     session, form = acting
-    body, errors = forms.validate_dispute(form)
+    payment = views.disputable_payment(context(request), session.owner, payment_id)
+    body, errors = money_forms.validate_dispute(form, payment["currency"] if payment else "")
     if body is None:
         return _disputes(request, session, 422, payment_id, form=form, errors=errors)
     try:
@@ -58,15 +59,21 @@ def answer_dispute(request: Request, dispute_id: str, acting: Acting) -> HTMLRes
     """Accept or contest a dispute about a payment to one of the owner's devices, as
     `POST /v1/disputes/{id}/response` does."""
     session, form = acting
-    body, errors = forms.validate_response(form)
-    if body is None:
-        return _disputes(request, session, 422, error=forms.one_line(errors))
-    try:
-        answered = disputes.respond(
-            context(request), session.owner, dispute_id, body.decision, body.message
-        )
-    except REFUSAL_TYPES as exc:
-        return _disputes(request, session, refusal_of(exc)[0], error=str(exc))
+    body, errors = money_forms.validate_response(form)
+    status_code = 422
+    if body is not None:
+        try:
+            answered = disputes.respond(
+                context(request), session.owner, dispute_id, body.decision, body.message
+            )
+        except REFUSAL_TYPES as exc:
+            status_code = refusal_of(exc)[0]
+            errors = {"message": _refused_answer(request, session, dispute_id, exc)}
+    if body is None or errors:  # the answer stays as typed, the reason beside it
+        typed = {"dispute_id": dispute_id, "message": form.get("message", "")}
+        error = errors.pop("message", "")
+        answer = {**typed, "error": "; ".join(filter(None, [error, money_forms.one_line(errors)]))}
+        return _disputes(request, session, status_code, answer=answer)
     status = answered["status"].replace("_", " ")
     return _disputes(request, session, notice=f"The dispute is now {status}.")
 
@@ -111,13 +118,30 @@ def audit_page(
     return page(request, "audit.html", session, status, active="audit", head=head, **values)
 
 
+def _refused_answer(request: Request, session: Session, dispute_id: str, exc: Exception) -> str:
+    """Why an answer was refused, in the owner's words where the API's are for developers."""
+    if getattr(exc, "reason", "") != "insufficient_funds":
+        return str(exc)
+    ctx = context(request)
+    found = [d for d in views.disputes_view(ctx, session.owner) if d["id"] == dispute_id]
+    if not found:
+        return str(exc)
+    d = found[0]
+    label = views.device_labels(ctx, session.owner).get(d["payee"], d["payee"])
+    amount = format_amount(d["amount"] - d["refunded_amount"], d["currency"])
+    return (
+        f"{label}'s wallet cannot refund {amount} now: top it up under Wallets and accept "
+        "again, or contest."
+    )
+
+
 def _amount_error(request: Request, session: Session, payment_id: str) -> str | None:
     payment = views.disputable_payment(context(request), session.owner, payment_id)
     if payment is None:
         return None
     left = payment["amount"] - payment["refunded_amount"]
-    shown = format_amount(left, payment["currency"])
-    return f"Dispute 1 to {left} in minor units ({shown}, what was paid less refunds)."
+    shown, typed = format_amount(left, payment["currency"]), major_units(left, payment["currency"])
+    return f"Dispute at most {shown} (write {typed} or less): what was paid, less refunds."
 
 
 def _disputes(
@@ -130,6 +154,10 @@ def _disputes(
         payment = views.disputable_payment(ctx, session.owner, payment_id)
     if payment_id and payment is None and status == 200:
         status, values["error"] = 404, "That payment cannot be disputed (again) from here."
+    answer = values.get("answer")
+    shown = {d["id"] for d in mine if d["answerable"] and d["status"] == "open"}
+    if answer and answer["dispute_id"] not in shown:  # no form left to show it beside
+        values["error"] = answer["error"]
     values.setdefault("form", {})
     values.setdefault("errors", {})
     return page(

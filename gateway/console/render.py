@@ -15,14 +15,32 @@ from jinja2 import pass_context
 from starlette.responses import HTMLResponse
 
 from gateway.console import views
-from gateway.console.money import format_amount, format_time
+from gateway.console.money import (
+    AmountRefused,
+    example,
+    format_amount,
+    format_time,
+    major_units,
+    parse_amount,
+)
 from gateway.console.sessions import Session
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 templates.env.filters["money"] = lambda amount, currency: format_amount(amount, currency)
 templates.env.filters["when"] = pass_context(lambda context, at: format_time(at, context.get("tz")))
-templates.env.tests["match_digits"] = lambda text: str(text).isdigit() and len(str(text)) < 17
+templates.env.filters["major"] = lambda amount, currency: major_units(amount, currency)
+templates.env.filters["typed_money"] = lambda text, currency: typed_money(str(text), currency)
+templates.env.filters["example"] = lambda currency: example(currency)
+
+
+def typed_money(text: str, currency: str) -> str:
+    """An amount typed in a form as the console writes it (`12.5` EUR: `€12.50`), or ""."""
+    try:
+        return format_amount(parse_amount(text, currency), currency) if text.strip() else ""
+    except AmountRefused:
+        return ""
+
 
 # The console's pages load nothing but their own files, run no inline script, cannot be framed
 # (an approve button under someone else's page), and are not cached (they show balances).

@@ -17,12 +17,14 @@ from gateway import owners
 from gateway.consent import service as consent
 from gateway.console import sessions, views
 from gateway.console.auth import (
+    HOME,
     Acting,
     SignedIn,
     context,
     current_session,
     is_cross_site,
     read_form,
+    return_path,
 )
 from gateway.console.money import format_amount
 from gateway.console.render import page
@@ -52,25 +54,30 @@ DECLINED_BECAUSE = {
 
 
 @router.get("/console")
-def console_home(request: Request) -> HTMLResponse:
-    """The approvals inbox, or the sign-in page for a visitor without a session."""
+def console_home(request: Request, next: str = "") -> Response:
+    """The approvals inbox, or the sign-in page for a visitor without a session (`?next=`: the
+    console page to return to once signed in)."""
+    target = return_path(next)
     session = current_session(request)
     if session is None:
-        return page(request, "signin.html", None)
+        return page(request, "signin.html", None, next=target)
+    if target != HOME:  # signed in meanwhile (another tab): go where the link was going
+        return RedirectResponse(target, status_code=303)
     return _inbox(request, session)
 
 
 @router.post("/console/session")
 async def sign_in(request: Request) -> Response:
-    """Exchange an owner's API key for a session cookie."""
+    """Exchange an owner's API key for a session cookie; back to the page asked for."""
     if is_cross_site(request):
         return page(request, "signin.html", None, 403, error="Sign in from the console's own page.")
-    api_key = (await read_form(request)).get("api_key", "").strip()
+    form = await read_form(request)
+    api_key, target = form.get("api_key", "").strip(), return_path(form.get("next"))
     session_id = await run_in_threadpool(sessions.sign_in, context(request), api_key)
     if session_id is None:
         message = "That is not an owner's API key. Check it and try again."
-        return page(request, "signin.html", None, 401, error=message)
-    return _signed_in(request, session_id)
+        return page(request, "signin.html", None, 401, error=message, next=target)
+    return _signed_in(request, session_id, target)
 
 
 @router.get("/console/link")
@@ -96,8 +103,8 @@ async def sign_in_with_link(request: Request) -> Response:
     return _signed_in(request, session_id)
 
 
-def _signed_in(request: Request, session_id: str) -> Response:
-    answer = RedirectResponse("/console", status_code=303)
+def _signed_in(request: Request, session_id: str, target: str = HOME) -> Response:
+    answer = RedirectResponse(return_path(target), status_code=303)
     answer.set_cookie(
         sessions.COOKIE,
         session_id,

@@ -62,6 +62,12 @@ def device_view(ctx: Context, owner: Party, device_id: str) -> dict[str, Any]:
     return _view(ctx, owner, device, certificate.serial)
 
 
+def device_currency(ctx: Context, owner: Party, device_id: str) -> str:
+    """The currency of one of the owner's devices: its wallet's (NotFound for anyone else's)."""
+    view = device_view(ctx, owner, device_id)
+    return str(view["wallet"]["currency"] if view["wallet"] else view["device"].currency)
+
+
 def device_labels(ctx: Context, owner: Party) -> dict[str, str]:
     """A name a person recognises for each of the owner's devices: `Fridge · Coldco Frost 3`."""
     pairs = fleet.devices_page(ctx, owner, None, PAGE, None).items

@@ -107,7 +107,7 @@ def test_a_wrong_rules_value_shows_the_apis_own_message_next_to_the_field(
     )
     assert api.status_code == 422
     api_message = api.json()["error"]["message"].split(": ", 1)[1]
-    form = {"currency": "EUR", "approval_ttl_seconds": "0", "limit_day": "12.5"}
+    form = {"currency": "EUR", "approval_ttl_seconds": "0", "limit_day": "12.505"}
     answer = browser_like.post(
         f"/console/devices/{car.id}/rules", data={**form, "csrf_token": csrf}
     )
@@ -116,8 +116,8 @@ def test_a_wrong_rules_value_shows_the_apis_own_message_next_to_the_field(
         r'<p class="field-error" id="e-approval_ttl_seconds"[^>]*>([^<]+)</p>', answer.text
     )
     assert ttl and ttl.group(1) == api_message
-    assert re.search(r'id="e-limit_day"[^>]*>Input should be a valid integer', answer.text)
-    assert 'value="12.5"' in answer.text  # what the owner typed stays in the form
+    assert re.search(r'id="e-limit_day"[^>]*>EUR has 2 decimals: write e.g. 12.50', answer.text)
+    assert 'value="12.505"' in answer.text  # what the owner typed stays in the form
     rules = world.api.get(f"/v1/devices/{car.id}/rules", headers=car.owner).json()
     assert rules == before and rules["max_amount"] == 5000
 
@@ -129,8 +129,8 @@ def test_rules_saved_in_the_console_are_the_devices_rules(
     csrf = sign_in(browser_like, car.owner["Authorization"].removeprefix("Bearer "))
     form = {
         "currency": "EUR",
-        "approval_above": "3000",
-        "limit_day": "20000",
+        "approval_above": "30",
+        "limit_day": "200.00",
         "count_week": "20",
         "blocked_categories": "gambling, tolls",
         "csrf_token": csrf,
@@ -153,17 +153,17 @@ def test_mandates_and_top_ups_from_the_console(world: World, browser_like: TestC
     shop = world.merchant()
     car = world.device("car", top_up=0)
     csrf = sign_in(browser_like, car.owner["Authorization"].removeprefix("Bearer "))
-    unknown = {"payee": "mer_nobody", "max_amount": "500", "csrf_token": csrf}
+    unknown = {"payee": "mer_nobody", "max_amount": "5", "csrf_token": csrf}
     answer = browser_like.post(f"/console/devices/{car.id}/mandates", data=unknown)
     assert answer.status_code == 422
     assert re.search(r'id="e-payee"[^>]*>no payee', answer.text)
-    good = {**unknown, "payee": shop["id"], "limit_period": "day", "limit_amount": "2000"}
+    good = {**unknown, "payee": shop["id"], "limit_period": "day", "limit_amount": "20.00"}
     answer = browser_like.post(f"/console/devices/{car.id}/mandates", data=good)
     assert answer.status_code == 200 and "is active" in answer.text
     assert "€5.00" in answer.text and "€20.00/day" in answer.text
     payee = f'<td data-label="Payee">m-fuel <span class="muted">({shop["id"]})</span></td>'
     assert payee in answer.text  # the payee by its name, as approvals show it
-    top_up = {"amount": "1250", "currency": "EUR", "idempotency_key": "k1", "csrf_token": csrf}
+    top_up = {"amount": "12.50", "currency": "EUR", "idempotency_key": "k1", "csrf_token": csrf}
     for _ in range(2):  # the same form sent twice moves the money once
         answer = browser_like.post(f"/console/devices/{car.id}/top-ups", data=top_up)
         assert answer.status_code == 200
@@ -177,18 +177,18 @@ def test_odd_forms_are_refused_with_a_message_never_a_500(
 ) -> None:
     car = world.device("car", top_up=0)
     csrf = sign_in(browser_like, car.owner["Authorization"].removeprefix("Bearer "))
-    top_up = {"amount": "12.50", "currency": "EUR", "idempotency_key": "k", "csrf_token": csrf}
+    top_up = {"amount": "12.505", "currency": "EUR", "idempotency_key": "k", "csrf_token": csrf}
     answer = browser_like.post(f"/console/devices/{car.id}/top-ups", data=top_up)
     assert answer.status_code == 422
     error = re.search(
         rf'<p class="field-error" id="e-top-up-{car.id}"[^>]*>([^<]*)</p>', answer.text
     )
-    assert error and error.group(1) == "Input should be a valid integer"  # beside the field
-    assert 'value="12.50" aria-invalid="true"' in answer.text  # what was typed, kept
-    nul = {**top_up, "amount": "100", "idempotency_key": "k\x00"}
+    assert error and error.group(1) == "EUR has 2 decimals: write e.g. 12.50."  # beside the field
+    assert 'value="12.505" aria-invalid="true"' in answer.text  # what was typed, kept
+    nul = {**top_up, "amount": "1.00", "idempotency_key": "k\x00"}
     assert browser_like.post(f"/console/devices/{car.id}/top-ups", data=nul).status_code == 422
     assert world.balance(car) == 0
-    mandate = {"payee": "mer\x00x", "max_amount": "500", "csrf_token": csrf}
+    mandate = {"payee": "mer\x00x", "max_amount": "5", "csrf_token": csrf}
     assert browser_like.post(f"/console/devices/{car.id}/mandates", data=mandate).status_code == 422
     many = "&".join(f"f{i}=x" for i in range(500)) + f"&csrf_token={csrf}&action=suspend"
     answer = browser_like.post(

@@ -202,8 +202,8 @@ def test_rules_the_owner_leaves_alone_survive_a_save_in_the_browser(
         page.wait_for_url(f"{household.base}/console")
         page.goto(f"{household.base}/console/devices/{device_id}")
         assert page.input_value("#f-allowed_categories") == "(none)"
-        assert page.input_value("#f-limit_week") == "8000, 500"
-        page.fill("#f-max_amount", "9000")
+        assert page.input_value("#f-limit_week") == "80.00, 5.00"
+        page.fill("#f-max_amount", "90")
         page.click("text=Save rules")
         page.wait_for_selector("text=Rules saved")
         saved = api.get(f"/v1/devices/{device_id}/rules").json()

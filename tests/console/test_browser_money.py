@@ -47,7 +47,7 @@ def test_an_owner_tops_up_disputes_and_reads_the_audit_trail_in_the_browser(
     )
     assert refused.status == 403
     card = page.locator(f"[data-source='{savings['id']}']")
-    card.locator("input[name=amount]").fill("12500")
+    card.locator("input[name=amount]").fill("125")
     card.locator("button", has_text="Top up").click()
     page.wait_for_selector("text=Savings account topped up by €125.00")
     assert _balance_shown(page, savings["id"]) == "€125.00"
@@ -96,13 +96,13 @@ def test_an_empty_instalment_count_is_refused_in_the_browser_keeping_the_input(
     page.click("nav >> text=Funding")
     page.click("#policy summary")
     page.fill("#f-counts", "3,,6")
-    page.fill("#f-max_amount", "9000")
+    page.fill("#f-max_amount", "90.00")
     page.press("#f-max_amount", "Enter")  # as a person on a keyboard sends it
     message = page.locator("#e-counts")
     message.wait_for()
     assert message.inner_text().startswith("An item is empty (two commas together")
     assert page.get_attribute("#f-counts", "aria-invalid") == "true"
-    assert page.input_value("#f-counts") == "3,,6" and page.input_value("#f-max_amount") == "9000"
+    assert page.input_value("#f-counts") == "3,,6" and page.input_value("#f-max_amount") == "90.00"
     page.locator("#policy").screenshot(path=str(SHOTS / "console-policy-error.png"))
     headers = {"Authorization": f"Bearer {household.owner_key}"}
     with httpx.Client(base_url=household.base, headers=headers, timeout=10) as api:

@@ -27,8 +27,9 @@ def test_decimals_follow_iso_4217_and_default_to_two_for_an_unknown_code() -> No
 def test_saving_rules_keeps_those_the_form_has_no_field_for() -> None:
     auto_top_up = {"below": 1000, "amount": 5000}  # section 8: set through the API only
     current = {"currency": "EUR", "max_amount": 900, "auto_top_up": auto_top_up}
-    body = rules_body({"currency": "EUR", "approval_above": "3000"}, current)
+    body, errors = rules_body({"currency": "EUR", "approval_above": "30"}, current)
     assert body == {"currency": "EUR", "approval_above": 3000, "auto_top_up": auto_top_up}
+    assert errors == {}
 
 
 def test_times_are_written_in_the_owners_timezone() -> None:

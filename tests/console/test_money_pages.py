@@ -53,14 +53,14 @@ def test_an_owner_sees_their_funding_sources_and_tops_one_up_once(
     key = KEY.search(text)
     assert key
 
-    form = {"amount": "7500", "currency": "EUR", "idempotency_key": key.group(1)}
+    form = {"amount": "75", "currency": "EUR", "idempotency_key": key.group(1)}
     path = f"/console/funding-sources/{savings['id']}/top-ups"
     assert browser_like.post(path, data=form).status_code == 403  # no CSRF token
     assert _sources(world, car.owner)[savings["id"]]["balance"] == 0
     zero = browser_like.post(path, data={**form, "amount": "0", "csrf_token": csrf})
     assert zero.status_code == 422
     error = re.search(rf'id="e-top-up-{savings["id"]}"[^>]*>([^<]*)</p>', zero.text)
-    assert error and error.group(1) == "Input should be greater than or equal to 1"
+    assert error and error.group(1) == "Write at least €0.01."  # the API's bound, as typed
     assert 'value="0" aria-invalid="true"' in zero.text and zero.text.count("aria-invalid") == 1
     assert _sources(world, car.owner)[savings["id"]]["balance"] == 0
     topped = browser_like.post(path, data={**form, "csrf_token": csrf})
@@ -113,16 +113,16 @@ def test_a_payer_disputes_in_the_console_and_the_payee_device_owner_accepts(
     assert form_page.status_code == 200 and "Open the dispute" in form_page.text
 
     path = f"/console/payments/{payment_id}/disputes"
-    body = {"reason": "not_received", "message": "No fuel came out", "amount": "5000"}
+    body = {"reason": "not_received", "message": "No fuel came out", "amount": "50.00"}
     assert payer_browser.post(path, data=body).status_code == 403  # no CSRF token
     too_much = payer_browser.post(path, data={**body, "csrf_token": csrf})
     assert too_much.status_code == 422
     error = re.search(r'<p class="field-error" id="e-amount">([^<]*)</p>', too_much.text)
     assert error, too_much.text
-    assert (
-        error.group(1) == "Dispute 1 to 3000 in minor units (€30.00, what was paid less refunds)."
+    assert error.group(1) == (
+        "Dispute at most €30.00 (write 30.00 or less): what was paid, less refunds."
     )
-    assert 'aria-invalid="true"' in too_much.text and 'value="5000"' in too_much.text
+    assert 'aria-invalid="true"' in too_much.text and 'value="50.00"' in too_much.text
     assert 'value="No fuel came out"' in too_much.text
     opened = payer_browser.post(path, data={**body, "amount": "", "csrf_token": csrf})
     assert opened.status_code == 200, opened.text
@@ -187,14 +187,14 @@ def test_an_owner_adds_sources_and_sets_the_instalment_policy_with_the_apis_mess
     add = "/console/funding-sources"
     balance = {"name": "Savings", "kind": "balance", "currency": "EUR", "csrf_token": csrf}
     assert browser_like.post(add, data={**balance, "csrf_token": ""}).status_code == 403
-    wrong = browser_like.post(add, data={**balance, "credit_limit": "5000"})
+    wrong = browser_like.post(add, data={**balance, "credit_limit": "50"})
     assert wrong.status_code == 422
     assert "`credit_limit` and `apr_bps` apply to credit lines only" in wrong.text
     odd = browser_like.post(add, data={**balance, "currency": "XXX"})
     assert odd.status_code == 422 and 'id="e-currency"' in odd.text
     assert _sources(world, car.owner) == {}
-    assert browser_like.post(add, data={**balance, "floor": "1000"}).status_code == 200
-    line = {**balance, "name": "Card", "kind": "credit_line", "credit_limit": "80000"}
+    assert browser_like.post(add, data={**balance, "floor": "10"}).status_code == 200
+    line = {**balance, "name": "Card", "kind": "credit_line", "credit_limit": "800.00"}
     added = browser_like.post(add, data={**line, "apr_bps": "1200"})
     assert added.status_code == 200 and "Card added as a credit line." in added.text
     made = {s["name"]: s for s in _sources(world, car.owner).values()}
@@ -202,7 +202,7 @@ def test_an_owner_adds_sources_and_sets_the_instalment_policy_with_the_apis_mess
     assert made["Card"]["apr_bps"] == 1200
 
     put = "/console/instalment-policy"
-    terms = {"source": made["Card"]["id"], "min_amount": "1000", "max_amount": "50000"}
+    terms = {"source": made["Card"]["id"], "min_amount": "10", "max_amount": "500"}
     terms |= {"counts": "3, 3", "interval_days": "30", "csrf_token": csrf}
     twice = browser_like.post(put, data=terms)
     assert twice.status_code == 422 and "`counts` must be distinct" in twice.text

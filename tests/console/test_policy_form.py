@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.console.forms import policy_form, validate_policy
+from gateway.console.money_forms import policy_form, validate_policy
 from tests.support.console import sign_in
 from tests.support.funding import source
 from tests.support.world import Dev, World
@@ -58,14 +58,14 @@ def test_a_malformed_policy_list_is_refused_with_what_to_type_and_saves_nothing(
     car, before = _owner_with_a_policy(world)
     csrf = sign_in(browser_like, car.owner["Authorization"].removeprefix("Bearer "))
     shown = _policy_fields(browser_like.get("/console/funding").text)
-    form = shown | {name: typed, "max_amount": "9000", "csrf_token": csrf}
+    form = shown | {name: typed, "max_amount": "90.00", "csrf_token": csrf}
     answer = browser_like.post("/console/instalment-policy", data=form)
     assert answer.status_code == 422
     error = re.search(rf'<p class="field-error" id="e-{name}"[^>]*>([^<]*)</p>', answer.text)
     assert error, answer.text
     assert message in html.unescape(error.group(1))
     kept = _policy_fields(answer.text)
-    assert kept[name] == typed and kept["max_amount"] == "9000"
+    assert kept[name] == typed and kept["max_amount"] == "90.00"
     assert world.api.get(POLICY, headers=car.owner).json() == before
 
 
@@ -81,7 +81,7 @@ def test_a_policy_that_offers_in_no_category_is_shown_and_kept_by_a_save(
     shown = _policy_fields(page)
     assert shown["categories"] == "(none)"
     saved = browser_like.post(
-        "/console/instalment-policy", data=shown | {"max_amount": "9000", "csrf_token": csrf}
+        "/console/instalment-policy", data=shown | {"max_amount": "90", "csrf_token": csrf}
     )
     assert saved.status_code == 200 and "Instalment policy saved." in saved.text
     policy = world.api.get(POLICY, headers=car.owner).json()
@@ -90,15 +90,19 @@ def test_a_policy_that_offers_in_no_category_is_shown_and_kept_by_a_save(
 
 def test_policy_lists_are_named_alongside_the_schemas_other_messages() -> None:
     form = {"source": "src_1", "min_amount": "1000", "max_amount": "0", "counts": "3,,6"}
-    body, errors = validate_policy(form | {"interval_days": "30", "categories": "(NONE)"})
+    body, errors = validate_policy(form | {"interval_days": "30", "categories": "(NONE)"}, "EUR")
     assert body is None
     assert set(errors) == {"counts", "max_amount"}
     assert "An item is empty" in errors["counts"]
+    assert errors["max_amount"] == "Write at least €0.01."  # the API's bound, as typed
 
 
 def test_the_policy_form_shows_every_category_as_empty_and_none_as_none() -> None:
     policy = {"source": "src_1", "min_amount": 1, "max_amount": 2, "counts": [3]}
     policy |= {"interval_days": 30, "keep_at_least": 0, "auto_accept_up_to": 0}
-    assert "categories" not in policy_form(policy | {"categories": None})
-    assert policy_form(policy | {"categories": []})["categories"] == "(none)"
-    assert policy_form(policy | {"categories": ["fuel", "tolls"]})["categories"] == "fuel, tolls"
+    assert "categories" not in policy_form(policy | {"categories": None}, "EUR")
+    assert policy_form(policy | {"categories": []}, "EUR")["categories"] == "(none)"
+    assert (
+        policy_form(policy | {"categories": ["fuel", "tolls"]}, "EUR")["categories"]
+        == "fuel, tolls"
+    )

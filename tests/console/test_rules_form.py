@@ -63,7 +63,7 @@ def test_stored_rules_come_back_unchanged_from_the_form_that_shows_them(
     rules: dict[str, Any],
 ) -> None:
     stored = _stored(rules)
-    assert rules_body(rules_form(stored), stored) == stored
+    assert rules_body(rules_form(stored), stored) == (stored, {})
     validated, errors = validate_rules(rules_form(stored), stored)
     assert errors == {} and validated is not None
     assert _stored(validated.model_dump(by_alias=True, exclude_none=True)) == stored
@@ -78,7 +78,7 @@ def test_an_empty_allow_list_and_several_limits_of_a_period_are_shown_in_the_for
     )
     form = rules_form(stored)
     assert form["allowed_categories"] == "(none)" and "allowed_payees" not in form
-    assert form["limit_day"] == "100, 5000"
+    assert form["limit_day"] == "1.00, 50.00"
 
 
 def test_a_stored_rule_the_form_cannot_show_is_refused_rather_than_loosened() -> None:
@@ -110,7 +110,7 @@ def test_an_empty_allow_list_survives_a_console_save(
         "car", rules={"currency": "EUR", "allowed_categories": [], "allowed_payees": []}
     )
     assert car.pay(shop["id"], 200) == ("declined", "category_not_allowed")
-    _save_as_shown(browser_like, car, max_amount="9000")
+    _save_as_shown(browser_like, car, max_amount="90")
     assert car.pay(shop["id"], 200) == ("declined", "category_not_allowed")
     rules = world.api.get(f"/v1/devices/{car.id}/rules", headers=car.owner).json()
     assert rules["allowed_categories"] == [] and rules["allowed_payees"] == []
@@ -122,7 +122,7 @@ def test_every_limit_survives_a_console_save(world: World, browser_like: TestCli
     counts = [{"period": "week", "count": 1}, {"period": "week", "count": 50}]
     car = world.device("car", rules={"currency": "EUR", "limits": limits, "max_payments": counts})
     assert car.pay(shop["id"], 200) == ("declined", "period_limit_exceeded")
-    _save_as_shown(browser_like, car, max_amount="9000")
+    _save_as_shown(browser_like, car, max_amount="90")
     assert car.pay(shop["id"], 200) == ("declined", "period_limit_exceeded")
     rules = world.api.get(f"/v1/devices/{car.id}/rules", headers=car.owner).json()
     assert rules["limits"] == limits and rules["max_payments"] == counts
@@ -149,14 +149,14 @@ def test_a_malformed_list_is_refused_with_what_to_type_and_saves_nothing(
     before = world.api.get(f"/v1/devices/{car.id}/rules", headers=car.owner).json()
     csrf = sign_in(browser_like, car.owner["Authorization"].removeprefix("Bearer "))
     shown = _rules_fields(browser_like.get(f"/console/devices/{car.id}").text)
-    form = {k: shown[k] for k in RULES_FIELDS} | {name: typed, "max_amount": "9000"}
+    form = {k: shown[k] for k in RULES_FIELDS} | {name: typed, "max_amount": "90.00"}
     answer = browser_like.post(f"/console/devices/{car.id}/rules", data=form | {"csrf_token": csrf})
     assert answer.status_code == 422
     error = re.search(rf'<p class="field-error" id="e-{name}"[^>]*>([^<]*)</p>', answer.text)
     assert error, answer.text
     assert message in html.unescape(error.group(1))
     kept = _rules_fields(answer.text)
-    assert kept[name] == typed and kept["max_amount"] == "9000"
+    assert kept[name] == typed and kept["max_amount"] == "90.00"
     after = world.api.get(f"/v1/devices/{car.id}/rules", headers=car.owner).json()
     assert after == before
 
@@ -174,6 +174,7 @@ def test_a_malformed_list_is_named_alongside_the_schemas_other_messages() -> Non
     assert validated is None
     assert set(errors) == {"allowed_categories", "max_amount"}
     assert "write it alone" in errors["allowed_categories"]
+    assert errors["max_amount"] == "Write at least €0.01."
 
 
 ACTIVE_HOURS = [

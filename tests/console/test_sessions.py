@@ -85,7 +85,8 @@ def test_without_a_session_pages_send_to_the_sign_in_page(browser_like: TestClie
     assert 'name="api_key"' in browser_like.get("/console").text
     for path in ("/console/devices", "/console/wallets", "/console/payments", "/console/freeze"):
         answer = browser_like.get(path)
-        assert answer.status_code == 303 and answer.headers["location"] == "/console", path
+        assert answer.status_code == 303, path
+        assert answer.headers["location"] == f"/console?next=%2Fconsole%2F{path[9:]}", path
     answer = browser_like.get("/console/approvals/pending", headers={"HX-Request": "true"})
     assert answer.status_code == 401 and answer.headers["hx-redirect"] == "/console"
     browser_like.cookies.set("kym_console", "made-up")
