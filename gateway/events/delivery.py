@@ -5,8 +5,9 @@ then takes the attempts that are due (leased, so that several `kym serve` proces
 the same one at once) and POSTs them, at most `concurrency` at a time, each from a daemon thread
 (a slow endpoint holds up neither the others nor the process's exit), signed under the
 Standard Webhooks specification (the `standardwebhooks` package). A 2xx within `TIMEOUT_S` delivers;
-anything else (redirects are not followed, and a URL that no longer passes the address check is
-not even tried) is logged as an attempt and tried again after the next of `RETRY_DELAYS_S`,
+anything else (redirects are not followed, an attempt is cut off once `TIMEOUT_S` has passed
+however slowly the receiver answers, and a URL that no longer passes the address check is not
+even tried) is logged as an attempt and tried again after the next of `RETRY_DELAYS_S`,
 until the attempts are used up. Every attempt is in the delivery log.
 """
 
@@ -26,6 +27,7 @@ from gateway.context import Context
 from gateway.db_faults import FaultLog
 from gateway.events import metrics, ssrf
 from gateway.events import store as event_store
+from gateway.events.deadline import Deadline
 from gateway.events.envelope import body_of
 
 log = logging.getLogger("kym.webhooks")
@@ -65,6 +67,7 @@ class DeliveryWorker(threading.Thread):
         resolver: ssrf.Resolver = ssrf.resolve,
         public: Callable[[ssrf.IpAddress], bool] = ssrf.is_public,
         concurrency: int = 8,
+        timeout_s: float = TIMEOUT_S,
     ) -> None:
         super().__init__(name="kym-webhooks", daemon=True)
         self.ctx, self.interval_s = ctx, interval_s
@@ -73,7 +76,13 @@ class DeliveryWorker(threading.Thread):
         self.stopping = threading.Event()
         self._free = threading.Semaphore(concurrency)
         self._concurrency = concurrency
-        self._client = httpx.Client(follow_redirects=False, timeout=TIMEOUT_S, trust_env=False)
+        self.timeout_s = timeout_s
+        self._client = httpx.Client(  # a new connection each attempt, for its Deadline
+            follow_redirects=False,
+            timeout=timeout_s,
+            trust_env=False,
+            limits=httpx.Limits(max_keepalive_connections=0),
+        )
         self._last_prune = 0.0
         self._faults = FaultLog(log, "webhook ")
 
@@ -197,21 +206,25 @@ class DeliveryWorker(threading.Thread):
             headers["host"] = target.url.netloc
             if target.url.scheme == "https":
                 extensions["sni_hostname"] = target.host
-        began = time.monotonic()
+        began, deadline = time.monotonic(), Deadline(self.timeout_s)
+        extensions["trace"] = deadline.trace
         try:
-            request = self._client.build_request(
-                "POST",
-                target.connect_url(),
-                content=body.encode(),
-                headers=headers,
-                extensions=extensions,
-            )
-            response = self._client.send(request, stream=True)
-            response.close()
+            with deadline:
+                request = self._client.build_request(
+                    "POST",
+                    target.connect_url(),
+                    content=body.encode(),
+                    headers=headers,
+                    extensions=extensions,
+                )
+                response = self._client.send(request, stream=True)
+                response.close()
         except httpx.HTTPError as exc:
+            if deadline.expired:
+                return None, f"no answer within {self.timeout_s:g} s"
             return None, f"{type(exc).__name__}: {exc}"[:500]
-        if time.monotonic() - began > TIMEOUT_S:
-            return response.status_code, f"answered after more than {TIMEOUT_S:g} s"
+        if deadline.expired or time.monotonic() - began > self.timeout_s:
+            return response.status_code, f"answered after more than {self.timeout_s:g} s"
         if response.is_redirect:
             return response.status_code, "redirects are not followed"
         return response.status_code, None
