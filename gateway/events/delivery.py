@@ -1,9 +1,10 @@
 """The webhook delivery worker: a thread of `kym serve`, apart from the order path.
 
 Every `interval_s` it makes an attempt row for each new event and matching webhook (`fan_out`),
-then takes the attempts that are due (leased, so that several `kym serve` processes never take
-the same one at once) and POSTs them, at most `concurrency` at a time, each from a daemon thread
-(a slow endpoint holds up neither the others nor the process's exit), signed under the
+then takes the attempts that are due, each party's in turn (leased, so that several `kym serve`
+processes never take the same one at once), and POSTs them, at most `concurrency` at a time,
+each from a daemon thread (a slow endpoint holds up neither the others nor the process's exit;
+a party with attempts running waits its turn behind those without), signed under the
 Standard Webhooks specification (the `standardwebhooks` package). A 2xx within `TIMEOUT_S` delivers;
 anything else (redirects are not followed, an attempt is cut off once `TIMEOUT_S` has passed
 however slowly the receiver answers, and a URL that no longer passes the address check is not
@@ -25,7 +26,7 @@ from standardwebhooks.webhooks import Webhook
 
 from gateway.context import Context
 from gateway.db_faults import FaultLog
-from gateway.events import metrics, ssrf
+from gateway.events import attempts, metrics, ssrf
 from gateway.events import store as event_store
 from gateway.events.deadline import Deadline
 from gateway.events.envelope import body_of
@@ -76,6 +77,8 @@ class DeliveryWorker(threading.Thread):
         self.stopping = threading.Event()
         self._free = threading.Semaphore(concurrency)
         self._concurrency = concurrency
+        self._in_flight: dict[str, int] = {}  # party -> its attempts running now
+        self._in_flight_lock = threading.Lock()
         self.timeout_s = timeout_s
         self._client = httpx.Client(  # a new connection each attempt, for its Deadline
             follow_redirects=False,
@@ -105,11 +108,14 @@ class DeliveryWorker(threading.Thread):
         if not free:
             return 0
         lease = now + timedelta(seconds=LEASE_S)
+        with self._in_flight_lock:
+            running = dict(self._in_flight)
         claims = self.ctx.db.run(
-            lambda conn: event_store.claim_due(conn, now, lease, free, skip_locked)
+            lambda conn: attempts.claim_due(conn, now, lease, free, skip_locked, running)
         )
         for claim in claims:
             self._free.acquire()
+            self._count_in_flight(claim["party_id"], 1)
             name = f"kym-webhook-{claim['task_seq']}"
             threading.Thread(
                 target=self._attempt_and_release, args=(claim,), name=name, daemon=True
@@ -155,7 +161,16 @@ class DeliveryWorker(threading.Thread):
         except Exception:  # noqa: BLE001 - the lease runs out and the attempt comes again
             log.exception("could not record a webhook attempt")
         finally:
+            self._count_in_flight(claim["party_id"], -1)
             self._free.release()
+
+    def _count_in_flight(self, party_id: str, change: int) -> None:
+        with self._in_flight_lock:
+            count = self._in_flight.get(party_id, 0) + change
+            if count:
+                self._in_flight[party_id] = count
+            else:
+                self._in_flight.pop(party_id, None)
 
     def attempt(self, claim: dict[str, Any]) -> None:
         """POST one event to one webhook and write down what happened."""
@@ -174,12 +189,12 @@ class DeliveryWorker(threading.Thread):
         last = claim["attempt"] > len(self.retry_delays_s)
 
         def work(conn: Any) -> None:
-            event_store.log_attempt(conn, claim, outcome)
+            attempts.log_attempt(conn, claim, outcome)
             if delivered or last:
-                event_store.finish_task(conn, claim["task_seq"])
+                attempts.finish_task(conn, claim["task_seq"])
             else:
                 delay = timedelta(seconds=self.retry_delays_s[claim["attempt"] - 1])
-                event_store.retry_task(
+                attempts.retry_task(
                     conn, claim["task_seq"], claim["attempt"], first_at, ended + delay
                 )
 

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from gateway.context import Context
 from gateway.events.delivery import DeliveryWorker
 from tests.events.helpers import add_webhook, deliveries, run_rounds
+from tests.events.receiver import receiver
 from tests.support.world import World
 
 
@@ -80,3 +81,32 @@ def test_a_receiver_that_never_answers_is_given_up_on_in_time(world: World, ctx:
         silent.close()
     (attempt,) = deliveries(world.api, car.owner, webhook["id"])
     assert not attempt["delivered"] and attempt["status_code"] is None
+
+
+def test_one_partys_backlog_at_a_silent_receiver_does_not_hold_up_another(
+    world: World, ctx: Context
+) -> None:
+    flooding, other = world.device("flooding"), world.device("other")
+    silent = socket.create_server(("127.0.0.1", 0))
+    try:
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/hook"
+        add_webhook(world.api, flooding.owner, url, ["device.status_changed"])
+        for _ in range(6):  # twelve events, every attempt at them lasts the whole timeout
+            assert flooding.act("suspend").status_code == 200
+            assert flooding.act("resume").status_code == 200
+        worker = DeliveryWorker(ctx, timeout_s=1.0, concurrency=2, retry_delays_s=(60,))
+        worker.fan_out(ctx.clock(), not ctx.db.is_sqlite)  # its backlog is the older
+        with receiver() as hook:
+            add_webhook(world.api, other.owner, hook.url, ["device.status_changed"])
+            assert other.act("suspend").status_code == 200
+            began = time.monotonic()
+            worker.start()
+            try:
+                assert hook.wait_for(1, timeout_s=10), "never delivered"
+                waited = hook.times[0] - began
+            finally:
+                worker.stop()
+                worker.join(5)
+    finally:
+        silent.close()
+    assert waited < 2, f"the other party's first attempt waited {waited:.1f} s"
