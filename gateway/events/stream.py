@@ -16,6 +16,7 @@ before a key was deleted, or before sign-out, must not go on reading the owner's
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -35,6 +36,7 @@ PING_S = 10
 OVERLAP_S = 5.0
 PAGE = 500
 RECHECK_S = 1.0
+EVENT_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")  # the contract's ids
 
 
 class Cursor:
@@ -57,11 +59,14 @@ class Cursor:
 
 
 def start_position(ctx: Context, recipient: str, last_event_id: str | None) -> int:
-    """Where the stream starts: after `Last-Event-ID` if kept, at the start if not, else now."""
+    """Where the stream starts: after `Last-Event-ID` if kept, at the start if not (an id
+    that no event could have, of any length, included: the contract's unknown id), else now."""
     with ctx.db.read() as conn:
-        if last_event_id:
-            return event_store.seq_of(conn, recipient, last_event_id) or 0
-        return event_store.last_seq(conn)
+        if not last_event_id:
+            return event_store.last_seq(conn)
+        if not EVENT_ID.fullmatch(last_event_id):
+            return 0
+        return event_store.seq_of(conn, recipient, last_event_id) or 0
 
 
 def read_after(ctx: Context, recipient: str, after: int) -> list[Any]:
