@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -44,11 +44,12 @@ FAN_OUT_BUDGET_S = 1.0  # a round's fanning out, before it starts the due attemp
 
 def sign(secret: str, event: dict[str, Any], at: datetime) -> tuple[str, dict[str, str]]:
     """The body and the Standard Webhooks headers for one attempt, signed at `at`."""
-    body = body_of(event)
-    signature = Webhook(secret).sign(event["id"], at, body)
+    body, unix_s = body_of(event), int(at.timestamp())
+    # the package reads `at` as UTC whatever its zone: hand it the instant the header names
+    signature = Webhook(secret).sign(event["id"], datetime.fromtimestamp(unix_s, UTC), body)
     headers = {
         "webhook-id": event["id"],
-        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-timestamp": str(unix_s),
         "webhook-signature": signature,
         "content-type": "application/json",
         "user-agent": "kym-webhooks/1",
