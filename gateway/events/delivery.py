@@ -235,7 +235,7 @@ class DeliveryWorker(threading.Thread):
                 )
                 response = self._client.send(request, stream=True)
                 response.close()
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, ValueError) as exc:  # ValueError: a header httpx cannot send
             if deadline.expired:
                 return None, f"no answer within {self.timeout_s:g} s"
             return None, f"{type(exc).__name__}: {exc}"[:500]

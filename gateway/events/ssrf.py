@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit
 
+import httpx
+
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], list[str]]
 
@@ -85,7 +87,19 @@ def check_scheme(url: str) -> SplitResult:
         raise UrlNotAllowed("a webhook URL must be http:// or https:// with a host")
     if parts.username or parts.password:
         raise UrlNotAllowed("a webhook URL must not carry a user name or password")
-    return parts
+    return _ascii_host(url, parts)
+
+
+def _ascii_host(url: str, parts: SplitResult) -> SplitResult:
+    """The URL with its host as DNS and HTTP carry it: an internationalised name in its IDNA
+    form (as httpx encodes it), which is what is resolved, checked and sent as Host and SNI;
+    sent as typed, it raised UnicodeEncodeError in httpx at every attempt, never logged."""
+    try:
+        host = httpx.URL(url).raw_host.decode("ascii")
+    except (httpx.InvalidURL, UnicodeDecodeError) as exc:
+        raise UrlNotAllowed(f"not a valid host name: {exc}") from exc
+    literal = f"[{host}]" if ":" in host else host
+    return parts._replace(netloc=literal if parts.port is None else f"{literal}:{parts.port}")
 
 
 def check_url(

@@ -140,3 +140,35 @@ def test_ipv6_is_public_only_as_global_unicast_or_as_the_ipv4_it_carries(
     address: str, public: bool
 ) -> None:
     assert ssrf.is_public(ipaddress.ip_address(address)) is public
+
+
+def test_an_internationalised_name_is_delivered_under_its_idna_form(
+    world: World, strict: Context
+) -> None:
+    """`bücher.test` is resolved, checked and sent (Host) as `xn--bcher-kva.test`; as typed it
+    raised UnicodeEncodeError in httpx at every attempt, which was neither logged nor counted,
+    and the attempt came back for ever."""
+    car = world.device("car")
+    with receiver(host="127.0.0.2") as hook:
+        lookups: list[str] = []
+
+        def resolver(host: str, port: int) -> list[str]:
+            lookups.append(host)
+            return ["127.0.0.2"] if host == "xn--bcher-kva.test" else []
+
+        url = f"http://BÜCHER.test:{hook.port}/hook"
+        webhook = add_webhook(world.api, car.owner, url, ["device.status_changed"])
+        assert webhook["url"] == url
+        assert car.act("suspend").status_code == 200
+        only_127_0_0_2 = lambda a: a == ipaddress.ip_address("127.0.0.2")  # noqa: E731
+        run_rounds(DeliveryWorker(strict, resolver=resolver, public=only_127_0_0_2), rounds=1)
+        got = hook.received
+    assert [g.headers["host"] for g in got] == [f"xn--bcher-kva.test:{hook.port}"]
+    assert lookups == ["xn--bcher-kva.test"]
+    (attempt,) = deliveries(world.api, car.owner, webhook["id"])
+    assert attempt["delivered"] is True
+
+
+def test_a_host_name_idna_cannot_encode_is_refused(world: World) -> None:
+    car = world.device("car", top_up=0)
+    assert refusal(world.api, car.owner, "http://\u2603.example/hook") == "webhook_url_not_allowed"
