@@ -19,6 +19,11 @@ IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], list[str]]
 
 
+# One answer for a name that does not resolve and one that resolves to a private address, and
+# never the address: they told any owner which internal names exist and where they point.
+NOT_PUBLIC = "the host {host} is not a public address (it does not resolve to public ones only)"
+
+
 class UrlNotAllowed(Exception):
     """A webhook URL the gateway refuses (`webhook_url_not_allowed`)."""
 
@@ -116,13 +121,8 @@ def check_url(
     host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
     try:
         addresses = [ipaddress.ip_address(a.split("%")[0]) for a in resolver(host, port)]
-    except (OSError, ValueError) as exc:
-        raise UrlNotAllowed(f"the host {parts.hostname} does not resolve") from exc
-    if not addresses:
-        raise UrlNotAllowed(f"the host {parts.hostname} does not resolve")
-    refused = [a for a in addresses if not public(a)]
-    if refused:
-        raise UrlNotAllowed(
-            f"the host {parts.hostname} resolves to {refused[0]}, which is not a public address"
-        )
+    except (OSError, ValueError):
+        addresses = []
+    if not addresses or not all(public(a) for a in addresses):
+        raise UrlNotAllowed(NOT_PUBLIC.format(host=parts.hostname))
     return Target(parts, str(addresses[0]))

@@ -80,12 +80,30 @@ def test_every_address_of_a_name_must_be_public() -> None:
         "https://hooks.example.com/x", allow_private=False, resolver=resolver(["93.184.216.34"])
     )
     assert public.connect_url() == "https://93.184.216.34/x" and public.host == "hooks.example.com"
-    with pytest.raises(ssrf.UrlNotAllowed, match="127.0.0.1"):
+    with pytest.raises(ssrf.UrlNotAllowed, match="not a public address") as refused:
         ssrf.check_url(
             "https://hooks.example.com/x",
             allow_private=False,
-            resolver=resolver(["93.184.216.34", "127.0.0.1"]),
+            resolver=resolver(["93.184.216.34", "10.20.30.40"]),
         )
+    assert "10.20.30.40" not in str(refused.value)
+
+
+def test_a_refusal_says_neither_where_a_name_points_nor_whether_it_exists(
+    world: World, strict_api: TestClient
+) -> None:
+    """Any owner may try any name: the answer for a private one was its address (a view into
+    the gateway's own DNS), and it differed from the answer for a name that does not exist."""
+    car = world.device("car", top_up=0)
+    answers = []
+    for host in ("localhost", "no-such-host.invalid"):
+        response = strict_api.post(
+            "/v1/webhooks", json={"url": f"http://{host}/"}, headers=car.owner
+        )
+        assert response.status_code == 422
+        answers.append(response.json()["error"]["message"].replace(host, "HOST"))
+    assert answers[0] == answers[1]
+    assert "127.0.0.1" not in answers[0] and "::1" not in answers[0]
 
 
 def test_delivery_connects_to_the_address_it_checked(world: World, strict: Context) -> None:
@@ -119,7 +137,7 @@ def test_a_name_that_turns_private_is_refused_at_delivery(world: World, strict: 
         assert hook.received == []
     (attempt,) = deliveries(world.api, car.owner, webhook["id"])
     assert attempt["status_code"] is None and attempt["attempt"] == 1
-    assert "127.0.0.1" in attempt["error"] or "::1" in attempt["error"]
+    assert "not a public address" in attempt["error"] and "127.0.0.1" not in attempt["error"]
 
 
 @pytest.mark.parametrize(
