@@ -175,7 +175,9 @@ def last_seq(conn: Connection) -> int:
 
 
 def prune(conn: Connection, older_than: datetime) -> int:
-    """Forget events older than this that no attempt still waits for."""
+    """Forget events older than this that no attempt still waits for, and the delivery log's
+    attempts older than this (it grew by a row an attempt for as long as a webhook lived)."""
+    conn.execute(deliveries.delete().where(deliveries.c.at < older_than))
     waiting = sa.select(tasks.c.event_seq)
     result = conn.execute(
         events.delete().where(
