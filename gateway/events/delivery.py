@@ -1,12 +1,14 @@
 """The webhook delivery worker: a thread of `kym serve`, apart from the order path.
 
 Every `interval_s` it makes an attempt row for each new event and matching webhook (`fan_out`),
-then takes the attempts that are due (leased, so that several `kym serve` processes never take
-the same one at once) and POSTs them, at most `concurrency` at a time, each from a daemon thread
-(a slow endpoint holds up neither the others nor the process's exit), signed under the
+then takes the attempts that are due, each party's in turn (leased, so that several `kym serve`
+processes never take the same one at once), and POSTs them, at most `concurrency` at a time,
+each from a daemon thread (a slow endpoint holds up neither the others nor the process's exit;
+a party with attempts running waits its turn behind those without), signed under the
 Standard Webhooks specification (the `standardwebhooks` package). A 2xx within `TIMEOUT_S` delivers;
-anything else (redirects are not followed, and a URL that no longer passes the address check is
-not even tried) is logged as an attempt and tried again after the next of `RETRY_DELAYS_S`,
+anything else (redirects are not followed, an attempt is cut off once `TIMEOUT_S` has passed
+however slowly the receiver answers, and a URL that no longer passes the address check is not
+even tried) is logged as an attempt and tried again after the next of `RETRY_DELAYS_S`,
 until the attempts are used up. Every attempt is in the delivery log.
 """
 
@@ -16,7 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -24,8 +26,9 @@ from standardwebhooks.webhooks import Webhook
 
 from gateway.context import Context
 from gateway.db_faults import FaultLog
-from gateway.events import metrics, ssrf
+from gateway.events import attempts, metrics, ssrf
 from gateway.events import store as event_store
+from gateway.events.deadline import Deadline
 from gateway.events.envelope import body_of
 
 log = logging.getLogger("kym.webhooks")
@@ -41,11 +44,12 @@ FAN_OUT_BUDGET_S = 1.0  # a round's fanning out, before it starts the due attemp
 
 def sign(secret: str, event: dict[str, Any], at: datetime) -> tuple[str, dict[str, str]]:
     """The body and the Standard Webhooks headers for one attempt, signed at `at`."""
-    body = body_of(event)
-    signature = Webhook(secret).sign(event["id"], at, body)
+    body, unix_s = body_of(event), int(at.timestamp())
+    # the package reads `at` as UTC whatever its zone: hand it the instant the header names
+    signature = Webhook(secret).sign(event["id"], datetime.fromtimestamp(unix_s, UTC), body)
     headers = {
         "webhook-id": event["id"],
-        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-timestamp": str(unix_s),
         "webhook-signature": signature,
         "content-type": "application/json",
         "user-agent": "kym-webhooks/1",
@@ -65,6 +69,7 @@ class DeliveryWorker(threading.Thread):
         resolver: ssrf.Resolver = ssrf.resolve,
         public: Callable[[ssrf.IpAddress], bool] = ssrf.is_public,
         concurrency: int = 8,
+        timeout_s: float = TIMEOUT_S,
     ) -> None:
         super().__init__(name="kym-webhooks", daemon=True)
         self.ctx, self.interval_s = ctx, interval_s
@@ -73,7 +78,15 @@ class DeliveryWorker(threading.Thread):
         self.stopping = threading.Event()
         self._free = threading.Semaphore(concurrency)
         self._concurrency = concurrency
-        self._client = httpx.Client(follow_redirects=False, timeout=TIMEOUT_S, trust_env=False)
+        self._in_flight: dict[str, int] = {}  # party -> its attempts running now
+        self._in_flight_lock = threading.Lock()
+        self.timeout_s = timeout_s
+        self._client = httpx.Client(  # a new connection each attempt, for its Deadline
+            follow_redirects=False,
+            timeout=timeout_s,
+            trust_env=False,
+            limits=httpx.Limits(max_keepalive_connections=0),
+        )
         self._last_prune = 0.0
         self._faults = FaultLog(log, "webhook ")
 
@@ -96,11 +109,14 @@ class DeliveryWorker(threading.Thread):
         if not free:
             return 0
         lease = now + timedelta(seconds=LEASE_S)
+        with self._in_flight_lock:
+            running = dict(self._in_flight)
         claims = self.ctx.db.run(
-            lambda conn: event_store.claim_due(conn, now, lease, free, skip_locked)
+            lambda conn: attempts.claim_due(conn, now, lease, free, skip_locked, running)
         )
         for claim in claims:
             self._free.acquire()
+            self._count_in_flight(claim["party_id"], 1)
             name = f"kym-webhook-{claim['task_seq']}"
             threading.Thread(
                 target=self._attempt_and_release, args=(claim,), name=name, daemon=True
@@ -146,7 +162,16 @@ class DeliveryWorker(threading.Thread):
         except Exception:  # noqa: BLE001 - the lease runs out and the attempt comes again
             log.exception("could not record a webhook attempt")
         finally:
+            self._count_in_flight(claim["party_id"], -1)
             self._free.release()
+
+    def _count_in_flight(self, party_id: str, change: int) -> None:
+        with self._in_flight_lock:
+            count = self._in_flight.get(party_id, 0) + change
+            if count:
+                self._in_flight[party_id] = count
+            else:
+                self._in_flight.pop(party_id, None)
 
     def attempt(self, claim: dict[str, Any]) -> None:
         """POST one event to one webhook and write down what happened."""
@@ -165,12 +190,12 @@ class DeliveryWorker(threading.Thread):
         last = claim["attempt"] > len(self.retry_delays_s)
 
         def work(conn: Any) -> None:
-            event_store.log_attempt(conn, claim, outcome)
+            attempts.log_attempt(conn, claim, outcome)
             if delivered or last:
-                event_store.finish_task(conn, claim["task_seq"])
+                attempts.finish_task(conn, claim["task_seq"])
             else:
                 delay = timedelta(seconds=self.retry_delays_s[claim["attempt"] - 1])
-                event_store.retry_task(
+                attempts.retry_task(
                     conn, claim["task_seq"], claim["attempt"], first_at, ended + delay
                 )
 
@@ -197,21 +222,25 @@ class DeliveryWorker(threading.Thread):
             headers["host"] = target.url.netloc
             if target.url.scheme == "https":
                 extensions["sni_hostname"] = target.host
-        began = time.monotonic()
+        began, deadline = time.monotonic(), Deadline(self.timeout_s)
+        extensions["trace"] = deadline.trace
         try:
-            request = self._client.build_request(
-                "POST",
-                target.connect_url(),
-                content=body.encode(),
-                headers=headers,
-                extensions=extensions,
-            )
-            response = self._client.send(request, stream=True)
-            response.close()
-        except httpx.HTTPError as exc:
+            with deadline:
+                request = self._client.build_request(
+                    "POST",
+                    target.connect_url(),
+                    content=body.encode(),
+                    headers=headers,
+                    extensions=extensions,
+                )
+                response = self._client.send(request, stream=True)
+                response.close()
+        except (httpx.HTTPError, ValueError) as exc:  # ValueError: a header httpx cannot send
+            if deadline.expired:
+                return None, f"no answer within {self.timeout_s:g} s"
             return None, f"{type(exc).__name__}: {exc}"[:500]
-        if time.monotonic() - began > TIMEOUT_S:
-            return response.status_code, f"answered after more than {TIMEOUT_S:g} s"
+        if deadline.expired or time.monotonic() - began > self.timeout_s:
+            return response.status_code, f"answered after more than {self.timeout_s:g} s"
         if response.is_redirect:
             return response.status_code, "redirects are not followed"
         return response.status_code, None

@@ -13,8 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit
 
+import httpx
+
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], list[str]]
+
+
+# One answer for a name that does not resolve and one that resolves to a private address, and
+# never the address: they told any owner which internal names exist and where they point.
+NOT_PUBLIC = "the host {host} is not a public address (it does not resolve to public ones only)"
 
 
 class UrlNotAllowed(Exception):
@@ -85,7 +92,19 @@ def check_scheme(url: str) -> SplitResult:
         raise UrlNotAllowed("a webhook URL must be http:// or https:// with a host")
     if parts.username or parts.password:
         raise UrlNotAllowed("a webhook URL must not carry a user name or password")
-    return parts
+    return _ascii_host(url, parts)
+
+
+def _ascii_host(url: str, parts: SplitResult) -> SplitResult:
+    """The URL with its host as DNS and HTTP carry it: an internationalised name in its IDNA
+    form (as httpx encodes it), which is what is resolved, checked and sent as Host and SNI;
+    sent as typed, it raised UnicodeEncodeError in httpx at every attempt, never logged."""
+    try:
+        host = httpx.URL(url).raw_host.decode("ascii")
+    except (httpx.InvalidURL, UnicodeDecodeError) as exc:
+        raise UrlNotAllowed(f"not a valid host name: {exc}") from exc
+    literal = f"[{host}]" if ":" in host else host
+    return parts._replace(netloc=literal if parts.port is None else f"{literal}:{parts.port}")
 
 
 def check_url(
@@ -102,13 +121,8 @@ def check_url(
     host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
     try:
         addresses = [ipaddress.ip_address(a.split("%")[0]) for a in resolver(host, port)]
-    except (OSError, ValueError) as exc:
-        raise UrlNotAllowed(f"the host {parts.hostname} does not resolve") from exc
-    if not addresses:
-        raise UrlNotAllowed(f"the host {parts.hostname} does not resolve")
-    refused = [a for a in addresses if not public(a)]
-    if refused:
-        raise UrlNotAllowed(
-            f"the host {parts.hostname} resolves to {refused[0]}, which is not a public address"
-        )
+    except (OSError, ValueError):
+        addresses = []
+    if not addresses or not all(public(a) for a in addresses):
+        raise UrlNotAllowed(NOT_PUBLIC.format(host=parts.hostname))
     return Target(parts, str(addresses[0]))

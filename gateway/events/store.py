@@ -1,4 +1,5 @@
-"""SQL for events: the events outbox, webhooks, the attempts still due and the delivery log.
+"""SQL for events: the events outbox, webhooks, the attempts still due and the delivery log
+(taking and logging attempts: `gateway.events.attempts`).
 
 Functions take a Connection and never commit: events are written in the transaction of the
 change that causes them (`record`: one multi-row insert), so none is lost on a crash and none
@@ -174,7 +175,9 @@ def last_seq(conn: Connection) -> int:
 
 
 def prune(conn: Connection, older_than: datetime) -> int:
-    """Forget events older than this that no attempt still waits for."""
+    """Forget events older than this that no attempt still waits for, and the delivery log's
+    attempts older than this (it grew by a row an attempt for as long as a webhook lived)."""
+    conn.execute(deliveries.delete().where(deliveries.c.at < older_than))
     waiting = sa.select(tasks.c.event_seq)
     result = conn.execute(
         events.delete().where(
@@ -295,90 +298,6 @@ def _hooks_of(conn: Connection, parties: Iterable[str]) -> Hooks:
     ):
         found.setdefault(party_id, []).append((hook_id, set(json.loads(types)), since))
     return found
-
-
-def claim_due(
-    conn: Connection, now: datetime, lease_until: datetime, limit: int, skip_locked: bool
-) -> list[dict[str, Any]]:
-    """Take up to `limit` due attempts (nobody else takes them until `lease_until`), with
-    their webhook and event."""
-    query = (
-        sa.select(tasks.c.seq, tasks.c.attempts, tasks.c.first_at, tasks.c.webhook_id)
-        .where(tasks.c.next_at <= now)
-        .order_by(tasks.c.next_at)
-        .limit(limit)
-    )
-    if skip_locked:
-        query = query.with_for_update(skip_locked=True)
-    due = list(conn.execute(query))
-    if not due:
-        return []
-    conn.execute(
-        tasks.update().where(tasks.c.seq.in_([t.seq for t in due])).values(next_at=lease_until)
-    )
-    joined = (
-        sa.select(
-            tasks.c.seq.label("task_seq"),
-            webhooks.c.url,
-            webhooks.c.secret,
-            events.c.id,
-            events.c.type,
-            events.c.created_at,
-            events.c.data_json,
-        )
-        .join(webhooks, webhooks.c.id == tasks.c.webhook_id)
-        .join(events, events.c.seq == tasks.c.event_seq)
-        .where(tasks.c.seq.in_([t.seq for t in due]))
-    )
-    details = {row.task_seq: row for row in conn.execute(joined)}
-    claimed = []
-    for task in due:
-        row = details.get(task.seq)
-        if row is None:
-            conn.execute(tasks.delete().where(tasks.c.seq == task.seq))  # webhook or event gone
-            continue
-        claimed.append(
-            {
-                "task_seq": task.seq,
-                "attempt": task.attempts + 1,
-                "first_at": task.first_at,
-                "webhook_id": task.webhook_id,
-                "url": row.url,
-                "secret": row.secret,
-                "event": event_of(row),
-            }
-        )
-    return claimed
-
-
-def log_attempt(conn: Connection, claim: dict[str, Any], outcome: dict[str, Any]) -> None:
-    """Write one attempt to the log (if its webhook still exists)."""
-    if get_webhook(conn, claim["webhook_id"]) is None:
-        return
-    event = claim["event"]
-    conn.execute(
-        deliveries.insert().values(
-            webhook_id=claim["webhook_id"],
-            event_id=event["id"],
-            type=event["type"],
-            attempt=claim["attempt"],
-            **outcome,
-        )
-    )
-
-
-def finish_task(conn: Connection, task_seq: int) -> None:
-    conn.execute(tasks.delete().where(tasks.c.seq == task_seq))
-
-
-def retry_task(
-    conn: Connection, task_seq: int, attempts: int, first_at: datetime, next_at: datetime
-) -> None:
-    conn.execute(
-        tasks.update()
-        .where(tasks.c.seq == task_seq)
-        .values(attempts=attempts, first_at=first_at, next_at=next_at)
-    )
 
 
 def unfanned(conn: Connection) -> int:

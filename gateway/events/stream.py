@@ -16,6 +16,7 @@ before a key was deleted, or before sign-out, must not go on reading the owner's
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -35,6 +36,7 @@ PING_S = 10
 OVERLAP_S = 5.0
 PAGE = 500
 RECHECK_S = 1.0
+EVENT_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")  # the contract's ids
 
 
 class Cursor:
@@ -57,16 +59,37 @@ class Cursor:
 
 
 def start_position(ctx: Context, recipient: str, last_event_id: str | None) -> int:
-    """Where the stream starts: after `Last-Event-ID` if kept, at the start if not, else now."""
+    """Where the stream starts: after `Last-Event-ID` if kept, at the start if not (an id
+    that no event could have, of any length, included: the contract's unknown id), else now."""
     with ctx.db.read() as conn:
-        if last_event_id:
-            return event_store.seq_of(conn, recipient, last_event_id) or 0
-        return event_store.last_seq(conn)
+        if not last_event_id:
+            return event_store.last_seq(conn)
+        if not EVENT_ID.fullmatch(last_event_id):
+            return 0
+        return event_store.seq_of(conn, recipient, last_event_id) or 0
 
 
 def read_after(ctx: Context, recipient: str, after: int) -> list[Any]:
     with ctx.db.read() as conn:
         return event_store.events_after(conn, recipient, after, PAGE)
+
+
+class Permission:
+    """Whether the credential that opened a stream still exists: `still_allowed` asked (in a
+    thread) at most every RECHECK_S, before every page read and every event sent, so that a
+    backlog (a replay of 48 hours, paced by a client that reads slowly) is no way around it."""
+
+    def __init__(self, still_allowed: Callable[[], bool] | None) -> None:
+        self.still_allowed = still_allowed
+        self.checked = time.monotonic()
+
+    async def holds(self) -> bool:
+        if self.still_allowed is None or time.monotonic() - self.checked < RECHECK_S:
+            return True
+        if not await run_in_threadpool(self.still_allowed):
+            return False
+        self.checked = time.monotonic()
+        return True
 
 
 async def events_of(
@@ -77,23 +100,23 @@ async def events_of(
     still_allowed: Callable[[], bool] | None = None,
 ) -> AsyncIterator[ServerSentEvent]:
     """The stream's messages: a comment once subscribed, then each event as it is recorded;
-    it ends once `still_allowed` (asked every RECHECK_S, in a thread) says no, or when the
-    database fails it (`database_fault`), without a traceback: a PostgreSQL that PANICs on a
-    full disk ended every open stream with one."""
+    it ends once `still_allowed` says no (`Permission`), or when the database fails it
+    (`database_fault`), without a traceback: a PostgreSQL that PANICs on a full disk ended
+    every open stream with one."""
     cursor = Cursor(await run_in_threadpool(start_position, ctx, recipient, last_event_id))
     yield ServerSentEvent(comment="subscribed")
-    checked = time.monotonic()
+    permission = Permission(still_allowed)
     try:
         while stopping is None or not stopping.is_set():
-            if still_allowed is not None and time.monotonic() - checked >= RECHECK_S:
-                if not await run_in_threadpool(still_allowed):
-                    return  # the key or session is gone: the response ends here
-                checked = time.monotonic()
             position, full = cursor.floor, True
             while full:  # page on through a backlog before pausing
+                if not await permission.holds():
+                    return  # the key or session is gone: the response ends here
                 rows = await run_in_threadpool(read_after, ctx, recipient, position)
                 full, position = len(rows) == PAGE, rows[-1].seq if rows else position
                 for row in cursor.fresh(rows, time.monotonic()):
+                    if not await permission.holds():
+                        return
                     event = event_store.event_of(row)
                     yield ServerSentEvent(data=body_of(event), event=event["type"], id=event["id"])
             await anyio.sleep(POLL_S)

@@ -80,12 +80,30 @@ def test_every_address_of_a_name_must_be_public() -> None:
         "https://hooks.example.com/x", allow_private=False, resolver=resolver(["93.184.216.34"])
     )
     assert public.connect_url() == "https://93.184.216.34/x" and public.host == "hooks.example.com"
-    with pytest.raises(ssrf.UrlNotAllowed, match="127.0.0.1"):
+    with pytest.raises(ssrf.UrlNotAllowed, match="not a public address") as refused:
         ssrf.check_url(
             "https://hooks.example.com/x",
             allow_private=False,
-            resolver=resolver(["93.184.216.34", "127.0.0.1"]),
+            resolver=resolver(["93.184.216.34", "10.20.30.40"]),
         )
+    assert "10.20.30.40" not in str(refused.value)
+
+
+def test_a_refusal_says_neither_where_a_name_points_nor_whether_it_exists(
+    world: World, strict_api: TestClient
+) -> None:
+    """Any owner may try any name: the answer for a private one was its address (a view into
+    the gateway's own DNS), and it differed from the answer for a name that does not exist."""
+    car = world.device("car", top_up=0)
+    answers = []
+    for host in ("localhost", "no-such-host.invalid"):
+        response = strict_api.post(
+            "/v1/webhooks", json={"url": f"http://{host}/"}, headers=car.owner
+        )
+        assert response.status_code == 422
+        answers.append(response.json()["error"]["message"].replace(host, "HOST"))
+    assert answers[0] == answers[1]
+    assert "127.0.0.1" not in answers[0] and "::1" not in answers[0]
 
 
 def test_delivery_connects_to_the_address_it_checked(world: World, strict: Context) -> None:
@@ -119,7 +137,7 @@ def test_a_name_that_turns_private_is_refused_at_delivery(world: World, strict: 
         assert hook.received == []
     (attempt,) = deliveries(world.api, car.owner, webhook["id"])
     assert attempt["status_code"] is None and attempt["attempt"] == 1
-    assert "127.0.0.1" in attempt["error"] or "::1" in attempt["error"]
+    assert "not a public address" in attempt["error"] and "127.0.0.1" not in attempt["error"]
 
 
 @pytest.mark.parametrize(
@@ -140,3 +158,35 @@ def test_ipv6_is_public_only_as_global_unicast_or_as_the_ipv4_it_carries(
     address: str, public: bool
 ) -> None:
     assert ssrf.is_public(ipaddress.ip_address(address)) is public
+
+
+def test_an_internationalised_name_is_delivered_under_its_idna_form(
+    world: World, strict: Context
+) -> None:
+    """`bücher.test` is resolved, checked and sent (Host) as `xn--bcher-kva.test`; as typed it
+    raised UnicodeEncodeError in httpx at every attempt, which was neither logged nor counted,
+    and the attempt came back for ever."""
+    car = world.device("car")
+    with receiver(host="127.0.0.2") as hook:
+        lookups: list[str] = []
+
+        def resolver(host: str, port: int) -> list[str]:
+            lookups.append(host)
+            return ["127.0.0.2"] if host == "xn--bcher-kva.test" else []
+
+        url = f"http://BÜCHER.test:{hook.port}/hook"
+        webhook = add_webhook(world.api, car.owner, url, ["device.status_changed"])
+        assert webhook["url"] == url
+        assert car.act("suspend").status_code == 200
+        only_127_0_0_2 = lambda a: a == ipaddress.ip_address("127.0.0.2")  # noqa: E731
+        run_rounds(DeliveryWorker(strict, resolver=resolver, public=only_127_0_0_2), rounds=1)
+        got = hook.received
+    assert [g.headers["host"] for g in got] == [f"xn--bcher-kva.test:{hook.port}"]
+    assert lookups == ["xn--bcher-kva.test"]
+    (attempt,) = deliveries(world.api, car.owner, webhook["id"])
+    assert attempt["delivered"] is True
+
+
+def test_a_host_name_idna_cannot_encode_is_refused(world: World) -> None:
+    car = world.device("car", top_up=0)
+    assert refusal(world.api, car.owner, "http://\u2603.example/hook") == "webhook_url_not_allowed"

@@ -125,6 +125,31 @@ def test_an_owner_sees_events_as_they_happen_and_resumes(world: World, ctx: Cont
     assert [e["id"] for e in replayed] == kept  # approve, suspend, resume: everything kept
 
 
+@pytest.mark.parametrize(
+    "last_event_id",
+    ["evt_" + "f" * 200, "another owner's event"],
+)
+def test_any_unknown_last_event_id_replays_what_is_kept(
+    world: World, ctx: Context, last_event_id: str
+) -> None:
+    """Of any length or form, an id that names none of the caller's events replays them all
+    (an id over 64 characters was refused with 422, and an EventSource retried it forever)."""
+    car, other = world.device("car"), world.device("other")
+    assert car.act("suspend").status_code == 200
+    assert other.act("suspend").status_code == 200
+    theirs = events_of(ctx, car_owner_id(ctx, other.id))[-1]["id"]
+    chosen = theirs if last_event_id == "another owner's event" else last_event_id
+    with served(ctx) as (url, _):
+        stream = Stream(url, {**car.owner, "Last-Event-ID": chosen})
+        stream.wait(2)
+        assert stream.status == 200
+        time.sleep(0.6)  # and nothing of the other owner's
+        replayed = stream.events()
+        stream.close()
+    kept = [e["id"] for e in events_of(ctx, car_owner_id(ctx, car.id))]
+    assert [e["id"] for e in replayed] == kept
+
+
 def car_owner_id(ctx: Context, device_id: str) -> str:
     from devices import store as device_store
 

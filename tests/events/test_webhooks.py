@@ -19,11 +19,11 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from gateway.context import Context
 from gateway.events import store as event_store
-from gateway.events.delivery import FAN_OUT_CHUNK, RETRY_DELAYS_S, DeliveryWorker
+from gateway.events.delivery import FAN_OUT_CHUNK, KEEP_EVENTS, RETRY_DELAYS_S, DeliveryWorker
 from gateway.events.envelope import Draft
 from tests.events.helpers import add_webhook, body_json, deliveries, eventually, run_rounds
 from tests.events.receiver import receiver
-from tests.support.world import ADMIN, World, bearer
+from tests.support.world import ADMIN, Clock, World, bearer
 
 
 def test_a_payment_reaches_the_owner_and_the_merchant_signed(world: World, ctx: Context) -> None:
@@ -306,3 +306,19 @@ def test_the_fan_out_reads_the_partial_index_of_events_still_to_fan_out(ctx: Con
             conn.exec_driver_sql("SET LOCAL enable_seqscan = off")  # a small table: say it all
             plan = " ".join(r[0] for r in conn.exec_driver_sql(f"EXPLAIN {sql}"))
     assert "ix_events_to_fan_out" in plan, plan
+
+
+def test_the_delivery_log_forgets_attempts_as_old_as_the_events_it_forgets(
+    world: World, ctx: Context, clock: Clock
+) -> None:
+    car = world.device("car")
+    with receiver() as hook:
+        webhook = add_webhook(world.api, car.owner, hook.url, ["device.status_changed"])
+        assert car.act("suspend").status_code == 200
+        run_rounds(DeliveryWorker(ctx), rounds=1)
+        clock.advance(KEEP_EVENTS.total_seconds() + 60)
+        assert car.act("resume").status_code == 200
+        run_rounds(DeliveryWorker(ctx), rounds=1)  # a new worker prunes in its first round
+    (kept,) = deliveries(world.api, car.owner, webhook["id"])
+    assert kept["attempt"] == 1 and kept["delivered"]
+    assert body_json(hook.received[1].body)["id"] == kept["event_id"]

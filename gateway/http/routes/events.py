@@ -63,7 +63,7 @@ async def stream_caller(
 def stream_events(
     ctx: Ctx,
     opened: Annotated[StreamCaller, Depends(stream_caller)],
-    last_event_id: Annotated[str | None, Header(max_length=64)] = None,
+    last_event_id: Annotated[str | None, Header()] = None,
 ) -> EventSourceResponse:
     """The caller's events as they happen, until the key or session is withdrawn;
     `Last-Event-ID` resumes after that event."""
