@@ -34,6 +34,8 @@ def _one_line_exit_2(result: subprocess.CompletedProcess[str], expected: str) ->
         (["--worker-index", "-1"], {}, "kym: --worker-index:"),
         (["--broker-url", "http://h:1"], {}, "must look like mqtts://HOST:PORT"),
         (["--broker", "embedded", "--http", "127.0.0.1:abc"], {}, "is not HOST:PORT"),
+        (["--database-url", "mysql://u@h/db"], {}, "kym: --database-url: 'mysql' is not a"),
+        (["--database-url", "postgres://u@h/db"], {}, "is spelt postgresql+psycopg://"),
     ],
 )
 def test_a_setting_that_does_not_do_names_its_flag_or_variable(
@@ -42,6 +44,13 @@ def test_a_setting_that_does_not_do_names_its_flag_or_variable(
     result = kym(*_serve(tmp_path, *flags), KYM_DEVICE_RATE=env.get("KYM_DEVICE_RATE", "10"))
     _one_line_exit_2(result, expected)
     assert not (tmp_path / "d").exists()  # refused before anything was made
+
+
+@pytest.mark.parametrize("command", [["ledger", "check"], ["audit", "verify"]])
+def test_the_checks_refuse_a_database_kym_does_not_run_on(command: list[str]) -> None:
+    """A driver that is not installed ended in an ImportError's traceback."""
+    result = kym(*command, "--database-url", "mysql://u@h/db")
+    _one_line_exit_2(result, "give postgresql+psycopg://USER@HOST/DB or sqlite:///PATH")
 
 
 def test_an_unreachable_database_is_one_line(tmp_path: Path) -> None:
