@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
@@ -85,6 +86,23 @@ def claim_data_dir(settings: Settings, stack: ExitStack) -> None:
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
     stack.callback(os.close, fd)
+
+
+def bind_http(settings: Settings) -> socket.socket:
+    """The HTTP API's listening socket, bound before the broker and the workers start: a port
+    in use is one line and exit 2 at once (uvicorn found it only after everything had started,
+    logged it and exited 3)."""
+    host, port = split_host_port(settings.http, 8080)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise RuntimeError(
+                f"--http {settings.http} is in use by another process: stop it, or give "
+                "another --http HOST:PORT"
+            ) from None
+        raise
 
 
 def build_context(settings: Settings) -> Context:
@@ -260,6 +278,7 @@ def refresh_crl_periodically(ctx: Context, stop: threading.Event) -> None:
 def running_gateway(settings: Settings, *, quiet: bool = False) -> Iterator[Running]:
     """Everything `kym serve` runs, with the HTTP API in a background thread; for demo and bench."""
     with ExitStack() as stack:
+        claim_data_dir(settings, stack)  # first: a second `kym serve` here touches nothing
         ctx, clients = start_services(settings, stack)
         host, port = split_host_port(settings.http, 8080)
         app = app_for(ctx, clients)
@@ -293,8 +312,8 @@ class Running:
 
 
 def start_services(settings: Settings, stack: ExitStack) -> tuple[Context, list[GatewayClient]]:
-    """Data dir, CRL, broker, MQTT clients, workers and housekeeper; stopped by `stack`."""
-    claim_data_dir(settings, stack)  # first: a second `kym serve` here touches nothing
+    """Data dir, CRL, broker, MQTT clients, workers and housekeeper; stopped by `stack`. The
+    caller has claimed the data dir (`claim_data_dir`)."""
     base = build_context(settings)
     stack.callback(base.db.dispose)
     base.db.checkpoint_in_background()  # SQLite: no checkpoint in the order path's commits
@@ -324,6 +343,9 @@ def app_for(ctx: Context, clients: list[GatewayClient]) -> FastAPI:
 def serve(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT."""
     with ExitStack() as stack:
+        claim_data_dir(settings, stack)  # first: a second `kym serve` here touches nothing
+        listener = bind_http(settings)
+        stack.callback(listener.close)
         ctx, clients = start_services(settings, stack)
         app = app_for(ctx, clients)
         settle_heap()  # started: no full collection walks the start-up's objects again
@@ -348,7 +370,9 @@ def serve(settings: Settings) -> None:
         server = _Server(config)
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: setattr(server, "should_exit", True))
-        server.run()  # returns; the ExitStack then stops the workers and the broker
+        server.run(
+            sockets=[listener]
+        )  # returns; the ExitStack then stops the workers and the broker
 
 
 class _Server(uvicorn.Server):

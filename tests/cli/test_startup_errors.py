@@ -77,6 +77,19 @@ def test_a_broker_port_in_use_is_one_line(tmp_path: Path) -> None:
         _one_line_exit_2(kym(*args), "kym: serve could not start: ")
 
 
+def test_an_http_port_in_use_is_one_line_before_anything_starts(tmp_path: Path) -> None:
+    """uvicorn found it only once the broker and the workers ran: it logged the error, the
+    serve's own line said the API was on that port, and it exited 3."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        address = f"127.0.0.1:{held.getsockname()[1]}"
+        args = _serve(tmp_path, "--broker", "embedded")
+        args[4] = address
+        _one_line_exit_2(kym(*args), f"--http {address} is in use by another process")
+    assert not (tmp_path / "d" / "ca").exists()  # refused before the CAs or the broker
+
+
 def test_mosquitto_config_names_what_is_wrong(tmp_path: Path) -> None:
     out = str(tmp_path / "conf")
     bad = kym(
