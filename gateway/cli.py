@@ -268,7 +268,7 @@ def mosquitto_config(
 @main.command()
 @click.option(
     "--duration",
-    type=float,
+    type=click.FloatRange(min=0, min_open=True),
     default=None,
     metavar="SECONDS",
     help="Stop after this many seconds and print the summary [run until Ctrl-C].",

@@ -111,6 +111,8 @@ def test_mosquitto_config_names_what_is_wrong(tmp_path: Path) -> None:
         ["simulate", "--devices", "0"],
         ["simulate", "--rate", "0"],
         ["simulate", "--duration", "-1"],
+        ["demo", "--duration", "-1"],  # ran the demo and printed an empty summary
+        ["demo", "--duration", "0"],
     ],
 )
 def test_load_commands_refuse_numbers_out_of_range_before_starting(args: list[str]) -> None:
