@@ -54,7 +54,13 @@ def env_of(name: str) -> str:
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
 def main(verbose: bool) -> None:
-    """KYM: a gateway that lets machines pay, with their owners' consent."""
+    """KYM: a gateway that lets machines pay, with their owners' consent.
+
+    \b
+    Start with:
+      kym demo --duration 30           the whole story in 30 s, nothing to set up
+      kym serve --data-dir ./kym-data  the gateway on 127.0.0.1:8080 and :8883
+    """
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
@@ -177,6 +183,12 @@ def serve(**flags: Any) -> None:
     """Run the gateway: HTTP API, MQTT order pipeline and (unless --broker-url) a broker.
 
     The admin token is KYM_ADMIN_TOKEN, else DIR/admin-token (made on first start).
+    It runs until Ctrl-C or SIGTERM.
+
+    \b
+    Example:
+      kym serve --data-dir ./kym-data --http 127.0.0.1:8080 --mqtt 127.0.0.1:8883
+      curl http://127.0.0.1:8080/healthz
     """
     from gateway.server import serve as run
 
@@ -229,6 +241,12 @@ def mosquitto_config(
     **limit_flags: Any,
 ) -> None:
     """Write a Mosquitto 2.0 configuration that admits only certified devices and gateways.
+
+    \b
+    Example:
+      kym mosquitto-config --data-dir kym-data --listen 0.0.0.0:8883 --out broker
+      mosquitto -c broker/mosquitto.conf
+      kym serve --data-dir kym-data --broker-url mqtts://127.0.0.1:8883
 
     With a C compiler installed, it also builds the kym_ratelimit plugin beside it: the broker
     then drops a device's orders beyond twice its rate (give the same --device-rate and
@@ -285,6 +303,10 @@ def demo(duration: float | None, broker: str) -> None:
 
     It runs a gateway of its own in a temp dir: KYM_DATA_DIR, KYM_DATABASE_URL, KYM_HTTP,
     KYM_MQTT, KYM_BROKER_URL, KYM_BROKER and KYM_ADMIN_TOKEN do not apply.
+
+    \b
+    Example:
+      kym demo --duration 30
     """
     verbose = bool(click.get_current_context().find_root().params.get("verbose"))
     if not verbose:

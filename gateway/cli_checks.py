@@ -72,7 +72,12 @@ def audit() -> None:
 @DATABASE_URL
 def audit_verify(**flags: Any) -> None:
     """Check the audit log (entries, Merkle tree, signed tree heads): exit 0 when intact,
-    1 naming the first bad entry, 2 when there is nothing to check (no data dir, no database)."""
+    1 naming the first bad entry, 2 when there is nothing to check (no data dir, no database).
+
+    \b
+    Example:
+      kym audit verify --data-dir ./kym-data
+    """
     from gateway.audit import store
     from gateway.audit.service import signer_public_key
     from gateway.service import verify_audit
@@ -104,7 +109,12 @@ def ledger() -> None:
 @DATABASE_URL
 def ledger_check(**flags: Any) -> None:
     """Check every ledger invariant: exit 0 when they hold, 1 listing each breach, 2 when
-    there is nothing to check (no data dir, no database)."""
+    there is nothing to check (no data dir, no database).
+
+    \b
+    Example:
+      kym ledger check --data-dir ./kym-data
+    """
     from gateway.funding import plan_store
     from gateway.funding import store as funding_store
     from gateway.funding.check import check_draws, check_sources

@@ -89,7 +89,12 @@ def simulate(
     state_dir: Path | None,
     seed: int,
 ) -> None:
-    """Run a population of simulated devices against a running gateway; print what it saw."""
+    """Run a population of simulated devices against a running gateway; print what it saw.
+
+    \b
+    Example (beside a `kym serve --data-dir ./kym-data` on the default addresses):
+      kym simulate --devices 10 --rate 5 --duration 30
+    """
     import tempfile
 
     import httpx
@@ -231,7 +236,11 @@ def bench_command(serve_command: Sequence[str]) -> click.Command:
         """Measure payments per second end to end: devices → broker → gateway → ledger → results.
 
         Starts `kym serve` in a child process on a temp dir; other KYM_* variables do not
-        reach it.
+        reach it. It prints throughput and latency percentiles when the orders are answered.
+
+        \b
+        Example:
+          kym bench --orders 500
         """
         from rich.console import Console
 
