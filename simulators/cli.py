@@ -99,7 +99,7 @@ def simulate(
 
     import httpx
 
-    from devices.sdk import ApiError
+    from devices.sdk import ApiError, ConnectFailed
     from simulators.population import run_population
 
     token = admin_token or admin_token_file(data_dir)
@@ -125,6 +125,11 @@ def simulate(
             raise click.ClickException(f"the gateway at {api} refused: {exc}") from exc
         except httpx.HTTPError as exc:
             raise click.ClickException(f"cannot reach the gateway at {api}: {exc}") from exc
+        except ConnectFailed as exc:
+            raise click.ClickException(
+                f"{exc} (give --broker-url, or KYM_DEVICE_BROKER_URL, the broker of the "
+                f"gateway at {api})"
+            ) from exc
     click.echo(summary.render())
     if summary.surprises or summary.dropped or summary.unanswered:
         sys.exit(1)
