@@ -190,12 +190,15 @@ def serve(**flags: Any) -> None:
       kym serve --data-dir ./kym-data --http 127.0.0.1:8080 --mqtt 127.0.0.1:8883
       curl http://127.0.0.1:8080/healthz
     """
+    from gateway.http.tls import check_pair
     from gateway.server import serve as run
 
     if (flags["http_cert"] is None) != (flags["http_key"] is None):
         fail("--http-cert and --http-key go together")
     settings = settings_from(**flags)
     with starting("serve"):
+        if settings.http_cert is not None and settings.http_key is not None:
+            check_pair(str(settings.http_cert), str(settings.http_key))  # before all else
         run(settings)
 
 
