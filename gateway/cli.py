@@ -276,13 +276,14 @@ def mosquitto_config(
             "KYM_DATABASE_URL) of the database its kym serve uses"
         )
     with starting("mosquitto-config"):
+        outdir.mkdir(parents=True, exist_ok=True)  # before the data dir is made
         ctx = build_context(settings)
         publish_crl(ctx)
-    devices = mosquitto.registered_devices(ctx.db)  # each gets its dynsec entry
-    limits = (ctx.settings.device_rate, ctx.settings.device_burst)
-    conf = mosquitto.write_config(
-        ctx.pki, host, port, outdir, utcnow(), devices=devices, device_limits=limits
-    )
+        devices = mosquitto.registered_devices(ctx.db)  # each gets its dynsec entry
+        limits = (ctx.settings.device_rate, ctx.settings.device_burst)
+        conf = mosquitto.write_config(
+            ctx.pki, host, port, outdir, utcnow(), devices=devices, device_limits=limits
+        )
     click.echo(f"wrote {conf}\nstart it with: mosquitto -c {conf}")
 
 

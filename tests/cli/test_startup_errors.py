@@ -101,6 +101,11 @@ def test_mosquitto_config_names_what_is_wrong(tmp_path: Path) -> None:
                 "127.0.0.1:8883", "--out", out)  # fmt: skip
     _one_line_exit_2(no_db, "give --database-url (or KYM_DATABASE_URL)")
     assert not (tmp_path / "pg" / "kym.db").exists()  # no empty SQLite database made there
+    (tmp_path / "afile").write_text("")  # an --out it cannot make: a traceback, after the CAs
+    no_out = kym("mosquitto-config", "--data-dir", str(tmp_path / "new"), "--listen",
+                 "127.0.0.1:8883", "--out", str(tmp_path / "afile" / "conf"))  # fmt: skip
+    _one_line_exit_2(no_out, "kym: mosquitto-config could not start: ")
+    assert "Not a directory" in no_out.stderr and not (tmp_path / "new").exists()
 
 
 @pytest.mark.parametrize(
