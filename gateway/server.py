@@ -217,16 +217,22 @@ def start_embedded_broker(ctx: Context, address: BrokerAddress, stack: ExitStack
     return broker
 
 
+def check_identities(settings: Settings) -> None:
+    """Each worker needs a gateway identity of its own, and there are GATEWAY_IDENTITIES."""
+    first, count = settings.worker_index, settings.gateway_workers
+    if first + count > mosquitto.GATEWAY_IDENTITIES:
+        raise ValueError(
+            f"--worker-index {first} + --workers {count} must stay within the "
+            f"{mosquitto.GATEWAY_IDENTITIES} gateway identities (kym-gateway-0 to "
+            f"-{mosquitto.GATEWAY_IDENTITIES - 1})"
+        )
+
+
 def start_gateway_clients(ctx: Context, stack: ExitStack) -> list[GatewayClient]:
     """One MQTT client per worker, each with its own certificate identity."""
     address = broker_address(ctx.settings)
     clients = []
     first = ctx.settings.worker_index
-    if first + ctx.settings.gateway_workers > mosquitto.GATEWAY_IDENTITIES:
-        raise ValueError(
-            f"--worker-index + --workers must stay within "
-            f"{mosquitto.GATEWAY_IDENTITIES} gateway identities"
-        )
     for n in range(first, first + ctx.settings.gateway_workers):
         cert, key = keystore.ensure_gateway_client_identity(ctx.pki, n, utcnow())
         client = GatewayClient(
@@ -314,6 +320,7 @@ class Running:
 def start_services(settings: Settings, stack: ExitStack) -> tuple[Context, list[GatewayClient]]:
     """Data dir, CRL, broker, MQTT clients, workers and housekeeper; stopped by `stack`. The
     caller has claimed the data dir (`claim_data_dir`)."""
+    check_identities(settings)  # before anything is made
     base = build_context(settings)
     stack.callback(base.db.dispose)
     base.db.checkpoint_in_background()  # SQLite: no checkpoint in the order path's commits

@@ -90,6 +90,17 @@ def test_an_http_port_in_use_is_one_line_before_anything_starts(tmp_path: Path) 
     assert not (tmp_path / "d" / "ca").exists()  # refused before the CAs or the broker
 
 
+def test_more_workers_than_gateway_identities_is_refused_before_anything_starts(
+    tmp_path: Path,
+) -> None:
+    """It was found only once the CAs, the database and the broker had been made."""
+    result = kym(
+        *_serve(tmp_path, "--broker", "embedded", "--worker-index", "15", "--workers", "2")
+    )
+    _one_line_exit_2(result, "--worker-index 15 + --workers 2 must stay within the 16")
+    assert not (tmp_path / "d" / "ca").exists() and not (tmp_path / "d" / "kym.db").exists()
+
+
 def test_mosquitto_config_names_what_is_wrong(tmp_path: Path) -> None:
     out = str(tmp_path / "conf")
     bad = kym(
