@@ -209,7 +209,7 @@ def starting(command: str) -> Iterator[None]:
     the traceback instead."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from gateway.server import DataDirInUse
+    from gateway.startup import DataDirInUse
 
     try:
         yield

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import logging
 import os
 import secrets
@@ -32,6 +30,7 @@ from gateway.mqtt.client import GatewayClient
 from gateway.mqtt.housekeeper import Housekeeper
 from gateway.mqtt.workers import Publisher, Worker, settle_heap
 from gateway.settings import Settings, split_host_port
+from gateway.startup import Interrupts, bind_http, check_identities, claim_data_dir
 
 log = logging.getLogger("kym.serve")
 CRL_REFRESH_S = 12 * 3600  # well inside the CRL's 7-day lifetime
@@ -55,54 +54,6 @@ def admin_token(settings: Settings) -> str:
             f.write(f"kym_admin_{secrets.token_urlsafe(32)}\n")
         log.info("generated the admin token in %s", path)
     return path.read_text().strip()
-
-
-class DataDirInUse(RuntimeError):
-    """Another `kym serve` runs the broker of this data dir."""
-
-
-def claim_data_dir(settings: Settings, stack: ExitStack) -> None:
-    """Only one `kym serve` at a time runs the broker of a data dir: a second one started on
-    it (without --broker-url) is refused before it touches anything, rather than taking the
-    running one's Mosquitto for a leftover and stopping it. The claim is an `flock` on
-    DIR/serve.lock, held until `stack` closes; the kernel drops it when the process dies
-    however it dies, so a SIGKILLed `kym serve` never holds up the next one. Processes that
-    share a broker given with --broker-url share the data dir too, and claim nothing."""
-    if settings.broker_url:
-        return
-    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = settings.data_dir / "serve.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)  # not inherited by child processes
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
-        raise DataDirInUse(
-            f"{settings.data_dir} is in use: kym serve (pid {holder}) runs its broker. Stop "
-            "that one first, give this one another --data-dir, or share its broker with "
-            "--broker-url and --worker-index"
-        ) from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
-    stack.callback(os.close, fd)
-
-
-def bind_http(settings: Settings) -> socket.socket:
-    """The HTTP API's listening socket, bound before the broker and the workers start: a port
-    in use is one line and exit 2 at once (uvicorn found it only after everything had started,
-    logged it and exited 3)."""
-    host, port = split_host_port(settings.http, 8080)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        return socket.create_server((host, port), family=family)
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise RuntimeError(
-                f"--http {settings.http} is in use by another process: stop it, or give "
-                "another --http HOST:PORT"
-            ) from None
-        raise
 
 
 def build_context(settings: Settings) -> Context:
@@ -215,17 +166,6 @@ def start_embedded_broker(ctx: Context, address: BrokerAddress, stack: ExitStack
     broker.start()
     stack.callback(broker.stop)
     return broker
-
-
-def check_identities(settings: Settings) -> None:
-    """Each worker needs a gateway identity of its own, and there are GATEWAY_IDENTITIES."""
-    first, count = settings.worker_index, settings.gateway_workers
-    if first + count > mosquitto.GATEWAY_IDENTITIES:
-        raise ValueError(
-            f"--worker-index {first} + --workers {count} must stay within the "
-            f"{mosquitto.GATEWAY_IDENTITIES} gateway identities (kym-gateway-0 to "
-            f"-{mosquitto.GATEWAY_IDENTITIES - 1})"
-        )
 
 
 def start_gateway_clients(ctx: Context, stack: ExitStack) -> list[GatewayClient]:
@@ -349,6 +289,8 @@ def app_for(ctx: Context, clients: list[GatewayClient]) -> FastAPI:
 
 def serve(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT."""
+    interrupts = Interrupts()
+    signal.signal(signal.SIGINT, interrupts)
     with ExitStack() as stack:
         claim_data_dir(settings, stack)  # first: a second `kym serve` here touches nothing
         listener = bind_http(settings)
@@ -375,6 +317,8 @@ def serve(settings: Settings) -> None:
             "KYM_ADMIN_TOKEN" if settings.admin_token else settings.data_dir / "admin-token",
         )
         server = _Server(config)
+        if interrupts.seen:  # a Ctrl-C during start-up that was raised where it got lost
+            raise KeyboardInterrupt
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: setattr(server, "should_exit", True))
         server.run(
