@@ -96,7 +96,10 @@ DEVICE_BURST = click.option(
 )
 
 
-@main.command(epilog=f"Reads {env_names()} (a flag wins over its variable).")
+@main.command(
+    short_help="Run the gateway: HTTP API, order pipeline and a broker.",
+    epilog=f"Reads {env_names()} (a flag wins over its variable).",
+)
 @DATA_DIR
 @DATABASE_URL
 @click.option(
@@ -222,8 +225,12 @@ def starting(command: str) -> Iterator[None]:
         fail(f"{command} could not start: {what[0]} (kym -v {command} ... shows where)")
 
 
-@main.command("mosquitto-config", epilog="Reads KYM_DATA_DIR, KYM_DATABASE_URL, "
-              "KYM_TRUST_DOMAIN, KYM_DEVICE_RATE and KYM_DEVICE_BURST.")  # fmt: skip
+@main.command(
+    "mosquitto-config",
+    short_help="Write the configuration of an external Mosquitto.",
+    epilog="Reads KYM_DATA_DIR, KYM_DATABASE_URL, KYM_TRUST_DOMAIN, KYM_DEVICE_RATE and "
+    "KYM_DEVICE_BURST.",
+)
 @DATA_DIR
 @DATABASE_URL
 @click.option("--listen", required=True, metavar="HOST:PORT", help="The broker's TLS listener.")
@@ -287,7 +294,7 @@ def mosquitto_config(
     click.echo(f"wrote {conf}\nstart it with: mosquitto -c {conf}")
 
 
-@main.command()
+@main.command(short_help="Devices paying through the gateway, live, in a temp dir.")
 @click.option(
     "--duration",
     type=click.FloatRange(min=0, min_open=True),

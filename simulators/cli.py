@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 
-@click.command()
+@click.command(short_help="Run simulated devices against a running gateway.")
 @click.option(
     "--devices",
     type=click.IntRange(min=1),
@@ -285,7 +285,7 @@ def bench_command(serve_command: Sequence[str]) -> click.Command:
 
     for option in reversed(BENCH_OPTIONS):
         bench = option(bench)
-    return click.command(name="bench")(bench)
+    return click.command(name="bench", short_help="Measure payments per second, end to end.")(bench)
 
 
 def _hide_password(url: str) -> str:

@@ -13,12 +13,12 @@ from gateway.evidence.verify import verify_bundle
 FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
-@click.group()
+@click.group(short_help="Check evidence bundles offline.")
 def evidence() -> None:
     """Check evidence bundles (GET /v1/payments/{id}/evidence) offline."""
 
 
-@evidence.command("verify")
+@evidence.command("verify", short_help="Check a bundle against a CA bundle (GET /v1/ca).")
 @click.argument("bundle", metavar="FILE", type=FILE)
 @click.option("--ca", "ca_bundle", required=True, type=FILE, help="The CA bundle of GET /v1/ca.")
 def verify(bundle: Path, ca_bundle: Path) -> None:

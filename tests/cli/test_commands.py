@@ -71,6 +71,14 @@ def test_each_operator_command_s_help_shows_an_example(path: tuple[str, ...]) ->
     assert "Example" in said and f"kym {' '.join(path)} " in said, said
 
 
+@pytest.mark.parametrize("path", [(), ("device",), ("evidence",)], ids=" ".join)
+def test_no_command_s_summary_is_cut_short_in_80_columns(path: tuple[str, ...]) -> None:
+    """Click cuts a summary that does not fit with "...": "Check evidence bundles (GET..."."""
+    result = CliRunner().invoke(main, [*path, "--help"], terminal_width=80)
+    listing = result.output.split("Commands:")[1]
+    assert "..." not in listing, listing
+
+
 def test_serve_help_names_every_setting_variable() -> None:
     text = " ".join(help_of("serve").split())
     for name in Settings.model_fields:
