@@ -10,17 +10,25 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import click
 
 from devices.sdk.commands import device
-from gateway.cli_checks import DATA_DIR, DATABASE_URL, audit, fail, ledger, settings_from
+from gateway.cli_checks import (
+    DATA_DIR,
+    DATABASE_URL,
+    audit,
+    env_names,
+    env_of,
+    fail,
+    ledger,
+    settings_from,
+    starting,
+)
 from gateway.evidence.command import evidence
-from gateway.settings import Settings, split_host_port, unit_and_default
+from gateway.settings import Settings, split_host_port
 from simulators.cli import bench_command, simulate
 
 if TYPE_CHECKING:
@@ -28,20 +36,6 @@ if TYPE_CHECKING:
     from simulators.demo.run import DemoGateway
 
 BROKERS = click.Choice(["auto", "mosquitto", "embedded"])
-
-
-def env_names() -> str:
-    """Every KYM_* variable the settings read, a number's unit and default beside it."""
-    return ", ".join(
-        f"KYM_{name.upper()}" + (f" ({shown})" if (shown := unit_and_default(name)) else "")
-        for name in Settings.model_fields
-    )
-
-
-def env_of(name: str) -> str:
-    """`[env KYM_NAME; unit, default N]` for the help of the option that sets `name`."""
-    shown = unit_and_default(name)
-    return f"[env KYM_{name.upper()}{f'; {shown}' if shown else ''}]"
 
 
 @click.group(
@@ -203,26 +197,6 @@ def serve(**flags: Any) -> None:
         if settings.http_cert is not None and settings.http_key is not None:
             check_pair(str(settings.http_cert), str(settings.http_key))  # before all else
         run(settings)
-
-
-@contextmanager
-def starting(command: str) -> Iterator[None]:
-    """What stops a command from starting (a port in use, a database that does not answer, a
-    data dir it cannot write, a file that is not PEM) as one line and exit 2; `kym -v` shows
-    the traceback instead."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from gateway.startup import DataDirInUse
-
-    try:
-        yield
-    except DataDirInUse as exc:
-        fail(str(exc))
-    except (OSError, RuntimeError, SQLAlchemyError, ValueError) as exc:
-        if logging.getLogger().isEnabledFor(logging.DEBUG):
-            raise
-        what = str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__]
-        fail(f"{command} could not start: {what[0]} (kym -v {command} ... shows where)")
 
 
 @main.command(

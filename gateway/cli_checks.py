@@ -1,23 +1,61 @@
 """`kym audit verify` and `kym ledger check`, and what every `kym` command shares: the data
-dir and database options, settings from flags, and exit 2 for "could not even look"."""
+dir and database options, settings from flags, the variables' help, and exit 2 for "could not
+even look" or "could not start"."""
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from pydantic import ValidationError
 
-from gateway.settings import Settings
+from gateway.settings import Settings, unit_and_default
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
     from sqlalchemy import Connection
 
     from gateway.db import Database
+
+
+def env_names() -> str:
+    """Every KYM_* variable the settings read, a number's unit and default beside it."""
+    return ", ".join(
+        f"KYM_{name.upper()}" + (f" ({shown})" if (shown := unit_and_default(name)) else "")
+        for name in Settings.model_fields
+    )
+
+
+def env_of(name: str) -> str:
+    """`[env KYM_NAME; unit, default N]` for the help of the option that sets `name`."""
+    shown = unit_and_default(name)
+    return f"[env KYM_{name.upper()}{f'; {shown}' if shown else ''}]"
+
+
+@contextmanager
+def starting(command: str) -> Iterator[None]:
+    """What stops a command from starting (a port in use, a database that does not answer, a
+    data dir it cannot write, a file that is not PEM) as one line and exit 2; `kym -v` shows
+    the traceback instead."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from gateway.startup import DataDirInUse
+
+    try:
+        yield
+    except DataDirInUse as exc:
+        fail(str(exc))
+    except (OSError, RuntimeError, SQLAlchemyError, ValueError) as exc:
+        if logging.getLogger().isEnabledFor(logging.DEBUG):
+            raise
+        what = str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__]
+        fail(f"{command} could not start: {what[0]} (kym -v {command} ... shows where)")
+
 
 DATA_DIR = click.option(
     "--data-dir",
