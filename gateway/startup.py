@@ -50,7 +50,7 @@ def bind_http(settings: Settings) -> socket.socket:
     in use is one line and exit 2 at once (uvicorn found it only after everything had started,
     logged it and exited 3)."""
     host, port = split_host_port(settings.http, 8080)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
     try:
         return socket.create_server((host, port), family=family)
     except OSError as exc:

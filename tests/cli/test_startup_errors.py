@@ -174,3 +174,17 @@ def test_serve_says_when_it_cannot_reach_its_broker(tmp_path: Path) -> None:
         process.wait(15)
     said = log.read_text()
     assert f"cannot reach the broker at {broker.removeprefix('mqtts://')}" in said, said[-2000:]
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]"])
+def test_the_api_socket_is_bound_for_the_host_s_own_family(host: str) -> None:
+    """The socket serve hands uvicorn is bound before the rest starts, for IPv6 as for IPv4."""
+    from gateway.settings import Settings
+    from gateway.startup import bind_http
+
+    if host == "[::1]" and not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+    listener = bind_http(Settings(http=f"{host}:{free_port()}"))
+    with listener:
+        expected = socket.AF_INET6 if host == "[::1]" else socket.AF_INET
+        assert listener.family == expected
