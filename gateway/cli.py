@@ -10,18 +10,26 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import click
 
 from devices.sdk.commands import device
-from gateway.cli_checks import DATA_DIR, DATABASE_URL, audit, fail, ledger, settings_from
+from gateway.cli_checks import (
+    DATA_DIR,
+    DATABASE_URL,
+    audit,
+    env_names,
+    env_of,
+    fail,
+    ledger,
+    settings_from,
+    starting,
+)
 from gateway.cli_workers import retire_worker
 from gateway.evidence.command import evidence
-from gateway.settings import Settings, split_host_port, unit_and_default
+from gateway.settings import Settings, split_host_port
 from simulators.cli import bench_command, simulate
 
 if TYPE_CHECKING:
@@ -29,20 +37,6 @@ if TYPE_CHECKING:
     from simulators.demo.run import DemoGateway
 
 BROKERS = click.Choice(["auto", "mosquitto", "embedded"])
-
-
-def env_names() -> str:
-    """Every KYM_* variable the settings read, a number's unit and default beside it."""
-    return ", ".join(
-        f"KYM_{name.upper()}" + (f" ({shown})" if (shown := unit_and_default(name)) else "")
-        for name in Settings.model_fields
-    )
-
-
-def env_of(name: str) -> str:
-    """`[env KYM_NAME; unit, default N]` for the help of the option that sets `name`."""
-    shown = unit_and_default(name)
-    return f"[env KYM_{name.upper()}{f'; {shown}' if shown else ''}]"
 
 
 @click.group(
@@ -55,7 +49,13 @@ def env_of(name: str) -> str:
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
 def main(verbose: bool) -> None:
-    """KYM: a gateway that lets machines pay, with their owners' consent."""
+    """KYM: a gateway that lets machines pay, with their owners' consent.
+
+    \b
+    Start with:
+      kym demo --duration 30           the whole story in 30 s, nothing to set up
+      kym serve --data-dir ./kym-data  the gateway on 127.0.0.1:8080 and :8883
+    """
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
@@ -91,7 +91,10 @@ DEVICE_BURST = click.option(
 )
 
 
-@main.command(epilog=f"Reads {env_names()} (a flag wins over its variable).")
+@main.command(
+    short_help="Run the gateway: HTTP API, order pipeline and a broker.",
+    epilog=f"Reads {env_names()} (a flag wins over its variable).",
+)
 @DATA_DIR
 @DATABASE_URL
 @click.option(
@@ -178,38 +181,31 @@ def serve(**flags: Any) -> None:
     """Run the gateway: HTTP API, MQTT order pipeline and (unless --broker-url) a broker.
 
     The admin token is KYM_ADMIN_TOKEN, else DIR/admin-token (made on first start).
+    It runs until Ctrl-C or SIGTERM.
+
+    \b
+    Example:
+      kym serve --data-dir ./kym-data --http 127.0.0.1:8080 --mqtt 127.0.0.1:8883
+      curl http://127.0.0.1:8080/healthz
     """
+    from gateway.http.tls import check_pair
     from gateway.server import serve as run
 
     if (flags["http_cert"] is None) != (flags["http_key"] is None):
         fail("--http-cert and --http-key go together")
     settings = settings_from(**flags)
     with starting("serve"):
+        if settings.http_cert is not None and settings.http_key is not None:
+            check_pair(str(settings.http_cert), str(settings.http_key))  # before all else
         run(settings)
 
 
-@contextmanager
-def starting(command: str) -> Iterator[None]:
-    """What stops a command from starting (a port in use, a database that does not answer, a
-    data dir it cannot write, a file that is not PEM) as one line and exit 2; `kym -v` shows
-    the traceback instead."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from gateway.server import DataDirInUse
-
-    try:
-        yield
-    except DataDirInUse as exc:
-        fail(str(exc))
-    except (OSError, RuntimeError, SQLAlchemyError, ValueError) as exc:
-        if logging.getLogger().isEnabledFor(logging.DEBUG):
-            raise
-        what = str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__]
-        fail(f"{command} could not start: {what[0]} (kym -v {command} ... shows where)")
-
-
-@main.command("mosquitto-config", epilog="Reads KYM_DATA_DIR, KYM_DATABASE_URL, "
-              "KYM_TRUST_DOMAIN, KYM_DEVICE_RATE and KYM_DEVICE_BURST.")  # fmt: skip
+@main.command(
+    "mosquitto-config",
+    short_help="Write the configuration of an external Mosquitto.",
+    epilog="Reads KYM_DATA_DIR, KYM_DATABASE_URL, KYM_TRUST_DOMAIN, KYM_DEVICE_RATE and "
+    "KYM_DEVICE_BURST.",
+)
 @DATA_DIR
 @DATABASE_URL
 @click.option("--listen", required=True, metavar="HOST:PORT", help="The broker's TLS listener.")
@@ -230,6 +226,12 @@ def mosquitto_config(
     **limit_flags: Any,
 ) -> None:
     """Write a Mosquitto 2.0 configuration that admits only certified devices and gateways.
+
+    \b
+    Example:
+      kym mosquitto-config --data-dir kym-data --listen 0.0.0.0:8883 --out broker
+      mosquitto -c broker/mosquitto.conf
+      kym serve --data-dir kym-data --broker-url mqtts://127.0.0.1:8883
 
     With a C compiler installed, it also builds the kym_ratelimit plugin beside it: the broker
     then drops a device's orders beyond twice its rate (give the same --device-rate and
@@ -256,20 +258,21 @@ def mosquitto_config(
             "KYM_DATABASE_URL) of the database its kym serve uses"
         )
     with starting("mosquitto-config"):
+        outdir.mkdir(parents=True, exist_ok=True)  # before the data dir is made
         ctx = build_context(settings)
         publish_crl(ctx)
-    devices = mosquitto.registered_devices(ctx.db)  # each gets its dynsec entry
-    limits = (ctx.settings.device_rate, ctx.settings.device_burst)
-    conf = mosquitto.write_config(
-        ctx.pki, host, port, outdir, utcnow(), devices=devices, device_limits=limits
-    )
+        devices = mosquitto.registered_devices(ctx.db)  # each gets its dynsec entry
+        limits = (ctx.settings.device_rate, ctx.settings.device_burst)
+        conf = mosquitto.write_config(
+            ctx.pki, host, port, outdir, utcnow(), devices=devices, device_limits=limits
+        )
     click.echo(f"wrote {conf}\nstart it with: mosquitto -c {conf}")
 
 
-@main.command()
+@main.command(short_help="Devices paying through the gateway, live, in a temp dir.")
 @click.option(
     "--duration",
-    type=float,
+    type=click.FloatRange(min=0, min_open=True),
     default=None,
     metavar="SECONDS",
     help="Stop after this many seconds and print the summary [run until Ctrl-C].",
@@ -286,6 +289,10 @@ def demo(duration: float | None, broker: str) -> None:
 
     It runs a gateway of its own in a temp dir: KYM_DATA_DIR, KYM_DATABASE_URL, KYM_HTTP,
     KYM_MQTT, KYM_BROKER_URL, KYM_BROKER and KYM_ADMIN_TOKEN do not apply.
+
+    \b
+    Example:
+      kym demo --duration 30
     """
     verbose = bool(click.get_current_context().find_root().params.get("verbose"))
     if not verbose:

@@ -1,19 +1,61 @@
 """`kym audit verify` and `kym ledger check`, and what every `kym` command shares: the data
-dir and database options, settings from flags, and exit 2 for "could not even look"."""
+dir and database options, settings from flags, the variables' help, and exit 2 for "could not
+even look" or "could not start"."""
 
 from __future__ import annotations
 
+import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from pydantic import ValidationError
 
-from gateway.settings import Settings
+from gateway.settings import Settings, unit_and_default
 
 if TYPE_CHECKING:
+    import sqlalchemy as sa
+    from sqlalchemy import Connection
+
     from gateway.db import Database
+
+
+def env_names() -> str:
+    """Every KYM_* variable the settings read, a number's unit and default beside it."""
+    return ", ".join(
+        f"KYM_{name.upper()}" + (f" ({shown})" if (shown := unit_and_default(name)) else "")
+        for name in Settings.model_fields
+    )
+
+
+def env_of(name: str) -> str:
+    """`[env KYM_NAME; unit, default N]` for the help of the option that sets `name`."""
+    shown = unit_and_default(name)
+    return f"[env KYM_{name.upper()}{f'; {shown}' if shown else ''}]"
+
+
+@contextmanager
+def starting(command: str) -> Iterator[None]:
+    """What stops a command from starting (a port in use, a database that does not answer, a
+    data dir it cannot write, a file that is not PEM) as one line and exit 2; `kym -v` shows
+    the traceback instead."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from gateway.startup import DataDirInUse
+
+    try:
+        yield
+    except DataDirInUse as exc:
+        fail(str(exc))
+    except (OSError, RuntimeError, SQLAlchemyError, ValueError) as exc:
+        if logging.getLogger().isEnabledFor(logging.DEBUG):
+            raise
+        what = str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__]
+        fail(f"{command} could not start: {what[0]} (kym -v {command} ... shows where)")
+
 
 DATA_DIR = click.option(
     "--data-dir",
@@ -68,7 +110,13 @@ def audit() -> None:
 @DATABASE_URL
 def audit_verify(**flags: Any) -> None:
     """Check the audit log (entries, Merkle tree, signed tree heads): exit 0 when intact,
-    1 naming the first bad entry, 2 when there is nothing to check (no data dir, no database)."""
+    1 naming the first bad entry, 2 when there is nothing to check (no data dir, no database).
+
+    \b
+    Example:
+      kym audit verify --data-dir ./kym-data
+    """
+    from gateway.audit import store
     from gateway.audit.service import signer_public_key
     from gateway.service import verify_audit
 
@@ -77,6 +125,10 @@ def audit_verify(**flags: Any) -> None:
     signer = signer_public_key(settings.data_dir)
     if signer is None:
         fail(f"no gateway signing certificate in {settings.data_dir} to check tree heads with")
+    tables = (store.audit_log, store.merkle_nodes, store.chain_head, store.tree_heads)
+    for damage in readable(db, lambda: mistyped(db, tables)):
+        click.echo(f"audit chain BROKEN: {damage}", err=True)
+        sys.exit(1)
     count, problem = readable(db, lambda: verify_audit(db, signer))
     if problem is not None:
         seq, why = problem
@@ -95,13 +147,25 @@ def ledger() -> None:
 @DATABASE_URL
 def ledger_check(**flags: Any) -> None:
     """Check every ledger invariant: exit 0 when they hold, 1 listing each breach, 2 when
-    there is nothing to check (no data dir, no database)."""
+    there is nothing to check (no data dir, no database).
+
+    \b
+    Example:
+      kym ledger check --data-dir ./kym-data
+    """
+    from gateway.funding import plan_store
+    from gateway.funding import store as funding_store
     from gateway.funding.check import check_draws, check_sources
+    from wallet import schema
     from wallet.check import check
 
     db = existing_database(settings_from(**flags))
+    tables: tuple[sa.Table, ...] = (schema.accounts, schema.transfers, schema.payments)
+    tables += (schema.top_ups, funding_store.sources, plan_store.plans, plan_store.instalments)
 
     def breaches() -> list[Any]:
+        if damaged := mistyped(db, tables):
+            return [f"types: {damage}" for damage in damaged]  # the sums would not add up
         with db.snapshot() as conn:
             return check(conn) + check_sources(conn) + check_draws(conn)
 
@@ -128,14 +192,54 @@ def existing_database(settings: Settings) -> Database:
     return Database(url, read_only=read_only_sqlite(url))
 
 
+def mistyped(db: Database, tables: tuple[sa.Table, ...]) -> list[str]:
+    """On SQLite, which keeps whatever a column is given: each row (the first 10 a table) whose
+    integer column holds something else, which the checks would trip over rather than name."""
+    with db.snapshot() as conn:
+        if conn.dialect.name != "sqlite":
+            return []
+        return [found for table in tables for found in _mistyped_rows(conn, table)]
+
+
+def _mistyped_rows(conn: Connection, table: sa.Table) -> list[str]:
+    import sqlalchemy as sa
+
+    numbers = [column for column in table.columns if isinstance(column.type, sa.Integer)]
+    kinds = [sa.func.typeof(column) for column in numbers]
+    query = (
+        sa.select(*table.primary_key.columns, *kinds, *(sa.func.quote(c) for c in numbers))
+        .where(sa.or_(*(kind.not_in(["integer", "null"]) for kind in kinds)))
+        .limit(10)
+    )
+    keys = len(table.primary_key.columns)
+    found = []
+    for row in conn.execute(query):
+        key = "/".join(str(part) for part in row[:keys])
+        for n, column in enumerate(numbers):
+            if row[keys + n] not in ("integer", "null"):
+                value = row[keys + len(numbers) + n]
+                found.append(f"{table.name} {key}: {column.name} holds {value}, not an integer")
+    return found
+
+
 def readable(db: Database, read: Any) -> Any:
-    """`read()`, or exit 2 in one line when the database cannot be read at all."""
+    """`read()`, or exit 2 in one line when the database cannot be read at all; a value that
+    the checks cannot read (a damaged row they do not name) is exit 1, broken, in one line."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
+    shown = make_url(db.url).render_as_string(hide_password=True)
     try:
         return read()
     except SQLAlchemyError as exc:
-        shown = make_url(db.url).render_as_string(hide_password=True)
         cause = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         fail(f"cannot read the database {shown}: {cause}")
+    except (ValueError, TypeError, ArithmeticError) as exc:
+        if logging.getLogger().isEnabledFor(logging.DEBUG):
+            raise
+        click.echo(
+            f"kym: {shown} is damaged: a value the check cannot read ({type(exc).__name__}: "
+            f"{exc}); kym -v ... shows where",
+            err=True,
+        )
+        sys.exit(1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import secrets
@@ -31,6 +30,7 @@ from gateway.mqtt.client import GatewayClient
 from gateway.mqtt.housekeeper import Housekeeper
 from gateway.mqtt.workers import Publisher, Worker, settle_heap
 from gateway.settings import Settings, split_host_port
+from gateway.startup import Interrupts, bind_http, check_identities, claim_data_dir
 
 log = logging.getLogger("kym.serve")
 CRL_REFRESH_S = 12 * 3600  # well inside the CRL's 7-day lifetime
@@ -54,37 +54,6 @@ def admin_token(settings: Settings) -> str:
             f.write(f"kym_admin_{secrets.token_urlsafe(32)}\n")
         log.info("generated the admin token in %s", path)
     return path.read_text().strip()
-
-
-class DataDirInUse(RuntimeError):
-    """Another `kym serve` runs the broker of this data dir."""
-
-
-def claim_data_dir(settings: Settings, stack: ExitStack) -> None:
-    """Only one `kym serve` at a time runs the broker of a data dir: a second one started on
-    it (without --broker-url) is refused before it touches anything, rather than taking the
-    running one's Mosquitto for a leftover and stopping it. The claim is an `flock` on
-    DIR/serve.lock, held until `stack` closes; the kernel drops it when the process dies
-    however it dies, so a SIGKILLed `kym serve` never holds up the next one. Processes that
-    share a broker given with --broker-url share the data dir too, and claim nothing."""
-    if settings.broker_url:
-        return
-    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = settings.data_dir / "serve.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)  # not inherited by child processes
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
-        raise DataDirInUse(
-            f"{settings.data_dir} is in use: kym serve (pid {holder}) runs its broker. Stop "
-            "that one first, give this one another --data-dir, or share its broker with "
-            "--broker-url and --worker-index"
-        ) from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
-    stack.callback(os.close, fd)
 
 
 def build_context(settings: Settings) -> Context:
@@ -204,11 +173,6 @@ def start_gateway_clients(ctx: Context, stack: ExitStack) -> list[GatewayClient]
     address = broker_address(ctx.settings)
     clients = []
     first = ctx.settings.worker_index
-    if first + ctx.settings.gateway_workers > mosquitto.GATEWAY_IDENTITIES:
-        raise ValueError(
-            f"--worker-index + --workers must stay within "
-            f"{mosquitto.GATEWAY_IDENTITIES} gateway identities"
-        )
     for n in range(first, first + ctx.settings.gateway_workers):
         cert, key = keystore.ensure_gateway_client_identity(ctx.pki, n, utcnow())
         client = GatewayClient(
@@ -260,6 +224,7 @@ def refresh_crl_periodically(ctx: Context, stop: threading.Event) -> None:
 def running_gateway(settings: Settings, *, quiet: bool = False) -> Iterator[Running]:
     """Everything `kym serve` runs, with the HTTP API in a background thread; for demo and bench."""
     with ExitStack() as stack:
+        claim_data_dir(settings, stack)  # first: a second `kym serve` here touches nothing
         ctx, clients = start_services(settings, stack)
         host, port = split_host_port(settings.http, 8080)
         app = app_for(ctx, clients)
@@ -293,8 +258,9 @@ class Running:
 
 
 def start_services(settings: Settings, stack: ExitStack) -> tuple[Context, list[GatewayClient]]:
-    """Data dir, CRL, broker, MQTT clients, workers and housekeeper; stopped by `stack`."""
-    claim_data_dir(settings, stack)  # first: a second `kym serve` here touches nothing
+    """Data dir, CRL, broker, MQTT clients, workers and housekeeper; stopped by `stack`. The
+    caller has claimed the data dir (`claim_data_dir`)."""
+    check_identities(settings)  # before anything is made
     base = build_context(settings)
     stack.callback(base.db.dispose)
     base.db.checkpoint_in_background()  # SQLite: no checkpoint in the order path's commits
@@ -323,7 +289,12 @@ def app_for(ctx: Context, clients: list[GatewayClient]) -> FastAPI:
 
 def serve(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT."""
+    interrupts = Interrupts()
+    signal.signal(signal.SIGINT, interrupts)
     with ExitStack() as stack:
+        claim_data_dir(settings, stack)  # first: a second `kym serve` here touches nothing
+        listener = bind_http(settings)
+        stack.callback(listener.close)
         ctx, clients = start_services(settings, stack)
         app = app_for(ctx, clients)
         settle_heap()  # started: no full collection walks the start-up's objects again
@@ -346,9 +317,13 @@ def serve(settings: Settings) -> None:
             "KYM_ADMIN_TOKEN" if settings.admin_token else settings.data_dir / "admin-token",
         )
         server = _Server(config)
+        if interrupts.seen:  # a Ctrl-C during start-up that was raised where it got lost
+            raise KeyboardInterrupt
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: setattr(server, "should_exit", True))
-        server.run()  # returns; the ExitStack then stops the workers and the broker
+        server.run(
+            sockets=[listener]
+        )  # returns; the ExitStack then stops the workers and the broker
 
 
 class _Server(uvicorn.Server):

@@ -23,6 +23,10 @@ def quantity(
     return Field(default=default, json_schema_extra={"unit": unit}, gt=gt, ge=ge, le=le)
 
 
+# The URL schemes of the databases KYM runs on (SQLAlchemy's; plain postgresql is psycopg too).
+DATABASE_SCHEMES = ("sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg")
+
+
 class Settings(BaseSettings):
     """One place for configuration; built by the CLI entry point and passed down."""
 
@@ -69,6 +73,23 @@ class Settings(BaseSettings):
                 port = -1
             if broker.scheme not in ("mqtts", "ssl", "tls") or not broker.hostname or port == -1:
                 raise ValueError(f"{value!r} must look like mqtts://HOST:PORT")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        """SQLite or PostgreSQL through psycopg, the two databases KYM runs on (any other URL
+        ended in a missing driver's traceback, or SQLAlchemy's "Can't load plugin")."""
+        if value and value.partition("://")[0] not in DATABASE_SCHEMES:
+            hint = (
+                " (postgres:// is spelt postgresql+psycopg://)"
+                if value.startswith("postgres:")
+                else ""
+            )
+            raise ValueError(
+                f"{value.partition('://')[0]!r} is not a database KYM runs on{hint}: give "
+                "postgresql+psycopg://USER@HOST/DB or sqlite:///PATH"
+            )
         return value
 
     def resolved_database_url(self) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 
-@click.command()
+@click.command(short_help="Run simulated devices against a running gateway.")
 @click.option(
     "--devices",
     type=click.IntRange(min=1),
@@ -89,12 +89,17 @@ def simulate(
     state_dir: Path | None,
     seed: int,
 ) -> None:
-    """Run a population of simulated devices against a running gateway; print what it saw."""
+    """Run a population of simulated devices against a running gateway; print what it saw.
+
+    \b
+    Example (beside a `kym serve --data-dir ./kym-data` on the default addresses):
+      kym simulate --devices 10 --rate 5 --duration 30
+    """
     import tempfile
 
     import httpx
 
-    from devices.sdk import ApiError
+    from devices.sdk import ApiError, ConnectFailed
     from simulators.population import run_population
 
     token = admin_token or admin_token_file(data_dir)
@@ -120,6 +125,11 @@ def simulate(
             raise click.ClickException(f"the gateway at {api} refused: {exc}") from exc
         except httpx.HTTPError as exc:
             raise click.ClickException(f"cannot reach the gateway at {api}: {exc}") from exc
+        except ConnectFailed as exc:
+            raise click.ClickException(
+                f"{exc} (give --broker-url, or KYM_DEVICE_BROKER_URL, the broker of the "
+                f"gateway at {api})"
+            ) from exc
     click.echo(summary.render())
     if summary.surprises or summary.dropped or summary.unanswered:
         sys.exit(1)
@@ -231,7 +241,11 @@ def bench_command(serve_command: Sequence[str]) -> click.Command:
         """Measure payments per second end to end: devices → broker → gateway → ledger → results.
 
         Starts `kym serve` in a child process on a temp dir; other KYM_* variables do not
-        reach it.
+        reach it. It prints throughput and latency percentiles when the orders are answered.
+
+        \b
+        Example:
+          kym bench --orders 500
         """
         from rich.console import Console
 
@@ -271,7 +285,7 @@ def bench_command(serve_command: Sequence[str]) -> click.Command:
 
     for option in reversed(BENCH_OPTIONS):
         bench = option(bench)
-    return click.command(name="bench")(bench)
+    return click.command(name="bench", short_help="Measure payments per second, end to end.")(bench)
 
 
 def _hide_password(url: str) -> str:

@@ -120,7 +120,10 @@ def _head_problem(head: TreeHead, why: str) -> Problem:
 
 
 def _check_end(conn: Connection, walk: _Walk) -> Problem | None:
-    size, root, frontier = store.log_state(conn)
+    try:
+        size, root, frontier = store.log_state(conn)
+    except ValueError:  # no row, or a frontier that is not hex
+        return walk.size, "the log's anchor (its row in chain_head) is missing or unreadable"
     if walk.size != size:
         return min(walk.size, size), (
             f"the log ends after {walk.size} entries but its anchor says {size}"

@@ -13,19 +13,26 @@ from gateway.evidence.verify import verify_bundle
 FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
-@click.group()
+@click.group(short_help="Check evidence bundles offline.")
 def evidence() -> None:
     """Check evidence bundles (GET /v1/payments/{id}/evidence) offline."""
 
 
-@evidence.command("verify")
+@evidence.command("verify", short_help="Check a bundle against a CA bundle (GET /v1/ca).")
 @click.argument("bundle", metavar="FILE", type=FILE)
 @click.option("--ca", "ca_bundle", required=True, type=FILE, help="The CA bundle of GET /v1/ca.")
 def verify(bundle: Path, ca_bundle: Path) -> None:
     """Check a bundle against a CA bundle: exit 0 when every check holds, 1 naming each that
     fails, 2 when the file is not JSON. That the bundle holds every entry and result about the
     payment cannot be checked offline. It reads no KYM_* variable and no data dir: only the
-    two files."""
+    two files.
+
+    \b
+    Example:
+      curl -H "$OWNER_KEY" $API/v1/payments/$PAYMENT/evidence > bundle.json
+      curl $API/v1/ca > ca.pem
+      kym evidence verify bundle.json --ca ca.pem
+    """
     try:
         value = json.loads(bundle.read_text())
     except (ValueError, UnicodeDecodeError) as exc:

@@ -44,9 +44,15 @@ class Liveness:
 
 
 def spawn(module: str) -> subprocess.Popen[bytes]:
-    """Start `python -m module` with pipes on its stdin and stdout, both non-blocking here."""
+    """Start `python -m module` with pipes on its stdin and stdout, both non-blocking here. In a
+    session of its own: a terminal's Ctrl-C goes to the whole foreground process group, and a
+    child still importing (before `serve` ignores SIGINT) died of it with a traceback on the
+    gateway's terminal; the child ends when its pipe closes, however the gateway ends."""
     child = subprocess.Popen(
-        [sys.executable, "-m", module], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        [sys.executable, "-m", module],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        start_new_session=True,
     )
     assert child.stdin is not None and child.stdout is not None
     os.set_blocking(child.stdin.fileno(), False)

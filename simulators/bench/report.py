@@ -75,37 +75,25 @@ class BenchReport:
 
 
 def print_report(report: BenchReport, label: str, console: Console) -> None:
-    """A table of the run's numbers."""
-    table = Table(title=f"kym bench: {label}")
-    columns = (
-        "orders",
-        "results",
-        "lost",
-        "dup",
-        "forged",
-        "seconds",
-        "payments/s",
-        "p50",
-        "p95",
-        "p99",
-    )
-    for column in (*columns, "max ms", "CPU s", "statuses"):
-        table.add_column(column)
-    table.add_row(
-        str(report.orders),
-        str(report.results),
-        str(report.lost),
-        str(report.duplicated),
-        str(report.forged),
-        f"{report.seconds:.2f}",
-        f"{report.per_second:.0f}",
-        _ms(report.p50_ms),
-        _ms(report.p95_ms),
-        _ms(report.p99_ms),
-        _ms(report.max_ms),
-        " ".join(f"{k} {_ms(v)}" for k, v in report.cpu_s.items()),
-        str(report.statuses),
-    )
+    """The run's numbers, a row each: in an 80-column terminal a row of thirteen columns left
+    every number cut to its first digits ("17…")."""
+    table = Table(title=f"kym bench: {label}", title_justify="left", show_header=False)
+    table.add_column("measure", style="bold", no_wrap=True)
+    table.add_column("value")
+    latency = (("p50", report.p50_ms), ("p95", report.p95_ms), ("p99", report.p99_ms))
+    rows = {
+        "payments/s": f"{report.per_second:.0f}",
+        "orders": f"{report.orders} sent, {report.results} answered (lost {report.lost}, "
+        f"duplicated {report.duplicated}, forged {report.forged})",
+        "seconds": f"{report.seconds:.2f}",
+        "latency ms": "  ".join(f"{k} {_ms(v)}" for k, v in (*latency, ("max", report.max_ms))),
+        "CPU s": "  ".join(f"{k} {_ms(v)}" for k, v in report.cpu_s.items()) or "-",
+        "statuses": ", ".join(f"{k} {n}" for k, n in report.statuses.items()) or "-",
+    }
+    if report.reasons:
+        rows["reasons"] = ", ".join(f"{k} {n}" for k, n in report.reasons.items())
+    for measure, value in rows.items():
+        table.add_row(measure, value)
     console.print(table)
 
 

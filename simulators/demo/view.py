@@ -166,7 +166,30 @@ class View:
 
     def _print(self, line: Text) -> None:
         console = self.live.console if self.live is not None else self.console
+        if console.is_terminal:
+            line = hanging(line, console, INDENT)
         console.print(line, soft_wrap=not console.is_terminal)
+
+
+INDENT = 9  # a line's continuation starts under the device's name, right of the time
+
+
+def hanging(line: Text, console: Console, indent: int) -> Text:
+    """`line` wrapped at the console's width, its continuation lines indented: a result line
+    that did not fit 80 columns went on at column 0, under the times ("idempotency_conflict"
+    alone on a line, as if it were a line of its own)."""
+    width = console.width
+    if line.cell_len <= width:
+        return line
+    first = line.wrap(console, width)[0]
+    first.rstrip()
+    plain, cut = line.plain, len(first.plain)
+    while cut < len(plain) and plain[cut] == " ":
+        cut += 1
+    rest = line[cut:].wrap(console, max(width - indent, 20))
+    for part in rest:
+        part.rstrip()
+    return Text("\n").join([first, *(Text(" " * indent) + part for part in rest)])
 
 
 def print_scenarios(

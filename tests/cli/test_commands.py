@@ -45,6 +45,40 @@ def test_every_command_help_names_the_variables_it_reads(path: tuple[str, ...]) 
     assert "KYM_" in help_of(*path)
 
 
+@pytest.mark.parametrize("path", [(), *leaf_commands(main)], ids=" ".join)
+def test_every_help_fits_an_80_column_terminal(path: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(main, [*path, "--help"], terminal_width=80)
+    too_wide = [line for line in result.output.splitlines() if len(line) > 80]
+    assert not too_wide, too_wide
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        ("serve",),
+        ("demo",),
+        ("mosquitto-config",),
+        ("ledger", "check"),
+        ("audit", "verify"),
+        ("bench",),
+        ("simulate",),
+        ("evidence", "verify"),
+    ],  # fmt: skip
+    ids=" ".join,
+)
+def test_each_operator_command_s_help_shows_an_example(path: tuple[str, ...]) -> None:
+    said = help_of(*path)
+    assert "Example" in said and f"kym {' '.join(path)} " in said, said
+
+
+@pytest.mark.parametrize("path", [(), ("device",), ("evidence",)], ids=" ".join)
+def test_no_command_s_summary_is_cut_short_in_80_columns(path: tuple[str, ...]) -> None:
+    """Click cuts a summary that does not fit with "...": "Check evidence bundles (GET..."."""
+    result = CliRunner().invoke(main, [*path, "--help"], terminal_width=80)
+    listing = result.output.split("Commands:")[1]
+    assert "..." not in listing, listing
+
+
 def test_serve_help_names_every_setting_variable() -> None:
     text = " ".join(help_of("serve").split())
     for name in Settings.model_fields:

@@ -34,6 +34,8 @@ def _one_line_exit_2(result: subprocess.CompletedProcess[str], expected: str) ->
         (["--worker-index", "-1"], {}, "kym: --worker-index:"),
         (["--broker-url", "http://h:1"], {}, "must look like mqtts://HOST:PORT"),
         (["--broker", "embedded", "--http", "127.0.0.1:abc"], {}, "is not HOST:PORT"),
+        (["--database-url", "mysql://u@h/db"], {}, "kym: --database-url: 'mysql' is not a"),
+        (["--database-url", "postgres://u@h/db"], {}, "is spelt postgresql+psycopg://"),
     ],
 )
 def test_a_setting_that_does_not_do_names_its_flag_or_variable(
@@ -42,6 +44,13 @@ def test_a_setting_that_does_not_do_names_its_flag_or_variable(
     result = kym(*_serve(tmp_path, *flags), KYM_DEVICE_RATE=env.get("KYM_DEVICE_RATE", "10"))
     _one_line_exit_2(result, expected)
     assert not (tmp_path / "d").exists()  # refused before anything was made
+
+
+@pytest.mark.parametrize("command", [["ledger", "check"], ["audit", "verify"]])
+def test_the_checks_refuse_a_database_kym_does_not_run_on(command: list[str]) -> None:
+    """A driver that is not installed ended in an ImportError's traceback."""
+    result = kym(*command, "--database-url", "mysql://u@h/db")
+    _one_line_exit_2(result, "give postgresql+psycopg://USER@HOST/DB or sqlite:///PATH")
 
 
 def test_an_unreachable_database_is_one_line(tmp_path: Path) -> None:
@@ -68,6 +77,30 @@ def test_a_broker_port_in_use_is_one_line(tmp_path: Path) -> None:
         _one_line_exit_2(kym(*args), "kym: serve could not start: ")
 
 
+def test_an_http_port_in_use_is_one_line_before_anything_starts(tmp_path: Path) -> None:
+    """uvicorn found it only once the broker and the workers ran: it logged the error, the
+    serve's own line said the API was on that port, and it exited 3."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        address = f"127.0.0.1:{held.getsockname()[1]}"
+        args = _serve(tmp_path, "--broker", "embedded")
+        args[4] = address
+        _one_line_exit_2(kym(*args), f"--http {address} is in use by another process")
+    assert not (tmp_path / "d" / "ca").exists()  # refused before the CAs or the broker
+
+
+def test_more_workers_than_gateway_identities_is_refused_before_anything_starts(
+    tmp_path: Path,
+) -> None:
+    """It was found only once the CAs, the database and the broker had been made."""
+    result = kym(
+        *_serve(tmp_path, "--broker", "embedded", "--worker-index", "15", "--workers", "2")
+    )
+    _one_line_exit_2(result, "--worker-index 15 + --workers 2 must stay within the 16")
+    assert not (tmp_path / "d" / "ca").exists() and not (tmp_path / "d" / "kym.db").exists()
+
+
 def test_mosquitto_config_names_what_is_wrong(tmp_path: Path) -> None:
     out = str(tmp_path / "conf")
     bad = kym(
@@ -79,6 +112,11 @@ def test_mosquitto_config_names_what_is_wrong(tmp_path: Path) -> None:
                 "127.0.0.1:8883", "--out", out)  # fmt: skip
     _one_line_exit_2(no_db, "give --database-url (or KYM_DATABASE_URL)")
     assert not (tmp_path / "pg" / "kym.db").exists()  # no empty SQLite database made there
+    (tmp_path / "afile").write_text("")  # an --out it cannot make: a traceback, after the CAs
+    no_out = kym("mosquitto-config", "--data-dir", str(tmp_path / "new"), "--listen",
+                 "127.0.0.1:8883", "--out", str(tmp_path / "afile" / "conf"))  # fmt: skip
+    _one_line_exit_2(no_out, "kym: mosquitto-config could not start: ")
+    assert "Not a directory" in no_out.stderr and not (tmp_path / "new").exists()
 
 
 @pytest.mark.parametrize(
@@ -89,6 +127,8 @@ def test_mosquitto_config_names_what_is_wrong(tmp_path: Path) -> None:
         ["simulate", "--devices", "0"],
         ["simulate", "--rate", "0"],
         ["simulate", "--duration", "-1"],
+        ["demo", "--duration", "-1"],  # ran the demo and printed an empty summary
+        ["demo", "--duration", "0"],
     ],
 )
 def test_load_commands_refuse_numbers_out_of_range_before_starting(args: list[str]) -> None:
@@ -134,3 +174,17 @@ def test_serve_says_when_it_cannot_reach_its_broker(tmp_path: Path) -> None:
         process.wait(15)
     said = log.read_text()
     assert f"cannot reach the broker at {broker.removeprefix('mqtts://')}" in said, said[-2000:]
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]"])
+def test_the_api_socket_is_bound_for_the_host_s_own_family(host: str) -> None:
+    """The socket serve hands uvicorn is bound before the rest starts, for IPv6 as for IPv4."""
+    from gateway.settings import Settings
+    from gateway.startup import bind_http
+
+    if host == "[::1]" and not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+    listener = bind_http(Settings(http=f"{host}:{free_port()}"))
+    with listener:
+        expected = socket.AF_INET6 if host == "[::1]" else socket.AF_INET
+        assert listener.family == expected

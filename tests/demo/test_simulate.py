@@ -60,3 +60,22 @@ def test_simulate_without_an_admin_token_says_where_one_comes_from(tmp_path: Pat
     completed = kym("simulate", "--data-dir", str(tmp_path))
     assert completed.returncode == 2
     assert "no admin token" in completed.stderr and "KYM_ADMIN_TOKEN" in completed.stderr
+
+
+@pytest.mark.parametrize("gateway", ["embedded"], indirect=True)
+def test_simulate_against_a_broker_that_is_not_there_says_so_in_one_line(
+    live: Http,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """It ended in the SDK's ConnectFailed traceback."""
+    from gateway.server import free_port
+
+    broker = f"mqtts://127.0.0.1:{free_port()}"  # nothing listens there
+    (tmp_path / "admin-token").write_text(ADMIN_TOKEN + "\n")
+    args = ["--api", live.url, "--broker-url", broker, "--data-dir", str(tmp_path)]
+    completed = kym("simulate", "--devices", "1", "--duration", "1", *args)
+    assert completed.returncode == 1, completed.stderr
+    assert "Traceback" not in completed.stderr, completed.stderr[-2000:]
+    [line] = completed.stderr.splitlines()
+    assert line.startswith("Error: could not open a connection to the broker at 127.0.0.1:")
+    assert "give --broker-url, or KYM_DEVICE_BROKER_URL" in line

@@ -117,6 +117,34 @@ def test_http_cert_without_its_key_is_refused_in_one_line(tmp_path: Path) -> Non
     assert done.stderr.strip() == "kym: --http-cert and --http-key go together"
 
 
+def test_a_cert_or_key_that_will_not_serve_is_one_line_naming_the_flag_before_starting(
+    tmp_path: Path,
+) -> None:
+    """ssl said "[SSL] PEM lib (_ssl.c:3905)", after the CAs, the broker and the workers."""
+    cert, key, other = tmp_path / "own.crt", tmp_path / "own.key", tmp_path / "other.key"
+    openssl_ok(
+        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-subj", "/CN=own", "-days", "2", "-keyout", key, "-out", cert,
+    )  # fmt: skip
+    openssl_ok("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", other)
+    for given_cert, given_key, said in [
+        (key, key, f"--http-cert {key} holds no PEM certificate"),
+        (cert, cert, f"--http-key {cert} holds no PEM private key"),
+        (cert, other, f"--http-key {other} is not the key of --http-cert {cert}"),
+    ]:
+        done = subprocess.run(
+            [sys.executable, "-m", "gateway.cli", "serve", "--data-dir", str(tmp_path / "d")]
+            + ["--http-cert", str(given_cert), "--http-key", str(given_key)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 2, done.stderr[-2000:]
+        [line] = done.stderr.splitlines()
+        assert said in line, line
+        assert not (tmp_path / "d").exists()
+
+
 def test_the_sdk_talks_to_a_tls_gateway_given_its_ca_file(
     tmp_path: Path,
     served: tuple[int, list[subprocess.Popen[bytes]]],

@@ -246,3 +246,13 @@ def _alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_the_helper_children_are_out_of_reach_of_a_terminals_ctrl_c() -> None:
+    """A Ctrl-C in the terminal of `kym serve` signals its whole process group: a helper still
+    importing died of it with a KeyboardInterrupt traceback among the gateway's lines."""
+    child = pipes.spawn("gateway.orders.verifier")
+    try:
+        assert os.getsid(child.pid) == child.pid != os.getpgid(0)
+    finally:
+        pipes.end(child)

@@ -22,7 +22,7 @@ import click
 from devices.sdk.commands import orders, payee, registration
 
 
-@click.group()
+@click.group(short_help="Be a device: key, registration, orders and results.")
 def device() -> None:
     """Be a device: make a key, register it, pay and listen, over the device SDK.
 

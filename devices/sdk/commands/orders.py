@@ -31,7 +31,7 @@ from devices.sdk.identity import StatePaths
 from devices.sdk.messages import Event, Result
 
 
-@click.command()
+@click.command(short_help="Pay AMOUNT (minor units) to PAYEE now.")
 @STATE_DIR
 @BROKER_URL
 @TIMEOUT
@@ -56,7 +56,7 @@ def pay(
     send_and_show(state_dir, broker_url, fields, timeout_s)
 
 
-@click.command()
+@click.command(short_help="Reserve up to AMOUNT for PAYEE, to capture or void.")
 @STATE_DIR
 @BROKER_URL
 @TIMEOUT
@@ -90,7 +90,7 @@ def hold(
     send_and_show(state_dir, broker_url, fields, timeout_s)
 
 
-@click.command()
+@click.command(short_help="Print a signed pay order without sending it.")
 @STATE_DIR
 @click.argument("payee")
 @click.argument("amount", type=click.IntRange(min=1))
@@ -112,7 +112,7 @@ def sign(state_dir: Path, payee: str, amount: int, currency: str, description: s
     click.echo(order.jws)
 
 
-@click.command()
+@click.command(short_help="Print every verified result and event for the device.")
 @STATE_DIR
 @BROKER_URL
 @click.option("--count", type=int, default=None, help="Stop after this many messages.")

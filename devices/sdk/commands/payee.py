@@ -15,7 +15,7 @@ PAYMENT_ID = click.argument("payment_id")
 AMOUNT = click.argument("amount", type=click.IntRange(min=1))
 
 
-@click.command()
+@click.command(short_help="Take AMOUNT of the hold PAYMENT_ID (a payee's order).")
 @STATE_DIR
 @BROKER_URL
 @TIMEOUT

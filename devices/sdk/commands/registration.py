@@ -35,7 +35,7 @@ from devices.sdk.identity import (
 )
 
 
-@click.command()
+@click.command(short_help="Make the device's key and a CSR.")
 @STATE_DIR
 @click.option(
     "--key-type", type=click.Choice(["p256", "ed25519"]), default="p256", show_default=True
@@ -57,7 +57,7 @@ def keygen(state_dir: Path, key_type: str, name: str) -> None:
     click.echo(f"key: {paths.key} (mode 0600)\ncsr: {csr}")
 
 
-@click.command()
+@click.command(short_help="Register the device as its integrator.")
 @STATE_DIR
 @click.option(
     "--api",

@@ -1,0 +1,77 @@
+"""`kym ledger check` and `kym audit verify` on a SQLite copy damaged with sqlite3: a value of
+the wrong type, or the audit log's anchor gone, is named in one line with exit 1 (broken), never
+a traceback. SQLite keeps whatever a column is given, so the checks meet what the schema's types
+would have refused on PostgreSQL."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from gateway.audit import service as audit_service
+from tests.service.test_read_only_checks import checks, copy_of, pay
+from tests.support.world import World
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(
+    ("statement", "command", "said"),
+    [
+        (
+            "UPDATE wallet_accounts SET credits_posted = 'x' WHERE kind = 'wallet'",
+            "ledger check",
+            "BREACH types: wallet_accounts ",  # then the account's id
+        ),
+        (
+            "UPDATE tree_heads SET tree_size = 'x'",
+            "audit verify",
+            "audit chain BROKEN: tree_heads x: tree_size holds 'x', not an integer",
+        ),
+        (
+            "DELETE FROM chain_head",
+            "audit verify",
+            "the log's anchor (its row in chain_head) is missing or unreadable",
+        ),
+        (
+            "UPDATE chain_head SET frontier = 'zz'",
+            "audit verify",
+            "the log's anchor (its row in chain_head) is missing or unreadable",
+        ),
+    ],
+)
+def test_a_damaged_value_is_named_with_exit_1_not_a_traceback(
+    world: World, tmp_path: Path, statement: str, command: str, said: str
+) -> None:
+    pay(world)
+    audit_service.sign_tree_head(world.ctx)
+    copy = copy_of(world, tmp_path / "copy")
+    with closing(sqlite3.connect(copy / "kym.db")) as raw:
+        raw.execute(statement)
+        raw.commit()
+    done = checks(copy)[command]
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert said in done.stderr.splitlines()[0], done.stderr
+
+
+def test_a_value_the_checks_cannot_read_is_exit_1_in_one_line(tmp_path: Path) -> None:
+    """What the type scan does not name still ends in one line, not a traceback."""
+    import click
+    from click.testing import CliRunner
+
+    from gateway.cli_checks import readable
+    from gateway.db import Database
+
+    db = Database(f"sqlite:///{tmp_path / 'kym.db'}")
+
+    @click.command()
+    def read() -> None:
+        readable(db, lambda: int("x"))
+
+    result = CliRunner().invoke(read)
+    db.dispose()
+    assert result.exit_code == 1
+    assert "is damaged: a value the check cannot read (ValueError" in result.output
