@@ -18,6 +18,7 @@ from gateway.cli_checks import DATA_DIR, DATABASE_URL, fail, settings_from
 
 @click.command(
     "retire-worker",
+    short_help="Drain the orders of a gateway identity no longer run.",
     epilog="Reads KYM_DATA_DIR, KYM_DATABASE_URL and KYM_BROKER_URL (a flag wins over its "
     "variable). Example, after going from `kym serve --workers 2` to `--workers 1` on a "
     "shared broker:\n\n\b\n  kym retire-worker --data-dir DIR --worker-index 1 \\\n"
