@@ -41,11 +41,13 @@ class Gateway:
         broker_url: str | None = None,
         worker_index: int = 0,
         workers: int = 1,
+        broker: str = "mosquitto",
     ):
         """`worker_index`: its first identity is kym-gateway-<n> (another process sharing the
-        broker and the database takes another n); `workers`: how many it runs from there."""
+        broker and the database takes another n); `workers`: how many it runs from there;
+        `broker`: the kind it runs itself when there is no `broker_url` (`--broker`)."""
         self.data_dir, self.database_url, self.broker_url = data_dir, database_url, broker_url
-        self.worker_index, self.workers = worker_index, workers
+        self.worker_index, self.workers, self.broker = worker_index, workers, broker
         self.http_port = free_port()
         self.mqtt_port = free_port()  # used when no broker_url: the managed broker's port
         self.url = f"http://127.0.0.1:{self.http_port}"
@@ -63,7 +65,7 @@ class Gateway:
         if self.broker_url:
             command += ["--broker-url", self.broker_url]
         else:
-            command += ["--mqtt", f"127.0.0.1:{self.mqtt_port}", "--broker", "mosquitto"]
+            command += ["--mqtt", f"127.0.0.1:{self.mqtt_port}", "--broker", self.broker]
         env = os.environ | {"KYM_ADMIN_TOKEN": ADMIN_TOKEN}
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(

@@ -16,10 +16,10 @@ import pytest
 from tests.faults.fleet import Device, Stream, all_acknowledged, assert_decided_once, running_fleet
 from tests.faults.processes import Gateway, Mosquitto, Postgres
 
-pytestmark = [pytest.mark.slow, pytest.mark.mosquitto]
+pytestmark = [pytest.mark.slow]
 DEVICES = 4
 PERIOD_S = 0.15
-KILLS = {"external": 7, "managed": 6, "two processes": 8}
+KILLS = {"external": 7, "managed": 6, "embedded": 6, "two processes": 8}
 
 
 def kill_at_random_moments(gateway: Gateway, kills: int, rng: random.Random) -> None:
@@ -47,6 +47,7 @@ def run_with_kills(
         stream.stop()
 
 
+@pytest.mark.mosquitto
 def test_a_sigkilled_gateway_behind_mosquitto_loses_no_acknowledged_order(
     database: str, mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
@@ -61,6 +62,7 @@ def test_a_sigkilled_gateway_behind_mosquitto_loses_no_acknowledged_order(
         assert_decided_once(fleet, gateway, database, orders, name, kills=kills, seed=seed)
 
 
+@pytest.mark.mosquitto
 def test_a_sigkilled_gateway_with_its_managed_mosquitto_loses_no_order(
     mosquitto_binary: str, tmp_path: Path
 ) -> None:
@@ -75,7 +77,23 @@ def test_a_sigkilled_gateway_with_its_managed_mosquitto_loses_no_order(
         assert_decided_once(fleet, gateway, database, orders, name, kills=kills, seed=seed)
 
 
+def test_a_sigkilled_gateway_with_its_embedded_broker_loses_no_order(tmp_path: Path) -> None:
+    """The newcomer's default where Mosquitto is not installed: the broker lives in the
+    gateway's process and dies with it, so what it held is gone; the SDK's re-sends recover
+    every journaled order, and idempotency answers the ones decided already."""
+    seed, kills = random.randrange(1 << 30), KILLS["embedded"]
+    database = f"sqlite:///{tmp_path / 'kym.db'}"
+    gateway = Gateway(tmp_path / "data", database, broker="embedded")
+    devices, port = tmp_path / "devices", gateway.mqtt_port
+    with running_fleet(gateway, devices, DEVICES, port, 2.0) as (fleet, merchant):
+        run_with_kills(gateway, fleet, merchant, kills, seed)  # the SDK re-sends
+        orders = {d.id: set(d.sent) for d in fleet}  # every journaled order
+        name = "sigkill embedded-broker sqlite"
+        assert_decided_once(fleet, gateway, database, orders, name, kills=kills, seed=seed)
+
+
 @pytest.mark.postgres
+@pytest.mark.mosquitto
 def test_two_gateway_processes_sigkilled_in_turn_lose_no_acknowledged_order(
     postgres_cluster: Postgres, mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
