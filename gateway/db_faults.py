@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 
 from sqlalchemy.exc import DBAPIError
 
@@ -26,17 +27,13 @@ FAULT_LOG_EVERY_S = 30.0
 def resource_fault(exc: BaseException) -> bool:
     """Whether a database error says the database ran out of room or could not do its I/O (a
     full disk, no memory, a read-only or failing file), not that the data was wrong."""
-    seen: BaseException | None = exc
-    for _ in range(8):  # the error, the driver's under it, and what caused those
-        if seen is None:
-            return False
+    for seen in _causes(exc):
         sqlstate = getattr(seen, "sqlstate", None)
         if isinstance(sqlstate, str) and sqlstate.startswith(RESOURCE_SQLSTATE_CLASSES):
             return True
         code = getattr(seen, "sqlite_errorcode", None)
         if isinstance(code, int) and code & 0xFF in RESOURCE_SQLITE_CODES:
             return True
-        seen = getattr(seen, "orig", None) or seen.__cause__
     return False
 
 
@@ -48,10 +45,7 @@ def database_fault(exc: BaseException) -> bool:
 
 
 def _session_lost(exc: BaseException) -> bool:
-    seen: BaseException | None = exc
-    for _ in range(8):  # the error, the driver's under it, and what caused those
-        if seen is None:
-            return False
+    for seen in _causes(exc):
         if isinstance(seen, DBAPIError) and seen.connection_invalidated:
             return True
         sqlstate = getattr(seen, "sqlstate", "")  # psycopg's errors have one, maybe None
@@ -59,8 +53,17 @@ def _session_lost(exc: BaseException) -> bool:
             return True  # psycopg's own, with no server's answer: refused, or cut off
         if isinstance(sqlstate, str) and sqlstate.startswith(LOST_SQLSTATE_PREFIXES):
             return True
-        seen = getattr(seen, "orig", None) or seen.__cause__
     return False
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """The error, the driver's under it, and what caused those (eight at most)."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return
+        yield seen
+        seen = getattr(seen, "orig", None) or seen.__cause__
 
 
 class FaultLog:
