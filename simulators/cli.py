@@ -7,8 +7,9 @@ CLI hands it (`kym serve`), so that nothing here imports the gateway.
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import click
@@ -262,6 +263,13 @@ def bench_command(serve_command: Sequence[str]) -> click.Command:
                 f"--orders {most}, or a higher --rate"
             )
         console = Console(stderr=as_json)
+        unused = unused_settings(os.environ)
+        if unused:
+            console.print(
+                f"[yellow]not passed to the gateway it starts: {', '.join(unused)}[/] (kym "
+                "bench measures `kym serve` with its own settings; to measure others, change "
+                "their defaults in gateway/settings.py)"
+            )
         load = Load(devices, orders, rate, "ed25519" if key_type == "ed25519" else "p256")
         report = run_bench(
             serve_command,
@@ -286,6 +294,13 @@ def bench_command(serve_command: Sequence[str]) -> click.Command:
     for option in reversed(BENCH_OPTIONS):
         bench = option(bench)
     return click.command(name="bench", short_help="Measure payments per second, end to end.")(bench)
+
+
+def unused_settings(environ: Mapping[str, str]) -> list[str]:
+    """The caller's KYM_* variables that `kym bench` does not hand to the gateway it starts
+    (only --database-url is read from the environment, as KYM_DATABASE_URL): a measurement
+    taken with KYM_CRYPTO_HELPERS=false would otherwise silently measure the defaults."""
+    return sorted(k for k in environ if k.startswith("KYM_") and k != "KYM_DATABASE_URL")
 
 
 def _hide_password(url: str) -> str:

@@ -30,6 +30,7 @@ def test_bench_sends_every_order_and_reports_every_result(tmp_path: Path) -> Non
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "kym bench: 2 devices, ed25519, embedded broker, SQLite" in completed.stderr
+    assert "not passed" not in completed.stderr  # no KYM_* variable was set
     numbers = json.loads(completed.stdout.strip().splitlines()[-1])
     assert (numbers["orders"], numbers["results"], numbers["lost"]) == (40, 40, 0)
     assert numbers["duplicated"] == 0
@@ -68,3 +69,25 @@ def test_bench_holds_idle_mutual_tls_connections_while_others_pay(tmp_path: Path
     assert numbers["broker_process"] == "mosquitto"
     assert numbers["broker_rss_kb_after"] > numbers["broker_rss_kb_before"] > 0
     assert numbers["broker_kb_per_connection"] > 0
+
+
+def test_bench_names_the_callers_settings_it_does_not_pass_on(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KYM_")}
+    env |= {"COLUMNS": "200", "KYM_CRYPTO_HELPERS": "false", "KYM_DEVICE_RATE": "5"}
+    command = [sys.executable, "-m", "gateway.cli", "bench", "--devices", "1", "--orders", "4"]
+    completed = subprocess.run(
+        [*command, "--broker", "embedded", "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert (
+        "not passed to the gateway it starts: KYM_CRYPTO_HELPERS, KYM_DEVICE_RATE"
+        in completed.stderr
+    )
+    assert json.loads(completed.stdout.strip().splitlines()[-1])["statuses"] == {"approved": 4}
+    unused = [line for line in completed.stderr.splitlines() if "not passed" in line]
+    assert len(unused) == 1, completed.stderr
