@@ -35,6 +35,7 @@ from gateway.events import store as event_store
 from gateway.events.collect import batch_events as record_events
 from gateway.events.collect import likely_recipients
 from gateway.evidence.record import attach_consents, subjects
+from gateway.orders import early
 from gateway.orders import store as order_store
 from gateway.orders.cache import StateCache, known_merchants
 from gateway.orders.signer import Signer
@@ -58,6 +59,8 @@ class Batch:
     rules: dict[str, Rules | None] = field(default_factory=dict)
     mandates: dict[str, list[Mandate]] = field(default_factory=dict)
     known: dict[tuple[str, str], order_store.KnownOrder] = field(default_factory=dict)
+    refused_early: set[early.Refused] = field(default_factory=set)  # refused before as dated ahead
+    refusing_early: dict[early.Refused, int] = field(default_factory=dict)  # now, until when
     usage: dict[str, dict[str, Usage]] = field(default_factory=dict)  # scope -> period key -> usage
     outgoing: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     audit: list[AuditEntry] = field(default_factory=list)
@@ -253,6 +256,7 @@ def finish(
     the audit log's state, then every insert (and the COMMIT); each round trip cost about 1 ms
     of waiting on a busy machine, beyond the statements' own time, and there were eight."""
     conn = batch.conn
+    early.remember(conn, batch.refusing_early, batch.ts)  # rarely any: not in a round trip
     asked = likely_recipients(batch) if batch.audit else set()
     with pipelined(conn):
         moved = move_in_bulk(conn, batch.placements, batch.now) if batch.placements else None

@@ -25,7 +25,7 @@ from devices.contract import Reason, Result, Status
 from gateway.context import Context, OutboxEntry
 from gateway.errors import ORDER_REFUSALS, reason_of
 from gateway.events import metrics
-from gateway.orders import adjustments, payments
+from gateway.orders import adjustments, early, payments
 from gateway.orders import store as order_store
 from gateway.orders.batch import Batch, BulkRefused, finish, load_state, lock_senders, order_audit
 from gateway.orders.cache import CacheMoved, StateCache
@@ -153,12 +153,12 @@ def load_batch(
         locked = lock_senders(conn, senders, payees, cache)
         # the senders are locked by then: their counters and wallets as they are committed
         counted = order_store.counters_later(conn, scopes)
-        known = order_store.known_orders_later(conn, [(o.device_id, o.order_id) for o in orders])
+        seen = early.seen_later(conn, [(o.device_id, o.order_id) for o in orders])
         wallets = wallet_store.get_wallets_later(conn, senders) if bulk else None
     if moved is not None:
         moved()  # raises CacheMoved if the copies used so far may be stale
     batch = load_state(conn, now, senders, payees, cache, locked, counted, clock)
-    batch.known = known()
+    batch.known, batch.refused_early = seen()
     if wallets is not None:
         batch.placements = []
         found = wallets()
@@ -180,7 +180,7 @@ def decide_one(batch: Batch, item: Checked) -> None:
     if known is not None:  # a replay: the latest answer again, nothing decided anew
         batch.answer(replace(known.result, duplicate=True, ts=batch.ts))
         return
-    if abs(order.ts - batch.ts) > FRESHNESS.total_seconds():
+    if stale(batch, order, digest):
         reject(batch, item.device_id, order.order_id, Reason.STALE_ORDER)
         return
     if item.outside_validity:  # its bundle could never verify: as if no certificate signed it
@@ -202,6 +202,17 @@ def decide_one(batch: Batch, item: Checked) -> None:
             order_audit(order, result, digest),
         )
     )
+
+
+def stale(batch: Batch, order: wire.Order, digest: str) -> bool:
+    """Whether an order is refused as `stale_order`: dated more than FRESHNESS away from the
+    batch's time, or these very bytes were refused before as dated ahead (`gateway.orders.early`:
+    remembered for the batch to write, until the order is stale by age)."""
+    window, refused = int(FRESHNESS.total_seconds()), (order.device_id, order.order_id, digest)
+    if order.ts - batch.ts > window:
+        batch.refusing_early[refused] = order.ts + window
+        return True
+    return batch.ts - order.ts > window or refused in batch.refused_early
 
 
 def reject(batch: Batch, device_id: str, order_id: str | None, reason: Reason) -> None:

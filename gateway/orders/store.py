@@ -111,16 +111,19 @@ def known_orders_later(
     keys = set(keys)
     if not keys:
         return dict
-    pairs = sorted(keys)
-    params: dict[str, Any]
-    if conn.dialect.name == "postgresql":
-        params = {"devices": [d for d, _ in pairs], "orders": [o for _, o in pairs]}
-    else:
-        params = {"keys": json.dumps(pairs)}
-    rows = _KNOWN_ORDERS.later(conn, params)
+    rows = _KNOWN_ORDERS.later(conn, key_params(conn, keys))
     return lambda: {
         (d, o): KnownOrder(h, Result.from_payload(json.loads(r))) for d, o, h, r in rows()
     }
+
+
+def key_params(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """(device_id, order_id) pairs bound for a lookup by them: `keys` (JSON) on SQLite,
+    `devices` and `orders` (arrays) on PostgreSQL."""
+    pairs = sorted(set(keys))
+    if conn.dialect.name == "postgresql":
+        return {"devices": [d for d, _ in pairs], "orders": [o for _, o in pairs]}
+    return {"keys": json.dumps(pairs)}
 
 
 # Compiled once and run on the DBAPI cursor: every order batch runs them, and Core's work per
@@ -129,19 +132,20 @@ def known_orders_later(
 # a bitmap scan of every order the batch's devices ever sent (2.4 ms a batch of 86 with 10,000
 # orders stored, growing with each device's history), on SQLite a probe for every device and
 # order id combined (0.64 ms with 10,000 orders, 1.9 ms with 100,000; now 0.15 ms for both).
-_KNOWN_COLUMNS = "o.device_id, o.order_id, o.payload_sha256, o.result_json"
+KNOWN_COLUMNS = "o.device_id, o.order_id, o.payload_sha256, o.result_json"
+# `o` is the table these pairs are looked up in, by its primary key (or a prefix of it)
+BY_KEYS = {
+    "sqlite": "FROM json_each(:keys) AS k CROSS JOIN {table} AS o"
+    " ON o.device_id = json_extract(k.value, '$[0]')"
+    " AND o.order_id = json_extract(k.value, '$[1]')",
+    "postgresql": "FROM unnest(CAST(:devices AS TEXT[]), CAST(:orders AS TEXT[]))"
+    " AS k(device_id, order_id)"
+    " JOIN {table} AS o ON o.device_id = k.device_id AND o.order_id = k.order_id",
+}
 _KNOWN_ORDERS = Prepared(
     {
-        "sqlite": sa.text(
-            f"SELECT {_KNOWN_COLUMNS} FROM json_each(:keys) AS k CROSS JOIN orders AS o"
-            " ON o.device_id = json_extract(k.value, '$[0]')"
-            " AND o.order_id = json_extract(k.value, '$[1]')"
-        ),
-        "postgresql": sa.text(
-            f"SELECT {_KNOWN_COLUMNS} FROM unnest(CAST(:devices AS TEXT[]),"
-            " CAST(:orders AS TEXT[])) AS k(device_id, order_id)"
-            " JOIN orders AS o ON o.device_id = k.device_id AND o.order_id = k.order_id"
-        ),
+        dialect: sa.text(f"SELECT {KNOWN_COLUMNS} {by_keys.format(table='orders')}")
+        for dialect, by_keys in BY_KEYS.items()
     }
 )
 

@@ -194,6 +194,52 @@ def test_stale_orders_are_rejected_and_not_recorded(world: World) -> None:
     assert car.send(fresh)["status"] == "approved"
 
 
+def test_an_order_refused_as_dated_ahead_is_refused_again_when_its_time_comes(
+    world: World, clock: Clock
+) -> None:
+    """Contract section 6 (Delivery): an order never gets two different final results. One
+    dated more than 300 s ahead of the gateway's clock is `rejected` as stale; the same bytes
+    again once its time is within 300 s (the broker redelivering after a crash, a firmware
+    re-sending) are refused again, not approved: the device was told the payment failed."""
+    shop = world.merchant()
+    car = world.device("car", rules=OPEN)
+    ts = int(clock().timestamp())
+    early = car.sign(car.order(type="pay", payee=shop["id"], amount=7, currency="EUR", ts=ts + 310))
+    first = car.send(early)
+    assert (first["status"], first["reason"]) == ("rejected", "stale_order")
+    clock.advance(20)  # the order's ts is 290 s ahead now: fresh, were it new
+    again = car.send(early)
+    assert (again["status"], again["reason"]) == ("rejected", "stale_order")
+    before = world.balance(car)
+    assert _orders_of(world, car.id) == 0  # not recorded as an order (section 5)
+    # a new signature (a corrected clock, the same order id) is a new order: decided now
+    fixed = car.order(type="pay", payee=shop["id"], amount=7, currency="EUR", ts=ts + 20)
+    fixed["order_id"] = json.loads(_payload(early.decode()))["order_id"]
+    assert car.send(fixed)["status"] == "approved"
+    assert world.balance(car) == before - 7 and _orders_of(world, car.id) == 1
+    # remembered until stale by age, then forgotten by the next such refusal
+    other = car.order(type="pay", payee=shop["id"], amount=7, currency="EUR", ts=ts + 340)
+    assert car.send(other)["reason"] == "stale_order"
+    assert _early_refusals(world) == 2
+    clock.advance(1200)
+    later = car.order(type="pay", payee=shop["id"], amount=7, currency="EUR", ts=ts + 1600)
+    assert car.send(later)["reason"] == "stale_order"
+    assert _early_refusals(world) == 1
+    assert car.send(car.sign(other))["reason"] == "stale_order"  # by age now
+    assert world.balance(car) == before - 7
+
+
+def _orders_of(world: World, device_id: str) -> int:
+    with world.ctx.db.engine.connect() as conn:
+        query = text("SELECT count(*) FROM orders WHERE device_id = :d")
+        return int(conn.execute(query, {"d": device_id}).scalar_one())
+
+
+def _early_refusals(world: World) -> int:
+    with world.ctx.db.engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM early_refusals")).scalar_one())
+
+
 def test_insufficient_funds_and_outside_active_hours(world: World) -> None:
     shop = world.merchant()
     car = world.device("car", top_up=500, rules=OPEN)
