@@ -17,6 +17,7 @@ PURE_MODULES = [
     "gateway/audit/heads.py",
     "gateway/parties.py",
     "wallet/ledger.py",
+    "wallet/ceilings.py",
     "devices/ca.py",
     "devices/crl.py",
     "devices/attestation.py",

@@ -25,20 +25,26 @@ from wallet.prepared import Prepared, any_of, as_list, ignoring_duplicates
 from wallet.schema import COUNTERS, accounts, utc
 
 # One account of a transfer. A wallet's row matches only while its available balance is at least
-# `p_need` and it holds (balance plus incoming holds) at most `p_most`, so the checks and the
-# write are one statement; READ COMMITTED re-evaluates the condition on the newest row version
-# once the row lock is granted.
+# `p_need` and it holds (balance plus incoming holds) at most `p_most`, and any account only
+# while its debits and credits (posted plus pending) are at most `p_debits` and `p_credits`
+# (`ledger.most_totals_before`: no counter passes BIGINT), so the checks and the write are one
+# statement; READ COMMITTED re-evaluates the condition on the newest row version once the row
+# lock is granted. Each comparison subtracts, so none of them can overflow on its own.
 _MOVE = (
     update(accounts)
     .where(
         accounts.c.id == bindparam("p_id"),
         accounts.c.currency == bindparam("p_currency"),
+        accounts.c.debits_posted
+        <= bindparam("p_debits", type_=sa.BigInteger) - accounts.c.debits_pending,
+        accounts.c.credits_posted
+        <= bindparam("p_credits", type_=sa.BigInteger) - accounts.c.credits_pending,
         sa.or_(
             sa.not_(accounts.c.debits_must_not_exceed_credits),
             sa.and_(
                 accounts.c.credits_posted - accounts.c.debits_posted - accounts.c.debits_pending
                 >= bindparam("p_need", type_=sa.BigInteger),
-                accounts.c.credits_posted + accounts.c.credits_pending - accounts.c.debits_posted
+                accounts.c.credits_posted - accounts.c.debits_posted + accounts.c.credits_pending
                 <= bindparam("p_most", type_=sa.BigInteger),
             ),
         ),
@@ -159,8 +165,7 @@ def move(
                 "p_id": account_id,
                 "p_currency": currency,
                 "p_need": need,
-                "p_most": ledger.most_held_before(delta),
-                **{f"p_{n}": getattr(delta, n) for n in COUNTERS},
+                **_room(delta),
             },
         )
         if not row:
@@ -185,8 +190,7 @@ def apply_totals_later(
                 "p_id": account_id,
                 "p_currency": currencies[account_id],
                 "p_need": needs.get(account_id, 0),
-                "p_most": ledger.most_held_before(totals[account_id]),
-                **{f"p_{n}": getattr(totals[account_id], n) for n in COUNTERS},
+                **_room(totals[account_id]),
             },
         )
         for account_id in sorted(totals)
@@ -204,8 +208,8 @@ def undo(conn: Connection, moved: Moved) -> None:
                 "p_id": account_id,
                 "p_currency": moved.currency,
                 "p_need": 0,
+                **_room(back),
                 "p_most": ledger.UNBOUNDED_MINOR,  # back to what it held: never refused
-                **{f"p_{n}": getattr(back, n) for n in COUNTERS},
             },
         )
 
@@ -224,6 +228,17 @@ def refusal(
         debit_id,
         need_minor,
     )
+
+
+def _room(delta: Delta) -> dict[str, int]:
+    """The conditions' bounds for `delta` (what the account may hold before it) and its counts."""
+    debits, credits = ledger.most_totals_before(delta)
+    return {
+        "p_most": ledger.most_held_before(delta),
+        "p_debits": debits,
+        "p_credits": credits,
+        **{f"p_{n}": getattr(delta, n) for n in COUNTERS},
+    }
 
 
 def _account_row(account_id: str, kind: str, currency: str, now: datetime) -> dict[str, Any]:

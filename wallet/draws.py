@@ -22,10 +22,13 @@ from sqlalchemy import Connection, bindparam, select, update
 
 from wallet import journal, ledger
 from wallet.accounts import _INSERT_ACCOUNT, _account_row, move
+from wallet.errors import TotalsOverLimit
 from wallet.ledger import TransferKind
 from wallet.schema import accounts
 
-# A credit line owes more only while what it owes afterwards stays within its limit.
+# A credit line owes more only while what it owes afterwards stays within its limit, and its
+# debits (as every account's credits) only while they stay within the ledger's largest total
+# (`p_most`: `ledger.MAX_TOTAL_MINOR` less the amount; UNBOUNDED_MINOR to take one back).
 _OWE = (
     update(accounts)
     .where(
@@ -34,13 +37,20 @@ _OWE = (
         accounts.c.kind == "contra",
         accounts.c.credits_posted - accounts.c.debits_posted - bindparam("p_amount")
         >= -bindparam("p_limit", type_=sa.BigInteger),
+        accounts.c.debits_posted
+        <= bindparam("p_most", type_=sa.BigInteger) - accounts.c.debits_pending,
     )
     .values(debits_posted=accounts.c.debits_posted + bindparam("p_amount", type_=sa.BigInteger))
     .returning(accounts.c.id)
 )
 _CREDIT = (
     update(accounts)
-    .where(accounts.c.id == bindparam("p_id"), accounts.c.currency == bindparam("p_currency"))
+    .where(
+        accounts.c.id == bindparam("p_id"),
+        accounts.c.currency == bindparam("p_currency"),
+        accounts.c.credits_posted
+        <= bindparam("p_most", type_=sa.BigInteger) - accounts.c.credits_pending,
+    )
     .values(credits_posted=accounts.c.credits_posted + bindparam("p_amount", type_=sa.BigInteger))
     .returning(accounts.c.id)
 )
@@ -110,11 +120,15 @@ def lend(
 ) -> bool:
     """Move a plan's amount from a credit line into a wallet and its fee to the currency's fee
     account (opened on first use), keeping what the line owes within `limit_minor`; False (and
-    nothing moved) when the line cannot."""
+    nothing moved) when the line cannot. Raises `TotalsOverLimit` (having moved nothing) when
+    an account's debits or credits would pass `ledger.MAX_TOTAL_MINOR`."""
     ledger.assert_amount(amount_minor)
     assert fee_minor >= 0 and limit_minor >= 1
     owed = {"p_id": line_id, "p_currency": currency, "p_limit": limit_minor}
-    if not conn.execute(_OWE, {**owed, "p_amount": amount_minor + fee_minor}).first():
+    total = amount_minor + fee_minor
+    if not conn.execute(_OWE, {**owed, "p_amount": total, "p_most": _most(total)}).first():
+        if _debits_full(conn, line_id, total):
+            raise TotalsOverLimit(f"{line_id}'s debits would pass {ledger.MAX_TOTAL_MINOR}")
         return False
     fees_id = ledger.fee_account_id(currency)
     legs = [(TransferKind.LEND, wallet_id, amount_minor), (TransferKind.FEE, fees_id, fee_minor)]
@@ -122,18 +136,43 @@ def lend(
         conn.execute(
             _INSERT_ACCOUNT[conn.dialect.name], _account_row(fees_id, "wallet", currency, now)
         )
-    for kind, credit_id, moved in legs:
+    credited: list[tuple[str, int]] = []
+    for _kind, credit_id, moved in legs:
         if not moved:
             continue
-        credited = conn.execute(
-            _CREDIT, {"p_id": credit_id, "p_currency": currency, "p_amount": moved}
-        ).first()
-        assert credited is not None, f"no {currency} account {credit_id}"
-        journal.append(
-            conn,
-            journal.entry(kind, line_id, credit_id, moved, currency, now, payment_id=payment_id),
-        )
+        if not _credit(conn, credit_id, currency, moved, _most(moved)):
+            for earlier_id, earlier in credited:  # take back what this lend moved
+                _credit(conn, earlier_id, currency, -earlier, ledger.UNBOUNDED_MINOR)
+            back = {**owed, "p_amount": -total, "p_most": ledger.UNBOUNDED_MINOR}
+            assert conn.execute(_OWE, back).first() is not None
+            raise TotalsOverLimit(f"{credit_id}'s credits would pass {ledger.MAX_TOTAL_MINOR}")
+        credited.append((credit_id, moved))
+    for kind, credit_id, moved in legs:
+        if moved:
+            journal.append(
+                conn,
+                journal.entry(
+                    kind, line_id, credit_id, moved, currency, now, payment_id=payment_id
+                ),
+            )
     return True
+
+
+def _most(amount_minor: int) -> int:
+    return ledger.MAX_TOTAL_MINOR - amount_minor
+
+
+def _credit(conn: Connection, account_id: str, currency: str, amount: int, most: int) -> bool:
+    """Add `amount` to an account's posted credits while they stay within `most` before it."""
+    params = {"p_id": account_id, "p_currency": currency, "p_amount": amount, "p_most": most}
+    return conn.execute(_CREDIT, params).first() is not None
+
+
+def _debits_full(conn: Connection, account_id: str, amount_minor: int) -> bool:
+    """Whether `amount_minor` more would take the account's debits past the largest total."""
+    query = select(accounts.c.debits_posted, accounts.c.debits_pending)
+    row = conn.execute(query.where(accounts.c.id == account_id)).first()
+    return row is not None and row[0] + row[1] > ledger.MAX_TOTAL_MINOR - amount_minor
 
 
 def collect(

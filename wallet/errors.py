@@ -12,7 +12,9 @@
         ├── CaptureExceedsHold    capture_exceeds_hold: more than the held amount
         ├── RefundExceedsPayment  refund_exceeds_payment: more than paid or captured less refunds
         └── BalanceOverLimit      amount_over_limit: the credited account would hold more than
-                                  2**53 - 1 (balance plus incoming holds)
+            │                     2**53 - 1 (balance plus incoming holds)
+            └── TotalsOverLimit   amount_over_limit: an account's debits or credits ever
+                                  (posted plus pending) would pass 2**63 - 1, BIGINT's largest
 
 A refusal is an expected outcome, not a failure: the store raises it only after undoing whatever
 it wrote in the caller's transaction, so the caller may commit the refusal's result beside it.
@@ -95,3 +97,8 @@ class BalanceOverLimit(WalletRefusal):
     """The credited account would hold more than the largest balance (2**53 - 1 minor units)."""
 
     reason = "amount_over_limit"
+
+
+class TotalsOverLimit(BalanceOverLimit):
+    """An account's debits or credits ever (posted plus pending) would pass 2**63 - 1, the
+    largest total the ledger keeps (BIGINT's largest): that side of it takes no more."""

@@ -16,6 +16,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 
+from wallet.ceilings import MAX_BALANCE_MINOR as MAX_BALANCE_MINOR
+from wallet.ceilings import MAX_TOTAL_MINOR as MAX_TOTAL_MINOR
+from wallet.ceilings import UNBOUNDED_MINOR as UNBOUNDED_MINOR
+from wallet.ceilings import most_held_before as most_held_before
+from wallet.ceilings import most_totals_before as most_totals_before
 from wallet.errors import (
     BalanceOverLimit,
     CaptureExceedsHold,
@@ -26,15 +31,12 @@ from wallet.errors import (
     InsufficientFunds,
     PaymentNotFound,
     RefundExceedsPayment,
+    TotalsOverLimit,
     WalletNotFound,
     WalletRefusal,
 )
 
 MAX_AMOUNT_MINOR = 10**15  # far above any payment, far below BIGINT when summed
-# The most a wallet or balance source may hold, incoming holds included: the largest integer
-# every JSON client reads exactly (balances over HTTP) and JCS writes exactly (the audit log).
-MAX_BALANCE_MINOR = 2**53 - 1
-UNBOUNDED_MINOR = 2**63 - 1  # BIGINT's largest: what an account may hold before a debit
 FUNDING_PREFIX = "@funding/"
 FEES_PREFIX = "@fees/"
 _ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -242,14 +244,6 @@ def required_available(delta: Delta) -> int:
     return max(0, -delta.available_change)
 
 
-def most_held_before(delta: Delta) -> int:
-    """The most a wallet may hold (`holding_minor`) before `delta` so that it stays within
-    MAX_BALANCE_MINOR; a delta that brings nothing in (a debit, a capture, a release) is never
-    refused for it, so that money can always leave a wallet."""
-    incoming = delta.credits_posted + delta.credits_pending - delta.debits_posted
-    return MAX_BALANCE_MINOR - incoming if incoming > 0 else UNBOUNDED_MINOR
-
-
 def apply(account: Account, delta: Delta) -> Account:
     """The account after a transfer's delta."""
     return replace(
@@ -363,7 +357,8 @@ def explain_refused_move(
     accounts: list[tuple[str, Account | None]], currency: str, debit_id: str, need_minor: int
 ) -> WalletRefusal:
     """Why a conditional move found no room: a missing wallet, a currency, a credited wallet
-    that would hold more than MAX_BALANCE_MINOR, else the funds."""
+    that would hold more than MAX_BALANCE_MINOR, an account whose debits or credits would pass
+    MAX_TOTAL_MINOR, else the funds."""
     for account_id, account in accounts:
         if account is None:
             return WalletNotFound(f"no wallet for {account_id}")
@@ -374,6 +369,14 @@ def explain_refused_move(
         full = account.holding_minor > MAX_BALANCE_MINOR - need_minor
         if account_id != debit_id and account.debits_must_not_exceed_credits and full:
             return BalanceOverLimit(f"{account_id} would hold more than {MAX_BALANCE_MINOR}")
+    for account_id, account in accounts:
+        assert account is not None
+        if account_id == debit_id:
+            total, side = account.debits_posted + account.debits_pending, "debits"
+        else:
+            total, side = account.credits_posted + account.credits_pending, "credits"
+        if total > MAX_TOTAL_MINOR - need_minor:
+            return TotalsOverLimit(f"{account_id}'s {side} would pass {MAX_TOTAL_MINOR}")
     # The conditional update is what decided; a read after it may already see a later credit.
     return InsufficientFunds(f"{debit_id} has less than {need_minor} {currency} available")
 

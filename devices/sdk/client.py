@@ -10,10 +10,11 @@ run on the dispatcher thread, which is the one that would deliver them.
 
 Re-sending: every order without a final result (`pending_approval` and a `rate_limited`
 refusal are not final) is sent again, byte for byte from the journal, when the device
-reconnects and every `resend_after` seconds, by a resender thread, at most RESEND_PER_S
-orders a second so that a long backlog does not exceed the device's rate. The gateway answers
-a re-send of a decided order with its stored result and moves no money. `resend_after=None`
-turns this off (the application may still call `resend_unfinished`).
+reconnects and every `resend_after` seconds, by a resender thread. New orders and re-sends
+share a budget of RESEND_PER_S a second (`budget.SendBudget`), new orders first, so that a
+backlog beside new orders does not exceed the device's rate. The gateway answers a re-send of a
+decided order with its stored result and moves no money. `resend_after=None` turns this off
+(the application may still call `resend_unfinished`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from devices import wire
 from devices.contract import orders_topic, results_topic
 from devices.sdk import messages
+from devices.sdk.budget import SEND_PER_S, SendBudget
 from devices.sdk.errors import ConnectFailed
 from devices.sdk.identity import Identity, load_certificates
 from devices.sdk.journal import Journal
@@ -50,7 +52,7 @@ from devices.sdk.trust import ResultVerifier, check_gateway_certificate
 
 log = logging.getLogger("kym.sdk")
 _STOP = object()
-RESEND_PER_S = 8  # below the gateway's default sustained rate of 10 orders/s per device
+RESEND_PER_S = SEND_PER_S  # new orders and re-sends together, below the gateway's 10/s
 CONNECT_TIMEOUT_S = 10.0  # `connect`'s default: the first session, from nothing to subscribed
 ATTEMPT_TIMEOUT_S = 5.0  # paho's own bound on one TCP connect, and on each TLS handshake read
 
@@ -102,6 +104,7 @@ class DeviceClient:
             raise ValueError("resend_after must be a positive number of seconds, or None")
         self.resend_after = resend_after
         self._closing, self._reconnected = threading.Event(), threading.Event()
+        self.budget = SendBudget(RESEND_PER_S)
         self._resender = threading.Thread(
             target=self._resend_loop, daemon=True, name=f"kym-sdk-resend-{self.device_id}"
         )
@@ -218,15 +221,17 @@ class DeviceClient:
         return PreparedOrder(payload["order_id"], payload, self.sign(payload))
 
     def submit(self, order: PreparedOrder) -> str:
-        """Journal the order (fsynced) and only then publish it, QoS 1."""
+        """Journal the order (fsynced), then publish it at once (QoS 1), spending the budget."""
         self.journal.record_order(order.order_id, order.jws)
+        self.budget.spend()
         self.publish_raw(order.jws.encode("ascii"))
         self.journal.mark_sent([order.order_id], time.monotonic())
         return order.order_id
 
     def resend_unfinished(self) -> list[str]:
-        """Re-send, byte for byte, every journaled order without a final result."""
-        return self._resend(self.journal.unfinished())
+        """Re-send byte for byte the unfinished orders (oldest first) the budget allows; ids."""
+        unfinished = self.journal.unfinished()
+        return self._resend(unfinished[: self.budget.take(len(unfinished))])
 
     def _resend(self, orders: list[tuple[str, str]]) -> list[str]:
         for _order_id, jws in orders:
@@ -236,22 +241,20 @@ class DeviceClient:
         return order_ids
 
     def _resend_loop(self) -> None:
-        """Re-send due orders, RESEND_PER_S a second (a budget that refills with time, however
-        often the loop looks: `resend_after` may be under a second); all of them are due after
-        a reconnect."""
+        """Re-send due orders as the send budget allows (it refills with time, however often
+        the loop looks: `resend_after` may be under a second); all of them are due after a
+        reconnect."""
         assert self.resend_after is not None
-        budget, looked = float(RESEND_PER_S), time.monotonic()
         while not self._closing.is_set():
             if self._reconnected.wait(min(1.0, self.resend_after)):
                 self._reconnected.clear()
-            now = time.monotonic()
-            budget, looked = min(RESEND_PER_S, budget + (now - looked) * RESEND_PER_S), now
             if not self._ready.is_set() or self._closing.is_set():
                 continue  # paho would only queue them; the reconnect makes them all due
-            due = self.journal.due(now, self.resend_after, int(budget))
+            allowed = self.budget.take(RESEND_PER_S)
+            due = self.journal.due(time.monotonic(), self.resend_after, allowed)
+            self.budget.give_back(allowed - len(due))
             if due:
                 log.info("%s re-sends %d unfinished orders", self.device_id, len(due))
-                budget -= len(due)
                 self._resend(due)
 
     def sign(self, payload: dict[str, Any], key: wire.PrivateKey | None = None) -> str:

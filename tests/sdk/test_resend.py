@@ -139,3 +139,28 @@ def test_resends_keep_to_their_rate_however_short_resend_after_is(
     # second of 8 each
     assert len(first) >= 40 and len(resent) <= 8 + 3 * 8 + 2, (len(first), len(resent))
     assert len(resent) >= 8, len(resent)
+
+
+def test_new_orders_and_resends_share_one_budget_new_orders_first(
+    http: Http, gateway_side: GatewaySide
+) -> None:
+    identity, _ = http.provision("meter", kind="smart_meter")
+    with http.client(identity, resend_after=0.2) as meter:
+        meter.connect()
+        for n in range(10):
+            meter.pay("mer_x", 100 + n)  # never answered: due again every 0.2 s
+        _arrivals(gateway_side, 1.5)
+        new: set[bytes] = set()
+        arrivals: list[bytes] = []
+        start = time.monotonic()
+        for n in range(24):  # the application sends 8 new orders a second for 3 s
+            jws = meter.journal.jws_of(meter.pay("mer_y", 500 + n))
+            assert jws is not None
+            new.add(jws.encode())
+            arrivals += _arrivals(gateway_side, start + (n + 1) / 8 - time.monotonic())
+        arrivals += _arrivals(gateway_side, 0.3)
+    resent = [payload for payload in arrivals if payload not in new]
+    assert new <= set(arrivals)  # every new order went at once
+    # RESEND_PER_S (8) a second for both: the application's orders leave the re-sends no more
+    # than the budget held when they began (and a little for the application's own pauses)
+    assert len(resent) <= 8 + 4, len(resent)

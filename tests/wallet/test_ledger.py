@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.support.wallets import T0, later
-from wallet import errors, ledger
+from wallet import ceilings, errors, ledger
 from wallet.ledger import Payment, PaymentRequest, PaymentStatus, PaymentType, TransferKind
 
 PURE_IMPORTS = {
@@ -23,7 +23,10 @@ PURE_IMPORTS = {
     "hashlib",
     "json",
     "re",
+    "typing",
+    "wallet.ceilings",
     "wallet.errors",
+    "wallet.ledger",
 }
 
 
@@ -38,7 +41,7 @@ def held(amount_minor: int = 400) -> Payment:
 
 
 def test_the_core_imports_no_database_clock_or_io() -> None:
-    for module in (ledger, errors):
+    for module in (ledger, ceilings, errors):
         tree = ast.parse(inspect.getsource(module))
         imported = {
             alias.name
@@ -190,6 +193,33 @@ def test_a_move_into_a_full_wallet_is_refused_as_over_the_limit() -> None:
     assert isinstance(refused, errors.BalanceOverLimit) and refused.reason == "amount_over_limit"
     fits = ledger.explain_refused_move(accounts, "EUR", "dev_a", 3)
     assert isinstance(fits, errors.InsufficientFunds)  # room enough: the funds decided
+
+
+def test_only_the_side_a_move_raises_needs_room_below_the_largest_total() -> None:
+    most, none = ledger.MAX_TOTAL_MINOR, ledger.UNBOUNDED_MINOR
+    out, into = ledger.transfer_deltas(ledger.TransferKind.PAY, 7)
+    assert ledger.most_totals_before(out) == (most - 7, none)
+    assert ledger.most_totals_before(into) == (none, most - 7)
+    hold_out, hold_in = ledger.transfer_deltas(ledger.TransferKind.HOLD, 7)
+    assert ledger.most_totals_before(hold_out) == (most - 7, none)
+    for kind, amount in ((ledger.TransferKind.CAPTURE, 5), (ledger.TransferKind.VOID, 7)):
+        out, into = ledger.transfer_deltas(kind, amount, 7)  # pending becomes posted, or goes
+        assert ledger.most_totals_before(out) == ledger.most_totals_before(into) == (none, none)
+
+
+def test_a_move_past_an_accounts_largest_total_is_refused_as_over_the_limit() -> None:
+    most = ledger.MAX_TOTAL_MINOR
+    used = ledger.Account("mer_x", "EUR", True, most - 105, most - 5, 0, 2)  # holds 102
+    payer = ledger.Account("dev_a", "EUR", True, credits_posted=10)
+    accounts: list[tuple[str, ledger.Account | None]] = [("dev_a", payer), ("mer_x", used)]
+    refused = ledger.explain_refused_move(accounts, "EUR", "dev_a", 4)
+    assert isinstance(refused, errors.TotalsOverLimit) and refused.reason == "amount_over_limit"
+    assert "credits" in str(refused)
+    fits = ledger.explain_refused_move(accounts, "EUR", "dev_a", 3)
+    assert isinstance(fits, errors.InsufficientFunds)
+    funding = ledger.Account("@funding/EUR", "EUR", False, ledger.MAX_TOTAL_MINOR - 1)
+    spent = ledger.explain_refused_move([("@funding/EUR", funding)], "EUR", "@funding/EUR", 2)
+    assert isinstance(spent, errors.TotalsOverLimit) and "debits" in str(spent)
 
 
 def test_top_up_fingerprint_is_canonical() -> None:
