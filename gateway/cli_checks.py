@@ -194,7 +194,8 @@ def existing_database(settings: Settings) -> Database:
 
 def mistyped(db: Database, tables: tuple[sa.Table, ...]) -> list[str]:
     """On SQLite, which keeps whatever a column is given: each row (the first 10 a table) whose
-    integer column holds something else, which the checks would trip over rather than name."""
+    integer column holds something else, or whose Boolean column holds other than 0 or 1 (which
+    SQLAlchemy would read as true), that the checks would trip over or pass rather than name."""
     with db.snapshot() as conn:
         if conn.dialect.name != "sqlite":
             return []
@@ -204,22 +205,41 @@ def mistyped(db: Database, tables: tuple[sa.Table, ...]) -> list[str]:
 def _mistyped_rows(conn: Connection, table: sa.Table) -> list[str]:
     import sqlalchemy as sa
 
-    numbers = [column for column in table.columns if isinstance(column.type, sa.Integer)]
-    kinds = [sa.func.typeof(column) for column in numbers]
+    checked = [c for c in table.columns if isinstance(c.type, sa.Integer | sa.Boolean)]
+    bad = [_is_mistyped(column) for column in checked]
     query = (
-        sa.select(*table.primary_key.columns, *kinds, *(sa.func.quote(c) for c in numbers))
-        .where(sa.or_(*(kind.not_in(["integer", "null"]) for kind in kinds)))
+        sa.select(*table.primary_key.columns, *bad, *(sa.func.quote(c) for c in checked))
+        .where(sa.or_(*bad))
         .limit(10)
     )
     keys = len(table.primary_key.columns)
     found = []
     for row in conn.execute(query):
         key = "/".join(str(part) for part in row[:keys])
-        for n, column in enumerate(numbers):
-            if row[keys + n] not in ("integer", "null"):
-                value = row[keys + len(numbers) + n]
-                found.append(f"{table.name} {key}: {column.name} holds {value}, not an integer")
+        for n, column in enumerate(checked):
+            if row[keys + n]:
+                value = row[keys + len(checked) + n]
+                kind = "a Boolean (0 or 1)" if _is_boolean(column) else "an integer"
+                found.append(f"{table.name} {key}: {column.name} holds {value}, not {kind}")
     return found
+
+
+def _is_boolean(column: sa.Column[Any]) -> bool:
+    import sqlalchemy as sa
+
+    return isinstance(column.type, sa.Boolean)
+
+
+def _is_mistyped(column: sa.Column[Any]) -> sa.ColumnElement[bool]:
+    """True where the column holds neither NULL nor a value of its type (stored as SQLite keeps
+    it: `typeof` and the raw value, before SQLAlchemy turns it into a Python value)."""
+    import sqlalchemy as sa
+
+    kind = sa.func.typeof(column)
+    if not _is_boolean(column):
+        return kind.not_in(["integer", "null"])
+    raw = sa.type_coerce(column, sa.Integer)  # compared as stored, not as a bool
+    return sa.and_(kind != "null", sa.or_(kind != "integer", raw.not_in([0, 1])))
 
 
 def readable(db: Database, read: Any) -> Any:

@@ -75,3 +75,28 @@ def test_a_value_the_checks_cannot_read_is_exit_1_in_one_line(tmp_path: Path) ->
     db.dispose()
     assert result.exit_code == 1
     assert "is damaged: a value the check cannot read (ValueError" in result.output
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(("value", "shown"), [("'maybe'", "'maybe'"), ("2", "2")])
+def test_a_boolean_column_holding_other_than_0_or_1_is_a_breach_naming_its_row(
+    world: World, tmp_path: Path, value: str, shown: str
+) -> None:
+    """SQLAlchemy reads any such value as true, so the check would pass it; it names it."""
+    pay(world)
+    copy = copy_of(world, tmp_path / "copy")
+    with closing(sqlite3.connect(copy / "kym.db")) as raw:
+        [(account,)] = raw.execute(
+            "SELECT id FROM wallet_accounts WHERE kind = 'wallet' ORDER BY id LIMIT 1"
+        ).fetchall()
+        raw.execute(
+            f"UPDATE wallet_accounts SET debits_must_not_exceed_credits = {value} WHERE id = ?",
+            (account,),
+        )
+        raw.commit()
+    done = checks(copy)["ledger check"]
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert done.stderr.splitlines() == [
+        f"BREACH types: wallet_accounts {account}: debits_must_not_exceed_credits holds "
+        f"{shown}, not a Boolean (0 or 1)"
+    ], done.stderr[-2000:]
