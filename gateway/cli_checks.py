@@ -126,6 +126,7 @@ def audit_verify(**flags: Any) -> None:
     if signer is None:
         fail(f"no gateway signing certificate in {settings.data_dir} to check tree heads with")
     tables = (store.audit_log, store.merkle_nodes, store.chain_head, store.tree_heads)
+    require_schema(db, tables)
     for damage in readable(db, lambda: mistyped(db, tables)):
         click.echo(f"audit chain BROKEN: {damage}", err=True)
         sys.exit(1)
@@ -159,9 +160,10 @@ def ledger_check(**flags: Any) -> None:
     from wallet import schema
     from wallet.check import check
 
-    db = existing_database(settings_from(**flags))
     tables: tuple[sa.Table, ...] = (schema.accounts, schema.transfers, schema.payments)
     tables += (schema.top_ups, funding_store.sources, plan_store.plans, plan_store.instalments)
+    db = existing_database(settings_from(**flags))
+    require_schema(db, tables)
 
     def breaches() -> list[Any]:
         if damaged := mistyped(db, tables):
@@ -190,6 +192,36 @@ def existing_database(settings: Settings) -> Database:
             fail(f"no database in {settings.data_dir} (no {path.name}; has kym serve run?)")
     url = settings.resolved_database_url()
     return Database(url, read_only=read_only_sqlite(url))
+
+
+def require_schema(db: Database, tables: tuple[sa.Table, ...]) -> None:
+    """Exit 2 in one line when the database lacks the `tables` a check reads (an empty file,
+    another program's database, one never migrated) rather than "no such table" later."""
+    missing = readable(db, lambda: _missing_tables(db, tables))
+    if missing:
+        fail(_without_schema(db, tables, missing))
+
+
+def _missing_tables(db: Database, tables: tuple[sa.Table, ...]) -> list[str]:
+    import sqlalchemy as sa
+
+    with db.snapshot() as conn:
+        present = set(sa.inspect(conn).get_table_names())
+    return [table.name for table in tables if table.name not in present]
+
+
+def _without_schema(db: Database, tables: tuple[sa.Table, ...], missing: list[str]) -> str:
+    """One line: which database lacks KYM's schema, and what to do about it."""
+    from sqlalchemy.engine import make_url
+
+    shown = make_url(db.url).render_as_string(hide_password=True)
+    todo = (
+        "kym serve with the same --data-dir/--database-url creates and migrates it; "
+        "or give the database kym serve uses"
+    )
+    if len(missing) == len(tables):
+        return f"{shown} has no KYM schema (not migrated, or not KYM's database): {todo}"
+    return f"{shown} lacks KYM's tables {', '.join(missing)} (not fully migrated): {todo}"
 
 
 def mistyped(db: Database, tables: tuple[sa.Table, ...]) -> list[str]:

@@ -5,6 +5,7 @@ would have refused on PostgreSQL."""
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -100,3 +101,25 @@ def test_a_boolean_column_holding_other_than_0_or_1_is_a_breach_naming_its_row(
         f"BREACH types: wallet_accounts {account}: debits_must_not_exceed_credits holds "
         f"{shown}, not a Boolean (0 or 1)"
     ], done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("content", ["empty", "another program's"])
+def test_a_database_without_kyms_schema_is_one_line_and_exit_2(
+    world: World, tmp_path: Path, content: str
+) -> None:
+    """Not "no such table": which file it is, that it holds no KYM schema, and what to do."""
+    where = tmp_path / "d"
+    shutil.copytree(world.ctx.settings.data_dir / "ca", where / "ca")
+    (where / "kym.db").touch()
+    if content != "empty":
+        with closing(sqlite3.connect(where / "kym.db")) as raw:
+            raw.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+            raw.commit()
+    for command, done in checks(where).items():
+        assert done.returncode == 2, (command, done.stderr[-2000:])
+        assert done.stderr.splitlines() == [
+            f"kym: sqlite:///{where / 'kym.db'} has no KYM schema (not migrated, or not KYM's "
+            "database): kym serve with the same --data-dir/--database-url creates and migrates "
+            "it; or give the database kym serve uses"
+        ], (command, done.stderr[-2000:])
