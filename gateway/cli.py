@@ -19,6 +19,7 @@ from devices.sdk.commands import device
 from gateway.cli_checks import (
     DATA_DIR,
     DATABASE_URL,
+    Kym,
     audit,
     env_names,
     env_of,
@@ -40,6 +41,7 @@ BROKERS = click.Choice(["auto", "mosquitto", "embedded"])
 
 
 @click.group(
+    cls=Kym,
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog=f"`kym serve` reads {env_names()}; a flag wins over its variable. "
     "`kym device` reads KYM_API_URL, KYM_API_KEY, KYM_API_CA, KYM_DEVICE_DIR and "

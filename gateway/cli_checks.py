@@ -1,6 +1,6 @@
 """`kym audit verify` and `kym ledger check`, and what every `kym` command shares: the data
-dir and database options, settings from flags, the variables' help, and exit 2 for "could not
-even look" or "could not start"."""
+dir and database options, settings from flags, the variables' help, exit 2 for "could not
+even look" or "could not start", and exit 130 for a Ctrl-C."""
 
 from __future__ import annotations
 
@@ -92,6 +92,19 @@ def _flag_of(name: str) -> str:
     params = context.command.params if context is not None else []
     found = next((p.opts for p in params if p.name == name and p.opts), None)
     return max(found, key=len) if found else f"--{name.replace('_', '-')}"
+
+
+class Kym(click.Group):
+    """The `kym` group: a Ctrl-C that no command handled (one during `kym serve`'s start-up,
+    say) is "kym: interrupted" and exit 130, as a shell reports SIGINT, not click's "Aborted!"
+    and exit 1, which reads as a failure."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("kym: interrupted", err=True)
+            raise click.exceptions.Exit(130) from None
 
 
 def fail(message: str) -> NoReturn:
