@@ -110,7 +110,8 @@ DEVICE_BURST = click.option(
     is_flag=True,
     default=None,
     help="Serve the HTTP API over TLS with a certificate from the service root naming the "
-    "--http host, verifiable with GET /v1/ca [env KYM_HTTP_TLS].",
+    "--http host (for 0.0.0.0 or ::, also localhost, 127.0.0.1 and this machine's hostname), "
+    "verifiable with GET /v1/ca [env KYM_HTTP_TLS].",
 )
 @click.option(
     "--http-cert",
