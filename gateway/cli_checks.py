@@ -135,11 +135,14 @@ def audit_verify(**flags: Any) -> None:
 
     settings = settings_from(**flags)
     db = existing_database(settings)
+    tables = (store.audit_log, store.merkle_nodes, store.chain_head, store.tree_heads)
+    if not settings.database_url:  # the data dir's own file: a wrong one is said first
+        require_schema(db, tables)
     signer = signer_public_key(settings.data_dir)
     if signer is None:
         fail(f"no gateway signing certificate in {settings.data_dir} to check tree heads with")
-    tables = (store.audit_log, store.merkle_nodes, store.chain_head, store.tree_heads)
-    require_schema(db, tables)
+    if settings.database_url:  # only now, so that a missing certificate is said unconnected
+        require_schema(db, tables)
     for damage in readable(db, lambda: mistyped(db, tables)):
         click.echo(f"audit chain BROKEN: {damage}", err=True)
         sys.exit(1)
