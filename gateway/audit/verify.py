@@ -179,8 +179,9 @@ def _check_heads_kept(conn: Connection, signed: list[TreeHead]) -> Problem | Non
     holds = f"it holds {kept}, the latest of size {last}" if signed else "it holds none"
     counted = f"the log's anchor counts {count} signed tree heads up to size {largest}; {holds}"
     if kept > count or (last or 0) > (largest or 0):
-        return 0, f"tree_heads holds signed tree heads that were never kept ({counted})"
+        return 0, f"tree_heads holds signed tree heads that the anchor does not ({counted})"
     if last != largest:
         why = f"the latest signed tree head, of size {largest}, is missing from tree_heads"
         return last or 0, f"{why} ({counted})"
-    return 0, f"{count - kept} signed tree head(s) are missing from tree_heads ({counted})"
+    heads_are = "signed tree head is" if count - kept == 1 else "signed tree heads are"
+    return 0, f"{count - kept} {heads_are} missing from tree_heads ({counted})"

@@ -72,9 +72,30 @@ def test_deleting_a_signed_tree_head_between_others_is_named(world: World) -> No
     problem = verify(world)[1]
     assert problem == (
         0,
-        "1 signed tree head(s) are missing from tree_heads (the log's anchor counts 3 signed "
+        "1 signed tree head is missing from tree_heads (the log's anchor counts 3 signed "
         f"tree heads up to size {sizes[2]}; it holds 2, the latest of size {sizes[2]})",
     )
+
+
+def test_a_head_put_into_tree_heads_behind_the_gateways_back_is_named(world: World) -> None:
+    """Signed with the gateway's key (a copy of it stolen) but not kept by the gateway."""
+    produce_entries(world)
+    with world.ctx.db.read() as conn:
+        latest = audit_store.latest_head(conn)
+    assert latest is not None
+    extra = replace(latest[0], ts=latest[0].ts + 1)
+    token = heads.sign(extra, world.ctx.pki.signer.private_key)
+    sql(
+        world,
+        "INSERT INTO tree_heads (tree_size, root_hash, ts, jws) VALUES (:s, :r, :t, :j)",
+        s=extra.tree_size,
+        r=extra.root_hash,
+        t=extra.ts,
+        j=token,
+    )
+    problem = verify(world)[1]
+    assert problem is not None, problem
+    assert problem[1].startswith("tree_heads holds signed tree heads that the anchor does not")
 
 
 def test_a_head_signed_again_after_the_signer_is_renewed_is_kept_and_verified(
@@ -101,7 +122,7 @@ def test_a_head_signed_again_after_the_signer_is_renewed_is_kept_and_verified(
     assert verify(world)[1] is None
     sql(world, "DELETE FROM tree_heads WHERE ts = :ts", ts=head.ts)
     problem = verify(world)[1]
-    assert problem is not None and "1 signed tree head(s) are missing" in problem[1], problem
+    assert problem is not None and "1 signed tree head is missing" in problem[1], problem
 
 
 def test_the_migration_counts_the_heads_kept_before_it(
@@ -120,7 +141,7 @@ def test_the_migration_counts_the_heads_kept_before_it(
         with db.transaction() as conn:
             conn.execute(text("DELETE FROM tree_heads WHERE tree_size = 2"))
         problem = audit_service.verify_audit(db, key.public_key())[1]
-        assert problem is not None and "1 signed tree head(s) are missing" in problem[1]
+        assert problem is not None and "1 signed tree head is missing" in problem[1]
     finally:
         db.dispose()
 
