@@ -177,7 +177,8 @@ def _check_heads_kept(conn: Connection, signed: list[TreeHead]) -> Problem | Non
     if (kept, last) == (count, largest):
         return None
     holds = f"it holds {kept}, the latest of size {last}" if signed else "it holds none"
-    counted = f"the log's anchor counts {count} signed tree heads up to size {largest}; {holds}"
+    upto = f" up to size {largest}" if largest is not None else ""
+    counted = f"the log's anchor counts {count} signed tree heads{upto}; {holds}"
     if kept > count or (last or 0) > (largest or 0):
         return 0, f"tree_heads holds signed tree heads that the anchor does not ({counted})"
     if last != largest:
