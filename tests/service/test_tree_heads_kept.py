@@ -129,7 +129,7 @@ def test_the_migration_counts_the_heads_kept_before_it(
     empty_database_url: str,  # noqa: F811 (the fixture imported above)
 ) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
-    upgrade_to(empty_database_url, "0019_device_keys")
+    upgrade_to(empty_database_url, "0020_early_refusals")
     db = Database(empty_database_url)
     try:
         for n in range(3):  # as the gateway before this revision wrote them

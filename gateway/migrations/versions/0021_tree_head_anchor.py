@@ -10,15 +10,15 @@ again for a size already signed (after the signer's certificate was renewed) is 
 every head handed out is in the database, and `verify` checks it like the others. The table is
 copied, as SQLite cannot change a primary key in place.
 
-Revision ID: 0020_tree_head_anchor
-Revises: 0019_device_keys
+Revision ID: 0021_tree_head_anchor
+Revises: 0020_early_refusals
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0020_tree_head_anchor"
-down_revision = "0019_device_keys"
+revision = "0021_tree_head_anchor"
+down_revision = "0020_early_refusals"
 branch_labels = None
 depends_on = None
 
