@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -136,17 +137,17 @@ def issue_gateway_client_certificate(
 def issue_server_certificate(
     issuer: CertifiedKey,
     public_key: ec.EllipticCurvePublicKey,
-    host: str,
+    host: str | Sequence[str],
     now: datetime,
     validity_days: int = 365,
     serial: int | None = None,
     common_name: str = "kym-broker",
 ) -> x509.Certificate:
-    """A TLS server certificate (the broker's, the HTTP API's), naming `host` as an IP or a DNS
-    SAN."""
-    san = host_general_name(host)
+    """A TLS server certificate (the broker's, the HTTP API's), naming `host` (or each of
+    several hosts) as an IP or a DNS SAN."""
+    sans = host_general_names(host)
     builder = _base(_name(common_name), public_key, issuer, now, validity_days, serial)
-    return _sign_leaf(builder, issuer, san, ExtendedKeyUsageOID.SERVER_AUTH)
+    return _sign_leaf(builder, issuer, sans, ExtendedKeyUsageOID.SERVER_AUTH)
 
 
 def issue_signing_certificate(
@@ -161,6 +162,11 @@ def issue_signing_certificate(
     san = x509.UniformResourceIdentifier(signer_spiffe_id(trust_domain))
     builder = _base(_name("kym-gateway-signer"), public_key, issuer, now, validity_days, serial)
     return _sign_leaf(builder, issuer, san, None)
+
+
+def host_general_names(host: str | Sequence[str]) -> list[x509.GeneralName]:
+    """The SANs naming a host, or each of several in order."""
+    return [host_general_name(one) for one in ([host] if isinstance(host, str) else host)]
 
 
 def host_general_name(host: str) -> x509.GeneralName:
@@ -263,13 +269,14 @@ def _as_ca(builder: x509.CertificateBuilder, path_length: int) -> x509.Certifica
 def _sign_leaf(
     builder: x509.CertificateBuilder,
     issuer: CertifiedKey,
-    san: x509.GeneralName,
+    san: x509.GeneralName | list[x509.GeneralName],
     eku: x509.ObjectIdentifier | None,
 ) -> x509.Certificate:
+    sans = san if isinstance(san, list) else [san]
     builder = (
         builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(digital_signature=True), critical=True)
-        .add_extension(x509.SubjectAlternativeName([san]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
     )
     if eku is not None:
         builder = builder.add_extension(x509.ExtendedKeyUsage([eku]), critical=False)

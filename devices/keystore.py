@@ -23,7 +23,7 @@ import fcntl
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -118,12 +118,13 @@ def load_or_create_pki(data_dir: Path, trust_domain: str, now: datetime) -> Pki:
 
 
 def ensure_server_certificate(
-    pki: Pki, host: str, now: datetime, name: str = "broker"
+    pki: Pki, host: str | Sequence[str], now: datetime, name: str = "broker"
 ) -> tuple[Path, Path]:
-    """A server certificate and key naming `host` (DIR/tls/<name>.{crt,key}), re-issued when
-    stale: the broker's, or with `name="http"` the HTTP API's."""
+    """A server certificate and key naming `host`, or each of several (DIR/tls/<name>.{crt,key}),
+    re-issued when stale or naming others: the broker's, or with `name="http"` the HTTP API's."""
     cert_path, key_path = pki.paths.tls_dir / f"{name}.crt", pki.paths.tls_dir / f"{name}.key"
-    if not _is_current(cert_path, key_path, pki.service_root, ca.host_general_name(host), now):
+    sans = ca.host_general_names(host)
+    if not _is_current(cert_path, key_path, pki.service_root, sans, now):
         key = ca.new_private_key()
         certificate = ca.issue_server_certificate(
             pki.service_root, key.public_key(), host, now, common_name=f"kym-{name}"
@@ -230,8 +231,11 @@ def _renew_signer(pki: Pki, now: datetime) -> Pki:
 # --- leaves ----------------------------------------------------------------------------------
 
 
+_Names = x509.GeneralName | list[x509.GeneralName]
+
+
 def _is_current(
-    cert_path: Path, key_path: Path, issuer: CertifiedKey, san: x509.GeneralName, now: datetime
+    cert_path: Path, key_path: Path, issuer: CertifiedKey, san: _Names, now: datetime
 ) -> bool:
     try:
         pair = _load_pair(cert_path, key_path)
@@ -241,15 +245,17 @@ def _is_current(
 
 
 def _is_fresh(
-    certificate: x509.Certificate, issuer: CertifiedKey, san: x509.GeneralName, now: datetime
+    certificate: x509.Certificate, issuer: CertifiedKey, san: _Names, now: datetime
 ) -> bool:
-    """Issued by `issuer`, naming exactly `san`, and valid for more than RENEW_BEFORE."""
+    """Issued by `issuer`, naming exactly `san` (each of a list, in order), and valid for more
+    than RENEW_BEFORE."""
+    sans = san if isinstance(san, list) else [san]
     try:
         certificate.verify_directly_issued_by(issuer.certificate)
         names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     except (ValueError, TypeError, InvalidSignature, x509.ExtensionNotFound):
         return False
-    return list(names.value) == [san] and certificate.not_valid_after_utc - now > RENEW_BEFORE
+    return list(names.value) == sans and certificate.not_valid_after_utc - now > RENEW_BEFORE
 
 
 def _write_leaf(

@@ -19,6 +19,7 @@ from devices.sdk.commands import device
 from gateway.cli_checks import (
     DATA_DIR,
     DATABASE_URL,
+    Kym,
     audit,
     env_names,
     env_of,
@@ -40,6 +41,7 @@ BROKERS = click.Choice(["auto", "mosquitto", "embedded"])
 
 
 @click.group(
+    cls=Kym,
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog=f"`kym serve` reads {env_names()}; a flag wins over its variable. "
     "`kym device` reads KYM_API_URL, KYM_API_KEY, KYM_API_CA, KYM_DEVICE_DIR and "
@@ -108,7 +110,8 @@ DEVICE_BURST = click.option(
     is_flag=True,
     default=None,
     help="Serve the HTTP API over TLS with a certificate from the service root naming the "
-    "--http host, verifiable with GET /v1/ca [env KYM_HTTP_TLS].",
+    "--http host (for 0.0.0.0 or ::, also localhost, 127.0.0.1 and this machine's hostname), "
+    "verifiable with GET /v1/ca [env KYM_HTTP_TLS].",
 )
 @click.option(
     "--http-cert",

@@ -1,6 +1,6 @@
 """`kym audit verify` and `kym ledger check`, and what every `kym` command shares: the data
-dir and database options, settings from flags, the variables' help, and exit 2 for "could not
-even look" or "could not start"."""
+dir and database options, settings from flags, the variables' help, exit 2 for "could not
+even look" or "could not start", and exit 130 for a Ctrl-C."""
 
 from __future__ import annotations
 
@@ -94,6 +94,19 @@ def _flag_of(name: str) -> str:
     return max(found, key=len) if found else f"--{name.replace('_', '-')}"
 
 
+class Kym(click.Group):
+    """The `kym` group: a Ctrl-C that no command handled (one during `kym serve`'s start-up,
+    say) is "kym: interrupted" and exit 130, as a shell reports SIGINT, not click's "Aborted!"
+    and exit 1, which reads as a failure."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("kym: interrupted", err=True)
+            raise click.exceptions.Exit(130) from None
+
+
 def fail(message: str) -> NoReturn:
     """One line on stderr and exit 2: the command could not even look (1 means "broken")."""
     click.echo(f"kym: {message}", err=True)
@@ -122,10 +135,14 @@ def audit_verify(**flags: Any) -> None:
 
     settings = settings_from(**flags)
     db = existing_database(settings)
+    tables = (store.audit_log, store.merkle_nodes, store.chain_head, store.tree_heads)
+    if not settings.database_url:  # the data dir's own file: a wrong one is said first
+        require_schema(db, tables)
     signer = signer_public_key(settings.data_dir)
     if signer is None:
         fail(f"no gateway signing certificate in {settings.data_dir} to check tree heads with")
-    tables = (store.audit_log, store.merkle_nodes, store.chain_head, store.tree_heads)
+    if settings.database_url:  # only now, so that a missing certificate is said unconnected
+        require_schema(db, tables)
     for damage in readable(db, lambda: mistyped(db, tables)):
         click.echo(f"audit chain BROKEN: {damage}", err=True)
         sys.exit(1)
@@ -159,9 +176,10 @@ def ledger_check(**flags: Any) -> None:
     from wallet import schema
     from wallet.check import check
 
-    db = existing_database(settings_from(**flags))
     tables: tuple[sa.Table, ...] = (schema.accounts, schema.transfers, schema.payments)
     tables += (schema.top_ups, funding_store.sources, plan_store.plans, plan_store.instalments)
+    db = existing_database(settings_from(**flags))
+    require_schema(db, tables)
 
     def breaches() -> list[Any]:
         if damaged := mistyped(db, tables):
@@ -192,9 +210,40 @@ def existing_database(settings: Settings) -> Database:
     return Database(url, read_only=read_only_sqlite(url))
 
 
+def require_schema(db: Database, tables: tuple[sa.Table, ...]) -> None:
+    """Exit 2 in one line when the database lacks the `tables` a check reads (an empty file,
+    another program's database, one never migrated) rather than "no such table" later."""
+    missing = readable(db, lambda: _missing_tables(db, tables))
+    if missing:
+        fail(_without_schema(db, tables, missing))
+
+
+def _missing_tables(db: Database, tables: tuple[sa.Table, ...]) -> list[str]:
+    import sqlalchemy as sa
+
+    with db.snapshot() as conn:
+        present = set(sa.inspect(conn).get_table_names())
+    return [table.name for table in tables if table.name not in present]
+
+
+def _without_schema(db: Database, tables: tuple[sa.Table, ...], missing: list[str]) -> str:
+    """One line: which database lacks KYM's schema, and what to do about it."""
+    from sqlalchemy.engine import make_url
+
+    shown = make_url(db.url).render_as_string(hide_password=True)
+    todo = (
+        "kym serve with the same --data-dir/--database-url creates and migrates it; "
+        "or give the database kym serve uses"
+    )
+    if len(missing) == len(tables):
+        return f"{shown} has no KYM schema (not migrated, or not KYM's database): {todo}"
+    return f"{shown} lacks KYM's tables {', '.join(missing)} (not fully migrated): {todo}"
+
+
 def mistyped(db: Database, tables: tuple[sa.Table, ...]) -> list[str]:
     """On SQLite, which keeps whatever a column is given: each row (the first 10 a table) whose
-    integer column holds something else, which the checks would trip over rather than name."""
+    integer column holds something else, or whose Boolean column holds other than 0 or 1 (which
+    SQLAlchemy would read as true), that the checks would trip over or pass rather than name."""
     with db.snapshot() as conn:
         if conn.dialect.name != "sqlite":
             return []
@@ -204,22 +253,41 @@ def mistyped(db: Database, tables: tuple[sa.Table, ...]) -> list[str]:
 def _mistyped_rows(conn: Connection, table: sa.Table) -> list[str]:
     import sqlalchemy as sa
 
-    numbers = [column for column in table.columns if isinstance(column.type, sa.Integer)]
-    kinds = [sa.func.typeof(column) for column in numbers]
+    checked = [c for c in table.columns if isinstance(c.type, sa.Integer | sa.Boolean)]
+    bad = [_is_mistyped(column) for column in checked]
     query = (
-        sa.select(*table.primary_key.columns, *kinds, *(sa.func.quote(c) for c in numbers))
-        .where(sa.or_(*(kind.not_in(["integer", "null"]) for kind in kinds)))
+        sa.select(*table.primary_key.columns, *bad, *(sa.func.quote(c) for c in checked))
+        .where(sa.or_(*bad))
         .limit(10)
     )
     keys = len(table.primary_key.columns)
     found = []
     for row in conn.execute(query):
         key = "/".join(str(part) for part in row[:keys])
-        for n, column in enumerate(numbers):
-            if row[keys + n] not in ("integer", "null"):
-                value = row[keys + len(numbers) + n]
-                found.append(f"{table.name} {key}: {column.name} holds {value}, not an integer")
+        for n, column in enumerate(checked):
+            if row[keys + n]:
+                value = row[keys + len(checked) + n]
+                kind = "a Boolean (0 or 1)" if _is_boolean(column) else "an integer"
+                found.append(f"{table.name} {key}: {column.name} holds {value}, not {kind}")
     return found
+
+
+def _is_boolean(column: sa.Column[Any]) -> bool:
+    import sqlalchemy as sa
+
+    return isinstance(column.type, sa.Boolean)
+
+
+def _is_mistyped(column: sa.Column[Any]) -> sa.ColumnElement[bool]:
+    """True where the column holds neither NULL nor a value of its type (stored as SQLite keeps
+    it: `typeof` and the raw value, before SQLAlchemy turns it into a Python value)."""
+    import sqlalchemy as sa
+
+    kind = sa.func.typeof(column)
+    if not _is_boolean(column):
+        return kind.not_in(["integer", "null"])
+    raw = sa.type_coerce(column, sa.Integer)  # compared as stored, not as a bool
+    return sa.and_(kind != "null", sa.or_(kind != "integer", raw.not_in([0, 1])))
 
 
 def readable(db: Database, read: Any) -> Any:

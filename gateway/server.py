@@ -316,6 +316,8 @@ def serve(settings: Settings) -> None:
             port,
             "KYM_ADMIN_TOKEN" if settings.admin_token else settings.data_dir / "admin-token",
         )
+        if tls.names and tls.names != (host,):  # a wildcard address names no one to verify
+            log.info("its certificate names %s", ", ".join(tls.names))
         server = _Server(config)
         if interrupts.seen:  # a Ctrl-C during start-up that was raised where it got lost
             raise KeyboardInterrupt

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
@@ -69,9 +68,11 @@ def sign_tree_head_if_due(
 
 
 def sign_tree_head(ctx: LogContext, since: int = 0) -> str:
-    """A signed head of the log as it is now (the stored one when that size is signed at
-    `since` or later). One head is kept a size: a head of a size signed before `since` is
-    signed again and handed out, not kept."""
+    """A signed head of the log as it is now: the latest one kept of this size when it was
+    signed at `since` or later, else one signed now and kept, also when the size was signed
+    before (the signer's certificate renewed since, see `latest_tree_head`): every head handed
+    out is in `tree_heads`, where `kym audit verify` checks it and what a client shows of it
+    can be proven."""
 
     def work(conn: Connection) -> str:
         size, root, _frontier = store.log_state(conn, lock=True)
@@ -79,8 +80,8 @@ def sign_tree_head(ctx: LogContext, since: int = 0) -> str:
         if existing is not None and existing[0].ts >= since:
             return existing[1]
         head = TreeHead(size, root, store.unix_seconds(ctx.clock()))
-        if existing is not None:
-            return heads.sign(head, ctx.pki.signer.private_key, ctx.signer_jose)
+        if existing is not None and head.ts <= existing[0].ts:
+            return existing[1]  # the clock is behind the head kept: none later to sign
         return _sign(ctx, conn, head)
 
     return ctx.db.run(work)
@@ -89,18 +90,16 @@ def sign_tree_head(ctx: LogContext, since: int = 0) -> str:
 def latest_tree_head(ctx: LogContext) -> str:
     """The latest signed head (`GET /v1/audit/tree-head`); the first one is signed on demand.
     One signed before the signer's certificate became valid (it is renewed, same key, at a
-    start-up) is signed again now, same size and root, and handed out, not kept (one head is
-    kept a size): a client checks it against that certificate at the head's `ts`. The next
-    head kept, once the log grows, ends the re-signing."""
+    start-up) does not verify against it at its `ts`, as a client checks it: a head of the log
+    as it is now is signed and kept instead (of the same size and root when it has not grown),
+    once a size and renewal."""
     with ctx.db.read() as conn:
         latest = store.latest_head(conn)
     if latest is None:
         return sign_tree_head(ctx)
-    head, token = latest
-    if head.ts >= signer_since(ctx):
-        return token
-    again = replace(head, ts=store.unix_seconds(ctx.clock()))
-    return heads.sign(again, ctx.pki.signer.private_key, ctx.signer_jose)
+    if latest[0].ts < (since := signer_since(ctx)):
+        return sign_tree_head(ctx, since)
+    return latest[1]
 
 
 def signer_since(ctx: LogContext) -> int:

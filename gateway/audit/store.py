@@ -55,13 +55,15 @@ chain_head = sa.Table(
     sa.Column("seq", sa.BigInteger),  # the tree size
     sa.Column("hash", sa.String),  # the root hash, lowercase hex
     sa.Column("frontier", sa.Text),  # the frontier's hashes, largest subtree first, hex
+    sa.Column("heads", sa.BigInteger),  # how many signed tree heads were kept
+    sa.Column("head_size", sa.BigInteger),  # the largest tree size signed, NULL while none is
 )
 tree_heads = sa.Table(
     "tree_heads",
     metadata,
     sa.Column("tree_size", sa.BigInteger, primary_key=True),
+    sa.Column("ts", sa.BigInteger, primary_key=True),  # a size may be signed again, later
     sa.Column("root_hash", sa.String),
-    sa.Column("ts", sa.BigInteger),
     sa.Column("jws", sa.Text),
 )
 _STATE = chain_head.c.name == "audit"
@@ -295,27 +297,45 @@ def root_at(conn: Connection, tree_size: int) -> bytes:
 
 
 def insert_head(conn: Connection, head: TreeHead, jws: str) -> None:
-    """Keep a signed tree head (the history is kept: heads are never replaced)."""
+    """Keep a signed tree head (the history is kept: heads are never replaced), counted in the
+    log's state row, which the caller has locked (`log_state(lock=True)`): a head deleted
+    later no longer matches the count, nor the latest the largest size signed."""
     conn.execute(tree_heads.insert().values(jws=jws, **head.payload()))
+    largest = sa.case(
+        (chain_head.c.head_size >= head.tree_size, chain_head.c.head_size), else_=head.tree_size
+    )
+    conn.execute(
+        chain_head.update().where(_STATE).values(heads=chain_head.c.heads + 1, head_size=largest)
+    )
+
+
+def heads_anchor(conn: Connection) -> tuple[int, int | None]:
+    """(how many signed heads were kept, the largest size signed or None) from the state row;
+    ValueError when the row is missing."""
+    query = sa.select(chain_head.c.heads, chain_head.c.head_size).where(_STATE)
+    [(count, size)] = conn.execute(query).all()
+    return int(count), None if size is None else int(size)
+
+
+_NEWEST = (tree_heads.c.tree_size.desc(), tree_heads.c.ts.desc())
 
 
 def latest_head(conn: Connection) -> tuple[TreeHead, str] | None:
-    """The signed head with the largest tree, and its JWS."""
-    query = tree_heads.select().order_by(tree_heads.c.tree_size.desc()).limit(1)
-    row = conn.execute(query).mappings().first()
+    """The signed head with the largest tree (the latest signed of that size), and its JWS."""
+    row = conn.execute(tree_heads.select().order_by(*_NEWEST).limit(1)).mappings().first()
     return (_head_of(row), str(row["jws"])) if row else None
 
 
 def head_of_size(conn: Connection, tree_size: int) -> tuple[TreeHead, str] | None:
-    """The signed head of exactly this size, if one was signed."""
-    query = tree_heads.select().where(tree_heads.c.tree_size == tree_size)
-    row = conn.execute(query).mappings().first()
+    """The latest signed head of exactly this size, if one was signed."""
+    query = tree_heads.select().where(tree_heads.c.tree_size == tree_size).order_by(*_NEWEST)
+    row = conn.execute(query.limit(1)).mappings().first()
     return (_head_of(row), str(row["jws"])) if row else None
 
 
 def iter_heads(conn: Connection) -> Iterator[tuple[TreeHead, str]]:
-    """Every signed head, smallest tree first."""
-    query = tree_heads.select().order_by(tree_heads.c.tree_size)
+    """Every signed head, smallest tree first (one size's in the order they were signed)."""
+    query = tree_heads.select().order_by(tree_heads.c.tree_size, tree_heads.c.ts)
     for row in conn.execute(query).mappings():
         yield _head_of(row), str(row["jws"])
 

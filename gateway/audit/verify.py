@@ -3,8 +3,9 @@
 Every entry is rebuilt from its columns and hashed; the leaves are folded into a fresh tree
 (the frontier only, so memory stays small) whose inner nodes are compared with the stored ones
 as they complete; each signed tree head's signature, payload and root are checked when the walk
-reaches its size; the log's end is checked against the anchor outside the audit table; and
-each head is proven consistent with the next by the same proofs that the API serves.
+reaches its size; the log's end is checked against the anchor outside the audit table; each
+head is proven consistent with the next by the same proofs that the API serves; and the heads
+kept are checked against the anchor's count and largest size, so that a head deleted is named.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from gateway.audit import entries, heads, log, store
 from gateway.audit.heads import TreeHead
 
 Problem = tuple[int, str]  # (the first bad entry's index, why)
+NO_ANCHOR = "the log's anchor (its row in chain_head) is missing or unreadable"
 NODE_BATCH = 4096
 
 
@@ -33,6 +35,8 @@ def verify_log(conn: Connection, signer: wire.PublicKey) -> tuple[int, Problem |
         problem = _check_end(conn, walk)
     if problem is None:
         problem = _check_consistency(conn, [head for head, _jws in signed])
+    if problem is None:
+        problem = _check_heads_kept(conn, [head for head, _jws in signed])
     return walk.size, problem
 
 
@@ -123,7 +127,7 @@ def _check_end(conn: Connection, walk: _Walk) -> Problem | None:
     try:
         size, root, frontier = store.log_state(conn)
     except ValueError:  # no row, or a frontier that is not hex
-        return walk.size, "the log's anchor (its row in chain_head) is missing or unreadable"
+        return walk.size, NO_ANCHOR
     if walk.size != size:
         return min(walk.size, size), (
             f"the log ends after {walk.size} entries but its anchor says {size}"
@@ -158,3 +162,27 @@ def _check_consistency(conn: Connection, signed: list[TreeHead]) -> Problem | No
                 "are not consistent"
             )
     return None
+
+
+def _check_heads_kept(conn: Connection, signed: list[TreeHead]) -> Problem | None:
+    """Signed heads are evidence, so their loss is damage: the anchor counts the heads kept and
+    holds the largest size signed, and any head deleted (all, the latest, one between others)
+    leaves them unmatched. The first entry named is the first no longer vouched for by a head
+    (0 when a head between others went: which one cannot be told)."""
+    try:
+        count, largest = store.heads_anchor(conn)
+    except (ValueError, TypeError):
+        return 0, NO_ANCHOR
+    kept, last = len(signed), (signed[-1].tree_size if signed else None)
+    if (kept, last) == (count, largest):
+        return None
+    holds = f"it holds {kept}, the latest of size {last}" if signed else "it holds none"
+    upto = f" up to size {largest}" if largest is not None else ""
+    counted = f"the log's anchor counts {count} signed tree heads{upto}; {holds}"
+    if kept > count or (last or 0) > (largest or 0):
+        return 0, f"tree_heads holds signed tree heads that the anchor does not ({counted})"
+    if last != largest:
+        why = f"the latest signed tree head, of size {largest}, is missing from tree_heads"
+        return last or 0, f"{why} ({counted})"
+    heads_are = "signed tree head is" if count - kept == 1 else "signed tree heads are"
+    return 0, f"{count - kept} {heads_are} missing from tree_heads ({counted})"

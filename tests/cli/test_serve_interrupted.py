@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import time
 from contextlib import suppress
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,6 +18,7 @@ import pytest
 from gateway import server
 from gateway.http.tls import HttpTls
 from gateway.settings import Settings
+from tests.support.cli import BIN, clean_env
 
 
 def test_a_ctrl_c_lost_during_start_up_still_stops_serve(
@@ -42,3 +45,29 @@ def test_a_ctrl_c_lost_during_start_up_still_stops_serve(
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def test_ctrl_c_while_serve_starts_exits_130_in_one_line(tmp_path: Path) -> None:
+    """SIGINT as soon as the data dir appears, long before the gateway is up: exit 130, as a
+    shell reports an interrupted command, not click's "Aborted!" and exit 1 (a failure)."""
+    data = tmp_path / "d"
+    command = [str(BIN / "kym"), "serve", "--data-dir", str(data), "--broker", "embedded",
+               "--http", f"127.0.0.1:{server.free_port()}",
+               "--mqtt", f"127.0.0.1:{server.free_port()}"]  # fmt: skip
+    process = subprocess.Popen(
+        command, env=clean_env(KYM_ADMIN_TOKEN="t"), stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not data.exists() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.005)
+        assert data.exists() and process.poll() is None
+        process.send_signal(signal.SIGINT)
+        _out, said = process.communicate(timeout=20)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == 130, said[-2000:]
+    assert "Aborted!" not in said and "Traceback" not in said, said[-2000:]
+    assert said.strip().splitlines()[-1] == "kym: interrupted", said[-2000:]
+    assert "HTTP API on" not in said, said[-2000:]  # it was stopped while starting

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from cryptography import x509
 
+from gateway.http.tls import names_for
 from gateway.server import free_port
 from tests.support.gateway import ADMIN_TOKEN
 from tests.support.openssl import openssl_ok
@@ -23,9 +24,11 @@ from tests.support.openssl import openssl_ok
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
-def kym_serve(tmp_path: Path, http: int, *flags: str | Path) -> subprocess.Popen[bytes]:
+def kym_serve(
+    tmp_path: Path, http: int, *flags: str | Path, host: str = "127.0.0.1"
+) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "gateway.cli", "serve", "--data-dir", tmp_path / "data"]
-    command += ["--http", f"127.0.0.1:{http}", "--mqtt", f"127.0.0.1:{free_port()}"]
+    command += ["--http", f"{host}:{http}", "--mqtt", f"127.0.0.1:{free_port()}"]
     command += ["--broker", "embedded", *flags]
     env = {**os.environ, "KYM_ADMIN_TOKEN": ADMIN_TOKEN}
     with (tmp_path / "serve.log").open("wb") as log:  # the child keeps its own descriptor
@@ -84,6 +87,47 @@ def test_http_tls_serves_a_certificate_that_get_v1_ca_verifies(
         httpx.get(f"{base}/v1/ca", verify=ssl.create_default_context())
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{http}/v1/ca")
+
+
+def test_http_tls_on_a_wildcard_address_names_localhost_loopback_and_the_hostname(
+    tmp_path: Path, served: tuple[int, list[subprocess.Popen[bytes]]]
+) -> None:
+    """0.0.0.0 is where it listens, not a name any client verifies: the certificate also names
+    what a client connects to, and the log says so."""
+    http, processes = served
+    processes.append(kym_serve(tmp_path, http, "--http-tls", host="0.0.0.0"))
+    wait_listening(http, processes[0], tmp_path / "serve.log")
+    names = served_certificate(http).extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    hostname = socket.gethostname()
+    assert names.value.get_values_for_type(x509.DNSName) == ["localhost", hostname]
+    addresses = [str(ip) for ip in names.value.get_values_for_type(x509.IPAddress)]
+    assert addresses == ["0.0.0.0", "127.0.0.1"]  # the --http host too, as the contract says
+    bundle = (tmp_path / "data" / "ca" / "bundle.pem").read_text()
+    for base in (f"https://localhost:{http}", f"https://127.0.0.1:{http}"):
+        assert httpx.get(f"{base}/v1/ca", verify=verified(bundle)).text == bundle
+    said = (tmp_path / "serve.log").read_text()
+    assert f"its certificate names 0.0.0.0, localhost, 127.0.0.1, {hostname}" in said
+
+
+@pytest.mark.parametrize(
+    ("host", "names"),
+    [
+        ("0.0.0.0", ("0.0.0.0", "localhost", "127.0.0.1", "box.example")),
+        ("::", ("::", "localhost", "127.0.0.1", "::1", "box.example")),
+        ("127.0.0.1", ("127.0.0.1",)),
+        ("10.1.2.3", ("10.1.2.3",)),
+        ("api.example", ("api.example",)),
+    ],
+)
+def test_the_http_certificate_names_the_host_or_for_a_wildcard_what_clients_connect_to(
+    host: str, names: tuple[str, ...]
+) -> None:
+    assert names_for(host, "box.example") == names
+
+
+@pytest.mark.parametrize("hostname", ["", "localhost", "not a name", "bad_name!"])
+def test_a_hostname_that_is_no_dns_name_is_left_out(hostname: str) -> None:
+    assert names_for("0.0.0.0", hostname) == ("0.0.0.0", "localhost", "127.0.0.1")
 
 
 def test_http_cert_and_key_serve_ones_own_certificate(

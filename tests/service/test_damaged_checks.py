@@ -5,6 +5,7 @@ would have refused on PostgreSQL."""
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -28,7 +29,7 @@ from tests.support.world import World
         (
             "UPDATE tree_heads SET tree_size = 'x'",
             "audit verify",
-            "audit chain BROKEN: tree_heads x: tree_size holds 'x', not an integer",
+            "audit chain BROKEN: tree_heads x/",  # then the head's ts, its other key
         ),
         (
             "DELETE FROM chain_head",
@@ -75,3 +76,51 @@ def test_a_value_the_checks_cannot_read_is_exit_1_in_one_line(tmp_path: Path) ->
     db.dispose()
     assert result.exit_code == 1
     assert "is damaged: a value the check cannot read (ValueError" in result.output
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(("value", "shown"), [("'maybe'", "'maybe'"), ("2", "2")])
+def test_a_boolean_column_holding_other_than_0_or_1_is_a_breach_naming_its_row(
+    world: World, tmp_path: Path, value: str, shown: str
+) -> None:
+    """SQLAlchemy reads any such value as true, so the check would pass it; it names it."""
+    pay(world)
+    copy = copy_of(world, tmp_path / "copy")
+    with closing(sqlite3.connect(copy / "kym.db")) as raw:
+        [(account,)] = raw.execute(
+            "SELECT id FROM wallet_accounts WHERE kind = 'wallet' ORDER BY id LIMIT 1"
+        ).fetchall()
+        raw.execute(
+            f"UPDATE wallet_accounts SET debits_must_not_exceed_credits = {value} WHERE id = ?",
+            (account,),
+        )
+        raw.commit()
+    done = checks(copy)["ledger check"]
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert done.stderr.splitlines() == [
+        f"BREACH types: wallet_accounts {account}: debits_must_not_exceed_credits holds "
+        f"{shown}, not a Boolean (0 or 1)"
+    ], done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("content", ["empty", "another program's"])
+def test_a_database_without_kyms_schema_is_one_line_and_exit_2(
+    world: World, tmp_path: Path, content: str
+) -> None:
+    """Not "no such table": which file it is, that it holds no KYM schema, and what to do."""
+    where = tmp_path / "d"
+    where.mkdir()
+    (where / "kym.db").touch()  # the empty file alone: not "no signing certificate" either
+    if content != "empty":
+        shutil.copytree(world.ctx.settings.data_dir / "ca", where / "ca")
+        with closing(sqlite3.connect(where / "kym.db")) as raw:
+            raw.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+            raw.commit()
+    for command, done in checks(where).items():
+        assert done.returncode == 2, (command, done.stderr[-2000:])
+        assert done.stderr.splitlines() == [
+            f"kym: sqlite:///{where / 'kym.db'} has no KYM schema (not migrated, or not KYM's "
+            "database): kym serve with the same --data-dir/--database-url creates and migrates "
+            "it; or give the database kym serve uses"
+        ], (command, done.stderr[-2000:])
