@@ -169,6 +169,30 @@ def host_general_names(host: str | Sequence[str]) -> list[x509.GeneralName]:
     return [host_general_name(one) for one in ([host] if isinstance(host, str) else host)]
 
 
+def server_names(host: str, hostname: str) -> tuple[str, ...]:
+    """The hosts a server certificate for a listener on `host` names: `host` itself (the
+    contract: the certificate names the --http, --mqtt or --listen host), and for a wildcard
+    bind address (0.0.0.0, ::), which no client connects to by name, also localhost, the
+    loopback address(es) and this machine's `hostname`, which clients do connect to."""
+    try:
+        address = ipaddress.ip_address(host.removeprefix("[").removesuffix("]"))
+    except ValueError:
+        return (host,)
+    if not address.is_unspecified:
+        return (host,)
+    loopback = ("127.0.0.1",) if address.version == 4 else ("127.0.0.1", "::1")
+    named = (hostname,) if hostname and _is_dns_name(hostname) else ()
+    return tuple(dict.fromkeys((host, "localhost", *loopback, *named)))
+
+
+def _is_dns_name(name: str) -> bool:
+    labels = name.rstrip(".").split(".")
+    return all(
+        label and len(label) <= 63 and label.replace("-", "").isalnum() and label.isascii()
+        for label in labels
+    )
+
+
 def host_general_name(host: str) -> x509.GeneralName:
     """An IPAddress name when `host` parses as an IP address (brackets allowed), else a DNSName."""
     bare = host.removeprefix("[").removesuffix("]")

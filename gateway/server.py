@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import uvicorn
 from fastapi import FastAPI
 
-from devices import keystore
+from devices import ca, keystore
 from gateway import service
 from gateway.broker import dynsec, mosquitto, plugin
 from gateway.context import BrokerControl, Context, utcnow
@@ -151,7 +151,8 @@ def start_embedded_broker(ctx: Context, address: BrokerAddress, stack: ExitStack
     """The pure-Python broker in `gateway.broker`, with the same ACL and identity rules."""
     from gateway.broker import Broker, BrokerConfig
 
-    cert, key = keystore.ensure_server_certificate(ctx.pki, address.host, utcnow())
+    names = ca.server_names(address.host, socket.gethostname())
+    cert, key = keystore.ensure_server_certificate(ctx.pki, names, utcnow())
     broker = Broker(
         BrokerConfig(
             certfile=cert,

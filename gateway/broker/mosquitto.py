@@ -25,10 +25,11 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
+from socket import gethostname
 
 import sqlalchemy as sa
 
-from devices import keystore
+from devices import ca, keystore
 from devices import store as device_store
 from gateway.broker import dynsec, plugin
 from gateway.broker.dynsec import GATEWAY_IDENTITIES
@@ -141,7 +142,7 @@ def write_config(
     returns the configuration's path."""
     outdir = outdir.resolve()
     outdir.mkdir(parents=True, exist_ok=True)
-    server = keystore.ensure_server_certificate(pki, host, now)
+    server = keystore.ensure_server_certificate(pki, ca.server_names(host, gethostname()), now)
     dynsec.ensure_admin_identity(pki, 0, now)
     if access_plugin is None:
         dynsec.write_document(outdir / "dynsec.json", devices)

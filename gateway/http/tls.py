@@ -3,14 +3,13 @@ host, so that `GET /v1/ca` verifies it) or `--http-cert FILE --http-key FILE` (o
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import ssl
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from devices import keystore
+from devices import ca, keystore
 from gateway.settings import Settings, split_host_port
 
 
@@ -41,32 +40,9 @@ def http_tls(settings: Settings, pki: keystore.Pki, now: datetime) -> HttpTls:
     if not settings.http_tls:
         return HttpTls()
     host, _ = split_host_port(settings.http, 8080)
-    names = names_for(host, socket.gethostname())
+    names = ca.server_names(host, socket.gethostname())
     cert_path, key_path = keystore.ensure_server_certificate(pki, names, now, name="http")
     return HttpTls(str(cert_path), str(key_path), names)
-
-
-def names_for(host: str, hostname: str) -> tuple[str, ...]:
-    """The hosts the HTTP certificate names: the `--http` host, as the contract says, and for a
-    wildcard bind address (0.0.0.0, ::), which no client connects to by name, also localhost,
-    the loopback address(es) and this machine's `hostname`, which clients do connect to."""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return (host,)
-    if not address.is_unspecified:
-        return (host,)
-    loopback = ("127.0.0.1",) if address.version == 4 else ("127.0.0.1", "::1")
-    named = (hostname,) if hostname and _is_dns_name(hostname) else ()
-    return tuple(dict.fromkeys((host, "localhost", *loopback, *named)))
-
-
-def _is_dns_name(name: str) -> bool:
-    labels = name.rstrip(".").split(".")
-    return all(
-        label and len(label) <= 63 and label.replace("-", "").isalnum() and label.isascii()
-        for label in labels
-    )
 
 
 def check_pair(certfile: str, keyfile: str) -> None:

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from cryptography import x509
 
-from gateway.http.tls import names_for
+from devices.ca import server_names as names_for
 from gateway.server import free_port
 from tests.support.gateway import ADMIN_TOKEN
 from tests.support.openssl import openssl_ok
