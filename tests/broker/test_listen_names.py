@@ -56,16 +56,20 @@ def test_the_embedded_broker_on_a_wildcard_address_verifies_at_localhost(tmp_pat
         bundle = (tmp_path / "data" / "ca" / "bundle.pem").read_text()
         for name in ("localhost", "127.0.0.1"):
             context = ssl.create_default_context(cadata=bundle)
-            with socket.create_connection(("127.0.0.1", mqtt), timeout=10) as raw:
-                # the server's certificate is checked here; the broker then wants a client
-                # certificate, which this probe does not have: refused later, not for the name
-                with context.wrap_socket(raw, server_hostname=name) as tls:
-                    certificate = tls.getpeercert(binary_form=True)
+            # the server's certificate is checked here; the broker then wants a client
+            # certificate, which this probe does not have: refused later, not for the name
+            with (
+                socket.create_connection(("127.0.0.1", mqtt), timeout=10) as raw,
+                context.wrap_socket(raw, server_hostname=name) as tls,
+            ):
+                certificate = tls.getpeercert(binary_form=True)
             assert certificate is not None
         elsewhere = ssl.create_default_context(cadata=bundle)
-        with socket.create_connection(("127.0.0.1", mqtt), timeout=10) as raw:
-            with pytest.raises(ssl.SSLCertVerificationError, match="mismatch"):
-                elsewhere.wrap_socket(raw, server_hostname="not-this-host.example")
+        with (
+            socket.create_connection(("127.0.0.1", mqtt), timeout=10) as raw,
+            pytest.raises(ssl.SSLCertVerificationError, match="mismatch"),
+        ):
+            elsewhere.wrap_socket(raw, server_hostname="not-this-host.example")
     finally:
         serve.send_signal(signal.SIGTERM)
         serve.wait(timeout=30)
