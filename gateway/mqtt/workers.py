@@ -31,9 +31,6 @@ from datetime import timedelta
 import paho.mqtt.client as mqtt
 from sqlalchemy import Connection
 
-from devices import wire
-from devices.contract import Reason, Result, Status, device_of_orders_topic, results_topic
-from gateway.audit import store as audit_store
 from gateway.context import Context
 from gateway.db_faults import FAULT_LOG_EVERY_S, database_fault, one_line
 from gateway.events import metrics
@@ -43,6 +40,7 @@ from gateway.orders import store as order_store
 from gateway.orders.decide import decide_messages
 from gateway.orders.intake import KeyRing
 from gateway.orders.signer import Signer
+from gateway.orders.undecidable import reject_undecidable
 from gateway.orders.verifier import Verifier
 
 log = logging.getLogger("kym.pipeline")
@@ -286,7 +284,11 @@ class Worker(threading.Thread):
         False when that could not be written either (the message is then kept and tried
         again, never left unacknowledged and forgotten, holding the broker's in-flight window)."""
         try:
-            entries = self.ctx.db.run(lambda conn: reject_undecidable(self.ctx, conn, message))
+            entries = self.ctx.db.run(
+                lambda conn: reject_undecidable(
+                    self.ctx, conn, self.keyring, message.topic, message.payload, MAX_TRIES
+                )
+            )
         except Exception:  # noqa: BLE001 - kept; the caller tries again
             log.exception("could not reject the undecidable message on %s", message.topic)
             return False
@@ -341,25 +343,6 @@ class Waiting:
         if self.since is not None:
             waited, self.since = time.monotonic() - self.since, None
             log.warning("the database takes writes again after %.0f s", waited)
-
-
-def reject_undecidable(ctx: Context, conn: Connection, message: Inbound) -> Entries:
-    """Give a message the gateway failed to decide MAX_TRIES times its final answer."""
-    device_id, now = device_of_orders_topic(message.topic), ctx.clock()
-    if device_id is None:
-        return []
-    order_id = wire.order_id_of(wire.payload_of(message.payload))
-    detail = f"the gateway failed to decide this message {MAX_TRIES} times"
-    rejected = Result(
-        device_id, order_id, Status.REJECTED, int(now.timestamp()), Reason.INVALID_MESSAGE
-    )
-    result = rejected.to_payload() | {"detail": detail}
-    topic = results_topic(device_id)
-    signed = wire.sign(result, ctx.pki.signer.private_key, ctx.signer_jose)
-    ids = order_store.enqueue(conn, [(topic, signed)], now)
-    audit = (f"topic:{device_id}", "order.rejected", None, {"order_id": order_id, "detail": detail})
-    audit_store.append(conn, now, [audit])
-    return [(ids[0], topic, signed)]
 
 
 def _message_key(message: Inbound) -> str:

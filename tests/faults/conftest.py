@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.faults.inprocess import Gateway, serve_gateway
 from tests.faults.processes import Mosquitto, Postgres, postgres_tools_available
 from tests.support.services import unavailable
+from tests.support.stack import BROKERS
 
 
 @contextmanager
@@ -55,3 +57,11 @@ def mosquitto(mosquitto_binary: str, tmp_path: Path) -> Iterator[Mosquitto]:
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture(params=BROKERS)
+def gateway(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Gateway]:
+    """The in-process gateway's parts (`tests.faults.inprocess`) on SQLite, on both brokers."""
+    if request.param == "mosquitto":
+        request.getfixturevalue("mosquitto_binary")
+    yield from serve_gateway(tmp_path, f"sqlite:///{tmp_path / 'kym.db'}", request.param)

@@ -10,70 +10,21 @@ import queue
 import secrets
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack
-from dataclasses import replace
 from pathlib import Path
-from typing import Literal
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError
 
-from devices import keystore, wire
-from gateway.context import utcnow
-from gateway.http.app import create_app
-from gateway.mqtt.client import GatewayClient, Inbound
+from devices import wire
+from gateway.mqtt.client import Inbound
 from gateway.mqtt.retire import retire_identity
 from gateway.mqtt.workers import MAX_TRIES, RETRY_PAUSE_S, Entries, Publisher, Worker
 from gateway.orders import store as order_store
-from gateway.server import build_context, free_port, start_broker
-from gateway.settings import Settings
 from tests.e2e.orders import setup_payer
+from tests.faults.inprocess import Gateway, serve_gateway
 from tests.support.disk import fill, tmpfs
-from tests.support.gateway import ADMIN_TOKEN
 from tests.support.services import PG_SERVER_URL, unavailable
-from tests.support.stack import BROKERS, Stack
-
-
-class Gateway:
-    """A broker, an HTTP API for registering devices, and gateway clients made on demand."""
-
-    def __init__(self, stack: Stack, exits: ExitStack) -> None:
-        self.stack, self.exits = stack, exits
-
-    def client(self, n: int = 0) -> GatewayClient:
-        ctx = self.stack.ctx
-        cert, key = keystore.ensure_gateway_client_identity(ctx.pki, n, utcnow())
-        client = GatewayClient(
-            "127.0.0.1", self.stack.port, f"kym-gateway-{n}", cert, key, ctx.pki.paths.bundle
-        )
-        client.start()
-        assert client.subscribed.wait(10), "the gateway client did not subscribe"
-        return client
-
-
-@pytest.fixture(params=BROKERS)
-def gateway(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Gateway]:
-    if request.param == "mosquitto":
-        request.getfixturevalue("mosquitto_binary")
-    yield from _gateway(tmp_path, f"sqlite:///{tmp_path / 'kym.db'}", request.param)
-
-
-def _gateway(
-    tmp_path: Path, database_url: str, broker: Literal["mosquitto", "embedded"]
-) -> Iterator[Gateway]:
-    port = free_port()
-    settings = Settings(
-        data_dir=tmp_path / "data", database_url=database_url,
-        admin_token=ADMIN_TOKEN, mqtt=f"127.0.0.1:{port}", broker=broker,
-    )  # fmt: skip
-    base = build_context(settings)
-    with ExitStack() as exits:
-        ctx = replace(base, broker=start_broker(base, exits))
-        with TestClient(create_app(ctx)) as api:
-            yield Gateway(Stack(ctx, api, port, tmp_path), exits)
-        ctx.db.dispose()
 
 
 class PgDatabase:
@@ -112,7 +63,7 @@ def pg_gateway(tmp_path: Path) -> Iterator[tuple[Gateway, PgDatabase]]:
     """A gateway (embedded broker) on a PostgreSQL database of the test's own."""
     database = PgDatabase()
     try:
-        for gateway in _gateway(tmp_path, database.url, "embedded"):
+        for gateway in serve_gateway(tmp_path, database.url, "embedded"):
             yield gateway, database
     finally:
         database.drop()
@@ -129,7 +80,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 @pytest.fixture
 def disk_gateway(tmp_path: Path, small_disk: Path) -> Iterator[Gateway]:
     """A gateway (embedded broker) whose SQLite database is on `small_disk`."""
-    yield from _gateway(tmp_path, f"sqlite:///{small_disk / 'kym.db'}", "embedded")
+    yield from serve_gateway(tmp_path, f"sqlite:///{small_disk / 'kym.db'}", "embedded")
 
 
 def _drain(inbox: queue.SimpleQueue[Inbound], seconds: float) -> list[Inbound]:
