@@ -45,36 +45,24 @@ def reject_undecidable(
         device_id, order_id, Status.REJECTED, int(now.timestamp()), Reason.INVALID_MESSAGE
     )
     grace = timedelta(seconds=ctx.settings.rotation_grace_s)
-    answer = _final(conn, keyring, topic, payload, rejected, now, grace)
-    result = answer.to_payload() if answer.duplicate else answer.to_payload() | {"detail": detail}
-    signed = wire.sign(result, ctx.pki.signer.private_key, ctx.signer_jose)
-    results = results_topic(device_id)
-    ids = order_store.enqueue(conn, [(results, signed)], now)
-    data = {"order_id": order_id, "detail": detail, "status": answer.status.value}
-    audit_store.append(conn, now, [(f"topic:{device_id}", "order.rejected", None, data)])
-    return [(ids[0], results, signed)]
-
-
-def _final(
-    conn: Connection,
-    keyring: KeyRing,
-    topic: str,
-    payload: bytes,
-    rejected: Result,
-    now: datetime,
-    grace: timedelta,
-) -> Result:
-    """The stored result of the order when it was decided before; else `rejected`, recorded as
-    its result when the message is a signed order within FRESHNESS of `now`."""
     savepoint = conn.begin_nested()
     try:
         answer = _record(conn, keyring, topic, payload, rejected, now, grace)
     except Exception:  # noqa: BLE001 - the rejection goes out unrecorded
         savepoint.rollback()
         log.exception("could not record the undecidable message on %s as an order", topic)
-        return rejected
-    savepoint.commit()
-    return answer
+        answer = rejected
+    else:
+        savepoint.commit()
+    result = answer.to_payload()
+    if not answer.duplicate:  # a replay's answer is not audited again, as in `decide_one`
+        result["detail"] = detail
+        data = {"order_id": order_id, "detail": detail}
+        audit_store.append(conn, now, [(f"topic:{device_id}", "order.rejected", None, data)])
+    signed = wire.sign(result, ctx.pki.signer.private_key, ctx.signer_jose)
+    results = results_topic(device_id)
+    ids = order_store.enqueue(conn, [(results, signed)], now)
+    return [(ids[0], results, signed)]
 
 
 def _record(
@@ -86,6 +74,8 @@ def _record(
     now: datetime,
     grace: timedelta,
 ) -> Result:
+    """The stored result of the order when it was decided before; else `rejected`, recorded as
+    its result when the message is a signed order within FRESHNESS of `now`."""
     checked = check_messages(conn, keyring, [(topic, payload)], now, grace)
     item = checked[0] if checked else None
     if item is None or item.order is None or item.payload is None:

@@ -70,3 +70,33 @@ def test_an_order_given_up_as_undecidable_keeps_its_rejection_when_sent_again(
     owner = {"Authorization": f"Bearer {car.device.owner_key}"}
     wallet = stack.api.get(f"/v1/devices/{car.id}/wallet", headers=owner).json()
     assert wallet == {"currency": "EUR", "balance": 9_700, "available": 9_700}
+
+
+def test_a_decided_order_whose_copy_cannot_be_decided_gets_its_own_result_again(
+    gateway: Gateway,
+) -> None:
+    stack = gateway.stack
+    shop = stack.party("merchants", {"name": "shop", "category": "fuel", "currency": "EUR"})
+    car = setup_payer(stack, "car", top_up=10_000, rules={"currency": "EUR"})
+    order = car.order(type="pay", payee=shop["id"], amount=700, currency="EUR")
+    raw = wire.sign(order, car.key).encode()
+    client = gateway.client()
+    worker = FailingFor(stack.ctx, client, Publisher(client))
+    worker.failing = set()
+    worker.start()
+    try:
+        approved = car.send(raw, order_id=order["order_id"])
+        assert approved is not None and approved["status"] == "approved"
+        worker.failing = {raw}  # the copy sent again meets a fault that outlasts the tries
+        car.send(raw, wait=False)
+        approved, again = _results(car, order["order_id"], 2)
+        assert again["status"] == "approved" and again["duplicate"] is True
+        assert again["payment_id"] == approved["payment_id"] and "detail" not in again
+    finally:
+        worker.stop()
+        worker.join(5)
+        client.stop()
+        car.close()
+    owner = {"Authorization": f"Bearer {car.device.owner_key}"}
+    wallet = stack.api.get(f"/v1/devices/{car.id}/wallet", headers=owner).json()
+    assert wallet == {"currency": "EUR", "balance": 9_300, "available": 9_300}
