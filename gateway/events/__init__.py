@@ -8,5 +8,6 @@ webhooks    add, list and delete webhooks; their delivery logs
 ssrf        which webhook URLs may be reached (http(s) only; public addresses only)
 delivery    the webhook delivery worker (a thread of `kym serve`, apart from the order path)
 stream      the Server-Sent Events stream, reading the events table (every worker's events)
+slots       how many streams each party holds open in this process, and the cap on them
 metrics     the Prometheus metrics of `GET /metrics`
 """

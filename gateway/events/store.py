@@ -177,7 +177,7 @@ def last_seq(conn: Connection) -> int:
 def prune(conn: Connection, older_than: datetime) -> int:
     """Forget events older than this that no attempt still waits for, and the delivery log's
     attempts older than this (it grew by a row an attempt for as long as a webhook lived)."""
-    conn.execute(deliveries.delete().where(deliveries.c.at < older_than))
+    conn.execute(stale_deliveries(older_than))
     waiting = sa.select(tasks.c.event_seq)
     result = conn.execute(
         events.delete().where(
@@ -192,15 +192,34 @@ def prune(conn: Connection, older_than: datetime) -> int:
     return int(result.rowcount or 0)
 
 
+def stale_deliveries(older_than: datetime) -> sa.Delete:
+    """The delivery log's attempts older than this, found through `ix_webhook_deliveries_at`
+    (migration 0022) rather than by reading the whole log."""
+    return deliveries.delete().where(deliveries.c.at < older_than)
+
+
 # --- webhooks --------------------------------------------------------------------------------
+
+
+def lock_webhooks(conn: Connection) -> None:
+    """Take WEBHOOKS_LOCK alone until the transaction ends (PostgreSQL; on SQLite the write
+    transaction, BEGIN IMMEDIATE, already has the database to itself). Taken twice in one
+    transaction it is simply held twice."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({WEBHOOKS_LOCK})"))
+
+
+def count_webhooks(conn: Connection, party_id: str) -> int:
+    """How many webhooks the party has (read under `lock_webhooks` to count toward a cap)."""
+    query = sa.select(sa.func.count()).select_from(webhooks)
+    return int(conn.execute(query.where(webhooks.c.party_id == party_id)).scalar() or 0)
 
 
 def insert_webhook(conn: Connection, values: dict[str, Any]) -> None:
     """Add a webhook, and give its party's events made since it back to the fan-out: a
     transaction that wrote them fanned out had not seen the webhook (on PostgreSQL it held
     WEBHOOKS_LOCK shared, which this waits for, so they are committed by now)."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({WEBHOOKS_LOCK})"))
+    lock_webhooks(conn)
     conn.execute(webhooks.insert().values(**values))
     conn.execute(
         events.update()

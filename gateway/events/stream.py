@@ -11,6 +11,9 @@ replays every event still kept.
 Withdrawing the credential ends the stream: every `RECHECK_S` it asks whether the key or the
 console session that opened it still exists, and closes when it does not (a stream opened
 before a key was deleted, or before sign-out, must not go on reading the owner's events).
+
+A stream holds one of its party's slots (`gateway.events.slots`, the cap on open streams)
+until its response ends, however it ends (`HeldStream`).
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ from __future__ import annotations
 import logging
 import re
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
 
 from gateway.context import Context
 from gateway.db_faults import database_fault, one_line
@@ -127,17 +132,40 @@ async def events_of(
         log.warning("an event stream ends: the database fails (%s)", one_line(exc))
 
 
+class HeldStream(EventSourceResponse):
+    """An SSE response that calls `release` once it has ended: the client went away, the
+    stream ended, or the server stopped and cancelled it (and, should the response never be
+    sent at all, when it is collected)."""
+
+    def __init__(
+        self, content: AsyncIterator[ServerSentEvent], release: Callable[[], None], **options: Any
+    ) -> None:
+        super().__init__(content, **options)
+        self.release = release
+        weakref.finalize(self, release)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.release()
+
+
 def event_stream(
     ctx: Context,
     recipient: str,
     last_event_id: str | None,
     still_allowed: Callable[[], bool] | None = None,
+    release: Callable[[], None] = lambda: None,
 ) -> EventSourceResponse:
     """The SSE response for one owner's or merchant's events (the console may call this too);
-    `still_allowed`: whether the credential that opened it still exists (see the module)."""
+    `still_allowed`: whether the credential that opened it still exists (see the module);
+    `release`: called when the response has ended, maybe more than once (`slots.Slot.release`
+    gives the stream's slot back once)."""
     stopping = anyio.Event()
-    return EventSourceResponse(
+    return HeldStream(
         events_of(ctx, recipient, last_event_id, stopping, still_allowed),
+        release,
         ping=PING_S,
         shutdown_event=stopping,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},

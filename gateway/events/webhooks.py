@@ -1,7 +1,10 @@
 """Webhooks of owners and merchants (contract section 7): add, list, delete, and the delivery log.
 
 The secret is `whsec_` and the base64 of 32 random bytes, shown only when the webhook is added
-(the delivery worker needs it in clear to sign, so it is stored as it is).
+(the delivery worker needs it in clear to sign, so it is stored as it is). A party has at most
+MAX_WEBHOOKS; one more is 409 `too_many_webhooks`, after the checks of the URL and the types
+(the contract's order: 422 before 409), counted under the lock that adding one takes alone, so
+that two added at once cannot both take the last place.
 """
 
 from __future__ import annotations
@@ -15,12 +18,31 @@ from sqlalchemy import Connection
 
 from gateway import paging
 from gateway.context import Context
-from gateway.errors import Invalid, NotFound
+from gateway.errors import Conflict, Invalid, NotFound
 from gateway.events import ssrf
 from gateway.events import store as event_store
 from gateway.events.envelope import check_subscription
 from gateway.paging import Page
 from gateway.parties import Party
+
+# Every event a party gets becomes a delivery task for each of its matching webhooks, each tried
+# up to 9 times and logged at every attempt, and the delivery worker's slots are shared by all
+# parties: the number of webhooks multiplies what one party's events cost everyone else (and
+# how many requests the gateway sends a receiver a hostile owner names). 20 is one a receiving
+# service per environment, events split by type, with room to rotate (add the new one, then
+# delete the old), well beyond what an integration needs, and it bounds the multiplier.
+MAX_WEBHOOKS = 20
+
+
+def check_room(party: Party, count: int) -> None:
+    """409 `too_many_webhooks` when a party that has `count` webhooks may add no more."""
+    if count >= MAX_WEBHOOKS:
+        raise Conflict(
+            f"{party.described} may have at most {MAX_WEBHOOKS} webhooks, and you have "
+            f"{count}: delete one you no longer need (DELETE /v1/webhooks/{{id}}; "
+            "GET /v1/webhooks lists them), then add this one again",
+            reason="too_many_webhooks",
+        )
 
 
 def new_secret() -> str:
@@ -47,7 +69,13 @@ def create_webhook(ctx: Context, party: Party, url: str, types: list[str] | None
         "secret": new_secret(),
         "created_at": ctx.clock(),
     }
-    ctx.db.run(lambda conn: event_store.insert_webhook(conn, webhook))
+
+    def work(conn: Connection) -> None:
+        event_store.lock_webhooks(conn)
+        check_room(party, event_store.count_webhooks(conn, party.id))
+        event_store.insert_webhook(conn, webhook)
+
+    ctx.db.run(work)
     return {**_public(webhook), "secret": webhook["secret"]}
 
 

@@ -14,6 +14,7 @@ from fastapi import APIRouter, FastAPI
 
 from gateway import console
 from gateway.context import Context
+from gateway.events.slots import StreamSlots
 from gateway.http.edge import Edge
 from gateway.http.errors import KEYED_ERRORS, PUBLIC_ERRORS, install_error_handlers
 from gateway.http.routes import (
@@ -74,6 +75,7 @@ def create_app(ctx: Context, ready: Callable[[], bool] = lambda: True) -> FastAP
     app.state.ctx = ctx
     app.state.ready = ready
     app.state.health_faults = health.faults_log()  # /healthz's own, per app
+    app.state.stream_slots = StreamSlots()  # open event streams per party, in this process
     install_error_handlers(app)
     for router in PUBLIC:
         app.include_router(router, responses=PUBLIC_ERRORS)

@@ -3,18 +3,16 @@ message, a replay, or a change that rolled back."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from fastapi.testclient import TestClient
-from psycopg import sql as pg_sql
-from sqlalchemy import Connection, Select
 
 from gateway.context import Context
 from gateway.events.thresholds import sent_markers_query
 from gateway.orders.approvals import expire_approvals
 from gateway.orders.holds import expire_holds
 from tests.events.helpers import events_of, types_of
+from tests.events.plans import plan_of
 from tests.funding.offer_setup import line_for, pay, put_policy
 from tests.support.funding import fund, source
 from tests.support.world import Clock, Dev, World, bearer
@@ -218,46 +216,5 @@ def test_the_limit_events_already_sent_are_read_through_their_own_index(ctx: Con
     know the bound values (a bound type would miss the index there)."""
     query = sent_markers_query({"own_a", "own_b"}, ctx.clock())
     with ctx.db.read() as conn:
-        sql, params = _as_run(conn, query)
-        if ctx.db.is_sqlite:
-            rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params)
-            plan = " ".join(str(row[-1]) for row in rows)
-        else:
-            plan = _generic_plan(conn, sql, params)
+        plan = plan_of(conn, query, "kym_nearly")
     assert "ix_events_nearly" in plan, plan
-
-
-def _generic_plan(conn: Connection, sql: str, params: dict[str, Any]) -> str:
-    """PostgreSQL's generic plan of the statement prepared on the server, as psycopg prepares
-    one run five times: its parameters unknown when it is planned."""
-    names: list[str] = []
-
-    def numbered(match: re.Match[str]) -> str:
-        names.append(match.group(1))
-        return f"${len(names)}"
-
-    prepared = re.sub(r"%\((\w+)\)s", numbered, sql)
-    driver = conn.connection.driver_connection
-    assert driver is not None
-    values = ", ".join(pg_sql.Literal(params[name]).as_string(driver) for name in names)
-    conn.exec_driver_sql("SET LOCAL enable_seqscan = off")  # a small table: say it all
-    conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_generic_plan")
-    conn.exec_driver_sql(f"PREPARE kym_nearly AS {prepared}")
-    try:
-        rows = conn.exec_driver_sql(f"EXPLAIN EXECUTE kym_nearly({values})")
-        return " ".join(row[0] for row in rows)
-    finally:
-        conn.exec_driver_sql("DEALLOCATE kym_nearly")
-
-
-def _as_run(conn: Connection, query: Select[Any]) -> tuple[str, Any]:
-    """The statement's SQL and its processed parameters, as the driver gets them."""
-    compiled = query.compile(conn, compile_kwargs={"render_postcompile": True})
-    values = compiled.construct_params()
-    for name, bind in compiled.binds.items():
-        process = bind.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
-        if process is not None and name in values:
-            values[name] = process(values[name])
-    if compiled.positiontup is None:
-        return str(compiled), values
-    return str(compiled), tuple(values[name] for name in compiled.positiontup)

@@ -1,5 +1,7 @@
 """The event stream (contract section 7): an owner's or a merchant's events as Server-Sent
-Events. The console's session cookie stands in for the key here (and nowhere else in `/v1`)."""
+Events. The console's session cookie stands in for the key here (and nowhere else in `/v1`).
+A party holds at most `slots.MAX_STREAMS_PER_PARTY` streams open in this process; one more is
+409 `too_many_streams` (why 409, and why per process: `gateway.events.slots`)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from gateway import keys
 from gateway.console import sessions
 from gateway.console.auth import current_session
 from gateway.errors import Forbidden, Unauthorized
+from gateway.events.slots import StreamSlots
 from gateway.events.stream import event_stream
 from gateway.http.deps import Ctx, bearer, caller
 from gateway.parties import Party
@@ -59,12 +62,24 @@ async def stream_caller(
     return StreamCaller(party, still_allowed)
 
 
+def stream_slots(request: Request) -> StreamSlots:
+    """The open streams of each party in this process (made with the app)."""
+    slots: StreamSlots = request.app.state.stream_slots
+    return slots
+
+
 @router.get("/v1/events/stream", response_class=EventSourceResponse, responses=STREAM)
 def stream_events(
     ctx: Ctx,
     opened: Annotated[StreamCaller, Depends(stream_caller)],
+    slots: Annotated[StreamSlots, Depends(stream_slots)],
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> EventSourceResponse:
     """The caller's events as they happen, until the key or session is withdrawn;
     `Last-Event-ID` resumes after that event."""
-    return event_stream(ctx, opened.party.id, last_event_id, opened.still_allowed)
+    slot = slots.take(opened.party)  # after 401 and 403, which `stream_caller` answers
+    try:
+        return event_stream(ctx, opened.party.id, last_event_id, opened.still_allowed, slot.release)
+    except BaseException:
+        slot.release()
+        raise
