@@ -16,7 +16,7 @@ from tests.support.console import sign_in
 from tests.support.world import Dev, World
 
 FIELDS = re.compile(r'name="([a-z_]+)"[^>]*value="([^"]*)"')
-SELECTED = re.compile(r'<option value="([^"]+)" selected>')
+SELECTED = re.compile(r'<option value="([^"]+)"[^>]* selected>')
 RULES_FIELDS = (
     "currency", "max_amount", "approval_above", "approval_ttl_seconds", "low_balance_alert",
     "limit_day", "limit_week", "limit_month", "limit_year",
