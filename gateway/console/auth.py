@@ -7,6 +7,7 @@ another site (its `Origin` and `Sec-Fetch-Site`). The cookie is `SameSite=Strict
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
@@ -109,6 +110,31 @@ def return_path(target: str | None) -> str:
     return target
 
 
+# A console form's answer is a page at the form's own (POST-only) address: a form sent from there
+# returns, after signing in, to the page that shows that form, which a GET can open.
+POSTED_FROM = (
+    (re.compile(r"/console/devices/([^/]+)/(?:rules|mandates)"), r"/console/devices/\1"),
+    (re.compile(r"/console/devices/[^/]+/top-ups"), "/console/wallets"),
+    (re.compile(r"/console/(?:devices/[^/]+/status|mandates/[^/]+/revoke)"), "/console/devices"),
+    (
+        re.compile(r"/console/(?:funding-sources(?:/[^/]+/top-ups)?|instalment-policy)"),
+        "/console/funding",
+    ),
+    (re.compile(r"/console/instalment-plans/[^/]+/repay"), "/console/instalment-plans"),
+    (re.compile(r"/console/payments/([^/]+)/disputes"), r"/console/disputes?payment=\1"),
+    (re.compile(r"/console/disputes/[^/]+/response"), "/console/disputes"),
+    (re.compile(r"/console/(?:approvals/[^/]+|session(?:/link)?|sign-out)"), HOME),
+)
+
+
+def page_of(path: str) -> str:
+    """The page that shows the form whose answer is at `path`, else `path` itself."""
+    for pattern, page in POSTED_FROM:
+        if pattern.fullmatch(path):
+            return pattern.sub(page, path)
+    return path
+
+
 def asked_for(request: Request) -> str:
     """The console page a signed-out request was for, to return to after signing in: the page
     itself for a GET, else the page the browser was on (htmx says which; a form's is its
@@ -122,7 +148,7 @@ def asked_for(request: Request) -> str:
     own = request.headers.get("host", request.url.netloc)
     if parts.netloc.lower() != own.lower() or parts.scheme not in ("http", "https"):
         return HOME
-    return return_path(parts.path + (f"?{parts.query}" if parts.query else ""))
+    return return_path(page_of(parts.path) + (f"?{parts.query}" if parts.query else ""))
 
 
 def sign_in_url(target: str) -> str:

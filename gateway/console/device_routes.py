@@ -17,7 +17,7 @@ from gateway import service, wallets
 from gateway.consent import service as consent
 from gateway.console import forms, money_forms, views
 from gateway.console.auth import Acting, SignedIn, context
-from gateway.console.money import format_amount
+from gateway.console.money import format_amount, refusal
 from gateway.console.render import page
 from gateway.console.sessions import Session
 from gateway.errors import REFUSAL_TYPES, NotFound, refusal_of
@@ -42,7 +42,7 @@ def change_device(request: Request, device_id: str, acting: Acting) -> HTMLRespo
     try:
         device = service.change_device_status(context(request), session.owner, device_id, action)
     except REFUSAL_TYPES as exc:
-        return _devices(request, session, refusal_of(exc)[0], error=str(exc))
+        return _devices(request, session, refusal_of(exc)[0], error=refusal(exc))
     label = views.label_of(device)
     return _devices(request, session, notice=f"{label} is now {device.status.value}.")
 
@@ -73,7 +73,7 @@ def put_rules(request: Request, device_id: str, acting: Acting) -> HTMLResponse:
     try:
         consent.put_rules(context(request), session.owner, device_id, body.to_rules())
     except REFUSAL_TYPES as exc:
-        errors = {forms.FORM_ERROR: str(exc)}
+        errors = {forms.FORM_ERROR: refusal(exc, forms.rules_currency(form, wallet_currency))}
         return _device(
             request, session, device_id, refusal_of(exc)[0], rules_form=form, rules_errors=errors
         )
@@ -100,7 +100,7 @@ def create_mandate(request: Request, device_id: str, acting: Acting) -> HTMLResp
             mandate_id = consent.create_mandate(context(request), session.owner, device_id, body)
         except REFUSAL_TYPES as exc:
             field = "payee" if getattr(exc, "reason", "") == "unknown_payee" else forms.FORM_ERROR
-            status, errors = refusal_of(exc)[0], {field: str(exc)}
+            status, errors = refusal_of(exc)[0], {field: refusal(exc, currency)}
         else:
             notice = f"Mandate {mandate_id} is active."
             return _device(request, session, device_id, rules_form=rules_form, notice=notice)
@@ -122,7 +122,7 @@ def revoke_mandate(request: Request, mandate_id: str, acting: Acting) -> HTMLRes
     try:
         revoked = consent.revoke_mandate(context(request), session.owner, mandate_id)
     except REFUSAL_TYPES as exc:
-        return _devices(request, session, refusal_of(exc)[0], error=str(exc))
+        return _devices(request, session, refusal_of(exc)[0], error=refusal(exc))
     device_id = revoked["device_id"]  # the mandate's own, whatever the form says
     rules_form = _rules_form(request, session, device_id)
     notice = f"Mandate {mandate_id} is revoked."
@@ -153,7 +153,7 @@ def top_up(request: Request, device_id: str, acting: Acting) -> HTMLResponse:
             body.idempotency_key,
         )
     except REFUSAL_TYPES as exc:
-        return _wallets(request, session, refusal_of(exc)[0], error=str(exc))
+        return _wallets(request, session, refusal_of(exc)[0], error=refusal(exc, body.currency))
     amount = format_amount(body.amount, body.currency)
     label = views.device_labels(context(request), session.owner).get(device_id, device_id)
     return _wallets(request, session, notice=f"{label} topped up by {amount}.")

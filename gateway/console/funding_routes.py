@@ -16,7 +16,7 @@ from starlette.responses import HTMLResponse
 
 from gateway.console import money_forms, views
 from gateway.console.auth import Acting, SignedIn, context
-from gateway.console.money import format_amount
+from gateway.console.money import format_amount, refusal
 from gateway.console.render import page
 from gateway.console.sessions import Session
 from gateway.errors import REFUSAL_TYPES, refusal_of
@@ -51,7 +51,7 @@ def top_up_source(request: Request, source_id: str, acting: Acting) -> HTMLRespo
             body.idempotency_key,
         )
     except REFUSAL_TYPES as exc:
-        return _funding(request, session, refusal_of(exc)[0], error=str(exc))
+        return _funding(request, session, refusal_of(exc)[0], error=refusal(exc, body.currency))
     amount = format_amount(body.amount, body.currency)
     balance = format_amount(source["balance"], source["currency"])
     notice = f"{source['name']} topped up by {amount}: its balance is {balance}."
@@ -69,7 +69,7 @@ def create_source(request: Request, acting: Acting) -> HTMLResponse:
         source = funding.create_source(context(request), session.owner, body)
     except REFUSAL_TYPES as exc:
         field = "currency" if getattr(exc, "reason", "") == "currency_not_allowed" else "_form"
-        errors = {field: str(exc)}
+        errors = {field: refusal(exc, body["currency"])}
         status = refusal_of(exc)[0]
         return _funding(request, session, status, source_form=form, source_errors=errors)
     kind = "credit line" if source["kind"] == "credit_line" else "balance source"
@@ -93,7 +93,7 @@ def put_policy(request: Request, acting: Acting) -> HTMLResponse:
     try:
         instalment_policy.put_policy(ctx, session.owner, body)
     except REFUSAL_TYPES as exc:
-        errors, status = {"source": str(exc)}, refusal_of(exc)[0]
+        errors, status = {"source": refusal(exc, currency)}, refusal_of(exc)[0]
         return _funding(request, session, status, policy_form=form, policy_errors=errors)
     return _funding(request, session, notice="Instalment policy saved.")
 
@@ -113,7 +113,7 @@ def repay_plan(request: Request, plan_id: str, acting: Acting) -> HTMLResponse:
         before = {p["id"]: p for p in views.plans_view(ctx, session.owner)}.get(plan_id)
         plan = collect.repay(ctx, session.owner, plan_id)
     except REFUSAL_TYPES as exc:
-        return _plans(request, session, refusal_of(exc)[0], error=str(exc))
+        return _plans(request, session, refusal_of(exc)[0], error=refusal(exc))
     if before is None or before["left"] == 0:
         return _plans(request, session, notice="This plan was repaid already.")
     left = format_amount(before["left"], plan["currency"])

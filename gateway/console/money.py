@@ -104,3 +104,37 @@ def parse_amount(text: str, currency: str) -> int:
             f"This is more than any amount the gateway holds ({format_amount(MAX_MINOR, code)})."
         )
     return amount_minor
+
+
+# An amount in an API refusal's message, in minor units: either followed by its currency code
+# ("cannot cover the 30990 EUR left") or, when the console knows the currency the refusal is
+# about, after a word that introduces an amount ("the amount is over 5000", "limit of 8000",
+# "amount must be 1 to 1250"), unless a unit follows that makes it a count ("20 payments").
+IN_MESSAGE = re.compile(
+    r"\b(?P<minor>\d{1,19}) (?P<code>[A-Z]{3})\b"
+    r"|\b(?P<lead>amount|max|over|than|most|least|of|pass|exceeds|to|be|cover) (?P<bare>\d{1,19})\b"
+    r"(?! ?(?:%|payments?\b|days?\b|instalments?\b|seconds?\b|s\b|characters\b|entries\b"
+    r"|items\b|bytes\b|[A-Z]{3}\b))"
+)
+
+
+def in_major_units(message: str, currency: str | None = None) -> str:
+    """An API refusal's message as the console says it to a person: its amounts in minor units
+    written as everywhere else on the console ("cannot cover the 30990 EUR left" → "cannot cover
+    the €309.90 left"; "the amount is over 5000" in EUR → "the amount is over €50.00"). The API
+    itself keeps saying minor units; without `currency`, only amounts that name theirs change."""
+
+    def shown(found: re.Match[str]) -> str:
+        if found["code"]:
+            known = minor_unit_digits(found["code"]) is not None
+            return format_amount(int(found["minor"]), found["code"]) if known else found[0]
+        if not currency:
+            return found[0]
+        return f"{found['lead']} {format_amount(int(found['bare']), currency)}"
+
+    return IN_MESSAGE.sub(shown, message)
+
+
+def refusal(exc: Exception, currency: str | None = None) -> str:
+    """What the console says of a refusal the API would answer with `exc`'s message."""
+    return in_major_units(str(exc), currency)

@@ -15,7 +15,7 @@ from starlette.responses import HTMLResponse, Response
 
 from gateway.console import forms, money_forms, views
 from gateway.console.auth import Acting, SignedIn, context
-from gateway.console.money import format_amount, major_units
+from gateway.console.money import format_amount, major_units, refusal
 from gateway.console.render import SECURITY_HEADERS, page
 from gateway.console.sessions import Session
 from gateway.disputes import service as disputes
@@ -45,9 +45,11 @@ def open_dispute(request: Request, payment_id: str, acting: Acting) -> HTMLRespo
         dispute = disputes.open_dispute(context(request), session.owner, payment_id, body)
     except REFUSAL_TYPES as exc:
         status = refusal_of(exc)[0]
-        errors = {forms.FORM_ERROR: str(exc)}
+        errors = {forms.FORM_ERROR: refusal(exc, payment["currency"] if payment else None)}
         if status == 422 and body.get("amount") is not None:  # a check the schema cannot make
-            errors = {"amount": _amount_error(request, session, payment_id) or str(exc)}
+            errors = {
+                "amount": _amount_error(request, session, payment_id) or errors[forms.FORM_ERROR]
+            }
         return _disputes(request, session, status, payment_id, form=form, errors=errors)
     amount = format_amount(dispute["amount"], dispute["currency"])
     notice = f"Your dispute of {amount} is open: the payee must answer by the date shown below."
@@ -85,7 +87,7 @@ def evidence(request: Request, session: SignedIn, payment_id: str) -> Response:
     try:
         bundle = EvidenceBundle(**evidence_bundle(context(request), session.owner, payment_id))
     except REFUSAL_TYPES as exc:
-        return _disputes(request, session, refusal_of(exc)[0], error=str(exc))
+        return _disputes(request, session, refusal_of(exc)[0], error=refusal(exc))
     name = f"evidence-{bundle.payment_id}.json"  # a stored id: no quote or path in it
     headers = {**SECURITY_HEADERS, "Content-Disposition": f'attachment; filename="{name}"'}
     body = bundle.model_dump_json(exclude_unset=True, indent=1)
@@ -113,19 +115,17 @@ def audit_page(
         try:
             values.update(views.audit_trail(ctx, session.owner, device_id, cursor or None))
         except REFUSAL_TYPES as exc:
-            status, values["error"] = refusal_of(exc)[0], str(exc)
+            status, values["error"] = refusal_of(exc)[0], refusal(exc)
     head = views.tree_head(ctx)
     return page(request, "audit.html", session, status, active="audit", head=head, **values)
 
 
 def _refused_answer(request: Request, session: Session, dispute_id: str, exc: Exception) -> str:
     """Why an answer was refused, in the owner's words where the API's are for developers."""
-    if getattr(exc, "reason", "") != "insufficient_funds":
-        return str(exc)
     ctx = context(request)
     found = [d for d in views.disputes_view(ctx, session.owner) if d["id"] == dispute_id]
-    if not found:
-        return str(exc)
+    if getattr(exc, "reason", "") != "insufficient_funds" or not found:
+        return refusal(exc, found[0]["currency"] if found else None)
     d = found[0]
     label = views.device_labels(ctx, session.owner).get(d["payee"], d["payee"])
     amount = format_amount(d["amount"] - d["refunded_amount"], d["currency"])

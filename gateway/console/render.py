@@ -6,6 +6,7 @@ same way. A page for a signed-in owner gets the session's CSRF token for its for
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from starlette.responses import HTMLResponse
 from gateway.console import views
 from gateway.console.money import (
     AmountRefused,
+    decimals,
     example,
     format_amount,
     format_time,
@@ -24,6 +26,7 @@ from gateway.console.money import (
     parse_amount,
 )
 from gateway.console.sessions import Session
+from gateway.currencies import ACTIVE
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -32,6 +35,13 @@ templates.env.filters["when"] = pass_context(lambda context, at: format_time(at,
 templates.env.filters["major"] = lambda amount, currency: major_units(amount, currency)
 templates.env.filters["typed_money"] = lambda text, currency: typed_money(str(text), currency)
 templates.env.filters["example"] = lambda currency: example(currency)
+templates.env.filters["decimals"] = lambda currency: decimals(currency)
+# For the script that keeps a form's amount hints in the currency chosen in it: each active
+# currency whose minor unit is not the usual 2 digits (JPY 0, KWD 3), as `money.decimals` has it.
+templates.env.globals["currency_decimals"] = json.dumps(
+    {code: decimals(code) for code in sorted(ACTIVE) if decimals(code) != 2},
+    separators=(",", ":"),
+)
 
 
 def typed_money(text: str, currency: str) -> str:

@@ -26,7 +26,7 @@ from gateway.console.auth import (
     read_form,
     return_path,
 )
-from gateway.console.money import format_amount
+from gateway.console.money import format_amount, refusal
 from gateway.console.render import page
 from gateway.console.sessions import Session
 from gateway.errors import REFUSAL_TYPES, refusal_of
@@ -151,7 +151,7 @@ def decide(request: Request, approval_id: str, acting: Acting) -> HTMLResponse:
             ctx, session.owner.id, approval_id, decision, instalments
         )
     except REFUSAL_TYPES as exc:
-        error = FROZEN if getattr(exc, "reason", "") == "owner_frozen" else str(exc)
+        error = FROZEN if getattr(exc, "reason", "") == "owner_frozen" else refusal(exc)
         return _inbox(request, session, refusal_of(exc)[0], error=error)
     amount = format_amount(approval["amount_minor"], approval["currency"])
     paid = f"{amount} to {views.payee_name(ctx, approval['payee'])}"

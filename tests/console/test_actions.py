@@ -156,7 +156,7 @@ def test_mandates_and_top_ups_from_the_console(world: World, browser_like: TestC
     unknown = {"payee": "mer_nobody", "max_amount": "5", "csrf_token": csrf}
     answer = browser_like.post(f"/console/devices/{car.id}/mandates", data=unknown)
     assert answer.status_code == 422
-    assert re.search(r'id="e-payee"[^>]*>no payee', answer.text)
+    assert re.search(r'id="e-mandate-payee"[^>]*>no payee', answer.text)
     good = {**unknown, "payee": shop["id"], "limit_period": "day", "limit_amount": "20.00"}
     answer = browser_like.post(f"/console/devices/{car.id}/mandates", data=good)
     assert answer.status_code == 200 and "is active" in answer.text
@@ -331,7 +331,9 @@ def test_a_mandate_that_has_already_ended_is_refused_not_told_active(
         f"/console/devices/{car.id}/mandates", data=ended | {"csrf_token": csrf}
     )
     assert answer.status_code == 422 and "is active" not in answer.text
-    error = re.search(r'<p class="field-error" id="e-valid_until"[^>]*>([^<]*)</p>', answer.text)
+    error = re.search(
+        r'<p class="field-error" id="e-mandate-valid_until"[^>]*>([^<]*)</p>', answer.text
+    )
     assert error and error.group(1).startswith("This time has passed")
     assert 'value="2020-01-01T00:00:00Z"' in answer.text  # the input is kept
     mandates = world.api.get(f"/v1/devices/{car.id}/mandates", headers=car.owner).json()
@@ -349,7 +351,9 @@ def test_a_mandate_date_without_a_zone_is_answered_with_what_to_write(
     form = {"max_amount": "500", "valid_from": "2026-12-31", "csrf_token": csrf}
     answer = browser_like.post(f"/console/devices/{car.id}/mandates", data=form)
     assert answer.status_code == 422
-    error = re.search(r'<p class="field-error" id="e-valid_from"[^>]*>([^<]*)</p>', answer.text)
+    error = re.search(
+        r'<p class="field-error" id="e-mandate-valid_from"[^>]*>([^<]*)</p>', answer.text
+    )
     assert error and html.unescape(error.group(1)) == (
         "Input should have timezone info. Write a date, a time and its zone, "
         "e.g. 2026-12-31T23:59:00+01:00 (Z for UTC)"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from gateway.console.forms import rules_body
-from gateway.console.money import format_amount, format_time
+from gateway.console.money import format_amount, format_time, in_major_units
 
 
 def test_amounts_are_written_in_their_currencys_major_unit() -> None:
@@ -35,3 +37,45 @@ def test_saving_rules_keeps_those_the_form_has_no_field_for() -> None:
 def test_times_are_written_in_the_owners_timezone() -> None:
     assert format_time("2026-11-29T23:00:00+00:00", "Europe/Berlin") == "2026-11-30 00:00 CET"
     assert format_time("2026-07-01T12:00:00+02:00", None) == "2026-07-01 10:00 UTC"
+
+
+@pytest.mark.parametrize(
+    ("api_says", "currency", "console_says"),
+    [
+        (
+            "your balance sources cannot cover the 30990 EUR left",
+            None,
+            "your balance sources cannot cover the €309.90 left",
+        ),
+        (
+            "the credit line has less than 10296 EUR available",
+            None,
+            "the credit line has less than €102.96 available",
+        ),
+        ("dev_12 has less than 1250 JPY available", "EUR", "dev_12 has less than ¥1,250 available"),
+        ("amount 1250 exceeds max 1000", "EUR", "amount €12.50 exceeds max €10.00"),
+        ("the amount is over 5000", "KWD", "the amount is over KWD 5.000"),
+        ("the week limit of 8000 is reached", "BHD", "the week limit of BHD 8.000 is reached"),
+        (
+            "amount must be 1 to 1250 (what was paid)",
+            "EUR",
+            "amount must be €0.01 to €12.50 (what was paid)",
+        ),
+        (
+            "the day maximum of 20 payments is reached",
+            "EUR",
+            "the day maximum of 20 payments is reached",
+        ),
+        ("the amount is over 5000", None, "the amount is over 5000"),  # no currency to say it in
+        (
+            "top-up key k-1250 was used for another request",
+            "EUR",
+            "top-up key k-1250 was used for another request",
+        ),
+        ("no payee 'mer_1250'", "EUR", "no payee 'mer_1250'"),
+    ],
+)
+def test_an_api_refusal_is_shown_with_amounts_in_major_units(
+    api_says: str, currency: str | None, console_says: str
+) -> None:
+    assert in_major_units(api_says, currency) == console_says

@@ -16,7 +16,7 @@ from tests.support.console import sign_in
 from tests.support.world import Dev, World
 
 FIELDS = re.compile(r'name="([a-z_]+)"[^>]*value="([^"]*)"')
-SELECTED = re.compile(r'<option value="([^"]+)" selected>')
+SELECTED = re.compile(r'<option value="([^"]+)"[^>]* selected>')
 RULES_FIELDS = (
     "currency", "max_amount", "approval_above", "approval_ttl_seconds", "low_balance_alert",
     "limit_day", "limit_week", "limit_month", "limit_year",
@@ -160,16 +160,20 @@ def test_a_mandate_and_a_top_up_take_major_units_and_refuse_extra_decimals(
     good = {"payee": shop["id"], "max_amount": "5.25", "limit_period": "week"}
     wrong = browser_like.post(mandates, data=good | {"limit_amount": "20.001", "csrf_token": csrf})
     assert wrong.status_code == 422
-    assert _field_error(wrong.text, "limit_amount") == "EUR has 2 decimals: write e.g. 12.50."
+    assert (
+        _field_error(wrong.text, "mandate-limit_amount") == "EUR has 2 decimals: write e.g. 12.50."
+    )
     assert 'value="20.001"' in wrong.text and 'value="5.25"' in wrong.text
     listed = f"/v1/devices/{car.id}/mandates"
     huge = browser_like.post(mandates, data=good | {"max_amount": "1e13", "csrf_token": csrf})
-    assert _field_error(huge.text, "max_amount").startswith("Write the amount in EUR as a number")
+    assert _field_error(huge.text, "mandate-max_amount").startswith(
+        "Write the amount in EUR as a number"
+    )
     big = browser_like.post(
         mandates, data=good | {"max_amount": "10000000000.01", "csrf_token": csrf}
     )
     assert big.status_code == 422  # the API's own bound, said as the owner typed it
-    assert _field_error(big.text, "max_amount") == "Write at most €10,000,000,000.00."
+    assert _field_error(big.text, "mandate-max_amount") == "Write at most €10,000,000,000.00."
     assert world.api.get(listed, headers=car.owner).json()["items"] == []
     made = browser_like.post(mandates, data=good | {"limit_amount": "20", "csrf_token": csrf})
     assert made.status_code == 200 and "€5.25" in made.text and "€20.00/week" in made.text

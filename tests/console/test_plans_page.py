@@ -36,13 +36,17 @@ def test_an_owner_sees_a_plans_schedule_and_repays_it_early(
     path = f"/console/instalment-plans/{plan_id}/repay"
     assert browser_like.post(path, data={}).status_code == 403  # no CSRF token
     short = browser_like.post(path, data={"csrf_token": csrf})
-    assert short.status_code == 409 and "cannot cover" in short.text
+    assert short.status_code == 409
+    left = f"€{total / 100:,.2f}"  # the API's refusal, its amount as the console writes amounts
+    assert f"your balance sources cannot cover the {left} left" in short.text
+    assert f"{total} EUR" not in short.text
+    api_says = owner.repay(plan_id).json()["error"]["message"]
+    assert api_says == f"your balance sources cannot cover the {total} EUR left"  # minor units
     assert owner.plan(plan_id)["status"] == "active"
 
     top_up(owner, owner.everyday["id"], total + 500, "salary")
     repaid = browser_like.post(path, data={"csrf_token": csrf})
     assert repaid.status_code == 200, repaid.text
-    left = f"€{total / 100:,.2f}"
     assert f"Plan repaid: {left} collected from your balance sources" in repaid.text
     assert owner.plan(plan_id)["status"] == "repaid"
     assert owner.source(owner.everyday["id"])["balance"] == 500

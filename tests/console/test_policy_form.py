@@ -18,7 +18,7 @@ from tests.support.funding import source
 from tests.support.world import Dev, World
 
 FIELDS = re.compile(r'name="([a-z_]+)"[^>]*value="([^"]*)"')
-SELECTED = re.compile(r'<option value="([^"]+)" selected>')
+SELECTED = re.compile(r'<option value="([^"]+)"[^>]* selected>')
 POLICY = "/v1/owners/me/instalment-policy"
 MALFORMED_LISTS = [
     ("counts", "3,,6", "An item is empty"),

@@ -104,6 +104,40 @@ def test_a_form_sent_after_the_session_ended_leads_back_to_its_page(
     assert inbox.headers["hx-redirect"] == "/console?next=%2Fconsole%2Fwallets"
 
 
+@pytest.mark.parametrize(
+    ("was_on", "back_to"),
+    [
+        ("/console/devices/dev_1/rules", "/console/devices/dev_1"),
+        ("/console/devices/dev_1/mandates", "/console/devices/dev_1"),
+        ("/console/devices/dev_1/top-ups", "/console/wallets"),
+        ("/console/instalment-policy", "/console/funding"),
+        ("/console/funding-sources/fs_1/top-ups", "/console/funding"),
+        ("/console/payments/pay_1/disputes", "/console/disputes?payment=pay_1"),
+        ("/console/disputes/dsp_1/response", "/console/disputes"),
+        ("/console/approvals/apr_1", "/console"),
+        ("/console/freeze", "/console/freeze"),
+    ],
+)
+def test_a_form_sent_from_a_forms_answer_leads_back_to_the_page_that_shows_it(
+    world: World, browser_like: TestClient, was_on: str, back_to: str
+) -> None:
+    """A form's answer is shown at the form's POST-only address; signing in again after a form
+    sent from there opens the page with that form, never a 405."""
+    browser_like.cookies.set("kym_console", "ended")
+    sent = browser_like.post(
+        "/console/freeze",
+        data={"csrf_token": "x"},
+        headers={"Referer": f"http://testserver{was_on}"},
+    )
+    assert sent.status_code == 401
+    shown = NEXT.search(sent.text)  # none for the console's home, where signing in leads anyway
+    assert (shown.group(1).replace("&amp;", "&") if shown else "/console") == back_to
+    key = _owner_key(world)
+    signed_in = browser_like.post("/console/session", data={"api_key": key, "next": back_to})
+    assert signed_in.headers["location"] == back_to
+    assert browser_like.get(back_to).status_code in (200, 404)  # pay_1 is nobody's: 404
+
+
 @pytest.mark.parametrize("hostile", HOSTILE)
 def test_signing_in_never_leads_outside_the_console(
     world: World, browser_like: TestClient, hostile: str
