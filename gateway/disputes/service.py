@@ -47,6 +47,10 @@ def open_dispute(ctx: Context, owner: Party, payment_id: str, body: dict[str, An
         if payment is None or payer is None or payer.owner_id != owner.id:
             raise NotFound("no such payment")
         batch = load_state(conn, now, {payer.id}, {payment.payee_id})  # locks the payer
+        # Read again, locked: a refund that committed since the first read bounds the amount
+        # (and its `refunded_at_open`); one made from now on waits, and then reduces it.
+        payment = wallet_store.get_payment(conn, payment_id, lock=True)
+        assert payment is not None
         requested = body.get("amount")
         if requested is not None:  # a bad amount is 422 before any 409 (contract section 2)
             rules.disputed_amount(requested, payment.refundable_minor)
