@@ -55,16 +55,29 @@ def respond_by(opened_at: datetime, response_days: float) -> datetime:
     return opened_at + timedelta(days=response_days)
 
 
-def check_may_answer(status: str) -> None:
-    """The payee answers an open dispute only (409 `dispute_not_open`)."""
+def check_may_answer(status: str, respond_by_at: datetime, now: datetime) -> None:
+    """The payee answers an open dispute only, before `respond_by` (409 `dispute_not_open`):
+    from then on silence has resolved it for the owner, even before the housekeeper says so."""
     if status != OPEN:
         raise Conflict(f"the dispute is {status}, not open", reason="dispute_not_open")
+    if now >= respond_by_at:
+        raise Conflict(
+            "the time to answer passed at respond_by: the dispute is resolved for the owner",
+            reason="dispute_not_open",
+        )
 
 
 def check_may_resolve(status: str) -> None:
     """The admin resolves an open or contested dispute (409 `dispute_not_open`)."""
     if status not in (OPEN, UNDER_REVIEW):
         raise Conflict(f"the dispute is {status}", reason="dispute_not_open")
+
+
+def check_silence(status: str, respond_by_at: datetime, now: datetime) -> None:
+    """Silence resolves an open dispute once `respond_by` has passed, never an answered one
+    (409 `dispute_not_open`: a contest made in time and committed meanwhile stands)."""
+    if status != OPEN or now < respond_by_at:
+        raise Conflict(f"the dispute is {status}, answered in time", reason="dispute_not_open")
 
 
 def left_to_refund(

@@ -47,6 +47,10 @@ def open_dispute(ctx: Context, owner: Party, payment_id: str, body: dict[str, An
         if payment is None or payer is None or payer.owner_id != owner.id:
             raise NotFound("no such payment")
         batch = load_state(conn, now, {payer.id}, {payment.payee_id})  # locks the payer
+        # Read again, locked: a refund that committed since the first read bounds the amount
+        # (and its `refunded_at_open`); one made from now on waits, and then reduces it.
+        payment = wallet_store.get_payment(conn, payment_id, lock=True)
+        assert payment is not None
         requested = body.get("amount")
         if requested is not None:  # a bad amount is 422 before any 409 (contract section 2)
             rules.disputed_amount(requested, payment.refundable_minor)
@@ -112,7 +116,7 @@ def respond(ctx: Context, party: Party, dispute_id: str, decision: str, message:
         row = dispute_store.get(conn, dispute_id, lock=True)
         if row is None or row["payee_party"] != party.id:
             raise NotFound("no such dispute")
-        rules.check_may_answer(row["status"])
+        rules.check_may_answer(row["status"], row["respond_by"], now)
         batch = load_state(conn, now, set(), {row["payer_id"], row["payee_id"]})
         changes: Row = {"response_decision": decision, "response_message": message}
         if decision == "accept":
@@ -131,15 +135,27 @@ def respond(ctx: Context, party: Party, dispute_id: str, decision: str, message:
     return dispute_public(row)
 
 
-def resolve(ctx: Context, actor: str, dispute_id: str, outcome: str, message: str | None) -> Row:
-    """The admin (or silence, `actor` "gateway") decides an open or contested dispute."""
+def resolve(
+    ctx: Context,
+    actor: str,
+    dispute_id: str,
+    outcome: str,
+    message: str | None,
+    *,
+    silence: bool = False,
+) -> Row:
+    """The admin decides an open or contested dispute; or `silence` (`actor` "gateway")
+    resolves an open one whose `respond_by` passed, checked again once it is locked."""
     now = ctx.clock()
 
     def work(conn: Connection) -> tuple[Row, list[OutboxEntry]]:
         row = dispute_store.get(conn, dispute_id, lock=True)
         if row is None:
             raise NotFound("no such dispute")
-        rules.check_may_resolve(row["status"])
+        if silence:
+            rules.check_silence(row["status"], row["respond_by"], now)
+        else:
+            rules.check_may_resolve(row["status"])
         batch = load_state(conn, now, set(), {row["payer_id"], row["payee_id"]})
         changes: Row = {"resolution_message": message, "resolved_by": actor}
         if outcome == "owner":
@@ -230,7 +246,7 @@ def _settle(ctx: Context, dispute_id: str, now: datetime) -> int:
     if row is None:
         return 0
     if row["status"] == rules.OPEN:
-        resolve(ctx, "gateway", dispute_id, "owner", "no answer by respond_by")
+        resolve(ctx, "gateway", dispute_id, "owner", "no answer by respond_by", silence=True)
         return 1
 
     def work(conn: Connection) -> tuple[int, list[OutboxEntry]]:

@@ -11,6 +11,7 @@ from sqlalchemy import Connection
 from devices.store import UtcDateTime
 from gateway import paging, store
 from gateway.disputes.rules import FOR_OWNER, OPEN
+from wallet.schema import accounts, payments
 
 metadata = sa.MetaData()
 disputes = sa.Table(
@@ -86,16 +87,28 @@ def page(
 
 
 def due(conn: Connection, now: datetime, limit: int = 100) -> list[str]:
-    """Open disputes past their `respond_by`, and resolved ones whose refund is pending."""
-    query = (
+    """Open disputes past their `respond_by`, then resolved ones whose pending refund the
+    payee's wallet can now fund. Pending refunds it cannot fund are left out: however many
+    wait, they never keep the others from being settled."""
+    silent = (
         sa.select(disputes.c.id)
+        .where(disputes.c.status == OPEN, disputes.c.respond_by <= now)
+        .order_by(disputes.c.respond_by, disputes.c.seq)
+        .limit(limit)
+    )
+    p, a = payments.c, accounts.c
+    left = p.captured_amount_minor - p.refunded_amount_minor  # a refund pays at most this
+    need = sa.case((disputes.c.refund_due_minor < left, disputes.c.refund_due_minor), else_=left)
+    fundable = (
+        sa.select(disputes.c.id)
+        .join(payments, p.payment_id == disputes.c.payment_id)
+        .join(accounts, a.id == disputes.c.payee_id)
         .where(
-            sa.or_(
-                sa.and_(disputes.c.status == OPEN, disputes.c.respond_by <= now),
-                sa.and_(disputes.c.status == FOR_OWNER, disputes.c.refund_pending.is_(True)),
-            )
+            disputes.c.status == FOR_OWNER,
+            disputes.c.refund_pending.is_(True),
+            a.credits_posted - a.debits_posted - a.debits_pending >= need,
         )
         .order_by(disputes.c.seq)
         .limit(limit)
     )
-    return [str(i) for i in conn.execute(query).scalars()]
+    return [str(i) for query in (silent, fundable) for i in conn.execute(query).scalars()]
