@@ -254,9 +254,11 @@ def _settle(ctx: Context, dispute_id: str, now: datetime) -> int:
         if row is None or not row["refund_pending"]:
             return 0, []
         batch = load_state(conn, now, set(), {row["payer_id"], row["payee_id"]})
-        payment = wallet_store.get_payment(conn, row["payment_id"])
+        # Locked, and counted as at the resolution: the payee's own refunds of this payment
+        # since it opened pay toward what the dispute still owes, never on top of it.
+        payment = wallet_store.get_payment(conn, row["payment_id"], lock=True)
         assert payment is not None
-        amount = min(row["refund_due_minor"], payment.refundable_minor)
+        amount = min(row["refund_due_minor"], _left(row, payment))
         try:
             if amount:
                 refund(batch, row, amount)

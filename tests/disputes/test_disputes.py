@@ -311,3 +311,27 @@ def test_opening_again_after_a_full_refund_by_the_dispute_is_409_dispute_exists(
     assert world.balance(paid.payer) == before
     listed = world.api.get("/v1/disputes", headers=paid.payer.owner).json()["items"]
     assert [d["id"] for d in listed] == [dispute["id"]]
+
+
+def test_a_refund_while_the_resolution_waits_for_funds_counts_toward_it(world: World) -> None:
+    """A pending refund is what the payee still owes for the dispute: the payee's own refund of
+    that payment in the meantime pays part of it, never on top of it."""
+    paid = paid_pump(world)
+    assert paid.pump is not None
+    shop = world.party("merchants", {"name": "Spend", "category": "retail"})
+    assert paid.pump.pay(shop["id"], 2900) == ("approved", None)  # 100 left in the pump
+    dispute = paid.opened(amount=1000)
+    resolved = paid.resolve(dispute["id"], "owner").json()
+    assert (resolved["refund_pending"], resolved["refunded_amount"]) == (True, 0)
+    own = paid.pump.send(
+        paid.pump.order(type="refund", payment_id=paid.payment_id, amount=100, currency="EUR")
+    )
+    assert own["status"] == "refunded", own
+    other = world.device("buyer", rules={"currency": "EUR"})
+    assert other.pay(paid.payee_id, 3000) == ("approved", None)
+    before = world.balance(paid.payer)
+    assert settle_due(world.ctx) == 1
+    assert world.balance(paid.payer) == before + 900
+    [done] = world.api.get("/v1/disputes", headers=paid.payer.owner).json()["items"]
+    assert (done["refund_pending"], done["refunded_amount"]) == (False, 900)
+    assert paid.payment()["refunded_amount"] == 1000
