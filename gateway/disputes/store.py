@@ -96,9 +96,11 @@ def due(conn: Connection, now: datetime, limit: int = 100) -> list[str]:
         .order_by(disputes.c.respond_by, disputes.c.seq)
         .limit(limit)
     )
-    p, a = payments.c, accounts.c
+    p, a, d = payments.c, accounts.c, disputes.c
     left = p.captured_amount_minor - p.refunded_amount_minor  # a refund pays at most this
-    need = sa.case((disputes.c.refund_due_minor < left, disputes.c.refund_due_minor), else_=left)
+    # what the dispute still owes: the payee's own refunds since it opened pay toward it
+    owed = d.amount_minor - (p.refunded_amount_minor - d.refunded_at_open)
+    need = _least(d.refund_due_minor, left, owed)
     fundable = (
         sa.select(disputes.c.id)
         .join(payments, p.payment_id == disputes.c.payment_id)
@@ -112,3 +114,11 @@ def due(conn: Connection, now: datetime, limit: int = 100) -> list[str]:
         .limit(limit)
     )
     return [str(i) for query in (silent, fundable) for i in conn.execute(query).scalars()]
+
+
+def _least(*values: Any) -> Any:
+    """The least of SQL expressions, on SQLite (which has no LEAST) as on PostgreSQL."""
+    least = values[0]
+    for value in values[1:]:
+        least = sa.case((value < least, value), else_=least)
+    return least

@@ -335,3 +335,35 @@ def test_a_refund_while_the_resolution_waits_for_funds_counts_toward_it(world: W
     [done] = world.api.get("/v1/disputes", headers=paid.payer.owner).json()["items"]
     assert (done["refund_pending"], done["refunded_amount"]) == (False, 900)
     assert paid.payment()["refunded_amount"] == 1000
+
+
+def test_a_pending_refund_the_payee_paid_by_itself_ends_without_more_funds(world: World) -> None:
+    paid = paid_pump(world)
+    assert paid.pump is not None
+    shop = world.party("merchants", {"name": "Spend", "category": "retail"})
+    assert paid.pump.pay(shop["id"], 2900) == ("approved", None)  # 100 left in the pump
+    dispute = paid.opened(amount=100)
+    assert paid.pump.pay(shop["id"], 50) == ("approved", None)  # 50 left: not enough
+    assert paid.resolve(dispute["id"], "owner").json()["refund_pending"] is True
+    assert settle_due(world.ctx) == 0
+    own = paid.pump.send(
+        paid.pump.order(type="refund", payment_id=paid.payment_id, amount=50, currency="EUR")
+    )
+    assert own["status"] == "refunded", own
+    assert settle_due(world.ctx) == 0  # 50 still owed, nothing left to pay it with
+    [waiting] = world.api.get("/v1/disputes", headers=paid.payer.owner).json()["items"]
+    assert waiting["refund_pending"] is True
+    other = world.device("buyer", rules={"currency": "EUR"})
+    assert other.pay(paid.payee_id, 50) == ("approved", None)
+    assert (
+        paid.pump.send(
+            paid.pump.order(type="refund", payment_id=paid.payment_id, amount=50, currency="EUR")
+        )["status"]
+        == "refunded"
+    )
+    before = world.balance(paid.payer)
+    assert settle_due(world.ctx) == 1  # owed nothing more: over, with an empty wallet
+    assert world.balance(paid.payer) == before
+    [done] = world.api.get("/v1/disputes", headers=paid.payer.owner).json()["items"]
+    assert (done["status"], done["refund_pending"]) == ("resolved_for_owner", False)
+    assert paid.payment()["refunded_amount"] == 100
