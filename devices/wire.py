@@ -171,6 +171,8 @@ def decode(token: str | bytes) -> tuple[str, dict[str, Any]]:
     parts = token.split(".")
     if len(parts) != 3:
         raise InvalidMessage("the order is not a JWS compact serialization")
+    if not all(_B64URL.fullmatch(part) for part in parts):  # a newline, padding, spaces...
+        raise InvalidMessage("a JWS segment is not base64url without padding (RFC 7515)")
     header, payload = _json_segment(parts[0]), _json_segment(parts[1])
     if not isinstance(header, dict) or not isinstance(header.get("alg"), str):
         raise InvalidMessage("the JOSE header is not an object with an alg")

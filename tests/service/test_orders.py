@@ -302,6 +302,30 @@ def test_malformed_messages_are_rejected_in_the_contract_order(world: World) -> 
     assert world.balance(car) == 9995
 
 
+def test_a_jws_whose_segments_are_not_plain_base64url_is_malformed(world: World) -> None:
+    """Decoding comes before the signature (contract section 6): a well-signed order with a
+    trailing newline or padding is `invalid_message`, naming its order, and so is one with a
+    space in a segment; none moves money, and the same order sent clean is then decided."""
+    shop = world.merchant()
+    car = world.device("car", rules=OPEN)
+    order = car.order(type="pay", payee=shop["id"], amount=5, currency="EUR")
+    token = car.sign(order)
+    header, payload, signature = token.split(b".")
+    for bent in (
+        token + b"\n",
+        token + b"\r\n",
+        header + b"." + payload + b"." + signature + b"==",
+    ):
+        result = car.send(bent)
+        assert (result["status"], result["reason"]) == ("rejected", "invalid_message"), bent
+        assert result["order_id"] == order["order_id"], (bent, result)
+    spaced = car.send(header + b"." + payload + b" ." + signature)
+    assert (spaced["status"], spaced["reason"]) == ("rejected", "invalid_message")
+    assert world.balance(car) == 10000
+    assert car.send(token)["status"] == "approved"
+    assert world.balance(car) == 9995
+
+
 def test_a_message_on_another_topic_is_ignored(world: World) -> None:
     car = world.device("car", rules=OPEN)
     raw = car.sign(car.order(type="pay", payee="mer_x", amount=5, currency="EUR"))
