@@ -15,7 +15,7 @@ from gateway.disputes.service import settle_due
 from gateway.events import store as event_store
 from gateway.evidence.verify import verify_bundle
 from gateway.orders.store import outbox
-from tests.disputes.helpers import ADMIN, paid_merchant, paid_pump
+from tests.disputes.helpers import ADMIN, paid_merchant, pump_that_spent
 from tests.support.world import Clock, World, bearer
 from wallet import store as wallet_store
 
@@ -127,10 +127,7 @@ def service_open(world: World, paid: object) -> dict[str, object]:
 
 
 def test_payee_without_funds_cannot_accept_and_a_resolution_refunds_later(world: World) -> None:
-    paid = paid_pump(world)
-    assert paid.pump is not None
-    shop = world.party("merchants", {"name": "Spend", "category": "retail"})
-    assert paid.pump.pay(shop["id"], 2900) == ("approved", None)  # the pump spends what it got
+    paid = pump_that_spent(world)  # 100 left of the 3,000 it got
     dispute = paid.opened()
     refused = paid.respond(dispute["id"], "accept")
     assert refused.status_code == 409 and refused.json()["error"]["code"] == "insufficient_funds"
@@ -139,12 +136,8 @@ def test_payee_without_funds_cannot_accept_and_a_resolution_refunds_later(world:
     resolved = paid.resolve(dispute["id"], "owner").json()
     assert (resolved["status"], resolved["refund_pending"]) == ("resolved_for_owner", True)
     assert settle_due(world.ctx) == 0  # still nothing to pay it with
-    other = world.device("buyer", rules={"currency": "EUR"})
-    assert other.pay(paid.payee_id, 3000) == ("approved", None)
-    before = world.balance(paid.payer)
-    assert settle_due(world.ctx) == 1
-    assert world.balance(paid.payer) == before + 3000
-    [done] = world.api.get("/v1/disputes", headers=paid.payer.owner).json()["items"]
+    received, done = paid.funded_and_settled(3000)
+    assert received == 3000
     assert (done["refund_pending"], done["refunded_amount"]) == (False, 3000)
 
 
@@ -316,51 +309,31 @@ def test_opening_again_after_a_full_refund_by_the_dispute_is_409_dispute_exists(
 def test_a_refund_while_the_resolution_waits_for_funds_counts_toward_it(world: World) -> None:
     """A pending refund is what the payee still owes for the dispute: the payee's own refund of
     that payment in the meantime pays part of it, never on top of it."""
-    paid = paid_pump(world)
-    assert paid.pump is not None
-    shop = world.party("merchants", {"name": "Spend", "category": "retail"})
-    assert paid.pump.pay(shop["id"], 2900) == ("approved", None)  # 100 left in the pump
+    paid = pump_that_spent(world)  # 100 left in the pump
     dispute = paid.opened(amount=1000)
     resolved = paid.resolve(dispute["id"], "owner").json()
     assert (resolved["refund_pending"], resolved["refunded_amount"]) == (True, 0)
-    own = paid.pump.send(
-        paid.pump.order(type="refund", payment_id=paid.payment_id, amount=100, currency="EUR")
-    )
-    assert own["status"] == "refunded", own
-    other = world.device("buyer", rules={"currency": "EUR"})
-    assert other.pay(paid.payee_id, 3000) == ("approved", None)
-    before = world.balance(paid.payer)
-    assert settle_due(world.ctx) == 1
-    assert world.balance(paid.payer) == before + 900
-    [done] = world.api.get("/v1/disputes", headers=paid.payer.owner).json()["items"]
+    assert paid.refund_by_pump(100)["status"] == "refunded"
+    received, done = paid.funded_and_settled(3000)
+    assert received == 900
     assert (done["refund_pending"], done["refunded_amount"]) == (False, 900)
     assert paid.payment()["refunded_amount"] == 1000
 
 
 def test_a_pending_refund_the_payee_paid_by_itself_ends_without_more_funds(world: World) -> None:
-    paid = paid_pump(world)
-    assert paid.pump is not None
-    shop = world.party("merchants", {"name": "Spend", "category": "retail"})
-    assert paid.pump.pay(shop["id"], 2900) == ("approved", None)  # 100 left in the pump
+    paid = pump_that_spent(world)  # 100 left in the pump
     dispute = paid.opened(amount=100)
-    assert paid.pump.pay(shop["id"], 50) == ("approved", None)  # 50 left: not enough
+    shop = world.party("merchants", {"name": "Spend more", "category": "retail"})
+    assert paid.pump is not None and paid.pump.pay(shop["id"], 50) == ("approved", None)  # 50 left
     assert paid.resolve(dispute["id"], "owner").json()["refund_pending"] is True
     assert settle_due(world.ctx) == 0
-    own = paid.pump.send(
-        paid.pump.order(type="refund", payment_id=paid.payment_id, amount=50, currency="EUR")
-    )
-    assert own["status"] == "refunded", own
+    assert paid.refund_by_pump(50)["status"] == "refunded"  # its last 50
     assert settle_due(world.ctx) == 0  # 50 still owed, nothing left to pay it with
     [waiting] = world.api.get("/v1/disputes", headers=paid.payer.owner).json()["items"]
     assert waiting["refund_pending"] is True
     other = world.device("buyer", rules={"currency": "EUR"})
     assert other.pay(paid.payee_id, 50) == ("approved", None)
-    assert (
-        paid.pump.send(
-            paid.pump.order(type="refund", payment_id=paid.payment_id, amount=50, currency="EUR")
-        )["status"]
-        == "refunded"
-    )
+    assert paid.refund_by_pump(50)["status"] == "refunded"
     before = world.balance(paid.payer)
     assert settle_due(world.ctx) == 1  # owed nothing more: over, with an empty wallet
     assert world.balance(paid.payer) == before
