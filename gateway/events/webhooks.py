@@ -113,6 +113,13 @@ def list_deliveries(
     return Page([_attempt(row) for row in page], next_cursor)
 
 
+def check_own(ctx: Context, party: Party, webhook_id: str) -> None:
+    """404 unless the webhook is the party's: checked before a request's query is (section 2's
+    order), so that a stranger learns nothing from a 422."""
+    with ctx.db.read() as conn:
+        _own(conn, party, webhook_id)
+
+
 def _own(conn: Connection, party: Party, webhook_id: str) -> None:
     row = event_store.get_webhook(conn, webhook_id)
     if row is None or row.party_id != party.id:

@@ -1,8 +1,9 @@
 """The HTTP edge, before routing and authentication: body size, UTF-8, NUL in the URL.
 
 A body over `max_body_bytes` is read and discarded (chunked or not) and answered 413
-`body_too_large`; a body sent as JSON that is not UTF-8 JSON (bad bytes, bad syntax, nesting
-too deep for the parser), and a path or query holding a NUL character, are 422
+`body_too_large`; a body sent to the API (`/v1/...`, whatever its Content-Type, even to a route
+that reads none) or sent as JSON that is not UTF-8 JSON (bad bytes, bad syntax, nesting too
+deep for the parser), and a path or query holding a NUL character, are 422
 `invalid_request`, whatever the route and before anyone is authenticated. Anything else
 reaches the app with its body replayed from memory.
 """
@@ -64,7 +65,7 @@ def _refusal(scope: Scope, body: bytes, too_large: bool) -> ASGIApp | None:
         return error_response(413, "body_too_large", "the request body is over 1 MiB")
     if "\x00" in scope.get("path", "") or b"\x00" in unquote_to_bytes(scope["query_string"]):
         return error_response(422, "invalid_request", "the URL holds a NUL character")
-    fault = _json_fault(body) if body and _is_json(scope) else None
+    fault = _json_fault(body) if body and (_is_json(scope) or _is_api(scope)) else None
     if fault is not None:
         return error_response(422, "invalid_request", fault)
     return None
@@ -93,6 +94,12 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 def _content_length(scope: Scope) -> int | None:
     value = _header(scope, b"content-length")
     return int(value) if value is not None and value.isdigit() else None
+
+
+def _is_api(scope: Scope) -> bool:
+    """The JSON API (`/v1/...`): its bodies are JSON whatever Content-Type says, or none (the
+    console's forms are the only other bodies, and they are not JSON)."""
+    return str(scope.get("path", "")).startswith("/v1/")
 
 
 def _is_json(scope: Scope) -> bool:

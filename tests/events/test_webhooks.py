@@ -151,6 +151,10 @@ def test_webhooks_are_listed_paged_and_deleted(world: World, api: TestClient) ->
     other = bearer(world.party("owners", {"name": "p", "timezone": "UTC"})["api_key"])
     assert api.delete(f"/v1/webhooks/{made[0]}", headers=other).status_code == 404
     assert api.get(f"/v1/webhooks/{made[0]}/deliveries", headers=other).status_code == 404
+    for query in ("limit=0", "limit=x", "cursor=garbage"):  # 404 comes before 422 (section 2)
+        url = f"/v1/webhooks/{made[0]}/deliveries?{query}"
+        assert api.get(url, headers=other).status_code == 404, query
+        assert api.get(url, headers=headers).status_code == 422, query
     assert api.delete(f"/v1/webhooks/{made[0]}", headers=headers).status_code == 204
     assert api.delete(f"/v1/webhooks/{made[0]}", headers=headers).status_code == 404
     assert api.post("/v1/webhooks", json={"url": "http://x"}, headers=ADMIN).status_code == 403

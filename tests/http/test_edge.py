@@ -68,6 +68,30 @@ def test_unparseable_bodies_are_422_invalid_request_before_authentication(
             assert_error(response, 422, "invalid_request")
 
 
+def test_an_api_body_is_json_whatever_its_content_type_says(sqlite_api: TestClient) -> None:
+    """Contract section 10: a body that is not UTF-8 JSON is 422 before authentication, also
+    sent as text or with no Content-Type, and also to a route that reads no body (a key was
+    created from `{nope`); the console's forms are not the API."""
+    for content_type in ({}, {"Content-Type": "text/plain"}, {"Content-Type": "x-www-form"}):
+        for headers in ({}, ADMIN):
+            response = sqlite_api.post(
+                "/v1/owners", content=b"{bad", headers={**content_type, **headers}
+            )
+            assert_error(response, 422, "invalid_request")
+    owner = create(sqlite_api, "owners", {"name": "Ada", "timezone": "UTC"})
+    key = bearer(owner["api_key"])
+    before = sqlite_api.get("/v1/keys", headers=key).json()["items"]
+    refused = sqlite_api.post("/v1/keys", content=b"{nope", headers=key)
+    assert_error(refused, 422, "invalid_request")
+    assert sqlite_api.get("/v1/keys", headers=key).json()["items"] == before
+    made = sqlite_api.post("/v1/keys", headers=key)  # no body at all: still a key
+    assert made.status_code == 201, made.text
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    signing_in = sqlite_api.post("/console/session", content=b"api_key=nope", headers=form)
+    assert signing_in.status_code == 401  # the console's page saying so, not a JSON refusal
+    assert "not an owner" in signing_in.text
+
+
 def test_nul_in_any_string_is_422_on_every_database(api: TestClient, tmp_path: Path) -> None:
     owner = create(api, "owners", {"name": "Ada", "timezone": "Europe/Berlin"})
     integrator = create(api, "integrators", {"name": "ACME"})

@@ -87,9 +87,23 @@ def delete_webhook(webhook_id: str, ctx: Ctx, caller: OwnerOrMerchant) -> Respon
     return Response(status_code=204)
 
 
+def own_webhook(webhook_id: str, ctx: Ctx, caller: OwnerOrMerchant) -> str:
+    """The path's webhook, 404 unless it is the caller's: a dependency, so before the query's
+    422 (FastAPI solves dependencies before it validates the endpoint's own parameters)."""
+    webhooks.check_own(ctx, caller, webhook_id)
+    return webhook_id
+
+
+OwnWebhook = Annotated[str, Depends(own_webhook)]
+
+
 @router.get("/v1/webhooks/{webhook_id}/deliveries")
 def list_deliveries(
-    webhook_id: str, ctx: Ctx, caller: OwnerOrMerchant, limit: Limit = 200, cursor: Cursor = None
+    webhook_id: OwnWebhook,
+    ctx: Ctx,
+    caller: OwnerOrMerchant,
+    limit: Limit = 200,
+    cursor: Cursor = None,
 ) -> DeliveryPage:
     """Every attempt to deliver to this webhook, newest first."""
     page = webhooks.list_deliveries(ctx, caller, webhook_id, limit, cursor)
