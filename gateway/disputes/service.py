@@ -254,11 +254,11 @@ def _settle(ctx: Context, dispute_id: str, now: datetime) -> int:
         if row is None or not row["refund_pending"]:
             return 0, []
         batch = load_state(conn, now, set(), {row["payer_id"], row["payee_id"]})
-        # Locked, and counted as at the resolution: the payee's own refunds of this payment
-        # since it opened pay toward what the dispute still owes, never on top of it.
+        # Locked, and counted as at the resolution (never more than `refund_due_minor`): the
+        # payee's own refunds of this payment since it opened pay toward what is still owed.
         payment = wallet_store.get_payment(conn, row["payment_id"], lock=True)
         assert payment is not None
-        amount = min(row["refund_due_minor"], _left(row, payment))
+        amount = _left(row, payment)
         try:
             if amount:
                 refund(batch, row, amount)

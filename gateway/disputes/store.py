@@ -98,9 +98,10 @@ def due(conn: Connection, now: datetime, limit: int = 100) -> list[str]:
     )
     p, a, d = payments.c, accounts.c, disputes.c
     left = p.captured_amount_minor - p.refunded_amount_minor  # a refund pays at most this
-    # what the dispute still owes: the payee's own refunds since it opened pay toward it
+    # what the dispute still owes (`rules.left_to_refund`, never more than `refund_due_minor`):
+    # the payee's own refunds since it opened pay toward it
     owed = d.amount_minor - (p.refunded_amount_minor - d.refunded_at_open)
-    need = _least(d.refund_due_minor, left, owed)
+    need = sa.case((owed < left, owed), else_=left)
     fundable = (
         sa.select(disputes.c.id)
         .join(payments, p.payment_id == disputes.c.payment_id)
@@ -114,11 +115,3 @@ def due(conn: Connection, now: datetime, limit: int = 100) -> list[str]:
         .limit(limit)
     )
     return [str(i) for query in (silent, fundable) for i in conn.execute(query).scalars()]
-
-
-def _least(*values: Any) -> Any:
-    """The least of SQL expressions, on SQLite (which has no LEAST) as on PostgreSQL."""
-    least = values[0]
-    for value in values[1:]:
-        least = sa.case((value < least, value), else_=least)
-    return least

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from gateway.disputes.service import settle_due
 from tests.support.world import ADMIN, Dev, World, bearer
 
 __all__ = ["ADMIN", "Paid", "paid_merchant", "paid_pump", "pump_that_spent"]
@@ -59,8 +60,6 @@ class Paid:
     def funded_and_settled(self, amount: int) -> tuple[int, dict[str, Any]]:
         """A buyer pays the payee `amount`, then the housekeeper settles one dispute: what the
         payer received, and the payer owner's only dispute as it is then."""
-        from gateway.disputes.service import settle_due
-
         buyer = self.world.device("buyer", rules={"currency": "EUR"})
         assert buyer.pay(self.payee_id, amount) == ("approved", None)
         before = self.world.balance(self.payer)
