@@ -115,3 +115,17 @@ def valid_certificates(
     if newest.first_used_at is not None or now >= newest.issued_at + grace:
         return live[:1]
     return live
+
+
+def signing_certificates(
+    certs: list[DeviceCertificate], now: datetime, grace: timedelta
+) -> list[DeviceCertificate]:
+    """The certificates that verify a device's orders now: its valid ones; a revoked device has
+    none, so those its revocation withdrew (`certs` holds no other revoked ones), newest first
+    within their dates. They prove whose order it is only for it to be declined as
+    `device_not_active` (section 5, step 2): a revoked device is never paid."""
+    valid = valid_certificates(certs, now, grace)
+    if valid or not certs:
+        return valid
+    withdrawn = [c for c in certs if c.revoked_at is not None and c.not_before <= now < c.not_after]
+    return sorted(withdrawn, key=lambda c: c.issued_at, reverse=True)[:MAX_VALID_CERTIFICATES]

@@ -245,10 +245,14 @@ def _certificate(row: Any) -> DeviceCertificate:
 
 
 def certificates_of(conn: Connection, device_ids: set[str]) -> dict[str, list[DeviceCertificate]]:
-    """The unrevoked certificates of these devices, oldest first, in one query."""
+    """The unrevoked certificates of these devices and those that a device's revocation
+    withdrew (not those a rotation superseded), oldest first, in one query."""
     query = (
         certificates.select()
-        .where(certificates.c.device_id.in_(list(device_ids)), certificates.c.revoked_at.is_(None))
+        .where(
+            certificates.c.device_id.in_(list(device_ids)),
+            sa.or_(certificates.c.revoked_at.is_(None), certificates.c.status == "revoked"),
+        )
         .order_by(certificates.c.issued_at)
     )
     found: dict[str, list[DeviceCertificate]] = {}

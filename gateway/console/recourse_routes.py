@@ -155,7 +155,8 @@ def _disputes(
     if payment_id and payment is None and status == 200:
         status, values["error"] = 404, "That payment cannot be disputed (again) from here."
     answer = values.get("answer")
-    shown = {d["id"] for d in mine if d["answerable"] and d["status"] == "open"}
+    answerable = {d["id"] for d in mine if d["answerable"]}
+    shown = answerable & {d["id"] for d in mine if d["status"] in ("open", "under_review")}
     if answer and answer["dispute_id"] not in shown:  # no form left to show it beside
         values["error"] = answer["error"]
     values.setdefault("form", {})

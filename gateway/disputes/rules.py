@@ -3,6 +3,7 @@
 open ──accept──────────────▶ resolved_for_owner (refunded at once, or 409 insufficient_funds)
  │ ──contest─▶ under_review ──resolution owner─▶ resolved_for_owner (refund, maybe pending)
  │                          ──resolution payee─▶ resolved_for_payee
+ │                          ──accept (the payee gives in)─▶ resolved_for_owner, as above
  └── resolution (admin), or respond_by passes ─▶ resolved_for_owner / resolved_for_payee
 """
 
@@ -56,10 +57,14 @@ def respond_by(opened_at: datetime, response_days: float) -> datetime:
 
 
 def check_may_answer(status: str, respond_by_at: datetime, now: datetime) -> None:
-    """The payee answers an open dispute only, before `respond_by` (409 `dispute_not_open`):
-    from then on silence has resolved it for the owner, even before the housekeeper says so."""
+    """The payee answers an open dispute before `respond_by`, or one under review until the
+    admin decides it (accepting then refunds; contesting again keeps it under review); else 409
+    `dispute_not_open`. An open one past `respond_by` is the owner's by silence, even before
+    the housekeeper says so."""
+    if status == UNDER_REVIEW:
+        return
     if status != OPEN:
-        raise Conflict(f"the dispute is {status}, not open", reason="dispute_not_open")
+        raise Conflict(f"the dispute is {status}", reason="dispute_not_open")
     if now >= respond_by_at:
         raise Conflict(
             "the time to answer passed at respond_by: the dispute is resolved for the owner",

@@ -89,7 +89,7 @@ class StateCache:
     def certificates_of(
         self, conn: Connection, ids: set[str]
     ) -> dict[str, list[DeviceCertificate]]:
-        """The unrevoked certificates of these devices, oldest first."""
+        """The certificates of these devices `device_store.certificates_of` gives, oldest first."""
         return _through(
             self._certificates, ids, lambda m: device_store.certificates_of(conn, m), []
         )

@@ -26,7 +26,7 @@ from sqlalchemy import Connection
 
 from devices import wire
 from devices.contract import Reason, device_of_orders_topic
-from devices.registry import DeviceCertificate, valid_at, valid_certificates
+from devices.registry import DeviceCertificate, signing_certificates, valid_at
 from gateway.orders.cache import StateCache
 from gateway.orders.verified import Verified
 
@@ -102,7 +102,7 @@ def check_messages(
         decoded.append((device_id, raw, verified))
     ids = {device_id for device_id, _, _ in decoded}
     rows = keyring.state.certificates_of(conn, ids) if ids else {}
-    valid = {device_id: valid_certificates(certs, now, grace) for device_id, certs in rows.items()}
+    valid = {device: signing_certificates(certs, now, grace) for device, certs in rows.items()}
     checked = [
         check(keyring, valid.get(device_id, []), device_id, raw, verified)
         for device_id, raw, verified in decoded
@@ -138,6 +138,8 @@ def check(
         order = wire.parse_order(payload, device_id)
     except wire.InvalidMessage:
         return Checked(device_id, order_id, reason=Reason.INVALID_MESSAGE)
+    if signer.revoked_at is not None:  # a revoked device's: to be declined, nothing else
+        return Checked(device_id, order.order_id, order, payload, token=raw.decode("ascii"))
     first_use = None
     if signer is certificates[0] and signer.first_used_at is None and len(certificates) > 1:
         first_use = signer.serial  # the newer certificate's first use retires the older one

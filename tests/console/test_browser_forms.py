@@ -157,4 +157,8 @@ def test_a_refused_dispute_answer_keeps_what_the_owner_typed(
         page.click("button:has-text('Contest')")  # the same text, sent again as it stands
         page.wait_for_selector("text=The dispute is now under review.")
         assert api.get("/v1/disputes").json()["items"][0]["response"]["message"] == typed
+        row = page.locator("tr.answer")  # contested: only giving in is left to the payee
+        assert row.locator("button:has-text('Contest')").count() == 0
+        assert "until the admin decides you may still accept" in row.inner_text()
+        page.screenshot(path=str(SHOTS / "console-dispute-under-review.png"), full_page=True)
     assert [e for e in errors if "status of 409" not in e] == []  # the refusal answers 409

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from tests.support.console import sign_in
-from tests.support.world import Dev, World
+from tests.support.world import ADMIN, Dev, World
 
 TYPED = "We refund gladly, but <not> before Monday & only once"
 
@@ -99,7 +99,36 @@ def test_an_answer_to_a_dispute_no_longer_open_says_why_at_the_top(
     csrf = sign_in(browser_like, _key(pump))
     path = f"/console/disputes/{dispute['id']}/response"
     contest = {"decision": "contest", "message": "It worked", "csrf_token": csrf}
-    assert browser_like.post(path, data=contest).status_code == 200
+    contested = browser_like.post(path, data=contest)
+    assert contested.status_code == 200
+    assert re.search(rf'<input id="answer-{dispute["id"]}"', contested.text)  # may still accept
+    assert 'value="contest"' not in contested.text and 'value="accept"' in contested.text
+    resolution = {"outcome": "payee", "message": "delivery shown"}
+    decided = world.api.post(
+        f"/v1/disputes/{dispute['id']}/resolution", json=resolution, headers=ADMIN
+    )
+    assert decided.status_code == 200, decided.text
     again = browser_like.post(path, data=contest)
     assert again.status_code == 409
     assert re.search(r'<p class="alert" role="alert">[^<]+</p>', again.text), again.text
+    assert f'<input id="answer-{dispute["id"]}"' not in again.text
+
+
+def test_a_payee_who_contested_accepts_from_the_console_and_the_payer_is_refunded(
+    world: World, browser_like: TestClient
+) -> None:
+    car, pump, dispute = _disputed(world)
+    csrf = sign_in(browser_like, _key(pump))
+    path = f"/console/disputes/{dispute['id']}/response"
+    contest = {"decision": "contest", "message": "It worked", "csrf_token": csrf}
+    assert browser_like.post(path, data=contest).status_code == 200
+    topped = world.api.post(
+        f"/v1/devices/{pump.id}/wallet/top-ups",
+        json={"amount": 3000, "currency": "EUR", "idempotency_key": "refund-money"},
+        headers=pump.owner,
+    )
+    assert topped.status_code == 201, topped.text
+    before = world.balance(car)
+    accepted = browser_like.post(path, data={**contest, "decision": "accept"})
+    assert accepted.status_code == 200 and "The dispute is now resolved for owner." in accepted.text
+    assert world.balance(car) == before + 3000

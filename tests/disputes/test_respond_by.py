@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from gateway.disputes import store as dispute_store
 from gateway.disputes.service import settle_due
-from tests.disputes.helpers import ADMIN, paid_merchant
+from tests.disputes.helpers import ADMIN, paid_merchant, pump_that_spent
 from tests.support.world import Clock, World
 
 WEEK_S = 7 * 86400
@@ -93,3 +93,44 @@ def test_refunds_the_payee_cannot_fund_keep_no_dispute_from_being_settled(
     before = world.balance(car)
     assert settle_due(world.ctx) == 1
     assert world.balance(car) == before + 1
+
+
+def test_a_payee_who_contested_may_still_accept_until_the_admin_decides(
+    world: World, clock: Clock
+) -> None:
+    """Section 9: answering is 409 only for a dispute neither open nor under review, so after
+    contesting the payee may contest again (it stays under review) or give in, which refunds
+    at once also past `respond_by`, since the admin had not decided."""
+    paid = paid_merchant(world)
+    before = world.balance(paid.payer)
+    dispute = paid.opened(amount=300)
+    assert paid.respond(dispute["id"], "contest").json()["status"] == "under_review"
+    clock.advance(WEEK_S + 1)
+    assert settle_due(world.ctx) == 0  # answered in time: silence does not decide it
+    again = paid.respond(dispute["id"], "contest")
+    assert (again.status_code, again.json()["status"]) == (200, "under_review"), again.text
+    assert world.balance(paid.payer) == before
+    accepted = paid.respond(dispute["id"], "accept")
+    assert accepted.status_code == 200, accepted.text
+    assert (accepted.json()["status"], accepted.json()["refunded_amount"]) == (
+        "resolved_for_owner",
+        300,
+    )
+    assert world.balance(paid.payer) == before + 300
+    late = paid.resolve(dispute["id"], "payee")
+    assert late.json()["error"]["code"] == "dispute_not_open"
+    for decision in ("contest", "accept"):
+        assert paid.respond(dispute["id"], decision).status_code == 409
+    assert world.balance(paid.payer) == before + 300
+
+
+def test_a_payee_without_funds_who_contested_cannot_accept_and_stays_under_review(
+    world: World,
+) -> None:
+    paid = pump_that_spent(world)  # 100 left of the 3,000 it got
+    dispute = paid.opened()
+    assert paid.respond(dispute["id"], "contest").json()["status"] == "under_review"
+    refused = paid.respond(dispute["id"], "accept")
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "insufficient_funds"
+    [listed] = world.api.get("/v1/disputes", headers=ADMIN).json()["items"]
+    assert listed["status"] == "under_review"

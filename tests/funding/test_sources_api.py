@@ -23,12 +23,14 @@ def test_sources_are_created_with_their_defaults_and_listed_in_draw_order(world:
     assert first["id"].startswith("fs_") and "credit_limit" not in first
     assert line["apr_bps"] == 0 and line["credit_limit"] == 50_000
     assert (line["balance"], line["available"]) == (0, 50_000) and "floor" not in line
-    listed = world.api.get("/v1/owners/me/funding-sources", headers=car.owner).json()["items"]
+    page = world.api.get("/v1/owners/me/funding-sources", headers=car.owner).json()
+    assert page["next_cursor"] is None  # a list's shape (section 7): all of them, one page
+    listed = page["items"]
     assert [s["name"] for s in listed] == ["line", "first", "second", "late"]
     assert listed[1] == first and late in listed
     stranger = world.device("stranger")
     theirs = world.api.get("/v1/owners/me/funding-sources", headers=stranger.owner).json()
-    assert theirs == {"items": []}
+    assert theirs == {"items": [], "next_cursor": None}
 
 
 def test_fields_of_the_other_kind_unknown_fields_and_bad_values_are_422(world: World) -> None:
@@ -55,7 +57,7 @@ def test_fields_of_the_other_kind_unknown_fields_and_bad_values_are_422(world: W
         assert response.status_code == 422, code
         assert response.json()["error"]["code"] == "currency_not_allowed"
     listed = world.api.get("/v1/owners/me/funding-sources", headers=car.owner).json()
-    assert listed == {"items": []}
+    assert listed == {"items": [], "next_cursor": None}
 
 
 def test_top_ups_are_idempotent_per_source_and_respect_the_floor(world: World) -> None:

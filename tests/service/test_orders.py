@@ -342,7 +342,7 @@ def test_suspended_and_pending_devices_are_declined(world: World) -> None:
     fresh = world.device("fresh", rules=OPEN, approve=False)
     assert fresh.pay(shop["id"], 5) == ("declined", "device_not_active")
     assert car.act("revoke").status_code == 200
-    assert car.pay(shop["id"], 5) == ("rejected", "invalid_signature")  # no valid certificate
+    assert car.pay(shop["id"], 5) == ("declined", "device_not_active")
 
 
 def test_unanswered_approval_expires_as_declined(world: World, clock: Clock) -> None:
@@ -457,6 +457,43 @@ def test_a_rotated_certificate_retires_the_older_one_when_it_first_signs(world: 
     new = car.order(type="pay", payee=shop["id"], amount=1, currency="EUR")
     assert car.send(car.sign(new, new_key))["status"] == "approved"  # type: ignore[arg-type]
     assert car.pay(shop["id"], 1) == ("rejected", "invalid_signature")
+
+
+def test_a_revoked_device_s_orders_are_declined_when_its_own_key_signed_them(
+    world: World,
+) -> None:
+    """Section 5 step 2: a revoked device is declined as `device_not_active`, as a suspended
+    one is; only the certificates its revocation withdrew prove that the order is its own. A
+    key rotated away before, or one it never had, is still no signature."""
+    shop = world.merchant()
+    car = world.device("car", rules=OPEN)
+    key_path, csr = make_openssl_csr(world.tmp, "car-new")
+    rotated = world.api.post(
+        f"/v1/devices/{car.id}/certificates", json={"csr": csr}, headers=car.integrator
+    )
+    assert rotated.status_code == 201, rotated.text
+    new_key = serialization.load_pem_private_key(key_path.read_bytes(), None)
+    first = car.order(type="pay", payee=shop["id"], amount=1, currency="EUR")
+    assert car.send(car.sign(first, new_key))["status"] == "approved"  # type: ignore[arg-type]
+    assert car.act("revoke").status_code == 200
+    order = car.order(type="pay", payee=shop["id"], amount=5, currency="EUR")
+    declined = car.send(car.sign(order, new_key))  # type: ignore[arg-type]
+    assert (declined["status"], declined["reason"]) == ("declined", "device_not_active")
+    assert (declined["amount"], declined["currency"]) == (5, "EUR")
+    again = car.send(car.sign(order, new_key))  # type: ignore[arg-type]
+    assert (again["status"], again["duplicate"]) == ("declined", True)  # it was recorded
+    assert car.pay(shop["id"], 5) == ("rejected", "invalid_signature")  # the superseded key
+    forged = car.sign(
+        car.order(type="pay", payee=shop["id"], amount=5, currency="EUR"),
+        ec.generate_private_key(ec.SECP256R1()),
+    )
+    assert car.send(forged)["reason"] == "invalid_signature"
+    assert world.balance(car) == 9999
+    with world.ctx.db.engine.connect() as conn:
+        actions = conn.execute(
+            text("SELECT action FROM audit_log WHERE device_id = :d"), {"d": car.id}
+        ).scalars()
+        assert "order.declined" in list(actions)
 
 
 def test_orders_of_many_devices_in_one_batch(world: World) -> None:

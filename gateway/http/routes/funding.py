@@ -30,8 +30,10 @@ def create_funding_source(body: FundingSourceCreate, ctx: Ctx, caller: Owner) ->
 
 @router.get("/v1/owners/me/funding-sources")
 def list_funding_sources(ctx: Ctx, caller: Owner) -> dict[str, Any]:
-    """The owner's funding sources in the order they are drawn on (priority, then creation)."""
-    return {"items": service.list_sources(ctx, caller)}
+    """The owner's funding sources in the order they are drawn on (priority, then creation),
+    shaped as every list is (section 7) and always one page: an owner has a handful, listed
+    in draw order rather than newest first."""
+    return {"items": service.list_sources(ctx, caller), "next_cursor": None}
 
 
 @router.post("/v1/funding-sources/{source_id}/top-ups", status_code=201)
