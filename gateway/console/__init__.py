@@ -14,7 +14,16 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from gateway.console import device_routes, funding_routes, recourse_routes, routes, sessions
-from gateway.console.auth import CrossSite, SignedOut, asked_for, current_session, sign_in_url
+from gateway.console.auth import (
+    CrossSite,
+    SignedOut,
+    StaleForm,
+    asked_for,
+    current_session,
+    page_of,
+    return_path,
+    sign_in_url,
+)
 from gateway.console.render import HERE, page
 from gateway.context import Context
 
@@ -52,7 +61,8 @@ async def _signed_out(request: Request, _: Exception) -> Response:
 
 async def _cross_site(request: Request, exc: Exception) -> HTMLResponse:
     session = await run_in_threadpool(current_session, request)
-    return page(request, "refused.html", session, 403, error=str(exc))
+    back = return_path(page_of(request.url.path)) if isinstance(exc, StaleForm) else None
+    return page(request, "refused.html", session, 403, error=str(exc), back=back)
 
 
 __all__ = ["mount", "sign_in_link"]

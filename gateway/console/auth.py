@@ -32,6 +32,12 @@ class CrossSite(Exception):
     """A state-changing request that another site sent, or without this session's CSRF token."""
 
 
+class StaleForm(CrossSite):
+    """A form from this site whose token is not this session's: typically one opened before
+    the owner signed out and in again in another tab. Refused as well; what was typed in it
+    is kept in the tab for the form's page (`page_of`)."""
+
+
 def context(request: Request) -> Context:
     """The gateway's context, set once when the app is built."""
     ctx: Context = request.app.state.ctx
@@ -81,8 +87,13 @@ async def acting(request: Request) -> tuple[Session, Form]:
     if session is None:
         raise SignedOut()
     token = form.get("csrf_token") or request.headers.get("x-csrf-token")
+    if not token:
+        raise CrossSite("this request was not sent by the console's own form: reload the page")
     if not session.csrf_ok(token):
-        raise CrossSite("this form is out of date or was not sent by the console: reload the page")
+        raise StaleForm(
+            "This form was opened before your latest sign-in, so it was not sent: nothing was "
+            "changed."
+        )
     return session, form
 
 

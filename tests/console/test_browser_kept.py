@@ -148,3 +148,48 @@ def test_what_was_typed_survives_a_session_that_ended_meanwhile(
         page.reload()
         assert page.locator("[data-kept]").count() == 0  # restored once, then forgotten
     assert [e for e in errors if "status of 401" not in e] == []  # the ended session's answers
+
+
+def test_what_was_typed_survives_a_sign_out_and_in_in_another_tab(
+    browser: Any, household: Household
+) -> None:
+    """The owner signs out and in again in a second tab, then sends the form still open in the
+    first: its token is the old session's, so nothing is changed, and the answer leads back to
+    the form with what was typed in it."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    tabs = browser.new_context(viewport={"width": 1100, "height": 900})  # shares its cookies
+    page, other = tabs.new_page(), tabs.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    _sign_in(page, household)
+    with _api(household) as api:
+        device_id = api.get("/v1/devices").json()["items"][0]["id"]
+        before = api.get(f"/v1/devices/{device_id}/rules").json()
+        device_page = f"{household.base}/console/devices/{device_id}"
+        page.goto(device_page)
+        page.fill("#f-max_amount", "33.3")
+        other.goto(f"{household.base}/console")
+        other.click("button:has-text('Sign out')")
+        _sign_in(other, household)
+        page.click("text=Save rules")
+        page.wait_for_selector("[data-kept-stale]")
+        assert "nothing was changed" in page.inner_text("[role=alert]")
+        page.screenshot(path=str(SHOTS / "console-stale-form.png"), full_page=True)
+        assert api.get(f"/v1/devices/{device_id}/rules").json() == before
+        page.click("text=go back to the form")
+        page.wait_for_selector("[data-kept]")
+        assert page.url == device_page
+        assert page.input_value("#f-max_amount") == "33.3"
+        page.click("text=Save rules")
+        page.wait_for_selector("text=Rules saved")
+        assert api.get(f"/v1/devices/{device_id}/rules").json()["max_amount"] == 3330
+        assert api.put(f"/v1/devices/{device_id}/rules", json=before).is_success
+    tabs.close()
+    assert [e for e in errors if "status of 403" not in e] == []  # the refusal answers 403
+
+
+def _sign_in(page: Any, household: Household) -> None:
+    page.goto(f"{household.base}/console")
+    page.fill("#api_key", household.owner_key)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{household.base}/console")

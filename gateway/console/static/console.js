@@ -96,7 +96,8 @@
   // A form sent after the session ended comes back as the sign-in page. What was typed in it
   // (never a password or a hidden field) waits in this tab's sessionStorage, and goes back into
   // the same form once the same owner has signed in again and is back on its page. An answer
-  // that is not the sign-in page (the form was taken, or refused with its fields kept) drops it.
+  // that is not the sign-in page (the form was taken, or refused with its fields kept) drops it;
+  // so does any but a form refused as opened before the latest sign-in (`data-kept-stale`).
   var KEPT = "kym:kept";
   function isSignIn() { return !!document.querySelector("form[action='/console/session']"); }
   function keep(event) {
@@ -115,7 +116,7 @@
     var kept;
     try { kept = JSON.parse(sessionStorage.getItem(KEPT) || "null"); } catch (e) { return; }
     if (!kept) { return; }
-    if (isSignIn()) {
+    if (isSignIn() || document.querySelector("[data-kept-stale]")) {  // for the next page
       kept.state = "signing-in";
       sessionStorage.setItem(KEPT, JSON.stringify(kept));
       var note = document.querySelector("[data-kept-note]");
