@@ -443,19 +443,24 @@ def test_a_batch_is_decided_in_one_transaction(world: World) -> None:
     assert len(begins) == 1
 
 
-def test_a_rotated_certificate_retires_the_older_one_when_it_first_signs(world: World) -> None:
-    shop = world.merchant()
-    car = world.device("car", rules=OPEN)
+def _rotate(world: World, car: Any) -> Any:
+    """A second certificate for the car, from an openssl key; returns that private key."""
     key_path, csr = make_openssl_csr(world.tmp, "car-new")
     rotated = world.api.post(
         f"/v1/devices/{car.id}/certificates", json={"csr": csr}, headers=car.integrator
     )
     assert rotated.status_code == 201, rotated.text
-    new_key = serialization.load_pem_private_key(key_path.read_bytes(), None)
+    return serialization.load_pem_private_key(key_path.read_bytes(), None)
+
+
+def test_a_rotated_certificate_retires_the_older_one_when_it_first_signs(world: World) -> None:
+    shop = world.merchant()
+    car = world.device("car", rules=OPEN)
+    new_key = _rotate(world, car)
     old = car.order(type="pay", payee=shop["id"], amount=1, currency="EUR")
     assert car.send(old)["status"] == "approved"  # both are valid until the new one is used
     new = car.order(type="pay", payee=shop["id"], amount=1, currency="EUR")
-    assert car.send(car.sign(new, new_key))["status"] == "approved"  # type: ignore[arg-type]
+    assert car.send(car.sign(new, new_key))["status"] == "approved"
     assert car.pay(shop["id"], 1) == ("rejected", "invalid_signature")
 
 
@@ -467,20 +472,15 @@ def test_a_revoked_device_s_orders_are_declined_when_its_own_key_signed_them(
     key rotated away before, or one it never had, is still no signature."""
     shop = world.merchant()
     car = world.device("car", rules=OPEN)
-    key_path, csr = make_openssl_csr(world.tmp, "car-new")
-    rotated = world.api.post(
-        f"/v1/devices/{car.id}/certificates", json={"csr": csr}, headers=car.integrator
-    )
-    assert rotated.status_code == 201, rotated.text
-    new_key = serialization.load_pem_private_key(key_path.read_bytes(), None)
+    new_key = _rotate(world, car)
     first = car.order(type="pay", payee=shop["id"], amount=1, currency="EUR")
-    assert car.send(car.sign(first, new_key))["status"] == "approved"  # type: ignore[arg-type]
+    assert car.send(car.sign(first, new_key))["status"] == "approved"
     assert car.act("revoke").status_code == 200
     order = car.order(type="pay", payee=shop["id"], amount=5, currency="EUR")
-    declined = car.send(car.sign(order, new_key))  # type: ignore[arg-type]
+    declined = car.send(car.sign(order, new_key))
     assert (declined["status"], declined["reason"]) == ("declined", "device_not_active")
     assert (declined["amount"], declined["currency"]) == (5, "EUR")
-    again = car.send(car.sign(order, new_key))  # type: ignore[arg-type]
+    again = car.send(car.sign(order, new_key))
     assert (again["status"], again["duplicate"]) == ("declined", True)  # it was recorded
     assert car.pay(shop["id"], 5) == ("rejected", "invalid_signature")  # the superseded key
     forged = car.sign(
