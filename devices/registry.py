@@ -104,11 +104,7 @@ def valid_certificates(
     After a rotation the older certificate stays valid until the newer one has been used or the
     grace period since the newer one's issue has passed; inactive is not revoked.
     """
-    live = sorted(
-        (c for c in certs if c.revoked_at is None and c.not_before <= now < c.not_after),
-        key=lambda c: c.issued_at,
-        reverse=True,
-    )[:MAX_VALID_CERTIFICATES]
+    live = _newest_within_dates([c for c in certs if c.revoked_at is None], now)
     if len(live) < 2:
         return live
     newest = live[0]
@@ -124,8 +120,10 @@ def signing_certificates(
     none, so those its revocation withdrew (`certs` holds no other revoked ones), newest first
     within their dates. They prove whose order it is only for it to be declined as
     `device_not_active` (section 5, step 2): a revoked device is never paid."""
-    valid = valid_certificates(certs, now, grace)
-    if valid or not certs:
-        return valid
-    withdrawn = [c for c in certs if c.revoked_at is not None and c.not_before <= now < c.not_after]
-    return sorted(withdrawn, key=lambda c: c.issued_at, reverse=True)[:MAX_VALID_CERTIFICATES]
+    return valid_certificates(certs, now, grace) or _newest_within_dates(certs, now)
+
+
+def _newest_within_dates(certs: list[DeviceCertificate], now: datetime) -> list[DeviceCertificate]:
+    """Those of `certs` within their dates now, newest first, at most two."""
+    within = (c for c in certs if c.not_before <= now < c.not_after)
+    return sorted(within, key=lambda c: c.issued_at, reverse=True)[:MAX_VALID_CERTIFICATES]

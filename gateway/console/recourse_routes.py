@@ -19,7 +19,7 @@ from gateway.console.money import format_amount, major_units, refusal
 from gateway.console.render import SECURITY_HEADERS, page
 from gateway.console.sessions import Session
 from gateway.disputes import service as disputes
-from gateway.disputes.rules import REASONS
+from gateway.disputes.rules import OPEN, REASONS, UNDER_REVIEW
 from gateway.errors import REFUSAL_TYPES, refusal_of
 from gateway.evidence.bundle import evidence_bundle
 from gateway.http.routes.evidence import EvidenceBundle
@@ -155,8 +155,7 @@ def _disputes(
     if payment_id and payment is None and status == 200:
         status, values["error"] = 404, "That payment cannot be disputed (again) from here."
     answer = values.get("answer")
-    answerable = {d["id"] for d in mine if d["answerable"]}
-    shown = answerable & {d["id"] for d in mine if d["status"] in ("open", "under_review")}
+    shown = {d["id"] for d in mine if d["answerable"] and d["status"] in (OPEN, UNDER_REVIEW)}
     if answer and answer["dispute_id"] not in shown:  # no form left to show it beside
         values["error"] = answer["error"]
     values.setdefault("form", {})
