@@ -60,7 +60,7 @@ def test_one_stream_past_the_cap_is_409_until_one_is_closed(world: World, ctx: C
         (again,) = open_streams(url, headers, 1)
         close_all([*streams[1:], again, theirs])
         assert eventually(lambda: slots.open_for(owner["id"]) == 0)
-        assert slots.open_for(shop["id"]) == 0
+        assert eventually(lambda: slots.open_for(shop["id"]) == 0)  # each ends on its own thread
         streams[0].close()
 
 
