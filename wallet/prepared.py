@@ -223,28 +223,41 @@ def insert_many(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]
 
 
 def insert_later(
-    conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]], returning: Sequence[str]
+    conn: Connection,
+    table: sa.Table,
+    rows: Sequence[dict[str, Any]],
+    returning: Sequence[str],
+    echo: sa.Table | None = None,
 ) -> Callable[[], list[tuple[Any, ...]]]:
     """`insert_returning`, whose rows are read later: inside `pipelined` on PostgreSQL the
     insert is only queued, and its rows are there once the block has ended."""
     if not rows or not in_pipeline(conn):
-        found = insert_returning(conn, table, rows, returning)
+        found = insert_returning(conn, table, rows, returning, echo)
         return lambda: found
     keys = tuple(rows[0])
     processed = memoized(_single_row(table, keys).plan(conn)[2])
     head, _, tail = _insert_sql(conn.dialect, table, keys, tuple(returning))
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    cursor.execute(head + tail, [[processed(k, row[k]) for row in rows] for k in keys])
+    sql = _echoing(conn.dialect, head + tail, returning, echo)
+    cursor.execute(sql, [[processed(k, row[k]) for row in rows] for k in keys])
     return lambda: _rows_of(cursor)
 
 
 def insert_returning(
-    conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]], returning: Sequence[str]
+    conn: Connection,
+    table: sa.Table,
+    rows: Sequence[dict[str, Any]],
+    returning: Sequence[str],
+    echo: sa.Table | None = None,
 ) -> list[tuple[Any, ...]]:
     """Insert rows that all have the same keys on the DBAPI cursor (SQLite: multi-row INSERTs
     of CHUNK rows; PostgreSQL: one INSERT ... SELECT FROM unnest, an array a column); the
     `returning` columns of every row inserted, in no promised order. The values pass through
-    the columns' bind processors, as Core's would."""
+    the columns' bind processors, as Core's would.
+
+    `echo`: a table of one column, which gets the first `returning` value of every row
+    inserted as a row of its own (on PostgreSQL in the same statement, a data-modifying WITH;
+    on SQLite by a second statement)."""
     if not rows:
         return []
     keys = tuple(rows[0])
@@ -252,7 +265,8 @@ def insert_returning(
     head, one, tail = _insert_sql(conn.dialect, table, keys, tuple(returning))
     statements: list[tuple[str, list[Any]]] = []
     if conn.dialect.name == "postgresql":
-        statements.append((head + tail, [[processed(k, row[k]) for row in rows] for k in keys]))
+        sql = _echoing(conn.dialect, head + tail, returning, echo)
+        statements.append((sql, [[processed(k, row[k]) for row in rows] for k in keys]))
     else:
         for start in range(0, len(rows), CHUNK):
             chunk = rows[start : start + CHUNK]
@@ -271,7 +285,26 @@ def insert_returning(
         ) from error
     finally:
         cursor.close()
+    if echo is not None and conn.dialect.name != "postgresql":
+        insert_many(conn, echo, [{echo.c[0].name: row[0]} for row in found])
     return found
+
+
+def _echoing(
+    dialect: sa.Dialect, insert: str, returning: Sequence[str], echo: sa.Table | None
+) -> str:
+    """An INSERT ... RETURNING that also copies its rows' first returned value into `echo`
+    (PostgreSQL)."""
+    if echo is None:
+        return insert
+    quote = dialect.identifier_preparer
+    back = ", ".join(quote.quote(c) for c in returning)
+    into = f"{quote.format_table(echo)} ({quote.format_column(echo.c[0])})"
+    return (
+        f"WITH inserted AS ({insert}), echoed AS "
+        f"(INSERT INTO {into} SELECT {quote.quote(returning[0])} FROM inserted) "
+        f"SELECT {back} FROM inserted"
+    )
 
 
 _SQL: dict[tuple[str, sa.Table, tuple[str, ...], tuple[str, ...]], tuple[str, str, str]] = {}

@@ -86,8 +86,7 @@ class Housekeeper(threading.Thread):
         idle = [p for p in self.publishers if not (quiet_only and p.worker_marks())]
         acked = [i for publisher in idle for i in publisher.settled()]
         if acked:
-            now = self.ctx.clock()
-            self.ctx.db.run(lambda conn: order_store.mark_published(conn, acked, now))
+            self.ctx.db.run(lambda conn: order_store.mark_published(conn, acked))
 
     def stop(self) -> None:
         self.stopping.set()

@@ -269,7 +269,7 @@ class Worker(threading.Thread):
         acked = self.publisher.take_settled()
 
         def mark(conn: Connection) -> None:
-            order_store.mark_published(conn, acked, now)
+            order_store.mark_published(conn, acked)
 
         try:
             return decide_messages(

@@ -46,8 +46,14 @@ outbox = sa.Table(
     sa.Column("topic", sa.String),
     sa.Column("jws", sa.Text),
     sa.Column("created_at", UtcDateTime),
-    sa.Column("published_at", UtcDateTime),
     sa.Column("subject", sa.String),  # the payment it names, or "<device>/<order>" (evidence)
+)
+# The outbox's entries the broker has not acknowledged yet (migration 0023): added with them,
+# deleted on the broker's PUBACK; the outbox rows themselves are never updated.
+outbox_pending = sa.Table(
+    "outbox_pending",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
 )
 _counter_columns = [
     sa.Column(f"{p}_{suffix}", sa.String if suffix == "key" else sa.BigInteger)
@@ -204,7 +210,8 @@ def enqueue(
     now: datetime,
     subjects: list[str | None] | None = None,
 ) -> list[int]:
-    """Put (topic, jws) results in the outbox, 128 a statement; returns their ids in order.
+    """Put (topic, jws) results in the outbox, 128 a statement, each pending publication;
+    returns their ids in order.
     `subjects`: what each is about (`gateway.evidence.record.subjects`).
 
     The ids come back with their rows' topic and token and are matched to the items by them
@@ -229,7 +236,7 @@ def enqueue_later(
         {"topic": topic, "jws": token, "created_at": now, "subject": subject}
         for (topic, token), subject in zip(items, about, strict=True)
     ]
-    inserted = insert_later(conn, outbox, rows, ("id", "topic", "jws"))
+    inserted = insert_later(conn, outbox, rows, ("id", "topic", "jws"), echo=outbox_pending)
 
     def ids_in_order() -> list[int]:
         ids: dict[tuple[str, str], list[int]] = {}
@@ -246,17 +253,31 @@ def unpublished(
     """Outbox entries not yet published (a crash between commit and publish leaves some)."""
     query = (
         sa.select(outbox.c.id, outbox.c.topic, outbox.c.jws)
-        .where(outbox.c.published_at.is_(None), outbox.c.created_at <= older_than)
-        .order_by(outbox.c.id)
+        .join(outbox_pending, outbox_pending.c.id == outbox.c.id)
+        .where(outbox.c.created_at <= older_than)
+        .order_by(outbox_pending.c.id)
         .limit(limit)
     )
     return [(int(i), t, j) for i, t, j in conn.execute(query)]
 
 
-def mark_published(conn: Connection, ids: list[int], now: datetime) -> None:
+def count_unpublished(conn: Connection) -> int:
+    """How many outbox entries the broker has not acknowledged yet."""
+    return int(conn.execute(sa.select(sa.func.count()).select_from(outbox_pending)).scalar() or 0)
+
+
+def mark_published(conn: Connection, ids: list[int]) -> None:
     """Note that the broker acknowledged these outbox entries."""
     if ids:
-        conn.execute(outbox.update().where(outbox.c.id.in_(ids)).values(published_at=now))
+        _PUBLISHED.rows(conn, {"ids": as_list(conn, ids)})
+
+
+_PUBLISHED = Prepared(
+    {
+        dialect: sa.text(f"DELETE FROM outbox_pending WHERE {where}")
+        for dialect, where in any_of("id", "ids").items()
+    }
+)
 
 
 # --- spend counters --------------------------------------------------------------------------

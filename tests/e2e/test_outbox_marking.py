@@ -28,10 +28,10 @@ def markings(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, int]]]
     found: list[tuple[str, int]] = []
     real = order_store.mark_published
 
-    def spy(conn: Any, ids: list[int], now: Any) -> None:
+    def spy(conn: Any, ids: list[int]) -> None:
         if ids:
             found.append((threading.current_thread().name, len(ids)))
-        real(conn, ids, now)
+        real(conn, ids)
 
     monkeypatch.setattr(order_store, "mark_published", spy)
     yield found

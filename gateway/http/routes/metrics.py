@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -15,10 +14,6 @@ from gateway.http.deps import Admin, Ctx
 from gateway.orders import store as order_store
 
 router = APIRouter(tags=["metrics"])
-_outbox = order_store.outbox
-UNPUBLISHED = (
-    sa.select(sa.func.count()).select_from(_outbox).where(_outbox.c.published_at.is_(None))
-)
 TEXT: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/plain": {"schema": {"type": "string"}}}}
 }
@@ -29,7 +24,7 @@ def database_gauges(ctx: Context) -> dict[str, float]:
     not yet handed to the webhook worker."""
     with ctx.db.read() as conn:
         return {
-            "outbox_unpublished": float(conn.execute(UNPUBLISHED).scalar() or 0),
+            "outbox_unpublished": float(order_store.count_unpublished(conn)),
             "events_unfanned": event_store.unfanned(conn),
         }
 
