@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 
 from gateway.context import Context
@@ -57,10 +58,8 @@ def test_a_rolled_back_decision_leaves_nothing_pending(ctx: Context) -> None:
         order_store.enqueue(conn, [("kym/v1/devices/a/results", "t")], NOW)
         raise Undone
 
-    try:
+    with pytest.raises(Undone):
         ctx.db.run(enqueue_then_fail)
-    except Undone:
-        pass
     with ctx.db.read() as conn:
         assert pending(conn) == [] and outbox_rows(conn) == []
 
