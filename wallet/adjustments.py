@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import Connection, Row, bindparam, select, update
 
 from wallet import journal, ledger
@@ -22,11 +23,12 @@ from wallet.payments import get_payment, payment_from_row
 from wallet.schema import payments, utc
 
 # outer row, and each re-run would skip the rows the statement itself just locked.
+# `status = 'held'` as a literal: the planner then uses the partial index of the held payments
+# (`ix_wallet_payments_due`, migration 0024), also in a plan made without the parameters.
+IS_HELD: sa.ColumnElement[str] = sa.literal_column(f"'{PaymentStatus.HELD.value}'")
 _DUE = (
     select(payments.c.payment_id)
-    .where(
-        payments.c.status == PaymentStatus.HELD.value, payments.c.expires_at <= bindparam("p_now")
-    )
+    .where(payments.c.status == IS_HELD, payments.c.expires_at <= bindparam("p_now"))
     .order_by(payments.c.expires_at, payments.c.payment_id)
     .limit(bindparam("p_limit"))
     .with_for_update(skip_locked=True)  # several workers may sweep at once
@@ -83,7 +85,7 @@ def any_due_holds(conn: Connection, now: datetime) -> bool:
     """Whether a hold's expiry has come (a read, so that a sweep with nothing to do never takes
     the write lock)."""
     query = select(payments.c.payment_id).where(
-        payments.c.status == PaymentStatus.HELD.value, payments.c.expires_at <= utc(now)
+        payments.c.status == IS_HELD, payments.c.expires_at <= utc(now)
     )
     return conn.execute(query.limit(1)).first() is not None
 

@@ -112,7 +112,14 @@ payments = sa.Table(
     sa.UniqueConstraint("payment_id", name="uq_wallet_payments_payment_id"),
     sa.Index("ix_wallet_payments_payer", "payer_id", "seq"),
     sa.Index("ix_wallet_payments_payee", "payee_id", "seq"),
-    sa.Index("ix_wallet_payments_due", "status", "expires_at"),
+    # only the held payments: what the expiry sweep looks for (migration 0024)
+    sa.Index(
+        "ix_wallet_payments_due",
+        "expires_at",
+        "payment_id",
+        postgresql_where=sa.text("status = 'held'"),
+        sqlite_where=sa.text("status = 'held'"),
+    ),
 )
 
 top_ups = sa.Table(

@@ -176,20 +176,54 @@ def last_seq(conn: Connection) -> int:
 
 def prune(conn: Connection, older_than: datetime) -> int:
     """Forget events older than this that no attempt still waits for, and the delivery log's
-    attempts older than this (it grew by a row an attempt for as long as a webhook lived)."""
+    attempts older than this (it grew by a row an attempt for as long as a webhook lived).
+
+    The events are read through their primary key, up to the newest one made before
+    `older_than` (`seq_before`); an older one found past it (two gateways' transactions can
+    commit out of their times' order) goes at the next pruning."""
     conn.execute(stale_deliveries(older_than))
-    waiting = sa.select(tasks.c.event_seq)
-    result = conn.execute(
-        events.delete().where(
-            events.c.created_at < older_than,
-            events.c.seq.not_in(waiting),
-            sa.or_(  # a limit's event is the mark that it went: kept while its year lasts
-                events.c.type != "limit.nearly_reached",
-                events.c.created_at < older_than - timedelta(days=367),
-            ),
-        )
+    upto = seq_before(conn, older_than)
+    if upto is None:
+        return 0
+    return int(conn.execute(stale_events(upto, older_than)).rowcount or 0)
+
+
+def stale_events(upto: int, older_than: datetime) -> sa.Delete:
+    """The events up to position `upto` made before `older_than`, but those an attempt still
+    waits for and the limits' marks of the last year."""
+    return events.delete().where(
+        events.c.seq <= upto,
+        events.c.created_at < older_than,
+        events.c.seq.not_in(sa.select(tasks.c.event_seq)),
+        sa.or_(  # a limit's event is the mark that it went: kept while its year lasts
+            events.c.type != "limit.nearly_reached",
+            events.c.created_at < older_than - timedelta(days=367),
+        ),
     )
-    return int(result.rowcount or 0)
+
+
+def seq_before(conn: Connection, moment: datetime) -> int | None:
+    """The position of the newest event made before `moment`, found by bisecting the events'
+    positions (their times grow with them), a lookup by primary key a step; None if none is
+    that old."""
+    first = sa.select(events.c.seq, events.c.created_at).order_by(events.c.seq).limit(1)
+
+    def at_or_after(seq: int) -> tuple[int, datetime] | None:
+        row = conn.execute(first.where(events.c.seq >= seq)).first()
+        return None if row is None else (int(row.seq), row.created_at)
+
+    found = at_or_after(0)
+    if found is None or found[1] >= moment:
+        return None
+    low, high = found[0], last_seq(conn)  # `low` was made before `moment`; none after `high`
+    while low < high:
+        middle = (low + high + 1) // 2
+        next_one = at_or_after(middle)
+        if next_one is not None and next_one[0] <= high and next_one[1] < moment:
+            low = next_one[0]
+        else:  # none from `middle` to `high` was made before `moment`
+            high = middle - 1
+    return low
 
 
 def stale_deliveries(older_than: datetime) -> sa.Delete:
