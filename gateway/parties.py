@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 PARTY_KINDS = ("owner", "integrator", "merchant")
 ID_PREFIX = {"owner": "own", "integrator": "int", "merchant": "mer"}
@@ -59,9 +60,19 @@ def hash_api_key(api_key: str) -> str:
 
 
 def is_timezone(name: str) -> bool:
-    """Whether `name` is an IANA timezone known to this system."""
+    """Whether `name` is an IANA timezone known to this system: a key of the time zone
+    database (`Europe/Berlin`, `UTC`, also its links such as `Japan` or `GMT`), not any file
+    that `ZoneInfo` can read (`posix/Europe/Berlin`, or `right/Europe/Berlin`, whose leap
+    seconds Python reads as a wrong offset)."""
+    if name not in _iana_names():
+        return False
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         return False
-    return "/" in name or name == "UTC"
+    return True
+
+
+@functools.cache
+def _iana_names() -> frozenset[str]:
+    return frozenset(available_timezones())

@@ -40,6 +40,19 @@ def test_bad_bodies_are_422_with_a_code(api: TestClient) -> None:
     assert response.status_code == 422
 
 
+def test_an_owners_timezone_is_a_name_of_the_iana_database(api: TestClient) -> None:
+    """Files that zoneinfo reads but that are not IANA names are refused: `right/...` has leap
+    seconds, which Python reads as an offset an hour off in winter (periods and active hours
+    would move); the database's own names and links are taken."""
+    for name in ("posix/Europe/Berlin", "right/Europe/Berlin", "Europe/../UTC", "/etc/localtime"):
+        response = api.post("/v1/owners", json={"name": "x", "timezone": name}, headers=ADMIN)
+        assert response.status_code == 422, name
+        assert response.json()["error"]["code"] == "invalid_timezone", name
+    for name in ("Europe/Berlin", "America/Argentina/Buenos_Aires", "UTC", "GMT", "Japan"):
+        response = api.post("/v1/owners", json={"name": "x", "timezone": name}, headers=ADMIN)
+        assert response.status_code == 201, (name, response.text)
+
+
 def test_device_registers_from_an_openssl_csr_and_owner_approves(
     api: TestClient, tmp_path: Path
 ) -> None:
