@@ -43,7 +43,7 @@ def batch_events(batch: Batch) -> list[Draft]:
     about += _approvals_pending(batch.conn, batch.outgoing)
     about += _adjustments(batch.conn, batch.outgoing)
     about += thresholds.limit_events(batch, thresholds.approved_by_device(about))
-    about += thresholds.low_balance_events(batch, thresholds.balance_moves(about))
+    about += thresholds.low_balance_events(batch, thresholds.balance_moves(about, batch.outgoing))
     return resolve(batch.conn, about, _known_recipients(batch)) if about else []
 
 
@@ -61,14 +61,16 @@ def _known_recipients(batch: Batch) -> dict[str, str]:
 
 def resolve(conn: Connection, about: list[About], known: dict[str, str]) -> list[Draft]:
     """Each event to the owner of the device it is about, or to the merchant it is about;
-    one event per recipient, type and payment (an owner of both payer and payee gets one)."""
+    one event per recipient, type and payment (an owner of both payer and payee gets one),
+    and per refunded amount so far (two refunds of a payment are two events)."""
     missing = {party for party, _, _ in about if party not in known}
     if missing:
         known = {**known, **recipients_of(conn, missing)}
     drafts, seen = [], set()
     for party, event_type, data in about:
         recipient = known.get(party)
-        key = (recipient, event_type, data.get("payment_id") or id(data))
+        about_what = data.get("payment_id") or id(data)
+        key = (recipient, event_type, about_what, data.get("refunded_amount"))
         if recipient is None or key in seen:
             continue
         seen.add(key)
@@ -145,6 +147,10 @@ def approval_items(conn: Connection, rows: list[dict[str, Any]]) -> list[dict[st
 
 
 def _adjustments(conn: Connection, outgoing: list[tuple[str, dict[str, Any]]]) -> list[About]:
+    """`hold.captured`, `hold.voided`, `hold.expired`, `payment.refunded`, one for each such
+    event sent to a payer device, with the payment as it stood after it: the payment's row is
+    read as the batch left it, and a refund made later in the batch is not yet in the
+    `refunded_amount` of an earlier one."""
     moved = [
         (payload["event"], payload["payment_id"], payload["amount"])
         for _, payload in outgoing
@@ -156,13 +162,16 @@ def _adjustments(conn: Connection, outgoing: list[tuple[str, dict[str, Any]]]) -
     query = sa.select(payments).where(payments.c.payment_id.in_({p for _, p, _ in moved}))
     found = {row["payment_id"]: dict(row) for row in conn.execute(query).mappings()}
     out: list[About] = []
-    for device_event, payment_id, amount in moved:
+    for device_event, payment_id, amount in reversed(moved):  # the batch's moves, undone
         payment = found.get(payment_id)
         if payment is None:
             continue
         event_type, data = envelope.adjustment(device_event, payment, amount)
-        out += [(payment["payer_id"], event_type, data), (payment["payee_id"], event_type, data)]
-    return out
+        out += [(payment["payee_id"], event_type, data), (payment["payer_id"], event_type, data)]
+        if event_type == "payment.refunded":
+            before = data["refunded_amount"] - amount
+            found[payment_id] = {**payment, "refunded_amount_minor": before}
+    return out[::-1]
 
 
 def approval_closed(batch: Batch, approval_id: str, result: Any) -> None:

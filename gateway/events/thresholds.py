@@ -4,8 +4,9 @@ A limit is nearly reached on the first approved payment that takes its period's 
 80 % of it or more; the event goes once per limit, amount and calendar period: the events already
 recorded for that device, period and amount within the current period say whether it went (a
 changed amount starts afresh). A wallet's balance is low each time a batch takes it from at or
-above the rules' `low_balance_alert` to below it: the balance after the batch, less what the
-batch moved (payments, and what funding moved in), is the balance before. Only batches that
+above the rules' `low_balance_alert` to below it, step by step in the order the batch decided:
+the balance after the batch, less what the batch moved (payments, and what funding moved in),
+is the balance before. Only batches that
 move money toward a threshold query anything (one query each for the markers, the rules not
 loaded yet and the balances).
 """
@@ -23,6 +24,7 @@ from gateway.consent import store as consent_store
 from gateway.consent.periods import period_key, period_keys
 from gateway.consent.rules import NO_USAGE
 from gateway.events import store as event_store
+from gateway.events.envelope import ADJUSTMENTS
 from wallet import store as wallet_store
 
 if TYPE_CHECKING:
@@ -47,23 +49,54 @@ def approved_by_device(about: Iterable[About]) -> dict[str, int]:
     return approved
 
 
-def balance_moves(about: Iterable[About]) -> dict[str, int]:
-    """How much each wallet's balance moved in this batch: pays, captures and refunds."""
-    moves: dict[str, int] = {}
+MOVING = ("payment.received", "hold.captured", "payment.refunded")
+
+
+def balance_moves(
+    about: Iterable[About], outgoing: list[tuple[str, dict[str, Any]]]
+) -> dict[str, list[int]]:
+    """How each wallet's balance moved in this batch, step by step in the order the batch
+    decided them (the order of the results and events it sends): pays, captures and refunds."""
+    results, events = _positions(outgoing)
+    steps: list[tuple[int, str, int]] = []
     seen: set[int] = set()
+    taken: dict[tuple[str, str], int] = {}
     for _, event_type, data in about:
-        if id(data) in seen or event_type not in (
-            "payment.received",
-            "hold.captured",
-            "payment.refunded",
-        ):
+        if id(data) in seen or event_type not in MOVING:
             continue
         seen.add(id(data))
+        if event_type == "payment.received":
+            position = results.get((data["device_id"], data["order_id"]), -1)
+        else:  # the k-th such event of this payment in `about` is the k-th one sent
+            key = (event_type, data["payment_id"])
+            k = taken[key] = taken.get(key, -1) + 1
+            sent = events.get(key, [])
+            position = sent[k] if k < len(sent) else -1
         sign = 1 if event_type == "payment.refunded" else -1
         payer, payee, amount = data["device_id"], data["payee"], int(data["amount"] or 0)
-        moves[payer] = moves.get(payer, 0) + sign * amount
-        moves[payee] = moves.get(payee, 0) - sign * amount
+        steps += [(position, payer, sign * amount), (position, payee, -sign * amount)]
+    moves: dict[str, list[int]] = {}
+    for _, device_id, delta in sorted(steps, key=lambda step: step[0]):
+        moves.setdefault(device_id, []).append(delta)
     return moves
+
+
+def _positions(
+    outgoing: list[tuple[str, dict[str, Any]]],
+) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], list[int]]]:
+    """Where in `outgoing` each order's result is, by (device, order id), and each payer
+    device's adjustment events, by (event type, payment id)."""
+    results: dict[tuple[str, str], int] = {}
+    events: dict[tuple[str, str], list[int]] = {}
+    for position, (_, payload) in enumerate(outgoing):
+        if "status" in payload:
+            results.setdefault(
+                (str(payload.get("device_id")), str(payload.get("order_id"))), position
+            )
+        elif payload.get("event") in ADJUSTMENTS:
+            key = (ADJUSTMENTS[payload["event"]], str(payload.get("payment_id")))
+            events.setdefault(key, []).append(position)
+    return results, events
 
 
 def limit_events(batch: Batch, approved: dict[str, int]) -> list[About]:
@@ -105,13 +138,18 @@ def _sent_markers(batch: Batch, owners: set[str]) -> set[tuple[str, str, int, st
     return sent
 
 
-def low_balance_events(batch: Batch, moves: dict[str, int]) -> list[About]:
-    """`wallet.low_balance` for the wallets this batch took below their rules' alert; what
-    automatic top-ups and credit lines moved into a wallet in the batch counts with the
-    payments (`gateway.orders.payments`, `batch.funding["credited"]`)."""
+def low_balance_events(batch: Batch, moves: dict[str, list[int]]) -> list[About]:
+    """`wallet.low_balance` each time this batch took a wallet from at or above its rules'
+    alert to below it, with the balance right after. What automatic top-ups and credit lines
+    moved into a wallet in the batch (`gateway.orders.payments`, `batch.funding["credited"]`)
+    came with the payments it funded: for such a wallet the batch is one step, its net."""
     credited: dict[str, int] = batch.funding.get("credited", {})
-    moves = {d: moved + credited.get(d, 0) for d, moved in moves.items()}
-    falling = [d for d, moved in moves.items() if moved < 0 and d not in batch.merchants]
+    steps = {
+        d: [sum(moved) + credited[d]] if credited.get(d) else moved for d, moved in moves.items()
+    }
+    falling = [
+        d for d, moved in steps.items() if any(m < 0 for m in moved) and d not in batch.merchants
+    ]
     if not falling:
         return []
     rules = {d: batch.rules[d] for d in falling if d in batch.rules}
@@ -131,10 +169,12 @@ def low_balance_events(batch: Batch, moves: dict[str, int]) -> list[About]:
         wallet = wallets.get(device_id)
         if wallet is None:
             continue
-        before = wallet.balance_minor - moves[device_id]
-        if before >= threshold > wallet.balance_minor:
-            data = {"device_id": device_id, "balance": wallet.balance_minor, "threshold": threshold}
-            out.append((device_id, "wallet.low_balance", data))
+        balance = wallet.balance_minor - sum(steps[device_id])  # before the batch
+        for moved in steps[device_id]:
+            before, balance = balance, balance + moved
+            if before >= threshold > balance:
+                data = {"device_id": device_id, "balance": balance, "threshold": threshold}
+                out.append((device_id, "wallet.low_balance", data))
     return out
 
 

@@ -169,6 +169,22 @@ def test_a_limit_nearly_reached_once_per_period_and_amount(world: World, ctx: Co
     assert nearly[-1] == {"device_id": car.id, "period": "day", "spent": 910, "amount": 1100}
 
 
+def test_two_refunds_of_a_payment_in_one_batch_are_two_events(world: World, ctx: Context) -> None:
+    """A worker may decide both refunds in one batch: each is its own `payment.refunded`, with
+    the refunded amount as it stood after it (the batch's later refund not yet in it)."""
+    pump = world.device("pump", category="fuel", top_up=5000)
+    car = world.device("car", rules={"currency": "EUR"})
+    paid = car.send(car.order(type="pay", payee=pump.id, amount=1000, currency="EUR"))
+    pay_id = paid["payment_id"]
+    refunds = [pump.order(type="refund", payment_id=pay_id, amount=a) for a in (100, 200)]
+    sent = world.deliver([(pump.topic, pump.sign(order)) for order in refunds])
+    assert [p["status"] for p in sent if p.get("status")] == ["refunded", "refunded"]
+    for owner in (owner_of(world, car), owner_of(world, pump)):
+        found = [e["data"] for e in events_of(ctx, owner) if e["type"] == "payment.refunded"]
+        assert [(d["amount"], d["refunded_amount"]) for d in found] == [(100, 100), (200, 300)]
+        assert {d["payment_id"] for d in found} == {pay_id}
+
+
 def test_a_low_balance_each_time_it_is_crossed(world: World, ctx: Context) -> None:
     shop = world.merchant()
     car = world.device("car", top_up=1000, rules={"currency": "EUR", "low_balance_alert": 500})
@@ -185,6 +201,29 @@ def test_a_low_balance_each_time_it_is_crossed(world: World, ctx: Context) -> No
     assert response.status_code == 201
     assert car.pay(shop["id"], 600) == ("approved", None)  # 1000 -> 400: crossed again
     assert types_of(ctx, owner).count("wallet.low_balance") == 2
+
+
+def test_a_low_balance_crossed_again_within_one_batch(world: World, ctx: Context) -> None:
+    """Up above the alert by a refund and down below it by a pay, in one batch: a crossing,
+    although the batch leaves the balance where it found it; down first and up after is none."""
+    pump = world.device("pump", category="fuel", top_up=5000)
+    car = world.device("car", top_up=1000, rules={"currency": "EUR", "low_balance_alert": 500})
+    owner = owner_of(world, car)
+
+    def lows() -> list[int]:
+        found = events_of(ctx, owner)
+        return [e["data"]["balance"] for e in found if e["type"] == "wallet.low_balance"]
+
+    paid = car.send(car.order(type="pay", payee=pump.id, amount=550, currency="EUR"))
+    assert lows() == [450]
+    refund = pump.order(type="refund", payment_id=paid["payment_id"], amount=200)
+    pay = car.order(type="pay", payee=pump.id, amount=200, currency="EUR")
+    world.deliver([(pump.topic, pump.sign(refund)), (car.topic, car.sign(pay))])  # 650, 450
+    assert world.balance(car) == 450 and lows() == [450, 450]
+    pay = car.order(type="pay", payee=pump.id, amount=100, currency="EUR")
+    refund = pump.order(type="refund", payment_id=paid["payment_id"], amount=100)
+    world.deliver([(car.topic, car.sign(pay)), (pump.topic, pump.sign(refund))])  # 350, 450
+    assert world.balance(car) == 450 and lows() == [450, 450]
 
 
 def test_no_low_balance_when_funding_kept_the_balance_from_crossing(
