@@ -36,6 +36,7 @@ from wallet import store as wallet_store
 from wallet.prepared import pipelined
 
 FRESHNESS = timedelta(seconds=300)
+MAX_INT64 = 2**63 - 1  # the largest BIGINT (early_refusals.expires_ts)
 log = logging.getLogger("kym.orders")
 
 
@@ -175,13 +176,13 @@ def decide_one(batch: Batch, item: Checked) -> None:
     order, digest = item.order, wire.payload_digest(item.payload)
     known = batch.known.get((item.device_id, order.order_id))
     if known is not None and known.payload_sha256 != digest:
-        reject(batch, item.device_id, order.order_id, Reason.IDEMPOTENCY_CONFLICT)
+        reject(batch, item.device_id, order.order_id, Reason.IDEMPOTENCY_CONFLICT, signed=True)
         return
     if known is not None:  # a replay: the latest answer again, nothing decided anew
         batch.answer(replace(known.result, duplicate=True, ts=batch.ts))
         return
     if stale(batch, order, digest):
-        reject(batch, item.device_id, order.order_id, Reason.STALE_ORDER)
+        reject(batch, item.device_id, order.order_id, Reason.STALE_ORDER, signed=True)
         return
     if item.outside_validity:  # its bundle could never verify: as if no certificate signed it
         reject(batch, item.device_id, order.order_id, Reason.INVALID_SIGNATURE)
@@ -209,24 +210,24 @@ def stale(batch: Batch, order: wire.Order, digest: str) -> bool:
     batch's time, or these very bytes were refused before as dated ahead (`gateway.orders.early`:
     remembered for the batch to write, until the order is stale by age)."""
     window, refused = int(FRESHNESS.total_seconds()), (order.device_id, order.order_id, digest)
-    if order.ts - batch.ts > window:
-        batch.refusing_early[refused] = order.ts + window
+    if order.ts - batch.ts > window:  # kept as long as a 64-bit column counts (for ever)
+        batch.refusing_early[refused] = min(order.ts + window, MAX_INT64)
         return True
     return batch.ts - order.ts > window or refused in batch.refused_early
 
 
-def reject(batch: Batch, device_id: str, order_id: str | None, reason: Reason) -> None:
+def reject(
+    batch: Batch, device_id: str, order_id: str | None, reason: Reason, *, signed: bool = False
+) -> None:
     """A `rejected` result; recorded in the audit trail (not as an order: nothing was decided
-    about money), so that every refusal can be explained later."""
+    about money), so that every refusal can be explained later. `signed`: the device's own
+    signature verified the message (a conflicting or stale order), so the entry is the device's
+    and belongs to the evidence of the payment its order id names; else it is only the topic's
+    (anyone may publish a forgery naming another device's order)."""
     batch.answer(batch.result(device_id, order_id, Status.REJECTED, reason=reason))
-    batch.audit.append(
-        (
-            f"topic:{device_id}",
-            "order.rejected",
-            None,
-            {"order_id": order_id, "reason": reason.value},
-        )
-    )
+    actor = f"device:{device_id}" if signed else f"topic:{device_id}"
+    data = {"order_id": order_id, "reason": reason.value}
+    batch.audit.append((actor, "order.rejected", device_id if signed else None, data))
 
 
 def decide_order(batch: Batch, order: wire.Order, *, owner_approved: bool = False) -> Result:

@@ -43,6 +43,29 @@ def test_bundle_holds_the_order_as_received_and_every_result_about_it(world: Wor
     assert all(e["content"]["device_id"] != scene.stranger.id for e in bundle["audit"]["entries"])
 
 
+def test_a_conflicting_resend_of_the_order_is_in_the_results_and_the_entries(
+    world: World, tmp_path: Path
+) -> None:
+    """The payer signed again under the order's id with another payload: its `rejected`
+    result names the order, and so does its audit entry, which is the payer device's (its
+    signature verified), so both are about the payment."""
+    scene = SCENES["rules"](world)
+    again = scene.payer.order(type="pay", payee="x", amount=1, currency="EUR")
+    again["order_id"] = scene.order_id
+    assert scene.payer.send(again)["reason"] == "idempotency_conflict"
+    bundle = scene.bundle()
+    reasons = [wire.decode(token)[1].get("reason") for token in bundle["results"]]
+    assert reasons == [None, "idempotency_conflict"]
+    contents = [e["content"] for e in bundle["audit"]["entries"]]
+    assert [c["action"] for c in contents] == ["order.approved", "order.rejected"]
+    rejected = contents[1]
+    assert (rejected["device_id"], rejected["order_id"]) == (scene.payer.id, scene.order_id)
+    assert rejected["actor"] == f"device:{scene.payer.id}"
+    independent.check(bundle, scene.ca())
+    code, output = kym_verify(tmp_path, bundle, scene.ca())
+    assert code == 0, output
+
+
 def test_an_approved_order_brings_its_pending_result_and_entries(world: World) -> None:
     scene = SCENES["approval"](world)
     bundle = scene.bundle()

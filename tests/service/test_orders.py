@@ -229,6 +229,25 @@ def test_an_order_refused_as_dated_ahead_is_refused_again_when_its_time_comes(
     assert world.balance(car) == before - 7
 
 
+def test_an_order_dated_beyond_any_clock_is_stale_and_the_batch_goes_on(world: World) -> None:
+    """A signed order whose `ts` is near or past the largest 64-bit number is `stale_order`
+    like any other dated ahead (its early refusal is kept for ever); it used to overflow the
+    remembered expiry and fail its whole batch (the other devices' orders with it)."""
+    shop = world.merchant()
+    car, van = world.device("car", rules=OPEN), world.device("van", rules=OPEN)
+    far = [car.order(type="pay", payee=shop["id"], amount=1, currency="EUR", ts=ts)
+           for ts in (2**63 - 1, 2**63 - 300, 10**30)]  # fmt: skip
+    fine = van.order(type="pay", payee=shop["id"], amount=1, currency="EUR")
+    sent = world.deliver([*((car.topic, car.sign(o)) for o in far), (van.topic, van.sign(fine))])
+    results = {(p["device_id"], p["order_id"]): p for p in sent if "status" in p}
+    for order in far:
+        assert results[(car.id, order["order_id"])]["reason"] == "stale_order"
+    assert results[(van.id, fine["order_id"])]["status"] == "approved"
+    assert _early_refusals(world) == 3
+    again = world.deliver([(car.topic, car.sign(far[0]))])
+    assert [p["reason"] for p in again] == ["stale_order"]
+
+
 def _orders_of(world: World, device_id: str) -> int:
     with world.ctx.db.engine.connect() as conn:
         query = text("SELECT count(*) FROM orders WHERE device_id = :d")
