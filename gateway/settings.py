@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -38,8 +38,8 @@ class Settings(BaseSettings):
     http_tls: bool = False  # serve the API over TLS with a certificate from the service root
     http_cert: Path | None = None  # or with one's own certificate (chain) and key
     http_key: Path | None = None
+    broker_url: str | None = None  # before `mqtt`, which it makes ignored (validated first)
     mqtt: str = "127.0.0.1:8883"
-    broker_url: str | None = None
     broker: Literal["auto", "mosquitto", "embedded"] = "auto"
     admin_token: str | None = None
     trust_domain: str = "kym.local"
@@ -55,8 +55,11 @@ class Settings(BaseSettings):
 
     @field_validator("http", "mqtt")
     @classmethod
-    def _host_port(cls, value: str) -> str:
-        """HOST:PORT with a port from 1 to 65535 (checked before anything is started)."""
+    def _host_port(cls, value: str, info: ValidationInfo) -> str:
+        """HOST:PORT with a port from 1 to 65535 (checked before anything is started); `mqtt`
+        is ignored, and so not checked, when an external broker is given (`broker_url`)."""
+        if info.field_name == "mqtt" and info.data.get("broker_url"):
+            return value
         host, sep, port = value.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:8080)")

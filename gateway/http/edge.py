@@ -11,6 +11,7 @@ reaches the app with its body replayed from memory.
 from __future__ import annotations
 
 import json
+from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -107,13 +108,24 @@ def _is_json(scope: Scope) -> bool:
     return content_type == b"application/json" or content_type.endswith(b"+json")
 
 
+class _NotJson(ValueError):
+    pass
+
+
+def _not_json(constant: str) -> Any:
+    """Python's JSON reader takes NaN, Infinity and -Infinity, which RFC 8259 does not."""
+    raise _NotJson(constant)
+
+
 def _json_fault(body: bytes) -> str | None:
     """Why the body does not parse as JSON from UTF-8, if it does not (a route may never read
     it; the answer is the same)."""
     try:
-        json.loads(body.decode("utf-8"))
+        json.loads(body.decode("utf-8"), parse_constant=_not_json)
     except UnicodeDecodeError:
         return "the body is not valid UTF-8"
+    except _NotJson as exc:
+        return f"the body is not valid JSON: {exc} is not a JSON value"
     except json.JSONDecodeError as exc:
         return f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
     except RecursionError:

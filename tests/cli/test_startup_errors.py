@@ -46,6 +46,15 @@ def test_a_setting_that_does_not_do_names_its_flag_or_variable(
     assert not (tmp_path / "d").exists()  # refused before anything was made
 
 
+def test_an_external_broker_leaves_the_mqtt_setting_unchecked(tmp_path: Path) -> None:
+    from gateway.settings import Settings
+
+    outside = Settings(data_dir=tmp_path, broker_url="mqtts://127.0.0.1:8883", mqtt="bogus")
+    assert outside.broker_url and outside.mqtt == "bogus"
+    with pytest.raises(ValueError, match="is not HOST:PORT"):
+        Settings(data_dir=tmp_path, mqtt="bogus")
+
+
 @pytest.mark.parametrize("command", [["ledger", "check"], ["audit", "verify"]])
 def test_the_checks_refuse_a_database_kym_does_not_run_on(command: list[str]) -> None:
     """A driver that is not installed ended in an ImportError's traceback."""
@@ -154,7 +163,8 @@ def test_bench_never_prints_a_database_password() -> None:
 
 
 def test_serve_says_when_it_cannot_reach_its_broker(tmp_path: Path) -> None:
-    """paho retries a broker that is not there without a word: the log says so."""
+    """paho retries a broker that is not there without a word: the log says so. With
+    `--broker-url`, `--mqtt` is ignored (section 1): not even checked."""
     from tests.support.cli import BIN, clean_env
 
     log = tmp_path / "serve.log"
@@ -162,7 +172,7 @@ def test_serve_says_when_it_cannot_reach_its_broker(tmp_path: Path) -> None:
     args = ["serve", "--data-dir", str(tmp_path / "d"), "--http", f"127.0.0.1:{free_port()}"]
     with log.open("w") as out:
         process = subprocess.Popen(
-            [str(BIN / "kym"), *args, "--broker-url", broker],
+            [str(BIN / "kym"), *args, "--broker-url", broker, "--mqtt", "ignored"],
             env=clean_env(KYM_ADMIN_TOKEN="t"), stdout=out, stderr=out,
         )  # fmt: skip
     try:

@@ -66,6 +66,14 @@ def test_unparseable_bodies_are_422_invalid_request_before_authentication(
         for headers in ({}, ADMIN):
             response = sqlite_api.post("/v1/owners", content=body, headers={**JSON, **headers})
             assert_error(response, 422, "invalid_request")
+    # Python's reader takes these three; RFC 8259 has no such values
+    named = b'{"name": "n", "timezone": "UTC", "note": '
+    for constant in (b"NaN", b"Infinity", b"-Infinity"):
+        for body in (constant, named + constant + b"}"):
+            for headers in ({}, ADMIN):
+                response = sqlite_api.post("/v1/owners", content=body, headers={**JSON, **headers})
+                assert_error(response, 422, "invalid_request")
+                assert constant.decode() in response.json()["error"]["message"]
 
 
 def test_an_api_body_is_json_whatever_its_content_type_says(sqlite_api: TestClient) -> None:
