@@ -10,7 +10,7 @@ from gateway.db import Database
 from gateway.events import store as event_store
 from tests.audit.test_store import empty_database_url  # noqa: F401 (a fixture)
 from tests.events.plans import plan_of
-from tests.support.migrations import downgrade_to, upgrade_to
+from tests.support.migrations import database_at, downgrade_to
 
 INDEX = "ix_webhook_deliveries_at"
 
@@ -31,13 +31,9 @@ def indexes_of(db: Database) -> set[str]:
 def test_the_migration_adds_the_index_and_takes_it_away(
     empty_database_url: str,  # noqa: F811 (the fixture imported above)
 ) -> None:
-    upgrade_to(empty_database_url, "0021_tree_head_anchor")
-    db = Database(empty_database_url)
-    try:
+    with database_at(empty_database_url, "0021_tree_head_anchor") as db:
         assert INDEX not in indexes_of(db)
         db.migrate()
         assert INDEX in indexes_of(db)
         downgrade_to(empty_database_url, "0021_tree_head_anchor")
         assert indexes_of(db) == {"ix_webhook_deliveries_webhook"}
-    finally:
-        db.dispose()

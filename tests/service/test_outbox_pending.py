@@ -13,7 +13,7 @@ from gateway.context import Context
 from gateway.db import Database
 from gateway.orders import store as order_store
 from tests.audit.test_store import empty_database_url  # noqa: F401 (a fixture)
-from tests.support.migrations import downgrade_to, upgrade_to
+from tests.support.migrations import database_at, downgrade_to
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 LATER = NOW + timedelta(days=1)
@@ -84,9 +84,7 @@ def _insert_old_outbox(db: Database) -> None:
 def test_the_migration_keeps_what_was_unpublished_both_ways(
     empty_database_url: str,  # noqa: F811 (the fixture imported above)
 ) -> None:
-    upgrade_to(empty_database_url, "0022_deliveries_at_index")
-    db = Database(empty_database_url)
-    try:
+    with database_at(empty_database_url, "0022_deliveries_at_index") as db:
         _insert_old_outbox(db)
         db.migrate()
         with db.read() as conn:
@@ -105,5 +103,3 @@ def test_the_migration_keeps_what_was_unpublished_both_ways(
             tables = set(sa.inspect(conn).get_table_names())
         assert unpublished == [4]  # 2 was acknowledged after the upgrade
         assert "ix_outbox_unpublished" in indexes and "outbox_pending" not in tables
-    finally:
-        db.dispose()

@@ -14,7 +14,7 @@ from gateway.events import store as event_store
 from gateway.events.envelope import Draft
 from tests.audit.test_store import empty_database_url  # noqa: F401 (a fixture)
 from tests.events.plans import plan_of
-from tests.support.migrations import downgrade_to, upgrade_to
+from tests.support.migrations import database_at, downgrade_to
 from wallet import adjustments
 from wallet.schema import payments
 
@@ -96,9 +96,7 @@ def indexes_of(db: Database, table: str) -> dict[str, list[str]]:
 def test_the_migration_changes_the_indexes_and_takes_it_back(
     empty_database_url: str,  # noqa: F811 (the fixture imported above)
 ) -> None:
-    upgrade_to(empty_database_url, "0023_outbox_pending")
-    db = Database(empty_database_url)
-    try:
+    with database_at(empty_database_url, "0023_outbox_pending") as db:
         assert indexes_of(db, "wallet_payments")["ix_wallet_payments_due"] == [
             "status",
             "expires_at",
@@ -116,5 +114,3 @@ def test_the_migration_changes_the_indexes_and_takes_it_back(
             "expires_at",
         ]
         assert indexes_of(db, "events")["ix_events_created"] == ["created_at"]
-    finally:
-        db.dispose()

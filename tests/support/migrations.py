@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from alembic import command
 from alembic.config import Config
@@ -13,6 +14,17 @@ from gateway.db import MIGRATIONS, Database
 def upgrade_to(database_url: str, revision: str) -> None:
     """Run the migrations up to `revision` (e.g. "0018") on the database at `database_url`."""
     _migrate(database_url, command.upgrade, revision)
+
+
+@contextmanager
+def database_at(database_url: str, revision: str) -> Iterator[Database]:
+    """The database at `database_url` migrated up to `revision`, disposed of afterwards."""
+    upgrade_to(database_url, revision)
+    db = Database(database_url)
+    try:
+        yield db
+    finally:
+        db.dispose()
 
 
 def downgrade_to(database_url: str, revision: str) -> None:
