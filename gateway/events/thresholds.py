@@ -6,9 +6,8 @@ recorded for that device, period and amount within the current period say whethe
 changed amount starts afresh). A wallet's balance is low each time a batch takes it from at or
 above the rules' `low_balance_alert` to below it, step by step in the order the batch decided:
 the balance after the batch, less what the batch moved (payments, and what funding moved in),
-is the balance before. Only batches that
-move money toward a threshold query anything (one query each for the markers, the rules not
-loaded yet and the balances).
+is the balance before. Only batches that move money toward a threshold query anything (one
+query each for the markers, the rules not loaded yet and the balances).
 """
 
 from __future__ import annotations
