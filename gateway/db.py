@@ -32,6 +32,8 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
@@ -207,6 +209,15 @@ class Database:
             config = Config()
             config.set_main_option("script_location", str(MIGRATIONS))
             config.attributes["connection"] = conn
+            current = MigrationContext.configure(conn).get_current_revision()
+            head = ScriptDirectory.from_config(config).get_current_head()
+            if current is not None and current != head:  # a new database is quick to make
+                log.info(
+                    "upgrading the database schema from %s to %s (a large database takes a "
+                    "while: on SQLite about 15 s for a million results in the outbox)",
+                    current,
+                    head,
+                )
             command.upgrade(config, "head")
 
     def checkpoint_in_background(self, every_s: float = CHECKPOINT_EVERY_S) -> None:

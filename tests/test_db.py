@@ -1,4 +1,5 @@
 import logging
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -9,12 +10,29 @@ from gateway.cli import _not_an_aborted_pipeline
 from gateway.db import Database
 from gateway.db_faults import database_fault, resource_fault
 from gateway.server import free_port
+from tests.support.migrations import upgrade_to
 
 
 def test_migrations_create_the_audit_anchor(db: Database) -> None:
     with db.read() as conn:
         head = conn.execute(text("SELECT seq FROM chain_head WHERE name = 'audit'")).scalar_one()
     assert head == 0
+
+
+def test_an_upgrade_of_an_older_schema_says_so_and_a_new_database_does_not(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Migrations run as `kym serve` starts; one that copies a large table takes minutes."""
+    older = f"sqlite:///{tmp_path / 'old.db'}"
+    upgrade_to(older, "0022_deliveries_at_index")
+    with caplog.at_level(logging.INFO, logger="kym.db"):
+        for url in (older, older, f"sqlite:///{tmp_path / 'new.db'}"):
+            db = Database(url)
+            db.migrate()
+            db.dispose()
+    said = [r.getMessage() for r in caplog.records if r.name == "kym.db"]
+    assert len(said) == 1, said
+    assert said[0].startswith("upgrading the database schema from 0022_deliveries_at_index to ")
 
 
 def test_migrate_twice_is_harmless(db: Database) -> None:
