@@ -22,10 +22,11 @@ from wallet.ledger import Payment, PaymentStatus, PaymentType, TransferKind
 from wallet.payments import get_payment, payment_from_row
 from wallet.schema import payments, utc
 
-# outer row, and each re-run would skip the rows the statement itself just locked.
 # `status = 'held'` as a literal: the planner then uses the partial index of the held payments
 # (`ix_wallet_payments_due`, migration 0024), also in a plan made without the parameters.
 IS_HELD: sa.ColumnElement[str] = sa.literal_column(f"'{PaymentStatus.HELD.value}'")
+
+# outer row, and each re-run would skip the rows the statement itself just locked.
 _DUE = (
     select(payments.c.payment_id)
     .where(payments.c.status == IS_HELD, payments.c.expires_at <= bindparam("p_now"))
